@@ -1,0 +1,82 @@
+"""The result cache: a size-bounded diskcache under NANOBANANA_HOME that never charges twice for the same request.
+
+Each image's bytes are stored once, content-addressed, as a file of diskcache's own; saved outputs are hard links
+to that file where the filesystem allows, so a cached image does not take its space twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import diskcache
+
+__all__ = ["CachedEntry", "ResultCache"]
+
+ENTRY_PREFIX = "result:"
+BLOB_PREFIX = "image:"
+
+
+@dataclass(frozen=True)
+class CachedEntry:
+    """What a cache hit replays: image digests and types, the model's words, finish reason, tokens and cost."""
+
+    images: tuple[tuple[str, str], ...]  # (sha256, mime type)
+    text: str
+    finish_reason: str | None
+    usage: dict
+    cost_usd: float | None
+    paths: tuple[Path, ...] = ()  # where each image's bytes are, found at lookup (not stored)
+
+
+class ResultCache:
+    """Maps a request's cache key to the images and metadata of its first successful answer."""
+
+    def __init__(self, directory: Path, size_limit: int) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self._cache = diskcache.Cache(str(directory), size_limit=size_limit)
+
+    def lookup(self, key: str) -> CachedEntry | None:
+        """The entry for a key, or None if absent or if any of its images is gone or damaged."""
+        raw = self._cache.get(ENTRY_PREFIX + key)
+        if raw is None:
+            return None
+        entry = CachedEntry(**raw)
+        paths = [self.image_path(sha) for sha, _ in entry.images]
+        if all(path is not None for path in paths):
+            return replace(entry, paths=tuple(paths))
+        self._cache.delete(ENTRY_PREFIX + key)  # an evicted or altered image: ask the API again
+        return None
+
+    def store(self, key: str, images: list[tuple[bytes, str]], entry_fields: dict) -> list[Path | None]:
+        """Record a successful answer and return where each image is kept (an image already held is not rewritten)."""
+        shas = tuple((hashlib.sha256(data).hexdigest(), mime) for data, mime in images)
+        paths = []
+        for (sha, _), (data, _) in zip(shas, images, strict=True):
+            path = self.image_path(sha)
+            if path is None:
+                self._cache.set(BLOB_PREFIX + sha, io.BytesIO(data), read=True)  # read=True: kept as a file
+                path = self.image_path(sha)
+            paths.append(path)
+        self._cache.set(ENTRY_PREFIX + key, {"images": shas, **entry_fields})
+        return paths
+
+    def image_path(self, sha256: str) -> Path | None:
+        """The file holding an image's bytes, after checking they still match the digest."""
+        handle = self._cache.get(BLOB_PREFIX + sha256, read=True)
+        if handle is None:
+            return None
+        with handle:
+            if hashlib.sha256(handle.read()).hexdigest() == sha256:
+                return Path(handle.name)
+        self._cache.delete(BLOB_PREFIX + sha256)  # someone changed the file in place (e.g. through a hard link)
+        return None
+
+    def __len__(self) -> int:
+        return sum(1 for key in self._cache.iterkeys() if str(key).startswith(ENTRY_PREFIX))
+
+    def close(self) -> None:
+        """Close the cache's database connection."""
+        self._cache.close()

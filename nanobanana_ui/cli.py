@@ -1,0 +1,147 @@
+"""The command line: generate, edit and compose through the Studio service, with --json for scripts.
+
+Exit codes: 0 success, 1 unexpected error, 2 bad input or usage, 3 key missing/invalid/denied, 4 rate limit or
+quota, 5 no image (prompt blocked, image withheld, text-only reply), 6 service or network failure, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from .config import load_settings
+from .errors import StudioError
+from .models import get_model, known_models
+from .request import ImageOptions, ImageResult, Mode
+
+__all__ = ["build_parser", "main"]
+
+
+def _shared_options() -> argparse.ArgumentParser:
+    shared = argparse.ArgumentParser(add_help=False)
+    group = shared.add_argument_group("options for every request")
+    group.add_argument("--model", help="model id (default: NANOBANANA_MODEL or gemini-2.5-flash-image)")
+    group.add_argument("--aspect-ratio", help="e.g. 1:1, 16:9, 9:16 (default: the model's; edit keeps the input's)")
+    group.add_argument("--size", help="image size: 512, 1K, 2K or 4K, as the model offers")
+    group.add_argument("--temperature", type=float, help="0 to 2")
+    group.add_argument("--top-p", type=float, help="0 to 1")
+    group.add_argument("--top-k", type=int, help="1 or more")
+    group.add_argument("--seed", type=int, help="best effort: the same seed need not give the same image")
+    group.add_argument("--count", type=int, default=1, help="how many images, as parallel calls (1 to 100)")
+    group.add_argument("--image-only", action="store_true", help="ask for the image without the model's text")
+    group.add_argument("--out", type=Path, help="folder for the images (default: NANOBANANA_HOME/outputs)")
+    group.add_argument("--no-cache", action="store_true", help="always call the API (the answer is still cached)")
+    group.add_argument("--offline", action="store_true", help="use the embedded emulator, even with a key")
+    group.add_argument("--json", action="store_true", help="one JSON object per image on stdout")
+    return shared
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for `python -m nanobanana_ui`."""
+    parser = argparse.ArgumentParser(prog="nanobanana", description="Nano Banana Studio: Gemini image models.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    shared = _shared_options()
+    gen = commands.add_parser("generate", parents=[shared], help="make an image from a text prompt")
+    gen.add_argument("prompt")
+    edit = commands.add_parser("edit", parents=[shared], help="change an image with an instruction")
+    edit.add_argument("image", type=Path)
+    edit.add_argument("prompt")
+    compose = commands.add_parser("compose", parents=[shared], help="combine several images with an instruction")
+    compose.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
+    compose.add_argument("--prompt", required=True)
+    commands.add_parser("models", help="list the models in the registry")
+    return parser
+
+
+def _image_records(result: ImageResult) -> list[dict]:
+    request = result.request
+    share = (result.cost_usd / len(result.images)) if result.cost_usd is not None else None
+    return [{
+        "path": str(image.path), "prompt": request.prompt, "model": request.model, "mode": request.mode.value,
+        "cached": result.cached, "cost_usd": share, "saved_usd": result.saved_usd if result.cached else 0.0,
+        "finish_reason": result.finish_reason, "text": result.text, "width": image.width, "height": image.height,
+        "sha256": image.sha256, "variation": request.options.variation, "seed": request.options.seed,
+        "tokens": {"prompt": result.usage.prompt_tokens, "output": result.usage.output_tokens,
+                   "total": result.usage.total_tokens},
+        "elapsed_s": round(result.elapsed_s, 3), "id": result.id,
+    } for image in result.images]
+
+
+def _print_result(result: ImageResult, as_json: bool) -> None:
+    for record in _image_records(result):
+        if as_json:
+            print(json.dumps(record, ensure_ascii=False), flush=True)
+            continue
+        cost = "cached · $0" if result.cached else (
+            f"${record['cost_usd']:.4f}" if record["cost_usd"] is not None else "cost unknown")
+        print(f"{record['path']}  ({record['width']}x{record['height']}, {cost}, {result.elapsed_s:.1f} s)")
+    if result.text and not as_json:
+        print(f"  model said: {result.text}")
+
+
+async def _run(args: argparse.Namespace) -> int:
+    from .studio import Studio  # imported here so `--help` stays instant
+
+    settings = load_settings({"offline": True} if args.offline else None)
+    studio = Studio(settings)
+    if studio.offline and not args.json:
+        print("Offline: using the embedded Gemini emulator (placeholder images). "
+              "Set GEMINI_API_KEY for real images.", file=sys.stderr)
+    try:
+        options = ImageOptions(aspect_ratio=args.aspect_ratio, size=args.size, temperature=args.temperature,
+                               top_p=args.top_p, top_k=args.top_k, seed=args.seed, with_text=not args.image_only)
+        mode = Mode(args.command)
+        images = {Mode.GENERATE: (), Mode.EDIT: (args.image,), Mode.COMPOSE: tuple(args.images)}[mode]
+        request = studio.build_request(mode, args.prompt, images, model=args.model, options=options)
+        outcomes = await studio.run_variations(request, args.count, use_cache=not args.no_cache, out_dir=args.out)
+    finally:
+        await studio.aclose()
+    failures = [o for o in outcomes if isinstance(o, StudioError)]
+    for outcome in outcomes:
+        if isinstance(outcome, StudioError):
+            _report(outcome, as_json=args.json, prompt=args.prompt)
+        else:
+            _print_result(outcome, args.json)
+    return failures[0].exit_code if failures else 0
+
+
+def _report(error: StudioError, *, as_json: bool = False, prompt: str | None = None) -> None:
+    print(f"error: {error.message}", file=sys.stderr)
+    if as_json:
+        print(json.dumps({"error": error.message, "error_type": type(error).__name__, "prompt": prompt,
+                          "exit_code": error.exit_code}, ensure_ascii=False), flush=True)
+
+
+def _list_models() -> int:
+    for spec in known_models():
+        price = spec.image_price(spec.default_size)
+        print(f"{spec.id:32} {spec.label}: sizes {'/'.join(spec.sizes)}, up to {spec.max_input_images} input images, "
+              f"${price:.3f} per {spec.default_size} image")
+    default = load_settings().model
+    print(f"default: {default}{'' if get_model(default).known else ' (not in the registry)'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code and never lets a traceback reach the user."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "models":
+            return _list_models()
+        return asyncio.run(_run(args))
+    except StudioError as error:
+        _report(error, as_json=getattr(args, "json", False), prompt=getattr(args, "prompt", None))
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - the promise is: never a traceback
+        print(f"error: unexpected {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

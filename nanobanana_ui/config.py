@@ -1,0 +1,116 @@
+"""Settings: every knob of the app, resolved once in one chain (explicit → .env → environment → default)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+from .errors import ConfigError
+from .models import default_model_id
+
+__all__ = ["KEY_VARIABLES", "Settings", "load_settings"]
+
+# The key's names, in precedence order. GEMINI_API_KEY is ours; the others are accepted for convenience.
+# (The SDK itself prefers GOOGLE_API_KEY; we always pass the key explicitly, so our order is the one that counts.)
+KEY_VARIABLES = ("GEMINI_API_KEY", "GOOGLE_API_KEY", "NANO_BANANA_API_KEY")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved configuration; the API key is kept out of repr() so it never reaches a log."""
+
+    api_key: str | None = field(default=None, repr=False)
+    home: Path = Path.home() / ".nanobanana"
+    offline: bool = False
+    base_url: str | None = None
+    model: str = field(default_factory=default_model_id)
+    rpm: int = 60
+    rpd: int = 1500
+    cache_size_bytes: int = 2 * 1024**3
+    timeout_s: float = 120.0
+    out_dir: Path | None = None
+
+    @property
+    def uses_emulator(self) -> bool:
+        """True when requests go to the embedded offline emulator (forced, or no key configured)."""
+        return self.offline or not self.api_key
+
+    @property
+    def output_dir(self) -> Path:
+        """Where images are saved when no --out is given."""
+        return self.out_dir or self.home / "outputs"
+
+    @property
+    def cache_dir(self) -> Path:
+        """The result cache's directory."""
+        return self.home / "cache"
+
+    def with_overrides(self, **changes: object) -> Settings:
+        """A copy with some fields replaced (None values are ignored)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _flag(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a yes/no value: use 1 or 0.")
+
+
+def _number(name: str, raw: str, kind: type, minimum: float) -> int | float:
+    try:
+        value = kind(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number.") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={raw!r} must be at least {minimum}.")
+    return value
+
+
+def load_settings(
+    explicit: Mapping[str, object] | None = None,
+    *,
+    env_file: str | os.PathLike | None = ".env",
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Resolve Settings: explicit values win, then the .env file, then the environment, then defaults."""
+    env = dict(os.environ if environ is None else environ)
+    dot = {k: v for k, v in (dotenv_values(env_file) if env_file and Path(env_file).is_file() else {}).items() if v}
+
+    def lookup(*names: str) -> tuple[str, str] | None:
+        for source in (dot, env):
+            for name in names:
+                if source.get(name):
+                    return name, source[name]
+        return None
+
+    values: dict[str, object] = {}
+    if found := lookup(*KEY_VARIABLES):
+        values["api_key"] = found[1].strip()
+    if found := lookup("NANOBANANA_HOME"):
+        values["home"] = Path(found[1]).expanduser()
+    if found := lookup("NANOBANANA_OFFLINE"):
+        values["offline"] = _flag(*found)
+    # Our own variable first; the SDK's GOOGLE_GEMINI_BASE_URL keeps working for relays set up for other tools.
+    if found := lookup("NANOBANANA_BASE_URL", "GOOGLE_GEMINI_BASE_URL"):
+        values["base_url"] = found[1].strip().rstrip("/")
+    if found := lookup("NANOBANANA_MODEL"):
+        values["model"] = found[1].strip()
+    if found := lookup("NANOBANANA_RPM"):
+        values["rpm"] = _number(*found, int, 1)
+    if found := lookup("NANOBANANA_RPD"):
+        values["rpd"] = _number(*found, int, 1)
+    if found := lookup("NANOBANANA_CACHE_SIZE_MB"):
+        values["cache_size_bytes"] = int(_number(*found, float, 1) * 1024**2)
+    if found := lookup("NANOBANANA_TIMEOUT"):
+        values["timeout_s"] = _number(*found, float, 1)
+    values.update({k: v for k, v in (explicit or {}).items() if v is not None})
+    return Settings(**values)

@@ -1,0 +1,156 @@
+"""The backend: one ImageRequest in, one BackendReply out, over the official google-genai SDK (async, v1beta)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import BadResponseError, ImageWithheldError, PromptBlockedError, TextOnlyError, map_error
+from .request import ImageRequest, Usage
+
+__all__ = ["BackendReply", "GeminiBackend", "build_config", "build_contents", "parse_response"]
+
+_WITHHELD_HINTS = {
+    "IMAGE_SAFETY": "Gemini's safety filter withheld the image",
+    "IMAGE_PROHIBITED_CONTENT": "Gemini withheld the image as prohibited content",
+    "IMAGE_RECITATION": "Gemini withheld the image because it resembled existing work too closely",
+    "SAFETY": "Gemini's safety filter stopped the answer",
+    "PROHIBITED_CONTENT": "Gemini stopped the answer as prohibited content",
+    "RECITATION": "Gemini stopped the answer because it resembled existing work too closely",
+    "NO_IMAGE": "Gemini finished without making an image",
+    "MAX_TOKENS": "Gemini ran out of output tokens before making an image",
+}
+
+
+@dataclass(frozen=True)
+class BackendReply:
+    """What the API returned for a request that produced at least one image."""
+
+    images: tuple[tuple[bytes, str], ...]  # (exact bytes, mime type), thought images excluded
+    text: str
+    finish_reason: str | None
+    usage: Usage
+
+
+def build_contents(request: ImageRequest) -> list[Any]:
+    """The user turn: the prompt verbatim as the first part, then each input image inline, in order."""
+    from google.genai import types
+
+    parts = [types.Part.from_text(text=request.prompt)]
+    parts += [types.Part.from_bytes(data=image.data, mime_type=image.mime_type) for image in request.images]
+    return [types.Content(role="user", parts=parts)]
+
+
+def build_config(request: ImageRequest) -> Any:
+    """The GenerateContentConfig for a request; options left as None are not sent."""
+    from google.genai import types
+
+    opts = request.options
+    image_config = None
+    if opts.aspect_ratio or opts.size:
+        image_config = types.ImageConfig(aspect_ratio=opts.aspect_ratio, image_size=opts.size)
+    return types.GenerateContentConfig(
+        response_modalities=["TEXT", "IMAGE"] if opts.with_text else ["IMAGE"],
+        temperature=opts.temperature,
+        top_p=opts.top_p,
+        top_k=opts.top_k,
+        seed=opts.seed,
+        image_config=image_config,
+    )
+
+
+def _enum_name(value: Any) -> str | None:
+    if value is None:
+        return None
+    return str(getattr(value, "value", None) or getattr(value, "name", None) or value)
+
+
+def _usage(meta: Any) -> Usage:
+    if meta is None:
+        return Usage()
+    by_modality = {"IMAGE": 0, "TEXT": 0}
+    for detail in meta.candidates_tokens_details or ():
+        name = _enum_name(detail.modality)
+        if name in by_modality:
+            by_modality[name] += detail.token_count or 0
+    return Usage(
+        prompt_tokens=meta.prompt_token_count or 0,
+        output_tokens=meta.candidates_token_count or 0,
+        image_tokens=by_modality["IMAGE"],
+        text_tokens=by_modality["TEXT"],
+        total_tokens=meta.total_token_count or 0,
+    )
+
+
+def parse_response(response: Any) -> BackendReply:
+    """Read a GenerateContentResponse; every no-image outcome raises its own NoImageError subclass."""
+    feedback = response.prompt_feedback
+    if not response.candidates:
+        reason = _enum_name(feedback.block_reason) if feedback is not None else None
+        if reason:
+            raise PromptBlockedError(
+                f"Gemini blocked the prompt ({reason}). Rephrase it, or change the input images.", reason=reason)
+        raise BadResponseError("Gemini answered with no candidates and no reason. Try again.")
+    candidate = response.candidates[0]
+    finish = _enum_name(candidate.finish_reason)
+    parts = (candidate.content.parts if candidate.content is not None else None) or ()
+    images: list[tuple[bytes, str]] = []
+    texts: list[str] = []
+    for part in parts:
+        if part.thought:  # Gemini 3 sends interim "thinking" images and notes: not the answer
+            continue
+        blob = part.inline_data
+        if blob is not None and blob.data and (blob.mime_type or "").startswith("image/"):
+            images.append((blob.data, blob.mime_type))
+        elif part.text:
+            texts.append(part.text)
+    text = "\n".join(texts).strip()
+    if images:
+        return BackendReply(tuple(images), text, finish, _usage(response.usage_metadata))
+    if finish and finish not in ("STOP", "FINISH_REASON_UNSPECIFIED"):
+        hint = _WITHHELD_HINTS.get(finish, "Gemini finished without an image")
+        said = f" It said: {text}" if text else ""
+        raise ImageWithheldError(f"{hint} ({finish}). Change the prompt or the input image and try again.{said}",
+                                 reason=finish, text=text)
+    if text:
+        raise TextOnlyError(f"Gemini replied with text instead of an image: {text}", reason=finish, text=text)
+    raise ImageWithheldError("Gemini returned neither an image nor text. Try again.", reason=finish)
+
+
+class GeminiBackend:
+    """An async google-genai client for one key and base URL; the SDK's own retry stays off (one retry layer)."""
+
+    def __init__(self, *, api_key: str, base_url: str | None = None, timeout_s: float = 120.0) -> None:
+        from google import genai
+        from google.genai import types
+
+        options = types.HttpOptions(
+            api_version="v1beta",  # the SDK's default (v1) lacks the image options
+            base_url=base_url,
+            timeout=int(timeout_s * 1000),  # milliseconds
+        )
+        # vertexai=False: GOOGLE_GENAI_USE_VERTEXAI in the environment must not reroute our calls.
+        self._client = genai.Client(api_key=api_key, vertexai=False, http_options=options)
+
+    async def generate(self, request: ImageRequest) -> BackendReply:
+        """Send one request and parse the reply; every failure arrives as a StudioError."""
+        try:
+            response = await self._client.aio.models.generate_content(
+                model=request.model, contents=build_contents(request), config=build_config(request))
+        except Exception as exc:  # noqa: BLE001 - every SDK and transport error is mapped in one place
+            raise map_error(exc, model=request.model) from exc
+        return parse_response(response)
+
+    async def list_image_models(self) -> tuple[str, ...]:
+        """Ids of the image-generation models this key can use."""
+        try:
+            pager = await self._client.aio.models.list()
+            names = [model.name async for model in pager]
+        except Exception as exc:  # noqa: BLE001
+            raise map_error(exc) from exc
+        ids = (name.removeprefix("models/") for name in names if name)
+        return tuple(sorted(i for i in ids if "image" in i and "imagen" not in i))
+
+    async def aclose(self) -> None:
+        """Close the HTTP pool."""
+        await self._client.aio.aclose()

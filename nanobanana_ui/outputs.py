@@ -1,0 +1,69 @@
+"""Saving outputs: the exact bytes the API returned, written atomically, under names that sort by time."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import unicodedata
+from datetime import datetime
+from pathlib import Path
+
+__all__ = ["extension_for", "output_name", "save_output", "slugify"]
+
+_EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "image/gif": ".gif"}
+
+
+def slugify(text: str, max_length: int = 40) -> str:
+    """A short lowercase ASCII slug of a prompt, safe in any file system ("image" when nothing is left)."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+    return slug[:max_length].rstrip("-") or "image"
+
+
+def extension_for(mime_type: str) -> str:
+    """The file extension for an image MIME type."""
+    return _EXTENSIONS.get(mime_type, ".png")
+
+
+def output_name(prompt: str, mime_type: str, when: datetime, suffix: str = "") -> str:
+    """File name like 20261127-215600-123_a-red-fox_v1.png: time first (sorts), then the prompt's slug."""
+    stamp = when.strftime("%Y%m%d-%H%M%S-") + f"{when.microsecond // 1000:03d}"
+    return f"{stamp}_{slugify(prompt)}{suffix}{extension_for(mime_type)}"
+
+
+def _claim(source: Path, target: Path) -> Path:
+    """Hard-link source to target, or to target-2, -3, ... when taken; never overwrite (link is atomic)."""
+    for n in range(1, 1000):
+        candidate = target if n == 1 else target.with_name(f"{target.stem}-{n}{target.suffix}")
+        try:
+            os.link(source, candidate)
+            return candidate
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free file name near {target}")
+
+
+def save_output(data: bytes, out_dir: Path, name: str, *, stored_copy: Path | None = None) -> Path:
+    """Write an image to out_dir/name atomically; share the cache's copy (a hard link) when one is given."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if stored_copy is not None:
+        try:
+            return _claim(stored_copy, out_dir / name)
+        except OSError:
+            pass  # another file system, or no hard links: write a copy instead
+    fd, tmp_name = tempfile.mkstemp(prefix=".partial-", suffix=".tmp", dir=out_dir)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            return _claim(tmp, out_dir / name)
+        except OSError:  # no hard links here: rename instead (a name clash is vanishingly unlikely at ms resolution)
+            final = out_dir / name
+            os.replace(tmp, final)
+            return final
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,223 @@
+"""The Studio service: generate, edit and compose, with validation, the result cache and saved outputs.
+
+Every front end (CLI, Gradio UI, HTTP API) goes through this class and nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from .cache import ResultCache
+from .config import Settings
+from .costs import cost_from_usage
+from .errors import InputError, ModelNotFoundError, StudioError, UnsupportedOptionError
+from .images import InputImage, check_request_size, image_size, load_input_image, load_input_path
+from .models import ModelSpec, get_model
+from .outputs import output_name, save_output
+from .request import GeneratedImage, ImageOptions, ImageRequest, ImageResult, Mode, Usage
+
+__all__ = ["MAX_COUNT", "MAX_PROMPT_CHARS", "Backend", "ImageSource", "Studio"]
+
+MAX_PROMPT_CHARS = 30_000  # the image models take about 32k input tokens; refuse clearly rather than get a 400
+MAX_COUNT = 100
+ImageSource = InputImage | bytes | str | os.PathLike
+
+
+class Backend(Protocol):
+    """What the Studio needs from a backend (GeminiBackend, or a test double)."""
+
+    async def generate(self, request: ImageRequest): ...  # noqa: D102
+    async def list_image_models(self) -> tuple[str, ...]: ...  # noqa: D102
+    async def aclose(self) -> None: ...  # noqa: D102
+
+
+def _as_input(source: ImageSource, index: int) -> InputImage:
+    if isinstance(source, InputImage):
+        return source
+    if isinstance(source, bytes):
+        return load_input_image(source, name=f"image {index + 1}")
+    return load_input_path(source)
+
+
+def _check_range(name: str, value: float | None, low: float, high: float) -> None:
+    if value is not None and not low <= value <= high:
+        raise UnsupportedOptionError(f"{name} must be between {low:g} and {high:g} (got {value:g}).")
+
+
+def validate_options(spec: ModelSpec, options: ImageOptions) -> None:
+    """Refuse, before any call, an option the model does not offer."""
+    if options.size is not None and options.size not in spec.sizes:
+        raise UnsupportedOptionError(
+            f"{spec.label} does not make {options.size} images; choose one of: {', '.join(spec.sizes)}.")
+    if options.aspect_ratio is not None and options.aspect_ratio not in spec.aspect_ratios:
+        raise UnsupportedOptionError(
+            f"{spec.label} does not offer aspect ratio {options.aspect_ratio}; "
+            f"choose one of: {', '.join(spec.aspect_ratios)}.")
+    _check_range("Temperature", options.temperature, 0.0, 2.0)
+    _check_range("Top-p", options.top_p, 0.0, 1.0)
+    _check_range("Top-k", options.top_k, 1, 1000)
+    _check_range("Seed", options.seed, 0, 2**31 - 1)
+    _check_range("Variation", options.variation, 0, 10**9)
+
+
+class Studio:
+    """Generate, edit and compose images; one instance per key (it owns that key's client)."""
+
+    def __init__(self, settings: Settings, *, backend: Backend | None = None, cache: ResultCache | None = None) -> None:
+        self.settings = settings
+        self._backend = backend
+        self._cache = cache
+        self.emulator_url: str | None = None
+
+    @property
+    def offline(self) -> bool:
+        """True when requests go to the embedded emulator rather than Gemini."""
+        return self._backend is None and self.settings.uses_emulator
+
+    @property
+    def backend(self) -> Backend:
+        """The backend, created on first use (starting the emulator only when it is needed)."""
+        if self._backend is None:
+            from .gemini import GeminiBackend
+
+            if self.settings.uses_emulator:
+                from .emulator import OFFLINE_API_KEY, shared_emulator
+
+                self.emulator_url = shared_emulator().base_url
+                self._backend = GeminiBackend(api_key=OFFLINE_API_KEY, base_url=self.emulator_url,
+                                              timeout_s=self.settings.timeout_s)
+            else:
+                self._backend = GeminiBackend(api_key=self.settings.api_key or "", base_url=self.settings.base_url,
+                                              timeout_s=self.settings.timeout_s)
+        return self._backend
+
+    @property
+    def cache(self) -> ResultCache:
+        """The result cache, opened on first use."""
+        if self._cache is None:
+            self._cache = ResultCache(self.settings.cache_dir, self.settings.cache_size_bytes)
+        return self._cache
+
+    def build_request(self, mode: Mode, prompt: str, images: Sequence[ImageSource] = (), *,
+                      model: str | None = None, options: ImageOptions | None = None) -> ImageRequest:
+        """Validate everything that can be checked before a call, and build the request."""
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise InputError("The prompt is empty: describe the image you want (or the change to make).")
+        if len(prompt) > MAX_PROMPT_CHARS:
+            raise InputError(f"The prompt is {len(prompt):,} characters long; the limit is {MAX_PROMPT_CHARS:,}.")
+        spec = get_model(model or self.settings.model)
+        options = options or ImageOptions()
+        validate_options(spec, options)
+        expected = {Mode.GENERATE: (0, 0), Mode.EDIT: (1, 1), Mode.COMPOSE: (2, spec.max_input_images)}[mode]
+        if len(images) > spec.max_input_images:
+            raise InputError(f"{spec.label} accepts at most {spec.max_input_images} input images; "
+                             f"you gave {len(images)}. Remove some, or choose a model that takes more.")
+        if not expected[0] <= len(images) <= expected[1]:
+            wanted = {Mode.GENERATE: "no input image", Mode.EDIT: "exactly one input image",
+                      Mode.COMPOSE: f"2 to {spec.max_input_images} input images"}[mode]
+            raise InputError(f"{mode.value.capitalize()} needs {wanted}; got {len(images)}.")
+        inputs = tuple(_as_input(source, i) for i, source in enumerate(images))
+        check_request_size(inputs)
+        return ImageRequest(mode=mode, model=model or self.settings.model, prompt=prompt, images=inputs,
+                            options=options)
+
+    async def generate(self, prompt: str, **kwargs) -> ImageResult:
+        """Text to image. Keywords: model, options, use_cache, out_dir."""
+        return await self._build_and_run(Mode.GENERATE, prompt, (), **kwargs)
+
+    async def edit(self, image: ImageSource, prompt: str, **kwargs) -> ImageResult:
+        """One image plus an instruction. Keywords: model, options, use_cache, out_dir."""
+        return await self._build_and_run(Mode.EDIT, prompt, (image,), **kwargs)
+
+    async def compose(self, images: Sequence[ImageSource], prompt: str, **kwargs) -> ImageResult:
+        """Several images plus an instruction. Keywords: model, options, use_cache, out_dir."""
+        return await self._build_and_run(Mode.COMPOSE, prompt, tuple(images), **kwargs)
+
+    async def _build_and_run(self, mode: Mode, prompt: str, images: Sequence[ImageSource], *, model: str | None = None,
+                             options: ImageOptions | None = None, **run_kwargs) -> ImageResult:
+        request = self.build_request(mode, prompt, images, model=model, options=options)
+        return await self.run(request, **run_kwargs)
+
+    async def run(self, request: ImageRequest, *, use_cache: bool = True, out_dir: Path | None = None) -> ImageResult:
+        """Answer one request: from the cache when possible (no call, $0), else from the API; save the images."""
+        started = time.perf_counter()
+        out_dir = out_dir or self.settings.output_dir
+        key = request.cache_key()
+        entry = self.cache.lookup(key) if use_cache else None
+        if entry is not None:
+            pairs = zip(entry.paths, entry.images, strict=True)
+            images = [(path.read_bytes(), mime, path) for path, (_, mime) in pairs]
+            return self._result(request, images, entry.text, entry.finish_reason, Usage(**entry.usage),
+                                cost=0.0, cached=True, saved=entry.cost_usd or 0.0, out_dir=out_dir, started=started)
+        reply = await self._call(request)
+        cost = cost_from_usage(get_model(request.model), reply.usage)
+        paths = self.cache.store(key, list(reply.images), {"text": reply.text, "finish_reason": reply.finish_reason,
+                                                           "usage": asdict(reply.usage), "cost_usd": cost})
+        stored = [(data, mime, path) for (data, mime), path in zip(reply.images, paths, strict=True)]
+        return self._result(request, stored, reply.text, reply.finish_reason, reply.usage,
+                            cost=cost, cached=False, saved=0.0, out_dir=out_dir, started=started)
+
+    async def run_variations(self, request: ImageRequest, count: int, **run_kwargs) -> list[ImageResult | StudioError]:
+        """`count` variations of a request (variation numbers n, n+1, ...) as parallel calls; errors are returned."""
+        if not 1 <= count <= MAX_COUNT:
+            raise InputError(f"The number of images must be between 1 and {MAX_COUNT} (got {count}).")
+        first = request.options.variation
+        jobs = [self.run(request.with_variation(first + i), **run_kwargs) for i in range(count)]
+        outcomes = await asyncio.gather(*jobs, return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, StudioError):
+                raise outcome
+        return list(outcomes)
+
+    async def _call(self, request: ImageRequest):
+        try:
+            return await self.backend.generate(request)
+        except ModelNotFoundError as exc:
+            raise await self._with_available_models(exc) from exc
+
+    async def _with_available_models(self, exc: ModelNotFoundError) -> ModelNotFoundError:
+        """Add the image models this key can use to a 404 message (best effort: a listing failure is ignored)."""
+        try:
+            available = await asyncio.wait_for(self.backend.list_image_models(), timeout=10)
+        except (StudioError, asyncio.TimeoutError):
+            return exc
+        if not available:
+            return exc
+        return ModelNotFoundError(f"{exc.message} Image models this key can use: {', '.join(available)}.",
+                                  model=exc.model, available=available)
+
+    def _result(self, request: ImageRequest, images: list[tuple[bytes, str, Path | None]], text: str,
+                finish_reason: str | None, usage: Usage, *, cost: float | None, cached: bool, saved: float,
+                out_dir: Path, started: float) -> ImageResult:
+        now = datetime.now()
+        variation = f"_v{request.options.variation}" if request.options.variation else ""
+        saved_images = []
+        for index, (data, mime, stored) in enumerate(images):
+            suffix = variation + (f"_{index + 1}" if len(images) > 1 else "")
+            path = save_output(data, out_dir, output_name(request.prompt, mime, now, suffix), stored_copy=stored)
+            width, height = image_size(data)
+            saved_images.append(GeneratedImage(sha256=_sha(data), mime_type=mime, width=width, height=height,
+                                               path=path))
+        return ImageResult(id=uuid.uuid4().hex, request=request, images=tuple(saved_images), text=text,
+                           finish_reason=finish_reason, usage=usage, cost_usd=cost, cached=cached,
+                           saved_usd=saved if cached else 0.0, elapsed_s=time.perf_counter() - started)
+
+    async def aclose(self) -> None:
+        """Release the client and the cache."""
+        if self._backend is not None:
+            await self._backend.aclose()
+        if self._cache is not None:
+            self._cache.close()
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
