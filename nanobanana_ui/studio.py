@@ -211,6 +211,12 @@ class Studio:
                            finish_reason=finish_reason, usage=usage, cost_usd=cost, cached=cached,
                            saved_usd=saved if cached else 0.0, elapsed_s=time.perf_counter() - started)
 
+    async def __aenter__(self) -> Studio:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
     async def aclose(self) -> None:
         """Release the client and the cache."""
         if self._backend is not None:

@@ -1,0 +1,57 @@
+"""Shared fixtures: a clean environment, an emulator per test, and a Studio pointed at it."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+
+import pytest
+from PIL import Image
+
+from nanobanana_ui.config import Settings
+from nanobanana_ui.emulator import GeminiEmulator
+from nanobanana_ui.studio import Studio
+
+TEST_KEY = "test-key-not-secret"
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch, tmp_path):
+    """No test sees the developer's keys, Vertex switches, base URLs, data dir or .env file."""
+    for name in list(os.environ):
+        if name.startswith(("GOOGLE_GENAI_", "GOOGLE_CLOUD_", "NANOBANANA_")) or name in (
+            "GEMINI_API_KEY", "GOOGLE_API_KEY", "NANO_BANANA_API_KEY", "GOOGLE_GEMINI_BASE_URL",
+        ):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def emulator():
+    """A fresh emulator on a free loopback port."""
+    with GeminiEmulator() as emu:
+        yield emu
+
+
+@pytest.fixture
+def settings(emulator, tmp_path) -> Settings:
+    """Settings as a user with a key and a relay base URL would have them, pointed at the emulator."""
+    return Settings(api_key=TEST_KEY, base_url=emulator.base_url, home=tmp_path / "home", timeout_s=10)
+
+
+def in_studio(settings: Settings, scenario):
+    """Run `await scenario(studio)` in a fresh event loop with a Studio that is closed afterwards."""
+
+    async def main():
+        async with Studio(settings) as studio:
+            return await scenario(studio)
+
+    return asyncio.run(main())
+
+
+def png_bytes(size=(64, 48), color=(200, 30, 30), mode="RGB") -> bytes:
+    """A small PNG made in memory."""
+    buffer = io.BytesIO()
+    Image.new(mode, size, color).save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -1,0 +1,103 @@
+"""The result cache: a repeat is free and makes no call; failures are never cached; each image is stored once."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from conftest import in_studio, png_bytes
+
+from nanobanana_ui.emulator import Fault
+from nanobanana_ui.errors import ServerError, TextOnlyError
+from nanobanana_ui.request import ImageOptions, ImageRequest, Mode
+
+
+def test_repeat_is_a_hit_with_no_call_and_no_cost(settings, emulator):
+    first = in_studio(settings, lambda s: s.generate("a red fox"))
+    second = in_studio(settings, lambda s: s.generate("a red fox"))  # a new Studio: the cache is on disk
+    assert len(emulator.generate_requests) == 1
+    assert second.cached and not first.cached
+    assert second.cost_usd == 0.0 and second.saved_usd == pytest.approx(first.cost_usd)
+    assert second.images[0].sha256 == first.images[0].sha256
+    assert second.images[0].path != first.images[0].path  # a new file for the new request...
+    assert second.images[0].path.read_bytes() == first.images[0].path.read_bytes()
+    assert second.text == first.text and second.finish_reason == first.finish_reason
+
+
+def test_image_bytes_are_stored_once(settings, emulator):
+    first = in_studio(settings, lambda s: s.generate("stored once"))
+    second = in_studio(settings, lambda s: s.generate("stored once"))
+    a, b = os.stat(first.images[0].path), os.stat(second.images[0].path)
+    assert (a.st_ino, a.st_dev) == (b.st_ino, b.st_dev)  # the same file on disk, shared with the cache
+    assert a.st_nlink == 3  # the cache's copy and the two outputs
+
+
+@pytest.mark.parametrize("change", [
+    {"prompt": "a red fox!"},
+    {"model": "gemini-3-pro-image-preview"},
+    {"options": ImageOptions(seed=1)},
+    {"options": ImageOptions(variation=1)},
+    {"options": ImageOptions(temperature=0.5)},
+    {"options": ImageOptions(aspect_ratio="16:9")},
+    {"options": ImageOptions(with_text=False)},
+])
+def test_anything_that_changes_the_request_is_a_miss(settings, emulator, change):
+    in_studio(settings, lambda s: s.generate("a red fox"))
+    prompt = change.pop("prompt", "a red fox")
+    in_studio(settings, lambda s: s.generate(prompt, **change))
+    assert len(emulator.generate_requests) == 2
+
+
+def test_key_covers_the_content_of_input_images(settings, emulator):
+    red, blue = png_bytes(color=(255, 0, 0)), png_bytes(color=(0, 0, 255))
+    in_studio(settings, lambda s: s.edit(red, "flip it"))
+    in_studio(settings, lambda s: s.edit(blue, "flip it"))
+    in_studio(settings, lambda s: s.edit(red, "flip it"))
+    assert len(emulator.generate_requests) == 2
+
+
+def test_cache_key_never_contains_the_key_and_is_stable(settings):
+    request = ImageRequest(mode=Mode.GENERATE, model="m", prompt="p")
+    assert request.cache_key() == ImageRequest(mode=Mode.GENERATE, model="m", prompt="p").cache_key()
+    assert settings.api_key not in request.cache_key()
+
+
+@pytest.mark.parametrize("fault, error", [(Fault.overloaded(), ServerError), (Fault.text_only("Hm?"), TextOnlyError)])
+def test_failures_and_no_image_outcomes_are_not_cached(settings, emulator, fault, error):
+    emulator.fail_next(fault)
+    with pytest.raises(error):
+        in_studio(settings, lambda s: s.generate("try again"))
+    result = in_studio(settings, lambda s: s.generate("try again"))
+    assert not result.cached
+    assert len(emulator.generate_requests) == 2
+
+
+def test_no_cache_bypasses_reads_but_still_stores(settings, emulator):
+    in_studio(settings, lambda s: s.generate("fresh"))
+    forced = in_studio(settings, lambda s: s.generate("fresh", use_cache=False))
+    assert not forced.cached and len(emulator.generate_requests) == 2
+    assert in_studio(settings, lambda s: s.generate("fresh")).cached
+
+
+def test_a_damaged_cached_image_is_fetched_again(settings, emulator):
+    first = in_studio(settings, lambda s: s.generate("fragile"))
+    with open(first.images[0].path, "r+b") as handle:  # edit in place: through the hard link, the cache's copy too
+        handle.seek(100)
+        handle.write(b"\x00\x01\x02")
+    again = in_studio(settings, lambda s: s.generate("fragile"))
+    assert not again.cached
+    assert len(emulator.generate_requests) == 2
+
+
+def test_cache_size_is_bounded(emulator, tmp_path):
+    from nanobanana_ui.cache import ResultCache
+
+    cache = ResultCache(tmp_path / "c", size_limit=200_000)
+    try:
+        for i in range(40):
+            cache.store(f"k{i}", [(os.urandom(20_000), "image/png")], {"text": "", "finish_reason": "STOP",
+                                                                      "usage": {}, "cost_usd": 0.04})
+        assert cache._cache.volume() < 400_000
+        assert cache.lookup("k0") is None and cache.lookup("k39") is not None
+    finally:
+        cache.close()

@@ -1,0 +1,118 @@
+"""The command line as scripts use it: --json lines, files on disk, exit codes, and no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import TEST_KEY, png_bytes
+from PIL import Image
+
+from nanobanana_ui.cli import main
+
+REQUIRED = {"path", "prompt", "model", "cached", "cost_usd", "finish_reason", "tokens"}
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def keyed_env(monkeypatch, emulator, tmp_path):
+    """The environment of a user with a key and a relay (the emulator) in GOOGLE_GEMINI_BASE_URL."""
+    monkeypatch.setenv("GEMINI_API_KEY", TEST_KEY)
+    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", emulator.base_url)
+    monkeypatch.setenv("NANOBANANA_HOME", str(tmp_path / "home"))
+    return emulator
+
+
+def json_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def test_generate_json_with_options(keyed_env, capsys, tmp_path):
+    code = main(["generate", "a red fox", "--json", "--aspect-ratio", "16:9", "--temperature", "0.4", "--top-p", "0.8",
+                 "--top-k", "20", "--seed", "7", "--out", str(tmp_path / "out")])
+    assert code == 0
+    [record] = json_lines(capsys.readouterr().out)
+    assert REQUIRED <= set(record)
+    assert record["prompt"] == "a red fox" and record["model"] == "gemini-2.5-flash-image"
+    assert record["cached"] is False and record["cost_usd"] > 0 and record["finish_reason"] == "STOP"
+    assert Path(record["path"]).parent == tmp_path / "out"
+    with Image.open(record["path"]) as image:
+        assert image.size == (1344, 768)
+    config = keyed_env.generate_requests[0].generation_config
+    assert (config["temperature"], config["topP"], config["topK"], config["seed"]) == (0.4, 0.8, 20, 7)
+
+
+def test_second_run_is_cached(keyed_env, capsys):
+    main(["generate", "cached fox", "--json"])
+    main(["generate", "cached fox", "--json"])
+    records = json_lines(capsys.readouterr().out)
+    assert [r["cached"] for r in records] == [False, True]
+    assert records[1]["cost_usd"] == 0
+    assert len(keyed_env.generate_requests) == 1
+    main(["generate", "cached fox", "--json", "--no-cache"])
+    assert len(keyed_env.generate_requests) == 2
+
+
+def test_count_gives_n_images_from_n_calls(keyed_env, capsys):
+    assert main(["generate", "many foxes", "--count", "4", "--json"]) == 0
+    records = json_lines(capsys.readouterr().out)
+    assert len(records) == 4 and len({r["path"] for r in records}) == 4
+    assert sorted(r["variation"] for r in records) == [0, 1, 2, 3]
+    assert len(keyed_env.generate_requests) == 4
+
+
+def test_edit_and_compose(keyed_env, capsys, tmp_path):
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    a.write_bytes(png_bytes(color=(255, 0, 0)))
+    b.write_bytes(png_bytes(color=(0, 0, 255)))
+    assert main(["edit", str(a), "make it green", "--json"]) == 0
+    assert main(["compose", str(a), str(b), "--prompt", "side by side", "--json"]) == 0
+    edit, compose = keyed_env.generate_requests
+    assert edit.images == [a.read_bytes()] and edit.prompt == "make it green"
+    assert compose.images == [a.read_bytes(), b.read_bytes()] and compose.prompt == "side by side"
+    assert len(json_lines(capsys.readouterr().out)) == 2
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["generate", ""], "prompt is empty"),
+    (["generate", "x", "--size", "4K"], "does not make 4K"),
+    (["generate", "x", "--count", "0"], "between 1 and 100"),
+    (["edit", "missing.png", "x"], "missing.png"),
+])
+def test_bad_input_exit_code_2_and_no_request(keyed_env, capsys, argv, message):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert keyed_env.requests == []
+
+
+def test_models_lists_the_registry(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "gemini-2.5-flash-image" in out and "gemini-3-pro-image-preview" in out
+
+
+def test_real_process_without_a_key_runs_offline(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GEMINI", "GOOGLE", "NANO"))}
+    env.update(NANOBANANA_HOME=str(tmp_path / "home"), PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, "-m", "nanobanana_ui", "generate", "a red fox", "--json"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    [record] = json_lines(done.stdout)
+    assert Path(record["path"]).is_file() and Path(record["path"]).is_relative_to(tmp_path / "home")
+    assert "Traceback" not in done.stderr
+
+
+def test_real_process_bad_image_one_line_exit_2(tmp_path):
+    fake = tmp_path / "notes.png"
+    fake.write_text("not an image")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GEMINI", "GOOGLE", "NANO"))}
+    env.update(NANOBANANA_HOME=str(tmp_path / "home"), PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, "-m", "nanobanana_ui", "edit", str(fake), "brighten"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and "notes.png" in done.stderr

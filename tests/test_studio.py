@@ -1,0 +1,195 @@
+"""Contract tests: the real google-genai SDK against the emulator, asserting what it received and what we returned."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from conftest import TEST_KEY, in_studio, png_bytes
+from PIL import Image
+
+from nanobanana_ui.config import Settings
+from nanobanana_ui.costs import cost_from_usage
+from nanobanana_ui.emulator import Fault, GeminiEmulator
+from nanobanana_ui.errors import ImageInputError, InputError, UnsupportedOptionError
+from nanobanana_ui.models import get_model, pixel_size
+from nanobanana_ui.request import ImageOptions, Mode
+from nanobanana_ui.studio import Studio
+
+
+def test_generate_sends_prompt_verbatim_and_every_option(settings, emulator):
+    prompt = "  A red fox,\n in the snow — «watercolour» 🦊  "
+    options = ImageOptions(aspect_ratio="16:9", size="1K", temperature=0.7, top_p=0.9, top_k=32, seed=42)
+    result = in_studio(settings, lambda s: s.generate(prompt, options=options))
+
+    [sent] = emulator.generate_requests
+    assert sent.path == "/v1beta/models/gemini-2.5-flash-image:generateContent"
+    assert sent.api_key == TEST_KEY
+    assert sent.prompt == prompt
+    assert sent.part_kinds == ["text"]
+    config = sent.generation_config
+    assert config["temperature"] == 0.7 and config["topP"] == 0.9 and config["topK"] == 32 and config["seed"] == 42
+    assert config["responseModalities"] == ["TEXT", "IMAGE"]
+    assert config["imageConfig"] == {"aspectRatio": "16:9", "imageSize": "1K"}
+    assert "candidateCount" not in config
+
+    [image] = result.images
+    assert (image.width, image.height) == pixel_size("16:9", "1K") == (1344, 768)
+    with Image.open(image.path) as saved:
+        assert saved.format == "PNG" and saved.size == (1344, 768)
+    assert result.cached is False and result.finish_reason == "STOP"
+    assert result.text  # the emulator answers with words too when TEXT is asked for
+    assert result.usage.image_tokens == 1290
+    assert result.cost_usd == pytest.approx(cost_from_usage(get_model("gemini-2.5-flash-image"), result.usage))
+    assert result.cost_usd > 0.0387
+
+
+def test_saved_file_is_exactly_the_bytes_the_api_returned(settings, emulator):
+    result = in_studio(settings, lambda s: s.generate("a lighthouse", options=ImageOptions(aspect_ratio="9:16")))
+    [image] = result.images
+    assert image.path.read_bytes() == emulator.generate_requests[0].reply_images[0]
+    assert image.path.parent == settings.output_dir
+    assert "a-lighthouse" in image.path.name
+
+
+def test_defaults_are_not_sent_and_image_only_modality(settings, emulator):
+    in_studio(settings, lambda s: s.generate("plain", options=ImageOptions(with_text=False)))
+    config = emulator.generate_requests[0].generation_config
+    assert config["responseModalities"] == ["IMAGE"]
+    assert not {"temperature", "topP", "topK", "seed", "imageConfig"} & set(config)
+
+
+def test_edit_sends_text_then_the_exact_image_bytes(settings, emulator, tmp_path):
+    source = png_bytes((300, 200))
+    path = tmp_path / "in.png"
+    path.write_bytes(source)
+    result = in_studio(settings, lambda s: s.edit(path, "Make the square blue"))
+    [sent] = emulator.generate_requests
+    assert sent.part_kinds == ["text", "image"]
+    assert sent.prompt == "Make the square blue"
+    assert sent.images == [source]
+    assert sent.image_mime_types == ["image/png"]
+    assert result.request.mode is Mode.EDIT
+    assert result.images[0].width / result.images[0].height == pytest.approx(1.5, rel=0.05)  # input's aspect kept
+
+
+def test_compose_keeps_image_order(settings, emulator):
+    inputs = [png_bytes(color=c) for c in [(255, 0, 0), (0, 255, 0), (0, 0, 255)]]
+    options = ImageOptions(aspect_ratio="1:1")
+    result = in_studio(settings, lambda s: s.compose(inputs, "Put them in a row", options=options))
+    [sent] = emulator.generate_requests
+    assert sent.part_kinds == ["text", "image", "image", "image"]
+    assert sent.images == inputs
+    assert (result.images[0].width, result.images[0].height) == (1024, 1024)
+
+
+def test_bigger_model_sizes_reach_the_wire(settings, emulator):
+    options = ImageOptions(aspect_ratio="21:9", size="2K")
+    result = in_studio(settings, lambda s: s.generate("wide", model="gemini-3-pro-image-preview", options=options))
+    sent = emulator.generate_requests[0]
+    assert sent.model == "gemini-3-pro-image-preview"
+    assert sent.generation_config["imageConfig"] == {"aspectRatio": "21:9", "imageSize": "2K"}
+    assert (result.images[0].width, result.images[0].height) == (3072, 1344)
+
+
+def test_thought_parts_are_skipped(settings):
+    with GeminiEmulator(include_thoughts=True) as emu:
+        own = Settings(api_key=TEST_KEY, base_url=emu.base_url, home=settings.home)
+        result = in_studio(own, lambda s: s.generate("think first"))
+        assert len(result.images) == 1
+        assert result.images[0].path.read_bytes() == emu.generate_requests[0].reply_images[-1]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"prompt": "   "}, "prompt is empty"),
+    ({"prompt": "x" * 30_001}, "30,001 characters"),
+    ({"options": ImageOptions(size="4K")}, "does not make 4K"),
+    ({"options": ImageOptions(aspect_ratio="8:1")}, "aspect ratio 8:1"),
+    ({"options": ImageOptions(temperature=3)}, "Temperature must be between 0 and 2"),
+    ({"options": ImageOptions(top_p=1.5)}, "Top-p"),
+    ({"model": "some-future-image-model", "options": ImageOptions(size="2K")}, "does not make 2K"),
+])
+def test_bad_requests_are_refused_before_any_call(settings, emulator, kwargs, message):
+    kwargs = {"prompt": "a cat", **kwargs}
+    with pytest.raises(InputError, match=message):
+        in_studio(settings, lambda s: s.generate(kwargs.pop("prompt"), **kwargs))
+    assert emulator.requests == []
+
+
+def test_too_many_images_for_the_model(settings, emulator):
+    images = [png_bytes(color=(i, i, i)) for i in range(4)]
+    with pytest.raises(InputError, match="at most 3 input images"):
+        in_studio(settings, lambda s: s.compose(images, "all four"))
+    assert emulator.requests == []
+    # Nano Banana Pro takes up to 14.
+    in_studio(settings, lambda s: s.compose(images, "all four", model="gemini-3-pro-image-preview"))
+    assert len(emulator.generate_requests[0].images) == 4
+
+
+def test_mode_needs_the_right_number_of_images(settings, emulator):
+    with pytest.raises(InputError, match="Compose needs 2 to 3"):
+        in_studio(settings, lambda s: s.compose([png_bytes()], "one is not a composition"))
+    assert emulator.requests == []
+
+
+def test_unknown_model_ids_are_sent_with_conservative_checks(settings, emulator):
+    with GeminiEmulator(models=["acme-image-2"]) as emu:
+        own = Settings(api_key=TEST_KEY, base_url=emu.base_url, home=settings.home)
+        result = in_studio(own, lambda s: s.generate("new model", model="acme-image-2"))
+        assert emu.generate_requests[0].model == "acme-image-2"
+        assert result.cost_usd is None  # no price in the registry: unknown, not zero
+    with pytest.raises(UnsupportedOptionError):
+        in_studio(settings, lambda s: s.generate("x", model="acme-image-2", options=ImageOptions(size="4K")))
+
+
+def test_offline_without_a_key_uses_the_embedded_emulator(tmp_path):
+    settings = Settings(api_key=None, home=tmp_path / "home")
+    studio = Studio(settings)
+    assert studio.offline
+    result = in_studio(settings, lambda s: s.generate("an offline fox"))
+    with Image.open(io.BytesIO(result.images[0].read_bytes())) as image:
+        assert image.size == (1024, 1024)
+
+
+def test_forced_offline_ignores_the_key(emulator, tmp_path):
+    settings = Settings(api_key=TEST_KEY, base_url=emulator.base_url, offline=True, home=tmp_path / "h")
+    in_studio(settings, lambda s: s.generate("forced offline"))
+    assert emulator.requests == []  # went to the shared emulator, not to the configured base URL
+
+
+def test_count_makes_parallel_variations(settings, emulator):
+    async def scenario(studio):
+        request = studio.build_request(Mode.GENERATE, "three foxes")
+        return await studio.run_variations(request, 3)
+
+    results = in_studio(settings, scenario)
+    assert sorted(r.request.options.variation for r in results) == [0, 1, 2]
+    assert len(emulator.generate_requests) == 3
+    assert len({r.images[0].path for r in results}) == 3
+
+
+def test_count_out_of_range(settings):
+    async def scenario(studio):
+        return await studio.run_variations(studio.build_request(Mode.GENERATE, "x"), 101)
+
+    with pytest.raises(InputError, match="between 1 and 100"):
+        in_studio(settings, scenario)
+
+
+def test_a_failure_among_variations_does_not_hide_the_others(settings, emulator):
+    emulator.fail_next(Fault.overloaded())
+
+    async def scenario(studio):
+        return await studio.run_variations(studio.build_request(Mode.GENERATE, "two"), 2)
+
+    outcomes = in_studio(settings, scenario)
+    assert sum(isinstance(o, Exception) for o in outcomes) == 1
+    assert sum(not isinstance(o, Exception) for o in outcomes) == 1
+
+
+def test_text_file_named_png_is_refused_before_any_call(settings, emulator, tmp_path):
+    fake = tmp_path / "photo.png"
+    fake.write_text("hello, I am not an image")
+    with pytest.raises(ImageInputError, match="photo.png"):
+        in_studio(settings, lambda s: s.edit(fake, "brighten"))
+    assert emulator.requests == []
