@@ -87,14 +87,12 @@ async def _run(args: argparse.Namespace) -> int:
 
     settings = load_settings({"offline": True} if args.offline else None)
     studio = Studio(settings)
-    if studio.offline and not args.json:
-        print("Offline: using the embedded Gemini emulator (placeholder images). "
-              "Set GEMINI_API_KEY for real images.", file=sys.stderr)
     try:
         options = ImageOptions(aspect_ratio=args.aspect_ratio, size=args.size, temperature=args.temperature,
                                top_p=args.top_p, top_k=args.top_k, seed=args.seed, with_text=not args.image_only)
         mode = Mode(args.command)
-        images = {Mode.GENERATE: (), Mode.EDIT: (args.image,), Mode.COMPOSE: tuple(args.images)}[mode]
+        images = {Mode.GENERATE: (), Mode.EDIT: (getattr(args, "image", None),),
+                  Mode.COMPOSE: tuple(getattr(args, "images", ()))}[mode]
         request = studio.build_request(mode, args.prompt, images, model=args.model, options=options)
         outcomes = await studio.run_variations(request, args.count, use_cache=not args.no_cache, out_dir=args.out)
     finally:
@@ -105,6 +103,9 @@ async def _run(args: argparse.Namespace) -> int:
             _report(outcome, as_json=args.json, prompt=args.prompt)
         else:
             _print_result(outcome, args.json)
+    if studio.offline and not args.json and not failures:
+        print("(offline: these are placeholder images from the built-in emulator; set GEMINI_API_KEY for real ones)",
+              file=sys.stderr)
     return failures[0].exit_code if failures else 0
 
 

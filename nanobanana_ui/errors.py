@@ -25,6 +25,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Any
@@ -245,7 +246,7 @@ def map_error(exc: BaseException, *, model: str | None = None) -> StudioError:
 
     if isinstance(exc, genai_errors.APIError):
         return _map_api_error(int(exc.code or 0), _error_body(exc.details), exc.response, model)
-    if isinstance(exc, genai_errors.UnknownApiResponseError):
+    if isinstance(exc, (genai_errors.UnknownApiResponseError, json.JSONDecodeError)):
         return BadResponseError(f"Gemini (or the relay at the base URL) answered something unreadable: {exc}")
     # Transports (httpx2, httpx, aiohttp) raise their own classes; match by name so none needs importing.
     names = {cls.__name__ for cls in type(exc).__mro__}

@@ -26,7 +26,7 @@ CASES = [
     (Fault.permission_denied(), errors.PermissionDeniedError, "Permission denied", 3),
     (Fault.not_found(), errors.ModelNotFoundError, "not found: the id is wrong or the model was retired", 2),
     (Fault.drop_connection(), errors.NetworkError, "Could not reach Gemini", 6),
-    (Fault.not_json(), errors.ServiceError, "", 6),
+    (Fault.not_json(), errors.BadResponseError, "answered something unreadable", 6),
 ]
 
 
