@@ -10,7 +10,6 @@ import json
 import math
 import re
 import secrets
-import socket
 import textwrap
 import threading
 import time
@@ -145,6 +144,7 @@ class RecordedRequest:
     part_kinds: list[str] = field(default_factory=list)
     generation_config: dict = field(default_factory=dict)
     received_at: float = 0.0
+    reply_images: list[bytes] = field(default_factory=list)  # PNGs the emulator answered with, thought images too
 
 
 def _error(code: int, status: str, message: str, details: list | None = None, headers: dict | None = None) -> _Reply:
@@ -182,10 +182,6 @@ def _part_kind(part: dict) -> str:
     return "text" if "text" in part else "image" if _inline(part) else next(iter(part), "empty")
 
 
-def _seconds(delay: str) -> float:
-    return float(delay.rstrip("s") or 0)
-
-
 def _quota_details(fault: Fault, model: str | None) -> list[dict]:
     violation = {"quotaMetric": _QUOTA_METRIC, "quotaId": fault.quota_id,
                  "quotaDimensions": {"location": "global", "model": model or ""}, "quotaValue": fault.quota_value}
@@ -207,7 +203,7 @@ def _fault_error(fault: Fault, model: str | None) -> _Reply:
         message = ("You exceeded your current quota, please check your plan and billing details. For more information "
                    "on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits.\n* Quota exceeded for "
                    f"metric: {_QUOTA_METRIC}, limit: {fault.quota_value}, model: {model}{retry}")
-        headers = {"Retry-After": str(math.ceil(_seconds(fault.retry_delay)))} if fault.retry_delay else {}
+        headers = {"Retry-After": str(math.ceil(float(fault.retry_delay.rstrip("s"))))} if fault.retry_delay else {}
         return _error(429, fault.status, message, _quota_details(fault, model), headers)
     details = None
     if fault.reason:
@@ -221,10 +217,6 @@ def _font(px: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=px)
 
 
-def _colour(seed: bytes, at: int) -> tuple[int, int, int]:
-    return seed[at], seed[at + 1], seed[at + 2]
-
-
 def _fit(img: Image.Image, size: tuple[int, int]) -> Image.Image:
     return ImageOps.fit(img.convert("RGB"), size, Image.Resampling.BILINEAR)
 
@@ -232,18 +224,17 @@ def _fit(img: Image.Image, size: tuple[int, int]) -> Image.Image:
 def _canvas(prompt: str, inputs: list[Image.Image], size: tuple[int, int]) -> Image.Image:
     seed = hashlib.sha256(prompt.encode()).digest()
     if not inputs:  # generate: a gradient derived from the prompt
-        grad = ImageOps.colorize(Image.linear_gradient("L").rotate(90 * (seed[6] % 4)), _colour(seed, 0),
-                                 _colour(seed, 3))
-        return grad.resize(size, Image.Resampling.BILINEAR)
+        grad = Image.linear_gradient("L").rotate(90 * (seed[6] % 4))
+        return ImageOps.colorize(grad, tuple(seed[:3]), tuple(seed[3:6])).resize(size, Image.Resampling.BILINEAR)
     if len(inputs) == 1:  # edit: the input, strongly tinted, with a border
-        out = Image.blend(_fit(inputs[0], size), Image.new("RGB", size, _colour(seed, 0)), 0.45)
-        ImageDraw.Draw(out).rectangle((0, 0, size[0] - 1, size[1] - 1), outline=_colour(seed, 3),
+        out = Image.blend(_fit(inputs[0], size), Image.new("RGB", size, tuple(seed[:3])), 0.45)
+        ImageDraw.Draw(out).rectangle((0, 0, size[0] - 1, size[1] - 1), outline=tuple(seed[3:6]),
                                       width=max(4, min(size) // 40))
         return out
     cols = math.ceil(math.sqrt(len(inputs)))  # compose: a grid of every input
     rows = math.ceil(len(inputs) / cols)
     cell_w, cell_h = size[0] // cols, size[1] // rows
-    out = Image.new("RGB", size, _colour(seed, 0))
+    out = Image.new("RGB", size, tuple(seed[:3]))
     for i, img in enumerate(inputs):
         out.paste(_fit(img, (cell_w - 4, cell_h - 4)), ((i % cols) * cell_w + 2, (i // cols) * cell_h + 2))
     return out
@@ -339,12 +330,6 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "GeminiEmulator/1.0"
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server naming)
-        self._serve()
-
-    def do_POST(self) -> None:  # noqa: N802
-        self._serve()
-
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         pass
 
@@ -355,9 +340,8 @@ class _Handler(BaseHTTPRequestHandler):
             reply = self.server.emulator._handle(self.command, self.path, headers, raw)  # type: ignore[attr-defined]
         except Exception as exc:  # noqa: BLE001 - a bug in the emulator should still look like an HTTP answer
             reply = _error(500, "INTERNAL", f"Emulator error: {exc!r}")
-        if reply is None:
+        if reply is None:  # Fault.drop_connection: hang up without a word
             self.close_connection = True
-            self.connection.shutdown(socket.SHUT_RDWR)
             return
         code, extra, body = reply
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -368,6 +352,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
+
+    do_GET = do_POST = _serve
 
 
 class GeminiEmulator:
@@ -457,7 +443,8 @@ class GeminiEmulator:
         if match and method == "POST" and action in ("generateContent", "streamGenerateContent"):
             return self._generate(rec, sse=action == "streamGenerateContent")
         if match and method == "POST" and action == "countTokens":
-            return self._gate(rec) or (200, {}, {"totalTokens": self._usage(rec, get_model(rec.model or ""))[0]})
+            tokens = self._usage(rec, get_model(rec.model or ""))["promptTokenCount"]
+            return self._gate(rec) or (200, {}, {"totalTokens": tokens})
         if match and method == "GET" and action is None:
             return self._gate(rec, listing=True) or self._list(rec)
         return _error(404, "NOT_FOUND", f"The requested URL {rec.path} was not found on this server.")
@@ -522,7 +509,7 @@ class GeminiEmulator:
             return 200, {"Content-Type": "text/event-stream"}, b"data: " + json.dumps(reply[2]).encode() + b"\r\n\r\n"
         return reply
 
-    def _usage(self, rec: RecordedRequest, spec: ModelSpec, out: dict[str, int] | None = None) -> tuple[int, dict]:
+    def _usage(self, rec: RecordedRequest, spec: ModelSpec, out: dict[str, int] | None = None) -> dict:
         contents = (rec.body or {}).get("contents") or []
         parts = [p for c in contents if isinstance(c, dict) for p in c.get("parts") or [] if isinstance(p, dict)]
         text = sum(len(str(p["text"])) // 4 + 1 for p in parts if "text" in p)
@@ -535,10 +522,10 @@ class GeminiEmulator:
             usage["candidatesTokenCount"] = sum(out.values())
             usage["candidatesTokensDetails"] = [{"modality": k, "tokenCount": v} for k, v in out.items()]
             usage["totalTokenCount"] += sum(out.values())
-        return text + images, usage
+        return usage
 
     def _envelope(self, rec: RecordedRequest, spec: ModelSpec, out: dict[str, int] | None, **fields: object) -> _Reply:
-        body = {**fields, "usageMetadata": self._usage(rec, spec, out)[1], "modelVersion": rec.model,
+        body = {**fields, "usageMetadata": self._usage(rec, spec, out), "modelVersion": rec.model,
                 "responseId": secrets.token_urlsafe(16)}
         return 200, {}, body
 
@@ -555,22 +542,22 @@ class GeminiEmulator:
         """Validate the request like the real API; on success fill `inputs` with the decoded images."""
         config, model = rec.generation_config, rec.model
         image_config = config.get("imageConfig") or {}
-        if rec.body is None:
-            return _error(400, "INVALID_ARGUMENT", "Invalid JSON payload received.")
-        if int(config.get("candidateCount") or 1) > 1:
-            return _error(400, "INVALID_ARGUMENT", f"Multiple candidates is not enabled for models/{model}")
-        if image_config.get("imageSize") not in (None, *spec.sizes):
-            return _error(400, "INVALID_ARGUMENT", f"Image size {image_config['imageSize']!r} is not supported by "
-                          f"models/{model}. Supported sizes: {', '.join(spec.sizes)}.")
-        if image_config.get("aspectRatio") not in (None, *spec.aspect_ratios):
-            return _error(400, "INVALID_ARGUMENT", f"Aspect ratio {image_config['aspectRatio']!r} is not supported "
-                          f"by models/{model}. Supported aspect ratios: {', '.join(spec.aspect_ratios)}.")
-        if not rec.prompt.strip() and not rec.images:
-            return _error(400, "INVALID_ARGUMENT", "* GenerateContentRequest.contents: contents must contain text or "
-                          "an image.")
-        for data, mime in zip(rec.images, rec.image_mime_types, strict=True):
-            if mime not in _IMAGE_MIME:
-                return _error(400, "INVALID_ARGUMENT", f"Unsupported MIME type: {mime}")
+        size, ratio = image_config.get("imageSize"), image_config.get("aspectRatio")
+        checks = [
+            (rec.body is None, "Invalid JSON payload received."),
+            (int(config.get("candidateCount") or 1) > 1, f"Multiple candidates is not enabled for models/{model}"),
+            (size not in (None, *spec.sizes),
+             f"Image size {size!r} is not supported by models/{model}. Supported sizes: {', '.join(spec.sizes)}."),
+            (ratio not in (None, *spec.aspect_ratios), f"Aspect ratio {ratio!r} is not supported by models/{model}. "
+             f"Supported aspect ratios: {', '.join(spec.aspect_ratios)}."),
+            (not rec.prompt.strip() and not rec.images,
+             "* GenerateContentRequest.contents: contents must contain text or an image."),
+            *((mime not in _IMAGE_MIME, f"Unsupported MIME type: {mime}") for mime in rec.image_mime_types),
+        ]
+        for failed, message in checks:
+            if failed:
+                return _error(400, "INVALID_ARGUMENT", message)
+        for data in rec.images:
             img = _open(data)
             if img is None:
                 return _error(400, "INVALID_ARGUMENT", f"Unable to process input image. {_HELP}")
@@ -599,6 +586,7 @@ class GeminiEmulator:
             if self.include_thoughts:
                 parts[-1]["thoughtSignature"] = base64.b64encode(secrets.token_bytes(24)).decode()
                 parts[:0] = _thought_parts(img)
+        rec.reply_images = [base64.b64decode(p["inlineData"]["data"]) for p in parts if "inlineData" in p]
         candidate = {"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}
         reply = self._envelope(rec, spec, out, candidates=[candidate])
         if self.include_thoughts and "IMAGE" in modalities:

@@ -124,14 +124,16 @@ def test_generate_returns_png_of_exact_size(client, emu, model, ratio, size, exp
     assert resp.candidates[0].finish_reason == types.FinishReason.STOP
     [rec] = emu.generate_requests
     assert (rec.model, rec.prompt, rec.part_kinds, rec.api_key) == (model, "a banana in space", ["text"], "k")
+    assert rec.reply_images == [p.inline_data.data for p in resp.parts if p.inline_data]
 
 
 def test_generate_is_deterministic_per_prompt(client):
-    def pixels(prompt):
-        return answer_images(client.models.generate_content(model=FLASH, contents=prompt))[0].tobytes()
+    def render(prompt):
+        return answer_images(client.models.generate_content(model=FLASH, contents=prompt))[0].convert("RGB")
 
-    assert pixels("a red fox") == pixels("a red fox")
-    assert pixels("a red fox") != pixels("a blue whale")
+    fox, whale = render("a red fox"), render("a blue whale")
+    assert fox.tobytes() == render("a red fox").tobytes()
+    assert fox.getpixel((5, 1000)) != whale.getpixel((5, 1000))  # the background itself, away from the text
 
 
 def test_generation_config_is_recorded_and_image_only_modality_obeyed(client, emu):
@@ -183,6 +185,8 @@ def test_compose_records_every_image_in_order(client, emu):
     assert rec.image_mime_types == ["image/png", "image/jpeg", "image/png"]
     [img] = answer_images(resp)
     assert img.size == (1184, 864)
+    prompt_tokens = {d.modality: d.token_count for d in resp.usage_metadata.prompt_tokens_details}
+    assert prompt_tokens[types.MediaModality.IMAGE] == 3 * 560
     assert img.convert("RGB").getpixel((img.width // 4, img.height * 3 // 8))[:2] == (255, 0)  # red tile top left
 
 
@@ -294,6 +298,7 @@ def test_thought_parts_come_first_and_are_flagged(make_client):
         emulator.stop()
     assert [bool(p.thought) for p in resp.parts] == [True, True, False, False]
     assert resp.parts[1].inline_data is not None  # the interim image
+    assert emulator.generate_requests[0].reply_images == [resp.parts[i].inline_data.data for i in (1, 3)]
     [img] = answer_images(resp)
     assert img.size == (2496, 1664) and resp.parts[-1].thought_signature
     assert resp.usage_metadata.thoughts_token_count > 0
@@ -379,18 +384,25 @@ def test_invalid_config_is_rejected(client, model, cfg, text):
     assert text in info.value.message
 
 
-def test_undecodable_image_is_rejected(client, emu):
+@pytest.mark.parametrize(("data", "mime", "text"), [
+    (b"not an image", "image/png", "Unable to process input image"),
+    (solid("GIF"), "image/gif", "Unsupported MIME type: image/gif"),
+])
+def test_bad_input_image_is_rejected(client, emu, data, mime, text):
     with pytest.raises(errors.ClientError) as info:
-        client.models.generate_content(
-            model=FLASH, contents=["edit", types.Part.from_bytes(data=b"not an image", mime_type="image/png")])
-    assert info.value.code == 400 and "Unable to process input image" in info.value.message
-    assert emu.generate_requests[0].images == [b"not an image"]
+        client.models.generate_content(model=FLASH, contents=["edit", types.Part.from_bytes(data=data, mime_type=mime)])
+    assert info.value.code == 400 and text in info.value.message
+    assert emu.generate_requests[0].images == [data]
 
 
-@pytest.mark.parametrize("body", [b'{"contents":[{"role":"user","parts":[{"text":"  "}]}]}', b"{not json"])
-def test_empty_or_malformed_request_is_400(emu, body):
+@pytest.mark.parametrize(("body", "text"), [
+    (b'{"contents":[{"role":"user","parts":[{"text":"  "}]}]}', "contents must contain text or an image"),
+    (b"{not json", "Invalid JSON payload"),
+])
+def test_empty_or_malformed_request_is_400(emu, body, text):
     status, reply = raw_post(emu, f"/v1beta/models/{FLASH}:generateContent", body, {"x-goog-api-key": "k"})
     assert (status, reply["error"]["status"]) == (400, "INVALID_ARGUMENT")
+    assert text in reply["error"]["message"]
     assert len(emu.generate_requests) == 1
 
 

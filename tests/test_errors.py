@@ -14,7 +14,7 @@ from nanobanana_ui.emulator import Fault
 
 CASES = [
     (Fault.blocked("PROHIBITED_CONTENT"), errors.PromptBlockedError, r"blocked the prompt \(PROHIBITED_CONTENT\)", 5),
-    (Fault.no_image("IMAGE_SAFETY"), errors.ImageWithheldError, r"safety filter withheld the image \(IMAGE_SAFETY\)", 5),
+    (Fault.no_image("IMAGE_SAFETY"), errors.ImageWithheldError, r"safety filter withheld the image", 5),
     (Fault.no_image("NO_IMAGE"), errors.ImageWithheldError, r"without making an image \(NO_IMAGE\)", 5),
     (Fault.text_only("Which fox do you mean?"), errors.TextOnlyError, "text instead of an image: Which fox", 5),
     (Fault.rate_limit(retry_delay="12.77s"), errors.RateLimitError, "Rate limit reached .* try again in 13 s", 4),

@@ -1,0 +1,37 @@
+"""House rules that a clean clone must keep: lint-clean, pinned public exports."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import nanobanana_ui
+from nanobanana_ui import errors
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_public_exports_are_pinned():
+    assert sorted(nanobanana_ui.__all__) == sorted([
+        "GeneratedImage", "ImageOptions", "ImageRequest", "ImageResult", "Mode", "Settings", "Studio", "StudioError",
+        "Usage", "load_settings",
+    ])
+    assert all(issubclass(getattr(errors, name), errors.StudioError) for name in errors.__all__ if name != "map_error")
+
+
+def test_distinct_exit_codes_per_kind_of_failure():
+    codes = {cls: cls.exit_code for cls in (errors.StudioError, errors.InputError, errors.AuthError,
+                                            errors.RateLimitError, errors.NoImageError, errors.ServiceError)}
+    assert sorted(codes.values()) == [1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.skipif(shutil.which("ruff") is None and not (Path(sys.executable).parent / "ruff").exists(),
+                    reason="ruff is installed by requirements-dev.txt")
+def test_ruff_is_clean():
+    ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
+    done = subprocess.run([ruff, "check", "--no-cache", str(ROOT)], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stdout
