@@ -31,7 +31,9 @@ def main(argv: list[str] | None = None) -> None:
     except StudioError as error:
         raise SystemExit(f"error: {error.message}") from None
     demo = build_app(studio)
-    demo.queue(max_size=64).launch(server_name=args.host, server_port=args.port, share=args.share)
+    # Gradio serves only files it made or was allowed: the outputs folder holds the originals we show.
+    demo.queue(max_size=64).launch(server_name=args.host, server_port=args.port, share=args.share,
+                                   allowed_paths=[str(studio.settings.output_dir)])
 
 
 if __name__ == "__main__":
