@@ -1,0 +1,127 @@
+"""Emulator answers: the JSON bodies of generateContent, countTokens and models replies, checked like the real API."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from typing import TYPE_CHECKING
+
+from PIL import Image
+
+from ..models import ModelSpec, get_model, pixel_size
+from .faults import _HELP, Fault, _error, _Reply
+from .pictures import _history_image, _inline, _nearest_ratio, _open, _png, _render, _thought_parts
+
+if TYPE_CHECKING:
+    from .server import RecordedRequest
+
+_IMAGE_MIME = ("image/png", "image/jpeg", "image/webp", "image/heic", "image/heif")
+_THOUGHT_TOKENS = 64
+
+
+def _text_tokens(text: str) -> int:
+    return len(text) // 4 + 1
+
+
+def _candidate(parts: list[dict]) -> dict:
+    return {"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}
+
+
+def _model_entry(name: str) -> dict:
+    spec = get_model(name)
+    return {"name": f"models/{name}", "version": "emulator", "displayName": spec.label,
+            "description": f"Offline emulator stand-in for {spec.label}.",
+            "inputTokenLimit": 32768 if name.startswith("gemini-2") else 65536, "outputTokenLimit": 32768,
+            "supportedGenerationMethods": ["generateContent", "countTokens"], "temperature": 1.0,
+            "topP": 0.95, "topK": 64, "maxTemperature": 2.0}
+
+
+def _usage(rec: RecordedRequest, spec: ModelSpec, out: dict[str, int] | None = None) -> dict:
+    contents = (rec.body or {}).get("contents") or []
+    parts = [p for c in contents if isinstance(c, dict) for p in c.get("parts") or [] if isinstance(p, dict)]
+    text = sum(_text_tokens(str(p["text"])) for p in parts if "text" in p)
+    images = spec.input_image_tokens * sum(1 for p in parts if _inline(p))
+    usage: dict = {"promptTokenCount": text + images, "totalTokenCount": text + images,
+                   "promptTokensDetails": [{"modality": "TEXT", "tokenCount": text}]}
+    if images:
+        usage["promptTokensDetails"].append({"modality": "IMAGE", "tokenCount": images})
+    if out:
+        usage["candidatesTokenCount"] = sum(out.values())
+        usage["candidatesTokensDetails"] = [{"modality": k, "tokenCount": v} for k, v in out.items()]
+        usage["totalTokenCount"] += sum(out.values())
+    return usage
+
+
+def _envelope(rec: RecordedRequest, spec: ModelSpec, out: dict[str, int] | None, **fields: object) -> _Reply:
+    body = {**fields, "usageMetadata": _usage(rec, spec, out), "modelVersion": rec.model,
+            "responseId": secrets.token_urlsafe(16)}
+    return 200, {}, body
+
+
+def _fault_content(rec: RecordedRequest, spec: ModelSpec, fault: Fault) -> _Reply:
+    """The 200 answer a blocked, no_image or text_only Fault asks for."""
+    if fault.kind == "blocked":
+        return _envelope(rec, spec, None, promptFeedback={"blockReason": fault.reason})
+    if fault.kind == "no_image":
+        return _envelope(rec, spec, None, candidates=[{"finishReason": fault.reason, "index": 0}])
+    candidate = _candidate([{"text": fault.message}])
+    return _envelope(rec, spec, {"TEXT": _text_tokens(fault.message)}, candidates=[candidate])
+
+
+def _invalid(rec: RecordedRequest, spec: ModelSpec, inputs: list[Image.Image]) -> _Reply | None:
+    """Validate the request like the real API; on success fill `inputs` with the decoded images."""
+    config, model = rec.generation_config, rec.model
+    image_config = config.get("imageConfig") or {}
+    size, ratio = image_config.get("imageSize"), image_config.get("aspectRatio")
+    checks = [
+        (rec.body is None, "Invalid JSON payload received."),
+        (int(config.get("candidateCount") or 1) > 1, f"Multiple candidates is not enabled for models/{model}"),
+        (size not in (None, *spec.sizes),
+         f"Image size {size!r} is not supported by models/{model}. Supported sizes: {', '.join(spec.sizes)}."),
+        (ratio not in (None, *spec.aspect_ratios), f"Aspect ratio {ratio!r} is not supported by models/{model}. "
+         f"Supported aspect ratios: {', '.join(spec.aspect_ratios)}."),
+        (not rec.prompt.strip() and not rec.images,
+         "* GenerateContentRequest.contents: contents must contain text or an image."),
+        *((mime not in _IMAGE_MIME, f"Unsupported MIME type: {mime}") for mime in rec.image_mime_types),
+    ]
+    for failed, message in checks:
+        if failed:
+            return _error(400, "INVALID_ARGUMENT", message)
+    for data in rec.images:
+        img = _open(data)
+        if img is None:
+            return _error(400, "INVALID_ARGUMENT", f"Unable to process input image. {_HELP}")
+        inputs.append(img)
+    return None
+
+
+def _answer(rec: RecordedRequest, spec: ModelSpec, include_thoughts: bool) -> _Reply:
+    """The normal answer: a text part and a placeholder image, as the request's modalities ask; or a 400."""
+    inputs: list[Image.Image] = []
+    invalid = _invalid(rec, spec, inputs)
+    if invalid is not None:
+        return invalid
+    inputs = inputs or _history_image(rec.body)  # multi-turn: "now make it blue" edits the last image
+    image_config = rec.generation_config.get("imageConfig") or {}
+    size = image_config.get("imageSize") or spec.default_size
+    ratio = image_config.get("aspectRatio") or (_nearest_ratio(inputs[0], spec) if inputs else "1:1")
+    modalities = [str(m).upper() for m in rec.generation_config.get("responseModalities") or ["TEXT", "IMAGE"]]
+    parts: list[dict] = []
+    out: dict[str, int] = {}
+    if "TEXT" in modalities:
+        parts.append({"text": f"Here is an offline placeholder image for: {rec.prompt[:200]}"})
+        out["TEXT"] = _text_tokens(parts[0]["text"])
+    if "IMAGE" in modalities:
+        img = _render(rec.model or "", rec.prompt, inputs, pixel_size(ratio, size))
+        parts.append({"inlineData": {"mimeType": "image/png", "data": _png(img)}})
+        out["IMAGE"] = spec.output_image_tokens.get(size, 1290)
+        if include_thoughts:
+            parts[-1]["thoughtSignature"] = base64.b64encode(secrets.token_bytes(24)).decode()
+            parts[:0] = _thought_parts(img)
+    rec.reply_images = [base64.b64decode(p["inlineData"]["data"]) for p in parts if "inlineData" in p]
+    reply = _envelope(rec, spec, out, candidates=[_candidate(parts)])
+    if include_thoughts and "IMAGE" in modalities:
+        usage = reply[2]["usageMetadata"]  # type: ignore[index]
+        usage["thoughtsTokenCount"] = _THOUGHT_TOKENS
+        usage["totalTokenCount"] += _THOUGHT_TOKENS
+    return reply

@@ -1,0 +1,115 @@
+"""Emulator pictures: drawing the labelled placeholder images it answers with, and reading the images it is sent."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import math
+import textwrap
+
+from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
+
+from ..models import ModelSpec
+
+_LABEL = "OFFLINE EMULATOR · placeholder image"
+
+
+def _b64(data: object) -> bytes | None:
+    try:
+        text = str(data)
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _inline(part: dict) -> dict | None:
+    inline = part.get("inlineData") or part.get("inline_data")
+    return inline if isinstance(inline, dict) else None
+
+
+def _open(data: bytes) -> Image.Image | None:
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return img.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError):
+        return None
+
+
+def _png(img: Image.Image) -> str:
+    buf = io.BytesIO()
+    img.save(buf, "PNG", compress_level=1)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _font(px: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    return ImageFont.load_default(size=px)
+
+
+def _fit(img: Image.Image, size: tuple[int, int]) -> Image.Image:
+    return ImageOps.fit(img.convert("RGB"), size, Image.Resampling.BILINEAR)
+
+
+def _canvas(prompt: str, inputs: list[Image.Image], size: tuple[int, int]) -> Image.Image:
+    seed = hashlib.sha256(prompt.encode()).digest()
+    if not inputs:  # generate: a gradient derived from the prompt
+        grad = Image.linear_gradient("L").rotate(90 * (seed[6] % 4))
+        return ImageOps.colorize(grad, tuple(seed[:3]), tuple(seed[3:6])).resize(size, Image.Resampling.BILINEAR)
+    if len(inputs) == 1:  # edit: the input, strongly tinted, with a border
+        out = Image.blend(_fit(inputs[0], size), Image.new("RGB", size, tuple(seed[:3])), 0.45)
+        ImageDraw.Draw(out).rectangle((0, 0, size[0] - 1, size[1] - 1), outline=tuple(seed[3:6]),
+                                      width=max(4, min(size) // 40))
+        return out
+    cols = math.ceil(math.sqrt(len(inputs)))  # compose: a grid of every input
+    rows = math.ceil(len(inputs) / cols)
+    cell_w, cell_h = size[0] // cols, size[1] // rows
+    out = Image.new("RGB", size, tuple(seed[:3]))
+    for i, img in enumerate(inputs):
+        out.paste(_fit(img, (cell_w - 4, cell_h - 4)), ((i % cols) * cell_w + 2, (i // cols) * cell_h + 2))
+    return out
+
+
+def _render(model: str, prompt: str, inputs: list[Image.Image], size: tuple[int, int]) -> Image.Image:
+    """Draw the labelled placeholder image of exactly `size` pixels."""
+    img = _canvas(prompt, inputs, size)
+    w, h = size
+    fs = max(10, min(min(w, h) // 28, w // 22))
+    band = int(fs * 2.9)
+    draw = ImageDraw.Draw(img)
+    draw.rectangle((0, 0, w, band), fill=(0, 0, 0))
+    draw.text((fs // 2, fs // 3), _LABEL, font=_font(fs), fill=(255, 214, 0))
+    draw.text((fs // 2, int(fs * 1.6)), f"{model} · {w}x{h}", font=_font(max(8, fs * 4 // 5)), fill=(255, 255, 255))
+    big = fs * 3 // 2
+    max_lines = max(1, int((h - band) / (big * 1.3)) - 1)
+    lines = textwrap.wrap(prompt, max(8, int(w * 0.9 / (big * 0.55))))
+    text = "\n".join(lines[:max_lines]) + ("..." if len(lines) > max_lines else "")
+    draw.multiline_text((w // 2, (h + band) // 2), text, font=_font(big), fill=(255, 255, 255), anchor="mm",
+                        align="center", stroke_width=max(1, big // 12), stroke_fill=(0, 0, 0))
+    return img
+
+
+def _nearest_ratio(img: Image.Image, spec: ModelSpec) -> str:
+    def distance(ratio: str) -> float:
+        a, b = (int(x) for x in ratio.split(":"))
+        return abs(math.log(img.width / img.height) - math.log(a / b))
+    return min(spec.aspect_ratios, key=distance)
+
+
+def _history_image(body: dict | None) -> list[Image.Image]:
+    """The latest non-thought image earlier in the conversation, as a one-item list (or empty)."""
+    for content in reversed((body or {}).get("contents") or []):
+        for part in reversed(content.get("parts") or [] if isinstance(content, dict) else []):
+            inline = _inline(part) if isinstance(part, dict) and not part.get("thought") else None
+            img = _open(_b64(inline.get("data", "")) or b"") if inline else None
+            if img is not None:
+                return [img]
+    return []
+
+
+def _thought_parts(img: Image.Image) -> list[dict]:
+    """What Gemini 3 sends before the answer: a thought summary and an interim (draft) image."""
+    draft = img.convert("L")
+    draft.thumbnail((256, 256))
+    return [{"text": "**Sketching the placeholder**\nLaying out the label and the prompt.", "thought": True},
+            {"inlineData": {"mimeType": "image/png", "data": _png(draft)}, "thought": True}]

@@ -1,0 +1,263 @@
+"""Emulator server: the HTTP side that records each request, checks key and model, consumes faults and routes it."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+from ..models import get_model, known_models
+from .answers import _answer, _fault_content, _model_entry, _usage
+from .faults import _UNREGISTERED, Fault, _error, _fault_error, _not_found, _Reply
+from .pictures import _b64, _inline
+
+_PATH = re.compile(r"^/(v1beta|v1)/models(?:/([^/:]+))?(?::([A-Za-z]+))?$")
+OFFLINE_API_KEY = "offline-emulator"  # the key the app sends to shared_emulator(), which takes any non-empty key
+
+
+@dataclass
+class RecordedRequest:
+    """One HTTP request the emulator received, parsed for assertions."""
+
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    api_key: str | None
+    body: dict | None
+    model: str | None
+    prompt: str = ""
+    images: list[bytes] = field(default_factory=list)
+    image_mime_types: list[str] = field(default_factory=list)
+    part_kinds: list[str] = field(default_factory=list)
+    generation_config: dict = field(default_factory=dict)
+    received_at: float = 0.0
+    reply_images: list[bytes] = field(default_factory=list)  # PNGs the emulator answered with, thought images too
+
+
+def _user_parts(body: dict | None) -> list[dict]:
+    contents = body.get("contents") if isinstance(body, dict) else None
+    users = [c for c in contents or [] if isinstance(c, dict) and c.get("role", "user") == "user"]
+    return [p for p in (users[-1].get("parts") or []) if isinstance(p, dict)] if users else []
+
+
+def _part_kind(part: dict) -> str:
+    return "text" if "text" in part else "image" if _inline(part) else next(iter(part), "empty")
+
+
+def _record(method: str, url: str, headers: dict[str, str], raw: bytes) -> RecordedRequest:
+    parts = urlsplit(url)
+    key = headers.get("x-goog-api-key") or (parse_qs(parts.query).get("key") or [None])[0]
+    match = _PATH.match(parts.path)
+    try:
+        body = json.loads(raw) if raw else None
+    except ValueError:
+        body = None
+    rec = RecordedRequest(method, parts.path, parts.query, headers, key, body if isinstance(body, dict) else None,
+                          match.group(2) if match else None, received_at=time.monotonic())
+    user = _user_parts(rec.body)
+    rec.prompt = "\n".join(str(p["text"]) for p in user if "text" in p)
+    rec.part_kinds = [_part_kind(p) for p in user]
+    for inline in filter(None, map(_inline, user)):
+        rec.images.append(_b64(inline.get("data", "")) or b"")
+        rec.image_mime_types.append(str(inline.get("mimeType") or inline.get("mime_type") or ""))
+    rec.generation_config = (rec.body or {}).get("generationConfig") or {}
+    return rec
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # clients that time out or hang up are part of the job
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "GeminiEmulator/1.0"
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+    def _serve(self) -> None:
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        try:
+            reply = self.server.emulator._handle(self.command, self.path, headers, raw)  # type: ignore[attr-defined]
+        except Exception as exc:  # noqa: BLE001 - a bug in the emulator should still look like an HTTP answer
+            reply = _error(500, "INTERNAL", f"Emulator error: {exc!r}")
+        if reply is None:  # Fault.drop_connection: hang up without a word
+            self.close_connection = True
+            return
+        code, extra, body = reply
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", extra.pop("Content-Type", "application/json; charset=UTF-8"))
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in extra.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = _serve
+
+
+class GeminiEmulator:
+    """A local Gemini API v1beta server (generateContent, models) that records requests and injects faults."""
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, models: Iterable[str] | None = None,
+                 valid_keys: Iterable[str] | None = None, delay_s: float = 0.0, include_thoughts: bool = False) -> None:
+        """Configure the emulator; nothing listens until start()."""
+        names = [n for s in known_models() for n in (s.id, *s.aliases)] if models is None else models
+        self.models = tuple(dict.fromkeys(n.removeprefix("models/") for n in names))
+        self.valid_keys = None if valid_keys is None else frozenset(valid_keys)
+        self.delay_s = delay_s
+        self.include_thoughts = include_thoughts
+        self._address = (host, port)
+        self._lock = threading.Lock()
+        self._requests: list[RecordedRequest] = []
+        self._faults: list[Fault] = []
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._stopped = threading.Event()
+
+    def start(self) -> GeminiEmulator:
+        """Start serving in a daemon thread (idempotent) and return self."""
+        with self._lock:
+            if self._server is None:
+                self._server = _Server(self._address, _Handler)
+                self._server.emulator = self  # type: ignore[attr-defined]
+                self._stopped.clear()
+                self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                                name="gemini-emulator", daemon=True)
+                self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the listening socket."""
+        with self._lock:
+            server, thread, self._server, self._thread = self._server, self._thread, None, None
+        if server is not None:
+            self._stopped.set()
+            server.shutdown()
+            server.server_close()
+            if thread is not None:
+                thread.join(timeout=5)
+
+    def __enter__(self) -> GeminiEmulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        """The root URL to give the SDK as base_url, e.g. http://127.0.0.1:PORT."""
+        if self._server is None:
+            raise RuntimeError("GeminiEmulator is not started")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """A copy of every request received so far."""
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def generate_requests(self) -> list[RecordedRequest]:
+        """Only the generateContent (and streamGenerateContent) requests."""
+        return [r for r in self.requests if r.path.endswith(("generateContent", "GenerateContent"))]
+
+    def fail_next(self, *faults: Fault) -> None:
+        """Queue faults; each generateContent request consumes one, in order."""
+        with self._lock:
+            self._faults.extend(faults)
+
+    def reset(self) -> None:
+        """Forget recorded requests and queued faults."""
+        with self._lock:
+            self._requests.clear()
+            self._faults.clear()
+
+    def _handle(self, method: str, url: str, headers: dict[str, str], raw: bytes) -> _Reply | None:
+        rec = _record(method, url, headers, raw)
+        with self._lock:
+            self._requests.append(rec)
+        match = _PATH.match(rec.path)
+        action = match.group(3) if match else None
+        if match and method == "POST" and action in ("generateContent", "streamGenerateContent"):
+            return self._generate(rec, sse=action == "streamGenerateContent")
+        if match and method == "POST" and action == "countTokens":
+            tokens = _usage(rec, get_model(rec.model or ""))["promptTokenCount"]
+            return self._gate(rec) or (200, {}, {"totalTokens": tokens})
+        if match and method == "GET" and action is None:
+            return self._gate(rec, listing=True) or self._list(rec)
+        return _error(404, "NOT_FOUND", f"The requested URL {rec.path} was not found on this server.")
+
+    def _gate(self, rec: RecordedRequest, listing: bool = False) -> _Reply | None:
+        if not rec.api_key:
+            return _error(403, "PERMISSION_DENIED", _UNREGISTERED)
+        if self.valid_keys is not None and rec.api_key not in self.valid_keys:
+            return _fault_error(Fault.bad_key(), rec.model)
+        if not listing and rec.model not in self.models:
+            return _not_found(rec.model)
+        return None
+
+    def _list(self, rec: RecordedRequest) -> _Reply:
+        if rec.model is not None:
+            if rec.model not in self.models:
+                return _error(404, "NOT_FOUND", f"Model is not found: models/{rec.model} for api version v1beta")
+            return 200, {}, _model_entry(rec.model)
+        query = parse_qs(rec.query)
+        start = int((query.get("pageToken") or ["0"])[0] or 0)
+        size = int((query.get("pageSize") or ["50"])[0])
+        page: dict = {"models": [_model_entry(m) for m in self.models[start:start + size]]}
+        if start + size < len(self.models):
+            page["nextPageToken"] = str(start + size)
+        return 200, {}, page
+
+    def _pause(self, seconds: float) -> None:
+        if seconds > 0:
+            self._stopped.wait(seconds)
+
+    def _next_fault(self) -> Fault | None:
+        with self._lock:
+            return self._faults.pop(0) if self._faults else None
+
+    def _generate(self, rec: RecordedRequest, sse: bool) -> _Reply | None:
+        self._pause(self.delay_s)
+        fault = self._next_fault()
+        if fault is not None and fault.kind == "delay":
+            self._pause(fault.seconds)
+            fault = None
+        if fault is not None and fault.kind == "drop_connection":
+            return None
+        if fault is not None and (fault.code != 200 or fault.kind == "not_json"):
+            return _fault_error(fault, rec.model)
+        gate = self._gate(rec)
+        if gate is not None:
+            return gate
+        spec = get_model(rec.model or "")
+        reply = _fault_content(rec, spec, fault) if fault else _answer(rec, spec, self.include_thoughts)
+        if sse and reply[0] == 200:
+            return 200, {"Content-Type": "text/event-stream"}, b"data: " + json.dumps(reply[2]).encode() + b"\r\n\r\n"
+        return reply
+
+
+_shared: GeminiEmulator | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_emulator() -> GeminiEmulator:
+    """The process-wide emulator the app uses offline, started on first call and kept up until exit."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = GeminiEmulator().start()
+        return _shared
