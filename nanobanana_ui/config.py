@@ -35,6 +35,7 @@ class Settings:
     cache_size_bytes: int = 2 * 1024**3
     timeout_s: float = 120.0
     out_dir: Path | None = None
+    concurrency: int = 4  # web app: generation requests served at once (each waits on the API, not the CPU)
 
     @property
     def uses_emulator(self) -> bool:
@@ -112,5 +113,7 @@ def load_settings(
         values["cache_size_bytes"] = int(_number(*found, float, 1) * 1024**2)
     if found := lookup("NANOBANANA_TIMEOUT"):
         values["timeout_s"] = _number(*found, float, 1)
+    if found := lookup("NANOBANANA_CONCURRENCY"):
+        values["concurrency"] = _number(*found, int, 1)
     values.update({k: v for k, v in (explicit or {}).items() if v is not None})
     return Settings(**values)

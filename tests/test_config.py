@@ -59,7 +59,13 @@ def test_home_offline_and_output_dir(tmp_path):
     ({"NANOBANANA_RPM": "fast"}, "NANOBANANA_RPM='fast' is not a number"),
     ({"NANOBANANA_RPD": "0"}, "must be at least 1"),
     ({"NANOBANANA_OFFLINE": "maybe"}, "not a yes/no value"),
+    ({"NANOBANANA_CONCURRENCY": "0"}, "NANOBANANA_CONCURRENCY='0' must be at least 1"),
 ])
 def test_bad_values_are_clear_errors(environ, message):
     with pytest.raises(ConfigError, match=message):
         load_settings(environ=environ)
+
+
+def test_web_concurrency_defaults_to_4_and_is_configurable(tmp_path):
+    assert load_settings(environ={}).concurrency == 4
+    assert load_settings(environ={"NANOBANANA_CONCURRENCY": "9"}).concurrency == 9
