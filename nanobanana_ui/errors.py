@@ -173,11 +173,21 @@ class BadResponseError(ServiceError):
 
 
 def _error_body(details: Any) -> dict:
+    """The {"code", "message", "status", "details"} object of an SDK error, whatever shape the SDK kept."""
     if isinstance(details, list) and details:
         details = details[0]
-    if isinstance(details, dict):
-        return details.get("error", details) if isinstance(details.get("error", details), dict) else {}
-    return {}
+    if not isinstance(details, dict):
+        return {}
+    inner = details.get("error")
+    return inner if isinstance(inner, dict) else details
+
+
+def _short(text: str) -> str:
+    """A server's message fit for one line: an HTML page (proxy, captive portal) is named, not quoted."""
+    text = " ".join(text.split())
+    if text.lower().startswith(("<!doctype", "<html")):
+        return "an HTML page instead of an API answer (a proxy or network login page?)"
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def _detail(body: dict, type_suffix: str) -> dict:
@@ -202,7 +212,7 @@ def _retry_after(body: dict, response: Any) -> float | None:
 
 def _map_api_error(code: int, body: dict, response: Any, model: str | None) -> StudioError:
     status = str(body.get("status") or "")
-    text = str(body.get("message") or "").strip() or f"HTTP {code}"
+    text = _short(str(body.get("message") or "")) or f"HTTP {code}"
     reason = _detail(body, "ErrorInfo").get("reason", "")
     if reason == "API_KEY_INVALID" or "API key not valid" in text or code == 401:
         return InvalidKeyError(f"The API key was rejected ({text}). {KEY_HELP}", status_code=code)

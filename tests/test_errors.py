@@ -22,6 +22,7 @@ CASES = [
     (Fault.server_error(500), errors.ServerError, "internal error", 6),
     (Fault.overloaded(), errors.ServerError, "overloaded", 6),
     (Fault.server_error(504), errors.ServerError, "took too long", 6),
+    (Fault.server_error(502), errors.ServerError, r"\(502 Bad Gateway\): an HTML page instead of an API answer", 6),
     (Fault.bad_key(), errors.InvalidKeyError, "API key was rejected.*aistudio.google.com/apikey", 3),
     (Fault.permission_denied(), errors.PermissionDeniedError, "Permission denied", 3),
     (Fault.not_found(), errors.ModelNotFoundError, "not found: the id is wrong or the model was retired", 2),
