@@ -19,7 +19,7 @@ from typing import Protocol
 from .cache import ResultCache
 from .config import Settings
 from .costs import cost_from_usage
-from .errors import InputError, ModelNotFoundError, StudioError, UnsupportedOptionError
+from .errors import BadResponseError, InputError, ModelNotFoundError, StudioError, UnsupportedOptionError
 from .images import InputImage, check_request_size, image_size, load_input_image, load_input_path
 from .models import ModelSpec, get_model
 from .outputs import output_name, save_output
@@ -159,6 +159,8 @@ class Studio:
             return self._result(request, images, entry.text, entry.finish_reason, Usage(**entry.usage),
                                 cost=0.0, cached=True, saved=entry.cost_usd or 0.0, out_dir=out_dir, started=started)
         reply = await self._call(request)
+        for data, _ in reply.images:  # an unreadable image must fail here, before it is cached
+            _dimensions(data)
         cost = cost_from_usage(get_model(request.model), reply.usage)
         paths = self.cache.store(key, list(reply.images), {"text": reply.text, "finish_reason": reply.finish_reason,
                                                            "usage": asdict(reply.usage), "cost_usd": cost})
@@ -204,7 +206,7 @@ class Studio:
         for index, (data, mime, stored) in enumerate(images):
             suffix = variation + (f"_{index + 1}" if len(images) > 1 else "")
             path = save_output(data, out_dir, output_name(request.prompt, mime, now, suffix), stored_copy=stored)
-            width, height = image_size(data)
+            width, height = _dimensions(data)
             saved_images.append(GeneratedImage(sha256=_sha(data), mime_type=mime, width=width, height=height,
                                                path=path))
         return ImageResult(id=uuid.uuid4().hex, request=request, images=tuple(saved_images), text=text,
@@ -223,6 +225,14 @@ class Studio:
             await self._backend.aclose()
         if self._cache is not None:
             self._cache.close()
+
+
+def _dimensions(data: bytes) -> tuple[int, int]:
+    """Width and height of an image the API returned; a broken one is the service's fault, not the user's."""
+    try:
+        return image_size(data)
+    except InputError:
+        raise BadResponseError("Gemini returned an image that cannot be read. Try again.") from None
 
 
 def _sha(data: bytes) -> str:

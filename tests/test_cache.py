@@ -101,3 +101,31 @@ def test_cache_size_is_bounded(emulator, tmp_path):
         assert cache.lookup("k0") is None and cache.lookup("k39") is not None
     finally:
         cache.close()
+
+
+def test_an_unreadable_image_from_the_api_is_a_service_error_and_not_cached(settings):
+    import asyncio
+
+    from nanobanana_ui.errors import BadResponseError
+    from nanobanana_ui.gemini import BackendReply
+    from nanobanana_ui.request import Usage
+    from nanobanana_ui.studio import Studio
+
+    class GarbageBackend:  # a relay that mangles images
+        async def generate(self, request):
+            return BackendReply(((b"<html>not a png</html>", "image/png"),), "", "STOP", Usage())
+
+        async def list_image_models(self):
+            return ()
+
+        async def aclose(self):
+            pass
+
+    async def scenario():
+        async with Studio(settings, backend=GarbageBackend()) as studio:
+            with pytest.raises(BadResponseError, match="cannot be read"):
+                await studio.generate("mangled")
+            return studio.cache.lookup(studio.build_request(Mode.GENERATE, "mangled").cache_key())
+
+    assert asyncio.run(scenario()) is None
+    assert not settings.output_dir.exists() or not any(settings.output_dir.iterdir())
