@@ -223,7 +223,7 @@ def _map_api_error(code: int, body: dict, response: Any, model: str | None) -> S
     if code == 404:
         return ModelNotFoundError(
             f"Model {model!r} was not found: the id is wrong or the model was retired. "
-            "Pick another with --model (see `python -m nanobanana_ui models`).", model=model)
+            "Pick another model (`python -m nanobanana_ui models` lists the known ones).", model=model)
     if code == 429:
         violations = _detail(body, "QuotaFailure").get("violations") or [{}]
         quota_id = violations[0].get("quotaId")

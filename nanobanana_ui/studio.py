@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import time
 import uuid
 from collections.abc import Sequence
@@ -16,10 +17,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-from .cache import ResultCache
+from .cache import CachedEntry, ResultCache
 from .config import Settings
 from .costs import cost_from_usage
 from .errors import BadResponseError, InputError, ModelNotFoundError, StudioError, UnsupportedOptionError
+from .gemini import BackendReply
 from .images import InputImage, check_request_size, image_size, load_input_image, load_input_path
 from .models import ModelSpec, get_model
 from .outputs import output_name, save_output
@@ -29,6 +31,7 @@ __all__ = ["MAX_COUNT", "MAX_PROMPT_CHARS", "Backend", "ImageSource", "Studio"]
 
 MAX_PROMPT_CHARS = 30_000  # the image models take about 32k input tokens; refuse clearly rather than get a 400
 MAX_COUNT = 100
+_MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # it becomes part of the URL path
 ImageSource = InputImage | bytes | str | os.PathLike
 
 
@@ -114,7 +117,10 @@ class Studio:
             raise InputError("The prompt is empty: describe the image you want (or the change to make).")
         if len(prompt) > MAX_PROMPT_CHARS:
             raise InputError(f"The prompt is {len(prompt):,} characters long; the limit is {MAX_PROMPT_CHARS:,}.")
-        spec = get_model(model or self.settings.model)
+        model = model or self.settings.model
+        if not _MODEL_ID.fullmatch(model):
+            raise InputError(f"{model!r} is not a model id: ids look like gemini-2.5-flash-image.")
+        spec = get_model(model)
         options = options or ImageOptions()
         validate_options(spec, options)
         expected = {Mode.GENERATE: (0, 0), Mode.EDIT: (1, 1), Mode.COMPOSE: (2, spec.max_input_images)}[mode]
@@ -127,7 +133,7 @@ class Studio:
             raise InputError(f"{mode.value.capitalize()} needs {wanted}; got {len(images)}.")
         inputs = tuple(_as_input(source, i) for i, source in enumerate(images))
         check_request_size(inputs)
-        return ImageRequest(mode=mode, model=model or self.settings.model, prompt=prompt, images=inputs,
+        return ImageRequest(mode=mode, model=model, prompt=prompt, images=inputs,
                             options=options)
 
     async def generate(self, prompt: str, **kwargs) -> ImageResult:
@@ -151,19 +157,25 @@ class Studio:
         """Answer one request: from the cache when possible (no call, $0), else from the API; save the images."""
         started = time.perf_counter()
         out_dir = out_dir or self.settings.output_dir
-        key = request.cache_key()
-        entry = self.cache.lookup(key) if use_cache else None
+        # Disk work (hashing, cache, fsync'd saves) runs in a thread so other visitors' requests keep flowing.
+        entry = await asyncio.to_thread(self.cache.lookup, request.cache_key()) if use_cache else None
         if entry is not None:
-            pairs = zip(entry.paths, entry.images, strict=True)
-            images = [(path.read_bytes(), mime, path) for path, (_, mime) in pairs]
-            return self._result(request, images, entry.text, entry.finish_reason, Usage(**entry.usage),
-                                cost=0.0, cached=True, saved=entry.cost_usd or 0.0, out_dir=out_dir, started=started)
+            return await asyncio.to_thread(self._replay, request, entry, out_dir, started)
         reply = await self._call(request)
+        return await asyncio.to_thread(self._keep, request, reply, out_dir, started)
+
+    def _replay(self, request: ImageRequest, entry: CachedEntry, out_dir: Path, started: float) -> ImageResult:
+        pairs = zip(entry.paths, entry.images, strict=True)
+        images = [(path.read_bytes(), mime, path) for path, (_, mime) in pairs]
+        return self._result(request, images, entry.text, entry.finish_reason, Usage(**entry.usage),
+                            cost=0.0, cached=True, saved=entry.cost_usd or 0.0, out_dir=out_dir, started=started)
+
+    def _keep(self, request: ImageRequest, reply: BackendReply, out_dir: Path, started: float) -> ImageResult:
         for data, _ in reply.images:  # an unreadable image must fail here, before it is cached
             _dimensions(data)
         cost = cost_from_usage(get_model(request.model), reply.usage)
-        paths = self.cache.store(key, list(reply.images), {"text": reply.text, "finish_reason": reply.finish_reason,
-                                                           "usage": asdict(reply.usage), "cost_usd": cost})
+        paths = self.cache.store(request.cache_key(), list(reply.images), {
+            "text": reply.text, "finish_reason": reply.finish_reason, "usage": asdict(reply.usage), "cost_usd": cost})
         stored = [(data, mime, path) for (data, mime), path in zip(reply.images, paths, strict=True)]
         return self._result(request, stored, reply.text, reply.finish_reason, reply.usage,
                             cost=cost, cached=False, saved=0.0, out_dir=out_dir, started=started)
@@ -180,7 +192,7 @@ class Studio:
                 raise outcome
         return list(outcomes)
 
-    async def _call(self, request: ImageRequest):
+    async def _call(self, request: ImageRequest) -> BackendReply:
         try:
             return await self.backend.generate(request)
         except ModelNotFoundError as exc:

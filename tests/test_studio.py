@@ -108,6 +108,8 @@ def test_thought_parts_are_skipped(settings):
     ({"options": ImageOptions(temperature=3)}, "Temperature must be between 0 and 2"),
     ({"options": ImageOptions(top_p=1.5)}, "Top-p"),
     ({"model": "some-future-image-model", "options": ImageOptions(size="2K")}, "does not make 2K"),
+    ({"model": "16:9"}, "is not a model id"),
+    ({"model": "../../v1/files"}, "is not a model id"),
 ])
 def test_bad_requests_are_refused_before_any_call(settings, emulator, kwargs, message):
     kwargs = {"prompt": "a cat", **kwargs}
