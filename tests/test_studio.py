@@ -195,3 +195,12 @@ def test_text_file_named_png_is_refused_before_any_call(settings, emulator, tmp_
     with pytest.raises(ImageInputError, match="photo.png"):
         in_studio(settings, lambda s: s.edit(fake, "brighten"))
     assert emulator.requests == []
+
+
+def test_a_50_megapixel_photo_is_downscaled_before_it_is_sent(settings, emulator, tmp_path):
+    big = tmp_path / "big.jpg"
+    Image.new("RGB", (8660, 5773), (40, 120, 200)).save(big, quality=80)
+    in_studio(settings, lambda s: s.edit(big, "add a boat"))
+    [sent] = emulator.generate_requests
+    with Image.open(io.BytesIO(sent.images[0])) as received:
+        assert max(received.size) == 3072 and received.size[0] / received.size[1] == pytest.approx(8660 / 5773, 0.01)
