@@ -16,10 +16,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Build and launch the app."""
-    args = parse_args(argv)
-    # No network calls at start: Gradio's analytics are off unless the user asked for them.
+def build(args: argparse.Namespace):
+    """The Studio and its page for these options; returns (demo, studio). Imports gradio, starts nothing."""
+    # No network calls at start: Gradio's analytics are off unless the user asked for them (read at import).
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from nanobanana_ui.config import load_settings
     from nanobanana_ui.errors import StudioError
@@ -30,10 +29,18 @@ def main(argv: list[str] | None = None) -> None:
         studio = Studio(load_settings({"offline": True} if args.offline else None))
     except StudioError as error:
         raise SystemExit(f"error: {error.message}") from None
-    demo = build_app(studio)
+    # The emulator and the API client start on the first request, not here (the Studio creates them lazily).
+    return build_app(studio), studio  # the queue (bounded) and concurrency limits are set in build_app
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Build and launch the app."""
+    args = parse_args(argv)
+    demo, studio = build(args)
     # Gradio serves only files it made or was allowed: the outputs folder holds the originals we show.
-    demo.queue(max_size=64).launch(server_name=args.host, server_port=args.port, share=args.share,
-                                   allowed_paths=[str(studio.settings.output_dir)])
+    # None for host and port lets Gradio apply GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, then its defaults.
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share,
+                allowed_paths=[str(studio.settings.output_dir)], max_file_size="50mb")
 
 
 if __name__ == "__main__":

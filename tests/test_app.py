@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -13,10 +15,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from nanobanana_ui.emulator import GeminiEmulator
+from nanobanana_ui.emulator import Fault, GeminiEmulator
+from nanobanana_ui.models import pixel_size
 
 ROOT = Path(__file__).resolve().parents[1]
 UI_KEY = "ui-test-key"
+PUBLIC = {"/generate", "/edit", "/compose"}
 
 
 def free_port() -> int:
@@ -66,47 +70,350 @@ def app_url(module_emulator, tmp_path_factory):
     """The app with a key, its API calls sent to the test's emulator through NANOBANANA_BASE_URL."""
     home = tmp_path_factory.mktemp("home")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GEMINI", "GOOGLE", "NANO", "GRADIO"))}
-    env.update(GEMINI_API_KEY=UI_KEY, NANOBANANA_BASE_URL=module_emulator.base_url, NANOBANANA_HOME=str(home))
+    env.update(GEMINI_API_KEY=UI_KEY, NANOBANANA_BASE_URL=module_emulator.base_url, NANOBANANA_HOME=str(home),
+               GRADIO_TEMP_DIR=str(tmp_path_factory.mktemp("gradio")))
     process, url = start_app(env)
     yield url
     log = stop_app(process)
     assert UI_KEY not in log
 
 
-def test_generate_endpoint_returns_the_saved_png_and_status(app_url, module_emulator):
-    from gradio_client import Client
-
+@pytest.fixture
+def emu(module_emulator):
+    """The module's emulator with no recorded requests and no pending faults."""
     module_emulator.reset()
-    client = Client(app_url, verbose=False)
-    gallery, status = client.predict("a red fox", "16:9", api_name="/generate")
-    [sent] = module_emulator.generate_requests
-    assert sent.prompt == "a red fox" and sent.api_key == UI_KEY
-    assert sent.generation_config["imageConfig"]["aspectRatio"] == "16:9"
-    with Image.open(gallery[0]["image"]) as image:
-        assert image.format == "PNG" and image.size == (1344, 768)
-    assert "$0.0387" in status and "STOP" in status
-    _, again = client.predict("a red fox", "16:9", api_name="/generate")
-    assert "cached · $0" in again and len(module_emulator.generate_requests) == 1
+    return module_emulator
 
 
-def test_service_errors_reach_the_client_as_messages(app_url, module_emulator):
+@pytest.fixture
+def client(app_url):
     from gradio_client import Client
+
+    return Client(app_url, verbose=False)
+
+
+def write_png(path: Path, color: tuple[int, int, int], size=(64, 48)) -> Path:
+    Image.new("RGB", size, color).save(path, format="PNG")
+    return path
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def returned_files(gallery: list[dict]) -> list[Path]:
+    return [Path(item["image"]) for item in gallery]
+
+
+def test_exactly_three_public_endpoints_with_inputs_first_and_defaults_after(client, app_url):
+    api = client.view_api(print_info=False, return_format="dict")
+    assert set(api["named_endpoints"]) == PUBLIC and not api["unnamed_endpoints"]
+    firsts = {"/generate": ["prompt"], "/edit": ["image", "prompt"], "/compose": ["images", "prompt"]}
+    for name, endpoint in api["named_endpoints"].items():
+        params = [p["parameter_name"] for p in endpoint["parameters"]]
+        assert params == [*firsts[name], "model", "aspect_ratio", "size", "temperature", "top_p", "top_k", "seed",
+                          "count", "output"]
+        assert all(p["parameter_has_default"] for p in endpoint["parameters"][len(firsts[name]):])
+        assert [r["component"] for r in endpoint["returns"]] == ["Gallery", "Markdown"]
+    import json
+
+    with urllib.request.urlopen(app_url + "config", timeout=10) as response:
+        dependencies = json.load(response)["dependencies"]
+    public = {"/" + d["api_name"] for d in dependencies if d["api_visibility"] == "public"}
+    assert public == PUBLIC and len(dependencies) > len(PUBLIC)  # the page's own events exist, all private
+
+
+def test_generate_with_defaults_only_then_the_cache(client, emu):
+    gallery, status = client.predict("a red fox", api_name="/generate")
+    [sent] = emu.generate_requests
+    assert sent.prompt == "a red fox" and sent.api_key == UI_KEY and sent.model == "gemini-2.5-flash-image"
+    config = sent.generation_config
+    assert "imageConfig" not in config and "seed" not in config and "topK" not in config  # auto, 1K-only, unset
+    assert (config["temperature"], config["topP"], config["responseModalities"]) == (1.0, 0.95, ["TEXT", "IMAGE"])
+    [path] = returned_files(gallery)
+    assert sha(path.read_bytes()) == sha(sent.reply_images[0])  # the exact bytes the API sent, as PNG
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.size == (1024, 1024)
+    assert "$0.0387" in status and "STOP" in status and "offline placeholder" in status
+    _, again = client.predict("a red fox", api_name="/generate")
+    assert again.startswith("cached · $0") and len(emu.generate_requests) == 1
+
+
+def test_generate_sends_every_option_from_the_parameters(client, emu):
+    gallery, status = client.predict("a lighthouse", model="gemini-3.1-flash-image", aspect_ratio="16:9",
+                                     size="2K", temperature=0.4, top_p=0.5, top_k=20, seed=7, output="Image only",
+                                     api_name="/generate")
+    [sent] = emu.generate_requests
+    assert sent.model == "gemini-3.1-flash-image"
+    assert sent.generation_config == {"temperature": 0.4, "topP": 0.5, "topK": 20.0, "seed": 7,
+                                      "responseModalities": ["IMAGE"],
+                                      "imageConfig": {"aspectRatio": "16:9", "imageSize": "2K"}}
+    with Image.open(returned_files(gallery)[0]) as image:
+        assert image.size == pixel_size("16:9", "2K")
+    assert "$0.1008" in status
+
+
+def test_several_images_are_parallel_calls_each_its_own_variation(client, emu):
+    emu.fail_next(Fault.delay(1.0), Fault.delay(1.0), Fault.delay(1.0))
+    started = time.monotonic()
+    gallery, status = client.predict("three owls", count=3, api_name="/generate")
+    assert time.monotonic() - started < 2.5  # three 1 s calls side by side, not one after another
+    assert len(emu.generate_requests) == 3 and len(gallery) == 3
+    assert len({p.name for p in returned_files(gallery)}) == 3  # three saved files (the emulator draws alike)
+    assert [line[:3] for line in status.splitlines()] == ["1. ", "2. ", "3. "]
+    names = sorted(p.name for p in returned_files(gallery))
+    assert [n.endswith("_v1.png") for n in names].count(True) == 1 and any(n.endswith("_v2.png") for n in names)
+
+
+def test_edit_sends_the_uploaded_image_byte_for_byte(client, emu, tmp_path):
+    from gradio_client import handle_file
+
+    source = write_png(tmp_path / "photo.png", (200, 30, 30), size=(96, 64))
+    gallery, status = client.predict(handle_file(str(source)), "make the sky stormy", api_name="/edit")
+    [sent] = emu.generate_requests
+    assert sent.prompt == "make the sky stormy" and sent.images == [source.read_bytes()]
+    assert sent.part_kinds == ["text", "image"]
+    assert "aspectRatio" not in sent.generation_config.get("imageConfig", {})  # auto: keep the input's shape
+    assert sha(returned_files(gallery)[0].read_bytes()) == sha(sent.reply_images[0]) and "STOP" in status
+
+
+def test_compose_sends_the_images_in_order_with_the_options(client, emu, tmp_path):
+    from gradio_client import handle_file
+
+    files = [write_png(tmp_path / f"in{i}.png", color) for i, color in enumerate([(255, 0, 0), (0, 0, 255)])]
+    images = [{"image": handle_file(str(path))} for path in files]
+    gallery, status = client.predict(images, "the red one above the blue one", model="gemini-3-pro-image-preview",
+                                     aspect_ratio="9:16", size="4K", api_name="/compose")
+    [sent] = emu.generate_requests
+    assert sent.images == [path.read_bytes() for path in files] and sent.prompt == "the red one above the blue one"
+    assert sent.generation_config["imageConfig"] == {"aspectRatio": "9:16", "imageSize": "4K"}
+    with Image.open(returned_files(gallery)[0]) as image:
+        assert image.format == "PNG" and image.size == pixel_size("9:16", "4K")
+    assert "$0.24" in status
+
+
+def test_compose_over_the_models_limit_is_refused_before_any_call(client, emu, tmp_path):
+    from gradio_client import handle_file
     from gradio_client.exceptions import AppError
 
-    from nanobanana_ui.emulator import Fault
+    images = [{"image": handle_file(str(write_png(tmp_path / f"{i}.png", (i * 60, 0, 0))))} for i in range(4)]
+    with pytest.raises(AppError, match="accepts at most 3 input images; you gave 4"):
+        client.predict(images, "all four", api_name="/compose")
+    assert emu.generate_requests == []
 
-    module_emulator.reset()
-    module_emulator.fail_next(Fault.blocked("SAFETY"))
+
+@pytest.mark.parametrize("args, kwargs, message", [
+    (("   ",), {}, "The prompt is empty"),
+    (("a fox",), {"size": "4K"}, "does not make 4K images"),
+    (("a fox",), {"aspect_ratio": "8:1"}, "does not offer aspect ratio 8:1"),
+    (("a fox",), {"temperature": 1.5, "count": 4, "seed": -1}, None),  # the sentinel: seed -1 is "no seed"
+])
+def test_bad_requests_are_refused_before_any_call(client, emu, args, kwargs, message):
+    from gradio_client.exceptions import AppError
+
+    if message is None:
+        client.predict(*args, **kwargs, api_name="/generate")
+        assert len(emu.generate_requests) == 4 and all("seed" not in r.generation_config for r in emu.requests)
+        return
+    with pytest.raises(AppError, match=message):
+        client.predict(*args, **kwargs, api_name="/generate")
+    assert emu.generate_requests == []
+
+
+def test_service_errors_reach_the_client_as_messages(client, emu):
+    from gradio_client.exceptions import AppError
+
+    emu.fail_next(Fault.blocked("SAFETY"))
     with pytest.raises(AppError, match=r"blocked the prompt \(SAFETY\)"):
-        Client(app_url, verbose=False).predict("something", "1:1", api_name="/generate")
+        client.predict("something", api_name="/generate")
+    emu.fail_next(Fault.rate_limit("17s"))
+    with pytest.raises(AppError, match="try again in 17 s"):
+        client.predict("something else", api_name="/generate")
 
 
-def test_offline_app_serves_the_banner(tmp_path):
+def test_requests_from_different_visitors_run_concurrently(app_url, emu):
+    from gradio_client import Client
+
+    emu.fail_next(*[Fault.delay(1.5)] * 3)
+    clients = [Client(app_url, verbose=False) for _ in range(3)]
+    started = time.monotonic()
+    threads = [threading.Thread(target=c.predict, args=(f"visitor {i}",), kwargs={"api_name": "/generate"})
+               for i, c in enumerate(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(emu.generate_requests) == 3
+    assert time.monotonic() - started < 4.0  # with the default concurrency limit of 1 this takes 4.5 s or more
+
+
+# The page's own behaviour, in-process: the session, history and controls the browser tests drive through clicks.
+
+ELEM_IDS = {  # the browser tests' locators: keep them stable
+    "mode-tabs", "generate-tab", "edit-tab", "compose-tab", "prompt", "generate-button", "edit-image", "edit-prompt",
+    "edit-button", "compose-limit", "compose-images", "compose-earlier", "compose-later", "compose-remove",
+    "compose-prompt", "compose-button", "settings", "model", "model-info", "aspect-ratio", "size", "temperature",
+    "top-p", "advanced", "top-k", "seed", "count", "output-mode", "out-gallery", "status", "new-variation-button",
+    "output-to-edit-button", "out-files", "history-summary", "history-gallery", "history-details", "reuse-button",
+    "send-to-edit-button", "add-to-compose-button",
+}
+
+
+class Progress:
+    """Records what a handler reports through gr.Progress."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, fraction, desc=None):
+        self.calls.append((fraction, desc))
+
+
+PAGE_SCRIPT = """
+import json, sys
+import app
+demo, studio = app.build(app.parse_args(sys.argv[1:]))
+ids = {c["props"]["elem_id"]: c["props"] for c in demo.get_config_file()["components"] if c["props"].get("elem_id")}
+print(json.dumps({"ids": ids, "offline": studio.offline, "emulator_started": studio.emulator_url is not None}))
+"""
+
+
+def built_page(tmp_path, *args: str) -> dict:
+    """The page app.py builds with these options (in a subprocess: building Blocks in pytest leaks sockets)."""
+    import json
+
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GEMINI", "GOOGLE", "NANO", "GRADIO"))}
-    env.update(NANOBANANA_HOME=str(tmp_path))
-    process, url = start_app(env)
-    try:
-        with urllib.request.urlopen(url + "config", timeout=10) as response:
-            assert b"Offline mode" in response.read()
-    finally:
-        stop_app(process)
+    env.update(GEMINI_API_KEY=UI_KEY, NANOBANANA_HOME=str(tmp_path))
+    done = subprocess.run([sys.executable, "-c", PAGE_SCRIPT, *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_offline_flag_shows_the_banner_and_building_the_page_starts_nothing(tmp_path):
+    page = built_page(tmp_path, "--offline")
+    assert page["offline"] and not page["emulator_started"]  # the emulator waits for the first request
+    banner = page["ids"]["offline-banner"]["value"]
+    assert "Offline mode" in banner and "GEMINI_API_KEY" in banner
+    assert set(page["ids"]) == ELEM_IDS | {"offline-banner"}
+
+
+def test_page_has_the_stable_elem_ids_and_no_banner_with_a_key(app_url):
+    import json
+
+    with urllib.request.urlopen(app_url + "config", timeout=10) as response:
+        config = json.load(response)
+    ids = {c["props"]["elem_id"]: c["props"] for c in config["components"] if c.get("props", {}).get("elem_id")}
+    assert set(ids) == ELEM_IDS  # no offline banner: this app has a key
+    assert ids["out-gallery"]["format"] == "png"
+    assert [value for _, value in ids["size"]["choices"]] == ["1K"]  # the default model is 1K-only
+
+
+def test_model_change_redraws_the_controls_from_the_model():
+    from nanobanana_ui.ui.events import PageEvents
+
+    events = PageEvents("gemini-2.5-flash-image")
+    aspect, size, info, limit = events.model_changed("gemini-3.1-flash-image", "16:9", "1K", [("a", None)] * 5)
+    assert size["choices"] == ["512", "1K", "2K", "4K"] and size["value"] == "1K"
+    assert ("8:1", "8:1") in aspect["choices"] and aspect["value"] == "16:9"
+    assert "up to 14 input images" in info and "(5 added)" in limit and "Too many" not in limit
+    aspect, size, info, limit = events.model_changed("gemini-2.5-flash-image", "8:1", "4K", [("a", None)] * 5)
+    assert size["choices"] == ["1K"] and size["value"] == "1K"  # 4K is never offered on a 1K-only model
+    assert aspect["value"] == "auto" and "$0.0387 per 1K image" in info
+    assert "Too many: remove 2" in limit
+
+
+def test_form_values_become_image_options():
+    from nanobanana_ui.models import get_model
+    from nanobanana_ui.request import ImageOptions
+    from nanobanana_ui.ui.controls import FormSettings
+
+    flash, two = get_model("gemini-2.5-flash-image"), get_model("gemini-3.1-flash-image")
+    assert FormSettings(size="1K", top_k=0, seed=-1).options(flash) == ImageOptions(temperature=1.0, top_p=0.95)
+    assert FormSettings(aspect_ratio="4:1", size="512", top_k=5, seed=0, output="Image only").options(two) == \
+        ImageOptions(aspect_ratio="4:1", size="512", temperature=1.0, top_p=0.95, top_k=5, seed=0, with_text=False)
+
+
+def run_in_studio(settings, scenario):
+    """Run `await scenario(runner, events)` against a Studio on the test's emulator."""
+    import asyncio
+
+    from nanobanana_ui.studio import Studio
+    from nanobanana_ui.ui.events import PageEvents
+    from nanobanana_ui.ui.handlers import Runner
+
+    async def main():
+        async with Studio(settings) as studio:
+            return await scenario(Runner(studio), PageEvents(settings.model))
+
+    return asyncio.run(main())
+
+
+def test_history_newest_first_and_new_variation_goes_past_the_cache(settings, emulator):
+    async def scenario(runner, events):
+        progress = Progress()
+        _, _, session = await runner.generate("a cat", count=2, seed=3, progress=progress)
+        assert progress.calls[0][1].startswith("Nano Banana: making 2 images") and progress.calls[-1][0] == 1.0
+        files, status, session = await runner.new_variation(session, progress=Progress())
+        assert "cached" not in status and len(emulator.generate_requests) == 4  # the same count, variations 2 and 3
+        files, status, session = await runner.generate("a dog", session=session, progress=Progress())
+        return files, session, events
+
+    files, session, events = run_in_studio(settings, scenario)
+    assert [e.prompt for e in session.entries] == ["a dog", "a cat", "a cat", "a cat", "a cat"]
+    assert [e.options.variation for e in session.entries] == [0, 2, 3, 0, 1]
+    assert session.next_variation == 1 and session.shown == tuple(files)
+    thumbnails, summary, _, downloads = events.show_session(session)
+    assert [t[0] for t in thumbnails] == [e.thumbnail for e in session.entries] and downloads == files
+    assert "a dog" in thumbnails[0][1] and "seed 3" in thumbnails[1][1] and "5 images" in summary
+
+
+def test_reuse_send_to_edit_and_add_to_compose(settings, emulator, tmp_path):
+    from nanobanana_ui.request import Mode
+
+    photo = write_png(tmp_path / "photo.png", (10, 200, 10))
+
+    async def scenario(runner, events):
+        _, _, session = await runner.edit(str(photo), "add a hat", model="gemini-3-pro-image-preview",
+                                          aspect_ratio="3:2", size="2K", temperature=0.3, top_k=9,
+                                          output="Image only", progress=Progress())
+        return session, events
+
+    session, events = run_in_studio(settings, scenario)
+    values = events.reuse(session)
+    assert values["tabs"].selected == "edit" and values["edit_prompt"] == "add a hat"
+    assert values["edit_image"] == str(photo) and values["model"] == "gemini-3-pro-image-preview"
+    assert values["size"]["value"] == "2K" and "4K" in values["size"]["choices"]
+    assert (values["aspect_ratio"]["value"], values["temperature"], values["top_k"], values["seed"],
+            values["output"]) == ("3:2", 0.3, 9, -1, "Image only")
+    image, tabs = events.send_to_edit(session)
+    assert image == session.entries[0].thumbnail and tabs.selected == "edit"
+    assert session.entries[0].mode is Mode.EDIT
+    images, tabs = events.add_to_compose(session, [("a.png", None)], "gemini-2.5-flash-image")
+    assert images == ["a.png", session.entries[0].thumbnail] and tabs.selected == "compose"
+    import gradio as gr
+
+    with pytest.raises(gr.Error, match="at most 3 input images"):
+        events.add_to_compose(session, [("a.png", None)] * 3, "gemini-2.5-flash-image")
+
+
+def test_compose_inputs_can_be_reordered_and_removed():
+    from nanobanana_ui.ui.events import PageEvents
+    from nanobanana_ui.ui.history import Session
+
+    events, session = PageEvents("gemini-2.5-flash-image"), Session(compose_selected=2)
+    images, session = events.compose_earlier(session, [("a", None), ("b", None), ("c", None)])
+    assert images == ["a", "c", "b"] and session.compose_selected == 1
+    images, session = events.compose_remove(session, images)
+    assert images == ["a", "b"] and session.compose_selected is None
+
+
+def test_partial_failures_keep_the_images_that_worked(settings, emulator):
+    emulator.fail_next(Fault.server_error(500))
+
+    async def scenario(runner, events):
+        with pytest.warns(UserWarning, match="1 of 2 images failed: Gemini had an internal error"):
+            return await runner.generate("two bees", count=2, progress=Progress())
+
+    files, status, session = run_in_studio(settings, scenario)
+    assert len(files) == 1 and len(session.entries) == 1 and "failed: Gemini had an internal error" in status

@@ -1,5 +1,5 @@
 """The Gradio front end: built by build_app(), calling only the Studio service."""
 
-from .app import build_app
+from .layout import build_app
 
 __all__ = ["build_app"]

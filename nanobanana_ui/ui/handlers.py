@@ -1,0 +1,141 @@
+"""The generation events: the /generate, /edit and /compose endpoints and New variation, all through the Studio."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import gradio as gr
+
+from ..errors import StudioError
+from ..models import get_model
+from ..request import ImageRequest, ImageResult, Mode
+from ..studio import Studio
+from .controls import AUTO, IMAGE_AND_TEXT, MAX_UI_COUNT, FormSettings, gallery_paths
+from .history import Session
+from .text import run_status, status_line
+
+__all__ = ["Outputs", "Runner", "studio_errors"]
+
+Outputs = tuple[list[str], str, Session]  # output gallery files, status text, the visitor's session
+
+
+@contextmanager
+def studio_errors() -> Iterator[None]:
+    """Turn a StudioError into gr.Error with the service's message: the one place the page reports failures."""
+    try:
+        yield
+    except StudioError as error:
+        raise gr.Error(error.message, print_exception=False) from None
+
+
+class Runner:
+    """Runs the page's requests through one Studio and records them in the visitor's session."""
+
+    def __init__(self, studio: Studio) -> None:
+        self.studio = studio
+
+    # The three public endpoints. Their parameter names and order are the HTTP API (gradio_client, MCP):
+    # keep them stable. Every parameter after the first one(s) has a default in its component.
+
+    async def generate(self, prompt: str, model: str = "", aspect_ratio: str = AUTO, size: str = "",
+                       temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1,
+                       count: int = 1, output: str = IMAGE_AND_TEXT, session: Session | None = None,
+                       progress: gr.Progress = gr.Progress()) -> Outputs:  # noqa: B008 (how Gradio asks for it)
+        """Make images from a text prompt; returns the saved PNG files and a status line per image.
+
+        Args:
+            prompt: what to draw.
+            model: image model id ("" for the server's default).
+            aspect_ratio: e.g. "16:9", or "auto" for the model's default.
+            size: "512", "1K", "2K" or "4K" as the model offers ("" for its default).
+            temperature: 0 to 2.
+            top_p: 0 to 1.
+            top_k: 0 for the model's default.
+            seed: -1 for none (seeds are best effort).
+            count: 1 to 4 images, made as parallel calls.
+            output: "Image + text" or "Image only".
+        """
+        form = FormSettings(model, aspect_ratio, size, temperature, top_p, top_k, seed, count, output)
+        return await self._make(Mode.GENERATE, prompt, (), form, session, progress)
+
+    async def edit(self, image: str | None, prompt: str, model: str = "", aspect_ratio: str = AUTO, size: str = "",
+                   temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1, count: int = 1,
+                   output: str = IMAGE_AND_TEXT, session: Session | None = None,
+                   progress: gr.Progress = gr.Progress()) -> Outputs:  # noqa: B008
+        """Change an image as the prompt says; returns the saved PNG files and a status line per image.
+
+        Args:
+            image: the image to edit.
+            prompt: the change to make.
+            model: image model id ("" for the server's default).
+            aspect_ratio: "auto" keeps the input's shape, or e.g. "16:9".
+            size: "512", "1K", "2K" or "4K" as the model offers ("" for its default).
+            temperature: 0 to 2.
+            top_p: 0 to 1.
+            top_k: 0 for the model's default.
+            seed: -1 for none (seeds are best effort).
+            count: 1 to 4 images, made as parallel calls.
+            output: "Image + text" or "Image only".
+        """
+        form = FormSettings(model, aspect_ratio, size, temperature, top_p, top_k, seed, count, output)
+        return await self._make(Mode.EDIT, prompt, (image,) if image else (), form, session, progress)
+
+    async def compose(self, images: list | None, prompt: str, model: str = "", aspect_ratio: str = AUTO,
+                      size: str = "", temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1,
+                      count: int = 1, output: str = IMAGE_AND_TEXT, session: Session | None = None,
+                      progress: gr.Progress = gr.Progress()) -> Outputs:  # noqa: B008
+        """Combine several images as the prompt says; returns the saved PNG files and a status line per image.
+
+        Args:
+            images: 2 or more images, in order, up to the model's limit (3 on Nano Banana, 14 on the others).
+            prompt: how to combine them.
+            model: image model id ("" for the server's default).
+            aspect_ratio: "auto", or e.g. "16:9".
+            size: "512", "1K", "2K" or "4K" as the model offers ("" for its default).
+            temperature: 0 to 2.
+            top_p: 0 to 1.
+            top_k: 0 for the model's default.
+            seed: -1 for none (seeds are best effort).
+            count: 1 to 4 images, made as parallel calls.
+            output: "Image + text" or "Image only".
+        """
+        form = FormSettings(model, aspect_ratio, size, temperature, top_p, top_k, seed, count, output)
+        return await self._make(Mode.COMPOSE, prompt, gallery_paths(images), form, session, progress)
+
+    async def new_variation(self, session: Session | None,
+                            progress: gr.Progress = gr.Progress()) -> Outputs:  # noqa: B008
+        """Run the last request again under the next variation numbers: new images, never the cached ones."""
+        if session is None or session.last_request is None:
+            raise gr.Error("Nothing to vary yet: make an image first, then ask for a new variation.")
+        request = session.last_request.with_variation(session.next_variation)
+        return await self._run(request, session.last_inputs, session.last_count, session, progress)
+
+    async def _make(self, mode: Mode, prompt: str | None, inputs: tuple[str, ...], form: FormSettings,
+                    session: Session | None, progress: gr.Progress) -> Outputs:
+        count = form.image_count()
+        if not 1 <= count <= MAX_UI_COUNT:
+            raise gr.Error(f"The page makes 1 to {MAX_UI_COUNT} images at a time (got {count}); "
+                           "the command line's --count goes higher.")
+        model = form.model_id(self.studio.settings.model)
+        with studio_errors():
+            # Everything that can be checked is checked here, before any call (prompt, images, options, limits).
+            request = self.studio.build_request(mode, prompt or "", inputs, model=model,
+                                                options=form.options(get_model(model)))
+        return await self._run(request, inputs, count, session if session is not None else Session(), progress)
+
+    async def _run(self, request: ImageRequest, inputs: tuple[str, ...], count: int, session: Session,
+                   progress: gr.Progress) -> Outputs:
+        label = get_model(request.model).label.split(" (")[0]
+        progress(0.0, desc=f"{label}: making {'an image' if count == 1 else f'{count} images in parallel'}...")
+        with studio_errors():
+            outcomes = await self.studio.run_variations(request, count)
+        results = [outcome for outcome in outcomes if isinstance(outcome, ImageResult)]
+        failures = [outcome for outcome in outcomes if isinstance(outcome, StudioError)]
+        if not results:
+            raise gr.Error(failures[0].message, print_exception=False)
+        if failures:
+            gr.Warning(f"{len(failures)} of {count} images failed: {failures[0].message}")
+        session.record(request, inputs, count, [(result, status_line(result)) for result in results])
+        progress(1.0, desc="Done")
+        return list(session.shown), run_status(list(outcomes)), session

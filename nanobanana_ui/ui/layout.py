@@ -1,0 +1,159 @@
+"""The page: build_app() lays out the Blocks (tabs, settings panel, outputs, history) and wires the events."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from ..models import get_model
+from ..request import Mode
+from ..studio import Studio
+from . import text
+from .controls import (
+    AUTO,
+    IMAGE_AND_TEXT,
+    MAX_UI_COUNT,
+    OUTPUT_CHOICES,
+    aspect_choices,
+    model_choices,
+    size_choices,
+)
+from .events import TAB_IDS, PageEvents
+from .handlers import Runner
+from .history import Session
+
+__all__ = ["QUEUE_MAX_SIZE", "build_app"]
+
+QUEUE_MAX_SIZE = 64  # requests waiting beyond that are refused at once ("queue full") rather than left to time out
+PRIVATE = {"api_visibility": "private"}
+TITLE = "# 🍌 Nano Banana Studio\nGenerate, edit and compose images with Google's Gemini image models."
+
+
+def build_app(studio: Studio) -> gr.Blocks:
+    """The Blocks app for one Studio: Generate, Edit and Compose tabs, shared settings, outputs and history."""
+    default_model = studio.settings.model
+    spec = get_model(default_model)
+    runner, events = Runner(studio), PageEvents(default_model)
+
+    with gr.Blocks(title="Nano Banana Studio") as demo:
+        gr.Markdown(TITLE)
+        if studio.offline:
+            gr.Markdown(text.OFFLINE_BANNER, elem_id="offline-banner")
+        session = gr.State(Session())
+        with gr.Row():
+            with gr.Column(scale=5):
+                with gr.Tabs(elem_id="mode-tabs") as tabs:
+                    with gr.Tab("Generate", id=TAB_IDS[Mode.GENERATE], elem_id="generate-tab"):
+                        # No value: the prompt is a required API parameter (DESIGN.md: the first one has none).
+                        prompt = gr.Textbox(label="Prompt", lines=3, elem_id="prompt",
+                                            placeholder="A red fox in the snow, watercolour")
+                        generate_button = gr.Button("Generate", variant="primary", elem_id="generate-button")
+                    with gr.Tab("Edit", id=TAB_IDS[Mode.EDIT], elem_id="edit-tab"):
+                        # filepath + image_mode=None: Gradio hands over the uploaded file untouched, so the Studio
+                        # sends the exact bytes (or normalises them itself, with its own messages).
+                        edit_image = gr.Image(label="Image to edit", type="filepath", image_mode=None, format="png",
+                                              sources=["upload", "clipboard", "webcam"], elem_id="edit-image")
+                        edit_prompt = gr.Textbox(label="Change to make", lines=2, elem_id="edit-prompt",
+                                                 placeholder="Make the sky stormy")
+                        edit_button = gr.Button("Edit", variant="primary", elem_id="edit-button")
+                    with gr.Tab("Compose", id=TAB_IDS[Mode.COMPOSE], elem_id="compose-tab"):
+                        compose_limit = gr.Markdown(text.compose_limit(spec, 0), elem_id="compose-limit")
+                        compose_images = gr.Gallery(label="Images to combine, in order", type="filepath",
+                                                    format="png", interactive=True, columns=4, height=260,
+                                                    sources=["upload", "clipboard"], file_types=["image"],
+                                                    elem_id="compose-images")
+                        with gr.Row():
+                            earlier = gr.Button("◀ Earlier", size="sm", elem_id="compose-earlier")
+                            later = gr.Button("Later ▶", size="sm", elem_id="compose-later")
+                            remove = gr.Button("Remove", size="sm", elem_id="compose-remove")
+                        compose_prompt = gr.Textbox(label="How to combine them", lines=2, elem_id="compose-prompt",
+                                                    placeholder="The cat from the first image wearing the hat")
+                        compose_button = gr.Button("Compose", variant="primary", elem_id="compose-button")
+                with gr.Group(elem_id="settings"):
+                    model = gr.Dropdown(model_choices(default_model), value=default_model, label="Model",
+                                        allow_custom_value=True, elem_id="model")
+                    model_info = gr.Markdown(text.model_info(spec, spec.default_size), elem_id="model-info")
+                    # allow_custom_value: an API caller may name another model's ratio or size; the Studio judges
+                    # it against the model actually asked for (these choices are the default model's).
+                    with gr.Row():
+                        aspect = gr.Dropdown(aspect_choices(spec), value=AUTO, label="Aspect ratio",
+                                             allow_custom_value=True, elem_id="aspect-ratio")
+                        size = gr.Dropdown(size_choices(spec), value=spec.default_size, label="Image size",
+                                           allow_custom_value=True, elem_id="size")
+                    with gr.Row():
+                        temperature = gr.Slider(0, 2, value=1.0, step=0.05, label="Temperature",
+                                                elem_id="temperature")
+                        top_p = gr.Slider(0, 1, value=0.95, step=0.01, label="Top-p", elem_id="top-p")
+                    with gr.Accordion("Advanced", open=False, elem_id="advanced"):
+                        with gr.Row():
+                            top_k = gr.Number(value=0, precision=0, minimum=0, maximum=1000,
+                                              label="Top-k (0: model default)", elem_id="top-k")
+                            seed = gr.Number(value=-1, precision=0, minimum=-1, maximum=2**31 - 1,
+                                             label="Seed (-1: none; best effort)", elem_id="seed")
+                        count = gr.Slider(1, MAX_UI_COUNT, value=1, step=1, label="Number of images (parallel calls)",
+                                          elem_id="count")
+                        output = gr.Radio(list(OUTPUT_CHOICES), value=IMAGE_AND_TEXT, label="Output",
+                                          elem_id="output-mode")
+            with gr.Column(scale=6):
+                out_gallery = gr.Gallery(label="Result", format="png", columns=2, interactive=False,
+                                         buttons=["download", "fullscreen"], elem_id="out-gallery")
+                status = gr.Markdown(label="Status", elem_id="status")
+                with gr.Row():
+                    variation_button = gr.Button("New variation", elem_id="new-variation-button")
+                    output_to_edit = gr.Button("Send to Edit", elem_id="output-to-edit-button")
+                out_files = gr.File(label="Original files", file_count="multiple", interactive=False,
+                                    elem_id="out-files")
+        gr.Markdown("## History")
+        history_summary = gr.Markdown(text.history_summary(Session()), elem_id="history-summary")
+        with gr.Row():
+            history_gallery = gr.Gallery(label="This session, newest first", format="png", columns=6, height=300,
+                                         allow_preview=False, interactive=False, elem_id="history-gallery", scale=3)
+            with gr.Column(scale=2):
+                history_details = gr.Markdown(text.entry_details(None), elem_id="history-details")
+                with gr.Row():
+                    reuse = gr.Button("Reuse settings", elem_id="reuse-button")
+                    send_to_edit = gr.Button("Send to Edit", elem_id="send-to-edit-button")
+                    add_to_compose = gr.Button("Add to Compose", elem_id="add-to-compose-button")
+
+        settings_inputs = [model, aspect, size, temperature, top_p, top_k, seed, count, output]
+        run_outputs = [out_gallery, status, session]
+        session_views = [history_gallery, history_summary, history_details, out_files]
+        # One pool for every generation event: they all wait on the same API and quota, not on this machine.
+        api = {"concurrency_limit": studio.settings.concurrency, "concurrency_id": "studio"}
+        for button, fn, inputs, name in (
+            (generate_button, runner.generate, [prompt], "generate"),
+            (edit_button, runner.edit, [edit_image, edit_prompt], "edit"),
+            (compose_button, runner.compose, [compose_images, compose_prompt], "compose"),
+        ):
+            button.click(fn, [*inputs, *settings_inputs, session], run_outputs, api_name=name,
+                         api_visibility="public", **api).success(events.show_session, [session], session_views,
+                                                                 **PRIVATE)
+        variation_button.click(runner.new_variation, [session], run_outputs, **api, **PRIVATE).success(
+            events.show_session, [session], session_views, **PRIVATE)
+
+        model.change(events.model_changed, [model, aspect, size, compose_images],
+                     [aspect, size, model_info, compose_limit], **PRIVATE)
+        size.change(events.size_changed, [model, size], [model_info], **PRIVATE)
+        compose_images.change(events.compose_changed, [model, compose_images], [compose_limit], **PRIVATE)
+        compose_images.select(events.compose_selected, [session], [session], **PRIVATE)
+        earlier.click(events.compose_earlier, [session, compose_images], [compose_images, session], **PRIVATE)
+        later.click(events.compose_later, [session, compose_images], [compose_images, session], **PRIVATE)
+        remove.click(events.compose_remove, [session, compose_images], [compose_images, session], **PRIVATE)
+        out_gallery.select(events.output_selected, [session], [session], **PRIVATE)
+        output_to_edit.click(events.output_to_edit, [session], [edit_image, tabs], **PRIVATE)
+        history_gallery.select(events.history_selected, [session], [history_details, session], **PRIVATE)
+        send_to_edit.click(events.send_to_edit, [session], [edit_image, tabs], **PRIVATE)
+        add_to_compose.click(events.add_to_compose, [session, compose_images, model], [compose_images, tabs],
+                             **PRIVATE)
+
+        reuse_targets = {"tabs": tabs, "prompt": prompt, "edit_prompt": edit_prompt, "edit_image": edit_image,
+                         "compose_prompt": compose_prompt, "compose_images": compose_images, "model": model,
+                         "aspect_ratio": aspect, "size": size, "temperature": temperature, "top_p": top_p,
+                         "top_k": top_k, "seed": seed, "output": output}
+
+        def reuse_settings(state: Session) -> dict:
+            values = events.reuse(state)
+            return {reuse_targets[name]: value for name, value in values.items()}
+
+        reuse.click(reuse_settings, [session], list(reuse_targets.values()), **PRIVATE)
+    demo.queue(max_size=QUEUE_MAX_SIZE)
+    return demo

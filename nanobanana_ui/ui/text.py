@@ -1,0 +1,108 @@
+"""The words the page shows: status lines, the offline banner, model facts, the compose limit, history details."""
+
+from __future__ import annotations
+
+from ..errors import StudioError
+from ..models import ModelSpec, get_model, known_models
+from ..request import ImageOptions, ImageResult
+from .history import HistoryEntry, Session
+
+__all__ = [
+    "OFFLINE_BANNER", "compose_limit", "entry_caption", "entry_details", "history_summary", "model_info",
+    "options_summary", "run_status", "status_line",
+]
+
+OFFLINE_BANNER = (
+    "**Offline mode:** no API key is configured, so images come from the built-in Gemini emulator "
+    "(labelled placeholders). Add `GEMINI_API_KEY=...` to `.env` or the environment and restart for real images "
+    "(get a key at https://aistudio.google.com/apikey)."
+)
+
+
+def _money(usd: float | None) -> str:
+    return "cost unknown" if usd is None else f"${usd:.4f}"
+
+
+def status_line(result: ImageResult) -> str:
+    """One line about a result: cost or the cache badge, finish reason, time, and the model's words."""
+    cost = "cached · $0" if result.cached else _money(result.cost_usd)
+    words = f" · {result.text.strip()}" if result.text.strip() else ""
+    return f"{cost} · {result.finish_reason or 'done'} · {result.elapsed_s:.1f} s{words}"
+
+
+def run_status(outcomes: list[ImageResult | StudioError]) -> str:
+    """The status text for one click: a line per request, numbered when there are several, failures included."""
+    lines = []
+    for number, outcome in enumerate(outcomes, start=1):
+        line = f"failed: {outcome.message}" if isinstance(outcome, StudioError) else status_line(outcome)
+        lines.append(line if len(outcomes) == 1 else f"{number}. {line}")
+    return "\n".join(lines)
+
+
+def options_summary(model: str, options: ImageOptions) -> str:
+    """The settings of a request in a few words, e.g. "Nano Banana · 16:9 · 1K · t 1 · seed 7"."""
+    spec = get_model(model)
+    parts = [spec.label.split(" (")[0], options.aspect_ratio or "auto", options.size or spec.default_size]
+    if options.temperature is not None:
+        parts.append(f"t {options.temperature:g}")
+    if options.top_p is not None:
+        parts.append(f"top-p {options.top_p:g}")
+    if options.top_k is not None:
+        parts.append(f"top-k {options.top_k}")
+    if options.seed is not None:
+        parts.append(f"seed {options.seed}")
+    if options.variation:
+        parts.append(f"variation {options.variation}")
+    if not options.with_text:
+        parts.append("image only")
+    return " · ".join(parts)
+
+
+def entry_caption(entry: HistoryEntry) -> str:
+    """The caption under a history thumbnail: the prompt (shortened) and the settings."""
+    prompt = entry.prompt if len(entry.prompt) <= 60 else entry.prompt[:57] + "..."
+    return f"{entry.mode.value}: {prompt} ({options_summary(entry.model, entry.options)})"
+
+
+def entry_details(entry: HistoryEntry | None) -> str:
+    """Everything about one history entry, as Markdown."""
+    if entry is None:
+        return "Select an image in the history to see its details."
+    lines = [
+        f"**{entry.mode.value.capitalize()}** · {entry.created:%H:%M:%S} · `{entry.model}`",
+        "> " + entry.prompt.replace("\n", "\n> "),
+        f"Settings: {options_summary(entry.model, entry.options)}",
+        f"Result: {entry.status}",
+    ]
+    if entry.inputs:
+        lines.append(f"Input images: {len(entry.inputs)}")
+    lines.append("Files: " + ", ".join(f"`{path}`" for path in entry.paths))
+    return "\n\n".join(lines)  # Markdown: a blank line between lines, or they run together
+
+
+def history_summary(session: Session) -> str:
+    """The line above the history: how many images this session made, what they cost and what the cache saved."""
+    count, spent, saved = session.totals()
+    if not count:
+        return "Your images from this session appear here, newest first (only you can see them)."
+    saving = f", ${saved:.4f} saved by the cache" if saved else ""
+    return f"This session: {count} image{'s' if count != 1 else ''}, ${spent:.4f} spent{saving}."
+
+
+def model_info(spec: ModelSpec, size: str | None) -> str:
+    """What the selected model costs and takes, e.g. "$0.0387 per 1K image · up to 3 input images"."""
+    size = size if size in spec.sizes else spec.default_size
+    price = spec.image_price(size)
+    cost = f"${price:.4f} per {size} image" if price is not None else "price unknown"
+    return f"{cost} · sizes {', '.join(spec.sizes)} · up to {spec.max_input_images} input images"
+
+
+def compose_limit(spec: ModelSpec, count: int) -> str:
+    """The compose tab's limit line: how many images this model takes and how many are in; a warning when over."""
+    have = f"{count} added" if count else "none added yet"
+    line = f"{spec.label.split(' (')[0]} takes 2 to {spec.max_input_images} images ({have})."
+    if count > spec.max_input_images:
+        more = [other.label.split(" (")[0] for other in known_models() if other.max_input_images >= count]
+        hint = f", or pick a model that takes more ({', '.join(more)})" if more else ""
+        line += f" **Too many: remove {count - spec.max_input_images}**{hint}."
+    return line
