@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..errors import StudioError
 from ..models import ModelSpec, get_model, known_models
 from ..request import ImageOptions, ImageResult
@@ -76,7 +78,8 @@ def entry_details(entry: HistoryEntry | None) -> str:
     ]
     if entry.inputs:
         lines.append(f"Input images: {len(entry.inputs)}")
-    lines.append("Files: " + ", ".join(f"`{path}`" for path in entry.paths))
+    # File names only: on a shared server the full path says more about the machine than the visitor needs.
+    lines.append("Files: " + ", ".join(f"`{Path(path).name}`" for path in entry.paths))
     return "\n\n".join(lines)  # Markdown: a blank line between lines, or they run together
 
 
