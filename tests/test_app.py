@@ -177,6 +177,17 @@ def test_edit_sends_the_uploaded_image_byte_for_byte(client, emu, tmp_path):
     assert sha(returned_files(gallery)[0].read_bytes()) == sha(sent.reply_images[0]) and "STOP" in status
 
 
+def test_a_file_that_is_not_an_image_gets_the_studios_message(client, emu, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    fake = tmp_path / "notes.png"
+    fake.write_text("shopping list: bananas\n")
+    with pytest.raises(AppError, match=r"notes\.png is not an image \(it looks like text\)"):
+        client.predict(handle_file(str(fake)), "make it blue", api_name="/edit")
+    assert emu.generate_requests == []
+
+
 def test_compose_sends_the_images_in_order_with_the_options(client, emu, tmp_path):
     from gradio_client import handle_file
 

@@ -8,6 +8,7 @@ from ..models import get_model
 from ..request import Mode
 from ..studio import Studio
 from . import text
+from .components import let_studio_judge_uploads
 from .controls import (
     AUTO,
     IMAGE_AND_TEXT,
@@ -50,8 +51,9 @@ def build_app(studio: Studio) -> gr.Blocks:
                     with gr.Tab("Edit", id=TAB_IDS[Mode.EDIT], elem_id="edit-tab"):
                         # filepath + image_mode=None: Gradio hands over the uploaded file untouched, so the Studio
                         # sends the exact bytes (or normalises them itself, with its own messages).
-                        edit_image = gr.Image(label="Image to edit", type="filepath", image_mode=None, format="png",
-                                              sources=["upload", "clipboard", "webcam"], elem_id="edit-image")
+                        edit_image = let_studio_judge_uploads(gr.Image(
+                            label="Image to edit", type="filepath", image_mode=None, format="png",
+                            sources=["upload", "clipboard", "webcam"], elem_id="edit-image"))
                         edit_prompt = gr.Textbox(label="Change to make", lines=2, elem_id="edit-prompt",
                                                  placeholder="Make the sky stormy")
                         edit_button = gr.Button("Edit", variant="primary", elem_id="edit-button")
