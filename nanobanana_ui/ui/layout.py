@@ -61,6 +61,7 @@ def build_app(studio: Studio) -> gr.Blocks:
                         compose_limit = gr.Markdown(text.compose_limit(spec, 0), elem_id="compose-limit")
                         compose_images = gr.Gallery(label="Images to combine, in order", type="filepath",
                                                     format="png", interactive=True, columns=4, height=260,
+                                                    allow_preview=False, fit_columns=False,
                                                     sources=["upload", "clipboard"], file_types=["image"],
                                                     elem_id="compose-images")
                         with gr.Row():
@@ -108,7 +109,8 @@ def build_app(studio: Studio) -> gr.Blocks:
         history_summary = gr.Markdown(text.history_summary(Session()), elem_id="history-summary")
         with gr.Row():
             history_gallery = gr.Gallery(label="This session, newest first", format="png", columns=6, height=300,
-                                         allow_preview=False, interactive=False, elem_id="history-gallery", scale=3)
+                                         fit_columns=False, object_fit="contain", allow_preview=False,
+                                         interactive=False, elem_id="history-gallery", scale=3)
             with gr.Column(scale=2):
                 history_details = gr.Markdown(text.entry_details(None), elem_id="history-details")
                 with gr.Row():
