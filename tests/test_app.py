@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
 import subprocess
@@ -115,8 +116,6 @@ def test_exactly_three_public_endpoints_with_inputs_first_and_defaults_after(cli
                           "count", "output"]
         assert all(p["parameter_has_default"] for p in endpoint["parameters"][len(firsts[name]):])
         assert [r["component"] for r in endpoint["returns"]] == ["Gallery", "Markdown"]
-    import json
-
     with urllib.request.urlopen(app_url + "config", timeout=10) as response:
         dependencies = json.load(response)["dependencies"]
     public = {"/" + d["api_name"] for d in dependencies if d["api_visibility"] == "public"}
@@ -291,8 +290,6 @@ print(json.dumps({"ids": ids, "offline": studio.offline, "emulator_started": stu
 
 def built_page(tmp_path, *args: str) -> dict:
     """The page app.py builds with these options (in a subprocess: building Blocks in pytest leaks sockets)."""
-    import json
-
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GEMINI", "GOOGLE", "NANO", "GRADIO"))}
     env.update(GEMINI_API_KEY=UI_KEY, NANOBANANA_HOME=str(tmp_path))
     done = subprocess.run([sys.executable, "-c", PAGE_SCRIPT, *args], cwd=ROOT, env=env, capture_output=True,
@@ -310,8 +307,6 @@ def test_offline_flag_shows_the_banner_and_building_the_page_starts_nothing(tmp_
 
 
 def test_page_has_the_stable_elem_ids_and_no_banner_with_a_key(app_url):
-    import json
-
     with urllib.request.urlopen(app_url + "config", timeout=10) as response:
         config = json.load(response)
     ids = {c["props"]["elem_id"]: c["props"] for c in config["components"] if c.get("props", {}).get("elem_id")}
