@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import socket
 import subprocess
 import sys
 import threading
@@ -15,49 +13,13 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from servers import ROOT, app_env, start_app, stop_app
 
 from nanobanana_ui.emulator import Fault, GeminiEmulator
 from nanobanana_ui.models import pixel_size
 
-ROOT = Path(__file__).resolve().parents[1]
 UI_KEY = "ui-test-key"
 PUBLIC = {"/generate", "/edit", "/compose"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_app(env: dict[str, str], *args: str) -> tuple[subprocess.Popen, str]:
-    """Start `python app.py` on a free port and wait until it answers HTTP 200."""
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "app.py", "--port", str(port), *args], cwd=ROOT, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"app.py exited: {process.stdout.read()}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return process, url
-        except OSError:
-            time.sleep(0.3)
-    process.kill()
-    raise AssertionError("app.py did not answer within 90 s")
-
-
-def stop_app(process: subprocess.Popen) -> str:
-    process.terminate()
-    try:
-        output, _ = process.communicate(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        output, _ = process.communicate()
-    return output
 
 
 @pytest.fixture(scope="module")
@@ -70,9 +32,8 @@ def module_emulator():
 def app_url(module_emulator, tmp_path_factory):
     """The app with a key, its API calls sent to the test's emulator through NANOBANANA_BASE_URL."""
     home = tmp_path_factory.mktemp("home")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GEMINI", "GOOGLE", "NANO", "GRADIO"))}
-    env.update(GEMINI_API_KEY=UI_KEY, NANOBANANA_BASE_URL=module_emulator.base_url, NANOBANANA_HOME=str(home),
-               GRADIO_TEMP_DIR=str(tmp_path_factory.mktemp("gradio")))
+    env = app_env(GEMINI_API_KEY=UI_KEY, NANOBANANA_BASE_URL=module_emulator.base_url, NANOBANANA_HOME=str(home),
+                  GRADIO_TEMP_DIR=str(tmp_path_factory.mktemp("gradio")))
     process, url = start_app(env)
     yield url
     log = stop_app(process)
@@ -290,8 +251,7 @@ print(json.dumps({"ids": ids, "offline": studio.offline, "emulator_started": stu
 
 def built_page(tmp_path, *args: str) -> dict:
     """The page app.py builds with these options (in a subprocess: building Blocks in pytest leaks sockets)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GEMINI", "GOOGLE", "NANO", "GRADIO"))}
-    env.update(GEMINI_API_KEY=UI_KEY, NANOBANANA_HOME=str(tmp_path))
+    env = app_env(GEMINI_API_KEY=UI_KEY, NANOBANANA_HOME=str(tmp_path))
     done = subprocess.run([sys.executable, "-c", PAGE_SCRIPT, *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
