@@ -11,7 +11,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
@@ -180,17 +180,27 @@ class Studio:
         return self._result(request, stored, reply.text, reply.finish_reason, reply.usage,
                             cost=cost, cached=False, saved=0.0, out_dir=out_dir, started=started)
 
-    async def run_variations(self, request: ImageRequest, count: int, **run_kwargs) -> list[ImageResult | StudioError]:
-        """`count` variations of a request (variation numbers n, n+1, ...) as parallel calls; errors are returned."""
+    async def run_variations(self, request: ImageRequest, count: int, *,
+                             on_result: Callable[[ImageResult | StudioError], None] | None = None,
+                             **run_kwargs) -> list[ImageResult | StudioError]:
+        """`count` variations (variation numbers n, n+1, ...) as parallel calls; errors are returned, not raised.
+
+        `on_result` is called with each outcome as it arrives (for progress), in the order they finish.
+        """
         if not 1 <= count <= MAX_COUNT:
             raise InputError(f"The number of images must be between 1 and {MAX_COUNT} (got {count}).")
+
+        async def one(variation: int) -> ImageResult | StudioError:
+            try:
+                outcome: ImageResult | StudioError = await self.run(request.with_variation(variation), **run_kwargs)
+            except StudioError as error:
+                outcome = error
+            if on_result is not None:
+                on_result(outcome)
+            return outcome
+
         first = request.options.variation
-        jobs = [self.run(request.with_variation(first + i), **run_kwargs) for i in range(count)]
-        outcomes = await asyncio.gather(*jobs, return_exceptions=True)
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException) and not isinstance(outcome, StudioError):
-                raise outcome
-        return list(outcomes)
+        return list(await asyncio.gather(*(one(first + i) for i in range(count))))
 
     async def _call(self, request: ImageRequest) -> BackendReply:
         try:

@@ -320,6 +320,7 @@ def test_history_newest_first_and_new_variation_goes_past_the_cache(settings, em
         progress = Progress()
         _, _, session = await runner.generate("a cat", count=2, seed=3, progress=progress)
         assert progress.calls[0][1].startswith("Nano Banana: making 2 images") and progress.calls[-1][0] == 1.0
+        assert [call[1] for call in progress.calls[1:3]] == ["1 of 2 images done", "2 of 2 images done"]
         files, status, session = await runner.new_variation(session, progress=Progress())
         assert "cached" not in status and len(emulator.generate_requests) == 4  # the same count, variations 2 and 3
         files, status, session = await runner.generate("a dog", session=session, progress=Progress())

@@ -204,3 +204,16 @@ def test_a_50_megapixel_photo_is_downscaled_before_it_is_sent(settings, emulator
     [sent] = emulator.generate_requests
     with Image.open(io.BytesIO(sent.images[0])) as received:
         assert max(received.size) == 3072 and received.size[0] / received.size[1] == pytest.approx(8660 / 5773, 0.01)
+
+
+def test_variations_report_each_outcome_as_it_arrives(settings, emulator):
+    emulator.fail_next(Fault.overloaded())
+    seen = []
+
+    async def scenario(studio):
+        request = studio.build_request(Mode.GENERATE, "progress please")
+        return await studio.run_variations(request, 3, on_result=seen.append)
+
+    outcomes = in_studio(settings, scenario)
+    assert sorted(map(id, seen)) == sorted(map(id, outcomes))  # each outcome reported exactly once
+    assert sum(isinstance(o, Exception) for o in seen) == 1

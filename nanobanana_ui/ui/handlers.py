@@ -128,8 +128,15 @@ class Runner:
                    progress: gr.Progress) -> Outputs:
         label = get_model(request.model).label.split(" (")[0]
         progress(0.0, desc=f"{label}: making {'an image' if count == 1 else f'{count} images in parallel'}...")
+        finished: list[ImageResult | StudioError] = []
+
+        def one_more(outcome: ImageResult | StudioError) -> None:
+            finished.append(outcome)
+            if count > 1:
+                progress(len(finished) / count, desc=f"{len(finished)} of {count} images done")
+
         with studio_errors():
-            outcomes = await self.studio.run_variations(request, count)
+            outcomes = await self.studio.run_variations(request, count, on_result=one_more)
         results = [outcome for outcome in outcomes if isinstance(outcome, ImageResult)]
         failures = [outcome for outcome in outcomes if isinstance(outcome, StudioError)]
         if not results:
