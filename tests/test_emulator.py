@@ -127,13 +127,15 @@ def test_generate_returns_png_of_exact_size(client, emu, model, ratio, size, exp
     assert rec.reply_images == [p.inline_data.data for p in resp.parts if p.inline_data]
 
 
-def test_generate_is_deterministic_per_prompt(client):
-    def render(prompt):
-        return answer_images(client.models.generate_content(model=FLASH, contents=prompt))[0].convert("RGB")
+def test_same_seed_same_picture_and_no_seed_a_new_one_each_time(client):
+    def render(prompt, seed=None):
+        cfg = types.GenerateContentConfig(seed=seed)
+        return answer_images(client.models.generate_content(model=FLASH, contents=prompt, config=cfg))[0]
 
-    fox, whale = render("a red fox"), render("a blue whale")
-    assert fox.tobytes() == render("a red fox").tobytes()
+    fox, whale = render("a red fox", seed=7), render("a blue whale", seed=7)
+    assert fox.tobytes() == render("a red fox", seed=7).tobytes()
     assert fox.getpixel((5, 1000)) != whale.getpixel((5, 1000))  # the background itself, away from the text
+    assert render("a red fox").getpixel((5, 1000)) != render("a red fox").getpixel((5, 1000))
 
 
 def test_generation_config_is_recorded_and_image_only_modality_obeyed(client, emu):

@@ -51,8 +51,8 @@ def _fit(img: Image.Image, size: tuple[int, int]) -> Image.Image:
     return ImageOps.fit(img.convert("RGB"), size, Image.Resampling.BILINEAR)
 
 
-def _canvas(prompt: str, inputs: list[Image.Image], size: tuple[int, int]) -> Image.Image:
-    seed = hashlib.sha256(prompt.encode()).digest()
+def _canvas(prompt: str, inputs: list[Image.Image], size: tuple[int, int], variety: str) -> Image.Image:
+    seed = hashlib.sha256(f"{prompt}\x00{variety}".encode()).digest()
     if not inputs:  # generate: a gradient derived from the prompt
         grad = Image.linear_gradient("L").rotate(90 * (seed[6] % 4))
         return ImageOps.colorize(grad, tuple(seed[:3]), tuple(seed[3:6])).resize(size, Image.Resampling.BILINEAR)
@@ -70,9 +70,9 @@ def _canvas(prompt: str, inputs: list[Image.Image], size: tuple[int, int]) -> Im
     return out
 
 
-def _render(model: str, prompt: str, inputs: list[Image.Image], size: tuple[int, int]) -> Image.Image:
-    """Draw the labelled placeholder image of exactly `size` pixels."""
-    img = _canvas(prompt, inputs, size)
+def _render(model: str, prompt: str, inputs: list[Image.Image], size: tuple[int, int], variety: str) -> Image.Image:
+    """Draw the labelled placeholder image of exactly `size` pixels; colours follow the prompt and `variety`."""
+    img = _canvas(prompt, inputs, size, variety)
     w, h = size
     fs = max(10, min(min(w, h) // 28, w // 22))
     band = int(fs * 2.9)
