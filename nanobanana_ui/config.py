@@ -35,6 +35,9 @@ class Settings:
     cache_size_bytes: int = 2 * 1024**3
     timeout_s: float = 120.0
     out_dir: Path | None = None
+    max_attempts: int = 5  # sends per request, retries included
+    max_retry_wait_s: float = 120.0  # total seconds of backoff per request before giving up
+    rate_window_s: float = 60.0  # the rate limit's window; only tests and benchmarks shorten it
     concurrency: int = 4  # web app: generation requests served at once (each waits on the API, not the CPU)
 
     @property
@@ -51,6 +54,11 @@ class Settings:
     def cache_dir(self) -> Path:
         """The result cache's directory."""
         return self.home / "cache"
+
+    @property
+    def quota_dir(self) -> Path:
+        """Where today's request and cost counters live (never evicted, shared by every process)."""
+        return self.home / "quota"
 
     def with_overrides(self, **changes: object) -> Settings:
         """A copy with some fields replaced (None values are ignored)."""
@@ -113,6 +121,12 @@ def load_settings(
         values["cache_size_bytes"] = int(_number(*found, float, 1) * 1024**2)
     if found := lookup("NANOBANANA_TIMEOUT"):
         values["timeout_s"] = _number(*found, float, 1)
+    if found := lookup("NANOBANANA_RETRIES"):
+        values["max_attempts"] = _number(*found, int, 1)
+    if found := lookup("NANOBANANA_MAX_RETRY_WAIT"):
+        values["max_retry_wait_s"] = _number(*found, float, 0)
+    if found := lookup("NANOBANANA_RATE_WINDOW"):
+        values["rate_window_s"] = _number(*found, float, 0.1)
     if found := lookup("NANOBANANA_CONCURRENCY"):
         values["concurrency"] = _number(*found, int, 1)
     values.update({k: v for k, v in (explicit or {}).items() if v is not None})

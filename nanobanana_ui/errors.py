@@ -12,6 +12,7 @@
     │   ├── InvalidKeyError          400 API_KEY_INVALID / 401
     │   └── PermissionDeniedError    403
     ├── RateLimitError               exit 4   429: wait (per-minute) or come back tomorrow (per-day)
+    │   └── BudgetExceededError               our own daily budget (NANOBANANA_RPD) is spent; nothing was sent
     ├── NoImageError                 exit 5   the model answered, but without an image
     │   ├── PromptBlockedError                promptFeedback.blockReason
     │   ├── ImageWithheldError                finishReason IMAGE_SAFETY, NO_IMAGE, ...
@@ -31,9 +32,9 @@ import re
 from typing import Any
 
 __all__ = [
-    "AuthError", "BadRequestError", "BadResponseError", "ConfigError", "ImageInputError", "ImageWithheldError",
-    "InputError", "InvalidKeyError", "MissingKeyError", "ModelNotFoundError", "NetworkError", "NoImageError",
-    "PermissionDeniedError", "PromptBlockedError", "RateLimitError", "ServerError", "ServiceError",
+    "AuthError", "BadRequestError", "BadResponseError", "BudgetExceededError", "ConfigError", "ImageInputError",
+    "ImageWithheldError", "InputError", "InvalidKeyError", "MissingKeyError", "ModelNotFoundError", "NetworkError",
+    "NoImageError", "PermissionDeniedError", "PromptBlockedError", "RateLimitError", "ServerError", "ServiceError",
     "ServiceTimeoutError", "StudioError", "TextOnlyError", "UnsupportedOptionError", "map_error",
 ]
 
@@ -125,6 +126,17 @@ class RateLimitError(StudioError):
     def per_day(self) -> bool:
         """True when the exhausted quota is a daily one (retrying today is pointless)."""
         return bool(self.quota_id and "PerDay" in self.quota_id)
+
+
+class BudgetExceededError(RateLimitError):
+    """Today's client-side budget (NANOBANANA_RPD) is spent; the request was not sent."""
+
+    status_code = None
+
+    @property
+    def per_day(self) -> bool:
+        """Always: the budget is a daily one."""
+        return True
 
 
 class NoImageError(StudioError):

@@ -23,9 +23,12 @@ from .costs import cost_from_usage
 from .errors import BadResponseError, InputError, ModelNotFoundError, StudioError, UnsupportedOptionError
 from .gemini import BackendReply
 from .images import InputImage, check_request_size, image_size, load_input_image, load_input_path
+from .limits import DailyBudget, DailyUsage, shared_rate_limiter
 from .models import ModelSpec, get_model
 from .outputs import output_name, save_output
 from .request import GeneratedImage, ImageOptions, ImageRequest, ImageResult, Mode, Usage
+from .retry import RetryPolicy
+from .sending import EventSink, GuardedSender
 
 __all__ = ["MAX_COUNT", "MAX_PROMPT_CHARS", "Backend", "ImageSource", "Studio"]
 
@@ -79,6 +82,9 @@ class Studio:
         self.settings = settings
         self._backend = backend
         self._cache = cache
+        self._budget: DailyBudget | None = None
+        self._sender: GuardedSender | None = None
+        self._in_flight: dict[str, asyncio.Task[ImageResult]] = {}
         self.emulator_url: str | None = None
 
     @property
@@ -109,6 +115,31 @@ class Studio:
         if self._cache is None:
             self._cache = ResultCache(self.settings.cache_dir, self.settings.cache_size_bytes)
         return self._cache
+
+    @property
+    def budget(self) -> DailyBudget:
+        """Today's request and cost counters on this data directory (NANOBANANA_RPD)."""
+        if self._budget is None:
+            self._budget = DailyBudget(self.settings.quota_dir, self.settings.rpd)
+        return self._budget
+
+    @property
+    def sender(self) -> GuardedSender:
+        """Budget, rate limit and retries around the backend; the offline emulator has no quota to guard."""
+        if self._sender is None:
+            policy = RetryPolicy(max_attempts=self.settings.max_attempts,
+                                 max_total_wait_s=self.settings.max_retry_wait_s)
+            limiter = budget = None
+            if not self.offline:
+                endpoint = self.settings.base_url or "https://generativelanguage.googleapis.com"
+                limiter = shared_rate_limiter(endpoint, self.settings.rpm, self.settings.rate_window_s)
+                budget = self.budget
+            self._sender = GuardedSender(self._generate, policy=policy, limiter=limiter, budget=budget)
+        return self._sender
+
+    def usage_today(self) -> DailyUsage:
+        """Requests sent today against the budget, today's cost and cache savings (Pacific days)."""
+        return self.budget.usage()
 
     def build_request(self, mode: Mode, prompt: str, images: Sequence[ImageSource] = (), *,
                       model: str | None = None, options: ImageOptions | None = None) -> ImageRequest:
@@ -153,16 +184,37 @@ class Studio:
         request = self.build_request(mode, prompt, images, model=model, options=options)
         return await self.run(request, **run_kwargs)
 
-    async def run(self, request: ImageRequest, *, use_cache: bool = True, out_dir: Path | None = None) -> ImageResult:
-        """Answer one request: from the cache when possible (no call, $0), else from the API; save the images."""
+    async def run(self, request: ImageRequest, *, use_cache: bool = True, out_dir: Path | None = None,
+                  on_event: EventSink | None = None) -> ImageResult:
+        """Answer one request: from the cache when possible (no call, $0), else from the API; save the images.
+
+        `on_event` receives a line for each rate-limit wait and retry. An identical request already in flight is
+        not sent again: this call shares its answer.
+        """
         started = time.perf_counter()
         out_dir = out_dir or self.settings.output_dir
+        key = request.cache_key()
         # Disk work (hashing, cache, fsync'd saves) runs in a thread so other visitors' requests keep flowing.
-        entry = await asyncio.to_thread(self.cache.lookup, request.cache_key()) if use_cache else None
+        entry = await asyncio.to_thread(self.cache.lookup, key) if use_cache else None
         if entry is not None:
-            return await asyncio.to_thread(self._replay, request, entry, out_dir, started)
-        reply = await self._call(request)
-        return await asyncio.to_thread(self._keep, request, reply, out_dir, started)
+            result = await asyncio.to_thread(self._replay, request, entry, out_dir, started)
+            await asyncio.to_thread(self.budget.add_cost, 0.0, result.saved_usd)
+            return result
+        task = self._in_flight.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._fetch(request, out_dir, started, on_event))
+            task.add_done_callback(lambda done: done.cancelled() or done.exception())  # mark failures as seen
+            self._in_flight[key] = task
+            task.add_done_callback(lambda _: self._in_flight.pop(key, None))
+        return await asyncio.shield(task)  # a caller who gives up does not cancel the others' answer
+
+    async def _fetch(self, request: ImageRequest, out_dir: Path, started: float,
+                     on_event: EventSink | None) -> ImageResult:
+        reply = await self.sender.send(request, on_event)
+        result = await asyncio.to_thread(self._keep, request, reply, out_dir, started)
+        if not self.offline:
+            await asyncio.to_thread(self.budget.add_cost, result.cost_usd)
+        return result
 
     def _replay(self, request: ImageRequest, entry: CachedEntry, out_dir: Path, started: float) -> ImageResult:
         pairs = zip(entry.paths, entry.images, strict=True)
@@ -202,7 +254,7 @@ class Studio:
         first = request.options.variation
         return list(await asyncio.gather(*(one(first + i) for i in range(count))))
 
-    async def _call(self, request: ImageRequest) -> BackendReply:
+    async def _generate(self, request: ImageRequest) -> BackendReply:
         try:
             return await self.backend.generate(request)
         except ModelNotFoundError as exc:
@@ -242,11 +294,13 @@ class Studio:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Release the client and the cache."""
+        """Release the client, the cache and the counters."""
         if self._backend is not None:
             await self._backend.aclose()
         if self._cache is not None:
             self._cache.close()
+        if self._budget is not None:
+            self._budget.close()
 
 
 def _dimensions(data: bytes) -> tuple[int, int]:

@@ -36,8 +36,11 @@ def emulator():
 
 @pytest.fixture
 def settings(emulator, tmp_path) -> Settings:
-    """Settings as a user with a key and a relay base URL would have them, pointed at the emulator."""
-    return Settings(api_key=TEST_KEY, base_url=emulator.base_url, home=tmp_path / "home", timeout_s=10)
+    """Settings as a user with a key and a relay base URL would have them, pointed at the emulator.
+
+    One attempt per request, so a scripted failure surfaces as its error; the retry tests set their own.
+    """
+    return Settings(api_key=TEST_KEY, base_url=emulator.base_url, home=tmp_path / "home", timeout_s=10, max_attempts=1)
 
 
 def in_studio(settings: Settings, scenario):

@@ -197,8 +197,8 @@ def test_service_errors_reach_the_client_as_messages(client, emu):
     emu.fail_next(Fault.blocked("SAFETY"))
     with pytest.raises(AppError, match=r"blocked the prompt \(SAFETY\)"):
         client.predict("something", api_name="/generate")
-    emu.fail_next(Fault.rate_limit("17s"))
-    with pytest.raises(AppError, match="try again in 17 s"):
+    emu.fail_next(Fault.daily_quota())  # never retried: the message says when it resets
+    with pytest.raises(AppError, match="daily quota .* resets at midnight Pacific"):
         client.predict("something else", api_name="/generate")
 
 

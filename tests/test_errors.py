@@ -47,6 +47,7 @@ def test_cli_reports_one_line_and_exit_code(emulator, monkeypatch, capsys, tmp_p
     monkeypatch.setenv("GEMINI_API_KEY", TEST_KEY)
     monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", emulator.base_url)
     monkeypatch.setenv("NANOBANANA_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("NANOBANANA_RETRIES", "1")  # the scripted failure is the outcome
     emulator.fail_next(fault)
     assert main(["generate", "a fox"]) == exit_code
     err = capsys.readouterr().err.strip().splitlines()
@@ -76,7 +77,8 @@ def test_unknown_model_lists_the_image_models_the_key_can_use(settings, emulator
 
 
 def test_timeout_is_a_service_timeout(emulator, tmp_path):
-    settings = Settings(api_key=TEST_KEY, base_url=emulator.base_url, home=tmp_path / "h", timeout_s=1)
+    settings = Settings(api_key=TEST_KEY, base_url=emulator.base_url, home=tmp_path / "h", timeout_s=1,
+                        max_attempts=1)
     emulator.fail_next(Fault.delay(3))
     with pytest.raises(errors.ServiceTimeoutError, match="did not answer in time"):
         in_studio(settings, lambda s: s.generate("slow"))

@@ -1,0 +1,74 @@
+"""Sending one request: the daily budget, the shared rate limiter and the retry policy, wrapped around the backend.
+
+Every attempt, retries included, is counted by the budget and takes a rate-limiter slot, because the server counts
+every request that arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from .errors import StudioError
+from .gemini import BackendReply
+from .limits import DailyBudget, RateLimiter
+from .request import ImageRequest
+from .retry import RetryPolicy, describe_failure
+
+__all__ = ["EventSink", "GuardedSender"]
+
+log = logging.getLogger(__name__)
+EventSink = Callable[[str], None]  # receives one human line per wait or retry ("retrying in 4.2 s ...")
+
+
+class _Generate(Protocol):
+    def __call__(self, request: ImageRequest) -> Awaitable[BackendReply]: ...
+
+
+class GuardedSender:
+    """Sends requests within the user's limits, retrying what is worth retrying."""
+
+    def __init__(self, generate: _Generate, *, policy: RetryPolicy, limiter: RateLimiter | None = None,
+                 budget: DailyBudget | None = None, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        self._generate = generate
+        self._policy = policy
+        self._limiter = limiter
+        self._budget = budget
+        self._sleep = sleep
+
+    async def send(self, request: ImageRequest, on_event: EventSink | None = None) -> BackendReply:
+        """One request to its final outcome: a reply, or the last error once retrying cannot help."""
+        tell = on_event or (lambda line: None)
+        attempt, waited = 0, 0.0
+        while True:
+            attempt += 1
+            try:
+                return await self._send_once(request, tell)
+            except StudioError as error:
+                delay = self._policy.next_delay(error, attempt, waited)
+                if delay is None:
+                    if attempt > 1:
+                        log.warning("giving up after %d attempts: %s", attempt, error.message)
+                    raise
+                line = (f"{describe_failure(error)}; retrying in {delay:.1f} s "
+                        f"(attempt {attempt + 1} of {self._policy.max_attempts})")
+                log.warning(line)
+                tell(line)
+                await self._sleep(delay)
+                waited += delay
+
+    async def _send_once(self, request: ImageRequest, tell: EventSink) -> BackendReply:
+        if self._limiter is None:
+            return await self._generate(request)
+
+        def waiting(seconds: float | None) -> None:
+            line = f"waiting for rate limit: {seconds:.0f} s" if seconds is not None else "waiting for rate limit"
+            log.info(line)
+            tell(line)
+
+        async with await self._limiter.acquire(on_wait=waiting):
+            if self._budget is not None:
+                await asyncio.to_thread(self._budget.reserve)
+            return await self._generate(request)
