@@ -94,7 +94,8 @@ async def _run(args: argparse.Namespace) -> int:
         images = {Mode.GENERATE: (), Mode.EDIT: (getattr(args, "image", None),),
                   Mode.COMPOSE: tuple(getattr(args, "images", ()))}[mode]
         request = studio.build_request(mode, args.prompt, images, model=args.model, options=options)
-        outcomes = await studio.run_variations(request, args.count, use_cache=not args.no_cache, out_dir=args.out)
+        outcomes = await studio.run_variations(request, args.count, use_cache=not args.no_cache, out_dir=args.out,
+                                               on_event=lambda line: print(line, file=sys.stderr, flush=True))
     finally:
         await studio.aclose()
     failures = [o for o in outcomes if isinstance(o, StudioError)]

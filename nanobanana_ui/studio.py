@@ -78,8 +78,11 @@ def validate_options(spec: ModelSpec, options: ImageOptions) -> None:
 class Studio:
     """Generate, edit and compose images; one instance per key (it owns that key's client)."""
 
-    def __init__(self, settings: Settings, *, backend: Backend | None = None, cache: ResultCache | None = None) -> None:
+    def __init__(self, settings: Settings, *, backend: Backend | None = None, cache: ResultCache | None = None,
+                 retry_policy: RetryPolicy | None = None) -> None:
         self.settings = settings
+        self.retry_policy = retry_policy or RetryPolicy(max_attempts=settings.max_attempts,
+                                                        max_total_wait_s=settings.max_retry_wait_s)
         self._backend = backend
         self._cache = cache
         self._budget: DailyBudget | None = None
@@ -127,14 +130,12 @@ class Studio:
     def sender(self) -> GuardedSender:
         """Budget, rate limit and retries around the backend; the offline emulator has no quota to guard."""
         if self._sender is None:
-            policy = RetryPolicy(max_attempts=self.settings.max_attempts,
-                                 max_total_wait_s=self.settings.max_retry_wait_s)
             limiter = budget = None
             if not self.offline:
                 endpoint = self.settings.base_url or "https://generativelanguage.googleapis.com"
                 limiter = shared_rate_limiter(endpoint, self.settings.rpm, self.settings.rate_window_s)
                 budget = self.budget
-            self._sender = GuardedSender(self._generate, policy=policy, limiter=limiter, budget=budget)
+            self._sender = GuardedSender(self._generate, policy=self.retry_policy, limiter=limiter, budget=budget)
         return self._sender
 
     def usage_today(self) -> DailyUsage:

@@ -43,11 +43,11 @@ def settings(emulator, tmp_path) -> Settings:
     return Settings(api_key=TEST_KEY, base_url=emulator.base_url, home=tmp_path / "home", timeout_s=10, max_attempts=1)
 
 
-def in_studio(settings: Settings, scenario):
+def in_studio(settings: Settings, scenario, **studio_kwargs):
     """Run `await scenario(studio)` in a fresh event loop with a Studio that is closed afterwards."""
 
     async def main():
-        async with Studio(settings) as studio:
+        async with Studio(settings, **studio_kwargs) as studio:
             return await scenario(studio)
 
     return asyncio.run(main())

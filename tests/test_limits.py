@@ -1,0 +1,226 @@
+"""Limits in action: the shared rate limiter, retries against the emulator, de-duplication and the daily budget."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+
+import pytest
+from conftest import TEST_KEY, in_studio
+from servers import ROOT, app_env
+
+from nanobanana_ui import errors
+from nanobanana_ui.config import Settings
+from nanobanana_ui.emulator import Fault
+from nanobanana_ui.limits import DailyBudget, RateLimiter, next_pacific_midnight, pacific_day
+from nanobanana_ui.request import Mode
+from nanobanana_ui.retry import RetryPolicy
+
+FAST_RETRIES = RetryPolicy(max_attempts=5, max_total_wait_s=30, base_delay_s=0.05)
+
+
+# The rate limiter on its own.
+
+def test_limiter_never_exceeds_the_limit_in_any_window_and_serves_in_order():
+    limiter = RateLimiter(3, window_s=0.4)
+    started, finished, order = [], [], []
+
+    async def call(n):
+        async with await limiter.acquire():
+            started.append(time.monotonic())
+            order.append(n)
+            await asyncio.sleep(0.05)
+        finished.append(time.monotonic())
+
+    async def main():
+        tasks = []
+        for n in range(8):
+            tasks.append(asyncio.create_task(call(n)))
+            await asyncio.sleep(0)  # arrive in order
+        await asyncio.gather(*tasks)
+
+    asyncio.run(main())
+    assert order == list(range(8))
+    for i in range(3, 8):  # the (i)th call waits until call i-3 was answered a whole window ago
+        assert started[i] >= sorted(finished)[i - 3] + 0.4 - 0.01
+
+
+def test_limiter_uses_the_quota_in_full_at_once_and_says_how_long_a_wait_is():
+    limiter = RateLimiter(2, window_s=0.5)
+    waits = []
+
+    async def main():
+        begun = time.monotonic()
+        for _ in range(2):
+            async with await limiter.acquire():
+                pass
+        assert time.monotonic() - begun < 0.1  # no pacing while the quota is free
+        async with await limiter.acquire(on_wait=waits.append):
+            return time.monotonic() - begun
+
+    assert asyncio.run(main()) >= 0.45
+    assert len(waits) == 1 and 0.3 < waits[0] <= 0.5
+
+
+def test_a_cancelled_waiter_leaves_the_queue():
+    limiter = RateLimiter(1, window_s=0.3)
+
+    async def main():
+        async with await limiter.acquire():
+            pass
+        waiting = asyncio.create_task(limiter.acquire())
+        await asyncio.sleep(0.05)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        slot = await asyncio.wait_for(limiter.acquire(), timeout=2)  # not stuck behind the cancelled ticket
+        async with slot:
+            pass
+
+    asyncio.run(main())
+
+
+# Retries, through the real SDK and the emulator.
+
+def test_a_503_storm_is_retried_with_growing_waits_then_succeeds(settings, emulator):
+    emulator.fail_next(Fault.overloaded(), Fault.overloaded(), Fault.overloaded())
+    lines = []
+    retrying = Settings(**{**settings.__dict__, "max_attempts": 5})
+    result = in_studio(retrying, lambda s: s.generate("storm", on_event=lines.append), retry_policy=FAST_RETRIES)
+    assert result.images and len(emulator.generate_requests) == 4
+    times = [r.received_at for r in emulator.generate_requests]
+    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    assert gaps == sorted(gaps)
+    assert [line.split(";")[0] for line in lines] == ["Gemini is overloaded"] * 3
+    assert lines[0].endswith("(attempt 2 of 5)") and lines[-1].endswith("(attempt 4 of 5)")
+
+
+def test_attempts_are_bounded_and_the_last_error_is_reported(settings, emulator):
+    emulator.fail_next(*[Fault.overloaded()] * 10)
+    policy = RetryPolicy(max_attempts=3, base_delay_s=0.05)
+    with pytest.raises(errors.ServerError, match="overloaded"):
+        in_studio(settings, lambda s: s.generate("storm"), retry_policy=policy)
+    assert len(emulator.generate_requests) == 3
+
+
+def test_a_per_minute_429_waits_as_long_as_the_server_says(settings, emulator):
+    emulator.fail_next(Fault.rate_limit(retry_delay="0.6s"))
+    result = in_studio(settings, lambda s: s.generate("patient"), retry_policy=FAST_RETRIES)
+    first, second = emulator.generate_requests
+    assert result.images and second.received_at - first.received_at >= 0.6
+
+
+@pytest.mark.parametrize("fault, error", [
+    (Fault.daily_quota(), errors.RateLimitError),
+    (Fault.bad_key(), errors.InvalidKeyError),
+    (Fault.permission_denied(), errors.PermissionDeniedError),
+    (Fault.blocked("SAFETY"), errors.PromptBlockedError),
+    (Fault.no_image("IMAGE_SAFETY"), errors.ImageWithheldError),
+])
+def test_permanent_failures_are_sent_once(settings, emulator, fault, error):
+    emulator.fail_next(fault, fault)
+    with pytest.raises(error):
+        in_studio(settings, lambda s: s.generate("once"), retry_policy=FAST_RETRIES)
+    assert len(emulator.generate_requests) == 1
+
+
+def test_mixed_script_each_request_ends_in_one_outcome(settings, emulator):
+    emulator.delay_s = 0.05
+    emulator.fail_next(Fault.overloaded(), Fault.blocked("OTHER"), Fault.server_error(500), Fault.drop_connection())
+
+    async def scenario(studio):
+        return await studio.run_variations(studio.build_request(Mode.GENERATE, "mixed"), 4)
+
+    outcomes = in_studio(settings, scenario, retry_policy=FAST_RETRIES)
+    blocked = [o for o in outcomes if isinstance(o, errors.PromptBlockedError)]
+    assert len(blocked) == 1 and sum(not isinstance(o, Exception) for o in outcomes) == 3
+    assert len(emulator.generate_requests) == 7  # 4 first sends + 3 retries of the transient failures
+
+
+# De-duplication.
+
+def test_identical_requests_in_flight_make_one_call(settings, emulator):
+    emulator.delay_s = 0.3
+
+    async def scenario(studio):
+        return await asyncio.gather(studio.generate("double click"), studio.generate("double click"))
+
+    first, second = in_studio(settings, scenario)
+    assert len(emulator.generate_requests) == 1
+    assert first.images[0].sha256 == second.images[0].sha256
+
+
+# The rate limit as the server counts it.
+
+def test_parallel_requests_never_exceed_the_servers_window(settings, emulator):
+    from nanobanana_ui.emulator import busiest_window
+
+    emulator.rate_limit, emulator.rate_window_s = 3, 1.0
+    limited = Settings(**{**settings.__dict__, "rpm": 3, "rate_window_s": 1.0})
+
+    async def scenario(studio):
+        return await studio.run_variations(studio.build_request(Mode.GENERATE, "eight"), 8)
+
+    outcomes = in_studio(limited, scenario)
+    assert all(not isinstance(o, Exception) for o in outcomes)
+    seen = emulator.generate_requests
+    assert len(seen) == 8 and all(r.status == 200 for r in seen)
+    assert busiest_window([r.received_at for r in seen], 1.0) <= 3
+
+
+# The daily budget.
+
+def test_budget_refuses_before_sending_and_survives_a_restart(settings, emulator):
+    budgeted = Settings(**{**settings.__dict__, "rpd": 2})
+    in_studio(budgeted, lambda s: s.generate("one"))
+    in_studio(budgeted, lambda s: s.generate("two"))
+    with pytest.raises(errors.BudgetExceededError, match=r"budget of 2 requests \(NANOBANANA_RPD\).*midnight Pacific"):
+        in_studio(budgeted, lambda s: s.generate("three"))  # a new Studio: the count is on disk
+    assert len(emulator.generate_requests) == 2
+    assert in_studio(budgeted, lambda s: s.generate("one")).cached  # the cache still answers, for free
+
+
+def test_budget_is_shared_by_concurrent_processes(emulator, tmp_path):
+    env = app_env(GEMINI_API_KEY=TEST_KEY, NANOBANANA_BASE_URL=emulator.base_url, NANOBANANA_HOME=str(tmp_path),
+                  NANOBANANA_RPD="5", PYTHONPATH=str(ROOT))
+    command = [sys.executable, "-m", "nanobanana_ui", "generate", "--count", "4", "--json"]
+    runs = [subprocess.Popen([*command, f"process {n}"], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for n in range(2)]
+    outputs = [run.communicate(timeout=120) for run in runs]
+    records = [json.loads(line) for out, _ in outputs for line in out.splitlines()]
+    assert len(emulator.generate_requests) == 5
+    assert sum("path" in r for r in records) == 5 and sum(r.get("error_type") == "BudgetExceededError"
+                                                         for r in records) == 3
+    assert {run.returncode for run in runs} <= {0, 4}
+
+
+def test_days_are_counted_in_pacific_time(tmp_path):
+    now = [datetime(2026, 11, 28, 7, 59, tzinfo=timezone.utc)]  # 23:59 on the 27th in Los Angeles (PST)
+    budget = DailyBudget(tmp_path, limit=1, clock=lambda: now[0])
+    try:
+        assert pacific_day(now[0]) == "2026-11-27"
+        assert next_pacific_midnight(now[0]) == datetime(2026, 11, 28, 8, 0, tzinfo=timezone.utc)
+        budget.reserve()
+        with pytest.raises(errors.BudgetExceededError, match="0 h 1 min from now"):
+            budget.reserve()
+        now[0] = datetime(2026, 11, 28, 8, 1, tzinfo=timezone.utc)
+        budget.reserve()  # a new Pacific day
+        assert budget.usage().requests == 1 and budget.usage().day == "2026-11-28"
+    finally:
+        budget.close()
+
+
+def test_meter_counts_cost_and_savings_today(settings, emulator):
+    async def scenario(studio):
+        miss = await studio.generate("metered")
+        hit = await studio.generate("metered")
+        return miss, hit, studio.usage_today()
+
+    miss, hit, usage = in_studio(settings, scenario)
+    assert usage.requests == 1 and usage.budget == 1500
+    assert usage.cost_usd == pytest.approx(miss.cost_usd, abs=1e-6)
+    assert usage.saved_usd == pytest.approx(hit.saved_usd, abs=1e-6) and hit.saved_usd > 0
