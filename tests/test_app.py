@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -226,7 +227,7 @@ ELEM_IDS = {  # the browser tests' locators: keep them stable
     "compose-prompt", "compose-button", "settings", "model", "model-info", "aspect-ratio", "size", "temperature",
     "top-p", "advanced", "top-k", "seed", "count", "output-mode", "out-gallery", "status", "new-variation-button",
     "output-to-edit-button", "out-files", "history-summary", "history-gallery", "history-details", "reuse-button",
-    "send-to-edit-button", "add-to-compose-button",
+    "send-to-edit-button", "add-to-compose-button", "meter",
 }
 
 
@@ -384,3 +385,20 @@ def test_partial_failures_keep_the_images_that_worked(settings, emulator):
 
     files, status, session = run_in_studio(settings, scenario)
     assert len(files) == 1 and len(session.entries) == 1 and "failed: Gemini had an internal error" in status
+
+
+def test_the_meter_shows_todays_requests_cost_and_savings_and_retries_show_as_progress(settings, emulator):
+    emulator.fail_next(Fault.rate_limit(retry_delay="0.2s"))
+    retrying = settings.with_overrides(max_attempts=3, rpd=40)
+
+    async def scenario(runner, events):
+        progress = Progress()
+        await runner.generate("metered fox", progress=progress)
+        await runner.generate("metered fox", progress=Progress())  # a cache hit: saved, not spent
+        return progress, runner.meter()
+
+    progress, meter = run_in_studio(retrying, scenario)
+    assert any(call[1].startswith("Rate limit reached; retrying in 0.") and call[1].endswith("(attempt 2 of 3)")
+               for call in progress.calls)
+    assert re.search(r"Today: 2 of 40 requests · \$0\.03\d\d spent · \$0\.03\d\d saved by the cache · resets in "
+                     r"\d+ h \d+ min \(midnight Pacific\)", meter), meter

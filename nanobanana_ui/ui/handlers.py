@@ -13,7 +13,7 @@ from ..request import ImageRequest, ImageResult, Mode
 from ..studio import Studio
 from .controls import AUTO, IMAGE_AND_TEXT, MAX_UI_COUNT, FormSettings, gallery_paths
 from .history import Session
-from .text import run_status, status_line
+from .text import daily_meter, run_status, status_line
 
 __all__ = ["Outputs", "Runner", "studio_errors"]
 
@@ -34,6 +34,10 @@ class Runner:
 
     def __init__(self, studio: Studio) -> None:
         self.studio = studio
+
+    def meter(self) -> str:
+        """Today's requests against the budget, cost and cache savings on this data directory."""
+        return daily_meter(self.studio.usage_today(), self.studio.offline)
 
     # The three public endpoints. Their parameter names and order are the HTTP API (gradio_client, MCP):
     # keep them stable. Every parameter after the first one(s) has a default in its component.
@@ -135,8 +139,12 @@ class Runner:
             if count > 1:
                 progress(len(finished) / count, desc=f"{len(finished)} of {count} images done")
 
+        def waiting_or_retrying(line: str) -> None:  # "waiting for rate limit: 12 s", "retrying in 4.2 s ..."
+            progress(len(finished) / count, desc=line)
+
         with studio_errors():
-            outcomes = await self.studio.run_variations(request, count, on_result=one_more)
+            outcomes = await self.studio.run_variations(request, count, on_result=one_more,
+                                                        on_event=waiting_or_retrying)
         results = [outcome for outcome in outcomes if isinstance(outcome, ImageResult)]
         failures = [outcome for outcome in outcomes if isinstance(outcome, StudioError)]
         if not results:

@@ -100,6 +100,7 @@ def build_app(studio: Studio) -> gr.Blocks:
                 out_gallery = gr.Gallery(label="Result", format="png", columns=2, interactive=False,
                                          buttons=["download", "fullscreen"], elem_id="out-gallery")
                 status = gr.Markdown(label="Status", elem_id="status")
+                meter = gr.Markdown(elem_id="meter")
                 with gr.Row():
                     variation_button = gr.Button("New variation", elem_id="new-variation-button")
                     output_to_edit = gr.Button("Send to Edit", elem_id="output-to-edit-button")
@@ -128,11 +129,14 @@ def build_app(studio: Studio) -> gr.Blocks:
             (edit_button, runner.edit, [edit_image, edit_prompt], "edit"),
             (compose_button, runner.compose, [compose_images, compose_prompt], "compose"),
         ):
-            button.click(fn, [*inputs, *settings_inputs, session], run_outputs, api_name=name,
-                         api_visibility="public", **api).success(events.show_session, [session], session_views,
-                                                                 **PRIVATE)
-        variation_button.click(runner.new_variation, [session], run_outputs, **api, **PRIVATE).success(
-            events.show_session, [session], session_views, **PRIVATE)
+            run = button.click(fn, [*inputs, *settings_inputs, session], run_outputs, api_name=name,
+                               api_visibility="public", **api)
+            run.success(events.show_session, [session], session_views, **PRIVATE)
+            run.then(runner.meter, None, meter, **PRIVATE)  # failures count against the budget too
+        variation = variation_button.click(runner.new_variation, [session], run_outputs, **api, **PRIVATE)
+        variation.success(events.show_session, [session], session_views, **PRIVATE)
+        variation.then(runner.meter, None, meter, **PRIVATE)
+        demo.load(runner.meter, None, meter, **PRIVATE)
 
         model.change(events.model_changed, [model, aspect, size, compose_images],
                      [aspect, size, model_info, compose_limit], **PRIVATE)

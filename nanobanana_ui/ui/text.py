@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import StudioError
+from ..limits import DailyUsage
 from ..models import ModelSpec, get_model, known_models
 from ..request import ImageOptions, ImageResult
 from .history import HistoryEntry, Session
 
 __all__ = [
-    "OFFLINE_BANNER", "compose_limit", "entry_caption", "entry_details", "history_summary", "model_info",
+    "OFFLINE_BANNER", "compose_limit", "daily_meter", "entry_caption", "entry_details", "history_summary", "model_info",
     "options_summary", "run_status", "status_line",
 ]
 
@@ -90,6 +91,15 @@ def history_summary(session: Session) -> str:
         return "Your images from this session appear here, newest first (only you can see them)."
     saving = f", ${saved:.4f} saved by the cache" if saved else ""
     return f"This session: {count} image{'s' if count != 1 else ''}, ${spent:.4f} spent{saving}."
+
+
+def daily_meter(usage: DailyUsage, offline: bool) -> str:
+    """The quota and cost meter: today's requests against the budget, money spent and saved, when it resets."""
+    if offline:
+        return "Offline emulator: no quota used, nothing spent."
+    saved = f" · ${usage.saved_usd:.4f} saved by the cache" if usage.saved_usd else ""
+    return (f"Today: {usage.requests} of {usage.budget} requests · ${usage.cost_usd:.4f} spent{saved} · "
+            f"resets in {usage.resets_in} (midnight Pacific)")
 
 
 def model_info(spec: ModelSpec, size: str | None) -> str:
