@@ -58,3 +58,11 @@ def png_bytes(size=(64, 48), color=(200, 30, 30), mode="RGB") -> bytes:
     buffer = io.BytesIO()
     Image.new(mode, size, color).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def pytest_configure(config):
+    """Browser tests' failure screenshots (pytest-playwright's --output) go under the project, not under the
+    temporary folder each test runs in (clean_env changes the working directory before the screenshot is taken)."""
+    output = getattr(config.option, "output", None)
+    if output and not os.path.isabs(output):
+        config.option.output = str(config.rootpath / output)

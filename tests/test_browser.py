@@ -1,0 +1,275 @@
+"""The page in a real browser: Debian's Chromium, driven by pytest-playwright, clicking through `python app.py`.
+
+Each test works the page as a visitor would (type, pick, upload, click) and checks both what the page shows and what
+the emulator behind the app received. The app runs once per module with a key and NANOBANANA_BASE_URL pointing at
+this module's emulator; each test gets a fresh browser context, so a fresh Gradio session with an empty history.
+Needs Chromium: `apt-get install -y chromium` (never `playwright install`). A failing test leaves a screenshot in
+test-results/ (pytest-playwright's --screenshot only-on-failure, set in pyproject.toml).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from playwright.sync_api import Page, expect, sync_playwright
+from servers import app_env, start_app, stop_app
+
+from nanobanana_ui.emulator import Fault, GeminiEmulator
+
+UI_KEY = "browser-test-key"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+WAIT_MS = 20_000  # the machine is shared and slow at times; a real failure still ends the wait
+PRO = "Nano Banana Pro (Gemini 3 Pro Image)"
+FLASH = "Nano Banana (Gemini 2.5 Flash Image)"
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    """pytest-playwright launches Debian's Chromium with the flags it needs here (see FACTS.md)."""
+    assert Path(CHROMIUM).exists(), "Chromium is missing: apt-get install -y chromium"
+    return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS}
+
+
+# pytest-playwright keeps Playwright for the whole session, and with it an asyncio loop that counts as running in
+# this thread between its calls: asyncio.run() in every later test module then fails. Playwright, the browser and
+# the context options here live for this module only (pytest-playwright's page, context and failure screenshots
+# still apply).
+
+
+@pytest.fixture(scope="module")
+def playwright():
+    with sync_playwright() as pw:
+        yield pw
+
+
+@pytest.fixture(scope="module")
+def browser(playwright, browser_type_launch_args):
+    browser = playwright.chromium.launch(**browser_type_launch_args)
+    yield browser
+    browser.close()
+
+
+@pytest.fixture(scope="module")
+def browser_context_args():
+    return {"viewport": {"width": 1280, "height": 1000}}
+
+
+@pytest.fixture(scope="module")
+def module_emulator():
+    with GeminiEmulator() as emu:
+        yield emu
+
+
+@pytest.fixture(scope="module")
+def app_url(module_emulator, tmp_path_factory):
+    """`python app.py` with a key, its API calls sent to this module's emulator."""
+    env = app_env(GEMINI_API_KEY=UI_KEY, NANOBANANA_BASE_URL=module_emulator.base_url,
+                  NANOBANANA_HOME=str(tmp_path_factory.mktemp("home")),
+                  GRADIO_TEMP_DIR=str(tmp_path_factory.mktemp("gradio")))
+    process, url = start_app(env)
+    yield url
+    log = stop_app(process)
+    assert "Traceback" not in log and UI_KEY not in log, log
+
+
+@pytest.fixture
+def emu(module_emulator):
+    """The module's emulator with no recorded requests and no pending faults."""
+    module_emulator.reset()
+    return module_emulator
+
+
+@pytest.fixture
+def studio(page: Page, app_url) -> Page:
+    """A fresh page (new browser context: a new Gradio session) showing the app."""
+    page.set_default_timeout(WAIT_MS)
+    expect.set_options(timeout=WAIT_MS)
+    page.goto(app_url)
+    expect(page.locator("#generate-button")).to_be_visible()
+    return page
+
+
+def write_png(path: Path, color: tuple[int, int, int], size=(96, 64)) -> Path:
+    Image.new("RGB", size, color).save(path, format="PNG")
+    return path
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def dropdown_choices(page: Page, elem_id: str) -> list[str]:
+    """The choices a dropdown offers right now (opens it, reads them, closes it)."""
+    page.locator(f"#{elem_id} input").click()
+    options = page.locator(f"#{elem_id} [role=option]")
+    expect(options.first).to_be_visible()
+    names = [option.get_attribute("aria-label") for option in options.all()]
+    page.locator(f"#{elem_id} input").blur()
+    expect(options).to_have_count(0)
+    return names
+
+
+def choose(page: Page, elem_id: str, name: str) -> None:
+    """Pick a dropdown choice by its label."""
+    page.locator(f"#{elem_id} input").click()
+    page.locator(f"#{elem_id}").get_by_role("option", name=name, exact=True).click()
+    expect(page.locator(f"#{elem_id} input")).to_have_value(name)
+
+
+def set_seed(page: Page, seed: int) -> None:
+    """Open Advanced (if closed) and type a seed."""
+    field = page.locator("#seed input")
+    if not field.is_visible():
+        page.locator("#advanced").get_by_role("button", name="Advanced").click()
+    field.fill(str(seed))
+    field.press("Tab")
+
+
+def wait_for_history(page: Page, count: int) -> None:
+    """Wait until the history shows `count` entries (the last step of a finished run)."""
+    expect(page.locator("#history-gallery .thumbnail-item")).to_have_count(count)
+
+
+def shown_image_bytes(page: Page, index: int = 0) -> bytes:
+    """The bytes the browser gets for an image in the result gallery."""
+    source = page.locator("#out-gallery img").nth(index).get_attribute("src")
+    response = page.request.get(source)
+    assert response.ok, source
+    return response.body()
+
+
+def test_generate_shows_the_image_the_status_and_a_history_entry(studio, emu):
+    prompt = 'A "quoted" fox — 狐 & snow, 100% watercolour\nsecond line'
+    studio.locator("#prompt textarea").fill(prompt)
+    studio.locator("#generate-button").click()
+    expect(studio.locator("#out-gallery img")).to_have_count(1)
+    wait_for_history(studio, 1)
+    [sent] = emu.generate_requests
+    assert sent.prompt == prompt and sent.api_key == UI_KEY and sent.model == "gemini-2.5-flash-image"
+    assert sha(shown_image_bytes(studio)) == sha(sent.reply_images[0])  # the exact PNG the API sent, not a webp
+    expect(studio.locator("#status")).to_contain_text(re.compile(r"\$0\.03\d\d · STOP · \d+\.\d s · "))
+    expect(studio.locator("#history-summary")).to_contain_text(re.compile(r"session: 1 image, \$0\.03\d\d spent\."))
+    expect(studio.locator("#history-gallery .thumbnail-item")).to_contain_text("generate: A \"quoted\" fox")
+    expect(studio.locator("#out-files")).to_contain_text(".png")
+
+
+def test_the_same_prompt_again_is_a_cache_hit_with_no_call(studio, emu):
+    for expected in (r"\$0\.0387 · STOP", r"cached · \$0 · STOP"):
+        studio.locator("#prompt textarea").fill("an owl at night")
+        studio.locator("#generate-button").click()
+        expect(studio.locator("#status")).to_contain_text(re.compile(expected))
+    wait_for_history(studio, 2)
+    assert [r.prompt for r in emu.generate_requests] == ["an owl at night"]
+    expect(studio.locator("#history-summary")).to_contain_text("2 images, $0.0387 spent, $0.0387 saved")
+
+
+def test_edit_sends_the_uploaded_image_byte_for_byte(studio, emu, tmp_path):
+    source = write_png(tmp_path / "photo.png", (200, 30, 30))
+    studio.locator("#edit-tab-button").click()
+    studio.locator("#edit-image input[type=file]").set_input_files(source)
+    expect(studio.locator("#edit-image img")).to_be_visible()
+    studio.locator("#edit-prompt textarea").fill("make the sky stormy")
+    studio.locator("#edit-button").click()
+    wait_for_history(studio, 1)
+    [sent] = emu.generate_requests
+    assert sent.prompt == "make the sky stormy" and sent.images == [source.read_bytes()]
+    assert sent.part_kinds == ["text", "image"]
+    assert "aspectRatio" not in sent.generation_config.get("imageConfig", {})  # auto: keep the input's shape
+    assert sha(shown_image_bytes(studio)) == sha(sent.reply_images[0])
+    expect(studio.locator("#history-gallery .thumbnail-item")).to_contain_text("edit: make the sky stormy")
+
+
+def test_compose_sends_both_images_in_order_and_the_order_can_change(studio, emu, tmp_path):
+    red, blue = write_png(tmp_path / "red.png", (255, 0, 0)), write_png(tmp_path / "blue.png", (0, 0, 255))
+    studio.locator("#compose-tab-button").click()
+    studio.locator("#compose-images input[type=file]").set_input_files([red, blue])
+    expect(studio.locator("#compose-images .thumbnail-item")).to_have_count(2)
+    expect(studio.locator("#compose-limit")).to_contain_text("takes 2 to 3 images (2 added)")
+    studio.locator("#compose-prompt textarea").fill("the red one above the blue one")
+    studio.locator("#compose-button").click()
+    wait_for_history(studio, 1)
+    [sent] = emu.generate_requests
+    assert sent.prompt == "the red one above the blue one" and sent.part_kinds == ["text", "image", "image"]
+    assert sent.images == [red.read_bytes(), blue.read_bytes()]
+    expect(studio.locator("#out-gallery img")).to_have_count(1)
+
+    studio.locator("#compose-images .thumbnail-item").nth(1).click()  # pick the blue one, move it first
+    studio.locator("#compose-earlier").click()
+    studio.locator("#compose-button").click()
+    wait_for_history(studio, 2)
+    assert emu.generate_requests[-1].images == [blue.read_bytes(), red.read_bytes()]
+
+
+def test_a_blocked_prompt_shows_the_message_and_no_traceback(studio, emu):
+    emu.fail_next(Fault.blocked("SAFETY"))
+    studio.locator("#prompt textarea").fill("something the filter blocks")
+    studio.locator("#generate-button").click()
+    toast = studio.locator(".toast-body")
+    expect(toast).to_contain_text("Gemini blocked the prompt (SAFETY). Rephrase it, or change the input images.")
+    assert [r.prompt for r in emu.generate_requests] == ["something the filter blocks"]
+    expect(studio.locator("body")).not_to_contain_text("Traceback")
+    expect(toast).not_to_contain_text("NoImageError")
+    expect(studio.locator("#out-gallery img")).to_have_count(0)
+    expect(studio.locator("#history-gallery .thumbnail-item")).to_have_count(0)
+    studio.locator("#prompt textarea").fill("something harmless")  # the page still works after an error
+    studio.locator("#generate-button").click()
+    wait_for_history(studio, 1)
+    assert len(emu.generate_requests) == 2
+
+
+def test_reuse_settings_from_the_history_fills_the_form_and_sends_them(studio, emu):
+    choose(studio, "aspect-ratio", "16:9")
+    set_seed(studio, 7)
+    studio.locator("#prompt textarea").fill("first")
+    studio.locator("#generate-button").click()
+    wait_for_history(studio, 1)
+    choose(studio, "aspect-ratio", "4:3")
+    set_seed(studio, 99)
+    studio.locator("#prompt textarea").fill("second")
+    studio.locator("#generate-button").click()
+    wait_for_history(studio, 2)
+    sent = emu.generate_requests
+    assert [(r.prompt, r.generation_config["imageConfig"]["aspectRatio"], r.generation_config["seed"])
+            for r in sent] == [("first", "16:9", 7), ("second", "4:3", 99)]
+
+    studio.locator("#history-gallery .thumbnail-item").nth(1).click()  # newest first: the older one is "first"
+    expect(studio.locator("#history-details")).to_contain_text("16:9")
+    expect(studio.locator("#history-details")).to_contain_text("seed 7")
+    studio.locator("#reuse-button").click()
+    expect(studio.locator("#prompt textarea")).to_have_value("first")
+    expect(studio.locator("#aspect-ratio input")).to_have_value("16:9")
+    expect(studio.locator("#seed input")).to_have_value("7")
+    studio.locator("#generate-button").click()  # the very same request: a cache hit, so every option matched
+    expect(studio.locator("#status")).to_contain_text(re.compile(r"cached · \$0 · "))
+    assert len(emu.generate_requests) == 2
+    studio.locator("#prompt textarea").fill("first, once more")  # a new prompt with the reused settings
+    studio.locator("#generate-button").click()
+    wait_for_history(studio, 4)
+    again = emu.generate_requests[-1]
+    assert len(emu.generate_requests) == 3 and again.prompt == "first, once more"
+    assert again.generation_config["imageConfig"] == {"aspectRatio": "16:9"} and again.generation_config["seed"] == 7
+
+
+def test_switching_the_model_changes_the_size_choices(studio, emu):
+    assert dropdown_choices(studio, "size") == ["1K"]  # Nano Banana makes 1K only: no 4K to pick
+    choose(studio, "model", PRO)
+    expect(studio.locator("#model-info")).to_contain_text("sizes 1K, 2K, 4K")
+    assert dropdown_choices(studio, "size") == ["1K", "2K", "4K"]
+    choose(studio, "size", "4K")
+    expect(studio.locator("#model-info")).to_contain_text("$0.2400 per 4K image")
+    studio.locator("#prompt textarea").fill("a lighthouse in 4K")
+    studio.locator("#generate-button").click()
+    wait_for_history(studio, 1)
+    [sent] = emu.generate_requests
+    assert sent.model == "gemini-3-pro-image-preview" and sent.generation_config["imageConfig"] == {"imageSize": "4K"}
+    expect(studio.locator("#status")).to_contain_text("$0.24")
+    choose(studio, "model", FLASH)  # back to a 1K-only model: 4K goes away and the size falls back to 1K
+    expect(studio.locator("#size input")).to_have_value("1K")
+    assert dropdown_choices(studio, "size") == ["1K"]
