@@ -2,13 +2,42 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import BadResponseError, ImageWithheldError, PromptBlockedError, TextOnlyError, map_error
 from .request import ImageRequest, Usage
 
-__all__ = ["BackendReply", "GeminiBackend", "build_config", "build_contents", "parse_response"]
+__all__ = ["BackendReply", "GeminiBackend", "build_config", "build_contents", "on_request_sent", "parse_response"]
+
+# Set by the caller around one generate() call: told when the request's last byte was written to the socket, with
+# the body's size and the slowest TCP round trip seen to the API so far (for the rate limiter's count).
+on_request_sent: ContextVar[Callable[[int, float], None] | None] = ContextVar("on_request_sent", default=None)
+_slowest_round_trip_s = 0.0  # connecting takes one round trip: measured on every new connection
+
+
+async def _trace_sending(request: Any) -> None:
+    """httpx event hook: have the transport report connection round trips and when the body is fully written."""
+    notify = on_request_sent.get()
+    if notify is None:
+        return
+    size = int(request.headers.get("content-length") or 0)
+    connecting: list[float] = []
+
+    async def trace(event: str, info: dict) -> None:
+        global _slowest_round_trip_s
+        if event == "connection.connect_tcp.started":
+            connecting.append(time.monotonic())
+        elif event == "connection.connect_tcp.complete" and connecting:
+            _slowest_round_trip_s = max(_slowest_round_trip_s, time.monotonic() - connecting[0])
+        elif event.endswith("send_request_body.complete"):
+            notify(size, _slowest_round_trip_s)
+
+    request.extensions = {**request.extensions, "trace": trace}
+
 
 _WITHHELD_HINTS = {
     "IMAGE_SAFETY": "Gemini's safety filter withheld the image",
@@ -128,6 +157,7 @@ class GeminiBackend:
             api_version="v1beta",  # the SDK's default (v1) lacks the image options
             base_url=base_url,
             timeout=int(timeout_s * 1000),  # milliseconds
+            async_client_args={"event_hooks": {"request": [_trace_sending]}},  # for the rate limiter's count
         )
         # vertexai=False: GOOGLE_GENAI_USE_VERTEXAI in the environment must not reroute our calls.
         self._client = genai.Client(api_key=api_key, vertexai=False, http_options=options)

@@ -1,13 +1,18 @@
 """Limits the user set: a rate limiter shared by the whole process, and a daily budget shared by every process.
 
-The rate limiter counts as Google's servers do (a request counts when it ARRIVES), which a client cannot see; so a
-request holds its slot from the moment it is sent until `window` seconds after its answer (or failure) came back.
-That can never exceed the server's count, and it spreads requests out naturally: slots free one at a time.
+The rate limiter counts as Google's servers do: a request counts when it ARRIVES, which a client cannot see. So a
+request holds its slot from the moment it is taken until `window` seconds after the latest moment it can have
+arrived: its answer (or failure), or, when the transport reports that the request's last byte left this machine,
+that moment plus a margin for the network (`send_margin_s`), whichever is earlier. Counting from the moment a call
+is *started* is not safe (connection set-up and pool queues delay sends by a second or more under a burst); counting
+from the answer alone is safe but wastes the quota when calls are slow. Slots free one at a time: no herd.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import heapq
 import threading
 import time
 from collections import deque
@@ -23,6 +28,11 @@ __all__ = ["DailyBudget", "DailyUsage", "RateLimiter", "pacific_day", "shared_ra
 
 PACIFIC = ZoneInfo("America/Los_Angeles")  # Gemini's daily quotas reset at midnight Pacific time
 _POLL_S = 0.25  # longest sleep between checks while waiting (slots can free early when a call fails fast)
+# After its last byte leaves, a request reaches Google within one-way latency (bounded by twice the slowest round trip
+# measured when connecting, for jitter), the time to drain the socket's send buffer (at a pessimistic 1 MB/s up),
+# and a fixed allowance for everything else.
+SEND_MARGIN_S = 0.1
+UPLINK_BYTES_PER_S = 1_000_000
 
 
 class RateLimiter:
@@ -37,48 +47,60 @@ class RateLimiter:
         self._clock = clock
         self._lock = threading.Lock()
         self._in_flight = 0
-        self._frees_at: deque[float] = deque()  # when finished requests' slots free up (ascending)
-        self._queue: deque[object] = deque()  # tickets of waiting callers, first come first served
+        self._frees_at: list[float] = []  # a heap: when finished requests' slots free up
+        self._queue: deque[_Ticket] = deque()  # waiting callers, first come first served
 
     def _expire(self, now: float) -> None:
         while self._frees_at and self._frees_at[0] <= now:
-            self._frees_at.popleft()
+            heapq.heappop(self._frees_at)
 
     def _wait_hint(self, now: float) -> float | None:
         """Seconds until the next slot frees, if known (None while every slot is held by a call in flight)."""
         return self._frees_at[0] - now if self._frees_at else None
 
+    def _grant(self) -> None:
+        """Give every free slot to the waiters at the head of the queue, in order, and wake them (under the lock)."""
+        self._expire(self._clock())
+        free = self.limit - self._in_flight - len(self._frees_at)
+        while free > 0 and self._queue:
+            ticket = self._queue.popleft()
+            ticket.granted = True
+            self._in_flight += 1
+            free -= 1
+            ticket.loop.call_soon_threadsafe(ticket.wake.set)
+
     async def acquire(self, on_wait: Callable[[float | None], None] | None = None) -> _Slot:
-        """Wait for a slot (in arrival order) and take it; `on_wait(seconds)` is told about each wait."""
-        ticket = object()
-        with self._lock:
-            self._queue.append(ticket)
+        """Wait for a slot (first come, first served) and take it; `on_wait(seconds)` is told about a wait."""
+        ticket = _Ticket()
         told = False
         try:
             while True:
                 with self._lock:
-                    now = self._clock()
-                    self._expire(now)
-                    free = self._in_flight + len(self._frees_at) < self.limit
-                    if free and self._queue[0] is ticket:
-                        self._queue.popleft()
-                        self._in_flight += 1
+                    if ticket not in self._queue and not ticket.granted:
+                        self._queue.append(ticket)
+                    self._grant()
+                    if ticket.granted:
                         return _Slot(self)
-                    hint = self._wait_hint(now) if not free else None
-                if on_wait is not None and not told and not free:
+                    hint = self._wait_hint(self._clock())
+                if on_wait is not None and not told:
                     on_wait(hint)
                     told = True
-                await asyncio.sleep(min(max(hint or _POLL_S, 0.01), _POLL_S))
+                with contextlib.suppress(asyncio.TimeoutError):  # sleep until the next slot frees, or a grant
+                    await asyncio.wait_for(ticket.wake.wait(), timeout=min(max(hint or _POLL_S, 0.01), _POLL_S))
         except BaseException:
             with self._lock:
-                if ticket in self._queue:
+                if ticket.granted:  # granted but never used: give the slot back untouched
+                    self._in_flight -= 1
+                    self._grant()
+                elif ticket in self._queue:
                     self._queue.remove(ticket)
             raise
 
-    def _release(self) -> None:
+    def _release(self, arrived_by: float | None) -> None:
         with self._lock:
             self._in_flight -= 1
-            self._frees_at.append(self._clock() + self.window_s)
+            now = self._clock()
+            heapq.heappush(self._frees_at, min(now, arrived_by if arrived_by is not None else now) + self.window_s)
 
     def used(self) -> int:
         """Slots counted right now: calls in flight plus calls answered within the window."""
@@ -87,17 +109,32 @@ class RateLimiter:
             return self._in_flight + len(self._frees_at)
 
 
+class _Ticket:
+    """A waiting caller: granted a slot by whichever waiter sees it free, and woken on its own event loop."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.wake = asyncio.Event()
+        self.granted = False
+
+
 class _Slot:
     """One taken slot; leaving the `async with` block starts its window."""
 
     def __init__(self, limiter: RateLimiter) -> None:
         self._limiter = limiter
+        self._arrived_by: float | None = None
+
+    def mark_sent(self, request_bytes: int = 0, round_trip_s: float = 0.0) -> None:
+        """The transport wrote the request's last byte: it reaches the server within the margin."""
+        margin = SEND_MARGIN_S + 2 * round_trip_s + request_bytes / UPLINK_BYTES_PER_S
+        self._arrived_by = self._limiter._clock() + margin
 
     async def __aenter__(self) -> _Slot:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self._limiter._release()
+        self._limiter._release(self._arrived_by)
 
 
 _shared: dict[tuple[str, int, float], RateLimiter] = {}

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from .errors import StudioError
-from .gemini import BackendReply
+from .gemini import BackendReply, on_request_sent
 from .limits import DailyBudget, RateLimiter
 from .request import ImageRequest
 from .retry import RetryPolicy, describe_failure
@@ -68,7 +68,11 @@ class GuardedSender:
             log.info(line)
             tell(line)
 
-        async with await self._limiter.acquire(on_wait=waiting):
+        async with await self._limiter.acquire(on_wait=waiting) as slot:
             if self._budget is not None:
                 await asyncio.to_thread(self._budget.reserve)
-            return await self._generate(request)
+            reset = on_request_sent.set(slot.mark_sent)  # only this task's call: contextvars are per task
+            try:
+                return await self._generate(request)
+            finally:
+                on_request_sent.reset(reset)

@@ -44,7 +44,8 @@ def test_limiter_never_exceeds_the_limit_in_any_window_and_serves_in_order():
         await asyncio.gather(*tasks)
 
     asyncio.run(main())
-    assert order == list(range(8))
+    # First come, first served: each window's slots go to the longest waiters (within a wave, all start at once).
+    assert [set(order[:3]), set(order[3:6]), set(order[6:])] == [{0, 1, 2}, {3, 4, 5}, {6, 7}]
     for i in range(3, 8):  # the (i)th call waits until call i-3 was answered a whole window ago
         assert started[i] >= sorted(finished)[i - 3] + 0.4 - 0.01
 
@@ -64,6 +65,33 @@ def test_limiter_uses_the_quota_in_full_at_once_and_says_how_long_a_wait_is():
 
     assert asyncio.run(main()) >= 0.45
     assert len(waits) == 1 and 0.3 < waits[0] <= 0.5
+
+
+def test_a_slow_call_frees_its_slot_a_window_after_it_was_sent_not_after_its_answer():
+    limiter = RateLimiter(1, window_s=0.5)
+
+    async def main():
+        begun = time.monotonic()
+        async with await limiter.acquire() as slot:
+            slot.mark_sent(request_bytes=0, round_trip_s=0.0)  # the server has it within the 0.1 s allowance
+            await asyncio.sleep(0.4)  # the model takes its time
+        async with await limiter.acquire():
+            return time.monotonic() - begun
+
+    assert 0.55 <= asyncio.run(main()) < 0.8  # not 0.9: the answer's lateness does not hold the quota
+
+
+def test_the_send_margin_grows_with_the_body_and_the_round_trip():
+    limiter = RateLimiter(1, window_s=0.2)
+
+    async def main():
+        begun = time.monotonic()
+        async with await limiter.acquire() as slot:
+            slot.mark_sent(request_bytes=200_000, round_trip_s=0.1)  # 0.1 + 0.2 + 0.2 s before it surely arrived
+        async with await limiter.acquire():
+            return time.monotonic() - begun
+
+    assert asyncio.run(main()) >= 0.2  # the answer came at once: the earlier bound (the answer) wins
 
 
 def test_a_cancelled_waiter_leaves_the_queue():
