@@ -8,6 +8,7 @@ import io
 import json
 import os
 import random
+import re
 import time
 
 import httpx2
@@ -16,7 +17,7 @@ from google import genai
 from google.genai import errors, types
 from PIL import Image
 
-from nanobanana_ui.emulator import OFFLINE_API_KEY, Fault, GeminiEmulator, shared_emulator
+from nanobanana_ui.emulator import OFFLINE_API_KEY, Fault, GeminiEmulator, busiest_window, shared_emulator
 from nanobanana_ui.models import get_model, pixel_size
 
 FLASH = "gemini-2.5-flash-image"
@@ -168,7 +169,8 @@ def test_edit_records_exact_input_bytes_and_changes_the_image(client, emu):
 def test_edit_visibly_changes_the_input(client):
     grey = (128, 128, 128)
     resp = client.models.generate_content(
-        model=FLASH, contents=["make it pop", types.Part.from_bytes(data=solid(color=grey), mime_type="image/png")])
+        model=FLASH, contents=["make it pop", types.Part.from_bytes(data=solid(color=grey), mime_type="image/png")],
+        config=types.GenerateContentConfig(seed=1))  # unseeded tints are random, and some lie within 40 of grey
     [img] = answer_images(resp)
     assert img.size == (1184, 864)  # 64x48 is 4:3
     pixel = img.convert("RGB").getpixel((img.width // 2, img.height - img.height // 8))  # below the text, inside
@@ -477,3 +479,154 @@ def test_start_is_idempotent_and_stop_frees_the_port():
     host, port = url.removeprefix("http://").split(":")
     with pytest.raises(OSError):
         http.client.HTTPConnection(host, int(port), timeout=2).connect()
+
+
+# --- server-side rate limit ----------------------------------------------------------------------------------------
+
+def outcome(client, contents="x") -> int | float:
+    """200 for an image, or the RetryInfo delay in seconds of a 429 (any other error propagates)."""
+    try:
+        assert answer_images(client.models.generate_content(model=FLASH, contents=contents))
+        return 200
+    except errors.ClientError as exc:
+        if exc.code != 429:
+            raise
+        [retry] = rpc("RetryInfo", exc)
+        assert re.fullmatch(r"\d+\.\d\ds", retry["retryDelay"])
+        return float(retry["retryDelay"].removesuffix("s"))
+
+
+def test_rate_limit_answers_429_with_retry_info_until_the_oldest_arrival_leaves(client, emu):
+    emu.rate_limit, emu.rate_window_s = 3, 1.0
+    assert outcome(client) == 200
+    time.sleep(0.1)  # the first arrival stands apart, so the wait is seen to count from it
+    assert [outcome(client) for _ in range(2)] == [200] * 2
+    with pytest.raises(errors.ClientError) as info:
+        client.models.generate_content(model=FLASH, contents="x")
+    exc = info.value
+    assert (exc.code, exc.status) == (429, "RESOURCE_EXHAUSTED") and "Please retry in" in exc.message
+    [violation] = rpc("QuotaFailure", exc)[0]["violations"]
+    assert (violation["quotaId"], violation["quotaValue"]) == ("GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
+                                                               "3")
+    [retry] = rpc("RetryInfo", exc)
+    delay = float(retry["retryDelay"].removesuffix("s"))
+    first, *_, fourth = emu.generate_requests
+    assert 0 < delay <= 1.0
+    assert -0.03 < delay - (first.received_at + 1.0 - fourth.received_at) <= 0.01  # the wait as the server counts
+    assert exc.response.headers["retry-after"] == "1"
+    assert [r.status for r in emu.generate_requests] == [200, 200, 200, 429]  # the refused request is recorded too
+    time.sleep(delay)
+    assert outcome(client) == 200
+    assert emu.generate_requests[-1].status == 200
+
+
+def test_refused_requests_do_not_count_toward_the_window(client, emu):
+    emu.rate_limit, emu.rate_window_s = 2, 0.6
+    assert [outcome(client) for _ in range(2)] == [200, 200]
+    delays = [outcome(client) for _ in range(3)]  # hammering while refused
+    assert all(0 < d <= 0.6 for d in delays) and delays == sorted(delays, reverse=True)
+    time.sleep(delays[-1])  # had the refusals counted, the window would still be full
+    assert outcome(client) == 200
+    times = [r.received_at for r in emu.generate_requests]
+    assert busiest_window(times, 0.6) == 5  # the server saw five within the window ...
+    assert busiest_window([r.received_at for r in emu.generate_requests if r.status == 200], 0.6) == 2  # ... let in 2
+
+
+def test_a_lowered_limit_waits_for_enough_arrivals_to_leave(client, emu):
+    emu.rate_limit, emu.rate_window_s = 2, 1.0
+    assert outcome(client) == 200
+    time.sleep(0.3)
+    assert outcome(client) == 200
+    emu.rate_limit = 1  # both counted arrivals must leave before one more fits
+    delay = outcome(client)
+    _, second, third = emu.generate_requests
+    assert -0.03 < delay - (second.received_at + 1.0 - third.received_at) <= 0.01
+
+
+def test_rate_limit_under_a_concurrent_burst(client, emu):
+    emu.rate_limit, emu.rate_window_s = 3, 1.0
+
+    async def burst():
+        async def one(i):
+            try:
+                await client.aio.models.generate_content(model=FLASH, contents=f"cat {i}")
+                return 200
+            except errors.ClientError as exc:
+                return exc.code
+        try:
+            return await asyncio.gather(*(one(i) for i in range(8)))
+        finally:
+            await client.aio.aclose()
+
+    assert sorted(asyncio.run(burst())) == [200] * 3 + [429] * 5
+    admitted = [r for r in emu.generate_requests if r.status == 200]
+    assert len(admitted) == 3 and busiest_window([r.received_at for r in admitted], 1.0) == 3
+    times = [r.received_at for r in emu.requests]
+    assert times == sorted(times)  # recorded in arrival order
+    assert [r.status for r in sorted(emu.generate_requests, key=lambda r: r.received_at)] == [200] * 3 + [429] * 5
+
+
+def test_faults_come_before_the_rate_limit_and_do_not_count(client, emu):
+    emu.rate_limit, emu.rate_window_s = 1, 1.0
+    emu.fail_next(Fault.overloaded())
+    with pytest.raises(errors.ServerError):
+        client.models.generate_content(model=FLASH, contents="x")
+    assert outcome(client) == 200  # the 503 took no slot
+    emu.fail_next(Fault.server_error(500), Fault.text_only())
+    with pytest.raises(errors.ServerError):  # the queued fault wins over the full window
+        client.models.generate_content(model=FLASH, contents="x")
+    assert 0 < outcome(client) <= 1.0  # over the limit: the text-only fault is spent on the 429
+    assert [r.status for r in emu.generate_requests] == [503, 200, 500, 429]
+    emu.reset()  # reset empties the window too
+    assert outcome(client) == 200 and emu.requests[-1].status == 200
+
+
+def test_a_refusal_is_immediate_despite_delay_s(client, emu):
+    emu.rate_limit, emu.rate_window_s, emu.delay_s = 1, 1.0, 0.3
+    assert outcome(client) == 200
+    start = time.monotonic()
+    assert 0 < outcome(client) <= 1.0
+    assert time.monotonic() - start < 0.25  # the model never ran
+    emu.rate_limit = None  # settable: no limit any more
+    assert outcome(client) == 200
+
+
+def test_status_is_recorded_for_every_request(client, emu):
+    client.models.generate_content(model=FLASH, contents="warm the pool")
+    emu.fail_next(Fault.drop_connection())
+    with pytest.raises(httpx2.RemoteProtocolError):
+        client.models.generate_content(model=FLASH, contents="x")
+    with pytest.raises(errors.ClientError):
+        client.models.generate_content(model="no-such-model", contents="x")
+    client.models.get(model=FLASH)
+    assert [r.status for r in emu.requests] == [200, 0, 404, 200]
+
+
+@pytest.mark.parametrize("kwargs", [{"rate_limit": 0}, {"rate_limit": 2.5}, {"rate_limit": True},
+                                    {"rate_window_s": 0}, {"rate_window_s": -1.0}])
+def test_rate_settings_are_checked(emu, kwargs):
+    with pytest.raises(ValueError):
+        GeminiEmulator(**kwargs)
+    [(name, value)] = kwargs.items()
+    with pytest.raises(ValueError):
+        setattr(emu, name, value)
+
+
+@pytest.mark.parametrize(("times", "window_s", "expected"), [
+    ([], 1.0, 0),
+    ([5.0], 1.0, 1),
+    ([0.0, 1.0], 1.0, 1),  # half-open: a window that holds 0 ends just before 1.0
+    ([0.0, 0.999], 1.0, 2),
+    ([0.0, 0.0, 0.0], 1.0, 3),
+    ([3.0, 0.1, 0.2, 2.5, 0.3, 2.9, 3.05], 1.0, 4),  # unsorted; the later burst is the busier
+    ([0.0, 0.5, 1.0, 1.5, 2.0], 1.0, 2),
+    ([0.0, 0.5, 1.0, 1.5, 2.0], 1.01, 3),
+    ([float(i) / 4 for i in range(20)], 5.0, 20),  # 20 requests per 5-second window
+])
+def test_busiest_window(times, window_s, expected):
+    assert busiest_window(times, window_s) == expected
+
+
+def test_busiest_window_needs_a_positive_window():
+    with pytest.raises(ValueError):
+        busiest_window([0.0], 0)

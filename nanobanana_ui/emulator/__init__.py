@@ -1,6 +1,7 @@
 """Offline Gemini API emulator: a local HTTP stand-in for generateContent that the app and tests talk to."""
 
 from .faults import Fault
+from .quota import busiest_window
 from .server import OFFLINE_API_KEY, GeminiEmulator, RecordedRequest, shared_emulator
 
-__all__ = ["OFFLINE_API_KEY", "Fault", "GeminiEmulator", "RecordedRequest", "shared_emulator"]
+__all__ = ["OFFLINE_API_KEY", "Fault", "GeminiEmulator", "RecordedRequest", "busiest_window", "shared_emulator"]

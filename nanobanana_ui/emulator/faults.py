@@ -104,6 +104,11 @@ class Fault:
         return cls("not_json")
 
 
+def _fails(fault: Fault | None) -> bool:
+    """Whether a fault answers instead of the model: an HTTP error, an HTML body or a dropped connection."""
+    return fault is not None and (fault.code != 200 or fault.kind in ("not_json", "drop_connection"))
+
+
 def _error(code: int, status: str, message: str, details: list | None = None, headers: dict | None = None) -> _Reply:
     err: dict = {"code": code, "message": message, "status": status}
     if details:

@@ -7,14 +7,15 @@ import re
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 from ..models import get_model, known_models
 from .answers import _answer, _fault_content, _model_entry, _usage
-from .faults import _UNREGISTERED, Fault, _error, _fault_error, _not_found, _Reply
+from .faults import _UNREGISTERED, Fault, _error, _fails, _fault_error, _not_found, _Reply
 from .pictures import _b64, _inline
+from .quota import ArrivalWindow, Setting, check_rate_limit, check_rate_window, format_delay
 
 _PATH = re.compile(r"^/(v1beta|v1)/models(?:/([^/:]+))?(?::([A-Za-z]+))?$")
 OFFLINE_API_KEY = "offline-emulator"  # the key the app sends to shared_emulator(), which takes any non-empty key
@@ -36,8 +37,9 @@ class RecordedRequest:
     image_mime_types: list[str] = field(default_factory=list)
     part_kinds: list[str] = field(default_factory=list)
     generation_config: dict = field(default_factory=dict)
-    received_at: float = 0.0
+    received_at: float = 0.0  # time.monotonic() at arrival; requests are recorded in this order
     reply_images: list[bytes] = field(default_factory=list)  # PNGs the emulator answered with, thought images too
+    status: int = 0  # the HTTP status answered, set before the reply is sent; 0 until then and for a dropped connection
 
 
 def _user_parts(body: dict | None) -> list[dict]:
@@ -59,7 +61,7 @@ def _record(method: str, url: str, headers: dict[str, str], raw: bytes) -> Recor
     except ValueError:
         body = None
     rec = RecordedRequest(method, parts.path, parts.query, headers, key, body if isinstance(body, dict) else None,
-                          match.group(2) if match else None, received_at=time.monotonic())
+                          match.group(2) if match else None)
     user = _user_parts(rec.body)
     rec.prompt = "\n".join(str(p["text"]) for p in user if "text" in p)
     rec.part_kinds = [_part_kind(p) for p in user]
@@ -72,6 +74,7 @@ def _record(method: str, url: str, headers: dict[str, str], raw: bytes) -> Recor
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # the default 5 drops SYNs of a burst: the client resends a second later
 
     def handle_error(self, request: object, client_address: object) -> None:
         pass  # clients that time out or hang up are part of the job
@@ -110,10 +113,18 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class GeminiEmulator:
-    """A local Gemini API v1beta server (generateContent, models) that records requests and injects faults."""
+    """A local Gemini API v1beta server (generateContent, models) that records requests and injects faults.
+
+    With `rate_limit` set, at most that many generateContent requests are let in per `rate_window_s` seconds, counted
+    by arrival in a sliding window; one more is answered 429 RESOURCE_EXHAUSTED with QuotaFailure and RetryInfo.
+    """
+
+    rate_limit = Setting(check_rate_limit)  # settable at any time, like delay_s
+    rate_window_s = Setting(check_rate_window)
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, models: Iterable[str] | None = None,
-                 valid_keys: Iterable[str] | None = None, delay_s: float = 0.0, include_thoughts: bool = False) -> None:
+                 valid_keys: Iterable[str] | None = None, delay_s: float = 0.0, include_thoughts: bool = False,
+                 rate_limit: int | None = None, rate_window_s: float = 60.0) -> None:
         """Configure the emulator; nothing listens until start()."""
         names = [n for s in known_models() for n in (s.id, *s.aliases)] if models is None else models
         self.models = tuple(dict.fromkeys(n.removeprefix("models/") for n in names))
@@ -124,6 +135,9 @@ class GeminiEmulator:
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
         self._faults: list[Fault] = []
+        self._window = ArrivalWindow()
+        self.rate_limit = rate_limit
+        self.rate_window_s = rate_window_s
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
@@ -177,24 +191,48 @@ class GeminiEmulator:
         return [r for r in self.requests if r.path.endswith(("generateContent", "GenerateContent"))]
 
     def fail_next(self, *faults: Fault) -> None:
-        """Queue faults; each generateContent request consumes one, in order."""
+        """Queue faults; each generateContent request consumes one as it arrives, in order, even one over the limit."""
         with self._lock:
             self._faults.extend(faults)
 
     def reset(self) -> None:
-        """Forget recorded requests and queued faults."""
+        """Forget recorded requests, queued faults and the arrivals counted toward rate_limit."""
         with self._lock:
             self._requests.clear()
             self._faults.clear()
+            self._window.clear()
 
     def _handle(self, method: str, url: str, headers: dict[str, str], raw: bytes) -> _Reply | None:
         rec = _record(method, url, headers, raw)
-        with self._lock:
-            self._requests.append(rec)
         match = _PATH.match(rec.path)
         action = match.group(3) if match else None
+        generate = match is not None and method == "POST" and action in ("generateContent", "streamGenerateContent")
+        with self._lock:  # stamped, recorded, given its fault and counted in one step: arrival order is one order
+            rec.received_at = time.monotonic()
+            self._requests.append(rec)
+            fault, wait = self._arrive(rec) if generate else (None, None)
+        try:
+            reply = self._route(rec, method, match, action, fault, wait)
+        except Exception as exc:  # noqa: BLE001 - a bug in the emulator should still look like an HTTP answer
+            reply = _error(500, "INTERNAL", f"Emulator error: {exc!r}")
+        rec.status = 0 if reply is None else reply[0]
+        return reply
+
+    def _arrive(self, rec: RecordedRequest) -> tuple[Fault | None, float | None]:
+        """With the lock held: pop the request's fault; count it toward rate_limit, or return its wait if over.
+
+        A fault that answers instead of the model wins and is not counted, so a test's queue plays out whatever the
+        window holds; nor are requests refused for key or model counted, nor those refused for quota (see admit).
+        """
+        fault = self._faults.pop(0) if self._faults else None
+        if self.rate_limit is None or _fails(fault) or self._gate(rec) is not None:
+            return fault, None
+        return fault, self._window.admit(rec.received_at, self.rate_limit, self.rate_window_s)
+
+    def _route(self, rec: RecordedRequest, method: str, match: re.Match | None, action: str | None,
+               fault: Fault | None, wait: float | None) -> _Reply | None:
         if match and method == "POST" and action in ("generateContent", "streamGenerateContent"):
-            return self._generate(rec, sse=action == "streamGenerateContent")
+            return self._generate(rec, action == "streamGenerateContent", fault, wait)
         if match and method == "POST" and action == "countTokens":
             tokens = _usage(rec, get_model(rec.model or ""))["promptTokenCount"]
             return self._gate(rec) or (200, {}, {"totalTokens": tokens})
@@ -228,13 +266,11 @@ class GeminiEmulator:
         if seconds > 0:
             self._stopped.wait(seconds)
 
-    def _next_fault(self) -> Fault | None:
-        with self._lock:
-            return self._faults.pop(0) if self._faults else None
-
-    def _generate(self, rec: RecordedRequest, sse: bool) -> _Reply | None:
-        self._pause(self.delay_s)
-        fault = self._next_fault()
+    def _generate(self, rec: RecordedRequest, sse: bool, fault: Fault | None, wait: float | None) -> _Reply | None:
+        # Order: delay_s (not for a request over the limit: the real API refuses those at once, without running the
+        # model), a delay fault, the other faults, key and model, then the limit, then the model's answer.
+        if wait is None:
+            self._pause(self.delay_s)
         if fault is not None and fault.kind == "delay":
             self._pause(fault.seconds)
             fault = None
@@ -245,6 +281,9 @@ class GeminiEmulator:
         gate = self._gate(rec)
         if gate is not None:
             return gate
+        if wait is not None:  # RetryInfo counts from now: the wait at arrival less any delay fault since
+            retry = format_delay(wait - (time.monotonic() - rec.received_at))
+            return _fault_error(replace(Fault.rate_limit(retry), quota_value=str(self.rate_limit)), rec.model)
         spec = get_model(rec.model or "")
         reply = _fault_content(rec, spec, fault) if fault else _answer(rec, spec, self.include_thoughts)
         if sse and reply[0] == 200:
