@@ -241,8 +241,10 @@ def _map_api_error(code: int, body: dict, response: Any, model: str | None) -> S
         quota_id = violations[0].get("quotaId")
         wait = _retry_after(body, response)
         if quota_id and "PerDay" in quota_id:
+            from .limits import time_to_pacific_midnight
+
             msg = (f"The daily quota for {model or 'this model'} is used up ({quota_id}); "
-                   "it resets at midnight Pacific time.")
+                   f"it resets at midnight Pacific time, in {time_to_pacific_midnight()}.")
         else:
             after = f"try again in {math.ceil(wait)} s" if wait is not None else "wait a minute and try again"
             msg = f"Rate limit reached for {model or 'this model'}: {after}."

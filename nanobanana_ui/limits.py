@@ -24,7 +24,10 @@ from zoneinfo import ZoneInfo
 
 from .errors import BudgetExceededError
 
-__all__ = ["DailyBudget", "DailyUsage", "RateLimiter", "pacific_day", "shared_rate_limiter"]
+__all__ = [
+    "DailyBudget", "DailyUsage", "RateLimiter", "next_pacific_midnight", "pacific_day", "shared_rate_limiter",
+    "time_to_pacific_midnight",
+]
 
 PACIFIC = ZoneInfo("America/Los_Angeles")  # Gemini's daily quotas reset at midnight Pacific time
 _POLL_S = 0.25  # longest sleep between checks while waiting (slots can free early when a call fails fast)
@@ -224,3 +227,9 @@ class DailyBudget:
 def _until(when: datetime, now: datetime) -> str:
     minutes = max(int((when - now).total_seconds() // 60), 0)
     return f"{minutes // 60} h {minutes % 60} min"
+
+
+def time_to_pacific_midnight(now: datetime | None = None) -> str:
+    """How long until Gemini's daily quotas reset, like "5 h 12 min"."""
+    now = now or datetime.now(PACIFIC)
+    return _until(next_pacific_midnight(now), now)

@@ -18,7 +18,7 @@ CASES = [
     (Fault.no_image("NO_IMAGE"), errors.ImageWithheldError, r"without making an image \(NO_IMAGE\)", 5),
     (Fault.text_only("Which fox do you mean?"), errors.TextOnlyError, "text instead of an image: Which fox", 5),
     (Fault.rate_limit(retry_delay="12.77s"), errors.RateLimitError, "Rate limit reached .* try again in 13 s", 4),
-    (Fault.daily_quota(), errors.RateLimitError, "daily quota .* resets at midnight Pacific", 4),
+    (Fault.daily_quota(), errors.RateLimitError, r"daily quota .* resets at midnight Pacific time, in \d+ h", 4),
     (Fault.server_error(500), errors.ServerError, "internal error", 6),
     (Fault.overloaded(), errors.ServerError, "overloaded", 6),
     (Fault.server_error(504), errors.ServerError, "took too long", 6),

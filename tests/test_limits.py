@@ -184,19 +184,20 @@ def test_identical_requests_in_flight_make_one_call(settings, emulator):
 
 # The rate limit as the server counts it.
 
-def test_parallel_requests_never_exceed_the_servers_window(settings, emulator):
+def test_parallel_requests_and_their_retries_never_exceed_the_servers_window(settings, emulator):
     from nanobanana_ui.emulator import busiest_window
 
     emulator.rate_limit, emulator.rate_window_s = 3, 1.0
-    limited = Settings(**{**settings.__dict__, "rpm": 3, "rate_window_s": 1.0})
+    emulator.fail_next(Fault.overloaded(), Fault.server_error(500))  # two retries, which count too
+    limited = Settings(**{**settings.__dict__, "rpm": 3, "rate_window_s": 1.0, "max_attempts": 3})
 
     async def scenario(studio):
         return await studio.run_variations(studio.build_request(Mode.GENERATE, "eight"), 8)
 
-    outcomes = in_studio(limited, scenario)
+    outcomes = in_studio(limited, scenario, retry_policy=RetryPolicy(max_attempts=3, base_delay_s=0.05))
     assert all(not isinstance(o, Exception) for o in outcomes)
     seen = emulator.generate_requests
-    assert len(seen) == 8 and all(r.status == 200 for r in seen)
+    assert len(seen) == 10 and sorted(r.status for r in seen) == [200] * 8 + [500, 503]  # no 429
     assert busiest_window([r.received_at for r in seen], 1.0) <= 3
 
 
