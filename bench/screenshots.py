@@ -1,0 +1,122 @@
+"""Screenshots of the page's three tabs, each with a result, taken in Chromium against the offline app.
+
+Run: python bench/screenshots.py [--out docs/screenshots]
+Starts `python app.py` without a key (the built-in emulator answers with placeholder images, and the offline banner
+shows), then in Debian's Chromium (apt-get install -y chromium): generates two images (Generate tab, with history),
+edits a drawn picture (Edit tab) and composes two drawn pictures (Compose tab), saving generate.png, edit.png and
+compose.png. The PNGs are reduced to 256 colours to keep each one small enough to commit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import tempfile
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from browser_click import ROOT, chromium, running_app  # noqa: E402
+from playwright.sync_api import Page, expect  # noqa: E402
+
+WAIT_MS = 60_000
+ALL_IMAGES_LOADED = "() => [...document.images].every(img => img.complete && img.naturalWidth > 0)"
+
+
+def landscape(path: Path) -> Path:
+    """A little house under a blue sky: the picture the Edit tab changes."""
+    image = Image.new("RGB", (640, 400), (120, 180, 235))
+    draw = ImageDraw.Draw(image)
+    for y in range(260):
+        draw.line([(0, y), (640, y)], fill=(90 + y // 4, 150 + y // 5, 230))
+    draw.rectangle([0, 260, 640, 400], fill=(80, 160, 70))
+    draw.ellipse([500, 40, 580, 120], fill=(255, 220, 80))
+    draw.rectangle([220, 190, 380, 300], fill=(230, 220, 200))
+    draw.polygon([(200, 195), (300, 120), (400, 195)], fill=(170, 60, 50))
+    draw.rectangle([285, 240, 320, 300], fill=(110, 70, 40))
+    return save(image, path)
+
+
+def cat(path: Path) -> Path:
+    """An orange cat's face."""
+    image = Image.new("RGB", (400, 400), (245, 240, 230))
+    draw = ImageDraw.Draw(image)
+    draw.polygon([(95, 170), (120, 60), (185, 130)], fill=(230, 140, 50))
+    draw.polygon([(305, 170), (280, 60), (215, 130)], fill=(230, 140, 50))
+    draw.ellipse([80, 100, 320, 330], fill=(235, 150, 60))
+    for x in (150, 250):
+        draw.ellipse([x - 18, 185, x + 18, 225], fill=(40, 120, 60))
+    draw.polygon([(185, 255), (215, 255), (200, 272)], fill=(200, 80, 90))
+    return save(image, path)
+
+
+def hat(path: Path) -> Path:
+    """A black top hat with a red band."""
+    image = Image.new("RGB", (400, 400), (225, 235, 245))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle([130, 90, 270, 280], fill=(30, 30, 35))
+    draw.rectangle([130, 235, 270, 265], fill=(190, 30, 40))
+    draw.ellipse([60, 265, 340, 315], fill=(30, 30, 35))
+    return save(image, path)
+
+
+def save(image: Image.Image, path: Path) -> Path:
+    image.save(path, format="PNG")
+    return path
+
+
+def shoot(page: Page, path: Path) -> None:
+    """A full-page screenshot once every image has loaded, reduced to 256 colours."""
+    page.wait_for_function(ALL_IMAGES_LOADED, timeout=WAIT_MS)
+    page.mouse.move(0, 0)  # no hover highlight
+    shot = Image.open(io.BytesIO(page.screenshot(full_page=True, animations="disabled")))
+    shot.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT).save(path, format="PNG", optimize=True)
+    print(f"{path}: {path.stat().st_size // 1024} KB")
+
+
+def run(page: Page, out: Path, inputs: Path) -> None:
+    page.set_default_timeout(WAIT_MS)
+    expect.set_options(timeout=WAIT_MS)
+    expect(page.locator("#offline-banner")).to_be_visible()
+    history = page.locator("#history-gallery .thumbnail-item")
+
+    for number, prompt in enumerate(["a lighthouse at dusk, oil painting", "a red fox in the snow, watercolour"], 1):
+        page.locator("#prompt textarea").fill(prompt)
+        page.locator("#generate-button").click()
+        expect(history).to_have_count(number)
+    shoot(page, out / "generate.png")
+
+    page.locator("#edit-tab-button").click()
+    page.locator("#edit-image input[type=file]").set_input_files(landscape(inputs / "house.png"))
+    expect(page.locator("#edit-image img")).to_be_visible()
+    page.locator("#edit-prompt textarea").fill("make the sky stormy, with lightning over the hill")
+    page.locator("#edit-button").click()
+    expect(history).to_have_count(3)
+    shoot(page, out / "edit.png")
+
+    page.locator("#compose-tab-button").click()
+    page.locator("#compose-images input[type=file]").set_input_files([cat(inputs / "cat.png"), hat(inputs / "hat.png")])
+    expect(page.locator("#compose-images .thumbnail-item")).to_have_count(2)
+    expect(page.locator("#compose-limit")).to_contain_text("(2 added)")
+    page.locator("#compose-prompt textarea").fill("the cat from the first image wearing the hat from the second")
+    page.locator("#compose-button").click()
+    expect(history).to_have_count(4)
+    shoot(page, out / "compose.png")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    with running_app() as url, chromium() as browser, tempfile.TemporaryDirectory() as inputs:
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.goto(url)
+        run(page, args.out, Path(inputs))
+
+
+if __name__ == "__main__":
+    main()
