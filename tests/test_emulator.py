@@ -6,7 +6,6 @@ import asyncio
 import http.client
 import io
 import json
-import os
 import random
 import re
 import time
@@ -26,20 +25,10 @@ NB2 = "gemini-3.1-flash-image"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(autouse=True)
-def _no_sdk_env(monkeypatch):
-    """The SDK reads keys, Vertex switches and base URLs from the environment: none of that here."""
-    for name in list(os.environ):
-        if name.startswith(("GOOGLE_GENAI_", "GOOGLE_CLOUD_")) or name in (
-            "GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL",
-        ):
-            monkeypatch.delenv(name)
-
-
 @pytest.fixture
-def emu():
-    with GeminiEmulator() as emulator:
-        yield emulator
+def emu(emulator):
+    """The emulator (conftest's clean_env keeps the SDK from reading keys or Vertex switches from the environment)."""
+    return emulator
 
 
 @pytest.fixture
