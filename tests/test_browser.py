@@ -128,8 +128,15 @@ def set_seed(page: Page, seed: int) -> None:
     field = page.locator("#seed input")
     if not field.is_visible():
         page.locator("#advanced").get_by_role("button", name="Advanced").click()
-    field.fill(str(seed))
-    field.press("Tab")
+    # Typed within a few milliseconds of the accordion's first opening, a value can be reset to the component's
+    # initial -1 as it mounts (seen 3 times in 12; no person types that fast): type again until it stays.
+    for _ in range(5):
+        field.fill(str(seed))
+        field.press("Tab")
+        page.wait_for_timeout(200)
+        if field.input_value() == str(seed):
+            return
+    raise AssertionError(f"the seed field does not keep {seed}: it shows {field.input_value()}")
 
 
 def wait_for_history(page: Page, count: int) -> None:
@@ -235,9 +242,9 @@ def test_reuse_settings_from_the_history_fills_the_form_and_sends_them(studio, e
     studio.locator("#prompt textarea").fill("second")
     studio.locator("#generate-button").click()
     wait_for_history(studio, 2)
-    sent = emu.generate_requests
-    assert [(r.prompt, r.generation_config["imageConfig"]["aspectRatio"], r.generation_config["seed"])
-            for r in sent] == [("first", "16:9", 7), ("second", "4:3", 99)]
+    sent = [(r.prompt, r.generation_config.get("imageConfig"), r.generation_config.get("seed"))
+            for r in emu.generate_requests]
+    assert sent == [("first", {"aspectRatio": "16:9"}, 7), ("second", {"aspectRatio": "4:3"}, 99)]
 
     studio.locator("#history-gallery .thumbnail-item").nth(1).click()  # newest first: the older one is "first"
     expect(studio.locator("#history-details")).to_contain_text("16:9")
@@ -273,3 +280,31 @@ def test_switching_the_model_changes_the_size_choices(studio, emu):
     choose(studio, "model", FLASH)  # back to a 1K-only model: 4K goes away and the size falls back to 1K
     expect(studio.locator("#size input")).to_have_value("1K")
     assert dropdown_choices(studio, "size") == ["1K"]
+
+
+@pytest.fixture(scope="module")
+def offline_url(tmp_path_factory):
+    """`python app.py` with no key: the built-in emulator answers."""
+    env = app_env(NANOBANANA_HOME=str(tmp_path_factory.mktemp("offline-home")),
+                  GRADIO_TEMP_DIR=str(tmp_path_factory.mktemp("offline-gradio")))
+    process, url = start_app(env)
+    yield url
+    log = stop_app(process)
+    assert "Traceback" not in log, log
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "UI bug: Studio.offline is `self._backend is None and settings.uses_emulator`, so it turns False once the first "
+    "request has created the emulator backend; from then on the offline page's meter reads 'Today: 0 of 1500 "
+    "requests · $0.0388 spent' (placeholder images counted as money spent) instead of the offline line"))
+def test_offline_meter_says_nothing_is_spent_after_an_image(page, offline_url):
+    page.set_default_timeout(WAIT_MS)
+    expect.set_options(timeout=WAIT_MS)
+    page.goto(offline_url)
+    expect(page.locator("#offline-banner")).to_be_visible()
+    meter = page.locator("#meter")
+    expect(meter).to_contain_text("Offline emulator: no quota used, nothing spent.")
+    page.locator("#prompt textarea").fill("a placeholder, free of charge")
+    page.locator("#generate-button").click()
+    wait_for_history(page, 1)
+    expect(meter).to_contain_text("Offline emulator: no quota used, nothing spent.", timeout=5_000)
