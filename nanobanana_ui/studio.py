@@ -81,6 +81,8 @@ class Studio:
     def __init__(self, settings: Settings, *, backend: Backend | None = None, cache: ResultCache | None = None,
                  retry_policy: RetryPolicy | None = None) -> None:
         self.settings = settings
+        # Decided once: the backend, once created, must not change the answer (meter, limits, banner all ask).
+        self._offline = backend is None and settings.uses_emulator
         self.retry_policy = retry_policy or RetryPolicy(max_attempts=settings.max_attempts,
                                                         max_total_wait_s=settings.max_retry_wait_s)
         self._backend = backend
@@ -93,7 +95,7 @@ class Studio:
     @property
     def offline(self) -> bool:
         """True when requests go to the embedded emulator rather than Gemini."""
-        return self._backend is None and self.settings.uses_emulator
+        return self._offline
 
     @property
     def backend(self) -> Backend:

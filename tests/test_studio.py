@@ -217,3 +217,13 @@ def test_variations_report_each_outcome_as_it_arrives(settings, emulator):
     outcomes = in_studio(settings, scenario)
     assert sorted(map(id, seen)) == sorted(map(id, outcomes))  # each outcome reported exactly once
     assert sum(isinstance(o, Exception) for o in seen) == 1
+
+
+def test_offline_stays_offline_after_the_first_request(tmp_path):
+    settings = Settings(api_key=None, home=tmp_path / "home")
+
+    async def scenario(studio):
+        await studio.generate("first")
+        return studio.offline, studio.usage_today().requests
+
+    assert in_studio(settings, scenario) == (True, 0)  # the emulator has no quota: nothing counted
