@@ -402,3 +402,12 @@ def test_the_meter_shows_todays_requests_cost_and_savings_and_retries_show_as_pr
                for call in progress.calls)
     assert re.search(r"Today: 2 of 40 requests · \$0\.03\d\d spent · \$0\.03\d\d saved by the cache · resets in "
                      r"\d+ h \d+ min \(midnight Pacific\)", meter), meter
+
+
+def test_prompts_and_model_words_are_shown_as_typed_not_as_markdown():
+    from nanobanana_ui.ui.text import plain
+
+    typed = "a *star*, <b>bold</b> & [link](x) # not a heading_1"
+    shown = plain(typed)
+    assert "<b>" not in shown and "&lt;b" in shown
+    assert re.sub(r"\\(.)", r"\1", shown).replace("&lt;", "<").replace("&amp;", "&") == typed

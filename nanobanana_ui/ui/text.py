@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from ..errors import StudioError
@@ -12,7 +13,7 @@ from .history import HistoryEntry, Session
 
 __all__ = [
     "OFFLINE_BANNER", "compose_limit", "daily_meter", "entry_caption", "entry_details", "history_summary", "model_info",
-    "options_summary", "run_status", "status_line",
+    "options_summary", "plain", "run_status", "status_line",
 ]
 
 OFFLINE_BANNER = (
@@ -22,6 +23,15 @@ OFFLINE_BANNER = (
 )
 
 
+_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
+
+
+def plain(text: str) -> str:
+    """Text shown as typed inside Markdown: no formatting, no HTML (prompts and the model's words are not markup)."""
+    escaped = text.replace("&", "&amp;").replace("<", "&lt;")
+    return _MARKDOWN_SPECIALS.sub(r"\\\1", escaped)
+
+
 def _money(usd: float | None) -> str:
     return "cost unknown" if usd is None else f"${usd:.4f}"
 
@@ -29,7 +39,7 @@ def _money(usd: float | None) -> str:
 def status_line(result: ImageResult) -> str:
     """One line about a result: cost or the cache badge, finish reason, time, and the model's words."""
     cost = "cached · $0" if result.cached else _money(result.cost_usd)
-    words = f" · {result.text.strip()}" if result.text.strip() else ""
+    words = f" · {plain(result.text.strip())}" if result.text.strip() else ""
     return f"{cost} · {result.finish_reason or 'done'} · {result.elapsed_s:.1f} s{words}"
 
 
@@ -37,7 +47,7 @@ def run_status(outcomes: list[ImageResult | StudioError]) -> str:
     """The status text for one click: a line per request, numbered when there are several, failures included."""
     lines = []
     for number, outcome in enumerate(outcomes, start=1):
-        line = f"failed: {outcome.message}" if isinstance(outcome, StudioError) else status_line(outcome)
+        line = f"failed: {plain(outcome.message)}" if isinstance(outcome, StudioError) else status_line(outcome)
         lines.append(line if len(outcomes) == 1 else f"{number}. {line}")
     return "\n".join(lines)
 
@@ -73,7 +83,7 @@ def entry_details(entry: HistoryEntry | None) -> str:
         return "Select an image in the history to see its details."
     lines = [
         f"**{entry.mode.value.capitalize()}** · {entry.created:%H:%M:%S} · `{entry.model}`",
-        "> " + entry.prompt.replace("\n", "\n> "),
+        "> " + plain(entry.prompt).replace("\n", "\n> "),
         f"Settings: {options_summary(entry.model, entry.options)}",
         f"Result: {entry.status}",
     ]
