@@ -282,6 +282,20 @@ def test_switching_the_model_changes_the_size_choices(studio, emu):
     assert dropdown_choices(studio, "size") == ["1K"]
 
 
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "UI bug: history details (and the status line's words) are Markdown with the prompt pasted in, so a prompt's "
+    "*asterisks* and <b>tags</b> are rendered as formatting and vanish from the text shown"))
+def test_history_details_show_the_prompt_as_typed(studio, emu):
+    prompt = "a *star* and <b>bold</b> tags"
+    studio.locator("#prompt textarea").fill(prompt)
+    studio.locator("#generate-button").click()
+    wait_for_history(studio, 1)
+    assert [r.prompt for r in emu.generate_requests] == [prompt]  # sent as typed
+    studio.locator("#history-gallery .thumbnail-item").first.click()
+    expect(studio.locator("#history-details")).to_contain_text("Settings: Nano Banana")
+    expect(studio.locator("#history-details")).to_contain_text(prompt, timeout=2_000)
+
+
 @pytest.fixture(scope="module")
 def offline_url(tmp_path_factory):
     """`python app.py` with no key: the built-in emulator answers."""
@@ -307,4 +321,6 @@ def test_offline_meter_says_nothing_is_spent_after_an_image(page, offline_url):
     page.locator("#prompt textarea").fill("a placeholder, free of charge")
     page.locator("#generate-button").click()
     wait_for_history(page, 1)
-    expect(meter).to_contain_text("Offline emulator: no quota used, nothing spent.", timeout=5_000)
+    page.reload()  # the meter is drawn again on load: waiting for that text leaves no race with its update
+    expect(meter).to_have_text(re.compile(r"\w"))
+    assert "Offline emulator: no quota used, nothing spent." in meter.inner_text()
