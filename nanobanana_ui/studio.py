@@ -228,7 +228,8 @@ class Studio:
     def _keep(self, request: ImageRequest, reply: BackendReply, out_dir: Path, started: float) -> ImageResult:
         for data, _ in reply.images:  # an unreadable image must fail here, before it is cached
             _dimensions(data)
-        cost = cost_from_usage(get_model(request.model), reply.usage)
+        # The emulator's placeholders are free: its token counts say what Gemini would have charged, not a cost.
+        cost = 0.0 if self.offline else cost_from_usage(get_model(request.model), reply.usage)
         paths = self.cache.store(request.cache_key(), list(reply.images), {
             "text": reply.text, "finish_reason": reply.finish_reason, "usage": asdict(reply.usage), "cost_usd": cost})
         stored = [(data, mime, path) for (data, mime), path in zip(reply.images, paths, strict=True)]

@@ -227,3 +227,8 @@ def test_offline_stays_offline_after_the_first_request(tmp_path):
         return studio.offline, studio.usage_today().requests
 
     assert in_studio(settings, scenario) == (True, 0)  # the emulator has no quota: nothing counted
+
+
+def test_offline_placeholders_cost_nothing(tmp_path):
+    result = in_studio(Settings(api_key=None, home=tmp_path / "home"), lambda s: s.generate("free"))
+    assert result.cost_usd == 0.0 and result.usage.image_tokens == 1290

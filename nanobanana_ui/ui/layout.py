@@ -98,6 +98,7 @@ def build_app(studio: Studio) -> gr.Blocks:
                                           elem_id="output-mode")
             with gr.Column(scale=6):
                 out_gallery = gr.Gallery(label="Result", format="png", columns=2, interactive=False,
+                                         object_fit="contain",  # show a wide or tall result whole, not cropped
                                          buttons=["download", "fullscreen"], elem_id="out-gallery")
                 status = gr.Markdown(label="Status", elem_id="status")
                 meter = gr.Markdown(elem_id="meter")
