@@ -63,17 +63,21 @@ class ImageInfo:
 
 def provenance_chunks(request: ImageRequest, *, text: str = "", finish_reason: str | None = None,
                       created: datetime | None = None) -> dict[str, str]:
-    """The text chunks to embed for one request: A1111-style ``parameters`` and our full JSON request."""
-    created = created or datetime.now(timezone.utc)
-    if created.tzinfo is None:
-        created = created.replace(tzinfo=timezone.utc)
+    """The text chunks to embed for one request: A1111-style ``parameters`` and our full JSON request.
+
+    Without `created` the chunks depend on the request and answer alone, so a cache hit's file can share the bytes
+    (and the disk space) of the first one; the history keeps the time of each request.
+    """
     o = request.options
     pairs = [("Model", request.model), ("Mode", request.mode.value), ("Aspect ratio", o.aspect_ratio),
              ("Size", o.size), ("Temperature", o.temperature), ("Top-p", o.top_p), ("Top-k", o.top_k),
              ("Seed", o.seed), ("Variation", o.variation), ("Input images", len(request.images) or None)]
     line = ", ".join(f"{k}: {_quote(str(v))}" for k, v in pairs if v is not None)
     record = {"version": 1, "app": APP_NAME, "request": request.describe(), "text": text,
-              "finish_reason": finish_reason, "created": created.isoformat(timespec="seconds")}
+              "finish_reason": finish_reason}
+    if created is not None:
+        created = created if created.tzinfo else created.replace(tzinfo=timezone.utc)
+        record["created"] = created.isoformat(timespec="seconds")
     return {PARAMETERS_KEY: f"{request.prompt}\n{line}", REQUEST_KEY: json.dumps(record, ensure_ascii=False)}
 
 

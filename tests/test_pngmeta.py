@@ -262,3 +262,12 @@ def _pnginfo(**texts: str) -> PngImagePlugin.PngInfo:
     for key, value in texts.items():
         info.add_text(key, value)
     return info
+
+
+def test_without_a_time_the_chunks_are_deterministic_and_embedding_is_idempotent():
+    first = provenance_chunks(request(), text="t", finish_reason="STOP")
+    assert first == provenance_chunks(request(), text="t", finish_reason="STOP")
+    assert "created" not in json.loads(first[REQUEST_KEY])
+    png = png_bytes()
+    once = embed_png_text(png, first)
+    assert embed_png_text(once, first) == once
