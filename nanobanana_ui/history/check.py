@@ -1,0 +1,84 @@
+"""Checking the history against its files (verify) and fixing what is found (repair). Run under the write lock."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .files import TEMP_PREFIX, ImageFiles, sha256_file
+
+__all__ = ["Problems", "find_problems", "repair"]
+
+
+@dataclass
+class Problems:
+    """What a check found: image rows without a sound file, files no row uses, leftover temp files."""
+
+    broken: list[tuple[str, int, Path, str]] = field(default_factory=list)  # entry id, position, path, why
+    orphans: list[Path] = field(default_factory=list)
+    temps: list[Path] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """One human-readable line per problem."""
+        return ([f"entry {entry_id}: image {number + 1} {why}: {path}" for entry_id, number, path, why in self.broken]
+                + [f"orphan file (no entry uses it): {path}" for path in self.orphans]
+                + [f"leftover temporary file: {path}" for path in self.temps])
+
+
+def find_problems(db: sqlite3.Connection, files: ImageFiles) -> Problems:
+    """Compare every image row with its file (present, bytes matching the digest) and every file with the rows."""
+    problems = Problems()
+    wanted: set[Path] = set()
+    digests: dict[Path, str] = {}
+    used: set[str] = set()
+    for entry_id, position, sha, mime in db.execute(
+            "SELECT entry_id, position, sha256, mime_type FROM images ORDER BY entry_id, position"):
+        path = files.path_for(sha, mime)
+        wanted.add(path)
+        used.add(sha)
+        if path not in digests:
+            digests[path] = sha256_file(path) if path.is_file() else ""
+        if not digests[path]:
+            problems.broken.append((entry_id, position, path, "file is missing"))
+        elif digests[path] != sha:
+            problems.broken.append((entry_id, position, path, "bytes do not match their sha256"))
+    for path in files.all_files():
+        if path.name.startswith(TEMP_PREFIX):
+            problems.temps.append(path)
+        elif path.parent == files.thumbs:
+            if path.name.split("-")[0] not in used:
+                problems.orphans.append(path)
+        elif path not in wanted:
+            problems.orphans.append(path)
+    return problems
+
+
+def repair(db: sqlite3.Connection, files: ImageFiles) -> list[str]:
+    """Unlink images whose file is missing or altered (the entry stays, marked "image file missing"), delete
+    orphans and temp files; returns one line per fix."""
+    problems = find_problems(db, files)
+    done = []
+    if problems.broken:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for entry_id, position, _, why in problems.broken:
+                db.execute("DELETE FROM images WHERE entry_id = ? AND position = ?", (entry_id, position))
+                db.execute("UPDATE entries SET error = 'image file missing', error_type = 'MissingImage' "
+                           "WHERE id = ? AND error IS NULL", (entry_id,))
+                done.append(f"entry {entry_id}: dropped image {position + 1} ({why}); entry kept, marked missing")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        for _, _, path, why in problems.broken:  # an altered file is no longer that digest's bytes
+            if why != "file is missing" and path.is_file():
+                path.unlink()
+                done.append(f"removed altered file {path}")
+    for path in problems.orphans:
+        path.unlink(missing_ok=True)
+        done.append(f"removed orphan file {path}")
+    for path in problems.temps:
+        path.unlink(missing_ok=True)
+        done.append(f"removed temporary file {path}")
+    return done

@@ -1,0 +1,74 @@
+"""What the history hands out: frozen HistoryEntry and HistoryImage records, built from database rows."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+__all__ = ["HistoryEntry", "HistoryImage", "entry_from_row", "manifest_record"]
+
+
+@dataclass(frozen=True)
+class HistoryImage:
+    """One stored output: the digest of the stored file's bytes, its type, size and where it lives."""
+
+    sha256: str
+    mime_type: str
+    width: int
+    height: int
+    path: Path
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One request as recorded: what was asked, what came back (or the error), cost and timing."""
+
+    id: str
+    created: datetime  # UTC
+    mode: str
+    model: str
+    prompt: str
+    options: dict
+    input_hashes: tuple[str, ...]
+    images: tuple[HistoryImage, ...]
+    text: str
+    finish_reason: str | None
+    tokens: dict  # prompt, output, total
+    cost_usd: float | None
+    cached: bool
+    elapsed_s: float | None
+    error: str | None
+    error_type: str | None
+    owner: str | None
+
+    @property
+    def ok(self) -> bool:
+        """True when the request produced its images (no error recorded)."""
+        return self.error is None
+
+
+def entry_from_row(row: sqlite3.Row, images: tuple[HistoryImage, ...]) -> HistoryEntry:
+    """A HistoryEntry from an `entries` row and its images."""
+    return HistoryEntry(
+        id=row["id"], created=datetime.fromisoformat(row["created"]), mode=row["mode"], model=row["model"],
+        prompt=row["prompt"], options=json.loads(row["options"]), input_hashes=tuple(json.loads(row["input_hashes"])),
+        images=images, text=row["text"], finish_reason=row["finish_reason"],
+        tokens={"prompt": row["prompt_tokens"], "output": row["output_tokens"], "total": row["total_tokens"]},
+        cost_usd=row["cost_usd"], cached=bool(row["cached"]), elapsed_s=row["elapsed_s"], error=row["error"],
+        error_type=row["error_type"], owner=row["owner"])
+
+
+def manifest_record(entry: HistoryEntry, files: list[str]) -> dict:
+    """One line of an export's manifest.jsonl (the owner is left out)."""
+    return {
+        "id": entry.id, "created": entry.created.isoformat(), "mode": entry.mode, "model": entry.model,
+        "prompt": entry.prompt, "options": entry.options, "input_hashes": list(entry.input_hashes),
+        "images": [{"file": name, "sha256": image.sha256, "mime_type": image.mime_type, "width": image.width,
+                    "height": image.height} for name, image in zip(files, entry.images, strict=True)],
+        "text": entry.text, "finish_reason": entry.finish_reason, "tokens": entry.tokens,
+        "cost_usd": entry.cost_usd, "cached": entry.cached, "elapsed_s": entry.elapsed_s, "error": entry.error,
+        "error_type": entry.error_type,
+    }

@@ -1,0 +1,114 @@
+"""The history database's schema, as small numbered migrations applied in order (simonw/llm style).
+
+Each `mNNN_...` function takes an open connection and changes the schema one step; `migrate()` runs the ones a
+database has not had yet, each in its own write transaction, and records the count in `PRAGMA user_version`.
+Never edit a migration that has shipped: add the next one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+__all__ = ["MIGRATIONS", "has_fts", "m001_initial", "m002_prompt_search", "migrate", "schema_version"]
+
+
+def m001_initial(db: sqlite3.Connection) -> None:
+    """Entries (one per request, failures too) and their output images (content-addressed files)."""
+    db.execute("""
+        CREATE TABLE entries (
+            id TEXT PRIMARY KEY,
+            created TEXT NOT NULL,
+            mode TEXT NOT NULL,
+            model TEXT NOT NULL,
+            prompt TEXT NOT NULL,
+            options TEXT NOT NULL DEFAULT '{}',
+            input_hashes TEXT NOT NULL DEFAULT '[]',
+            text TEXT NOT NULL DEFAULT '',
+            finish_reason TEXT,
+            prompt_tokens INTEGER,
+            output_tokens INTEGER,
+            total_tokens INTEGER,
+            cost_usd REAL,
+            cached INTEGER NOT NULL DEFAULT 0,
+            elapsed_s REAL,
+            error TEXT,
+            error_type TEXT,
+            owner TEXT
+        )""")
+    db.execute("CREATE INDEX entries_owner ON entries (owner, id)")
+    db.execute("CREATE INDEX entries_model ON entries (model, id)")
+    db.execute("""
+        CREATE TABLE images (
+            entry_id TEXT NOT NULL REFERENCES entries (id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            sha256 TEXT NOT NULL,
+            mime_type TEXT NOT NULL,
+            width INTEGER NOT NULL,
+            height INTEGER NOT NULL,
+            file_name TEXT NOT NULL,
+            PRIMARY KEY (entry_id, position)
+        )""")
+    db.execute("CREATE INDEX images_sha256 ON images (sha256)")
+
+
+def m002_prompt_search(db: sqlite3.Connection) -> None:
+    """Full-text search over prompts (FTS5, kept in step by triggers); skipped where SQLite lacks FTS5."""
+    try:
+        db.execute("CREATE VIRTUAL TABLE entries_fts USING fts5(prompt, content='entries', content_rowid='rowid')")
+    except sqlite3.OperationalError as exc:
+        if "fts5" in str(exc):
+            return  # the store falls back to LIKE when the table is absent
+        raise
+    db.execute("""
+        CREATE TRIGGER entries_fts_insert AFTER INSERT ON entries BEGIN
+            INSERT INTO entries_fts (rowid, prompt) VALUES (new.rowid, new.prompt);
+        END""")
+    db.execute("""
+        CREATE TRIGGER entries_fts_delete AFTER DELETE ON entries BEGIN
+            INSERT INTO entries_fts (entries_fts, rowid, prompt) VALUES ('delete', old.rowid, old.prompt);
+        END""")
+    db.execute("""
+        CREATE TRIGGER entries_fts_update AFTER UPDATE OF prompt ON entries BEGIN
+            INSERT INTO entries_fts (entries_fts, rowid, prompt) VALUES ('delete', old.rowid, old.prompt);
+            INSERT INTO entries_fts (rowid, prompt) VALUES (new.rowid, new.prompt);
+        END""")
+    db.execute("INSERT INTO entries_fts (entries_fts) VALUES ('rebuild')")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial, m002_prompt_search)
+
+
+def schema_version(db: sqlite3.Connection) -> int:
+    """How many migrations this database has had."""
+    return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+def has_fts(db: sqlite3.Connection) -> bool:
+    """True when the prompt search table exists (SQLite was built with FTS5)."""
+    return db.execute("SELECT 1 FROM sqlite_master WHERE name = 'entries_fts'").fetchone() is not None
+
+
+def migrate(db: sqlite3.Connection) -> list[str]:
+    """Apply the migrations this database lacks, each in a transaction; returns their names (none: a no-op).
+
+    The connection must be in autocommit mode (isolation_level=None). Safe against another process migrating at
+    the same moment: the version is re-read once the write lock is held.
+    """
+    applied = []
+    while schema_version(db) < len(MIGRATIONS):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            version = schema_version(db)
+            if version >= len(MIGRATIONS):
+                db.execute("COMMIT")
+                break
+            step = MIGRATIONS[version]
+            step(db)
+            db.execute(f"PRAGMA user_version = {version + 1}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        applied.append(step.__name__)
+    return applied

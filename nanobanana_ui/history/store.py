@@ -1,0 +1,276 @@
+"""HistoryStore: every request (failures too) in SQLite at home/history.sqlite3, its images stored once by digest.
+
+Crash safety: an entry's files are complete on disk before its row is committed, and files are removed only after
+the rows that used them are gone, so a process killed at any point leaves at worst a complete orphan file
+(`verify()` reports it, `repair()` removes it). File changes and their rows are serialised by `ImageFiles.lock()`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import sqlite3
+import threading
+import time
+import zipfile
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..errors import NoImageError, StudioError
+from ..outputs import extension_for
+from ..request import ImageRequest, ImageResult
+from . import check
+from .entries import HistoryEntry, HistoryImage, entry_from_row, manifest_record
+from .files import TEMP_PREFIX, ImageFiles, render_thumbnail, sha256_file
+from .migrations import has_fts, migrate
+
+__all__ = ["DB_NAME", "HistoryStore", "new_entry_id"]
+
+DB_NAME = "history.sqlite3"
+_ENTRY_COLUMNS = ("id", "created", "mode", "model", "prompt", "options", "input_hashes", "text", "finish_reason",
+                  "prompt_tokens", "output_tokens", "total_tokens", "cost_usd", "cached", "elapsed_s", "error",
+                  "error_type", "owner")
+
+
+def new_entry_id(now_ns: int | None = None) -> str:
+    """A time-sortable unique id: nanoseconds since the epoch in hex, then random hex."""
+    return f"{time.time_ns() if now_ns is None else now_ns:016x}-{secrets.token_hex(4)}"
+
+
+def _created(entry_id: str) -> str:
+    return datetime.fromtimestamp(int(entry_id.split("-")[0], 16) / 1e9, tz=timezone.utc).isoformat()
+
+
+class HistoryStore:
+    """The persistent history of one data directory, shared safely by threads and processes (CLI + app)."""
+
+    def __init__(self, home: Path, *, redact: Sequence[str] = ()) -> None:
+        self.home = Path(home)
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.files = ImageFiles(self.home)
+        self._redact = tuple(secret for secret in redact if secret)
+        self._lock = threading.RLock()  # one connection, one thread at a time
+        self._db = sqlite3.connect(self.home / DB_NAME, isolation_level=None, check_same_thread=False, timeout=30)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA busy_timeout = 30000")
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA foreign_keys = ON")
+        migrate(self._db)
+        self.full_text = has_fts(self._db)  # False: search falls back to LIKE
+
+    # -- writing ---------------------------------------------------------------------------------------------
+
+    def record_result(self, result: ImageResult, *, owner: str | None = None) -> str:
+        """Record a success (or cache hit) with its saved images; returns the new entry's id."""
+        found = []
+        for image in result.images:
+            if image.path is not None and Path(image.path).is_file():
+                found.append((image, Path(image.path), sha256_file(Path(image.path))))
+        usage = result.usage
+        row = self._row(result.request, owner, text=result.text, finish_reason=result.finish_reason,
+                        prompt_tokens=usage.prompt_tokens, output_tokens=usage.output_tokens,
+                        total_tokens=usage.total_tokens, cost_usd=result.cost_usd, cached=int(result.cached),
+                        elapsed_s=result.elapsed_s)
+        if len(found) < len(result.images):
+            row.update(error="image file missing", error_type="MissingImage")
+        with self.files.lock():
+            images = [(image, self.files.place(path, sha, image.mime_type), sha, path.name)
+                      for image, path, sha in found]
+            with self._write() as db:  # only now, with every file complete, does the row appear
+                db.execute(f"INSERT INTO entries ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                           tuple(row.values()))
+                db.executemany("INSERT INTO images VALUES (?, ?, ?, ?, ?, ?, ?)", [
+                    (row["id"], position, sha, image.mime_type, image.width, image.height, name)
+                    for position, (image, _, sha, name) in enumerate(images)])
+        return row["id"]
+
+    def record_failure(self, request: ImageRequest, error: StudioError, *, elapsed_s: float,
+                       owner: str | None = None) -> str:
+        """Record a failed request with its error message and type; returns the new entry's id."""
+        words = error.text if isinstance(error, NoImageError) else ""
+        reason = error.reason if isinstance(error, NoImageError) else None
+        row = self._row(request, owner, text=words, finish_reason=reason, elapsed_s=elapsed_s,
+                        error=self._clean(error.message), error_type=type(error).__name__)
+        with self._write() as db:
+            db.execute(f"INSERT INTO entries ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                       tuple(row.values()))
+        return row["id"]
+
+    def delete(self, entry_id: str, *, owner: str | None = None) -> bool:
+        """Delete an entry and its image files (a file another entry also uses is kept); False if not found."""
+        with self.files.lock():
+            with self._write() as db:
+                if db.execute("SELECT 1 FROM entries WHERE id = ?" + self._owned(owner),
+                              (entry_id, *self._owner_args(owner))).fetchone() is None:
+                    return False
+                images = db.execute("SELECT DISTINCT sha256, mime_type FROM images WHERE entry_id = ?",
+                                    (entry_id,)).fetchall()
+                db.execute("DELETE FROM images WHERE entry_id = ?", (entry_id,))
+                db.execute("DELETE FROM entries WHERE id = ?", (entry_id,))
+                unused = [(sha, mime) for sha, mime in images
+                          if db.execute("SELECT 1 FROM images WHERE sha256 = ?", (sha,)).fetchone() is None]
+            for sha, mime in unused:  # after the commit: a kill here leaves orphans, never a dangling row
+                self.files.remove(sha, mime)
+        return True
+
+    # -- reading ---------------------------------------------------------------------------------------------
+
+    def page(self, *, offset: int = 0, limit: int = 50, search: str | None = None, model: str | None = None,
+             mode: str | None = None, owner: str | None = None, include_failures: bool = True) -> list[HistoryEntry]:
+        """Entries newest first, filtered; `owner` given: only that owner's."""
+        where, args = self._filters(search, model, mode, owner, include_failures)
+        with self._lock:
+            rows = self._db.execute(f"SELECT * FROM entries WHERE {where} ORDER BY id DESC LIMIT ? OFFSET ?",
+                                    (*args, max(0, limit), max(0, offset))).fetchall()
+            return self._entries(rows)
+
+    def count(self, *, search: str | None = None, model: str | None = None, mode: str | None = None,
+              owner: str | None = None, include_failures: bool = True) -> int:
+        """How many entries the same filters as page() match."""
+        where, args = self._filters(search, model, mode, owner, include_failures)
+        with self._lock:
+            return int(self._db.execute(f"SELECT count(*) FROM entries WHERE {where}", args).fetchone()[0])
+
+    def get(self, entry_id: str, *, owner: str | None = None) -> HistoryEntry | None:
+        """One entry by id (None if absent, or if `owner` is given and it is someone else's)."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM entries WHERE id = ?" + self._owned(owner),
+                                    (entry_id, *self._owner_args(owner))).fetchall()
+            entries = self._entries(rows)
+        return entries[0] if entries else None
+
+    def thumbnail(self, image: HistoryImage, size: int = 192) -> Path:
+        """A small WEBP of the image, made on first request and kept under home/thumbs."""
+        path = self.files.thumb_path(image.sha256, size)
+        if not path.exists():
+            data = render_thumbnail(image.path, size)
+            with self.files.lock():
+                if not path.exists():
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = path.with_name(f"{TEMP_PREFIX}{secrets.token_hex(6)}-{path.name}")
+                    tmp.write_bytes(data)
+                    tmp.replace(path)
+        return path
+
+    def export_zip(self, entry_ids: Sequence[str], dest: Path, *, owner: str | None = None) -> Path:
+        """A ZIP at dest with the entries' images and manifest.jsonl (ids not found or not the owner's are skipped)."""
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f"{TEMP_PREFIX}{secrets.token_hex(6)}-{dest.name}")
+        try:
+            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as archive:
+                lines = []
+                for entry_id in dict.fromkeys(entry_ids):
+                    entry = self.get(entry_id, owner=owner)
+                    if entry is None:
+                        continue
+                    names = [f"images/{entry.id}-{n + 1}{extension_for(image.mime_type)}"
+                             for n, image in enumerate(entry.images)]
+                    for name, image in zip(names, entry.images, strict=True):
+                        archive.write(image.path, name)
+                    lines.append(json.dumps(manifest_record(entry, names), ensure_ascii=False))
+                archive.writestr("manifest.jsonl", "".join(line + "\n" for line in lines))
+            tmp.replace(dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return dest
+
+    # -- checking --------------------------------------------------------------------------------------------
+
+    def verify(self) -> list[str]:
+        """Problems, one line each: missing or altered image files, orphan files, leftover temp files."""
+        with self.files.lock(), self._lock:
+            return check.find_problems(self._db, self.files).lines()
+
+    def repair(self) -> list[str]:
+        """Fix what verify() finds (unlink missing images, mark their entries, delete orphans); returns the fixes."""
+        with self.files.lock(), self._lock:
+            return check.repair(self._db, self.files)
+
+    def close(self) -> None:
+        """Close the database connection."""
+        with self._lock:
+            self._db.close()
+
+    # -- helpers ---------------------------------------------------------------------------------------------
+
+    def _clean(self, text: str | None) -> str | None:
+        for secret in self._redact:
+            text = text.replace(secret, "[redacted]") if text else text
+        return text
+
+    def _row(self, request: ImageRequest, owner: str | None, **fields: object) -> dict:
+        entry_id = new_entry_id()
+        row: dict = dict.fromkeys(_ENTRY_COLUMNS)
+        row.update(id=entry_id, created=_created(entry_id), mode=request.mode.value, model=request.model,
+                   prompt=self._clean(request.prompt), cached=0, owner=owner, text="",
+                   options=self._clean(json.dumps(request.options.to_dict(), sort_keys=True)),
+                   input_hashes=json.dumps([image.sha256 for image in request.images]))
+        row.update(fields)
+        row["text"] = self._clean(row["text"] or "")
+        return row
+
+    def _write(self):
+        return _Transaction(self._db, self._lock)
+
+    @staticmethod
+    def _owned(owner: str | None) -> str:
+        return "" if owner is None else " AND owner = ?"
+
+    @staticmethod
+    def _owner_args(owner: str | None) -> tuple:
+        return () if owner is None else (owner,)
+
+    def _filters(self, search, model, mode, owner, include_failures) -> tuple[str, tuple]:
+        clauses, args = ["1"], []
+        words = re.findall(r"\w+", search or "")
+        if words and self.full_text:
+            clauses.append("rowid IN (SELECT rowid FROM entries_fts WHERE entries_fts MATCH ?)")
+            args.append(" ".join(f'"{word}"*' for word in words))
+        elif search and search.strip():
+            clauses.append("prompt LIKE ? ESCAPE '\\'")
+            args.append("%" + re.sub(r"([\\%_])", r"\\\1", search.strip()) + "%")
+        for column, value in (("model", model), ("mode", mode), ("owner", owner)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                args.append(value)
+        if not include_failures:
+            clauses.append("error IS NULL")
+        return " AND ".join(clauses), tuple(args)
+
+    def _entries(self, rows: list[sqlite3.Row]) -> list[HistoryEntry]:
+        ids = [row["id"] for row in rows]
+        images: dict[str, list[HistoryImage]] = {entry_id: [] for entry_id in ids}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            for image in self._db.execute(
+                    f"SELECT * FROM images WHERE entry_id IN ({', '.join('?' * len(chunk))}) "
+                    "ORDER BY entry_id, position", chunk):
+                images[image["entry_id"]].append(HistoryImage(
+                    sha256=image["sha256"], mime_type=image["mime_type"], width=image["width"],
+                    height=image["height"], path=self.files.path_for(image["sha256"], image["mime_type"])))
+        return [entry_from_row(row, tuple(images[row["id"]])) for row in rows]
+
+
+class _Transaction:
+    """`with store._write() as db:` runs a BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error) under the thread lock."""
+
+    def __init__(self, db: sqlite3.Connection, lock: threading.RLock) -> None:
+        self._db, self._lock = db, lock
+
+    def __enter__(self) -> sqlite3.Connection:
+        self._lock.acquire()
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._lock.release()
+            raise
+        return self._db
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        finally:
+            self._lock.release()
