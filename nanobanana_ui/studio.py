@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -22,6 +24,7 @@ from .config import Settings
 from .costs import cost_from_usage
 from .errors import BadResponseError, InputError, ModelNotFoundError, StudioError, UnsupportedOptionError
 from .gemini import BackendReply
+from .history import HistoryStore
 from .images import InputImage, check_request_size, image_size, load_input_image, load_input_path
 from .limits import DailyBudget, DailyUsage, shared_rate_limiter
 from .models import ModelSpec, get_model
@@ -36,6 +39,7 @@ MAX_PROMPT_CHARS = 30_000  # the image models take about 32k input tokens; refus
 MAX_COUNT = 100
 _MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # it becomes part of the URL path
 ImageSource = InputImage | bytes | str | os.PathLike
+log = logging.getLogger(__name__)
 
 
 class Backend(Protocol):
@@ -87,6 +91,8 @@ class Studio:
                                                         max_total_wait_s=settings.max_retry_wait_s)
         self._backend = backend
         self._cache = cache
+        self._history: HistoryStore | None = None
+        self._history_lock = threading.Lock()  # opened in a worker thread; two at once must not open it twice
         self._budget: DailyBudget | None = None
         self._sender: GuardedSender | None = None
         self._in_flight: dict[str, asyncio.Task[ImageResult]] = {}
@@ -120,6 +126,14 @@ class Studio:
         if self._cache is None:
             self._cache = ResultCache(self.settings.cache_dir, self.settings.cache_size_bytes)
         return self._cache
+
+    @property
+    def history(self) -> HistoryStore:
+        """The persistent history of this data directory, opened on first use (the key is redacted from it)."""
+        with self._history_lock:
+            if self._history is None:
+                self._history = HistoryStore(self.settings.home, redact=(self.settings.api_key or "",))
+        return self._history
 
     @property
     def budget(self) -> DailyBudget:
@@ -171,15 +185,15 @@ class Studio:
                             options=options)
 
     async def generate(self, prompt: str, **kwargs) -> ImageResult:
-        """Text to image. Keywords: model, options, use_cache, out_dir."""
+        """Text to image. Keywords: model, options, use_cache, out_dir, owner."""
         return await self._build_and_run(Mode.GENERATE, prompt, (), **kwargs)
 
     async def edit(self, image: ImageSource, prompt: str, **kwargs) -> ImageResult:
-        """One image plus an instruction. Keywords: model, options, use_cache, out_dir."""
+        """One image plus an instruction. Keywords: model, options, use_cache, out_dir, owner."""
         return await self._build_and_run(Mode.EDIT, prompt, (image,), **kwargs)
 
     async def compose(self, images: Sequence[ImageSource], prompt: str, **kwargs) -> ImageResult:
-        """Several images plus an instruction. Keywords: model, options, use_cache, out_dir."""
+        """Several images plus an instruction. Keywords: model, options, use_cache, out_dir, owner."""
         return await self._build_and_run(Mode.COMPOSE, prompt, tuple(images), **kwargs)
 
     async def _build_and_run(self, mode: Mode, prompt: str, images: Sequence[ImageSource], *, model: str | None = None,
@@ -188,13 +202,30 @@ class Studio:
         return await self.run(request, **run_kwargs)
 
     async def run(self, request: ImageRequest, *, use_cache: bool = True, out_dir: Path | None = None,
-                  on_event: EventSink | None = None) -> ImageResult:
+                  on_event: EventSink | None = None, owner: str | None = None) -> ImageResult:
         """Answer one request: from the cache when possible (no call, $0), else from the API; save the images.
 
         `on_event` receives a line for each rate-limit wait and retry. An identical request already in flight is
-        not sent again: this call shares its answer.
+        not sent again: this call shares its answer. Outcomes, failures too, go into the history under `owner`.
         """
         started = time.perf_counter()
+        try:
+            result = await self._answer(request, use_cache, out_dir, on_event, started)
+        except StudioError as error:
+            await self._record("record_failure", request, error, elapsed_s=time.perf_counter() - started, owner=owner)
+            raise
+        await self._record("record_result", result, owner=owner)
+        return result
+
+    async def _record(self, method: str, *args: object, **kwargs: object) -> None:
+        """Write to the history off the event loop; a failed write is logged, never the request's failure."""
+        try:
+            await asyncio.to_thread(lambda: getattr(self.history, method)(*args, **kwargs))
+        except Exception as exc:  # noqa: BLE001 - the image is made and saved; only its history line is lost
+            log.warning("could not record the request in the history: %s: %s", type(exc).__name__, exc)
+
+    async def _answer(self, request: ImageRequest, use_cache: bool, out_dir: Path | None,
+                      on_event: EventSink | None, started: float) -> ImageResult:
         out_dir = out_dir or self.settings.output_dir
         key = request.cache_key()
         # Disk work (hashing, cache, fsync'd saves) runs in a thread so other visitors' requests keep flowing.
@@ -305,6 +336,8 @@ class Studio:
             self._cache.close()
         if self._budget is not None:
             self._budget.close()
+        if self._history is not None:
+            self._history.close()
 
 
 def _dimensions(data: bytes) -> tuple[int, int]:

@@ -29,7 +29,7 @@ def test_image_bytes_are_stored_once(settings, emulator):
     second = in_studio(settings, lambda s: s.generate("stored once"))
     a, b = os.stat(first.images[0].path), os.stat(second.images[0].path)
     assert (a.st_ino, a.st_dev) == (b.st_ino, b.st_dev)  # the same file on disk, shared with the cache
-    assert a.st_nlink == 3  # the cache's copy and the two outputs
+    assert a.st_nlink == 4  # the cache's copy, the two outputs and the history's copy (images/<sha>)
 
 
 @pytest.mark.parametrize("change", [
