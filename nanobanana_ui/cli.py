@@ -2,6 +2,7 @@
 
 Exit codes: 0 success, 1 unexpected error, 2 bad input or usage, 3 key missing/invalid/denied, 4 rate limit or
 quota, 5 no image (prompt blocked, image withheld, text-only reply), 6 service or network failure, 130 interrupted.
+`history --verify` exits 0 when the history is sound (after `--repair`: once repaired), 1 when problems remain.
 """
 
 from __future__ import annotations
@@ -11,11 +12,15 @@ import asyncio
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import load_settings
-from .errors import StudioError
+from .errors import InputError, StudioError
 from .models import get_model, known_models
 from .request import ImageOptions, ImageResult, Mode
+
+if TYPE_CHECKING:
+    from .history import HistoryEntry
 
 __all__ = ["build_parser", "main"]
 
@@ -53,6 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
     compose.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
     compose.add_argument("--prompt", required=True)
     commands.add_parser("models", help="list the models in the registry")
+    history = commands.add_parser("history", help="list past requests, newest first (or check them: --verify)")
+    history.add_argument("--search", metavar="TEXT", help="only entries whose prompt has these words")
+    history.add_argument("--limit", type=int, default=20, help="how many entries (default 20)")
+    history.add_argument("--model", help="only this model's entries")
+    history.add_argument("--mode", choices=[mode.value for mode in Mode], help="only generate, edit or compose")
+    history.add_argument("--json", action="store_true", help="one JSON object per entry on stdout")
+    history.add_argument("--verify", action="store_true", help="check every entry's files; exit 1 on problems")
+    history.add_argument("--repair", action="store_true", help="with --verify: fix what it finds")
     return parser
 
 
@@ -127,12 +140,55 @@ def _list_models() -> int:
     return 0
 
 
+def _history_record(entry: HistoryEntry) -> dict:
+    return {
+        "id": entry.id, "time": entry.created.isoformat(), "mode": entry.mode, "model": entry.model,
+        "prompt": entry.prompt, "paths": [str(image.path) for image in entry.images], "cost_usd": entry.cost_usd,
+        "cached": entry.cached, "finish_reason": entry.finish_reason, "text": entry.text, "tokens": entry.tokens,
+        "elapsed_s": entry.elapsed_s, "options": entry.options, "error": entry.error, "error_type": entry.error_type,
+    }
+
+
+def _history(args: argparse.Namespace) -> int:
+    from .history import HistoryStore
+
+    if args.limit < 1:
+        raise InputError(f"--limit must be at least 1 (got {args.limit}).")
+    store = HistoryStore(load_settings().home)
+    try:
+        if args.verify or args.repair:
+            problems = store.verify()
+            for line in problems:
+                print(line)
+            if args.repair and problems:
+                for line in store.repair():
+                    print(f"repaired: {line}")
+                problems = store.verify()
+            print(f"{len(problems)} problem(s)" if problems else "history ok", file=sys.stderr)
+            return 1 if problems else 0
+        for entry in store.page(limit=args.limit, search=args.search, model=args.model, mode=args.mode):
+            if args.json:
+                print(json.dumps(_history_record(entry), ensure_ascii=False), flush=True)
+                continue
+            when = entry.created.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+            cost = "cached" if entry.cached else ("$?" if entry.cost_usd is None else f"${entry.cost_usd:.4f}")
+            prompt = " ".join(entry.prompt.split())
+            prompt = prompt if len(prompt) <= 40 else prompt[:39] + "…"
+            outcome = " ".join(str(image.path) for image in entry.images) if entry.ok else f"error: {entry.error}"
+            print(f"{when}  {entry.mode:8} {entry.model:28} {cost:>8}  {prompt:40}  {outcome}")
+    finally:
+        store.close()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code and never lets a traceback reach the user."""
     args = build_parser().parse_args(argv)
     try:
         if args.command == "models":
             return _list_models()
+        if args.command == "history":
+            return _history(args)
         return asyncio.run(_run(args))
     except StudioError as error:
         _report(error, as_json=getattr(args, "json", False), prompt=getattr(args, "prompt", None))
