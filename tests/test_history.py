@@ -224,13 +224,16 @@ def test_kill_mid_save_leaves_nothing_broken(tmp_path):
     """
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     chance = random.Random(5)
-    for _ in range(6):
-        child = subprocess.Popen([sys.executable, "-c", script, str(home)], stdout=subprocess.PIPE, env=env)
-        assert child.stdout.readline() == b"ready\n"
-        time.sleep(chance.uniform(0.05, 0.5))
-        child.send_signal(signal.SIGKILL)
-        child.wait(timeout=30)
-        child.stdout.close()
+    for _ in range(8):  # two writers at once (two processes on one data dir), each killed at its own moment
+        children = [subprocess.Popen([sys.executable, "-c", script, str(home)], stdout=subprocess.PIPE, env=env)
+                    for _ in range(2)]
+        for child in children:
+            assert child.stdout.readline() == b"ready\n"
+        for child in children:
+            time.sleep(chance.uniform(0.02, 0.3))
+            child.send_signal(signal.SIGKILL)
+            child.wait(timeout=30)
+            child.stdout.close()
     history = HistoryStore(home)
     entries = history.page(limit=10_000)
     assert len(entries) > 6
