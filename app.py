@@ -37,10 +37,12 @@ def main(argv: list[str] | None = None) -> None:
     """Build and launch the app."""
     args = parse_args(argv)
     demo, studio = build(args)
-    # Gradio serves only files it made or was allowed: the outputs folder holds the originals we show.
+    # Gradio serves only files it made or was allowed: the outputs folder holds the originals we show, and the
+    # history's images/ and thumbs/ (files named by their SHA-256) what the History tab shows.
     # None for host and port lets Gradio apply GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, then its defaults.
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share,
-                allowed_paths=[str(studio.settings.output_dir)], max_file_size="50mb")
+    home = studio.settings.home
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size="50mb",
+                allowed_paths=[str(studio.settings.output_dir), str(home / "images"), str(home / "thumbs")])
 
 
 if __name__ == "__main__":

@@ -227,7 +227,11 @@ ELEM_IDS = {  # the browser tests' locators: keep them stable
     "compose-prompt", "compose-button", "settings", "model", "model-info", "aspect-ratio", "size", "temperature",
     "top-p", "advanced", "top-k", "seed", "count", "output-mode", "out-gallery", "status", "new-variation-button",
     "output-to-edit-button", "out-files", "history-summary", "history-gallery", "history-details", "reuse-button",
-    "send-to-edit-button", "add-to-compose-button", "meter",
+    "send-to-edit-button", "add-to-compose-button", "meter", "main-tabs", "studio-tab",
+    "history-tab", "history-search", "history-model", "history-mode", "history-page-gallery", "history-prev",
+    "history-next", "history-page-info", "history-item-details", "history-rerun", "history-variation",
+    "history-send-to-edit", "history-add-to-compose", "history-download", "history-delete", "history-export",
+    "history-export-file", "pnginfo-tab", "pnginfo-image", "pnginfo-message", "pnginfo-text", "pnginfo-use-button",
 }
 
 

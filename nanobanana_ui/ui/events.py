@@ -75,25 +75,54 @@ class PageEvents:
         session.compose_selected = evt.index if isinstance(evt.index, int) else None
         return session
 
+    def form_values(self, settings: dict[str, Any], current_model: str | None = None, *,
+                    complete: bool = True) -> dict[str, Any]:
+        """Form values (by field name) for settings as PNG Info or the history give them, and the tab to show.
+
+        Keys: prompt, mode, model, aspect_ratio, size, temperature, top_p, top_k, seed (any may be missing). With
+        `complete`, a missing option means "the model's default" and resets its field; without, it is left alone
+        (an AUTOMATIC1111 image restores its prompt and seed only).
+        """
+        mode = next((m for m in Mode if m.value == settings.get("mode")), Mode.GENERATE)
+        model = settings.get("model") if isinstance(settings.get("model"), str) else None
+        spec = self._spec(model or current_model)
+        values: dict[str, Any] = {"main_tabs": gr.Tabs(selected="studio"), "tabs": gr.Tabs(selected=TAB_IDS[mode])}
+        if model:
+            values["model"] = model
+        defaults = {"aspect_ratio": None, "size": None, "temperature": 1.0, "top_p": 0.95, "top_k": None,
+                    "seed": None}
+        given = {k: settings[k] for k in defaults if settings.get(k) is not None}
+        if complete:
+            given = {**defaults, **given}
+        if "aspect_ratio" in given:
+            ratio = given["aspect_ratio"]
+            values["aspect_ratio"] = gr.update(choices=aspect_choices(spec),
+                                               value=ratio if ratio in spec.aspect_ratios else AUTO)
+        if "size" in given:
+            values["size"] = gr.update(choices=size_choices(spec), value=size_value(spec, given["size"]))
+        for name in ("temperature", "top_p"):
+            if name in given:
+                values[name] = given[name]
+        if "top_k" in given:
+            values["top_k"] = given["top_k"] or 0
+        if "seed" in given:
+            values["seed"] = -1 if given["seed"] is None else given["seed"]
+        if isinstance(settings.get("prompt"), str):
+            values[{Mode.GENERATE: "prompt", Mode.EDIT: "edit_prompt", Mode.COMPOSE: "compose_prompt"}[mode]] = \
+                settings["prompt"]
+        return values
+
     def reuse(self, session: Session) -> dict[str, Any]:
         """Form values (by field name) that repeat the selected history entry's request."""
         entry = session.selected_entry
         if entry is None:
             raise gr.Error("The history is empty: make an image first.")
-        spec, options = get_model(entry.model), entry.options
-        values: dict[str, Any] = {
-            "tabs": gr.Tabs(selected=TAB_IDS[entry.mode]),
-            "model": entry.model,
-            "aspect_ratio": gr.update(choices=aspect_choices(spec), value=options.aspect_ratio or AUTO),
-            "size": gr.update(choices=size_choices(spec), value=options.size or spec.default_size),
-            "temperature": 1.0 if options.temperature is None else options.temperature,
-            "top_p": 0.95 if options.top_p is None else options.top_p,
-            "top_k": options.top_k or 0,
-            "seed": -1 if options.seed is None else options.seed,
-            "output": IMAGE_AND_TEXT if options.with_text else IMAGE_ONLY,
-            {Mode.GENERATE: "prompt", Mode.EDIT: "edit_prompt", Mode.COMPOSE: "compose_prompt"}[entry.mode]:
-                entry.prompt,
-        }
+        options = entry.options
+        values = self.form_values({"mode": entry.mode.value, "model": entry.model, "prompt": entry.prompt,
+                                   "aspect_ratio": options.aspect_ratio, "size": options.size,
+                                   "temperature": options.temperature, "top_p": options.top_p,
+                                   "top_k": options.top_k, "seed": options.seed})
+        values["output"] = IMAGE_AND_TEXT if options.with_text else IMAGE_ONLY
         inputs = existing(entry.inputs)
         if entry.mode is Mode.EDIT and inputs:
             values["edit_image"] = inputs[0]

@@ -129,7 +129,7 @@ class Runner:
         return await self._run(request, inputs, count, session if session is not None else Session(), progress)
 
     async def _run(self, request: ImageRequest, inputs: tuple[str, ...], count: int, session: Session,
-                   progress: gr.Progress) -> Outputs:
+                   progress: gr.Progress, owner: str | None = None) -> Outputs:
         label = get_model(request.model).label.split(" (")[0]
         progress(0.0, desc=f"{label}: making {'an image' if count == 1 else f'{count} images in parallel'}...")
         finished: list[ImageResult | StudioError] = []
@@ -144,7 +144,7 @@ class Runner:
 
         with studio_errors():
             outcomes = await self.studio.run_variations(request, count, on_result=one_more,
-                                                        on_event=waiting_or_retrying)
+                                                        on_event=waiting_or_retrying, owner=owner)
         results = [outcome for outcome in outcomes if isinstance(outcome, ImageResult)]
         failures = [outcome for outcome in outcomes if isinstance(outcome, StudioError)]
         if not results:

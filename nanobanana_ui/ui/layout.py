@@ -1,10 +1,14 @@
-"""The page: build_app() lays out the Blocks (tabs, settings panel, outputs, history) and wires the events."""
+"""The page: build_app() lays out the Blocks (Studio, History and PNG Info tabs) and wires the events."""
 
 from __future__ import annotations
 
-import gradio as gr
+from types import SimpleNamespace
+from typing import Any
 
-from ..models import get_model
+import gradio as gr
+from gradio.blocks import Block
+
+from ..models import ModelSpec, get_model
 from ..request import Mode
 from ..studio import Studio
 from . import text
@@ -21,6 +25,9 @@ from .controls import (
 from .events import TAB_IDS, PageEvents
 from .handlers import Runner
 from .history import Session
+from .library import Library
+from .pnginfo import PngInfo
+from .tabs import StudioForm, history_tab, pnginfo_tab
 
 __all__ = ["QUEUE_MAX_SIZE", "build_app"]
 
@@ -29,17 +36,12 @@ PRIVATE = {"api_visibility": "private"}
 TITLE = "# 🍌 Nano Banana Studio\nGenerate, edit and compose images with Google's Gemini image models."
 
 
-def build_app(studio: Studio) -> gr.Blocks:
-    """The Blocks app for one Studio: Generate, Edit and Compose tabs, shared settings, outputs and history."""
-    default_model = studio.settings.model
-    spec = get_model(default_model)
-    runner, events = Runner(studio), PageEvents(default_model)
+def studio_tab(spec: ModelSpec, default_model: str) -> dict[str, Any]:
+    """The Studio tab: Generate, Edit and Compose, the shared settings, the outputs and this session's panel.
 
-    with gr.Blocks(title="Nano Banana Studio") as demo:
-        gr.Markdown(TITLE)
-        if studio.offline:
-            gr.Markdown(text.OFFLINE_BANNER, elem_id="offline-banner")
-        session = gr.State(Session())
+    Returns its components by name (the events are wired in build_app).
+    """
+    with gr.Tab("Studio", id="studio", elem_id="studio-tab"):
         with gr.Row():
             with gr.Column(scale=5):
                 with gr.Tabs(elem_id="mode-tabs") as tabs:
@@ -107,7 +109,7 @@ def build_app(studio: Studio) -> gr.Blocks:
                     output_to_edit = gr.Button("Send to Edit", elem_id="output-to-edit-button")
                 out_files = gr.File(label="Original files", file_count="multiple", interactive=False,
                                     elem_id="out-files")
-        gr.Markdown("## History")
+        gr.Markdown("## This session")
         history_summary = gr.Markdown(text.history_summary(Session()), elem_id="history-summary")
         with gr.Row():
             history_gallery = gr.Gallery(label="This session, newest first", format="png", columns=6, height=300,
@@ -119,50 +121,71 @@ def build_app(studio: Studio) -> gr.Blocks:
                     reuse = gr.Button("Reuse settings", elem_id="reuse-button")
                     send_to_edit = gr.Button("Send to Edit", elem_id="send-to-edit-button")
                     add_to_compose = gr.Button("Add to Compose", elem_id="add-to-compose-button")
+    made = dict(locals())
+    return {name: value for name, value in made.items() if isinstance(value, Block)}
 
-        settings_inputs = [model, aspect, size, temperature, top_p, top_k, seed, count, output]
-        run_outputs = [out_gallery, status, session]
-        session_views = [history_gallery, history_summary, history_details, out_files]
-        # One pool for every generation event: they all wait on the same API and quota, not on this machine.
-        api = {"concurrency_limit": studio.settings.concurrency, "concurrency_id": "studio"}
+
+def build_app(studio: Studio) -> gr.Blocks:
+    """The Blocks app for one Studio: the Studio tab (Generate, Edit and Compose, settings, outputs and this
+    session's panel), the History tab (everything made on this data directory) and PNG Info."""
+    default_model = studio.settings.model
+    spec = get_model(default_model)
+    runner, events = Runner(studio), PageEvents(default_model)
+    library, pnginfo = Library(studio, runner), PngInfo(events)
+
+    with gr.Blocks(title="Nano Banana Studio") as demo:
+        gr.Markdown(TITLE)
+        if studio.offline:
+            gr.Markdown(text.OFFLINE_BANNER, elem_id="offline-banner")
+        session = gr.State(Session())
+        with gr.Tabs(elem_id="main-tabs") as main_tabs:
+            s = SimpleNamespace(**studio_tab(spec, default_model))
+            settings_inputs = [s.model, s.aspect, s.size, s.temperature, s.top_p, s.top_k, s.seed, s.count, s.output]
+            run_outputs = [s.out_gallery, s.status, session]
+            session_views = [s.history_gallery, s.history_summary, s.history_details, s.out_files]
+            # One pool for every generation event: they all wait on the same API and quota, not on this machine.
+            api = {"concurrency_limit": studio.settings.concurrency, "concurrency_id": "studio"}
+            form_fields = {"main_tabs": main_tabs, "tabs": s.tabs, "prompt": s.prompt, "edit_prompt": s.edit_prompt,
+                           "edit_image": s.edit_image, "compose_prompt": s.compose_prompt,
+                           "compose_images": s.compose_images, "model": s.model, "aspect_ratio": s.aspect,
+                           "size": s.size, "temperature": s.temperature, "top_p": s.top_p, "top_k": s.top_k,
+                           "seed": s.seed, "output": s.output}
+            form = StudioForm(form_fields, run_outputs, session_views, s.meter, api)
+            history_tab(library, form, events.show_session, runner.meter)
+            pnginfo_tab(pnginfo, form)
+
         for button, fn, inputs, name in (
-            (generate_button, runner.generate, [prompt], "generate"),
-            (edit_button, runner.edit, [edit_image, edit_prompt], "edit"),
-            (compose_button, runner.compose, [compose_images, compose_prompt], "compose"),
+            (s.generate_button, runner.generate, [s.prompt], "generate"),
+            (s.edit_button, runner.edit, [s.edit_image, s.edit_prompt], "edit"),
+            (s.compose_button, runner.compose, [s.compose_images, s.compose_prompt], "compose"),
         ):
             run = button.click(fn, [*inputs, *settings_inputs, session], run_outputs, api_name=name,
                                api_visibility="public", **api)
             run.success(events.show_session, [session], session_views, **PRIVATE)
-            run.then(runner.meter, None, meter, **PRIVATE)  # failures count against the budget too
-        variation = variation_button.click(runner.new_variation, [session], run_outputs, **api, **PRIVATE)
+            run.then(runner.meter, None, s.meter, **PRIVATE)  # failures count against the budget too
+        variation = s.variation_button.click(runner.new_variation, [session], run_outputs, **api, **PRIVATE)
         variation.success(events.show_session, [session], session_views, **PRIVATE)
-        variation.then(runner.meter, None, meter, **PRIVATE)
-        demo.load(runner.meter, None, meter, **PRIVATE)
+        variation.then(runner.meter, None, s.meter, **PRIVATE)
+        demo.load(runner.meter, None, s.meter, **PRIVATE)
 
-        model.change(events.model_changed, [model, aspect, size, compose_images],
-                     [aspect, size, model_info, compose_limit], **PRIVATE)
-        size.change(events.size_changed, [model, size], [model_info], **PRIVATE)
-        compose_images.change(events.compose_changed, [model, compose_images], [compose_limit], **PRIVATE)
-        compose_images.select(events.compose_selected, [session], [session], **PRIVATE)
-        earlier.click(events.compose_earlier, [session, compose_images], [compose_images, session], **PRIVATE)
-        later.click(events.compose_later, [session, compose_images], [compose_images, session], **PRIVATE)
-        remove.click(events.compose_remove, [session, compose_images], [compose_images, session], **PRIVATE)
-        out_gallery.select(events.output_selected, [session], [session], **PRIVATE)
-        output_to_edit.click(events.output_to_edit, [session], [edit_image, tabs], **PRIVATE)
-        history_gallery.select(events.history_selected, [session], [history_details, session], **PRIVATE)
-        send_to_edit.click(events.send_to_edit, [session], [edit_image, tabs], **PRIVATE)
-        add_to_compose.click(events.add_to_compose, [session, compose_images, model], [compose_images, tabs],
-                             **PRIVATE)
-
-        reuse_targets = {"tabs": tabs, "prompt": prompt, "edit_prompt": edit_prompt, "edit_image": edit_image,
-                         "compose_prompt": compose_prompt, "compose_images": compose_images, "model": model,
-                         "aspect_ratio": aspect, "size": size, "temperature": temperature, "top_p": top_p,
-                         "top_k": top_k, "seed": seed, "output": output}
+        s.model.change(events.model_changed, [s.model, s.aspect, s.size, s.compose_images],
+                       [s.aspect, s.size, s.model_info, s.compose_limit], **PRIVATE)
+        s.size.change(events.size_changed, [s.model, s.size], [s.model_info], **PRIVATE)
+        s.compose_images.change(events.compose_changed, [s.model, s.compose_images], [s.compose_limit], **PRIVATE)
+        s.compose_images.select(events.compose_selected, [session], [session], **PRIVATE)
+        for button, fn in ((s.earlier, events.compose_earlier), (s.later, events.compose_later),
+                           (s.remove, events.compose_remove)):
+            button.click(fn, [session, s.compose_images], [s.compose_images, session], **PRIVATE)
+        s.out_gallery.select(events.output_selected, [session], [session], **PRIVATE)
+        s.output_to_edit.click(events.output_to_edit, [session], [s.edit_image, s.tabs], **PRIVATE)
+        s.history_gallery.select(events.history_selected, [session], [s.history_details, session], **PRIVATE)
+        s.send_to_edit.click(events.send_to_edit, [session], [s.edit_image, s.tabs], **PRIVATE)
+        s.add_to_compose.click(events.add_to_compose, [session, s.compose_images, s.model],
+                               [s.compose_images, s.tabs], **PRIVATE)
 
         def reuse_settings(state: Session) -> dict:
-            values = events.reuse(state)
-            return {reuse_targets[name]: value for name, value in values.items()}
+            return {form_fields[name]: value for name, value in events.reuse(state).items()}
 
-        reuse.click(reuse_settings, [session], list(reuse_targets.values()), **PRIVATE)
+        s.reuse.click(reuse_settings, [session], list(form_fields.values()), **PRIVATE)
     demo.queue(max_size=QUEUE_MAX_SIZE)
     return demo

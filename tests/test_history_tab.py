@@ -1,0 +1,297 @@
+"""The History and PNG Info tabs' handlers, in-process: paging, search, filters, delete, export, re-run through the
+Studio (a cache hit) and new variations, and PNG Info on our images, plain ones and AUTOMATIC1111's."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import gradio as gr
+import pytest
+from conftest import png_bytes
+from PIL import Image, PngImagePlugin
+
+from nanobanana_ui.history import HistoryStore
+from nanobanana_ui.images import load_input_image
+from nanobanana_ui.outputs import save_output
+from nanobanana_ui.pngmeta import embed_png_text, provenance_chunks
+from nanobanana_ui.request import GeneratedImage, ImageOptions, ImageRequest, ImageResult, Mode
+from nanobanana_ui.studio import Studio
+from nanobanana_ui.ui.events import PageEvents
+from nanobanana_ui.ui.handlers import Runner
+from nanobanana_ui.ui.history import Session
+from nanobanana_ui.ui.library import PAGE_SIZE, Browse, Library
+from nanobanana_ui.ui.pnginfo import PngInfo
+
+FLASH, PRO = "gemini-2.5-flash-image", "gemini-3-pro-image-preview"
+
+
+class Progress:
+    def __call__(self, fraction, desc=None):
+        pass
+
+
+def record(store: HistoryStore, folder: Path, prompt: str, n: int, *, mode: Mode = Mode.GENERATE,
+           model: str = FLASH, inputs: tuple = ()) -> str:
+    """Record one entry with its own small PNG, as the Studio would after a request."""
+    data = png_bytes(size=(32, 24), color=(n % 256, (n // 256) % 256, 100))
+    path = save_output(data, folder, f"{n:05d}.png")
+    request = ImageRequest(mode=mode, model=model, prompt=prompt, images=inputs, options=ImageOptions(seed=n))
+    result = ImageResult(id=str(n), request=request, images=(GeneratedImage("x", "image/png", 32, 24, path),),
+                         text=f"words {n}", finish_reason="STOP", cost_usd=0.039)
+    return store.record_result(result)
+
+
+def select(index: int) -> gr.SelectData:
+    return gr.SelectData(None, {"index": index, "value": None, "selected": True})
+
+
+@pytest.fixture
+def library(settings):
+    studio = Studio(settings)
+    yield Library(studio, Runner(studio))
+    asyncio.run(studio.aclose())
+
+
+def fill(library: Library, tmp_path: Path) -> None:
+    """30 entries: 20 foxes on Nano Banana (generate), 10 owls on Pro (edit of an unknown input); oldest first."""
+    photo = load_input_image(png_bytes(color=(1, 2, 3)), "photo.png")
+    for n in range(30):
+        if n < 20:
+            record(library.store, tmp_path / "out", f"a red fox number {n}", n)
+        else:
+            record(library.store, tmp_path / "out", f"an owl number {n}", n, mode=Mode.EDIT, model=PRO,
+                   inputs=(photo,))
+
+
+def test_pages_newest_first_with_thumbnails_made_once(library, tmp_path):
+    fill(library, tmp_path)
+    items, info, details, download, delete, browse = library.refresh(Browse())
+    assert len(items) == PAGE_SIZE and info == "Page 1 of 2 · 30 entries, newest first"
+    assert items[0][1] == "edit: an owl number 29" and items[-1][1] == "generate: a red fox number 6"
+    thumbs = [Path(path) for path, _ in items]
+    assert all(p.parent == library.store.home / "thumbs" and p.suffix == ".webp" for p in thumbs)
+    with Image.open(thumbs[0]) as thumb:
+        assert max(thumb.size) <= 192
+    made = {p: p.stat().st_mtime_ns for p in thumbs}
+    items, info, *_, browse = library.next(browse)
+    assert [c for _, c in items] == [f"generate: a red fox number {n}" for n in range(5, -1, -1)]
+    assert info.startswith("Page 2 of 2")
+    items, info, *_, browse = library.next(browse)  # past the end: stays on the last page
+    assert info.startswith("Page 2 of 2")
+    items, *_ = library.previous(browse)
+    assert {Path(p): Path(p).stat().st_mtime_ns for p, _ in items} == made  # cached, not drawn again
+    assert download is None and "Click a thumbnail" in details and delete["value"] == "Delete"
+
+
+def test_search_and_filters_go_back_to_the_first_page(library, tmp_path):
+    fill(library, tmp_path)
+    browse = Browse(page=1)
+    items, info, *_, browse = library.search(browse, "owl", "", "")
+    assert len(items) == 10 and info == "Page 1 of 1 · 10 entries match, newest first" and browse.page == 0
+    items, info, *_ = library.search(browse, "", FLASH, "")
+    assert len(items) == PAGE_SIZE - 4 and "20 entries match" in info
+    items, info, *_ = library.search(browse, "fox", "", "edit")
+    assert items == [] and info == "No entries match these filters."
+    items, info, *_ = library.search(browse, "number 7", "", "generate")
+    assert [c for _, c in items] == ["generate: a red fox number 7"]
+
+
+def test_open_download_delete_with_confirmation(library, tmp_path):
+    fill(library, tmp_path)
+    *_, browse = library.refresh(Browse())
+    details, download, delete, browse = library.select(browse, select(0))
+    entry = library.store.get(browse.selected)
+    assert entry.prompt == "an owl number 29" and download == str(entry.images[0].path)
+    assert "The model's words: words 29" in details and "$0.0390" in details and f"`{PRO}`" in details
+    assert "Input images: 1 (the history keeps outputs only" in details and "seed 29" in details
+    *_, details, _, delete, browse = library.delete(browse)  # first click: asks
+    assert "Click Delete again" in details and delete["value"] == "Confirm delete"
+    assert library.store.get(entry.id) is not None
+    items, info, details, download, delete, browse = library.delete(browse)  # second click: gone, files too
+    assert library.store.get(entry.id) is None and not entry.images[0].path.exists()
+    assert "29 entries" in info and details.startswith("Deleted the edit of") and download is None
+    assert delete["value"] == "Delete" and browse.selected is None
+    with pytest.raises(gr.Error, match="Open an entry first"):
+        library.delete(browse)
+
+
+def test_a_changed_selection_disarms_delete(library, tmp_path):
+    fill(library, tmp_path)
+    *_, browse = library.refresh(Browse())
+    library.select(browse, select(0))
+    library.delete(browse)
+    _, _, delete, browse = library.select(browse, select(1))
+    assert delete["value"] == "Delete"
+    library.delete(browse)  # a first click again, on the new entry: nothing deleted
+    assert library.store.count() == 30
+
+
+def test_export_the_current_page_as_a_zip(library, tmp_path):
+    fill(library, tmp_path)
+    *_, browse = library.search(Browse(), "fox", "", "")
+    path = Path(library.export(browse))
+    with zipfile.ZipFile(path) as archive:
+        manifest = [json.loads(line) for line in archive.read("manifest.jsonl").decode().splitlines()]
+        names = [n for n in archive.namelist() if n.startswith("images/")]
+        assert [m["id"] for m in manifest] == list(browse.ids) and len(manifest) == 20 and len(names) == 20
+        first = library.store.get(browse.ids[0])
+        assert archive.read(manifest[0]["images"][0]["file"]) == first.images[0].path.read_bytes()
+    assert manifest[0]["prompt"] == "a red fox number 19" and "owner" not in manifest[0]
+    with pytest.raises(gr.Error, match="nothing to export"):
+        library.export(Browse())
+
+
+def test_rerun_is_a_cache_hit_and_a_new_variation_goes_past_the_cache(settings, emulator):
+    async def scenario():
+        async with Studio(settings) as studio:
+            runner = Runner(studio)
+            library = Library(studio, runner)
+            await runner.generate("a cat on a mat", count=2, seed=5, progress=Progress())  # variations 0 and 1
+            *_, browse = library.refresh(Browse())
+            library.select(browse, select(1))  # newest first: [1] is one of the two
+            assert library.store.get(browse.selected).options["variation"] in (0, 1)
+            files, status, session, tabs = await library.rerun(browse, None, progress=Progress())
+            assert status.startswith("cached · $0") and len(emulator.generate_requests) == 2
+            assert tabs.selected == "studio" and len(session.entries) == 1
+            files, status, session, _ = await library.variation(browse, session, progress=Progress())
+            assert "cached" not in status and len(emulator.generate_requests) == 3
+            assert session.entries[0].options.variation == 2  # 0 and 1 are in the cache already
+            return library.store.count(), session
+
+    count, session = asyncio.run(scenario())
+    assert count == 4 and [e.prompt for e in session.entries] == ["a cat on a mat"] * 2
+
+
+def test_rerun_of_an_edit_needs_its_input(settings, emulator, tmp_path):
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(png_bytes(color=(9, 99, 9)))
+
+    async def scenario():
+        async with Studio(settings) as studio:
+            runner = Runner(studio)
+            library = Library(studio, runner)
+            _, _, session = await runner.generate("a tree", progress=Progress())
+            made = session.entries[0].paths[0]
+            await runner.edit(made, "add snow", progress=Progress())  # an earlier output: stored in the history
+            await runner.edit(str(photo), "add rain", progress=Progress())  # an upload: not stored
+            *_, browse = library.refresh(Browse())
+            library.select(browse, select(1))  # "add snow"
+            _, status, _, _ = await library.rerun(browse, None, progress=Progress())
+            assert status.startswith("cached · $0")
+            library.select(browse, select(0))  # "add rain": its input is only known by hash...
+            with pytest.raises(gr.Error, match="1 of them is no longer available: the history keeps the images"):
+                await library.rerun(browse, None, progress=Progress())
+            fresh = Session()
+            fresh.record(*_edit_run(studio, str(photo)))  # ...unless this visitor's session still has the upload
+            _, status, _, _ = await library.rerun(browse, fresh, progress=Progress())
+            assert status.startswith("cached · $0")
+            return len(emulator.generate_requests)
+
+    assert asyncio.run(scenario()) == 3
+
+
+def _edit_run(studio: Studio, path: str):
+    request = studio.build_request(Mode.EDIT, "add rain", [path])
+    result = ImageResult(id="x", request=request, images=())
+    return request, (path,), 1, [(result, "")]
+
+
+def test_send_to_edit_and_add_to_compose(library, tmp_path):
+    fill(library, tmp_path)
+    *_, browse = library.refresh(Browse())
+    with pytest.raises(gr.Error, match="Open an entry first"):
+        library.send_to_edit(browse)
+    library.select(browse, select(3))
+    path = str(library.store.get(browse.selected).images[0].path)
+    image, main, mode = library.send_to_edit(browse)
+    assert image == path and main.selected == "studio" and mode.selected == "edit"
+    images, main, mode = library.add_to_compose(browse, [("a.png", None)], FLASH)
+    assert images == ["a.png", path] and mode.selected == "compose"
+    with pytest.raises(gr.Error, match="at most 3 input images"):
+        library.add_to_compose(browse, [("a.png", None)] * 3, FLASH)
+
+
+def test_failed_requests_are_listed_with_a_placeholder(settings, emulator):
+    from nanobanana_ui.emulator import Fault
+
+    emulator.fail_next(Fault.blocked("SAFETY"))
+
+    async def scenario():
+        async with Studio(settings) as studio:
+            library = Library(studio, Runner(studio))
+            with pytest.raises(gr.Error):
+                await library.runner.generate("something blocked", progress=Progress())
+            items, *_, browse = library.refresh(Browse())
+            details, download, *_ = library.select(browse, select(0))
+            return items, details, download
+
+    items, details, download = asyncio.run(scenario())
+    assert items[0][1] == "failed · generate: something blocked" and Path(items[0][0]).is_file()
+    assert "**Failed** (PromptBlockedError)" in details and download is None
+
+
+# -- PNG Info --------------------------------------------------------------------------------------------------
+
+
+def test_png_info_on_our_image_fills_the_whole_form(tmp_path):
+    request = ImageRequest(mode=Mode.GENERATE, model=PRO, prompt="a lighthouse, at dusk",
+                           options=ImageOptions(aspect_ratio="16:9", size="2K", temperature=0.4, top_p=0.5, top_k=20,
+                                                seed=7))
+    path = tmp_path / "ours.png"
+    path.write_bytes(embed_png_text(png_bytes(), provenance_chunks(request, text="here it is")))
+    pnginfo = PngInfo(PageEvents(FLASH))
+    message, text, found = pnginfo.inspect(str(path))
+    assert message.startswith(f"Made by Nano Banana Studio with {PRO}.")
+    assert "restores: prompt, mode, model, aspect ratio, size, temperature, top-p, top-k, seed." in message
+    assert text.startswith("a lighthouse, at dusk\nModel: gemini-3-pro-image-preview, Mode: generate")
+    values = pnginfo.use(found, FLASH)
+    assert values["main_tabs"].selected == "studio" and values["tabs"].selected == "generate"
+    assert (values["prompt"], values["model"], values["temperature"], values["top_p"], values["top_k"],
+            values["seed"]) == ("a lighthouse, at dusk", PRO, 0.4, 0.5, 20, 7)
+    assert values["aspect_ratio"]["value"] == "16:9" and values["size"]["value"] == "2K"
+    assert "4K" in values["size"]["choices"]  # the choices are the image's model's, not the form's
+
+
+def test_png_info_on_an_edit_says_the_input_is_not_in_the_file(tmp_path):
+    photo = load_input_image(png_bytes(), "photo.png")
+    request = ImageRequest(mode=Mode.EDIT, model=FLASH, prompt="make it blue", images=(photo,))
+    path = tmp_path / "edit.png"
+    path.write_bytes(embed_png_text(png_bytes(), provenance_chunks(request)))
+    pnginfo = PngInfo(PageEvents(FLASH))
+    message, _, found = pnginfo.inspect(str(path))
+    assert "Its input images are not in the file" in message
+    values = pnginfo.use(found, FLASH)
+    assert values["tabs"].selected == "edit" and values["edit_prompt"] == "make it blue"
+    assert values["seed"] == -1 and values["aspect_ratio"]["value"] == "auto" and values["temperature"] == 1.0
+
+
+def test_png_info_without_metadata_says_so_and_has_nothing_to_use(tmp_path):
+    path = tmp_path / "plain.png"
+    path.write_bytes(png_bytes())
+    pnginfo = PngInfo(PageEvents(FLASH))
+    message, text, found = pnginfo.inspect(str(path))
+    assert message.startswith("This image has no generation parameters") and "Nothing here" in message
+    assert text == ""
+    with pytest.raises(gr.Error, match="no settings to use"):
+        pnginfo.use(found, FLASH)
+    assert pnginfo.inspect(None)[0].startswith("Drop an image")
+
+
+def test_png_info_on_an_automatic1111_image_restores_prompt_and_seed_only(tmp_path):
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "a castle on a hill\nNegative prompt: blurry\nSteps: 20, Sampler: Euler a, "
+                                "CFG scale: 7, Seed: 1234, Size: 512x512, Model hash: abc")
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, format="PNG", pnginfo=info)
+    path = tmp_path / "a1111.png"
+    path.write_bytes(buffer.getvalue())
+    pnginfo = PngInfo(PageEvents(FLASH))
+    message, text, found = pnginfo.inspect(str(path))
+    assert "AUTOMATIC1111" in message and "restores: prompt, seed." in message and "Steps: 20" in text
+    values = pnginfo.use(found, FLASH)
+    assert values["prompt"] == "a castle on a hill" and values["seed"] == 1234
+    assert not {"model", "aspect_ratio", "size", "temperature", "top_p", "top_k"} & values.keys()  # left alone
