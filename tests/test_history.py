@@ -227,13 +227,17 @@ def test_kill_mid_save_leaves_nothing_broken(tmp_path):
     for _ in range(8):  # two writers at once (two processes on one data dir), each killed at its own moment
         children = [subprocess.Popen([sys.executable, "-c", script, str(home)], stdout=subprocess.PIPE, env=env)
                     for _ in range(2)]
-        for child in children:
-            assert child.stdout.readline() == b"ready\n"
-        for child in children:
-            time.sleep(chance.uniform(0.02, 0.3))
-            child.send_signal(signal.SIGKILL)
-            child.wait(timeout=30)
-            child.stdout.close()
+        try:
+            for child in children:
+                assert child.stdout.readline() == b"ready\n"
+            for child in children:
+                time.sleep(chance.uniform(0.02, 0.3))
+                child.send_signal(signal.SIGKILL)
+        finally:
+            for child in children:
+                child.kill()
+                child.wait(timeout=30)
+                child.stdout.close()
     history = HistoryStore(home)
     entries = history.page(limit=10_000)
     assert len(entries) > 6
@@ -355,3 +359,4 @@ def test_parallel_variations_are_each_recorded(settings, emulator):
     outcomes, entries = in_studio(settings, scenario)
     assert len(entries) == 4 and sorted(e.options["variation"] for e in entries) == [0, 1, 2, 3]
     assert {e.images[0].path.read_bytes() for e in entries} == {o.images[0].path.read_bytes() for o in outcomes}
+

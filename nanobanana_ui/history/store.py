@@ -55,9 +55,11 @@ class HistoryStore:
         self._db = sqlite3.connect(self.home / DB_NAME, isolation_level=None, check_same_thread=False, timeout=30)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA busy_timeout = 30000")
-        self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute("PRAGMA foreign_keys = ON")
-        migrate(self._db)
+        with self.files.lock():  # switching to WAL does not wait on a busy database: one process opens at a time
+            if self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                self._db.execute("PRAGMA journal_mode = WAL")
+            migrate(self._db)
         self.full_text = has_fts(self._db)  # False: search falls back to LIKE
 
     # -- writing ---------------------------------------------------------------------------------------------
