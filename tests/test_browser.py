@@ -322,3 +322,124 @@ def test_offline_meter_says_nothing_is_spent_after_an_image(page, offline_url):
     page.reload()  # the meter is drawn again on load: waiting for its line leaves no race with its update
     expect(meter).to_contain_text(re.compile("Offline emulator|Today:"))
     assert "Offline emulator: no quota used, nothing spent." in meter.inner_text()
+
+
+# The History and PNG Info tabs.
+
+
+def test_png_info_reads_a_dropped_image_and_use_these_settings_fills_the_form(studio, emu, tmp_path):
+    from nanobanana_ui.pngmeta import embed_png_text, provenance_chunks
+    from nanobanana_ui.request import ImageOptions, ImageRequest, Mode
+
+    options = ImageOptions(aspect_ratio="16:9", size="2K", temperature=0.4, top_p=0.5, top_k=20, seed=7)
+    request = ImageRequest(mode=Mode.GENERATE, model="gemini-3-pro-image-preview", prompt="a lighthouse, at dusk",
+                           options=options)
+    plain, ours = write_png(tmp_path / "plain.png", (9, 9, 9)), tmp_path / "ours.png"
+    ours.write_bytes(embed_png_text(plain.read_bytes(), provenance_chunks(request)))
+    studio.locator("#pnginfo-tab-button").click()
+    upload = studio.locator("#pnginfo-image input[type=file]")
+    upload.set_input_files(plain)
+    expect(studio.locator("#pnginfo-message")).to_contain_text("This image has no generation parameters")
+    studio.locator("#pnginfo-image").get_by_role("button", name="Clear").click()
+    upload.set_input_files(ours)
+    # The JSON chunk survived the upload (the message names the model from it), and so did the parameters text.
+    expect(studio.locator("#pnginfo-message")).to_contain_text(
+        "Made by Nano Banana Studio with gemini-3-pro-image-preview.")
+    expect(studio.locator("#pnginfo-text textarea")).to_have_value(re.compile(
+        r"^a lighthouse, at dusk\nModel: gemini-3-pro-image-preview, Mode: generate, Aspect ratio: 16:9, Size: 2K"))
+    studio.locator("#pnginfo-use-button").click()
+    expect(studio.locator("#prompt textarea")).to_have_value("a lighthouse, at dusk")  # the Studio tab is shown
+    expect(studio.locator("#model input")).to_have_value(PRO)
+    expect(studio.locator("#aspect-ratio input")).to_have_value("16:9")
+    expect(studio.locator("#size input")).to_have_value("2K")
+    studio.locator("#generate-button").click()
+    expect(studio.locator("#out-gallery img")).to_have_count(1)
+    [sent] = emu.generate_requests  # every setting the image carried, as it was sent then
+    assert sent.prompt == "a lighthouse, at dusk" and sent.model == "gemini-3-pro-image-preview"
+    assert sent.generation_config == {"temperature": 0.4, "topP": 0.5, "topK": 20.0, "seed": 7,
+                                      "responseModalities": ["TEXT", "IMAGE"],
+                                      "imageConfig": {"aspectRatio": "16:9", "imageSize": "2K"}}
+
+
+@pytest.fixture(scope="module")
+def earlier_home(module_emulator, tmp_path_factory):
+    """A data directory with 27 entries made by an earlier process (a Studio, before the app starts)."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from nanobanana_ui.config import Settings
+    from nanobanana_ui.request import Mode
+    from nanobanana_ui.studio import Studio
+
+    home = tmp_path_factory.mktemp("earlier-home")
+    settings = Settings(api_key=UI_KEY, base_url=module_emulator.base_url, home=home, timeout_s=10)
+
+    async def make() -> None:
+        async with Studio(settings) as studio:
+            await studio.generate("a lighthouse in the fog")
+            await studio.run_variations(studio.build_request(Mode.GENERATE, "a field of sunflowers"), 26)
+
+    with ThreadPoolExecutor(1) as pool:  # Playwright's loop counts as running in this thread
+        pool.submit(asyncio.run, make()).result()
+    return home
+
+
+@pytest.fixture(scope="module")
+def earlier_url(module_emulator, earlier_home, tmp_path_factory):
+    env = app_env(GEMINI_API_KEY=UI_KEY, NANOBANANA_BASE_URL=module_emulator.base_url,
+                  NANOBANANA_HOME=str(earlier_home), GRADIO_TEMP_DIR=str(tmp_path_factory.mktemp("gradio-earlier")))
+    process, url = start_app(env)
+    yield url
+    log = stop_app(process)
+    assert "Traceback" not in log and UI_KEY not in log, log
+
+
+def open_history(page: Page, url: str) -> None:
+    page.set_default_timeout(WAIT_MS)
+    expect.set_options(timeout=WAIT_MS)
+    page.goto(url)
+    page.locator("#history-tab-button").click()
+
+
+def test_history_tab_shows_what_an_earlier_process_made_and_reruns_it_from_the_cache(page, earlier_url, emu):
+    open_history(page, earlier_url)
+    thumbnails = page.locator("#history-page-gallery .thumbnail-item")
+    expect(page.locator("#history-page-info")).to_contain_text("Page 1 of 2 · 27 entries, newest first")
+    expect(thumbnails).to_have_count(24)
+    page.locator("#history-next").click()
+    expect(page.locator("#history-page-info")).to_contain_text("Page 2 of 2")
+    expect(thumbnails).to_have_count(3)
+    expect(thumbnails.last).to_contain_text("generate: a lighthouse in the fog")  # the oldest, last
+
+    page.locator("#history-search input, #history-search textarea").first.fill("lighthouse")
+    page.locator("#history-search input, #history-search textarea").first.press("Enter")
+    expect(page.locator("#history-page-info")).to_contain_text("Page 1 of 1 · 1 entry match")
+    expect(thumbnails).to_have_count(1)
+    thumbnails.first.click()
+    details = page.locator("#history-item-details")
+    expect(details).to_contain_text("a lighthouse in the fog")
+    expect(details).to_contain_text("$0.0387")
+    expect(details).to_contain_text("placeholder image for: a lighthouse in the fog")  # the model's words
+    page.locator("#history-rerun").click()
+    expect(page.locator("#status")).to_contain_text(re.compile(r"cached · \$0 · STOP"))  # shown in the Studio tab
+    wait_for_history(page, 1)  # and recorded in this session's panel
+    assert emu.generate_requests == []
+
+
+def test_history_tab_deletes_after_a_second_click_and_exports_the_page(page, earlier_url, emu):
+    open_history(page, earlier_url)
+    page.locator("#history-mode input").click()
+    page.locator("#history-mode").get_by_role("option", name="Generate", exact=True).click()
+    info = page.locator("#history-page-info")
+    expect(info).to_contain_text(re.compile(r"Page 1 of 2 · (27|28) entries match"))
+    total = int(re.search(r"(\d+) entries", info.inner_text()).group(1))
+    page.locator("#history-page-gallery .thumbnail-item").first.click()
+    expect(page.locator("#history-item-details")).to_contain_text("Id:")
+    page.locator("#history-delete").click()
+    expect(page.locator("#history-item-details")).to_contain_text("Click Delete again")
+    expect(info).to_contain_text(f"{total} entries")  # nothing deleted yet
+    page.locator("#history-delete").click()
+    expect(info).to_contain_text(f"{total - 1} entries")
+    expect(page.locator("#history-item-details")).to_contain_text("Deleted the generate of")
+    page.locator("#history-export").click()
+    expect(page.locator("#history-export-file")).to_contain_text(re.compile(r"nanobanana-history-.*\.zip"))
