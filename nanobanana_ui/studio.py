@@ -29,6 +29,7 @@ from .images import InputImage, check_request_size, image_size, load_input_image
 from .limits import DailyBudget, DailyUsage, shared_rate_limiter
 from .models import ModelSpec, get_model
 from .outputs import output_name, save_output
+from .pngmeta import embed_png_text, provenance_chunks
 from .request import GeneratedImage, ImageOptions, ImageRequest, ImageResult, Mode, Usage
 from .retry import RetryPolicy
 from .sending import EventSink, GuardedSender
@@ -261,9 +262,12 @@ class Studio:
             _dimensions(data)
         # The emulator's placeholders are free: its token counts say what Gemini would have charged, not a cost.
         cost = 0.0 if self.offline else cost_from_usage(get_model(request.model), reply.usage)
-        paths = self.cache.store(request.cache_key(), list(reply.images), {
+        # Cached as saved (provenance included), so the saved files and the cache share one copy of the bytes.
+        marked = [(_with_provenance(data, mime, request, reply.text, reply.finish_reason), mime)
+                  for data, mime in reply.images]
+        paths = self.cache.store(request.cache_key(), marked, {
             "text": reply.text, "finish_reason": reply.finish_reason, "usage": asdict(reply.usage), "cost_usd": cost})
-        stored = [(data, mime, path) for (data, mime), path in zip(reply.images, paths, strict=True)]
+        stored = [(data, mime, path) for (data, mime), path in zip(marked, paths, strict=True)]
         return self._result(request, stored, reply.text, reply.finish_reason, reply.usage,
                             cost=cost, cached=False, saved=0.0, out_dir=out_dir, started=started)
 
@@ -312,7 +316,10 @@ class Studio:
         now = datetime.now()
         variation = f"_v{request.options.variation}" if request.options.variation else ""
         saved_images = []
-        for index, (data, mime, stored) in enumerate(images):
+        for index, (cached_data, mime, stored) in enumerate(images):
+            data = _with_provenance(cached_data, mime, request, text, finish_reason)
+            if data != cached_data:  # a cache hit for a request described differently (e.g. input file names)
+                stored = None
             suffix = variation + (f"_{index + 1}" if len(images) > 1 else "")
             path = save_output(data, out_dir, output_name(request.prompt, mime, now, suffix), stored_copy=stored)
             width, height = _dimensions(data)
@@ -338,6 +345,17 @@ class Studio:
             self._budget.close()
         if self._history is not None:
             self._history.close()
+
+
+def _with_provenance(data: bytes, mime: str, request: ImageRequest, text: str, finish_reason: str | None) -> bytes:
+    """A PNG with the request's parameters embedded as text chunks (pixels untouched); other formats unchanged."""
+    if mime != "image/png":
+        return data
+    try:
+        return embed_png_text(data, provenance_chunks(request, text=text, finish_reason=finish_reason))
+    except ValueError as error:  # a PNG our splicer cannot read: keep the image rather than lose it
+        log.warning("could not embed parameters in an image: %s", error)
+        return data
 
 
 def _dimensions(data: bytes) -> tuple[int, int]:

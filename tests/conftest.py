@@ -66,3 +66,17 @@ def pytest_configure(config):
     output = getattr(config.option, "output", None)
     if output and not os.path.isabs(output):
         config.option.output = str(config.rootpath / output)
+
+
+def without_text_chunks(png: bytes) -> bytes:
+    """A PNG's bytes minus its text chunks: what the API sent, if we only added our provenance (no re-encoding)."""
+    import struct
+
+    out, pos = bytearray(png[:8]), 8
+    while pos < len(png):
+        (length,) = struct.unpack(">I", png[pos:pos + 4])
+        end = pos + 12 + length
+        if png[pos + 4:pos + 8] not in (b"tEXt", b"zTXt", b"iTXt"):
+            out += png[pos:end]
+        pos = end
+    return bytes(out)

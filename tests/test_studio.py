@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 import pytest
-from conftest import TEST_KEY, in_studio, png_bytes
+from conftest import TEST_KEY, in_studio, png_bytes, without_text_chunks
 from PIL import Image
 
 from nanobanana_ui.config import Settings
@@ -47,7 +47,7 @@ def test_generate_sends_prompt_verbatim_and_every_option(settings, emulator):
 def test_saved_file_is_exactly_the_bytes_the_api_returned(settings, emulator):
     result = in_studio(settings, lambda s: s.generate("a lighthouse", options=ImageOptions(aspect_ratio="9:16")))
     [image] = result.images
-    assert image.path.read_bytes() == emulator.generate_requests[0].reply_images[0]
+    assert without_text_chunks(image.path.read_bytes()) == emulator.generate_requests[0].reply_images[0]
     assert image.path.parent == settings.output_dir
     assert "a-lighthouse" in image.path.name
 
@@ -97,7 +97,7 @@ def test_thought_parts_are_skipped(settings):
         own = Settings(api_key=TEST_KEY, base_url=emu.base_url, home=settings.home)
         result = in_studio(own, lambda s: s.generate("think first"))
         assert len(result.images) == 1
-        assert result.images[0].path.read_bytes() == emu.generate_requests[0].reply_images[-1]
+        assert without_text_chunks(result.images[0].path.read_bytes()) == emu.generate_requests[0].reply_images[-1]
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -232,3 +232,19 @@ def test_offline_stays_offline_after_the_first_request(tmp_path):
 def test_offline_placeholders_cost_nothing(tmp_path):
     result = in_studio(Settings(api_key=None, home=tmp_path / "home"), lambda s: s.generate("free"))
     assert result.cost_usd == 0.0 and result.usage.image_tokens == 1290
+
+
+def test_saved_pngs_carry_their_parameters_and_a_hit_shares_the_file(settings, emulator):
+    from nanobanana_ui.pngmeta import read_image_info
+
+    options = ImageOptions(aspect_ratio="16:9", temperature=0.5, seed=9)
+    first = in_studio(settings, lambda s: s.generate("a provenance fox", options=options))
+    data = first.images[0].path.read_bytes()
+    info = read_image_info(data)
+    assert info.source == "nanobanana" and info.parameters.startswith("a provenance fox\nModel: gemini-2.5-flash-image")
+    assert info.settings["seed"] == 9 and info.settings["aspect_ratio"] == "16:9"
+    assert settings.api_key.encode() not in data
+    with Image.open(first.images[0].path) as image:
+        assert image.text["parameters"] == info.parameters
+    hit = in_studio(settings, lambda s: s.generate("a provenance fox", options=options))
+    assert hit.cached and hit.images[0].path.stat().st_ino == first.images[0].path.stat().st_ino
