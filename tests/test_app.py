@@ -286,13 +286,14 @@ def test_model_change_redraws_the_controls_from_the_model():
     from nanobanana_ui.ui.events import PageEvents
 
     events = PageEvents("gemini-2.5-flash-image")
-    aspect, size, info, limit = events.model_changed("gemini-3.1-flash-image", "16:9", "1K", [("a", None)] * 5)
+    aspect, size, limit = events.model_changed("gemini-3.1-flash-image", "16:9", "1K", [("a", None)] * 5)
     assert size["choices"] == ["512", "1K", "2K", "4K"] and "value" not in size  # kept: not sent back (a race)
     assert ("8:1", "8:1") in aspect["choices"] and "value" not in aspect
-    assert "up to 14 input images" in info and "(5 added)" in limit and "Too many" not in limit
-    aspect, size, info, limit = events.model_changed("gemini-2.5-flash-image", "8:1", "4K", [("a", None)] * 5)
+    assert "up to 14 input images" in events.size_changed("gemini-3.1-flash-image", "1K")
+    assert "(5 added)" in limit and "Too many" not in limit
+    aspect, size, limit = events.model_changed("gemini-2.5-flash-image", "8:1", "4K", [("a", None)] * 5)
     assert size["choices"] == ["1K"] and size["value"] == "1K"  # 4K is never offered on a 1K-only model
-    assert aspect["value"] == "auto" and "$0.0387 per 1K image" in info
+    assert aspect["value"] == "auto" and "$0.0387 per 1K image" in events.size_changed("gemini-2.5-flash-image", "1K")
     assert "Too many: remove 2" in limit
 
 

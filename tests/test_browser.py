@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import without_text_chunks
 from PIL import Image
 from playwright.sync_api import Page, expect, sync_playwright
 from servers import app_env, start_app, stop_app
@@ -160,7 +161,7 @@ def test_generate_shows_the_image_the_status_and_a_history_entry(studio, emu):
     wait_for_history(studio, 1)
     [sent] = emu.generate_requests
     assert sent.prompt == prompt and sent.api_key == UI_KEY and sent.model == "gemini-2.5-flash-image"
-    assert sha(shown_image_bytes(studio)) == sha(sent.reply_images[0])  # the exact PNG the API sent, not a webp
+    assert without_text_chunks(shown_image_bytes(studio)) == sent.reply_images[0]  # the API's PNG, not a webp
     expect(studio.locator("#status")).to_contain_text(re.compile(r"\$0\.03\d\d · STOP · \d+\.\d s · "))
     expect(studio.locator("#history-summary")).to_contain_text(re.compile(r"session: 1 image, \$0\.03\d\d spent\."))
     expect(studio.locator("#history-gallery .thumbnail-item")).to_contain_text("generate: A \"quoted\" fox")
@@ -189,7 +190,7 @@ def test_edit_sends_the_uploaded_image_byte_for_byte(studio, emu, tmp_path):
     assert sent.prompt == "make the sky stormy" and sent.images == [source.read_bytes()]
     assert sent.part_kinds == ["text", "image"]
     assert "aspectRatio" not in sent.generation_config.get("imageConfig", {})  # auto: keep the input's shape
-    assert sha(shown_image_bytes(studio)) == sha(sent.reply_images[0])
+    assert without_text_chunks(shown_image_bytes(studio)) == sent.reply_images[0]
     expect(studio.locator("#history-gallery .thumbnail-item")).to_contain_text("edit: make the sky stormy")
 
 
@@ -352,6 +353,7 @@ def test_png_info_reads_a_dropped_image_and_use_these_settings_fills_the_form(st
     expect(studio.locator("#model input")).to_have_value(PRO)
     expect(studio.locator("#aspect-ratio input")).to_have_value("16:9")
     expect(studio.locator("#size input")).to_have_value("2K")
+    expect(studio.locator("#model-info")).to_contain_text("$0.1344 per 2K image")
     studio.locator("#generate-button").click()
     expect(studio.locator("#out-gallery img")).to_have_count(1)
     [sent] = emu.generate_requests  # every setting the image carried, as it was sent then
@@ -368,7 +370,6 @@ def earlier_home(module_emulator, tmp_path_factory):
     from concurrent.futures import ThreadPoolExecutor
 
     from nanobanana_ui.config import Settings
-    from nanobanana_ui.request import Mode
     from nanobanana_ui.studio import Studio
 
     home = tmp_path_factory.mktemp("earlier-home")
@@ -377,7 +378,7 @@ def earlier_home(module_emulator, tmp_path_factory):
     async def make() -> None:
         async with Studio(settings) as studio:
             await studio.generate("a lighthouse in the fog")
-            await studio.run_variations(studio.build_request(Mode.GENERATE, "a field of sunflowers"), 26)
+            await asyncio.gather(*(studio.generate(f"a field of sunflowers, plate {n}") for n in range(26)))
 
     with ThreadPoolExecutor(1) as pool:  # Playwright's loop counts as running in this thread
         pool.submit(asyncio.run, make()).result()
@@ -411,8 +412,8 @@ def test_history_tab_shows_what_an_earlier_process_made_and_reruns_it_from_the_c
     expect(thumbnails).to_have_count(3)
     expect(thumbnails.last).to_contain_text("generate: a lighthouse in the fog")  # the oldest, last
 
-    page.locator("#history-search input, #history-search textarea").first.fill("lighthouse")
-    page.locator("#history-search input, #history-search textarea").first.press("Enter")
+    page.locator("#history-search textarea").fill("lighthouse")
+    page.locator("#history-search textarea").press("Enter")
     expect(page.locator("#history-page-info")).to_contain_text("Page 1 of 1 · 1 entry match")
     expect(thumbnails).to_have_count(1)
     thumbnails.first.click()
@@ -426,20 +427,37 @@ def test_history_tab_shows_what_an_earlier_process_made_and_reruns_it_from_the_c
     assert emu.generate_requests == []
 
 
-def test_history_tab_deletes_after_a_second_click_and_exports_the_page(page, earlier_url, emu):
+def test_history_tab_downloads_deletes_after_a_second_click_and_exports(page, earlier_url, earlier_home, emu):
+    from nanobanana_ui.history import HistoryStore
+
     open_history(page, earlier_url)
     page.locator("#history-mode input").click()
     page.locator("#history-mode").get_by_role("option", name="Generate", exact=True).click()
     info = page.locator("#history-page-info")
-    expect(info).to_contain_text(re.compile(r"Page 1 of 2 · (27|28) entries match"))
-    total = int(re.search(r"(\d+) entries", info.inner_text()).group(1))
-    page.locator("#history-page-gallery .thumbnail-item").first.click()
+    expect(info).to_contain_text(re.compile(r"Page 1 of 2 · (27|28) entries match"))  # 28 after the re-run test
+    search = page.locator("#history-search textarea")
+    search.fill("plate 7")
+    search.press("Enter")
+    expect(info).to_contain_text("Page 1 of 1 · 1 entry match")
+    thumbnails = page.locator("#history-page-gallery .thumbnail-item")
+    expect(thumbnails).to_have_count(1)
+    expect(thumbnails.first).to_contain_text("generate: a field of sunflowers, plate 7")
+    thumbnails.first.click()
     expect(page.locator("#history-item-details")).to_contain_text("Id:")
+    entry_id = re.search(r"Id: (\S+)", page.locator("#history-item-details").inner_text()).group(1)
+    with page.expect_download() as download:
+        page.locator("#history-download").click()
+    original = HistoryStore(earlier_home).get(entry_id).images[0].path
+    assert Path(download.value.path()).read_bytes() == original.read_bytes()  # the stored PNG, byte for byte
     page.locator("#history-delete").click()
     expect(page.locator("#history-item-details")).to_contain_text("Click Delete again")
-    expect(info).to_contain_text(f"{total} entries")  # nothing deleted yet
+    assert original.exists()  # nothing deleted yet
     page.locator("#history-delete").click()
-    expect(info).to_contain_text(f"{total - 1} entries")
+    expect(info).to_contain_text("No entries match these filters.")
+    assert not original.exists()  # its file went with it
     expect(page.locator("#history-item-details")).to_contain_text("Deleted the generate of")
+    search.fill("")
+    search.press("Enter")
+    expect(info).to_contain_text(re.compile(r"Page 1 of 2 · (26|27) entries match"))
     page.locator("#history-export").click()
     expect(page.locator("#history-export-file")).to_contain_text(re.compile(r"nanobanana-history-.*\.zip"))

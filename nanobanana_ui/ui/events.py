@@ -37,14 +37,16 @@ class PageEvents:
         return get_model((model or "").strip() or self.default_model)
 
     def model_changed(self, model: str, aspect_ratio: str, size: str, compose_images: Sequence | None) -> tuple:
-        """Redraw the controls from the model's capabilities, keeping the current choices it still offers."""
+        """Redraw the controls from the model's capabilities, keeping the current choices it still offers.
+
+        The model line (its price depends on the size) is drawn after this, by size_changed, from the values then.
+        """
         spec = self._spec(model)
         # A value still offered is not sent back: when another event (Reuse, PNG Info) sets the model, aspect and
         # size together, this event may have read their old values, and must not put those back over the new.
         aspect, kept_size = aspect_value(spec, aspect_ratio), size_value(spec, size)
         return (gr.update(choices=aspect_choices(spec), **({} if aspect == aspect_ratio else {"value": aspect})),
                 gr.update(choices=size_choices(spec), **({} if kept_size == size else {"value": kept_size})),
-                text.model_info(spec, kept_size),
                 text.compose_limit(spec, len(gallery_paths(compose_images))))
 
     def size_changed(self, model: str, size: str) -> str:

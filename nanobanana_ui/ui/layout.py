@@ -169,7 +169,8 @@ def build_app(studio: Studio) -> gr.Blocks:
         demo.load(runner.meter, None, s.meter, **PRIVATE)
 
         s.model.change(events.model_changed, [s.model, s.aspect, s.size, s.compose_images],
-                       [s.aspect, s.size, s.model_info, s.compose_limit], **PRIVATE)
+                       [s.aspect, s.size, s.compose_limit], **PRIVATE).then(
+            events.size_changed, [s.model, s.size], [s.model_info], **PRIVATE)
         s.size.change(events.size_changed, [s.model, s.size], [s.model_info], **PRIVATE)
         s.compose_images.change(events.compose_changed, [s.model, s.compose_images], [s.compose_limit], **PRIVATE)
         s.compose_images.select(events.compose_selected, [session], [session], **PRIVATE)

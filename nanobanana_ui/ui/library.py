@@ -231,7 +231,7 @@ class Library:
     def export(self, browse: Browse, request: gr.Request | None = None) -> str:
         """A ZIP of the entries on the current page (images + manifest.jsonl)."""
         if not browse.ids:
-            raise gr.Error("This page is empty: nothing to export.")
+            raise gr.Error("This page is empty: nothing to export.", print_exception=False)
         folder = Path(tempfile.gettempdir()) / "nanobanana-ui" / "exports"
         folder.mkdir(parents=True, exist_ok=True)
         for old in folder.glob("*.zip"):  # exports are handed to Gradio's cache; ours need not stay
@@ -253,7 +253,7 @@ class Library:
         images = list(gallery_paths(compose_images))
         if len(images) >= spec.max_input_images:
             raise gr.Error(f"{spec.label} takes at most {spec.max_input_images} input images, and Compose has "
-                           f"{len(images)}. Remove one first, or pick a model that takes more.")
+                           f"{len(images)}. Remove one first, or pick a model that takes more.", print_exception=False)
         return images + [path], gr.Tabs(selected=MAIN_TABS["studio"]), gr.Tabs(selected=TAB_IDS[Mode.COMPOSE])
 
     async def rerun(self, browse: Browse, session: Session | None, request: gr.Request | None = None,
