@@ -35,14 +35,14 @@ class Progress:
 
 
 def record(store: HistoryStore, folder: Path, prompt: str, n: int, *, mode: Mode = Mode.GENERATE,
-           model: str = FLASH, inputs: tuple = ()) -> str:
+           model: str = FLASH, inputs: tuple = (), owner: str | None = None) -> str:
     """Record one entry with its own small PNG, as the Studio would after a request."""
     data = png_bytes(size=(32, 24), color=(n % 256, (n // 256) % 256, 100))
     path = save_output(data, folder, f"{n:05d}.png")
     request = ImageRequest(mode=mode, model=model, prompt=prompt, images=inputs, options=ImageOptions(seed=n))
     result = ImageResult(id=str(n), request=request, images=(GeneratedImage("x", "image/png", 32, 24, path),),
                          text=f"words {n}", finish_reason="STOP", cost_usd=0.039)
-    return store.record_result(result)
+    return store.record_result(result, owner=owner)
 
 
 def select(index: int) -> gr.SelectData:
@@ -232,6 +232,23 @@ def test_failed_requests_are_listed_with_a_placeholder(settings, emulator):
     items, details, download = asyncio.run(scenario())
     assert items[0][1] == "failed · generate: something blocked" and Path(items[0][0]).is_file()
     assert "**Failed** (PromptBlockedError)" in details and download is None
+
+
+def test_an_owner_sees_and_exports_only_their_own_entries(settings, tmp_path):
+    studio = Studio(settings)
+    try:
+        for n, owner in enumerate(["alice", "bob", None, "alice"]):
+            record(studio.history, tmp_path / "out", f"picture {n} by {owner}", n, owner=owner)
+        alice = Library(studio, Runner(studio), owner_of=lambda request: "alice")
+        items, info, *_, browse = alice.refresh(Browse())
+        assert [c for _, c in items] == ["generate: picture 3 by alice", "generate: picture 0 by alice"]
+        assert info.startswith("Page 1 of 1 · 2 entries")
+        with zipfile.ZipFile(alice.export(browse)) as archive:
+            assert len(archive.read("manifest.jsonl").splitlines()) == 2
+        everyone = Library(studio, Runner(studio))  # a private install: owner None sees all
+        assert everyone.refresh(Browse())[1].startswith("Page 1 of 1 · 4 entries")
+    finally:
+        asyncio.run(studio.aclose())
 
 
 # -- PNG Info --------------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -25,7 +26,7 @@ from .controls import (
 from .events import TAB_IDS, PageEvents
 from .handlers import Runner
 from .history import Session
-from .library import Library
+from .library import Library, no_owner
 from .pnginfo import PngInfo
 from .tabs import StudioForm, history_tab, pnginfo_tab
 
@@ -125,13 +126,16 @@ def studio_tab(spec: ModelSpec, default_model: str) -> dict[str, Any]:
     return {name: value for name, value in made.items() if isinstance(value, Block)}
 
 
-def build_app(studio: Studio) -> gr.Blocks:
+def build_app(studio: Studio, owner_of: Callable[[gr.Request | None], str | None] = no_owner) -> gr.Blocks:
     """The Blocks app for one Studio: the Studio tab (Generate, Edit and Compose, settings, outputs and this
-    session's panel), the History tab (everything made on this data directory) and PNG Info."""
+    session's panel), the History tab (everything made on this data directory) and PNG Info.
+
+    `owner_of(request)` limits the History tab to one owner's entries (None: everything, a private install).
+    """
     default_model = studio.settings.model
     spec = get_model(default_model)
     runner, events = Runner(studio), PageEvents(default_model)
-    library, pnginfo = Library(studio, runner), PngInfo(events)
+    library, pnginfo = Library(studio, runner, owner_of), PngInfo(events)
 
     with gr.Blocks(title="Nano Banana Studio") as demo:
         gr.Markdown(TITLE)
