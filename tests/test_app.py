@@ -233,7 +233,8 @@ ELEM_IDS = {  # the browser tests' locators: keep them stable
     "history-tab", "history-search", "history-model", "history-mode", "history-page-gallery", "history-prev",
     "history-next", "history-page-info", "history-item-details", "history-rerun", "history-variation",
     "history-send-to-edit", "history-add-to-compose", "history-download", "history-delete", "history-export",
-    "history-export-file", "pnginfo-tab", "pnginfo-image", "pnginfo-message", "pnginfo-text", "pnginfo-use-button",
+    "history-export-file", "pnginfo-tab", "pnginfo-image", "pnginfo-preview", "pnginfo-message", "pnginfo-text",
+    "pnginfo-use-button",
 }
 
 

@@ -346,6 +346,9 @@ def test_png_info_reads_a_dropped_image_and_use_these_settings_fills_the_form(st
     # The JSON chunk survived the upload (the message names the model from it), and so did the parameters text.
     expect(studio.locator("#pnginfo-message")).to_contain_text(
         "Made by Nano Banana Studio with gemini-3-pro-image-preview.")
+    preview = studio.locator("#pnginfo-preview img")
+    expect(preview).to_be_visible()
+    assert studio.request.get(preview.get_attribute("src")).body() == ours.read_bytes()  # shown as it is
     expect(studio.locator("#pnginfo-text textarea")).to_have_value(re.compile(
         r"^a lighthouse, at dusk\nModel: gemini-3-pro-image-preview, Mode: generate, Aspect ratio: 16:9, Size: 2K"))
     studio.locator("#pnginfo-use-button").click()
@@ -410,7 +413,7 @@ def test_history_tab_shows_what_an_earlier_process_made_and_reruns_it_from_the_c
     page.locator("#history-next").click()
     expect(page.locator("#history-page-info")).to_contain_text("Page 2 of 2")
     expect(thumbnails).to_have_count(3)
-    expect(thumbnails.last).to_contain_text("generate: a lighthouse in the fog")  # the oldest, last
+    expect(thumbnails.last).to_contain_text("a lighthouse in the fog · generate")  # the oldest, last
 
     page.locator("#history-search textarea").fill("lighthouse")
     page.locator("#history-search textarea").press("Enter")
@@ -441,7 +444,7 @@ def test_history_tab_downloads_deletes_after_a_second_click_and_exports(page, ea
     expect(info).to_contain_text("Page 1 of 1 · 1 entry match")
     thumbnails = page.locator("#history-page-gallery .thumbnail-item")
     expect(thumbnails).to_have_count(1)
-    expect(thumbnails.first).to_contain_text("generate: a field of sunflowers, plate 7")
+    expect(thumbnails.first).to_contain_text("a field of sunflowers, plate 7 · generate")
     thumbnails.first.click()
     expect(page.locator("#history-item-details")).to_contain_text("Id:")
     entry_id = re.search(r"Id: (\S+)", page.locator("#history-item-details").inner_text()).group(1)

@@ -71,14 +71,14 @@ def test_pages_newest_first_with_thumbnails_made_once(library, tmp_path):
     fill(library, tmp_path)
     items, info, details, download, delete, browse = library.refresh(Browse())
     assert len(items) == PAGE_SIZE and info == "Page 1 of 2 · 30 entries, newest first"
-    assert items[0][1] == "edit: an owl number 29" and items[-1][1] == "generate: a red fox number 6"
+    assert items[0][1] == "an owl number 29 · edit" and items[-1][1] == "a red fox number 6 · generate"
     thumbs = [Path(path) for path, _ in items]
     assert all(p.parent == library.store.home / "thumbs" and p.suffix == ".webp" for p in thumbs)
     with Image.open(thumbs[0]) as thumb:
         assert max(thumb.size) <= 192
     made = {p: p.stat().st_mtime_ns for p in thumbs}
     items, info, *_, browse = library.next(browse)
-    assert [c for _, c in items] == [f"generate: a red fox number {n}" for n in range(5, -1, -1)]
+    assert [c for _, c in items] == [f"a red fox number {n} · generate" for n in range(5, -1, -1)]
     assert info.startswith("Page 2 of 2")
     items, info, *_, browse = library.next(browse)  # past the end: stays on the last page
     assert info.startswith("Page 2 of 2")
@@ -97,7 +97,7 @@ def test_search_and_filters_go_back_to_the_first_page(library, tmp_path):
     items, info, *_ = library.search(browse, "fox", "", "edit")
     assert items == [] and info == "No entries match these filters."
     items, info, *_ = library.search(browse, "number 7", "", "generate")
-    assert [c for _, c in items] == ["generate: a red fox number 7"]
+    assert [c for _, c in items] == ["a red fox number 7 · generate"]
 
 
 def test_open_download_delete_with_confirmation(library, tmp_path):
@@ -230,7 +230,7 @@ def test_failed_requests_are_listed_with_a_placeholder(settings, emulator):
             return items, details, download
 
     items, details, download = asyncio.run(scenario())
-    assert items[0][1] == "failed · generate: something blocked" and Path(items[0][0]).is_file()
+    assert items[0][1] == "failed: something blocked · generate" and Path(items[0][0]).is_file()
     assert "**Failed** (PromptBlockedError)" in details and download is None
 
 
@@ -241,7 +241,7 @@ def test_an_owner_sees_and_exports_only_their_own_entries(settings, tmp_path):
             record(studio.history, tmp_path / "out", f"picture {n} by {owner}", n, owner=owner)
         alice = Library(studio, Runner(studio), owner_of=lambda request: "alice")
         items, info, *_, browse = alice.refresh(Browse())
-        assert [c for _, c in items] == ["generate: picture 3 by alice", "generate: picture 0 by alice"]
+        assert [c for _, c in items] == ["picture 3 by alice · generate", "picture 0 by alice · generate"]
         assert info.startswith("Page 1 of 1 · 2 entries")
         with zipfile.ZipFile(alice.export(browse)) as archive:
             assert len(archive.read("manifest.jsonl").splitlines()) == 2
@@ -261,8 +261,8 @@ def test_png_info_on_our_image_fills_the_whole_form(tmp_path):
     path = tmp_path / "ours.png"
     path.write_bytes(embed_png_text(png_bytes(), provenance_chunks(request, text="here it is")))
     pnginfo = PngInfo(PageEvents(FLASH))
-    message, text, found = pnginfo.inspect(str(path))
-    assert message.startswith(f"Made by Nano Banana Studio with {PRO}.")
+    message, text, found, preview = pnginfo.inspect(str(path))
+    assert message.startswith(f"Made by Nano Banana Studio with {PRO}.") and preview == str(path)
     assert "restores: prompt, mode, model, aspect ratio, size, temperature, top-p, top-k, seed." in message
     assert text.startswith("a lighthouse, at dusk\nModel: gemini-3-pro-image-preview, Mode: generate")
     values = pnginfo.use(found, FLASH)
@@ -279,7 +279,7 @@ def test_png_info_on_an_edit_says_the_input_is_not_in_the_file(tmp_path):
     path = tmp_path / "edit.png"
     path.write_bytes(embed_png_text(png_bytes(), provenance_chunks(request)))
     pnginfo = PngInfo(PageEvents(FLASH))
-    message, _, found = pnginfo.inspect(str(path))
+    message, _, found, _ = pnginfo.inspect(str(path))
     assert "Its input images are not in the file" in message
     values = pnginfo.use(found, FLASH)
     assert values["tabs"].selected == "edit" and values["edit_prompt"] == "make it blue"
@@ -290,12 +290,16 @@ def test_png_info_without_metadata_says_so_and_has_nothing_to_use(tmp_path):
     path = tmp_path / "plain.png"
     path.write_bytes(png_bytes())
     pnginfo = PngInfo(PageEvents(FLASH))
-    message, text, found = pnginfo.inspect(str(path))
+    message, text, found, _ = pnginfo.inspect(str(path))
     assert message.startswith("This image has no generation parameters") and "Nothing here" in message
     assert text == ""
     with pytest.raises(gr.Error, match="no settings to use"):
         pnginfo.use(found, FLASH)
     assert pnginfo.inspect(None)[0].startswith("Drop an image")
+    notes = tmp_path / "notes.png"
+    notes.write_text("not an image")
+    message, text, found, preview = pnginfo.inspect(str(notes))
+    assert "notes.png is not an image" in message and preview is None and found["settings"] == {}
 
 
 def test_png_info_on_an_automatic1111_image_restores_prompt_and_seed_only(tmp_path):
@@ -307,7 +311,7 @@ def test_png_info_on_an_automatic1111_image_restores_prompt_and_seed_only(tmp_pa
     path = tmp_path / "a1111.png"
     path.write_bytes(buffer.getvalue())
     pnginfo = PngInfo(PageEvents(FLASH))
-    message, text, found = pnginfo.inspect(str(path))
+    message, text, found, _ = pnginfo.inspect(str(path))
     assert "AUTOMATIC1111" in message and "restores: prompt, seed." in message and "Steps: 20" in text
     values = pnginfo.use(found, FLASH)
     assert values["prompt"] == "a castle on a hill" and values["seed"] == 1234

@@ -76,10 +76,10 @@ class LibraryPage:
 
 
 def caption(entry: HistoryEntry) -> str:
-    """The caption under a thumbnail: mode, a shortened prompt, and "failed" for failures."""
+    """The caption under a thumbnail: "failed" for failures, the prompt (shortened: it shows first), the mode."""
     prompt = " ".join(entry.prompt.split())
     prompt = prompt if len(prompt) <= 50 else prompt[:47] + "..."
-    return f"{'failed · ' if entry.error else ''}{entry.mode}: {prompt}"
+    return f"{'failed: ' if entry.error else ''}{prompt} · {entry.mode}"
 
 
 def image_options(options: dict) -> ImageOptions:

@@ -18,6 +18,7 @@ __all__ = ["EMPTY", "MAX_BYTES", "PngInfo"]
 
 EMPTY = "Drop an image (PNG, JPEG or WebP; ours or from another tool) to see how it was made."
 MAX_BYTES = 60 * 1024 * 1024
+_PREVIEWABLE = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")  # PNG, JPEG (WebP: RIFF....WEBP)
 _FIELDS = {"prompt": "prompt", "mode": "mode", "model": "model", "aspect_ratio": "aspect ratio", "size": "size",
            "temperature": "temperature", "top_p": "top-p", "top_k": "top-k", "seed": "seed"}
 
@@ -38,15 +39,18 @@ class PngInfo:
     def __init__(self, events: PageEvents) -> None:
         self.events = events
 
-    def inspect(self, path: str | None) -> tuple[str, str, dict]:
-        """Message, the image's parameters text, and its restorable settings (with where they came from)."""
+    def inspect(self, path: str | None) -> tuple[str, str, dict, str | None]:
+        """Message, the image's parameters text, its restorable settings (with where they came from), and the file
+        to preview (None when it is not a PNG, JPEG or WebP a browser can show)."""
         if not path:
-            return EMPTY, "", {}
+            return EMPTY, "", {}, None
         file = Path(path)
         if file.stat().st_size > MAX_BYTES:
-            return f"{file.name} is over {MAX_BYTES // 2**20} MB: too large to inspect here.", "", {}
-        info = read_image_info(file.read_bytes(), file.name)
-        return describe(info), info.parameters or "", {"settings": info.settings, "source": info.source}
+            return f"{file.name} is over {MAX_BYTES // 2**20} MB: too large to inspect here.", "", {}, None
+        data = file.read_bytes()
+        info = read_image_info(data, file.name)
+        shown = path if data.startswith(_PREVIEWABLE) or data[8:12] == b"WEBP" else None
+        return describe(info), info.parameters or "", {"settings": info.settings, "source": info.source}, shown
 
     def use(self, found: dict | None, current_model: str) -> dict[str, Any]:
         """Form values (by field name) from the inspected image's settings; switches to the Studio's right tab."""

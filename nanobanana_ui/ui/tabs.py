@@ -56,7 +56,8 @@ def history_tab(library: Library, form: StudioForm, show_session, meter_fn) -> g
                     following = gr.Button("Older ▶", size="sm", elem_id="history-next")
                 with gr.Row():
                     export = gr.Button("Export this page (ZIP)", size="sm", elem_id="history-export")
-                    export_file = gr.File(label="Export", interactive=False, elem_id="history-export-file")
+                    export_file = gr.File(label="Export", interactive=False, height=90,
+                                          elem_id="history-export-file")
             with gr.Column(scale=2):
                 details = gr.Markdown("Click a thumbnail to see everything about that request.",
                                       elem_id="history-item-details")
@@ -98,12 +99,15 @@ def pnginfo_tab(pnginfo: PngInfo, form: StudioForm) -> gr.Tab:
             with gr.Column(scale=2):
                 # gr.File, not gr.Image: the handler needs the bytes as dropped (gr.Image re-encodes, losing chunks).
                 image = gr.File(label="Image", file_types=["image"], type="filepath", elem_id="pnginfo-image")
+                # Display only: shown from the uploaded file as it is (an output path is not re-encoded).
+                preview = gr.Image(label="Preview", type="filepath", interactive=False, height=320,
+                                   buttons=["fullscreen"], elem_id="pnginfo-preview")
             with gr.Column(scale=3):
                 message = gr.Markdown(EMPTY, elem_id="pnginfo-message")
                 text = gr.Textbox(label="Parameters", lines=8, interactive=False, buttons=["copy"],
                                   elem_id="pnginfo-text")
                 use = gr.Button("Use these settings", variant="primary", elem_id="pnginfo-use-button")
-    image.change(pnginfo.inspect, [image], [message, text, found], **PRIVATE)
+    image.change(pnginfo.inspect, [image], [message, text, found, preview], **PRIVATE)
     targets = {name: form.fields[name] for name in ("main_tabs", "tabs", "prompt", "edit_prompt", "compose_prompt",
                                                      "model", "aspect_ratio", "size", "temperature", "top_p",
                                                      "top_k", "seed")}
