@@ -56,7 +56,7 @@ def history_tab(library: Library, form: StudioForm, show_session, meter_fn) -> g
                     following = gr.Button("Older ▶", size="sm", elem_id="history-next")
                 with gr.Row():
                     export = gr.Button("Export this page (ZIP)", size="sm", elem_id="history-export")
-                    export_file = gr.File(label="Export", interactive=False, height=90,
+                    export_file = gr.File(label="Export", interactive=False, visible=False,  # until there is one
                                           elem_id="history-export-file")
             with gr.Column(scale=2):
                 details = gr.Markdown("Click a thumbnail to see everything about that request.",
@@ -79,7 +79,11 @@ def history_tab(library: Library, form: StudioForm, show_session, meter_fn) -> g
     following.click(library.next, [browse], views, **PRIVATE)
     gallery.select(library.select, [browse], [details, download, delete, browse], **PRIVATE)
     delete.click(library.delete, [browse], views, **PRIVATE)
-    export.click(library.export, [browse], [export_file], **PRIVATE)
+
+    def export_page(state: Browse, request: gr.Request) -> dict:
+        return gr.update(value=library.export(state, request), visible=True)
+
+    export.click(export_page, [browse], [export_file], **PRIVATE)
     to_edit.click(library.send_to_edit, [browse], [form.edit_image, form.main_tabs, form.tabs], **PRIVATE)
     to_compose.click(library.add_to_compose, [browse, form.compose_images, form.model],
                      [form.compose_images, form.main_tabs, form.tabs], **PRIVATE)
