@@ -1,10 +1,11 @@
-"""Screenshots of the page's three tabs, each with a result, taken in Chromium against the offline app.
+"""Screenshots of the page's tabs, each with a result, taken in Chromium against the offline app.
 
 Run: python bench/screenshots.py [--out docs/screenshots]
 Starts `python app.py` without a key (the built-in emulator answers with placeholder images, and the offline banner
 shows), then in Debian's Chromium (apt-get install -y chromium): generates two images (Generate tab, with history),
-edits a drawn picture (Edit tab) and composes two drawn pictures (Compose tab), saving generate.png, edit.png and
-compose.png. The PNGs are reduced to 256 colours to keep each one small enough to commit.
+edits a drawn picture (Edit tab), composes two drawn pictures (Compose tab), opens an entry in the History tab and
+reads the composed image's parameters in PNG Info, saving generate.png, edit.png, compose.png, history.png and
+pnginfo.png. The PNGs are reduced to 256 colours to keep each one small enough to commit.
 """
 
 from __future__ import annotations
@@ -105,6 +106,22 @@ def run(page: Page, out: Path, inputs: Path) -> None:
     page.locator("#compose-button").click()
     expect(history).to_have_count(4)
     shoot(page, out / "compose.png")
+
+    page.locator("#history-tab-button").click()
+    library = page.locator("#history-page-gallery .thumbnail-item")
+    expect(library).to_have_count(4)
+    library.nth(1).click()
+    expect(page.locator("#history-item-details")).to_contain_text("Settings")
+    shoot(page, out / "history.png")
+
+    # PNG Info on the composed image as a visitor would have saved it (the gallery serves the original file).
+    src = page.locator("#out-gallery img").first.get_attribute("src")
+    saved = inputs / "composed.png"
+    saved.write_bytes(page.request.get(src).body())
+    page.locator("#pnginfo-tab-button").click()
+    page.locator("#pnginfo-image input[type=file]").set_input_files(saved)
+    expect(page.locator("#pnginfo-message")).to_contain_text("Nano Banana Studio")
+    shoot(page, out / "pnginfo.png")
 
 
 def main() -> None:
