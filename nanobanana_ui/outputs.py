@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 import re
 import tempfile
@@ -9,7 +11,14 @@ import unicodedata
 from datetime import datetime
 from pathlib import Path
 
-__all__ = ["extension_for", "output_name", "save_output", "slugify"]
+from .errors import BadResponseError, InputError
+from .images import image_size
+from .pngmeta import embed_png_text, provenance_chunks
+from .request import GeneratedImage, ImageRequest
+
+__all__ = ["dimensions", "extension_for", "output_name", "save_images", "save_output", "slugify", "with_provenance"]
+
+log = logging.getLogger(__name__)
 
 _EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "image/gif": ".gif"}
 
@@ -67,3 +76,40 @@ def save_output(data: bytes, out_dir: Path, name: str, *, stored_copy: Path | No
             return final
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def with_provenance(data: bytes, mime: str, request: ImageRequest, text: str, finish_reason: str | None) -> bytes:
+    """A PNG with the request's parameters embedded as text chunks (pixels untouched); other formats unchanged."""
+    if mime != "image/png":
+        return data
+    try:
+        return embed_png_text(data, provenance_chunks(request, text=text, finish_reason=finish_reason))
+    except ValueError as error:  # a PNG our splicer cannot read: keep the image rather than lose it
+        log.warning("could not embed parameters in an image: %s", error)
+        return data
+
+
+def dimensions(data: bytes) -> tuple[int, int]:
+    """Width and height of an image the API returned; a broken one is the service's fault, not the user's."""
+    try:
+        return image_size(data)
+    except InputError:
+        raise BadResponseError("Gemini returned an image that cannot be read. Try again.") from None
+
+
+def save_images(request: ImageRequest, images: list[tuple[bytes, str, Path | None]], text: str,
+                finish_reason: str | None, out_dir: Path) -> tuple[GeneratedImage, ...]:
+    """Save a result's images, each with the request's provenance, sharing the cache's copy where the bytes match."""
+    now = datetime.now()
+    variation = f"_v{request.options.variation}" if request.options.variation else ""
+    saved = []
+    for index, (cached_data, mime, stored) in enumerate(images):
+        data = with_provenance(cached_data, mime, request, text, finish_reason)
+        if data != cached_data:  # a cache hit for a request described differently (e.g. input file names)
+            stored = None
+        suffix = variation + (f"_{index + 1}" if len(images) > 1 else "")
+        path = save_output(data, out_dir, output_name(request.prompt, mime, now, suffix), stored_copy=stored)
+        width, height = dimensions(data)
+        saved.append(GeneratedImage(sha256=hashlib.sha256(data).hexdigest(), mime_type=mime, width=width,
+                                    height=height, path=path))
+    return tuple(saved)

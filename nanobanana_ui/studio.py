@@ -1,4 +1,4 @@
-"""The Studio service: generate, edit and compose, with validation, the result cache and saved outputs.
+"""The Studio service: generate, edit and compose, with the result cache, limits, history and saved outputs.
 
 Every front end (CLI, Gradio UI, HTTP API) goes through this class and nothing else.
 """
@@ -6,40 +6,32 @@ Every front end (CLI, Gradio UI, HTTP API) goes through this class and nothing e
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import os
-import re
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
-from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
 from .cache import CachedEntry, ResultCache
 from .config import Settings
 from .costs import cost_from_usage
-from .errors import BadResponseError, InputError, ModelNotFoundError, StudioError, UnsupportedOptionError
+from .errors import InputError, ModelNotFoundError, StudioError
 from .gemini import BackendReply
 from .history import HistoryStore
-from .images import InputImage, check_request_size, image_size, load_input_image, load_input_path
 from .limits import DailyBudget, DailyUsage, shared_rate_limiter
-from .models import ModelSpec, get_model
-from .outputs import output_name, save_output
-from .pngmeta import embed_png_text, provenance_chunks
-from .request import GeneratedImage, ImageOptions, ImageRequest, ImageResult, Mode, Usage
+from .models import get_model
+from .outputs import dimensions, save_images, with_provenance
+from .request import ImageOptions, ImageRequest, ImageResult, Mode, Usage
 from .retry import RetryPolicy
 from .sending import EventSink, GuardedSender
+from .validation import ImageSource, build_request
 
-__all__ = ["MAX_COUNT", "MAX_PROMPT_CHARS", "Backend", "ImageSource", "Studio"]
+__all__ = ["MAX_COUNT", "Backend", "Studio"]
 
-MAX_PROMPT_CHARS = 30_000  # the image models take about 32k input tokens; refuse clearly rather than get a 400
 MAX_COUNT = 100
-_MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # it becomes part of the URL path
-ImageSource = InputImage | bytes | str | os.PathLike
 log = logging.getLogger(__name__)
 
 
@@ -49,35 +41,6 @@ class Backend(Protocol):
     async def generate(self, request: ImageRequest): ...  # noqa: D102
     async def list_image_models(self) -> tuple[str, ...]: ...  # noqa: D102
     async def aclose(self) -> None: ...  # noqa: D102
-
-
-def _as_input(source: ImageSource, index: int) -> InputImage:
-    if isinstance(source, InputImage):
-        return source
-    if isinstance(source, bytes):
-        return load_input_image(source, name=f"image {index + 1}")
-    return load_input_path(source)
-
-
-def _check_range(name: str, value: float | None, low: float, high: float) -> None:
-    if value is not None and not low <= value <= high:
-        raise UnsupportedOptionError(f"{name} must be between {low:g} and {high:g} (got {value:g}).")
-
-
-def validate_options(spec: ModelSpec, options: ImageOptions) -> None:
-    """Refuse, before any call, an option the model does not offer."""
-    if options.size is not None and options.size not in spec.sizes:
-        raise UnsupportedOptionError(
-            f"{spec.label} does not make {options.size} images; choose one of: {', '.join(spec.sizes)}.")
-    if options.aspect_ratio is not None and options.aspect_ratio not in spec.aspect_ratios:
-        raise UnsupportedOptionError(
-            f"{spec.label} does not offer aspect ratio {options.aspect_ratio}; "
-            f"choose one of: {', '.join(spec.aspect_ratios)}.")
-    _check_range("Temperature", options.temperature, 0.0, 2.0)
-    _check_range("Top-p", options.top_p, 0.0, 1.0)
-    _check_range("Top-k", options.top_k, 1, 1000)
-    _check_range("Seed", options.seed, 0, 2**31 - 1)
-    _check_range("Variation", options.variation, 0, 10**9)
 
 
 class Studio:
@@ -162,28 +125,7 @@ class Studio:
     def build_request(self, mode: Mode, prompt: str, images: Sequence[ImageSource] = (), *,
                       model: str | None = None, options: ImageOptions | None = None) -> ImageRequest:
         """Validate everything that can be checked before a call, and build the request."""
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise InputError("The prompt is empty: describe the image you want (or the change to make).")
-        if len(prompt) > MAX_PROMPT_CHARS:
-            raise InputError(f"The prompt is {len(prompt):,} characters long; the limit is {MAX_PROMPT_CHARS:,}.")
-        model = model or self.settings.model
-        if not _MODEL_ID.fullmatch(model):
-            raise InputError(f"{model!r} is not a model id: ids look like gemini-2.5-flash-image.")
-        spec = get_model(model)
-        options = options or ImageOptions()
-        validate_options(spec, options)
-        expected = {Mode.GENERATE: (0, 0), Mode.EDIT: (1, 1), Mode.COMPOSE: (2, spec.max_input_images)}[mode]
-        if len(images) > spec.max_input_images:
-            raise InputError(f"{spec.label} accepts at most {spec.max_input_images} input images; "
-                             f"you gave {len(images)}. Remove some, or choose a model that takes more.")
-        if not expected[0] <= len(images) <= expected[1]:
-            wanted = {Mode.GENERATE: "no input image", Mode.EDIT: "exactly one input image",
-                      Mode.COMPOSE: f"2 to {spec.max_input_images} input images"}[mode]
-            raise InputError(f"{mode.value.capitalize()} needs {wanted}; got {len(images)}.")
-        inputs = tuple(_as_input(source, i) for i, source in enumerate(images))
-        check_request_size(inputs)
-        return ImageRequest(mode=mode, model=model, prompt=prompt, images=inputs,
-                            options=options)
+        return build_request(mode, prompt, images, model=model or self.settings.model, options=options)
 
     async def generate(self, prompt: str, **kwargs) -> ImageResult:
         """Text to image. Keywords: model, options, use_cache, out_dir, owner."""
@@ -259,11 +201,11 @@ class Studio:
 
     def _keep(self, request: ImageRequest, reply: BackendReply, out_dir: Path, started: float) -> ImageResult:
         for data, _ in reply.images:  # an unreadable image must fail here, before it is cached
-            _dimensions(data)
+            dimensions(data)
         # The emulator's placeholders are free: its token counts say what Gemini would have charged, not a cost.
         cost = 0.0 if self.offline else cost_from_usage(get_model(request.model), reply.usage)
         # Cached as saved (provenance included), so the saved files and the cache share one copy of the bytes.
-        marked = [(_with_provenance(data, mime, request, reply.text, reply.finish_reason), mime)
+        marked = [(with_provenance(data, mime, request, reply.text, reply.finish_reason), mime)
                   for data, mime in reply.images]
         paths = self.cache.store(request.cache_key(), marked, {
             "text": reply.text, "finish_reason": reply.finish_reason, "usage": asdict(reply.usage), "cost_usd": cost})
@@ -310,22 +252,12 @@ class Studio:
         return ModelNotFoundError(f"{exc.message} Image models this key can use: {', '.join(available)}.",
                                   model=exc.model, available=available)
 
-    def _result(self, request: ImageRequest, images: list[tuple[bytes, str, Path | None]], text: str,
+    @staticmethod
+    def _result(request: ImageRequest, images: list[tuple[bytes, str, Path | None]], text: str,
                 finish_reason: str | None, usage: Usage, *, cost: float | None, cached: bool, saved: float,
                 out_dir: Path, started: float) -> ImageResult:
-        now = datetime.now()
-        variation = f"_v{request.options.variation}" if request.options.variation else ""
-        saved_images = []
-        for index, (cached_data, mime, stored) in enumerate(images):
-            data = _with_provenance(cached_data, mime, request, text, finish_reason)
-            if data != cached_data:  # a cache hit for a request described differently (e.g. input file names)
-                stored = None
-            suffix = variation + (f"_{index + 1}" if len(images) > 1 else "")
-            path = save_output(data, out_dir, output_name(request.prompt, mime, now, suffix), stored_copy=stored)
-            width, height = _dimensions(data)
-            saved_images.append(GeneratedImage(sha256=_sha(data), mime_type=mime, width=width, height=height,
-                                               path=path))
-        return ImageResult(id=uuid.uuid4().hex, request=request, images=tuple(saved_images), text=text,
+        saved_images = save_images(request, images, text, finish_reason, out_dir)
+        return ImageResult(id=uuid.uuid4().hex, request=request, images=saved_images, text=text,
                            finish_reason=finish_reason, usage=usage, cost_usd=cost, cached=cached,
                            saved_usd=saved if cached else 0.0, elapsed_s=time.perf_counter() - started)
 
@@ -345,26 +277,3 @@ class Studio:
             self._budget.close()
         if self._history is not None:
             self._history.close()
-
-
-def _with_provenance(data: bytes, mime: str, request: ImageRequest, text: str, finish_reason: str | None) -> bytes:
-    """A PNG with the request's parameters embedded as text chunks (pixels untouched); other formats unchanged."""
-    if mime != "image/png":
-        return data
-    try:
-        return embed_png_text(data, provenance_chunks(request, text=text, finish_reason=finish_reason))
-    except ValueError as error:  # a PNG our splicer cannot read: keep the image rather than lose it
-        log.warning("could not embed parameters in an image: %s", error)
-        return data
-
-
-def _dimensions(data: bytes) -> tuple[int, int]:
-    """Width and height of an image the API returned; a broken one is the service's fault, not the user's."""
-    try:
-        return image_size(data)
-    except InputError:
-        raise BadResponseError("Gemini returned an image that cannot be read. Try again.") from None
-
-
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
