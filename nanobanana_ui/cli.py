@@ -1,4 +1,4 @@
-"""The command line: generate, edit and compose through the Studio service, with --json for scripts.
+"""The command line: generate, edit, compose and batch through the Studio service, with --json for scripts.
 
 Exit codes: 0 success, 1 unexpected error, 2 bad input or usage, 3 key missing/invalid/denied, 4 rate limit or
 quota, 5 no image (prompt blocked, image withheld, text-only reply), 6 service or network failure, 130 interrupted.
@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .cli_batch import add_batch_parser, run_batch_command
 from .config import load_settings
 from .errors import InputError, StudioError
 from .models import get_model, known_models
@@ -25,9 +26,10 @@ if TYPE_CHECKING:
 __all__ = ["build_parser", "main"]
 
 
-def _shared_options() -> argparse.ArgumentParser:
+def _shared_options(*, batch: bool = False) -> argparse.ArgumentParser:
     shared = argparse.ArgumentParser(add_help=False)
-    group = shared.add_argument_group("options for every request")
+    group = shared.add_argument_group("defaults for every row (a row's own columns win)" if batch
+                                      else "options for every request")
     group.add_argument("--model", help="model id (default: NANOBANANA_MODEL or gemini-2.5-flash-image)")
     group.add_argument("--aspect-ratio", help="e.g. 1:1, 16:9, 9:16 (default: the model's; edit keeps the input's)")
     group.add_argument("--size", help="image size: 512, 1K, 2K or 4K, as the model offers")
@@ -35,9 +37,12 @@ def _shared_options() -> argparse.ArgumentParser:
     group.add_argument("--top-p", type=float, help="0 to 1")
     group.add_argument("--top-k", type=int, help="1 or more")
     group.add_argument("--seed", type=int, help="best effort: the same seed need not give the same image")
-    group.add_argument("--count", type=int, default=1, help="how many images, as parallel calls (1 to 100)")
+    if not batch:  # a batch file has a count column instead
+        group.add_argument("--count", type=int, default=1, help="how many images, as parallel calls (1 to 100)")
     group.add_argument("--image-only", action="store_true", help="ask for the image without the model's text")
-    group.add_argument("--out", type=Path, help="folder for the images (default: NANOBANANA_HOME/outputs)")
+    group.add_argument("--out", type=Path, help="folder for the run's images and manifest (default: "
+                       "NANOBANANA_HOME/batches/<file name>)" if batch else
+                       "folder for the images (default: NANOBANANA_HOME/outputs)")
     group.add_argument("--no-cache", action="store_true", help="always call the API (the answer is still cached)")
     group.add_argument("--offline", action="store_true", help="use the embedded emulator, even with a key")
     group.add_argument("--json", action="store_true", help="one JSON object per image on stdout")
@@ -57,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     compose = commands.add_parser("compose", parents=[shared], help="combine several images with an instruction")
     compose.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
     compose.add_argument("--prompt", required=True)
+    add_batch_parser(commands, _shared_options(batch=True))
     commands.add_parser("models", help="list the models in the registry")
     history = commands.add_parser("history", help="list past requests, newest first (or check them: --verify)")
     history.add_argument("--search", metavar="TEXT", help="only entries whose prompt has these words")
@@ -189,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
             return _list_models()
         if args.command == "history":
             return _history(args)
+        if args.command == "batch":
+            return run_batch_command(args)
         return asyncio.run(_run(args))
     except StudioError as error:
         _report(error, as_json=getattr(args, "json", False), prompt=getattr(args, "prompt", None))

@@ -1,0 +1,70 @@
+"""A batch run's manifest.jsonl: one line per finished request, appended, flushed and fsynced as each finishes."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+
+__all__ = ["MANIFEST_NAME", "Manifest", "finished_lines"]
+
+MANIFEST_NAME = "manifest.jsonl"
+_FINISHED = ("done", "cached")
+
+
+def _read(path: Path) -> list[dict]:
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    lines = []
+    for text in raw.splitlines():
+        try:  # a line torn by a kill mid-write is skipped: its request simply runs again (from the cache, $0)
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict):
+            lines.append(value)
+    return lines
+
+
+def finished_lines(folder: Path) -> dict[tuple[int, str], dict]:
+    """(row, cache key) → the last "done"/"cached" line whose image files are all still present in `folder`."""
+    finished: dict[tuple[int, str], dict] = {}
+    for line in _read(folder / MANIFEST_NAME):
+        key = (line.get("row"), line.get("key"))
+        if line.get("status") in _FINISHED and line.get("paths") and all(
+                (folder / p).is_file() and (folder / p).stat().st_size > 0 for p in line["paths"]):
+            finished[key] = line  # type: ignore[index]
+        else:
+            finished.pop(key, None)  # type: ignore[arg-type]
+    return finished
+
+
+class Manifest:
+    """Appends lines to a run folder's manifest.jsonl; each is on disk (fsync) before `append` returns."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / MANIFEST_NAME
+        self._lock = threading.Lock()
+        self._file = open(self.path, "ab")  # noqa: SIM115 - kept open for the run, closed by close()
+        if self._file.tell() > 0:  # a kill mid-write can leave a torn last line: start ours on a line of its own
+            with open(self.path, "rb") as existing:
+                existing.seek(-1, os.SEEK_END)
+                if existing.read(1) != b"\n":
+                    self._file.write(b"\n")
+
+    def append(self, line: dict) -> None:
+        """Write one line and make it durable."""
+        data = (json.dumps(line, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
+        with self._lock:
+            self._file.write(data)
+            self._file.flush()
+            os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        """Close the file."""
+        with self._lock:
+            self._file.close()
