@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> None:
     # None for host and port lets Gradio apply GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, then its defaults.
     home = studio.settings.home
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size="50mb",
-                allowed_paths=[str(studio.settings.output_dir), str(home / "images"), str(home / "thumbs")])
+                allowed_paths=[str(studio.settings.output_dir), str(home / "images"), str(home / "thumbs"),
+                               str(home / "batches")])
 
 
 if __name__ == "__main__":

@@ -234,7 +234,8 @@ ELEM_IDS = {  # the browser tests' locators: keep them stable
     "history-next", "history-page-info", "history-item-details", "history-rerun", "history-variation",
     "history-send-to-edit", "history-add-to-compose", "history-download", "history-delete", "history-export",
     "history-export-file", "pnginfo-tab", "pnginfo-image", "pnginfo-preview", "pnginfo-message", "pnginfo-text",
-    "pnginfo-use-button",
+    "pnginfo-use-button", "batch-tab", "batch-file", "batch-text", "batch-estimate-button", "batch-plan",
+    "batch-run-button", "batch-cancel-button", "batch-progress", "batch-gallery", "batch-summary", "batch-zip",
 }
 
 

@@ -10,6 +10,7 @@ test-results/ (pytest-playwright's --screenshot only-on-failure, set in pyprojec
 from __future__ import annotations
 
 import hashlib
+import io
 import re
 import shutil
 from pathlib import Path
@@ -297,6 +298,29 @@ def test_prompts_and_the_models_words_are_shown_as_typed(studio, emu):
     expect(studio.locator("#history-details")).to_contain_text("Settings: Nano Banana")
     expect(studio.locator("#history-details")).to_contain_text(prompt)
     expect(studio.locator("#status")).to_contain_text(f"placeholder image for: {prompt}")  # the model's words
+
+
+def test_batch_tab_runs_pasted_prompts_shows_each_result_and_offers_the_zip(studio, emu):
+    import zipfile
+
+    prompts = ["a batch fox", "a batch owl", "a batch lighthouse"]
+    studio.locator("#batch-tab-button").click()
+    studio.locator("#batch-text textarea").fill("\n".join(prompts))
+    studio.locator("#batch-estimate-button").click()
+    expect(studio.locator("#batch-plan")).to_contain_text("3 items, 3 requests")
+    assert emu.generate_requests == []  # an estimate sends nothing
+    studio.locator("#batch-run-button").click()
+    expect(studio.locator("#batch-gallery .thumbnail-item")).to_have_count(3)
+    expect(studio.locator("#batch-summary")).to_contain_text("Finished: 3 made, 0 cached, 0 failed")
+    expect(studio.locator("#batch-progress")).to_contain_text("3 of 3")
+    assert sorted(r.prompt for r in emu.generate_requests) == sorted(prompts)
+    link = studio.locator("#batch-zip a.download-link").first
+    expect(link).to_have_attribute("download", re.compile(r"^\d{8}-\d{6}-a-batch-fox\.zip$"))
+    response = studio.request.get(link.get_attribute("href"))
+    assert response.ok
+    with zipfile.ZipFile(io.BytesIO(response.body())) as zipped:
+        names = zipped.namelist()
+    assert "manifest.jsonl" in names and sum(name.endswith(".png") for name in names) == 3
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The page: build_app() lays out the Blocks (Studio, History and PNG Info tabs) and wires the events."""
+"""The page: build_app() lays out the Blocks (Studio, History, Batch and PNG Info tabs) and wires the events."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from ..models import ModelSpec, get_model
 from ..request import Mode
 from ..studio import Studio
 from . import text
+from .batch import BatchPage
+from .batch_tab import batch_tab
 from .components import let_studio_judge_uploads
 from .controls import (
     AUTO,
@@ -128,7 +130,7 @@ def studio_tab(spec: ModelSpec, default_model: str) -> dict[str, Any]:
 
 def build_app(studio: Studio, owner_of: Callable[[gr.Request | None], str | None] = no_owner) -> gr.Blocks:
     """The Blocks app for one Studio: the Studio tab (Generate, Edit and Compose, settings, outputs and this
-    session's panel), the History tab (everything made on this data directory) and PNG Info.
+    session's panel), the History tab (everything made on this data directory), Batch and PNG Info.
 
     `owner_of(request)` limits the History tab to one owner's entries (None: everything, a private install).
     """
@@ -156,6 +158,7 @@ def build_app(studio: Studio, owner_of: Callable[[gr.Request | None], str | None
                            "seed": s.seed, "output": s.output}
             form = StudioForm(form_fields, run_outputs, session_views, s.meter, api)
             history_tab(library, form, events.show_session, runner.meter)
+            batch_tab(BatchPage(studio), settings_inputs, studio.settings.concurrency)
             pnginfo_tab(pnginfo, form)
 
         for button, fn, inputs, name in (

@@ -1,0 +1,240 @@
+"""The Batch tab's handlers: estimate a prompt file (or pasted prompts), run it through the batch engine with
+progress and a per-visitor Cancel, and hand the run folder back as a ZIP (images + manifest.jsonl).
+
+Each Run makes a new folder, NANOBANANA_HOME/batches/<timestamp>-<slug>, except that running the very same input with
+the very same settings again in the same page session, after a run that was cancelled or had failures, resumes in
+that run's folder: the engine skips what finished and re-sends only what is missing.
+
+Cancel sets the run's asyncio.Event, held in a registry keyed by the visitor's session hash (never shared between
+visitors): no new request starts, the ones in flight finish and are written to the manifest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import zipfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import gradio as gr
+
+from ..batch import (
+    BatchFileError,
+    BatchItem,
+    BatchPlan,
+    BatchSummary,
+    ItemOutcome,
+    parse_batch_text,
+    plan_batch,
+    read_batch_file,
+    run_batch,
+)
+from ..models import get_model
+from ..outputs import slugify
+from ..studio import Studio
+from .controls import AUTO, IMAGE_AND_TEXT, FormSettings
+from .handlers import studio_errors
+from .text import plain
+
+__all__ = ["BatchPage", "BatchState", "zip_folder"]
+
+FORMATS = (".txt", ".csv", ".jsonl")
+
+
+@dataclass
+class BatchState:
+    """One visitor's last run (gr.State): which input and settings it was, its folder, whether it completed."""
+
+    fingerprint: str = ""
+    folder: str = ""
+    complete: bool = False
+
+
+@dataclass(frozen=True)
+class BatchInput:
+    """The items read from the upload or the pasted text, with what names and identifies them."""
+
+    items: list[BatchItem]
+    slug: str
+    fingerprint: str
+
+
+def zip_folder(folder: Path, dest: Path) -> Path:
+    """Zip every file of a run folder (images and manifest.jsonl; hidden files left out) into dest."""
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(folder.rglob("*")):
+            relative = path.relative_to(folder)
+            if path.is_file() and not any(part.startswith(".") for part in relative.parts):
+                # PNGs are compressed already: stored as they are
+                kind = zipfile.ZIP_STORED if path.suffix.lower() == ".png" else zipfile.ZIP_DEFLATED
+                archive.write(path, relative.as_posix(), compress_type=kind)
+    tmp.replace(dest)
+    return dest
+
+
+def counts_line(outcomes: list[ItemOutcome], total: int, cancelling: bool = False) -> str:
+    """Progress as one line, e.g. "**3 of 10** · 2 made · 1 cached · 0 failed"."""
+    by = {status: sum(o.status == status for o in outcomes) for status in ("done", "cached", "failed", "earlier")}
+    line = f"**{len(outcomes)} of {total}** · {by['done']} made · {by['cached']} cached · {by['failed']} failed"
+    if by["earlier"]:
+        line += f" · {by['earlier']} from an earlier run"
+    return line + (" · cancelling: the requests in flight finish, no new one starts" if cancelling else "")
+
+
+def summary_line(summary: BatchSummary, total: int, folder: Path) -> str:
+    """The end of a run: what was made, cached, failed (with reasons), the cost, and where it all is."""
+    finished = summary.done + summary.cached + summary.failed + summary.earlier
+    head = "Cancelled" if summary.cancelled else "Finished"
+    lines = [f"**{head}**: {summary.done} made, {summary.cached} cached, {summary.failed} failed"
+             + (f", {summary.earlier} from an earlier run" if summary.earlier else "")
+             + (f", {total - finished} not started" if total > finished else "")
+             + f" · ${summary.cost_usd:.4f} · folder `{folder.name}`"]
+    for failure in summary.failures[:10]:
+        lines.append(f"- row {failure.row}: {plain(failure.error or failure.status)}")
+    if len(summary.failures) > 10:
+        lines.append(f"- ... and {len(summary.failures) - 10} more (see manifest.jsonl)")
+    return "\n".join(lines)
+
+
+def plan_text(plan: BatchPlan, folder: Path, resuming: bool) -> str:
+    """The estimate as Markdown: items, requests, what is already done, the estimated cost."""
+    cost = "unknown" if plan.estimated_cost_usd is None else f"${plan.estimated_cost_usd:.4f}"
+    items, requests = len(plan.items), len(plan.requests)
+    lines = [f"**{items} item{'s' if items != 1 else ''}, {requests} request{'s' if requests != 1 else ''}** · "
+             f"estimated cost {cost} (cache hits cost nothing)"]
+    if plan.already_done:
+        lines.append(f"{plan.already_done} already done in `{folder.name}`: Run resumes there.")
+    elif resuming:
+        lines.append(f"Run resumes in `{folder.name}`.")
+    return "\n\n".join(lines)
+
+
+def bad_rows_text(error: BatchFileError) -> str:
+    """The bad rows as Markdown, one per line with its line number; nothing is sent."""
+    problems = error.problems or (str(error),)
+    return "**Nothing was sent: fix these rows first.**\n\n" + "\n".join(f"- {plain(p)}" for p in problems)
+
+
+class BatchPage:
+    """The Batch tab's events over one Studio; one cancel Event per visitor's session while a run is going."""
+
+    def __init__(self, studio: Studio, concurrency: int | None = None) -> None:
+        self.studio, self.concurrency = studio, concurrency  # None: the engine's default (follows the rate limit)
+        self._cancels: dict[str, asyncio.Event] = {}
+        self._tasks: set[asyncio.Task] = set()
+
+    @property
+    def root(self) -> Path:
+        """Where the runs' folders go: NANOBANANA_HOME/batches."""
+        return self.studio.settings.home / "batches"
+
+    def read(self, file: str | None, text: str | None, form: FormSettings) -> BatchInput:
+        """The items of the upload (if any) or the pasted prompts, with the form's settings as defaults."""
+        model = form.model_id(self.studio.settings.model)
+        defaults = form.options(get_model(model))
+        settings = repr((model, defaults)).encode()
+        if file:
+            path = Path(file)
+            if path.suffix.lower() not in FORMATS:
+                raise gr.Error(f"A batch file is .txt, .csv or .jsonl (got {path.name}).", print_exception=False)
+            items = read_batch_file(path, defaults=defaults)
+            digest = hashlib.sha256(path.read_bytes() + path.suffix.encode() + settings).hexdigest()
+            return BatchInput(items, slugify(path.stem), digest)
+        if not (text or "").strip():
+            raise gr.Error("Upload a prompt file or paste prompts (one per line) first.", print_exception=False)
+        items = parse_batch_text(text, fmt="txt", base_dir=self.studio.settings.home, defaults=defaults)
+        slug = slugify(items[0].name or items[0].prompt) if items else "batch"
+        return BatchInput(items, slug, hashlib.sha256(text.encode() + settings).hexdigest())
+
+    def folder_for(self, batch: BatchInput, state: BatchState) -> tuple[Path, bool]:
+        """The folder a Run uses: the last one if it is the same input, unfinished (resume), else a new one."""
+        if state.fingerprint == batch.fingerprint and state.folder and not state.complete \
+                and Path(state.folder).is_dir():
+            return Path(state.folder), True
+        folder = self.root / f"{datetime.now():%Y%m%d-%H%M%S}-{batch.slug}"
+        n = 1
+        while folder.exists():
+            n += 1
+            folder = self.root / f"{datetime.now():%Y%m%d-%H%M%S}-{batch.slug}-{n}"
+        return folder, False
+
+    async def _plan(self, file: str | None, text: str | None, form: FormSettings,
+                    state: BatchState) -> tuple[BatchInput, BatchPlan, Path, bool]:
+        batch = await asyncio.to_thread(self.read, file, text, form)
+        folder, resuming = self.folder_for(batch, state)
+        model = form.model_id(self.studio.settings.model)
+        plan = await asyncio.to_thread(plan_batch, self.studio, batch.items, out_dir=folder, model=model)
+        if not plan.requests:
+            raise gr.Error("No prompts found: blank lines and # comments are skipped.", print_exception=False)
+        return batch, plan, folder, resuming
+
+    async def estimate(self, file: str | None, text: str, model: str = "", aspect_ratio: str = AUTO, size: str = "",
+                       temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1,
+                       output: str = IMAGE_AND_TEXT, state: BatchState | None = None) -> str:
+        """Validate the batch and say what a Run would do and cost, or list the bad rows; sends nothing."""
+        form = FormSettings(model, aspect_ratio, size, temperature, top_p, top_k, seed, 1, output)
+        with studio_errors():  # any other mistake (an unreadable file, a bad setting) as the page's error
+            try:
+                _, plan, folder, resuming = await self._plan(file, text, form, state or BatchState())
+            except BatchFileError as error:
+                return bad_rows_text(error)
+        return plan_text(plan, folder, resuming)
+
+    async def cancel(self, request: gr.Request) -> str:
+        """Stop this visitor's run: no new request starts; the ones in flight finish and are recorded."""
+        event = self._cancels.get(_session(request))
+        if event is None:
+            return "No batch is running."
+        event.set()
+        return "Cancelling: the requests in flight finish, no new one starts."
+
+    async def run(self, file: str | None, text: str, model: str = "", aspect_ratio: str = AUTO, size: str = "",
+                  temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1,
+                  output: str = IMAGE_AND_TEXT, state: BatchState | None = None, request: gr.Request | None = None,
+                  progress: gr.Progress = gr.Progress()) -> AsyncIterator[tuple]:  # noqa: B008
+        """Run the batch, yielding (gallery, progress, summary, zip, plan, state) as each request finishes."""
+        state = state or BatchState()
+        form = FormSettings(model, aspect_ratio, size, temperature, top_p, top_k, seed, 1, output)
+        key = _session(request)
+        if key in self._cancels:
+            raise gr.Error("A batch is already running on this page: cancel it or wait for it.", print_exception=False)
+        with studio_errors():  # bad rows too: the message lists each with its line number
+            batch, plan, folder, resuming = await self._plan(file, text, form, state)
+        state = BatchState(batch.fingerprint, str(folder), False)
+        total, outcomes, shown = len(plan.requests), [], []
+        cancel = asyncio.Event()
+        self._cancels[key] = cancel
+        queue: asyncio.Queue[ItemOutcome | None] = asyncio.Queue()
+        task = asyncio.create_task(run_batch(self.studio, plan, out_dir=folder, concurrency=self.concurrency,
+                                             on_outcome=queue.put_nowait, cancel=cancel))
+        self._tasks.add(task)
+        task.add_done_callback(lambda _: queue.put_nowait(None))
+        task.add_done_callback(self._tasks.discard)
+        hidden = gr.update(value=None, visible=False)
+        try:
+            progress(0.0, desc=f"0 of {total}")
+            yield [], counts_line([], total), "", hidden, plan_text(plan, folder, resuming), state
+            while (outcome := await queue.get()) is not None:
+                outcomes.append(outcome)
+                shown.extend((str(path), f"row {outcome.row}: {outcome.prompt[:60]}") for path in outcome.paths)
+                line = counts_line(outcomes, total, cancel.is_set())
+                progress(len(outcomes) / total, desc=line.replace("**", ""))
+                yield list(shown), line, gr.update(), gr.update(), gr.update(), state
+            with studio_errors():
+                summary: BatchSummary = task.result()  # the engine's own errors surface here
+        finally:
+            self._cancels.pop(key, None)
+            cancel.set()  # the page went away mid-run: start nothing more (in-flight requests still finish)
+        archive = await asyncio.to_thread(zip_folder, folder, self.root / f"{folder.name}.zip")
+        state = BatchState(batch.fingerprint, str(folder), not summary.cancelled and not summary.failed)
+        yield (list(shown), counts_line(outcomes, total), summary_line(summary, total, folder),
+               gr.update(value=str(archive), visible=True), gr.update(), state)
+
+
+def _session(request: gr.Request | None) -> str:
+    """The visitor's session hash: the cancel registry's key (one page, one key)."""
+    return (getattr(request, "session_hash", None) or "no-session") if request is not None else "no-session"
