@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import zipfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -37,6 +37,7 @@ from ..outputs import slugify
 from ..studio import Studio
 from .controls import AUTO, IMAGE_AND_TEXT, FormSettings
 from .handlers import studio_errors
+from .library import no_owner
 from .text import plain
 
 __all__ = ["BatchPage", "BatchState", "zip_folder"]
@@ -122,8 +123,10 @@ def bad_rows_text(error: BatchFileError) -> str:
 class BatchPage:
     """The Batch tab's events over one Studio; one cancel Event per visitor's session while a run is going."""
 
-    def __init__(self, studio: Studio, concurrency: int | None = None) -> None:
-        self.studio, self.concurrency = studio, concurrency  # None: the engine's default (follows the rate limit)
+    def __init__(self, studio: Studio, owner_of: Callable[[gr.Request | None], str | None] = no_owner,
+                 concurrency: int | None = None) -> None:
+        self.studio, self.owner_of = studio, owner_of  # owner_of: whose history entries the items become
+        self.concurrency = concurrency  # None: the engine's default (follows the rate limit)
         self._cancels: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task] = set()
 
@@ -210,7 +213,8 @@ class BatchPage:
         self._cancels[key] = cancel
         queue: asyncio.Queue[ItemOutcome | None] = asyncio.Queue()
         task = asyncio.create_task(run_batch(self.studio, plan, out_dir=folder, concurrency=self.concurrency,
-                                             on_outcome=queue.put_nowait, cancel=cancel))
+                                             on_outcome=queue.put_nowait, cancel=cancel,
+                                             owner=self.owner_of(request)))
         self._tasks.add(task)
         task.add_done_callback(lambda _: queue.put_nowait(None))
         task.add_done_callback(self._tasks.discard)

@@ -158,7 +158,7 @@ def build_app(studio: Studio, owner_of: Callable[[gr.Request | None], str | None
                            "seed": s.seed, "output": s.output}
             form = StudioForm(form_fields, run_outputs, session_views, s.meter, api)
             history_tab(library, form, events.show_session, runner.meter)
-            batch_tab(BatchPage(studio), settings_inputs, studio.settings.concurrency)
+            batch_tab(BatchPage(studio, owner_of), settings_inputs, studio.settings.concurrency)
             pnginfo_tab(pnginfo, form)
 
         for button, fn, inputs, name in (
