@@ -48,9 +48,9 @@ async def _main(args: argparse.Namespace) -> int:
     defaults = ImageOptions(aspect_ratio=args.aspect_ratio, size=args.size, temperature=args.temperature,
                             top_p=args.top_p, top_k=args.top_k, seed=args.seed, with_text=not args.image_only)
     out_dir = args.out or settings.home / "batches" / args.file.stem
-    items = read_batch_file(args.file, defaults=defaults)
     async with Studio(settings) as studio:
         try:
+            items = read_batch_file(args.file, defaults=defaults)
             plan = plan_batch(studio, items, out_dir=out_dir, model=args.model)
         except BatchFileError as error:
             _say(f"error: {len(error.problems)} problem(s) in {args.file}; nothing was sent:")
