@@ -13,6 +13,7 @@ import hashlib
 import io
 import re
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -321,6 +322,41 @@ def test_batch_tab_runs_pasted_prompts_shows_each_result_and_offers_the_zip(stud
     with zipfile.ZipFile(io.BytesIO(response.body())) as zipped:
         names = zipped.namelist()
     assert "manifest.jsonl" in names and sum(name.endswith(".png") for name in names) == 3
+
+
+@pytest.fixture(scope="module")
+def slow_batch(tmp_path_factory):
+    """An app whose quota allows 2 requests at a time, over an emulator taking 0.6 s a call: a batch takes a while."""
+    with GeminiEmulator(delay_s=0.6) as emu:
+        env = app_env(GEMINI_API_KEY=UI_KEY, NANOBANANA_BASE_URL=emu.base_url, NANOBANANA_RPM="2",
+                      NANOBANANA_RATE_WINDOW="0.5", NANOBANANA_HOME=str(tmp_path_factory.mktemp("home")),
+                      GRADIO_TEMP_DIR=str(tmp_path_factory.mktemp("gradio")))
+        process, url = start_app(env)
+        yield url, emu
+        log = stop_app(process)
+    assert "Traceback" not in log and UI_KEY not in log, log
+
+
+def test_batch_cancel_in_the_page_stops_sending_and_in_flight_requests_finish(page, slow_batch):
+    url, emu = slow_batch
+    page.set_default_timeout(WAIT_MS)
+    expect.set_options(timeout=WAIT_MS)
+    page.goto(url)
+    page.locator("#batch-tab-button").click()
+    page.locator("#batch-text textarea").fill("\n".join(f"slow prompt {n}" for n in range(10)))
+    page.locator("#batch-run-button").click()
+    expect(page.locator("#batch-gallery .thumbnail-item").first).to_be_visible()
+    page.locator("#batch-cancel-button").click()
+    clicked_at, sent_at_click = time.monotonic(), len(emu.generate_requests)
+    expect(page.locator("#batch-summary")).to_contain_text(re.compile(r"Cancelled: \d+ made.*not started"))
+    sent = emu.generate_requests
+    assert len(sent) < 10 and len(sent) <= sent_at_click + 2  # concurrency 2: at most those being sent at the click
+    assert len([r for r in sent if r.received_at > clicked_at + 0.5]) == 0  # nothing started after the Cancel
+    made = int(re.search(r"Cancelled: (\d+) made", page.locator("#batch-summary").inner_text()).group(1))
+    assert made == len(sent)  # every request sent finished (none aborted mid-way)
+    expect(page.locator("#batch-gallery .thumbnail-item")).to_have_count(made)
+    time.sleep(1.0)
+    assert len(emu.generate_requests) == len(sent)
 
 
 @pytest.fixture(scope="module")
