@@ -11,6 +11,7 @@ import zipfile
 from pathlib import Path
 
 import gradio as gr
+import pytest
 from conftest import in_studio
 
 from nanobanana_ui.ui.batch import BatchPage, BatchState
@@ -62,6 +63,16 @@ def test_estimate_lists_every_bad_row_with_its_line_number(settings, emulator, t
     assert emulator.generate_requests == []
 
 
+def test_estimate_of_an_uploaded_jsonl_counts_each_rows_images(settings, emulator, tmp_path):
+    upload = tmp_path / "products.jsonl"
+    upload.write_text('{"prompt": "a mug", "count": 2, "name": "mug"}\n{"prompt": "a lamp", "size": "2K", '
+                      '"model": "gemini-3.1-flash-image"}\n')
+    plan = in_studio(settings, lambda studio: BatchPage(studio).estimate(str(upload), "ignored when a file is given"))
+    assert "**2 items, 3 requests**" in plan and emulator.generate_requests == []
+    with pytest.raises(gr.Error, match="Upload a prompt file or paste prompts"):
+        in_studio(settings, lambda studio: BatchPage(studio).estimate(None, "  \n"))
+
+
 def test_run_streams_results_then_zips_images_and_manifest(settings, emulator):
     text = "a red fox\nan owl at night\na lighthouse\n"
     updates = in_studio(settings, lambda studio: run_all(BatchPage(studio), text))
@@ -98,6 +109,8 @@ def test_cancel_stops_sending_and_the_same_input_again_resumes(settings, emulato
 
         async def cancel_after_first_result(update):
             if update[0] and not clicked:
+                with pytest.raises(gr.Error, match="already running"):  # Run clicked again: one batch per page
+                    await anext(page.run(None, text, request=visitor("a"), progress=Progress()))
                 clicked["other"] = await page.cancel(visitor("b"))  # another visitor cancels nothing of ours
                 clicked["message"] = await page.cancel(visitor("a"))
                 clicked["at"] = time.monotonic()

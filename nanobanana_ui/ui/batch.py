@@ -205,23 +205,22 @@ class BatchPage:
         key = _session(request)
         if key in self._cancels:
             raise gr.Error("A batch is already running on this page: cancel it or wait for it.", print_exception=False)
-        with studio_errors():  # bad rows too: the message lists each with its line number
-            batch, plan, folder, resuming = await self._plan(file, text, form, state)
-        state = BatchState(batch.fingerprint, str(folder), False)
-        total, outcomes, shown = len(plan.requests), [], []
-        cancel = asyncio.Event()
-        self._cancels[key] = cancel
-        queue: asyncio.Queue[ItemOutcome | None] = asyncio.Queue()
-        task = asyncio.create_task(run_batch(self.studio, plan, out_dir=folder, concurrency=self.concurrency,
-                                             on_outcome=queue.put_nowait, cancel=cancel,
-                                             owner=self.owner_of(request)))
-        self._tasks.add(task)
-        task.add_done_callback(lambda _: queue.put_nowait(None))
-        task.add_done_callback(self._tasks.discard)
-        hidden = gr.update(value=None, visible=False)
+        cancel = self._cancels[key] = asyncio.Event()  # taken before any await: a second click finds it
         try:
+            with studio_errors():  # bad rows too: the message lists each with its line number
+                batch, plan, folder, resuming = await self._plan(file, text, form, state)
+            state = BatchState(batch.fingerprint, str(folder), False)
+            total, outcomes, shown = len(plan.requests), [], []
+            queue: asyncio.Queue[ItemOutcome | None] = asyncio.Queue()
+            task = asyncio.create_task(run_batch(self.studio, plan, out_dir=folder, concurrency=self.concurrency,
+                                                 on_outcome=queue.put_nowait, cancel=cancel,
+                                                 owner=self.owner_of(request)))
+            self._tasks.add(task)  # held: a run outlives a visitor who leaves (in-flight requests finish)
+            task.add_done_callback(lambda _: queue.put_nowait(None))
+            task.add_done_callback(self._tasks.discard)
             progress(0.0, desc=f"0 of {total}")
-            yield [], counts_line([], total), "", hidden, plan_text(plan, folder, resuming), state
+            yield ([], counts_line([], total), "", gr.update(value=None, visible=False),
+                   plan_text(plan, folder, resuming), state)
             while (outcome := await queue.get()) is not None:
                 outcomes.append(outcome)
                 shown.extend((str(path), f"row {outcome.row}: {outcome.prompt[:60]}") for path in outcome.paths)
