@@ -127,6 +127,11 @@ class _Slot:
     def __init__(self, limiter: RateLimiter) -> None:
         self._limiter = limiter
         self._arrived_by: float | None = None
+        self._unused = False
+
+    def give_back(self) -> None:
+        """Nothing will be sent with this slot: leaving the block returns it at once, starting no window."""
+        self._unused = True
 
     def mark_sent(self, request_bytes: int = 0, round_trip_s: float = 0.0) -> None:
         """The transport wrote the request's last byte: it reaches the server within the margin."""
@@ -137,6 +142,11 @@ class _Slot:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        if self._unused:
+            with self._limiter._lock:
+                self._limiter._in_flight -= 1
+                self._limiter._grant()
+            return
         self._limiter._release(self._arrived_by)
 
 

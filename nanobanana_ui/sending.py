@@ -7,8 +7,10 @@ every request that arrives.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Protocol
 
 from .errors import StudioError
@@ -17,10 +19,17 @@ from .limits import DailyBudget, RateLimiter
 from .request import ImageRequest
 from .retry import RetryPolicy, describe_failure
 
-__all__ = ["EventSink", "GuardedSender"]
+__all__ = ["EventSink", "GuardedSender", "NotSent", "stop_sending"]
 
 log = logging.getLogger(__name__)
 EventSink = Callable[[str], None]  # receives one human line per wait or retry ("retrying in 4.2 s ...")
+# Set by a caller that may give up (a batch being cancelled): once the event is set, a request still waiting for its
+# rate-limit slot (or between retries) is not sent but raises NotSent. Tasks inherit it, so the Studio's fetch sees it.
+stop_sending: ContextVar[asyncio.Event | None] = ContextVar("stop_sending", default=None)
+
+
+class NotSent(Exception):  # noqa: N818 - not an error the user made: the caller asked to stop
+    """The request was not sent because its caller stopped sending (see `stop_sending`); nothing was paid."""
 
 
 class _Generate(Protocol):
@@ -61,6 +70,9 @@ class GuardedSender:
 
     async def _send_once(self, request: ImageRequest, tell: EventSink) -> BackendReply:
         if self._limiter is None:
+            stop = stop_sending.get()
+            if stop is not None and stop.is_set():
+                raise NotSent("stopped before sending")
             return await self._generate(request)
 
         def waiting(seconds: float | None) -> None:
@@ -68,7 +80,11 @@ class GuardedSender:
             log.info(line)
             tell(line)
 
-        async with await self._limiter.acquire(on_wait=waiting) as slot:
+        async with await self._acquire(self._limiter, waiting) as slot:
+            stop = stop_sending.get()
+            if stop is not None and stop.is_set():
+                slot.give_back()
+                raise NotSent("stopped before sending")
             if self._budget is not None:
                 await asyncio.to_thread(self._budget.reserve)
             reset = on_request_sent.set(slot.mark_sent)  # only this task's call: contextvars are per task
@@ -76,3 +92,23 @@ class GuardedSender:
                 return await self._generate(request)
             finally:
                 on_request_sent.reset(reset)
+
+    @staticmethod
+    async def _acquire(limiter: RateLimiter, waiting: Callable[[float | None], None]):
+        """The limiter's slot; with `stop_sending` set while waiting for it, give up the wait (NotSent)."""
+        stop = stop_sending.get()
+        if stop is None:
+            return await limiter.acquire(on_wait=waiting)
+        acquiring = asyncio.ensure_future(limiter.acquire(on_wait=waiting))
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({acquiring, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not acquiring.done():
+                acquiring.cancel()  # the limiter takes the waiter out of its queue (or returns a slot just granted)
+                with contextlib.suppress(asyncio.CancelledError):
+                    await acquiring
+        if acquiring.cancelled():
+            raise NotSent("stopped while waiting for the rate limit")
+        return acquiring.result()  # a slot; the caller gives it back if stop_sending is set by now

@@ -313,3 +313,22 @@ def test_cli_exit_code_is_the_first_failures_and_json_has_failed_items(emulator,
     assert records[1]["error_type"] == "PromptBlockedError" and records[1]["prompt"] == "blocked"
     assert {"path", "prompt", "row", "model", "cached", "cost_usd", "finish_reason", "tokens"} <= set(records[0])
     assert "failed: line 2:" in out.err
+
+
+def test_cancel_leaves_requests_waiting_for_the_rate_limit_unsent(settings, emulator, tmp_path):
+    limited = settings.__class__(**{**settings.__dict__, "rpm": 2, "rate_window_s": 60.0})
+    items = [BatchItem(row=n, prompt=f"slow {n}", mode=Mode.GENERATE, images=(), model=None, options=ImageOptions())
+             for n in range(1, 5)]
+
+    async def scenario(studio):
+        cancel = asyncio.Event()
+        plan = plan_batch(studio, items, out_dir=tmp_path / "out")
+        asyncio.get_running_loop().call_later(1.0, cancel.set)  # rows 3 and 4 then wait a minute for the limit
+        started = time.perf_counter()
+        summary = await run_batch(studio, plan, out_dir=tmp_path / "out", cancel=cancel)
+        return summary, time.perf_counter() - started, studio.sender._limiter.used()
+
+    summary, elapsed, used = in_studio(limited, scenario)
+    assert summary.cancelled and (summary.done, summary.failed) == (2, 0) and elapsed < 5
+    assert sorted(r.prompt for r in emulator.generate_requests) == ["slow 1", "slow 2"]
+    assert used == 2  # the slots taken but not used were given back, not held for a window

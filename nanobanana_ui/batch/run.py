@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import StudioError
 from ..outputs import extension_for, slugify
 from ..request import ImageRequest, ImageResult
+from ..sending import NotSent, stop_sending
 from .items import BatchItem
 from .manifest import Manifest, finished_lines
 from .plan import BatchPlan
@@ -77,7 +78,8 @@ async def run_batch(studio: Studio, plan: BatchPlan, *, out_dir: Path, concurren
 
     The rate limiter sets the pace: `concurrency` defaults to the rate limit (studio.settings.rpm) and can only lower
     it. `cancel` set: no new request starts, those in flight finish, and the summary says cancelled. `on_outcome`
-    gets every outcome as it happens, "earlier" ones first.
+    gets every outcome as it happens, "earlier" ones first. Requests still waiting for a rate-limit slot when
+    `cancel` is set are not sent at all (they have no outcome and run next time).
     """
     out_dir = Path(out_dir)
     staging = out_dir / _STAGING
@@ -86,6 +88,7 @@ async def run_batch(studio: Studio, plan: BatchPlan, *, out_dir: Path, concurren
     manifest = await asyncio.to_thread(Manifest, out_dir)
     outcomes: list[ItemOutcome] = []
     seen_results: set[str] = set()
+    not_sent: list[ImageRequest] = []
 
     def report(outcome: ItemOutcome) -> None:
         outcomes.append(outcome)
@@ -102,13 +105,18 @@ async def run_batch(studio: Studio, plan: BatchPlan, *, out_dir: Path, concurren
     limit = studio.settings.rpm if concurrency is None else max(1, min(concurrency, studio.settings.rpm))
 
     async def worker() -> None:
+        stop_sending.set(cancel)  # this worker's task only: once cancelled, requests waiting for a slot stay unsent
         while not (cancel is not None and cancel.is_set()):
             try:
                 item, request = pending.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            outcome = await _one(studio, item, request, out_dir, staging, seen_results,
-                                 use_cache=use_cache, owner=owner, on_event=on_event)
+            try:
+                outcome = await _one(studio, item, request, out_dir, staging, seen_results,
+                                     use_cache=use_cache, owner=owner, on_event=on_event)
+            except NotSent:  # cancelled while it waited for the rate limit: not sent, not paid, runs next time
+                not_sent.append(request)
+                continue
             await asyncio.to_thread(manifest.append, outcome.record)
             report(outcome)
 
@@ -133,6 +141,8 @@ async def _one(studio: Studio, item: BatchItem, request: ImageRequest, out_dir: 
         result = await studio.run(request, out_dir=staging, **run_kwargs)
     except StudioError as error:
         return _failed(item, request, base, error.message, type(error).__name__, error.exit_code)
+    except NotSent:
+        raise
     except Exception as error:  # noqa: BLE001 - a bug in one item must not stop the batch
         return _failed(item, request, base, f"unexpected {type(error).__name__}: {error}", type(error).__name__, 1)
     # Identical requests in flight at once share one call and one result: only the first pays for it.
