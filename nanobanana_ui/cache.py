@@ -37,17 +37,28 @@ class ResultCache:
     def __init__(self, directory: Path, size_limit: int) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self._cache = diskcache.Cache(str(directory), size_limit=size_limit)
+        self._entry_prefix = ENTRY_PREFIX
+        self._owns = True
+
+    def partition(self, namespace: str) -> ResultCache:
+        """A view of this cache whose entries only it sees (e.g. one visitor's key, by a salted hash of it).
+
+        Image bytes stay shared (content-addressed, found only through an entry); closing the view closes nothing.
+        """
+        view = object.__new__(ResultCache)
+        view._cache, view._entry_prefix, view._owns = self._cache, f"{ENTRY_PREFIX}{namespace}:", False
+        return view
 
     def lookup(self, key: str) -> CachedEntry | None:
         """The entry for a key, or None if absent or if any of its images is gone or damaged."""
-        raw = self._cache.get(ENTRY_PREFIX + key)
+        raw = self._cache.get(self._entry_prefix + key)
         if raw is None:
             return None
         entry = CachedEntry(**raw)
         paths = [self.image_path(sha) for sha, _ in entry.images]
         if all(path is not None for path in paths):
             return replace(entry, paths=tuple(paths))
-        self._cache.delete(ENTRY_PREFIX + key)  # an evicted or altered image: ask the API again
+        self._cache.delete(self._entry_prefix + key)  # an evicted or altered image: ask the API again
         return None
 
     def store(self, key: str, images: list[tuple[bytes, str]], entry_fields: dict) -> list[Path | None]:
@@ -60,7 +71,7 @@ class ResultCache:
                 self._cache.set(BLOB_PREFIX + sha, io.BytesIO(data), read=True)  # read=True: kept as a file
                 path = self.image_path(sha)
             paths.append(path)
-        self._cache.set(ENTRY_PREFIX + key, {"images": shas, **entry_fields})
+        self._cache.set(self._entry_prefix + key, {"images": shas, **entry_fields})
         return paths
 
     def image_path(self, sha256: str) -> Path | None:
@@ -75,8 +86,10 @@ class ResultCache:
         return None
 
     def __len__(self) -> int:
-        return sum(1 for key in self._cache.iterkeys() if str(key).startswith(ENTRY_PREFIX))
+        return sum(1 for key in self._cache.iterkeys() if str(key).startswith(self._entry_prefix)
+                   and ":" not in str(key)[len(self._entry_prefix):])
 
     def close(self) -> None:
-        """Close the cache's database connection."""
-        self._cache.close()
+        """Close the cache's database connection (a partition leaves it to the cache it came from)."""
+        if self._owns:
+            self._cache.close()

@@ -39,6 +39,13 @@ class Settings:
     max_retry_wait_s: float = 120.0  # total seconds of backoff per request before giving up
     rate_window_s: float = 60.0  # the rate limit's window; only tests and benchmarks shorten it
     concurrency: int = 4  # web app: generation requests served at once (each waits on the API, not the CPU)
+    # Public demos (bring your own key): see README "Public demos".
+    public: bool = False  # NANOBANANA_PUBLIC; on by default on Hugging Face Spaces (SYSTEM=spaces)
+    allow_server_key: bool = False  # NANOBANANA_ALLOW_SERVER_KEY: in public mode, keyless visitors use the host's key
+    visitor_rpm: int = 10  # NANOBANANA_VISITOR_RPM: requests per minute per visitor in public mode
+    max_upload_mb: float | None = None  # NANOBANANA_MAX_UPLOAD_MB; None: 10 in public mode, else 50
+    key_clients: int = 32  # at most this many visitors' keys have a client open at once (least recently used go)
+
 
     @property
     def uses_emulator(self) -> bool:
@@ -59,6 +66,17 @@ class Settings:
     def quota_dir(self) -> Path:
         """Where today's request and cost counters live (never evicted, shared by every process)."""
         return self.home / "quota"
+
+    @property
+    def max_file_size(self) -> str:
+        """Gradio's launch(max_file_size=...): larger uploads are refused with HTTP 413."""
+        mb = self.max_upload_mb if self.max_upload_mb is not None else (10 if self.public else 50)
+        return f"{mb:g}mb"
+
+    @property
+    def delete_cache(self) -> tuple[int, int] | None:
+        """gr.Blocks(delete_cache=...): in public mode Gradio's cached files go after an hour, checked hourly."""
+        return (3600, 3600) if self.public else None
 
     def with_overrides(self, **changes: object) -> Settings:
         """A copy with some fields replaced (None values are ignored)."""
@@ -129,5 +147,14 @@ def load_settings(
         values["rate_window_s"] = _number(*found, float, 0.1)
     if found := lookup("NANOBANANA_CONCURRENCY"):
         values["concurrency"] = _number(*found, int, 1)
+    values["public"] = env.get("SYSTEM", "").strip().lower() == "spaces"  # a Hugging Face Space is public
+    if found := lookup("NANOBANANA_PUBLIC"):
+        values["public"] = _flag(*found)
+    if found := lookup("NANOBANANA_ALLOW_SERVER_KEY"):
+        values["allow_server_key"] = _flag(*found)
+    if found := lookup("NANOBANANA_VISITOR_RPM"):
+        values["visitor_rpm"] = _number(*found, int, 1)
+    if found := lookup("NANOBANANA_MAX_UPLOAD_MB"):
+        values["max_upload_mb"] = _number(*found, float, 0.1)
     values.update({k: v for k, v in (explicit or {}).items() if v is not None})
     return Settings(**values)

@@ -68,6 +68,11 @@ class Studio:
         return self._offline
 
     @property
+    def busy(self) -> bool:
+        """True while a request is being answered (a Studio is closed only when it is not)."""
+        return bool(self._in_flight)
+
+    @property
     def backend(self) -> Backend:
         """The backend, created on first use (starting the emulator only when it is needed)."""
         if self._backend is None:

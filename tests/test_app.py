@@ -75,8 +75,9 @@ def test_exactly_three_public_endpoints_with_inputs_first_and_defaults_after(cli
     firsts = {"/generate": ["prompt"], "/edit": ["image", "prompt"], "/compose": ["images", "prompt"]}
     for name, endpoint in api["named_endpoints"].items():
         params = [p["parameter_name"] for p in endpoint["parameters"]]
+        # api_key was added last (bring your own key): positional callers of the earlier parameters keep working.
         assert params == [*firsts[name], "model", "aspect_ratio", "size", "temperature", "top_p", "top_k", "seed",
-                          "count", "output"]
+                          "count", "output", "api_key"]
         assert all(p["parameter_has_default"] for p in endpoint["parameters"][len(firsts[name]):])
         assert [r["component"] for r in endpoint["returns"]] == ["Gallery", "Markdown"]
     with urllib.request.urlopen(app_url + "config", timeout=10) as response:
@@ -229,7 +230,7 @@ ELEM_IDS = {  # the browser tests' locators: keep them stable
     "compose-prompt", "compose-button", "settings", "model", "model-info", "aspect-ratio", "size", "temperature",
     "top-p", "advanced", "top-k", "seed", "count", "output-mode", "out-gallery", "status", "new-variation-button",
     "output-to-edit-button", "out-files", "history-summary", "history-gallery", "history-details", "reuse-button",
-    "send-to-edit-button", "add-to-compose-button", "meter", "main-tabs", "studio-tab",
+    "send-to-edit-button", "add-to-compose-button", "meter", "main-tabs", "studio-tab", "api-key",
     "history-tab", "history-search", "history-model", "history-mode", "history-page-gallery", "history-prev",
     "history-next", "history-page-info", "history-item-details", "history-rerun", "history-variation",
     "history-send-to-edit", "history-add-to-compose", "history-download", "history-delete", "history-export",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import secrets
 import zipfile
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -36,8 +37,7 @@ from ..models import get_model
 from ..outputs import slugify
 from ..studio import Studio
 from .controls import AUTO, IMAGE_AND_TEXT, FormSettings
-from .handlers import studio_errors
-from .library import no_owner
+from .handlers import Runner, no_owner, studio_errors
 from .text import plain
 
 __all__ = ["BatchPage", "BatchState", "zip_folder"]
@@ -124,9 +124,10 @@ class BatchPage:
     """The Batch tab's events over one Studio; one cancel Event per visitor's session while a run is going."""
 
     def __init__(self, studio: Studio, owner_of: Callable[[gr.Request | None], str | None] = no_owner,
-                 concurrency: int | None = None) -> None:
+                 concurrency: int | None = None, runner: Runner | None = None) -> None:
         self.studio, self.owner_of = studio, owner_of  # owner_of: whose history entries the items become
         self.concurrency = concurrency  # None: the engine's default (follows the rate limit)
+        self.runner = runner or Runner(studio, owner_of=owner_of)  # picks the Studio of the visitor's key
         self._cancels: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task] = set()
 
@@ -145,6 +146,11 @@ class BatchPage:
             if path.suffix.lower() not in FORMATS:
                 raise gr.Error(f"A batch file is .txt, .csv or .jsonl (got {path.name}).", print_exception=False)
             items = read_batch_file(path, defaults=defaults)
+            if self.studio.settings.public and any(item.images for item in items):
+                rows = ", ".join(str(item.row) for item in items if item.images)
+                raise gr.Error(f"This public demo runs text prompts only in Batch: rows may not name image files on "
+                               f"the server (the `images` column, rows {rows}). Remove that column, or edit and "
+                               "compose your own images in the Studio tab.", print_exception=False)
             digest = hashlib.sha256(path.read_bytes() + path.suffix.encode() + settings).hexdigest()
             return BatchInput(items, slugify(path.stem), digest)
         if not (text or "").strip():
@@ -158,31 +164,35 @@ class BatchPage:
         if state.fingerprint == batch.fingerprint and state.folder and not state.complete \
                 and Path(state.folder).is_dir():
             return Path(state.folder), True
-        folder = self.root / f"{datetime.now():%Y%m%d-%H%M%S}-{batch.slug}"
+        # Public mode: a random part, so nobody can guess another visitor's folder (Gradio serves batches/).
+        private = f"-{secrets.token_hex(8)}" if self.studio.settings.public else ""
+        folder = self.root / f"{datetime.now():%Y%m%d-%H%M%S}-{batch.slug}{private}"
         n = 1
         while folder.exists():
             n += 1
-            folder = self.root / f"{datetime.now():%Y%m%d-%H%M%S}-{batch.slug}-{n}"
+            folder = self.root / f"{datetime.now():%Y%m%d-%H%M%S}-{batch.slug}{private}-{n}"
         return folder, False
 
     async def _plan(self, file: str | None, text: str | None, form: FormSettings,
-                    state: BatchState) -> tuple[BatchInput, BatchPlan, Path, bool]:
+                    state: BatchState, studio: Studio | None = None) -> tuple[BatchInput, BatchPlan, Path, bool]:
         batch = await asyncio.to_thread(self.read, file, text, form)
         folder, resuming = self.folder_for(batch, state)
         model = form.model_id(self.studio.settings.model)
-        plan = await asyncio.to_thread(plan_batch, self.studio, batch.items, out_dir=folder, model=model)
+        plan = await asyncio.to_thread(plan_batch, studio or self.studio, batch.items, out_dir=folder, model=model)
         if not plan.requests:
             raise gr.Error("No prompts found: blank lines and # comments are skipped.", print_exception=False)
         return batch, plan, folder, resuming
 
     async def estimate(self, file: str | None, text: str, model: str = "", aspect_ratio: str = AUTO, size: str = "",
                        temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1,
-                       output: str = IMAGE_AND_TEXT, state: BatchState | None = None) -> str:
+                       output: str = IMAGE_AND_TEXT, api_key: str = "", state: BatchState | None = None,
+                       request: gr.Request | None = None) -> str:
         """Validate the batch and say what a Run would do and cost, or list the bad rows; sends nothing."""
         form = FormSettings(model, aspect_ratio, size, temperature, top_p, top_k, seed, 1, output)
+        studio = self.runner.studio_for(api_key, request)
         with studio_errors():  # any other mistake (an unreadable file, a bad setting) as the page's error
             try:
-                _, plan, folder, resuming = await self._plan(file, text, form, state or BatchState())
+                _, plan, folder, resuming = await self._plan(file, text, form, state or BatchState(), studio)
             except BatchFileError as error:
                 return bad_rows_text(error)
         return plan_text(plan, folder, resuming)
@@ -197,22 +207,25 @@ class BatchPage:
 
     async def run(self, file: str | None, text: str, model: str = "", aspect_ratio: str = AUTO, size: str = "",
                   temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1,
-                  output: str = IMAGE_AND_TEXT, state: BatchState | None = None, request: gr.Request | None = None,
+                  output: str = IMAGE_AND_TEXT, api_key: str = "", state: BatchState | None = None,
+                  request: gr.Request | None = None,
                   progress: gr.Progress = gr.Progress()) -> AsyncIterator[tuple]:  # noqa: B008
         """Run the batch, yielding (gallery, progress, summary, zip, plan, state) as each request finishes."""
         state = state or BatchState()
         form = FormSettings(model, aspect_ratio, size, temperature, top_p, top_k, seed, 1, output)
+        studio = self.runner.studio_for(api_key, request)  # without a key (public mode): the message, nothing sent
         key = _session(request)
         if key in self._cancels:
             raise gr.Error("A batch is already running on this page: cancel it or wait for it.", print_exception=False)
         cancel = self._cancels[key] = asyncio.Event()  # taken before any await: a second click finds it
         try:
             with studio_errors():  # bad rows too: the message lists each with its line number
-                batch, plan, folder, resuming = await self._plan(file, text, form, state)
+                batch, plan, folder, resuming = await self._plan(file, text, form, state, studio)
+                self.runner.count_requests(request, len(plan.requests))  # public mode: the visitor's own limit
             state = BatchState(batch.fingerprint, str(folder), False)
             total, outcomes, shown = len(plan.requests), [], []
             queue: asyncio.Queue[ItemOutcome | None] = asyncio.Queue()
-            task = asyncio.create_task(run_batch(self.studio, plan, out_dir=folder, concurrency=self.concurrency,
+            task = asyncio.create_task(run_batch(studio, plan, out_dir=folder, concurrency=self.concurrency,
                                                  on_outcome=queue.put_nowait, cancel=cancel,
                                                  owner=self.owner_of(request)))
             self._tasks.add(task)  # held: a run outlives a visitor who leaves (in-flight requests finish)

@@ -16,7 +16,7 @@ NOTE = ("One prompt per line (blank lines and `#` comments skipped), or a .csv /
         "cancelled or with failures resumes when you run the same input again.")
 
 
-def batch_tab(page: BatchPage, settings_inputs: list, concurrency_limit: int) -> gr.Tab:
+def batch_tab(page: BatchPage, settings_inputs: list, concurrency_limit: int, api_key=None) -> gr.Tab:
     """Upload or paste prompts, estimate, run with progress, cancel, watch the results arrive, download a ZIP."""
     with gr.Tab("Batch", id="batch", elem_id="batch-tab") as tab:
         state = gr.State(BatchState())
@@ -41,7 +41,7 @@ def batch_tab(page: BatchPage, settings_inputs: list, concurrency_limit: int) ->
                 archive = gr.File(label="This run (images + manifest.jsonl)", interactive=False, visible=False,
                                   elem_id="batch-zip")
     settings = [s for s in settings_inputs if s.elem_id != "count"]  # a row's `count` says how many; default 1
-    inputs = [file, text, *settings, state]
+    inputs = [file, text, *settings, *([api_key] if api_key is not None else []), state]
     estimate.click(page.estimate, inputs, [plan], **PRIVATE)
     # Its own pool: a batch holds its slot for the whole run, and must not starve the Studio's single requests
     # (every request still goes through the Studio's shared rate limiter and budget).

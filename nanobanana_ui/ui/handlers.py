@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import gradio as gr
 
@@ -11,11 +12,12 @@ from ..errors import StudioError
 from ..models import get_model
 from ..request import ImageRequest, ImageResult, Mode
 from ..studio import Studio
+from ..visitors import KeyRing, VisitorLimits
 from .controls import AUTO, IMAGE_AND_TEXT, MAX_UI_COUNT, FormSettings, gallery_paths
 from .history import Session
-from .text import daily_meter, run_status, status_line
+from .text import PUBLIC_METER, daily_meter, run_status, status_line
 
-__all__ = ["Outputs", "Runner", "studio_errors"]
+__all__ = ["Outputs", "Runner", "no_owner", "studio_errors", "visitor_owner"]
 
 Outputs = tuple[list[str], str, Session]  # output gallery files, status text, the visitor's session
 
@@ -29,22 +31,77 @@ def studio_errors() -> Iterator[None]:
         raise gr.Error(error.message, print_exception=False) from None
 
 
-class Runner:
-    """Runs the page's requests through one Studio and records them in the visitor's session."""
+def no_owner(request: gr.Request | None) -> str | None:
+    """A private install: every visitor sees every entry."""
+    return None
 
-    def __init__(self, studio: Studio) -> None:
+
+def visitor_owner(request: gr.Request | None) -> str | None:
+    """Public mode: the logged-in user's name when there is a login, else the browser session's id."""
+    if request is None:
+        return None
+    username = getattr(request, "username", None)
+    if username:
+        return f"user:{username}"
+    session = getattr(request, "session_hash", None)
+    return f"session:{session}" if session else None
+
+
+class Runner:
+    """Runs the page's requests through the visitor's Studio (their own key's, or the host's) and records them in
+    the visitor's session and, under the visitor's owner id, in the history."""
+
+    def __init__(self, studio: Studio, keys: KeyRing | None = None,
+                 owner_of: Callable[[gr.Request | None], str | None] = no_owner) -> None:
         self.studio = studio
+        self.keys = keys or KeyRing(studio)
+        self.owner_of = owner_of
+        self.limits = VisitorLimits(studio.settings.visitor_rpm) if studio.settings.public else None
+
+    @property
+    def public(self) -> bool:
+        """True in public mode."""
+        return self.studio.settings.public
 
     def meter(self) -> str:
         """Today's requests against the budget, cost and cache savings on this data directory."""
+        if self.public:
+            return PUBLIC_METER.format(rpm=self.studio.settings.visitor_rpm)
         return daily_meter(self.studio.usage_today(), self.studio.offline)
+
+    def studio_for(self, api_key: str | None, request: gr.Request | None = None) -> Studio:
+        """The Studio for this visitor's key (or the host's); a clear message, and nothing sent, without one."""
+        with studio_errors():
+            return self.keys.studio_for(api_key, getattr(request, "session_hash", None))
+
+    def visitor(self, request: gr.Request | None) -> str:
+        """Who the per-visitor rate limit counts: the owner id, else the session."""
+        return self.owner_of(request) or visitor_owner(request) or "anonymous"
+
+    def count_requests(self, request: gr.Request | None, count: int) -> None:
+        """Public mode: the visitor's own rate limit (on top of the shared one); refused at once when over it."""
+        if self.limits is not None:
+            with studio_errors():
+                self.limits.take(self.visitor(request), count)
+
+    def out_dir(self, request: gr.Request | None) -> Path | None:
+        """Public mode: the visitor's outputs go to a folder of their own whose name nobody else can guess (Gradio
+        serves the outputs folder); None (the usual outputs folder) on a private install."""
+        if not self.public:
+            return None
+        return self.studio.settings.output_dir / self.keys.private_folder(self.visitor(request))
+
+    def forget(self, request: gr.Request) -> None:
+        """The visitor's page closed: their key's client is closed (unless another page of theirs uses it)."""
+        self.keys.forget_session(getattr(request, "session_hash", None))
 
     # The three public endpoints. Their parameter names and order are the HTTP API (gradio_client, MCP):
     # keep them stable. Every parameter after the first one(s) has a default in its component.
 
     async def generate(self, prompt: str, model: str = "", aspect_ratio: str = AUTO, size: str = "",
                        temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1,
-                       count: int = 1, output: str = IMAGE_AND_TEXT, session: Session | None = None,
+                       count: int = 1, output: str = IMAGE_AND_TEXT, api_key: str = "", session: Session | None = None,
+                       request: gr.Request | None = None,
                        progress: gr.Progress = gr.Progress()) -> Outputs:  # noqa: B008 (how Gradio asks for it)
         """Make images from a text prompt; returns the saved PNG files and a status line per image.
 
@@ -59,14 +116,16 @@ class Runner:
             seed: -1 for none (seeds are best effort).
             count: 1 to 4 images, made as parallel calls.
             output: "Image + text" or "Image only".
+            api_key: your own Gemini API key (used only for this request, never stored); required on a public
+                demo, optional where the host's key serves.
         """
         form = FormSettings(model, aspect_ratio, size, temperature, top_p, top_k, seed, count, output)
-        return await self._make(Mode.GENERATE, prompt, (), form, session, progress)
+        return await self._make(Mode.GENERATE, prompt, (), form, session, progress, api_key, request)
 
     async def edit(self, image: str | None, prompt: str, model: str = "", aspect_ratio: str = AUTO, size: str = "",
                    temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1, count: int = 1,
-                   output: str = IMAGE_AND_TEXT, session: Session | None = None,
-                   progress: gr.Progress = gr.Progress()) -> Outputs:  # noqa: B008
+                   output: str = IMAGE_AND_TEXT, api_key: str = "", session: Session | None = None,
+                   request: gr.Request | None = None, progress: gr.Progress = gr.Progress()) -> Outputs:  # noqa: B008
         """Change an image as the prompt says; returns the saved PNG files and a status line per image.
 
         Args:
@@ -81,13 +140,16 @@ class Runner:
             seed: -1 for none (seeds are best effort).
             count: 1 to 4 images, made as parallel calls.
             output: "Image + text" or "Image only".
+            api_key: your own Gemini API key (used only for this request, never stored); required on a public
+                demo, optional where the host's key serves.
         """
         form = FormSettings(model, aspect_ratio, size, temperature, top_p, top_k, seed, count, output)
-        return await self._make(Mode.EDIT, prompt, (image,) if image else (), form, session, progress)
+        return await self._make(Mode.EDIT, prompt, (image,) if image else (), form, session, progress, api_key, request)
 
     async def compose(self, images: list | None, prompt: str, model: str = "", aspect_ratio: str = AUTO,
                       size: str = "", temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1,
-                      count: int = 1, output: str = IMAGE_AND_TEXT, session: Session | None = None,
+                      count: int = 1, output: str = IMAGE_AND_TEXT, api_key: str = "",
+                      session: Session | None = None, request: gr.Request | None = None,
                       progress: gr.Progress = gr.Progress()) -> Outputs:  # noqa: B008
         """Combine several images as the prompt says; returns the saved PNG files and a status line per image.
 
@@ -103,20 +165,26 @@ class Runner:
             seed: -1 for none (seeds are best effort).
             count: 1 to 4 images, made as parallel calls.
             output: "Image + text" or "Image only".
+            api_key: your own Gemini API key (used only for this request, never stored); required on a public
+                demo, optional where the host's key serves.
         """
         form = FormSettings(model, aspect_ratio, size, temperature, top_p, top_k, seed, count, output)
-        return await self._make(Mode.COMPOSE, prompt, gallery_paths(images), form, session, progress)
+        return await self._make(Mode.COMPOSE, prompt, gallery_paths(images), form, session, progress, api_key, request)
 
-    async def new_variation(self, session: Session | None,
+    async def new_variation(self, session: Session | None, api_key: str = "", request: gr.Request | None = None,
                             progress: gr.Progress = gr.Progress()) -> Outputs:  # noqa: B008
         """Run the last request again under the next variation numbers: new images, never the cached ones."""
+        studio = self.studio_for(api_key, request)
         if session is None or session.last_request is None:
             raise gr.Error("Nothing to vary yet: make an image first, then ask for a new variation.")
-        request = session.last_request.with_variation(session.next_variation)
-        return await self._run(request, session.last_inputs, session.last_count, session, progress)
+        image_request = session.last_request.with_variation(session.next_variation)
+        return await self._run(image_request, session.last_inputs, session.last_count, session, progress,
+                               owner=self.owner_of(request), studio=studio, visitor=request)
 
     async def _make(self, mode: Mode, prompt: str | None, inputs: tuple[str, ...], form: FormSettings,
-                    session: Session | None, progress: gr.Progress) -> Outputs:
+                    session: Session | None, progress: gr.Progress, api_key: str = "",
+                    request: gr.Request | None = None) -> Outputs:
+        studio = self.studio_for(api_key, request)  # first: without a key, nothing else happens
         count = form.image_count()
         if not 1 <= count <= MAX_UI_COUNT:
             raise gr.Error(f"The page makes 1 to {MAX_UI_COUNT} images at a time (got {count}); "
@@ -124,12 +192,16 @@ class Runner:
         model = form.model_id(self.studio.settings.model)
         with studio_errors():
             # Everything that can be checked is checked here, before any call (prompt, images, options, limits).
-            request = self.studio.build_request(mode, prompt or "", inputs, model=model,
-                                                options=form.options(get_model(model)))
-        return await self._run(request, inputs, count, session if session is not None else Session(), progress)
+            image_request = studio.build_request(mode, prompt or "", inputs, model=model,
+                                                 options=form.options(get_model(model)))
+        return await self._run(image_request, inputs, count, session if session is not None else Session(), progress,
+                               owner=self.owner_of(request), studio=studio, visitor=request)
 
     async def _run(self, request: ImageRequest, inputs: tuple[str, ...], count: int, session: Session,
-                   progress: gr.Progress, owner: str | None = None) -> Outputs:
+                   progress: gr.Progress, owner: str | None = None, studio: Studio | None = None,
+                   visitor: gr.Request | None = None) -> Outputs:
+        studio = studio or self.studio
+        self.count_requests(visitor, count)
         label = get_model(request.model).label.split(" (")[0]
         progress(0.0, desc=f"{label}: making {'an image' if count == 1 else f'{count} images in parallel'}...")
         finished: list[ImageResult | StudioError] = []
@@ -143,8 +215,9 @@ class Runner:
             progress(len(finished) / count, desc=line)
 
         with studio_errors():
-            outcomes = await self.studio.run_variations(request, count, on_result=one_more,
-                                                        on_event=waiting_or_retrying, owner=owner)
+            outcomes = await studio.run_variations(request, count, on_result=one_more,
+                                                        on_event=waiting_or_retrying, owner=owner,
+                                                        out_dir=self.out_dir(visitor))
         results = [outcome for outcome in outcomes if isinstance(outcome, ImageResult)]
         failures = [outcome for outcome in outcomes if isinstance(outcome, StudioError)]
         if not results:

@@ -12,6 +12,7 @@ from gradio.blocks import Block
 from ..models import ModelSpec, get_model
 from ..request import Mode
 from ..studio import Studio
+from ..visitors import KeyRing
 from . import text
 from .batch import BatchPage
 from .batch_tab import batch_tab
@@ -26,9 +27,9 @@ from .controls import (
     size_choices,
 )
 from .events import TAB_IDS, PageEvents
-from .handlers import Runner
+from .handlers import Runner, no_owner, visitor_owner
 from .history import Session
-from .library import Library, no_owner
+from .library import Library
 from .pnginfo import PngInfo
 from .tabs import StudioForm, history_tab, pnginfo_tab
 
@@ -128,21 +129,34 @@ def studio_tab(spec: ModelSpec, default_model: str) -> dict[str, Any]:
     return {name: value for name, value in made.items() if isinstance(value, Block)}
 
 
-def build_app(studio: Studio, owner_of: Callable[[gr.Request | None], str | None] = no_owner) -> gr.Blocks:
+def build_app(studio: Studio, owner_of: Callable[[gr.Request | None], str | None] | None = None,
+              keys: KeyRing | None = None) -> gr.Blocks:
     """The Blocks app for one Studio: the Studio tab (Generate, Edit and Compose, settings, outputs and this
     session's panel), the History tab (everything made on this data directory), Batch and PNG Info.
 
-    `owner_of(request)` limits the History tab to one owner's entries (None: everything, a private install).
+    `owner_of(request)` limits the History tab and every request's history entry to one owner (None: everything,
+    a private install); by default the visitor (login name, else browser session) in public mode, else nobody.
+    `keys` holds the visitors' own keys' Studios (bring your own key); one is made for `studio` by default.
+    Public mode (studio.settings.public) also expires Gradio's file cache (delete_cache); launch() should pass
+    `max_file_size=studio.settings.max_file_size`.
     """
-    default_model = studio.settings.model
+    settings = studio.settings
+    owner_of = owner_of or (visitor_owner if settings.public else no_owner)
+    default_model = settings.model
     spec = get_model(default_model)
-    runner, events = Runner(studio), PageEvents(default_model)
+    runner, events = Runner(studio, keys, owner_of), PageEvents(default_model)
     library, pnginfo = Library(studio, runner, owner_of), PngInfo(events)
 
-    with gr.Blocks(title="Nano Banana Studio") as demo:
+    with gr.Blocks(title="Nano Banana Studio", delete_cache=settings.delete_cache) as demo:
         gr.Markdown(TITLE)
-        if studio.offline:
+        if settings.public:
+            gr.Markdown(text.PUBLIC_BANNER, elem_id="public-banner")
+        elif studio.offline:
             gr.Markdown(text.OFFLINE_BANNER, elem_id="offline-banner")
+        # Never given a value by the server, never stored: sent by the browser with each request that needs it.
+        api_key = gr.Textbox(label="Your Gemini API key" + ("" if settings.public else " (optional)"),
+                             type="password", value="", placeholder="AIza...", info=text.KEY_HELP,
+                             max_lines=1, elem_id="api-key")
         session = gr.State(Session())
         with gr.Tabs(elem_id="main-tabs") as main_tabs:
             s = SimpleNamespace(**studio_tab(spec, default_model))
@@ -156,9 +170,9 @@ def build_app(studio: Studio, owner_of: Callable[[gr.Request | None], str | None
                            "compose_images": s.compose_images, "model": s.model, "aspect_ratio": s.aspect,
                            "size": s.size, "temperature": s.temperature, "top_p": s.top_p, "top_k": s.top_k,
                            "seed": s.seed, "output": s.output}
-            form = StudioForm(form_fields, run_outputs, session_views, s.meter, api)
+            form = StudioForm(form_fields, run_outputs, session_views, s.meter, api, api_key)
             history_tab(library, form, events.show_session, runner.meter)
-            batch_tab(BatchPage(studio, owner_of), settings_inputs, studio.settings.concurrency)
+            batch_tab(BatchPage(studio, owner_of, runner=runner), settings_inputs, settings.concurrency, api_key)
             pnginfo_tab(pnginfo, form)
 
         for button, fn, inputs, name in (
@@ -166,14 +180,16 @@ def build_app(studio: Studio, owner_of: Callable[[gr.Request | None], str | None
             (s.edit_button, runner.edit, [s.edit_image, s.edit_prompt], "edit"),
             (s.compose_button, runner.compose, [s.compose_images, s.compose_prompt], "compose"),
         ):
-            run = button.click(fn, [*inputs, *settings_inputs, session], run_outputs, api_name=name,
+            # api_key comes last of the API's parameters: callers that pass the others by position keep working.
+            run = button.click(fn, [*inputs, *settings_inputs, api_key, session], run_outputs, api_name=name,
                                api_visibility="public", **api)
             run.success(events.show_session, [session], session_views, **PRIVATE)
             run.then(runner.meter, None, s.meter, **PRIVATE)  # failures count against the budget too
-        variation = s.variation_button.click(runner.new_variation, [session], run_outputs, **api, **PRIVATE)
+        variation = s.variation_button.click(runner.new_variation, [session, api_key], run_outputs, **api, **PRIVATE)
         variation.success(events.show_session, [session], session_views, **PRIVATE)
         variation.then(runner.meter, None, s.meter, **PRIVATE)
         demo.load(runner.meter, None, s.meter, **PRIVATE)
+        demo.unload(runner.forget)  # the visitor's key's client is closed when their page goes
 
         s.model.change(events.model_changed, [s.model, s.aspect, s.size, s.compose_images],
                        [s.aspect, s.size, s.compose_limit], **PRIVATE).then(

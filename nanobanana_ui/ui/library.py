@@ -31,7 +31,7 @@ from ..request import ImageOptions, ImageRequest, Mode
 from ..studio import Studio
 from .controls import gallery_paths
 from .events import TAB_IDS
-from .handlers import Outputs, Runner, studio_errors
+from .handlers import Outputs, Runner, no_owner, studio_errors
 from .history import Session
 from .text import options_summary, plain
 
@@ -43,11 +43,6 @@ MAIN_TABS = {"studio": "studio", "history": "history", "pnginfo": "pnginfo"}
 _MIMES = ("image/png", "image/jpeg", "image/webp")
 _EXPORT_TTL_S = 3600  # exports older than this are removed when the next one is made
 _NO_SELECTION = "Click a thumbnail to see everything about that request."
-
-
-def no_owner(request: gr.Request | None) -> str | None:
-    """A private install: every visitor sees every entry."""
-    return None
 
 
 @dataclass
@@ -256,31 +251,35 @@ class Library:
                            f"{len(images)}. Remove one first, or pick a model that takes more.", print_exception=False)
         return images + [path], gr.Tabs(selected=MAIN_TABS["studio"]), gr.Tabs(selected=TAB_IDS[Mode.COMPOSE])
 
-    async def rerun(self, browse: Browse, session: Session | None, request: gr.Request | None = None,
+    async def rerun(self, browse: Browse, session: Session | None, api_key: str = "",
+                    request: gr.Request | None = None,
                     progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008
         """The very same request again, through the Studio: answered by the cache when it still holds it."""
+        studio = self.runner.studio_for(api_key, request)
         entry = self._selected(browse, request)
         image_request, inputs = await asyncio.to_thread(self.rebuild, entry, session)
-        return await self._run(image_request, inputs, session, request, progress)
+        return await self._run(image_request, inputs, session, request, progress, studio)
 
-    async def variation(self, browse: Browse, session: Session | None, request: gr.Request | None = None,
+    async def variation(self, browse: Browse, session: Session | None, api_key: str = "",
+                        request: gr.Request | None = None,
                         progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008
         """The same request under the next variation number the cache does not hold: a new image."""
+        studio = self.runner.studio_for(api_key, request)
         entry = self._selected(browse, request)
         image_request, inputs = await asyncio.to_thread(self.rebuild, entry, session)
-        number = await asyncio.to_thread(self.next_variation, image_request)
-        return await self._run(image_request.with_variation(number), inputs, session, request, progress)
+        number = await asyncio.to_thread(self.next_variation, image_request, studio)
+        return await self._run(image_request.with_variation(number), inputs, session, request, progress, studio)
 
     async def _run(self, image_request: ImageRequest, inputs: tuple[str, ...], session: Session | None,
-                   request: gr.Request | None, progress: gr.Progress) -> tuple:
+                   request: gr.Request | None, progress: gr.Progress, studio: Studio | None = None) -> tuple:
         outputs: Outputs = await self.runner._run(image_request, inputs, 1, session or Session(), progress,
-                                                  owner=self.owner_of(request))
+                                                  owner=self.owner_of(request), studio=studio, visitor=request)
         return (*outputs, gr.Tabs(selected=MAIN_TABS["studio"]))
 
-    def next_variation(self, image_request: ImageRequest) -> int:
-        """The first variation number after this request's that has no answer in the cache."""
+    def next_variation(self, image_request: ImageRequest, studio: Studio | None = None) -> int:
+        """The first variation number after this request's that the cache (of this visitor's key) does not hold."""
         number = image_request.options.variation + 1
-        while self.studio.cache.lookup(image_request.with_variation(number).cache_key()) is not None:
+        while (studio or self.studio).cache.lookup(image_request.with_variation(number).cache_key()) is not None:
             number += 1
         return number
 

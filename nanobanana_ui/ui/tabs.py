@@ -26,6 +26,7 @@ class StudioForm:
     session_views: list  # the session panel's components (refreshed after a run)
     meter: Any
     api: dict  # concurrency settings shared by every generation event
+    api_key: Any = None  # the visitor's own key (password field): an input of every event that sends a request
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -89,7 +90,8 @@ def history_tab(library: Library, form: StudioForm, show_session, meter_fn) -> g
                      [form.compose_images, form.main_tabs, form.tabs], **PRIVATE)
     session = form.run_outputs[-1]
     for button, fn in ((rerun, library.rerun), (variation, library.variation)):
-        run = button.click(fn, [browse, session], [*form.run_outputs, form.main_tabs], **form.api, **PRIVATE)
+        run = button.click(fn, [browse, session, form.api_key], [*form.run_outputs, form.main_tabs], **form.api,
+                           **PRIVATE)
         run.success(show_session, [session], form.session_views, **PRIVATE)
         run.then(meter_fn, None, form.meter, **PRIVATE)
     return tab

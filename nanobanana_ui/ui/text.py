@@ -12,10 +12,18 @@ from ..request import ImageOptions, ImageResult
 from .history import HistoryEntry, Session
 
 __all__ = [
-    "OFFLINE_BANNER", "compose_limit", "daily_meter", "entry_caption", "entry_details", "history_summary", "model_info",
+    "KEY_HELP", "OFFLINE_BANNER", "PUBLIC_BANNER", "PUBLIC_METER",
+    "compose_limit", "daily_meter", "entry_caption", "entry_details", "history_summary", "model_info",
     "options_summary", "plain", "run_status", "status_line",
 ]
 
+PUBLIC_BANNER = (
+    "**Public demo: bring your own key.** Paste your Gemini API key below (get one at "
+    "https://aistudio.google.com/apikey). It is used only for your own requests, on your own quota, and is never "
+    "stored or logged; you see only your own history.")
+PUBLIC_METER = "Public demo: your requests use your own key and quota · at most {rpm} requests per minute per visitor."
+KEY_HELP = ("Used only for your own requests; never stored, logged or shown to anyone. Get one at "
+            "https://aistudio.google.com/apikey")
 OFFLINE_BANNER = (
     "**Offline mode:** no API key is configured, so images come from the built-in Gemini emulator "
     "(labelled placeholders). Add `GEMINI_API_KEY=...` to `.env` or the environment and restart for real images "
