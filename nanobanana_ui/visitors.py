@@ -22,7 +22,7 @@ from collections import OrderedDict, deque
 from pathlib import Path
 
 from .config import Settings
-from .errors import MissingKeyError, RateLimitError
+from .errors import InvalidKeyError, MissingKeyError, RateLimitError
 from .studio import Studio
 
 __all__ = ["KEY_PAGE", "MISSING_KEY_MESSAGE", "KeyRing", "VisitorLimits", "stable_salt"]
@@ -32,6 +32,7 @@ KEY_PAGE = "https://aistudio.google.com/apikey"
 MISSING_KEY_MESSAGE = (f"Add your Gemini API key in the \"Your Gemini API key\" field first (get one at {KEY_PAGE}). "
                        "It is used only for your own requests and is never stored. Nothing was sent.")
 SALT_FILE = "secret"
+MAX_KEY_LENGTH = 256
 
 
 def stable_salt(home: Path) -> bytes:
@@ -101,6 +102,10 @@ class KeyRing:
             if self.host_serves_keyless():
                 return self.host
             raise MissingKeyError(MISSING_KEY_MESSAGE)
+        if len(key) > MAX_KEY_LENGTH or not all(33 <= ord(ch) < 127 for ch in key):
+            # Checked before any client sees it: an HTTP library's error about a bad header would quote the value.
+            raise InvalidKeyError("That does not look like a Gemini API key (printable letters, digits and "
+                                  f"punctuation, no spaces). Copy it again from {KEY_PAGE}. Nothing was sent.")
         if self.settings.api_key and hmac.compare_digest(key, self.settings.api_key):
             return self.host  # the host's own key, typed in the page: the same client, cache and limits
         hashed = self._hash(key)

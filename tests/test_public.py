@@ -15,7 +15,7 @@ from servers import app_env, start_app, stop_app
 
 from nanobanana_ui.config import Settings, load_settings
 from nanobanana_ui.emulator import Fault, GeminiEmulator
-from nanobanana_ui.errors import MissingKeyError, RateLimitError
+from nanobanana_ui.errors import InvalidKeyError, MissingKeyError, RateLimitError
 from nanobanana_ui.studio import Studio
 from nanobanana_ui.ui.batch import BatchPage
 from nanobanana_ui.ui.handlers import Runner, visitor_owner
@@ -198,6 +198,10 @@ def test_key_ring_public_mode(emulator, tmp_path):
             with pytest.raises(MissingKeyError) as missing:
                 ring.studio_for("")
             assert missing.value.message == MISSING_KEY_MESSAGE
+            for bad in ("two words", "ключ-" + KEY_A, "x" * 300, "AIza\r\nX-Injected: 1"):
+                with pytest.raises(InvalidKeyError) as refused:
+                    ring.studio_for(bad)
+                assert bad not in refused.value.message and "Nothing was sent" in refused.value.message
             a, b = ring.studio_for(KEY_A, "s1"), ring.studio_for(KEY_B, "s2")
             assert a is ring.studio_for(f" {KEY_A} ", "s1") and a is not b and not a.offline and not b.offline
             assert all(KEY_A not in k and KEY_B not in k for k in ring._studios)  # salted hashes only
