@@ -12,7 +12,7 @@ from dotenv import dotenv_values
 from .errors import ConfigError
 from .models import default_model_id
 
-__all__ = ["KEY_VARIABLES", "Settings", "load_settings"]
+__all__ = ["KEY_VARIABLES", "Settings", "load_settings", "parse_auth"]
 
 # The key's names, in precedence order. GEMINI_API_KEY is ours; the others are accepted for convenience.
 # (The SDK itself prefers GOOGLE_API_KEY; we always pass the key explicitly, so our order is the one that counts.)
@@ -39,13 +39,13 @@ class Settings:
     max_retry_wait_s: float = 120.0  # total seconds of backoff per request before giving up
     rate_window_s: float = 60.0  # the rate limit's window; only tests and benchmarks shorten it
     concurrency: int = 4  # web app: generation requests served at once (each waits on the API, not the CPU)
+    auth: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # web app logins (NANOBANANA_AUTH, --auth)
     # Public demos (bring your own key): see README "Public demos".
     public: bool = False  # NANOBANANA_PUBLIC; on by default on Hugging Face Spaces (SYSTEM=spaces)
     allow_server_key: bool = False  # NANOBANANA_ALLOW_SERVER_KEY: in public mode, keyless visitors use the host's key
     visitor_rpm: int = 10  # NANOBANANA_VISITOR_RPM: requests per minute per visitor in public mode
     max_upload_mb: float | None = None  # NANOBANANA_MAX_UPLOAD_MB; None: 10 in public mode, else 50
     key_clients: int = 32  # at most this many visitors' keys have a client open at once (least recently used go)
-
 
     @property
     def uses_emulator(self) -> bool:
@@ -71,7 +71,7 @@ class Settings:
     def max_file_size(self) -> str:
         """Gradio's launch(max_file_size=...): larger uploads are refused with HTTP 413."""
         mb = self.max_upload_mb if self.max_upload_mb is not None else (10 if self.public else 50)
-        return f"{mb:g}mb"
+        return f"{mb:g}mb" if float(mb).is_integer() else f"{round(mb * 1024)}kb"  # Gradio takes whole numbers only
 
     @property
     def delete_cache(self) -> tuple[int, int] | None:
@@ -100,6 +100,23 @@ def _number(name: str, raw: str, kind: type, minimum: float) -> int | float:
     if value < minimum:
         raise ConfigError(f"{name}={raw!r} must be at least {minimum}.")
     return value
+
+
+def parse_auth(entries: str | list[str], name: str = "NANOBANANA_AUTH") -> tuple[tuple[str, str], ...]:
+    """Logins for the web app: a string holds "user:pass" entries separated by commas, a list one entry each.
+
+    The password may hold colons; the user name may not. Bad entries raise ConfigError without the password.
+    """
+    items = entries.split(",") if isinstance(entries, str) else list(entries)
+    logins = []
+    for item in items:
+        user, colon, password = item.strip().partition(":")
+        problem = ("an entry has no colon" if not colon else "an entry has no user name" if not user.strip()
+                   else f"{user.strip()!r} has no password" if not password else None)
+        if problem:
+            raise ConfigError(f"{name}: {problem}; write user:password (several: user:pass,user2:pass2).")
+        logins.append((user.strip(), password))
+    return tuple(logins)
 
 
 def load_settings(
@@ -147,6 +164,8 @@ def load_settings(
         values["rate_window_s"] = _number(*found, float, 0.1)
     if found := lookup("NANOBANANA_CONCURRENCY"):
         values["concurrency"] = _number(*found, int, 1)
+    if found := lookup("NANOBANANA_AUTH"):
+        values["auth"] = parse_auth(found[1])
     values["public"] = env.get("SYSTEM", "").strip().lower() == "spaces"  # a Hugging Face Space is public
     if found := lookup("NANOBANANA_PUBLIC"):
         values["public"] = _flag(*found)
