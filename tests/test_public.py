@@ -211,6 +211,7 @@ def test_key_ring_public_mode(emulator, tmp_path):
             hit = await a.generate("same prompt")
             other = await b.generate("same prompt")
             assert hit.cached and not other.cached
+            assert KEY_A in a.history._redact and KEY_B in b.history._redact  # each key's history redacts it
             assert [r.api_key for r in emulator.generate_requests] == [KEY_A, KEY_B]
             ring.forget_session("s2")
             assert len(ring) == 1
