@@ -129,12 +129,11 @@ def test_mcp_schema_lists_exactly_the_three_tools_with_their_parameters(tmp_path
     assert set(tools) == set(TOOLS)
     for name, firsts in TOOLS.items():
         schema = tools[name]["inputSchema"]
-        params = list(schema["properties"])
-        assert params[:len(firsts)] == firsts and params[len(firsts):len(firsts) + len(OPTIONS)] == OPTIONS
-        assert set(params[len(firsts) + len(OPTIONS):]) <= {"api_key"}  # bring your own key, when the page has it
+        assert list(schema["properties"]) == [*firsts, *OPTIONS, "api_key"]  # the same names as gradio_client's
         assert "prompt" in schema["required"] and set(schema["required"]) <= set(firsts)  # a Gallery has a default
-        assert tools[name]["description"].startswith(("Make images", "Change an image", "Combine several images"))
-        assert all(prop.get("description") for prop in schema["properties"].values())  # every parameter explained
+        assert tools[name]["description"].startswith(("Make new images", "Edit one image", "Make one image"))
+        # Every parameter explained in full: Gradio reads one line per parameter from the docstring's Args.
+        assert all(prop.get("description", "").endswith(".") for prop in schema["properties"].values()), schema
     assert "Traceback" not in log and "gr.State input" not in log
 
 

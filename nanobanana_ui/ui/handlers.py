@@ -103,21 +103,23 @@ class Runner:
                        count: int = 1, output: str = IMAGE_AND_TEXT, api_key: str = "", session: Session | None = None,
                        request: gr.Request | None = None,
                        progress: gr.Progress = gr.Progress()) -> Outputs:  # noqa: B008 (how Gradio asks for it)
-        """Make images from a text prompt; returns the saved PNG files and a status line per image.
+        """Make new images from a text description with Gemini; returns the PNG files and a status line per image.
+
+        The status gives the cost (or "cached · $0" when the same request was answered before), the finish reason
+        and the model's words. A blocked prompt, a quota or a bad option comes back as an error message.
 
         Args:
-            prompt: what to draw.
-            model: image model id ("" for the server's default).
-            aspect_ratio: e.g. "16:9", or "auto" for the model's default.
-            size: "512", "1K", "2K" or "4K" as the model offers ("" for its default).
-            temperature: 0 to 2.
-            top_p: 0 to 1.
-            top_k: 0 for the model's default.
-            seed: -1 for none (seeds are best effort).
-            count: 1 to 4 images, made as parallel calls.
-            output: "Image + text" or "Image only".
-            api_key: your own Gemini API key (used only for this request, never stored); required on a public
-                demo, optional where the host's key serves.
+            prompt: what to draw: subject, setting, style, composition, any text to render.
+            model: Gemini image model id, e.g. "gemini-3-pro-image-preview" (Nano Banana Pro); "" for the default.
+            aspect_ratio: width:height such as "1:1", "16:9", "9:16" or "21:9"; "auto" for the model's default.
+            size: "512", "1K", "2K" or "4K" as the model offers ("" for its default); others are refused, unsent.
+            temperature: randomness, 0 to 2 (1.0 by default); lower stays closer to the prompt.
+            top_p: nucleus sampling, 0 to 1 (0.95 by default).
+            top_k: top-k sampling; 0 for the model's default.
+            seed: a number to make results more repeatable (best effort); -1 for none.
+            count: how many images to make, 1 to 4, as parallel calls (each one is a paid request).
+            output: "Image + text" (the model may add a few words) or "Image only".
+            api_key: your own Gemini API key, used for this request only and never stored; needed on a public demo.
         """
         form = FormSettings(model, aspect_ratio, size, temperature, top_p, top_k, seed, count, output)
         return await self._make(Mode.GENERATE, prompt, (), form, session, progress, api_key, request)
@@ -126,22 +128,23 @@ class Runner:
                    temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1, count: int = 1,
                    output: str = IMAGE_AND_TEXT, api_key: str = "", session: Session | None = None,
                    request: gr.Request | None = None, progress: gr.Progress = gr.Progress()) -> Outputs:  # noqa: B008
-        """Change an image as the prompt says; returns the saved PNG files and a status line per image.
+        """Edit one image as the prompt says (change, add or remove things, restyle); returns the new PNG files.
+
+        Each result comes with a status line: cost (or "cached · $0"), finish reason and the model's words.
 
         Args:
-            image: the image to edit.
-            prompt: the change to make.
-            model: image model id ("" for the server's default).
-            aspect_ratio: "auto" keeps the input's shape, or e.g. "16:9".
-            size: "512", "1K", "2K" or "4K" as the model offers ("" for its default).
-            temperature: 0 to 2.
-            top_p: 0 to 1.
-            top_k: 0 for the model's default.
-            seed: -1 for none (seeds are best effort).
-            count: 1 to 4 images, made as parallel calls.
-            output: "Image + text" or "Image only".
-            api_key: your own Gemini API key (used only for this request, never stored); required on a public
-                demo, optional where the host's key serves.
+            image: the image to edit (PNG, JPEG or WebP).
+            prompt: the change to make, e.g. "make the sky stormy" or "remove the person on the left".
+            model: Gemini image model id, e.g. "gemini-3-pro-image-preview" (Nano Banana Pro); "" for the default.
+            aspect_ratio: width:height such as "1:1" or "16:9"; "auto" keeps the input image's shape.
+            size: "512", "1K", "2K" or "4K" as the model offers ("" for its default); others are refused, unsent.
+            temperature: randomness, 0 to 2 (1.0 by default); lower stays closer to the prompt.
+            top_p: nucleus sampling, 0 to 1 (0.95 by default).
+            top_k: top-k sampling; 0 for the model's default.
+            seed: a number to make results more repeatable (best effort); -1 for none.
+            count: how many images to make, 1 to 4, as parallel calls (each one is a paid request).
+            output: "Image + text" (the model may add a few words) or "Image only".
+            api_key: your own Gemini API key, used for this request only and never stored; needed on a public demo.
         """
         form = FormSettings(model, aspect_ratio, size, temperature, top_p, top_k, seed, count, output)
         return await self._make(Mode.EDIT, prompt, (image,) if image else (), form, session, progress, api_key, request)
@@ -151,22 +154,24 @@ class Runner:
                       count: int = 1, output: str = IMAGE_AND_TEXT, api_key: str = "",
                       session: Session | None = None, request: gr.Request | None = None,
                       progress: gr.Progress = gr.Progress()) -> Outputs:  # noqa: B008
-        """Combine several images as the prompt says; returns the saved PNG files and a status line per image.
+        """Make one image from several input images as the prompt says; returns the new PNG files.
+
+        For example a product placed into a scene, or a person wearing a given outfit. Each result comes with a
+        status line: cost (or "cached · $0"), finish reason and the model's words.
 
         Args:
-            images: 2 or more images, in order, up to the model's limit (3 on Nano Banana, 14 on the others).
-            prompt: how to combine them.
-            model: image model id ("" for the server's default).
-            aspect_ratio: "auto", or e.g. "16:9".
-            size: "512", "1K", "2K" or "4K" as the model offers ("" for its default).
-            temperature: 0 to 2.
-            top_p: 0 to 1.
-            top_k: 0 for the model's default.
-            seed: -1 for none (seeds are best effort).
-            count: 1 to 4 images, made as parallel calls.
-            output: "Image + text" or "Image only".
-            api_key: your own Gemini API key (used only for this request, never stored); required on a public
-                demo, optional where the host's key serves.
+            images: 2 or more input images, in the order the prompt names them; at most 3 (Nano Banana) or 14.
+            prompt: how to combine them, e.g. "the cat from the first image wearing the hat from the second".
+            model: Gemini image model id, e.g. "gemini-3-pro-image-preview" (Nano Banana Pro); "" for the default.
+            aspect_ratio: width:height such as "1:1" or "16:9"; "auto" for the model's default.
+            size: "512", "1K", "2K" or "4K" as the model offers ("" for its default); others are refused, unsent.
+            temperature: randomness, 0 to 2 (1.0 by default); lower stays closer to the prompt.
+            top_p: nucleus sampling, 0 to 1 (0.95 by default).
+            top_k: top-k sampling; 0 for the model's default.
+            seed: a number to make results more repeatable (best effort); -1 for none.
+            count: how many images to make, 1 to 4, as parallel calls (each one is a paid request).
+            output: "Image + text" (the model may add a few words) or "Image only".
+            api_key: your own Gemini API key, used for this request only and never stored; needed on a public demo.
         """
         form = FormSettings(model, aspect_ratio, size, temperature, top_p, top_k, seed, count, output)
         return await self._make(Mode.COMPOSE, prompt, gallery_paths(images), form, session, progress, api_key, request)
