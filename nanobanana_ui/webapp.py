@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import signal
 import sys
 import warnings
 
@@ -123,4 +124,11 @@ def main(argv: list[str] | None = None) -> None:
             print(f"No share link: it could not be created (no internet, or the share server is unreachable). "
                   f"Still serving locally at {demo.local_url}", flush=True)
     sys.stdout.flush()
+    # `docker stop` sends SIGTERM, which PID 1 ignores unless handled: stop as on Ctrl-C (Gradio closes the server).
+    signal.signal(signal.SIGTERM, interrupt)
     demo.block_thread()
+
+
+def interrupt(signum: int, frame: object) -> None:
+    """Turn SIGTERM into the KeyboardInterrupt Gradio's block_thread() handles."""
+    raise KeyboardInterrupt
