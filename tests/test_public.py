@@ -22,9 +22,9 @@ from nanobanana_ui.ui.handlers import Runner, visitor_owner
 from nanobanana_ui.ui.library import Library
 from nanobanana_ui.visitors import MISSING_KEY_MESSAGE, KeyRing, VisitorLimits
 
-KEY_A = "AIzaVisitorA-0123456789abcdefghijklmnopq"
-KEY_B = "AIzaVisitorB-zyxwvutsrqponmlkjihgfedcba9"
-HOST_KEY = "AIzaHostKey-do-not-use-for-visitors-42"
+KEY_A = "fakeVisitorA-0123456789abcdefghijklmnopq"
+KEY_B = "fakeVisitorB-zyxwvutsrqponmlkjihgfedcba9"
+HOST_KEY = "fakeHostKey-do-not-use-for-visitors-42"
 
 
 @pytest.fixture(scope="module")

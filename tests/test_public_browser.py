@@ -13,8 +13,8 @@ from servers import app_env, start_app, stop_app
 
 from nanobanana_ui.emulator import GeminiEmulator
 
-KEY_A = "AIzaBrowserVisitorA-0123456789abcdefghij"
-KEY_B = "AIzaBrowserVisitorB-jihgfedcba9876543210"
+KEY_A = "fakeBrowserVisitorA-0123456789abcdefghij"
+KEY_B = "fakeBrowserVisitorB-jihgfedcba9876543210"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-sync"]
