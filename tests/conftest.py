@@ -34,6 +34,13 @@ def emulator():
         yield emu
 
 
+@pytest.fixture(scope="module")
+def module_emulator():
+    """One emulator for a whole test module (for modules that start `python app.py` once)."""
+    with GeminiEmulator() as emu:
+        yield emu
+
+
 @pytest.fixture
 def settings(emulator, tmp_path) -> Settings:
     """Settings as a user with a key and a relay base URL would have them, pointed at the emulator.

@@ -17,17 +17,11 @@ from conftest import without_text_chunks
 from PIL import Image
 from servers import ROOT, app_env, start_app, stop_app
 
-from nanobanana_ui.emulator import Fault, GeminiEmulator
+from nanobanana_ui.emulator import Fault
 from nanobanana_ui.models import pixel_size
 
 UI_KEY = "ui-test-key"
 PUBLIC = {"/generate", "/edit", "/compose"}
-
-
-@pytest.fixture(scope="module")
-def module_emulator():
-    with GeminiEmulator() as emu:
-        yield emu
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-import shutil
 import time
 from pathlib import Path
 
@@ -20,14 +19,11 @@ import pytest
 from conftest import without_text_chunks
 from PIL import Image
 from playwright.sync_api import Page, expect, sync_playwright
-from servers import app_env, start_app, stop_app
+from servers import CHROMIUM, CHROMIUM_ARGS, app_env, start_app, stop_app
 
 from nanobanana_ui.emulator import Fault, GeminiEmulator
 
 UI_KEY = "browser-test-key"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
 WAIT_MS = 20_000  # the machine is shared and slow at times; a real failure still ends the wait
 PRO = "Nano Banana Pro (Gemini 3 Pro Image)"
 FLASH = "Nano Banana (Gemini 2.5 Flash Image)"
@@ -62,12 +58,6 @@ def browser(playwright, browser_type_launch_args):
 @pytest.fixture(scope="module")
 def browser_context_args():
     return {"viewport": {"width": 1280, "height": 1000}}
-
-
-@pytest.fixture(scope="module")
-def module_emulator():
-    with GeminiEmulator() as emu:
-        yield emu
 
 
 @pytest.fixture(scope="module")

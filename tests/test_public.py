@@ -14,7 +14,7 @@ from conftest import TEST_KEY
 from servers import app_env, start_app, stop_app
 
 from nanobanana_ui.config import Settings, load_settings
-from nanobanana_ui.emulator import Fault, GeminiEmulator
+from nanobanana_ui.emulator import Fault
 from nanobanana_ui.errors import InvalidKeyError, MissingKeyError, RateLimitError
 from nanobanana_ui.studio import Studio
 from nanobanana_ui.ui.batch import BatchPage
@@ -28,16 +28,10 @@ HOST_KEY = "fakeHostKey-do-not-use-for-visitors-42"
 
 
 @pytest.fixture(scope="module")
-def emulator_m():
-    with GeminiEmulator() as emu:
-        yield emu
-
-
-@pytest.fixture(scope="module")
-def public_app(emulator_m, tmp_path_factory):
+def public_app(module_emulator, tmp_path_factory):
     """The app in public mode (no host key), API calls to the test's emulator; yields (url, home, temp, log)."""
     home, temp = tmp_path_factory.mktemp("home"), tmp_path_factory.mktemp("gradio")
-    env = app_env(NANOBANANA_PUBLIC="1", NANOBANANA_BASE_URL=emulator_m.base_url, NANOBANANA_HOME=str(home),
+    env = app_env(NANOBANANA_PUBLIC="1", NANOBANANA_BASE_URL=module_emulator.base_url, NANOBANANA_HOME=str(home),
                   GRADIO_TEMP_DIR=str(temp))
     process, url = start_app(env)
     yield url, home, temp
@@ -46,9 +40,9 @@ def public_app(emulator_m, tmp_path_factory):
 
 
 @pytest.fixture
-def emu(emulator_m):
-    emulator_m.reset()
-    return emulator_m
+def emu(module_emulator):
+    module_emulator.reset()
+    return module_emulator
 
 
 def client(url):
@@ -104,7 +98,7 @@ def test_a_visitor_without_a_key_gets_the_message_and_nothing_is_sent(public_app
     assert emu.requests == []  # not even a model listing
 
 
-def test_no_key_anywhere_after_the_run(public_app, emulator_m):
+def test_no_key_anywhere_after_the_run(public_app, module_emulator):
     """Runs last in this module (pytest keeps file order): the files, the page, /config and the log so far."""
     url, home, temp = public_app
     client(url).predict("one more", api_key=KEY_A, api_name="/generate")  # something was made for sure

@@ -4,32 +4,20 @@ request. Needs Debian's Chromium (see test_browser.py)."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
-from servers import app_env, start_app, stop_app
-
-from nanobanana_ui.emulator import GeminiEmulator
+from servers import CHROMIUM, CHROMIUM_ARGS, app_env, start_app, stop_app
 
 KEY_A = "fakeBrowserVisitorA-0123456789abcdefghij"
 KEY_B = "fakeBrowserVisitorB-jihgfedcba9876543210"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
 WAIT_MS = 20_000
 
 
 @pytest.fixture(scope="module")
-def emulator_m():
-    with GeminiEmulator() as emu:
-        yield emu
-
-
-@pytest.fixture(scope="module")
-def public_url(emulator_m, tmp_path_factory):
-    env = app_env(NANOBANANA_PUBLIC="1", NANOBANANA_BASE_URL=emulator_m.base_url,
+def public_url(module_emulator, tmp_path_factory):
+    env = app_env(NANOBANANA_PUBLIC="1", NANOBANANA_BASE_URL=module_emulator.base_url,
                   NANOBANANA_HOME=str(tmp_path_factory.mktemp("home")),
                   GRADIO_TEMP_DIR=str(tmp_path_factory.mktemp("gradio")))
     process, url = start_app(env)
@@ -63,22 +51,22 @@ def generate(page: Page, prompt: str, key: str | None) -> None:
     page.locator("#generate-button").click()
 
 
-def test_two_visitors_in_two_browsers(browser, public_url, emulator_m):
-    emulator_m.reset()
+def test_two_visitors_in_two_browsers(browser, public_url, module_emulator):
+    module_emulator.reset()
     a, b = visit(browser, public_url), visit(browser, public_url)
     assert a.locator("#api-key input").get_attribute("type") == "password"
     expect(a.locator("#public-banner")).to_contain_text("bring your own key")
 
     generate(b, "a lighthouse at dusk", None)  # no key: the message, nothing sent
     expect(b.locator(".toast-body")).to_contain_text("https://aistudio.google.com/apikey")
-    assert emulator_m.requests == []
+    assert module_emulator.requests == []
 
     generate(a, "a lighthouse at dusk", KEY_A)
     expect(a.locator("#out-gallery img")).to_have_count(1)
     generate(b, "a lighthouse at dusk", KEY_B)  # A's very request: not A's cached image
     expect(b.locator("#out-gallery img")).to_have_count(1)
     expect(b.locator("#status")).not_to_contain_text("cache")
-    assert [r.api_key for r in emulator_m.generate_requests] == [KEY_A, KEY_B]
+    assert [r.api_key for r in module_emulator.generate_requests] == [KEY_A, KEY_B]
 
     b.locator("#history-tab-button").click()
     expect(b.locator("#history-page-info")).to_contain_text("1 entry")
