@@ -10,6 +10,7 @@ import hashlib
 import io
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import diskcache
 
@@ -29,6 +30,9 @@ class CachedEntry:
     usage: dict
     cost_usd: float | None
     paths: tuple[Path, ...] = ()  # where each image's bytes are, found at lookup (not stored)
+    # The model's turn as returned (turns.parts_to_json form; its images are blobs here too). None: not stored, as
+    # in entries made before refinements existed.
+    model_parts: list[dict[str, Any]] | None = None
 
 
 class ResultCache:
@@ -73,6 +77,18 @@ class ResultCache:
             paths.append(path)
         self._cache.set(self._entry_prefix + key, {"images": shas, **entry_fields})
         return paths
+
+    def keep_blob(self, data: bytes) -> str:
+        """Store bytes content-addressed (e.g. a model turn's raw images) and return their digest."""
+        sha = hashlib.sha256(data).hexdigest()
+        if self.image_path(sha) is None:
+            self._cache.set(BLOB_PREFIX + sha, io.BytesIO(data), read=True)
+        return sha
+
+    def blob(self, sha256: str) -> bytes | None:
+        """The bytes stored under a digest (checked), or None when gone."""
+        path = self.image_path(sha256)
+        return path.read_bytes() if path is not None else None
 
     def image_path(self, sha256: str) -> Path | None:
         """The file holding an image's bytes, after checking they still match the digest."""

@@ -9,6 +9,7 @@ from enum import Enum
 from pathlib import Path
 
 from .images import InputImage
+from .turns import Turn, TurnPart, path_digest
 
 __all__ = ["GeneratedImage", "ImageOptions", "ImageRequest", "ImageResult", "Mode", "Usage"]
 
@@ -50,6 +51,9 @@ class ImageRequest:
     prompt: str
     images: tuple[InputImage, ...] = ()
     options: ImageOptions = field(default_factory=ImageOptions)
+    # A refinement: the whole path from the root, sent before this user turn (earlier user turns and each earlier
+    # model turn exactly as returned). Empty for a one-shot request.
+    history: tuple[Turn, ...] = ()
 
     def cache_key(self) -> str:
         """A stable digest of everything that shapes the answer (never the API key)."""
@@ -61,6 +65,8 @@ class ImageRequest:
             "images": [image.sha256 for image in self.images],
             "options": self.options.to_dict(),
         }
+        if self.history:  # only refinements carry it, so one-shot keys stay what they were
+            canonical["history"] = path_digest(self.history)
         blob = json.dumps(canonical, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
@@ -74,6 +80,7 @@ class ImageRequest:
             "mode": self.mode.value, "model": self.model, "prompt": self.prompt,
             "images": [{"name": i.name, "sha256": i.sha256, "mime_type": i.mime_type} for i in self.images],
             "options": self.options.to_dict(),
+            **({"history_turns": len(self.history)} if self.history else {}),
         }
 
 
@@ -119,3 +126,6 @@ class ImageResult:
     cached: bool = False
     saved_usd: float = 0.0  # what a cache hit would have cost
     elapsed_s: float = 0.0
+    parent: str | None = None  # the history id of the result this one refines (None: the root of a conversation)
+    turn: int = 1  # 1 for a root, 2 for its first refinement, ...
+    model_turn: tuple[TurnPart, ...] = ()  # the model's content exactly as returned (empty: not known)

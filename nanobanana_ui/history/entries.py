@@ -7,8 +7,9 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-__all__ = ["HistoryEntry", "HistoryImage", "entry_from_row", "manifest_record"]
+__all__ = ["HistoryEntry", "HistoryImage", "StoredFile", "entry_from_row", "manifest_record"]
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,15 @@ class HistoryImage:
     mime_type: str
     width: int
     height: int
+    path: Path
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A file an entry needs besides its outputs (an input image), stored by the digest of its bytes."""
+
+    sha256: str
+    mime_type: str
     path: Path
 
 
@@ -43,6 +53,10 @@ class HistoryEntry:
     error: str | None
     error_type: str | None
     owner: str | None
+    parent: str | None = None  # the entry this one refines (None: the root of its conversation)
+    turn: int = 1
+    model_turn: list[dict[str, Any]] | None = None  # the model's turn as returned (turns.parts_to_json form)
+    inputs: tuple[StoredFile, ...] = ()  # the input images as sent (kept since conversations; older entries: none)
 
     @property
     def ok(self) -> bool:
@@ -50,15 +64,17 @@ class HistoryEntry:
         return self.error is None
 
 
-def entry_from_row(row: sqlite3.Row, images: tuple[HistoryImage, ...]) -> HistoryEntry:
-    """A HistoryEntry from an `entries` row and its images."""
+def entry_from_row(row: sqlite3.Row, images: tuple[HistoryImage, ...],
+                   inputs: tuple[StoredFile, ...] = ()) -> HistoryEntry:
+    """A HistoryEntry from an `entries` row, its images and its stored input files."""
     return HistoryEntry(
         id=row["id"], created=datetime.fromisoformat(row["created"]), mode=row["mode"], model=row["model"],
         prompt=row["prompt"], options=json.loads(row["options"]), input_hashes=tuple(json.loads(row["input_hashes"])),
         images=images, text=row["text"], finish_reason=row["finish_reason"],
         tokens={"prompt": row["prompt_tokens"], "output": row["output_tokens"], "total": row["total_tokens"]},
         cost_usd=row["cost_usd"], cached=bool(row["cached"]), elapsed_s=row["elapsed_s"], error=row["error"],
-        error_type=row["error_type"], owner=row["owner"])
+        error_type=row["error_type"], owner=row["owner"], parent=row["parent"], turn=int(row["turn"] or 1),
+        model_turn=json.loads(row["model_turn"]) if row["model_turn"] else None, inputs=inputs)
 
 
 def manifest_record(entry: HistoryEntry, files: list[str]) -> dict:
@@ -70,5 +86,5 @@ def manifest_record(entry: HistoryEntry, files: list[str]) -> dict:
                     "height": image.height} for name, image in zip(files, entry.images, strict=True)],
         "text": entry.text, "finish_reason": entry.finish_reason, "tokens": entry.tokens,
         "cost_usd": entry.cost_usd, "cached": entry.cached, "elapsed_s": entry.elapsed_s, "error": entry.error,
-        "error_type": entry.error_type,
+        "error_type": entry.error_type, "parent": entry.parent, "turn": entry.turn,
     }
