@@ -88,7 +88,10 @@ class ResultCache:
     def blob(self, sha256: str) -> bytes | None:
         """The bytes stored under a digest (checked), or None when gone."""
         path = self.image_path(sha256)
-        return path.read_bytes() if path is not None else None
+        try:
+            return path.read_bytes() if path is not None else None
+        except FileNotFoundError:  # evicted between the check and the read
+            return None
 
     def image_path(self, sha256: str) -> Path | None:
         """The file holding an image's bytes, after checking they still match the digest."""

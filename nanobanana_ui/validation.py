@@ -11,7 +11,7 @@ from .images import InputImage, check_request_size, load_input_image, load_input
 from .models import ModelSpec, get_model
 from .request import ImageOptions, ImageRequest, Mode
 
-__all__ = ["MAX_PROMPT_CHARS", "ImageSource", "build_request", "validate_options"]
+__all__ = ["MAX_PROMPT_CHARS", "ImageSource", "build_request", "load_inputs", "validate_options"]
 
 MAX_PROMPT_CHARS = 30_000  # the image models take about 32k input tokens; refuse clearly rather than get a 400
 _MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # it becomes part of the URL path
@@ -70,3 +70,10 @@ def build_request(mode: Mode, prompt: str, images: Sequence[ImageSource] = (), *
     inputs = tuple(_as_input(source, i) for i, source in enumerate(images))
     check_request_size(inputs)
     return ImageRequest(mode=mode, model=model, prompt=prompt, images=inputs, options=options)
+
+
+def load_inputs(images: Sequence[ImageSource]) -> tuple[InputImage, ...]:
+    """Normalise input images ready to send (each checked like an edit's), and check their total size."""
+    inputs = tuple(_as_input(source, i) for i, source in enumerate(images))
+    check_request_size(inputs)
+    return inputs

@@ -22,8 +22,8 @@ from pathlib import Path
 from ..errors import NoImageError, StudioError
 from ..outputs import extension_for
 from ..request import ImageRequest, ImageResult
-from . import check
 from ..turns import parts_to_json
+from . import check
 from .entries import HistoryEntry, HistoryImage, StoredFile, entry_from_row, manifest_record
 from .files import TEMP_PREFIX, ImageFiles, render_thumbnail, sha256_file
 from .migrations import has_fts, migrate
@@ -187,6 +187,18 @@ class HistoryStore:
             path.append(entry)
             current = entry.parent
         return path[::-1]
+
+    def resolve_id(self, text: str, *, owner: str | None = None) -> str | None:
+        """The full id for an id, or for a unique start or end of one (6+ characters, as `history --tree` shows)."""
+        text = text.strip()
+        if self.get(text, owner=owner) is not None:
+            return text
+        if len(text) < 6 or not re.fullmatch(r"[0-9a-f-]+", text):
+            return None
+        with self._lock:
+            rows = self._db.execute("SELECT id FROM entries WHERE (id LIKE ? OR id LIKE ?)" + self._owned(owner)
+                                    + " LIMIT 2", (text + "%", "%" + text, *self._owner_args(owner))).fetchall()
+        return str(rows[0][0]) if len(rows) == 1 else None
 
     def children(self, entry_id: str, *, owner: str | None = None) -> list[HistoryEntry]:
         """The entries that refine this one (its branches), oldest first."""
