@@ -2,6 +2,7 @@
 
 from .faults import Fault
 from .quota import busiest_window
-from .server import OFFLINE_API_KEY, GeminiEmulator, RecordedRequest, shared_emulator
+from .server import OFFLINE_API_KEY, GeminiEmulator, RecordedPart, RecordedRequest, RecordedTurn, shared_emulator
 
-__all__ = ["OFFLINE_API_KEY", "Fault", "GeminiEmulator", "RecordedRequest", "busiest_window", "shared_emulator"]
+__all__ = ["OFFLINE_API_KEY", "Fault", "GeminiEmulator", "RecordedPart", "RecordedRequest", "RecordedTurn",
+           "busiest_window", "shared_emulator"]

@@ -10,7 +10,8 @@ from PIL import Image
 
 from ..models import ModelSpec, get_model, pixel_size
 from .faults import _HELP, Fault, _error, _Reply
-from .pictures import _history_image, _inline, _nearest_ratio, _open, _png, _render, _thought_parts
+from .pictures import _history_image, _inline, _nearest_ratio, _open, _png, _refined, _render, _thought_parts
+from .signatures import check_signatures, sign, signs
 
 if TYPE_CHECKING:
     from .server import RecordedRequest
@@ -27,11 +28,15 @@ def _candidate(parts: list[dict]) -> dict:
     return {"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}
 
 
+def _input_token_limit(name: str) -> int:
+    return 32768 if name.startswith("gemini-2") else 65536
+
+
 def _model_entry(name: str) -> dict:
     spec = get_model(name)
     return {"name": f"models/{name}", "version": "emulator", "displayName": spec.label,
             "description": f"Offline emulator stand-in for {spec.label}.",
-            "inputTokenLimit": 32768 if name.startswith("gemini-2") else 65536, "outputTokenLimit": 32768,
+            "inputTokenLimit": _input_token_limit(name), "outputTokenLimit": 32768,
             "supportedGenerationMethods": ["generateContent", "countTokens"], "temperature": 1.0,
             "topP": 0.95, "topK": 64, "maxTemperature": 2.0}
 
@@ -87,6 +92,14 @@ def _invalid(rec: RecordedRequest, spec: ModelSpec, inputs: list[Image.Image]) -
     for failed, message in checks:
         if failed:
             return _error(400, "INVALID_ARGUMENT", message)
+    contents = (rec.body or {}).get("contents") or []
+    unsigned = check_signatures(contents) if signs(spec) and isinstance(contents, list) else None
+    if unsigned is not None:  # like the Gemini API: a model turn must come back with the signatures it was given
+        return _error(400, "INVALID_ARGUMENT", unsigned)
+    tokens, limit = _usage(rec, spec)["promptTokenCount"], _input_token_limit(model or "")
+    if tokens > limit:
+        return _error(400, "INVALID_ARGUMENT",
+                      f"The input token count ({tokens}) exceeds the maximum number of tokens allowed ({limit}).")
     for data in rec.images:
         img = _open(data)
         if img is None:
@@ -101,10 +114,14 @@ def _answer(rec: RecordedRequest, spec: ModelSpec, include_thoughts: bool) -> _R
     invalid = _invalid(rec, spec, inputs)
     if invalid is not None:
         return invalid
-    inputs = inputs or _history_image(rec.body)  # multi-turn: "now make it blue" edits the last image
+    contents = [c for c in (rec.body or {}).get("contents") or [] if isinstance(c, dict)]
+    turn = sum(1 for c in contents if c.get("role", "user") == "user")
+    # Multi-turn: "now make it blue" edits the last image of the earlier turns.
+    earlier = _history_image({"contents": contents[:-1]}) if turn > 1 else []
     image_config = rec.generation_config.get("imageConfig") or {}
     size = image_config.get("imageSize") or spec.default_size
-    ratio = image_config.get("aspectRatio") or (_nearest_ratio(inputs[0], spec) if inputs else "1:1")
+    shape = earlier or inputs
+    ratio = image_config.get("aspectRatio") or (_nearest_ratio(shape[0], spec) if shape else "1:1")
     modalities = [str(m).upper() for m in rec.generation_config.get("responseModalities") or ["TEXT", "IMAGE"]]
     parts: list[dict] = []
     out: dict[str, int] = {}
@@ -115,12 +132,19 @@ def _answer(rec: RecordedRequest, spec: ModelSpec, include_thoughts: bool) -> _R
         # Like the real model: the same seed draws the same picture; without one, every answer differs.
         seed = rec.generation_config.get("seed")
         variety = f"seed {seed}" if seed is not None else secrets.token_hex(8)
-        img = _render(rec.model or "", rec.prompt, inputs, pixel_size(ratio, size), variety)
+        if earlier and turn > 1:
+            img = _refined(rec.model or "", rec.prompt, earlier[0], inputs, pixel_size(ratio, size), turn)
+        else:
+            img = _render(rec.model or "", rec.prompt, inputs, pixel_size(ratio, size), variety)
         parts.append({"inlineData": {"mimeType": "image/png", "data": _png(img)}})
         out["IMAGE"] = spec.output_image_tokens.get(size, 1290)
         if include_thoughts:
-            parts[-1]["thoughtSignature"] = base64.b64encode(secrets.token_bytes(24)).decode()
             parts[:0] = _thought_parts(img)
+    if signs(spec):  # Gemini 3: every answer image, and the first text part when it comes before any image
+        answer = [p for p in parts if not p.get("thought")]
+        for index, part in enumerate(answer):
+            if "inlineData" in part or (index == 0 and "text" in part and len(answer) > 1):
+                part["thoughtSignature"] = sign(part)
     rec.reply_images = [base64.b64decode(p["inlineData"]["data"]) for p in parts if "inlineData" in p]
     reply = _envelope(rec, spec, out, candidates=[_candidate(parts)])
     if include_thoughts and "IMAGE" in modalities:

@@ -16,9 +16,52 @@ from .answers import _answer, _fault_content, _model_entry, _usage
 from .faults import _UNREGISTERED, Fault, _error, _fails, _fault_error, _not_found, _Reply
 from .pictures import _b64, _inline
 from .quota import ArrivalWindow, Setting, check_rate_limit, check_rate_window, format_delay
+from .signatures import decode_signature
 
 _PATH = re.compile(r"^/(v1beta|v1)/models(?:/([^/:]+))?(?::([A-Za-z]+))?$")
 OFFLINE_API_KEY = "offline-emulator"  # the key the app sends to shared_emulator(), which takes any non-empty key
+
+
+@dataclass(frozen=True)
+class RecordedPart:
+    """One part of a received content: its kind, text or image bytes, thought flag and signature (decoded)."""
+
+    kind: str  # "text", "image" or the part's first key
+    text: str | None = None
+    data: bytes | None = None
+    mime_type: str | None = None
+    thought: bool = False
+    signature: bytes | None = None  # the thoughtSignature's bytes (None: absent)
+    signature_text: str | None = None  # the thoughtSignature as it came over the wire
+
+
+@dataclass(frozen=True)
+class RecordedTurn:
+    """One received content (a turn of the conversation): its role and parts, in order."""
+
+    role: str
+    parts: tuple[RecordedPart, ...]
+
+
+def _turns(body: dict | None) -> list[RecordedTurn]:
+    turns = []
+    for content in (body or {}).get("contents") or []:
+        if not isinstance(content, dict):
+            continue
+        parts = []
+        for part in content.get("parts") or []:
+            if not isinstance(part, dict):
+                continue
+            inline = _inline(part)
+            wire = part.get("thoughtSignature", part.get("thought_signature"))
+            parts.append(RecordedPart(
+                kind=_part_kind(part), text=part.get("text") if "text" in part else None,
+                data=(_b64(inline.get("data", "")) or b"") if inline else None,
+                mime_type=str(inline.get("mimeType") or inline.get("mime_type") or "") if inline else None,
+                thought=bool(part.get("thought")), signature=decode_signature(wire),
+                signature_text=wire if isinstance(wire, str) else None))
+        turns.append(RecordedTurn(role=str(content.get("role", "user")), parts=tuple(parts)))
+    return turns
 
 
 @dataclass
@@ -40,6 +83,7 @@ class RecordedRequest:
     received_at: float = 0.0  # time.monotonic() at arrival; requests are recorded in this order
     reply_images: list[bytes] = field(default_factory=list)  # PNGs the emulator answered with, thought images too
     status: int = 0  # the HTTP status answered, set before the reply is sent; 0 until then and for a dropped connection
+    turns: list[RecordedTurn] = field(default_factory=list)  # every content received, in order (multi-turn)
 
 
 def _user_parts(body: dict | None) -> list[dict]:
@@ -69,6 +113,7 @@ def _record(method: str, url: str, headers: dict[str, str], raw: bytes) -> Recor
         rec.images.append(_b64(inline.get("data", "")) or b"")
         rec.image_mime_types.append(str(inline.get("mimeType") or inline.get("mime_type") or ""))
     rec.generation_config = (rec.body or {}).get("generationConfig") or {}
+    rec.turns = _turns(rec.body)
     return rec
 
 
