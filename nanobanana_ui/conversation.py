@@ -70,6 +70,7 @@ class Refinement:
     parent: str
     turn: int
     input_tokens: int  # estimated; grows with every turn of the path
+    estimated_cost_usd: float | None  # the path's input tokens plus one output image (None: unknown price)
 
 
 def _with_signatures(parts: Sequence[TurnPart], *, own: bool) -> tuple[TurnPart, ...]:
@@ -167,4 +168,7 @@ def build_refinement(path: Sequence[HistoryEntry], read_file: Callable[[str, str
         raise TurnsDontFitError(
             f"This conversation is {len(path)} turns long: with the new instruction that is about {needed:,} input "
             f"tokens, and {spec.label} reads at most {limit:,}. {advice} Nothing was sent.")
-    return Refinement(request=request, parent=parent.id, turn=parent.turn + 1, input_tokens=needed)
+    output = spec.image_price(request.options.size)
+    cost = None if spec.price is None or output is None else round(needed * spec.price.input / 1e6 + output, 6)
+    return Refinement(request=request, parent=parent.id, turn=parent.turn + 1, input_tokens=needed,
+                      estimated_cost_usd=cost)
