@@ -84,6 +84,7 @@ class RecordedRequest:
     reply_images: list[bytes] = field(default_factory=list)  # PNGs the emulator answered with, thought images too
     status: int = 0  # the HTTP status answered, set before the reply is sent; 0 until then and for a dropped connection
     turns: list[RecordedTurn] = field(default_factory=list)  # every content received, in order (multi-turn)
+    reply_body: dict | None = None  # the JSON the emulator answered with (set with `status`)
 
 
 def _user_parts(body: dict | None) -> list[dict]:
@@ -261,6 +262,7 @@ class GeminiEmulator:
         except Exception as exc:  # noqa: BLE001 - a bug in the emulator should still look like an HTTP answer
             reply = _error(500, "INTERNAL", f"Emulator error: {exc!r}")
         rec.status = 0 if reply is None else reply[0]
+        rec.reply_body = reply[2] if reply is not None and isinstance(reply[2], dict) else None
         return reply
 
     def _arrive(self, rec: RecordedRequest) -> tuple[Fault | None, float | None]:
