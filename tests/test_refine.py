@@ -270,3 +270,32 @@ def test_unknown_id_on_the_cli_is_a_clear_exit_2(emulator, settings, capsys, mon
     err = capsys.readouterr().err
     assert err.startswith("error: No result with id") and "Traceback" not in err
     assert emulator.generate_requests == []
+
+
+def test_an_entry_from_before_the_migration_becomes_a_root_and_can_be_refined(emulator, settings):
+    import hashlib
+
+    from nanobanana_ui.history.migrations import m001_initial, m002_prompt_search
+    from nanobanana_ui.history.store import new_entry_id
+
+    home = settings.home
+    home.mkdir(parents=True)
+    data, old_id = png_bytes(size=(80, 60), color=(20, 90, 200)), new_entry_id()
+    sha = hashlib.sha256(data).hexdigest()
+    (home / "images" / sha[:2]).mkdir(parents=True)
+    (home / "images" / sha[:2] / f"{sha}.png").write_bytes(data)
+    with sqlite3.connect(home / "history.sqlite3") as db:  # a history written before conversations existed
+        m001_initial(db)
+        m002_prompt_search(db)
+        db.execute("PRAGMA user_version = 2")
+        db.execute("INSERT INTO entries (id, created, mode, model, prompt, text) VALUES "
+                   "(?, '2026-01-01T00:00:00+00:00', 'generate', ?, 'an old fox', 'Here it is')", (old_id, PRO))
+        db.execute("INSERT INTO images VALUES (?, 0, ?, 'image/png', 80, 60, 'old.png')", (old_id, sha))
+
+    child = run(settings, lambda s: s.refine(parent_id=old_id, instruction="make it winter"))
+    assert (child.parent, child.turn) == (old_id, 2)
+    model = emulator.generate_requests[-1].turns[1]
+    assert [(p.kind, p.text, p.data, p.signature_text) for p in model.parts] == [
+        ("text", "Here it is", None, BYPASS_TEXT), ("image", None, data, BYPASS_TEXT)]
+    with sqlite3.connect(home / "history.sqlite3") as db:
+        assert db.execute("SELECT parent, turn FROM entries WHERE id = ?", (old_id,)).fetchone() == (None, 1)
