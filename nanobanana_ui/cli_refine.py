@@ -17,7 +17,8 @@ from .request import ImageOptions, ImageResult
 __all__ = ["add_refine_parser", "draw_tree", "run_refine", "short_id"]
 
 
-def add_refine_parser(commands: argparse._SubParsersAction, shared: argparse.ArgumentParser) -> None:
+def add_refine_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser],
+                      shared: argparse.ArgumentParser) -> None:
     """Register `refine ID PROMPT` with the shared options."""
     refine = commands.add_parser(
         "refine", parents=[shared], help="continue the conversation of a result: send an instruction after it",

@@ -129,3 +129,4 @@ class ImageResult:
     parent: str | None = None  # the history id of the result this one refines (None: the root of a conversation)
     turn: int = 1  # 1 for a root, 2 for its first refinement, ...
     model_turn: tuple[TurnPart, ...] = ()  # the model's content exactly as returned (empty: not known)
+    answer_id: str = ""  # the same for callers who shared one in-flight call (each still gets its own `id`)

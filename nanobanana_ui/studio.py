@@ -172,7 +172,7 @@ class Studio:
             raise
         # Each caller gets its own id (two callers may share one in-flight answer): the id its history entry has,
         # so an id printed by --json is the one `refine` and `history` take.
-        result = replace(result, id=new_entry_id(), parent=parent, turn=turn)
+        result = replace(result, id=new_entry_id(), parent=parent, turn=turn, answer_id=result.answer_id or result.id)
         await self._record("record_result", result, owner=owner, entry_id=result.id)
         return result
 

@@ -146,8 +146,8 @@ async def _one(studio: Studio, item: BatchItem, request: ImageRequest, out_dir: 
     except Exception as error:  # noqa: BLE001 - a bug in one item must not stop the batch
         return _failed(item, request, base, f"unexpected {type(error).__name__}: {error}", type(error).__name__, 1)
     # Identical requests in flight at once share one call and one result: only the first pays for it.
-    shared = result.id in seen_results
-    seen_results.add(result.id)
+    shared = (result.answer_id or result.id) in seen_results
+    seen_results.add(result.answer_id or result.id)
     try:
         paths = await asyncio.to_thread(_place, result, out_dir, image_stem(item, request.options.variation))
     except OSError as error:
