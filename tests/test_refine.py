@@ -299,3 +299,52 @@ def test_an_entry_from_before_the_migration_becomes_a_root_and_can_be_refined(em
         ("text", "Here it is", None, BYPASS_TEXT), ("image", None, data, BYPASS_TEXT)]
     with sqlite3.connect(home / "history.sqlite3") as db:
         assert db.execute("SELECT parent, turn FROM entries WHERE id = ?", (old_id,)).fetchone() == (None, 1)
+
+
+def test_an_image_added_mid_conversation_and_a_failed_turn_stay_in_the_tree(emulator, settings):
+    from nanobanana_ui.emulator import Fault
+    from nanobanana_ui.errors import PromptBlockedError
+
+    added = png_bytes(size=(40, 40), color=(0, 200, 0))
+
+    async def scenario(studio: Studio):
+        root = await studio.generate("a plain room", model=PRO)
+        with_chair = await studio.refine(parent_id=root.id, instruction="put this chair in it", images=(added,))
+        emulator.fail_next(Fault.blocked())
+        with pytest.raises(PromptBlockedError):
+            await studio.refine(parent_id=with_chair.id, instruction="something blocked")
+        return root, with_chair, studio.conversation_tree(root.id)
+
+    root, with_chair, tree = run(settings, scenario)
+    user = emulator.generate_requests[1].turns[2]
+    assert [(p.kind, p.signature) for p in user.parts] == [("text", None), ("image", None)]
+    assert user.parts[1].data == added
+    assert [(depth, entry.turn, entry.prompt, entry.ok) for depth, entry in tree] == [
+        (0, 1, "a plain room", True), (1, 2, "put this chair in it", True), (2, 3, "something blocked", False)]
+    assert tree[2][1].parent == with_chair.id
+    # The next turn sends the added image again as part of the path, from the history's own copy.
+    later = run(settings, lambda s: s.refine(parent_id=with_chair.id, instruction="make it red"))
+    assert later.turn == 3 and emulator.generate_requests[-1].turns[2].parts[1].data == added
+
+
+def test_thought_parts_go_back_in_order_with_their_flags(tmp_path):
+    from nanobanana_ui.config import Settings
+    from nanobanana_ui.emulator import GeminiEmulator
+
+    with GeminiEmulator(include_thoughts=True) as emu:
+        settings = Settings(api_key=TEST_KEY, base_url=emu.base_url, home=tmp_path / "home", timeout_s=10,
+                            max_attempts=1)
+
+        async def scenario(studio: Studio):
+            root = await studio.generate("a glass of water", model=PRO)
+            return root, await studio.refine(parent_id=root.id, instruction="add ice")
+
+        root, child = run(settings, scenario)
+        sent = emu.generate_requests
+    assert [(p.thought, p.is_image) for p in root.model_turn] == [(True, False), (True, True), (False, False),
+                                                                  (False, True)]
+    model = sent[1].turns[1]
+    assert [(p.kind, p.thought, p.signature is not None) for p in model.parts] == [
+        ("text", True, False), ("image", True, False), ("text", False, True), ("image", False, True)]
+    assert_model_turn_is_reply(model, sent[0])
+    assert child.images[0].read_bytes() != root.images[0].read_bytes() and sent[1].status == 200
