@@ -356,6 +356,28 @@ class Studio:
         return await self._run(plan.request, use_cache=use_cache, out_dir=out_dir, on_event=on_event, owner=owner,
                                parent=plan.parent, turn=plan.turn)
 
+    async def rerun(self, *, entry_id: str, owner: str | None = None, use_cache: bool = True,
+                    out_dir: Path | None = None, on_event: EventSink | None = None) -> ImageResult:
+        """Send a history entry's request again, from the history alone (its stored inputs; no session needed).
+
+        A refinement is re-run as a new branch from the same parent. Entries from before inputs were kept, whose
+        request had input images, raise ConversationError (the images must be given again).
+        """
+        path = await asyncio.to_thread(self.conversation_path, entry_id, owner=owner)
+        entry = path[-1]
+        options = ImageOptions(**{key: value for key, value in entry.options.items()
+                                  if key in ImageOptions.__dataclass_fields__})
+        if len(entry.inputs) < len(entry.input_hashes):
+            raise ConversationError(f"Entry {entry.id} is from before the history kept input images: add its "
+                                    f"{len(entry.input_hashes)} image(s) again (edit or compose). Nothing was sent.")
+        images = [file.path for file in entry.inputs]
+        if entry.parent is not None:
+            return await self.refine(parent_id=entry.parent, instruction=entry.prompt, images=images,
+                                     model=entry.model, options=options, owner=owner, use_cache=use_cache,
+                                     out_dir=out_dir, on_event=on_event)
+        request = self.build_request(Mode(entry.mode), entry.prompt, images, model=entry.model, options=options)
+        return await self.run(request, use_cache=use_cache, out_dir=out_dir, on_event=on_event, owner=owner)
+
     async def _generate(self, request: ImageRequest) -> BackendReply:
         try:
             return await self.backend.generate(request)

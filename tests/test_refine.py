@@ -348,3 +348,21 @@ def test_thought_parts_go_back_in_order_with_their_flags(tmp_path):
         ("text", True, False), ("image", True, False), ("text", False, True), ("image", False, True)]
     assert_model_turn_is_reply(model, sent[0])
     assert child.images[0].read_bytes() != root.images[0].read_bytes() and sent[1].status == 200
+
+
+def test_an_old_edit_is_rerun_from_the_history_alone(emulator, settings):
+    photo = png_bytes(size=(72, 48), color=(120, 40, 10))
+    first = run(settings, lambda s: s.edit(photo, "make it blue", model=PRO))
+    again = run(settings, lambda s: s.rerun(entry_id=first.id, use_cache=False))  # a new Studio: no session
+    assert again.id != first.id and again.request.prompt == "make it blue" and not again.cached
+    assert emulator.generate_requests[-1].images == [photo] and emulator.generate_requests[-1].status == 200
+
+
+def test_turns_made_by_another_model_carry_the_bypass_and_lite_models_are_refused(emulator, settings):
+    root = run(settings, lambda s: s.generate("a mountain", model=FLASH_25))
+    child = run(settings, lambda s: s.refine(parent_id=root.id, instruction="at sunrise", model=PRO))
+    assert child.request.model == PRO and emulator.generate_requests[-1].status == 200
+    assert [p.signature_text for p in emulator.generate_requests[-1].turns[1].parts] == [BYPASS_TEXT, BYPASS_TEXT]
+    with pytest.raises(ConversationError, match="not made for multi-turn editing"):
+        run(settings, lambda s: s.refine(parent_id=child.id, instruction="x", model="gemini-3.1-flash-lite-image"))
+    assert len(emulator.generate_requests) == 2
