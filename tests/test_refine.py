@@ -269,7 +269,26 @@ def test_unknown_id_on_the_cli_is_a_clear_exit_2(emulator, settings, capsys, mon
     assert main(["refine", "18ecba98a1b2ddd1-bbe64b0d", "make it night"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: No result with id") and "Traceback" not in err
+    assert main(["history", "--tree", "0123456789abcdef-01234567"]) == 2
+    assert capsys.readouterr().err.startswith("error: No result with id")
     assert emulator.generate_requests == []
+
+
+def test_the_tree_draws_nested_branches():
+    from nanobanana_ui.cli_refine import draw_tree
+    from nanobanana_ui.history.entries import HistoryEntry
+
+    def entry(entry_id: str, turn: int, prompt: str) -> HistoryEntry:
+        return HistoryEntry(id=f"18ecba98a1b2ddd1-{entry_id}", created=None, mode="edit", model=PRO, prompt=prompt,
+                            options={}, input_hashes=(), images=(), text="", finish_reason="STOP", tokens={},
+                            cost_usd=0.0, cached=False, elapsed_s=0.0, error=None, error_type=None, owner=None,
+                            turn=turn, model_turn=[])
+
+    tree = [(0, entry("aaaaaaaa", 1, "root")), (1, entry("bbbbbbbb", 2, "a")), (2, entry("cccccccc", 3, "a1")),
+            (2, entry("dddddddd", 3, "a2")), (1, entry("eeeeeeee", 2, "b"))]
+    assert draw_tree(tree, "18ecba98a1b2ddd1-dddddddd") == [
+        "1  aaaaaaaa  root", "|-- 2  bbbbbbbb  a", "|   |-- 3  cccccccc  a1",
+        "|   `-- 3  dddddddd  a2  <== 18ecba98a1b2ddd1-dddddddd", "`-- 2  eeeeeeee  b"]
 
 
 def test_an_entry_from_before_the_migration_becomes_a_root_and_can_be_refined(emulator, settings):
