@@ -344,6 +344,10 @@ def test_an_image_added_mid_conversation_and_a_failed_turn_stay_in_the_tree(emul
     # The next turn sends the added image again as part of the path, from the history's own copy.
     later = run(settings, lambda s: s.refine(parent_id=with_chair.id, instruction="make it red"))
     assert later.turn == 3 and emulator.generate_requests[-1].turns[2].parts[1].data == added
+    sent = len(emulator.generate_requests)
+    with pytest.raises(ConversationError, match="has no image to refine"):
+        run(settings, lambda s: s.refine(parent_id=tree[2][1].id, instruction="try the failed one"))
+    assert len(emulator.generate_requests) == sent
 
 
 def test_thought_parts_go_back_in_order_with_their_flags(tmp_path):
