@@ -2,8 +2,8 @@
 
 Run: python bench/refine_path.py [--turns 10] [--model gemini-3-pro-image]
 Prints, per turn: the contents sent, our input-token estimate against the emulator's count, the request body's size
-and the time; then the ratio of the last turn's body to the second's (the first refinement), and the ratio of a cached replay of the
-whole path to sending it (no request is made for the replay).
+and the time; then the ratio of the last turn's body to the second's (the first refinement), and the ratio of a
+cached replay of the whole path to sending it (no request is made for the replay).
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ async def main(turns: int, model: str) -> None:
             replay = await studio.run_refinement(plan)
             replay_s = time.perf_counter() - started
             assert replay.cached and len(emu.generate_requests) == sent
-            print(f"body of turn {turns} / turn 2 (the first with a model turn): {sizes[-1] / sizes[1]:.1f}x; cached replay of turn {turns}: "
+            print(f"body of turn {turns} / turn 2 (the first with a model turn): {sizes[-1] / sizes[1]:.1f}x; "
+                  f"cached replay of turn {turns}: "
                   f"{replay_s:.2f} s vs {elapsed:.2f} s sent ({replay_s / elapsed:.2f}x), no request, $0")
 
 

@@ -389,3 +389,19 @@ def test_turns_made_by_another_model_carry_the_bypass_and_lite_models_are_refuse
     with pytest.raises(ConversationError, match="not made for multi-turn editing"):
         run(settings, lambda s: s.refine(parent_id=child.id, instruction="x", model="gemini-3.1-flash-lite-image"))
     assert len(emulator.generate_requests) == 2
+
+
+def test_a_cache_hit_whose_model_turn_was_not_stored_is_sent_with_the_bypass(emulator, settings):
+    async def scenario(studio: Studio):
+        first = await studio.generate("a red kite", model=PRO)
+        key = first.request.cache_key()
+        raw = studio.cache._cache.get("result:" + key)
+        studio.cache._cache.set("result:" + key, {**raw, "model_parts": None})  # as an entry cached before refine
+        hit = await studio.generate("a red kite", model=PRO)
+        return hit, await studio.refine(parent_id=hit.id, instruction="two kites")
+
+    hit, child = run(settings, scenario)
+    assert hit.cached and hit.model_turn == () and child.turn == 2
+    model = emulator.generate_requests[-1].turns[1]
+    assert emulator.generate_requests[-1].status == 200
+    assert [(p.kind, p.signature_text) for p in model.parts] == [("text", BYPASS_TEXT), ("image", BYPASS_TEXT)]
