@@ -31,6 +31,8 @@ import math
 import re
 from typing import Any
 
+from .quota_clock import time_to_pacific_midnight
+
 __all__ = [
     "AuthError", "BadRequestError", "BadResponseError", "BudgetExceededError", "ConfigError", "ImageInputError",
     "ImageWithheldError", "InputError", "InvalidKeyError", "MissingKeyError", "ModelNotFoundError", "NetworkError",
@@ -241,8 +243,6 @@ def _map_api_error(code: int, body: dict, response: Any, model: str | None) -> S
         quota_id = violations[0].get("quotaId")
         wait = _retry_after(body, response)
         if quota_id and "PerDay" in quota_id:
-            from .limits import time_to_pacific_midnight
-
             msg = (f"The daily quota for {model or 'this model'} is used up ({quota_id}); "
                    f"it resets at midnight Pacific time, in {time_to_pacific_midnight()}.")
         else:
