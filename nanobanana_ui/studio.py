@@ -27,6 +27,7 @@ from .outputs import dimensions, save_images, with_provenance
 from .request import ImageOptions, ImageRequest, ImageResult, Mode, Usage
 from .retry import RetryPolicy
 from .sending import EventSink, GuardedSender
+from .transport import SendObserver
 from .validation import ImageSource, build_request
 
 __all__ = ["MAX_COUNT", "Backend", "Studio"]
@@ -38,9 +39,13 @@ log = logging.getLogger(__name__)
 class Backend(Protocol):
     """What the Studio needs from a backend (GeminiBackend, or a test double)."""
 
-    async def generate(self, request: ImageRequest): ...  # noqa: D102
-    async def list_image_models(self) -> tuple[str, ...]: ...  # noqa: D102
-    async def aclose(self) -> None: ...  # noqa: D102
+    async def generate(self, request: ImageRequest, *, observer: SendObserver | None = None) -> BackendReply:
+        """Send one request; tell `observer` when its last byte left; a failure raises a StudioError."""
+    async def list_image_models(self) -> tuple[str, ...]:
+        """Ids of the image models the key can use."""
+
+    async def aclose(self) -> None:
+        """Release the client."""
 
 
 class Studio:
@@ -240,9 +245,9 @@ class Studio:
         first = request.options.variation
         return list(await asyncio.gather(*(one(first + i) for i in range(count))))
 
-    async def _generate(self, request: ImageRequest) -> BackendReply:
+    async def _generate(self, request: ImageRequest, *, observer: SendObserver | None = None) -> BackendReply:
         try:
-            return await self.backend.generate(request)
+            return await self.backend.generate(request, observer=observer)
         except ModelNotFoundError as exc:
             raise await self._with_available_models(exc) from exc
 
