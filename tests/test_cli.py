@@ -46,6 +46,38 @@ def test_generate_json_with_options(keyed_env, capsys, tmp_path):
     assert (config["temperature"], config["topP"], config["topK"], config["seed"]) == (0.4, 0.8, 20, 7)
 
 
+def test_one_result_record_for_generate_batch_and_history(keyed_env, capsys, tmp_path):
+    """The --json record (ImageResult.to_record, one line per image) is the same for generate, batch and history."""
+    keys = ["path", "prompt", "model", "mode", "cached", "cost_usd", "saved_usd", "finish_reason", "text", "width",
+            "height", "sha256", "variation", "seed", "tokens", "elapsed_s", "id"]
+    assert main(["generate", "one record", "--json", "--seed", "3", "--out", str(tmp_path / "g")]) == 0
+    [made] = json_lines(capsys.readouterr().out)
+    assert list(made) == keys
+    sent = keyed_env.generate_requests[0]
+    assert made["prompt"] == sent.prompt == "one record" and made["seed"] == sent.generation_config["seed"] == 3
+    assert (made["mode"], made["variation"], made["cached"], made["saved_usd"]) == ("generate", 0, False, 0.0)
+    assert set(made["tokens"]) == {"prompt", "output", "total"} and made["tokens"]["output"] > 0
+    with Image.open(made["path"]) as image:
+        assert [made["width"], made["height"]] == list(image.size)
+
+    batch = tmp_path / "rows.txt"
+    batch.write_text("one record\n", encoding="utf-8")
+    assert main(["batch", str(batch), "--json", "--seed", "3", "--out", str(tmp_path / "b")]) == 0
+    [row] = json_lines(capsys.readouterr().out)
+    assert list(row) == keys + ["row", "status"]
+    assert (row["row"], row["status"], row["cached"], row["cost_usd"]) == (1, "cached", True, 0.0)
+    assert row["saved_usd"] == made["cost_usd"] > 0 and row["sha256"] == made["sha256"]
+    assert len(keyed_env.generate_requests) == 1  # the batch row was the same request: a cache hit
+    manifest = json.loads((tmp_path / "b" / "manifest.jsonl").read_text(encoding="utf-8"))
+    assert manifest["id"] == row["id"] and manifest["images"][0]["path"] == Path(row["path"]).name
+
+    assert main(["history", "--json", "--limit", "1"]) == 0
+    [entry] = json_lines(capsys.readouterr().out)
+    assert list(entry) == ["id", "time", "mode", "model", "prompt", "paths", "cost_usd", "cached", "finish_reason",
+                           "text", "tokens", "elapsed_s", "options", "error", "error_type"]
+    assert (entry["prompt"], entry["cached"], entry["tokens"]) == ("one record", True, made["tokens"])
+
+
 def test_second_run_is_cached(keyed_env, capsys):
     main(["generate", "cached fox", "--json"])
     main(["generate", "cached fox", "--json"])
