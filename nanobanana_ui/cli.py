@@ -19,6 +19,7 @@ from .costs import cost_text
 from .errors import InputError, StudioError
 from .models import get_model, known_models
 from .request import ImageOptions, ImageResult, Mode, image_records
+from .validation import unencodable_at
 
 __all__ = ["build_parser", "main"]
 
@@ -114,8 +115,12 @@ async def _run(args: argparse.Namespace) -> int:
 def _report(error: StudioError, *, as_json: bool = False, prompt: str | None = None) -> None:
     print(f"error: {error.message}", file=sys.stderr)
     if as_json:
-        print(json.dumps({"error": error.message, "error_type": type(error).__name__, "prompt": prompt,
-                          "exit_code": error.exit_code}, ensure_ascii=False), flush=True)
+        record = {"error": error.message, "error_type": type(error).__name__, "prompt": prompt,
+                  "exit_code": error.exit_code}
+        line = json.dumps(record, ensure_ascii=False)
+        if unencodable_at(line) is not None:  # the refused prompt itself is not text: escape it (still valid JSON)
+            line = json.dumps(record)
+        print(line, flush=True)
 
 
 def _list_models() -> int:

@@ -122,6 +122,37 @@ def test_bad_rows_are_all_reported_with_line_numbers_before_anything_is_sent(set
     assert emulator.generate_requests == []
 
 
+@pytest.mark.parametrize("name, content, line, field", [
+    ("lone.jsonl", b'{"prompt": "fine"}\n{"prompt": "bad \\udcff here"}\n', 2, "prompt"),  # a JSON escape
+    ("model.jsonl", b'{"prompt": "fine"}\n\n{"prompt": "p", "model": "gemini\\ud800"}\n', 3, "model"),
+    ("paths.jsonl", b'{"prompt": "fine"}\n{"prompt": "p", "images": ["a\\udcff.png"]}\n', 2, "an image path"),
+    ("latin1.txt", b"fine\n# comment\ncaf\xe9 au lait\n", 3, "prompt"),  # bytes that are not UTF-8
+    ("latin1.csv", b"prompt,name\nfine,a\n\"two\nlines\",b\xff\n", 3, "name"),
+])
+def test_text_that_cannot_be_encoded_is_refused_with_its_line_number(emulator, tmp_path, monkeypatch, capsys, name,
+                                                                    content, line, field):
+    for key, value in cli_env(emulator, tmp_path / "home").items():
+        monkeypatch.setenv(key, value)
+    path = tmp_path / name
+    path.write_bytes(content)
+    assert main(["batch", str(path), "--out", str(tmp_path / "out"), "--json"]) == 2
+    out = capsys.readouterr()
+    assert out.out == "" and "Traceback" not in out.err and "unexpected" not in out.err
+    assert f"error: 1 problem(s) in {path}; nothing was sent:" in out.err
+    [problem] = [text.strip() for text in out.err.splitlines()[1:]]
+    assert problem.startswith(f"line {line}: {field} holds '\\ud") and "lone surrogate" in problem
+    assert emulator.generate_requests == []
+
+
+def test_a_prompt_that_cannot_be_encoded_is_refused_by_generate(emulator, tmp_path, monkeypatch, capsys):
+    for key, value in cli_env(emulator, tmp_path / "home").items():
+        monkeypatch.setenv(key, value)
+    assert main(["generate", "caf\udce9 au lait", "--json"]) == 2  # how Python passes a Latin-1 argument
+    out = capsys.readouterr()
+    assert out.err.startswith("error: The prompt holds '\\udce9' at character 4") and "Traceback" not in out.err
+    assert json.loads(out.out)["error_type"] == "InputError" and emulator.generate_requests == []
+
+
 def test_unknown_extension_and_unknown_columns_are_clear(tmp_path):
     (tmp_path / "prompts.xlsx").write_text("x")
     with pytest.raises(BatchFileError, match=r"unknown batch file type '\.xlsx'; use \.txt"):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..request import ImageOptions, Mode
+from ..validation import unencodable_problem
 
 __all__ = ["COLUMNS", "FORMATS", "BatchFileError", "BatchItem", "parse_batch_text", "read_batch_file"]
 
@@ -50,11 +51,10 @@ def read_batch_file(path: Path, *, defaults: ImageOptions = ImageOptions()) -> l
         raise BatchFileError([f"{path.name}: unknown batch file type {path.suffix or '(none)'!r}; "
                               "use .txt (one prompt per line), .csv or .jsonl"])
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        # Bytes that are not UTF-8 become lone surrogates, refused with their line number like any other bad value.
+        text = path.read_text(encoding="utf-8-sig", errors="surrogateescape")
     except FileNotFoundError:
         raise BatchFileError([f"{path} does not exist"]) from None
-    except UnicodeDecodeError as exc:
-        raise BatchFileError([f"{path.name} is not UTF-8 text ({exc.reason} at byte {exc.start})"]) from None
     except OSError as exc:
         raise BatchFileError([f"{path} cannot be read ({exc.strerror or exc})"]) from None
     return parse_batch_text(text, fmt=fmt, base_dir=path.parent, defaults=defaults)
@@ -173,11 +173,13 @@ def _item(line: int, raw: dict, base_dir: Path, defaults: ImageOptions, problems
             values[key] = _images(value, base_dir, problems)
         elif not isinstance(value, str):
             problems.append(f"{key} must be text, not {json.dumps(value)}")
+        elif (problem := unencodable_problem(key, value)) is not None:
+            problems.append(problem)
         else:
             values[key] = value.strip() if key != "prompt" else value
     prompt = values.get("prompt")
-    if not isinstance(prompt, str) or not prompt.strip():
-        problems.append("no prompt")
+    if (not isinstance(prompt, str) or not prompt.strip()) and not any(p.startswith("prompt ") for p in problems):
+        problems.append("no prompt")  # unless the prompt was refused already
     images = values.get("images") or ()
     mode_text = str(values.get("mode") or "").lower()
     if mode_text:
@@ -206,5 +208,9 @@ def _images(value: object, base_dir: Path, problems: list[str]) -> tuple[Path, .
         parts = [p.strip() for p in value]
     else:
         problems.append("images must be paths: ';'-separated in CSV, a list of strings in JSONL")
+        return ()
+    unencodable = [problem for p in parts if (problem := unencodable_problem("an image path", p)) is not None]
+    if unencodable:
+        problems.extend(unencodable)
         return ()
     return tuple(base_dir / Path(p).expanduser() for p in parts if p)
