@@ -7,13 +7,15 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from .config import load_settings
 from .errors import InputError
 from .request import ImageOptions, image_records
 
 if TYPE_CHECKING:
+    from tqdm import tqdm
+
     from .batch import ItemOutcome
 
 __all__ = ["CONFIRM_ABOVE_USD", "add_batch_parser", "run_batch_command"]
@@ -21,7 +23,8 @@ __all__ = ["CONFIRM_ABOVE_USD", "add_batch_parser", "run_batch_command"]
 CONFIRM_ABOVE_USD = 1.00  # a batch estimated above this asks first (--yes skips; without a terminal: refused)
 
 
-def add_batch_parser(commands: argparse._SubParsersAction, shared: argparse.ArgumentParser) -> None:
+def add_batch_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser],
+                     shared: argparse.ArgumentParser) -> None:
     """Register `batch FILE` with the shared options (as every row's defaults) and its own."""
     batch = commands.add_parser("batch", parents=[shared], help="run every prompt of a .txt, .csv or .jsonl file",
                                 description="Run a batch file at the pace of the rate limit; run it again to "
@@ -121,7 +124,7 @@ def _confirmed(estimate: float | None) -> bool:
     return True
 
 
-def _progress(total: int, initial: int):
+def _progress(total: int, initial: int) -> tqdm[NoReturn]:
     from tqdm import tqdm
 
     return tqdm(total=total, initial=initial, file=sys.stderr, unit="img", dynamic_ncols=True, disable=None,

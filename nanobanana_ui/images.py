@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -190,7 +191,7 @@ def _sendable_mode(im: Image.Image, notes: list[str]) -> Image.Image:
 
 def _to_8bit(im: Image.Image) -> Image.Image:
     """Scale a 16-bit, 32-bit or float greyscale image to 8-bit L by its nominal range (not by clipping)."""
-    lo, hi = im.getextrema()
+    lo, hi = cast("tuple[float, float]", im.getextrema())  # single-band modes: (min, max)
     if im.mode.startswith("I;16") or (lo >= 0 and 255 < hi <= 65535):
         lo, hi = 0, 65535  # 16-bit data: full range 0-65535 maps to 0-255
     elif im.mode == "F" and lo >= 0 and hi <= 1:

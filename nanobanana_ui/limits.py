@@ -25,7 +25,7 @@ from .errors import BudgetExceededError
 from .quota_clock import PACIFIC, duration_until, next_pacific_midnight, pacific_day, time_to_pacific_midnight
 
 __all__ = [
-    "DailyBudget", "DailyUsage", "RateLimiter", "next_pacific_midnight", "pacific_day", "shared_rate_limiter",
+    "DailyBudget", "DailyUsage", "RateLimiter", "Slot", "next_pacific_midnight", "pacific_day", "shared_rate_limiter",
     "time_to_pacific_midnight",
 ]
 
@@ -71,7 +71,7 @@ class RateLimiter:
             free -= 1
             ticket.loop.call_soon_threadsafe(ticket.wake.set)
 
-    async def acquire(self, on_wait: Callable[[float | None], None] | None = None) -> _Slot:
+    async def acquire(self, on_wait: Callable[[float | None], None] | None = None) -> Slot:
         """Wait for a slot (first come, first served) and take it; `on_wait(seconds)` is told about a wait."""
         ticket = _Ticket()
         told = False
@@ -82,7 +82,7 @@ class RateLimiter:
                         self._queue.append(ticket)
                     self._grant()
                     if ticket.granted:
-                        return _Slot(self)
+                        return Slot(self)
                     hint = self._wait_hint(self._clock())
                 if on_wait is not None and not told:
                     on_wait(hint)
@@ -120,7 +120,7 @@ class _Ticket:
         self.granted = False
 
 
-class _Slot:
+class Slot:
     """One taken slot; leaving the `async with` block starts its window."""
 
     def __init__(self, limiter: RateLimiter) -> None:
@@ -137,7 +137,7 @@ class _Slot:
         margin = SEND_MARGIN_S + 2 * round_trip_s + request_bytes / UPLINK_BYTES_PER_S
         self._arrived_by = self._limiter._clock() + margin
 
-    async def __aenter__(self) -> _Slot:
+    async def __aenter__(self) -> Slot:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from .errors import StudioError
 from .gemini import BackendReply
-from .limits import DailyBudget, RateLimiter
+from .limits import DailyBudget, RateLimiter, Slot
 from .request import ImageRequest
 from .retry import RetryPolicy, describe_failure
 from .transport import SendObserver
@@ -91,7 +91,7 @@ class GuardedSender:
             return await self._generate(request, observer=slot)  # the slot learns when the request left
 
     @staticmethod
-    async def _acquire(limiter: RateLimiter, waiting: Callable[[float | None], None]):
+    async def _acquire(limiter: RateLimiter, waiting: Callable[[float | None], None]) -> Slot:
         """The limiter's slot; with `stop_sending` set while waiting for it, give up the wait (NotSent)."""
         stop = stop_sending.get()
         if stop is None:

@@ -17,7 +17,7 @@ __all__ = [
 
 MAX_PROMPT_CHARS = 30_000  # the image models take about 32k input tokens; refuse clearly rather than get a 400
 _MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # it becomes part of the URL path
-ImageSource = InputImage | bytes | str | os.PathLike
+ImageSource = InputImage | bytes | str | os.PathLike[str]
 
 
 def unencodable_at(text: str) -> int | None:

@@ -188,14 +188,15 @@ def _base_line(item: BatchItem, request: ImageRequest) -> dict[str, Any]:
             "seed": request.options.seed, "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
-def _failed(item: BatchItem, request: ImageRequest, base: dict, message: str, kind: str, code: int) -> ItemOutcome:
+def _failed(item: BatchItem, request: ImageRequest, base: dict[str, Any], message: str, kind: str,
+            code: int) -> ItemOutcome:
     line = {**base, "status": "failed", "paths": [], "cost_usd": 0.0, "error": message, "error_type": kind,
             "exit_code": code}
     return ItemOutcome(row=item.row, prompt=item.prompt, status="failed", paths=(), cost_usd=0.0, error=message,
                        error_type=kind, variation=request.options.variation, record=line, exit_code=code)
 
 
-def _earlier(item: BatchItem, request: ImageRequest, line: dict, out_dir: Path) -> ItemOutcome:
+def _earlier(item: BatchItem, request: ImageRequest, line: dict[str, Any], out_dir: Path) -> ItemOutcome:
     return ItemOutcome(row=item.row, prompt=item.prompt, status="earlier",
                        paths=tuple(out_dir / p for p in line["paths"]), cost_usd=line.get("cost_usd"), error=None,
                        error_type=None, variation=request.options.variation, record=line)

@@ -20,7 +20,7 @@ def _text_tokens(text: str) -> int:
     return len(text) // 4 + 1
 
 
-def _candidate(parts: list[dict]) -> dict:
+def _candidate(parts: list[JsonObject]) -> JsonObject:
     return {"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}
 
 
@@ -40,7 +40,7 @@ def usage_metadata(rec: RecordedRequest, spec: ModelSpec, out: dict[str, int] | 
     parts = [p for c in contents if isinstance(c, dict) for p in c.get("parts") or [] if isinstance(p, dict)]
     text = sum(_text_tokens(str(p["text"])) for p in parts if "text" in p)
     images = spec.input_image_tokens * sum(1 for p in parts if inline_data(p))
-    usage: dict = {"promptTokenCount": text + images, "totalTokenCount": text + images,
+    usage: JsonObject = {"promptTokenCount": text + images, "totalTokenCount": text + images,
                    "promptTokensDetails": [{"modality": "TEXT", "tokenCount": text}]}
     if images:
         usage["promptTokensDetails"].append({"modality": "IMAGE", "tokenCount": images})
@@ -105,7 +105,7 @@ def answer(rec: RecordedRequest, spec: ModelSpec, include_thoughts: bool) -> Rep
     size = image_config.get("imageSize") or spec.default_size
     ratio = image_config.get("aspectRatio") or (nearest_ratio(inputs[0], spec) if inputs else "1:1")
     modalities = [str(m).upper() for m in rec.generation_config.get("responseModalities") or ["TEXT", "IMAGE"]]
-    parts: list[dict] = []
+    parts: list[JsonObject] = []
     out: dict[str, int] = {}
     if "TEXT" in modalities:
         parts.append({"text": f"Here is an offline placeholder image for: {rec.prompt[:200]}"})
@@ -122,8 +122,9 @@ def answer(rec: RecordedRequest, spec: ModelSpec, include_thoughts: bool) -> Rep
             parts[:0] = thought_parts(img)
     rec.reply_images = [base64.b64decode(p["inlineData"]["data"]) for p in parts if "inlineData" in p]
     reply = _envelope(rec, spec, out, candidates=[_candidate(parts)])
-    if include_thoughts and "IMAGE" in modalities:
-        usage = reply[2]["usageMetadata"]  # type: ignore[index]
+    body = reply[2]
+    if include_thoughts and "IMAGE" in modalities and isinstance(body, dict):
+        usage = body["usageMetadata"]
         usage["thoughtsTokenCount"] = _THOUGHT_TOKENS
         usage["totalTokenCount"] += _THOUGHT_TOKENS
     return reply

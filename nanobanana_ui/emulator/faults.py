@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .types import HELP, Reply, error_reply
+from .types import HELP, JsonObject, Reply, error_reply
 
 _RPC = "type.googleapis.com/google.rpc."
 _QUOTA_METRIC = "generativelanguage.googleapis.com/generate_content_free_tier_requests"
@@ -114,12 +114,13 @@ def not_found_reply(model: str | None) -> Reply:
                        "methods.")
 
 
-def _quota_details(fault: Fault, model: str | None) -> list[dict]:
+def _quota_details(fault: Fault, model: str | None) -> list[JsonObject]:
     violation = {"quotaMetric": _QUOTA_METRIC, "quotaId": fault.quota_id,
                  "quotaDimensions": {"location": "global", "model": model or ""}, "quotaValue": fault.quota_value}
-    details = [{"@type": _RPC + "Help", "links": [{"description": "Learn more about Gemini API quotas",
-                                                   "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}]},
-               {"@type": _RPC + "QuotaFailure", "violations": [violation]}]
+    links = [{"description": "Learn more about Gemini API quotas",
+              "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}]
+    details: list[JsonObject] = [{"@type": _RPC + "Help", "links": links},
+                                 {"@type": _RPC + "QuotaFailure", "violations": [violation]}]
     if fault.retry_delay:
         details.append({"@type": _RPC + "RetryInfo", "retryDelay": fault.retry_delay})
     return details
@@ -140,7 +141,7 @@ def fault_reply(fault: Fault, model: str | None) -> Reply:
                    f"metric: {_QUOTA_METRIC}, limit: {fault.quota_value}, model: {model}{retry}")
         headers = {"Retry-After": str(math.ceil(float(fault.retry_delay.rstrip("s"))))} if fault.retry_delay else {}
         return error_reply(429, fault.status, message, _quota_details(fault, model), headers)
-    details = None
+    details: list[JsonObject] | None = None
     if fault.reason:
         details = [{"@type": _RPC + "ErrorInfo", "reason": fault.reason, "domain": "googleapis.com",
                     "metadata": {"service": "generativelanguage.googleapis.com"}},

@@ -11,7 +11,7 @@ import textwrap
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
 from ..models import ModelSpec
-from .types import decode_b64, inline_data
+from .types import JsonObject, decode_b64, inline_data
 
 _LABEL = "OFFLINE EMULATOR · placeholder image"
 
@@ -86,7 +86,7 @@ def nearest_ratio(img: Image.Image, spec: ModelSpec) -> str:
     return min(spec.aspect_ratios, key=distance)
 
 
-def history_image(body: dict | None) -> list[Image.Image]:
+def history_image(body: JsonObject | None) -> list[Image.Image]:
     """The latest non-thought image earlier in the conversation, as a one-item list (or empty)."""
     for content in reversed((body or {}).get("contents") or []):
         for part in reversed(content.get("parts") or [] if isinstance(content, dict) else []):
@@ -97,7 +97,7 @@ def history_image(body: dict | None) -> list[Image.Image]:
     return []
 
 
-def thought_parts(img: Image.Image) -> list[dict]:
+def thought_parts(img: Image.Image) -> list[JsonObject]:
     """What Gemini 3 sends before the answer: a thought summary and an interim (draft) image."""
     draft = img.convert("L")
     draft.thumbnail((256, 256))

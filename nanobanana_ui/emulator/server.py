@@ -15,7 +15,7 @@ from ..models import get_model, known_models
 from .answers import answer, fault_content, model_entry, usage_metadata
 from .faults import UNREGISTERED, Fault, fails, fault_reply, not_found_reply
 from .quota import ArrivalWindow, Setting, check_rate_limit, check_rate_window, format_delay
-from .types import API_PATH, RecordedRequest, Reply, error_reply, record_request
+from .types import API_PATH, JsonObject, RecordedRequest, Reply, error_reply, record_request
 
 OFFLINE_API_KEY = "offline-emulator"  # the key the app sends to shared_emulator(), which takes any non-empty key
 
@@ -125,7 +125,7 @@ class GeminiEmulator:
         if self._server is None:
             raise RuntimeError("GeminiEmulator is not started")
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -177,7 +177,7 @@ class GeminiEmulator:
             return fault, None
         return fault, self._window.admit(rec.received_at, self.rate_limit, self.rate_window_s)
 
-    def _route(self, rec: RecordedRequest, method: str, match: re.Match | None, action: str | None,
+    def _route(self, rec: RecordedRequest, method: str, match: re.Match[str] | None, action: str | None,
                fault: Fault | None, wait: float | None) -> Reply | None:
         if match and method == "POST" and action in ("generateContent", "streamGenerateContent"):
             return self._generate(rec, action == "streamGenerateContent", fault, wait)
@@ -205,7 +205,7 @@ class GeminiEmulator:
         query = parse_qs(rec.query)
         start = int((query.get("pageToken") or ["0"])[0] or 0)
         size = int((query.get("pageSize") or ["50"])[0])
-        page: dict = {"models": [model_entry(m) for m in self.models[start:start + size]]}
+        page: JsonObject = {"models": [model_entry(m) for m in self.models[start:start + size]]}
         if start + size < len(self.models):
             page["nextPageToken"] = str(start + size)
         return 200, {}, page

@@ -84,7 +84,7 @@ def part_kind(part: JsonObject) -> str:
 def record_request(method: str, url: str, headers: dict[str, str], raw: bytes) -> RecordedRequest:
     """Parse one HTTP request into a RecordedRequest (a body that is not a JSON object is kept as None)."""
     parts = urlsplit(url)
-    key = headers.get("x-goog-api-key") or (parse_qs(parts.query).get("key") or [None])[0]
+    key = headers.get("x-goog-api-key") or next(iter(parse_qs(parts.query).get("key") or []), None)
     match = API_PATH.match(parts.path)
     try:
         body = json.loads(raw) if raw else None
