@@ -206,7 +206,7 @@ def _to_8bit(im: Image.Image) -> Image.Image:
 def _encode(im: Image.Image, lossless: bool, icc: bytes | None,
             notes: list[str]) -> tuple[bytes, str, tuple[int, int]]:
     """PNG for alpha or lossless sources if it fits, else JPEG q90 (WebP q90 to keep alpha), halving until it fits."""
-    alpha = im.mode in ("LA", "RGBA") and im.getchannel("A").getextrema()[0] < 255
+    alpha = im.mode in ("LA", "RGBA") and cast("tuple[int, int]", im.getchannel("A").getextrema())[0] < 255
     if im.mode in ("LA", "RGBA") and not alpha:
         im = im.convert(im.mode[:-1])  # fully opaque: the alpha channel only costs bytes
     if alpha or lossless:

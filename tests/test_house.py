@@ -33,3 +33,13 @@ def test_ruff_is_clean():
     assert ruff, "ruff is missing: pip install -r requirements-dev.txt"
     done = subprocess.run([ruff, "check", "--no-cache", str(ROOT)], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stdout
+
+
+def test_mypy_passes():
+    """pyproject.toml's [tool.mypy]: strict outside nanobanana_ui/ui/, check_untyped_defs inside it."""
+    beside_python = Path(sys.executable).parent / "mypy"  # requirements-dev.txt installs it into the venv
+    mypy = str(beside_python) if beside_python.exists() else shutil.which("mypy")
+    assert mypy, "mypy is missing: pip install -r requirements-dev.txt"
+    done = subprocess.run([mypy], capture_output=True, text=True, cwd=ROOT, timeout=280)  # files: pyproject.toml
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Success: no issues found" in done.stdout
