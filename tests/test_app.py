@@ -262,6 +262,7 @@ def built_page(tmp_path, *args: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_offline_flag_shows_the_banner_and_building_the_page_starts_nothing(tmp_path):
     page = built_page(tmp_path, "--offline")
     assert page["offline"] and not page["emulator_started"]  # the emulator waits for the first request

@@ -267,6 +267,7 @@ def cli_env(emulator, home: Path, **extra: str) -> dict[str, str]:
                    PYTHONPATH=str(ROOT), **extra)
 
 
+@pytest.mark.slow
 def test_resume_after_kill_9_sends_no_finished_item_again(emulator, tmp_path):
     emulator.delay_s = 0.4
     path = tmp_path / "slow.txt"
@@ -315,6 +316,7 @@ def test_dry_run_validates_and_sends_nothing(emulator, tmp_path, monkeypatch, ca
     assert "line 2:" in capsys.readouterr().err and emulator.generate_requests == []
 
 
+@pytest.mark.slow
 def test_an_expensive_batch_needs_confirmation(emulator, tmp_path):
     path = tmp_path / "many.txt"
     path.write_text("".join(f"shot {n}\n" for n in range(30)))  # 30 x $0.0387 = $1.16

@@ -128,6 +128,7 @@ def test_models_lists_the_registry(capsys):
     assert "gemini-2.5-flash-image" in out and "gemini-3-pro-image-preview" in out
 
 
+@pytest.mark.slow
 def test_real_process_without_a_key_runs_offline(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GEMINI", "GOOGLE", "NANO"))}
     env.update(NANOBANANA_HOME=str(tmp_path / "home"), PYTHONPATH=str(ROOT))
@@ -139,6 +140,7 @@ def test_real_process_without_a_key_runs_offline(tmp_path):
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_real_process_bad_image_one_line_exit_2(tmp_path):
     fake = tmp_path / "notes.png"
     fake.write_text("not an image")

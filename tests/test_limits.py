@@ -243,6 +243,7 @@ def test_budget_refuses_before_sending_and_survives_a_restart(settings, emulator
     assert in_studio(budgeted, lambda s: s.generate("one")).cached  # the cache still answers, for free
 
 
+@pytest.mark.slow
 def test_budget_is_shared_by_concurrent_processes(emulator, tmp_path):
     env = app_env(GEMINI_API_KEY=TEST_KEY, NANOBANANA_BASE_URL=emulator.base_url, NANOBANANA_HOME=str(tmp_path),
                   NANOBANANA_RPD="5", PYTHONPATH=str(ROOT))
