@@ -244,7 +244,7 @@ def test_cancel_stops_starting_new_requests(settings, emulator, tmp_path):
 
 
 def test_default_concurrency_follows_the_rate_limit(settings, emulator, tmp_path):
-    emulator.delay_s = 0.4
+    emulator.delay_s = 1.0
     limited = settings.__class__(**{**settings.__dict__, "rpm": 6})
     items = [BatchItem(row=n, prompt=f"p{n}", mode=Mode.GENERATE, images=(), model=None, options=ImageOptions())
              for n in range(1, 7)]
@@ -253,11 +253,10 @@ def test_default_concurrency_follows_the_rate_limit(settings, emulator, tmp_path
         plan = plan_batch(studio, items, out_dir=tmp_path / f"out{concurrency}")
         return await run_batch(studio, plan, out_dir=tmp_path / f"out{concurrency}", concurrency=concurrency)
 
-    started = time.perf_counter()
     in_studio(limited, scenario)
-    assert time.perf_counter() - started < 6 * 0.4 / 2  # all six in flight together, not a fixed cap of a few
     arrivals = [r.received_at for r in emulator.generate_requests]
-    assert max(arrivals) - min(arrivals) < 0.3
+    # All six in flight together (not a fixed cap of a few): the last arrived before the first could be answered.
+    assert len(arrivals) == 6 and max(arrivals) - min(arrivals) < emulator.delay_s
 
 
 # The command line.
@@ -362,6 +361,6 @@ def test_cancel_leaves_requests_waiting_for_the_rate_limit_unsent(settings, emul
         return summary, time.perf_counter() - started, studio.sender._limiter.used()
 
     summary, elapsed, used = in_studio(limited, scenario)
-    assert summary.cancelled and (summary.done, summary.failed) == (2, 0) and elapsed < 5
+    assert summary.cancelled and (summary.done, summary.failed) == (2, 0) and elapsed < 30  # not the 60 s window
     assert sorted(r.prompt for r in emulator.generate_requests) == ["slow 1", "slow 2"]
     assert used == 2  # the slots taken but not used were given back, not held for a window
