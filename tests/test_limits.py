@@ -229,6 +229,8 @@ def test_the_backend_tells_its_observer_when_the_body_left_and_the_token_never_r
     size, round_trip = told[0]
     assert size == int(seen[0].headers["content-length"]) > 0 and 0 < round_trip < 5  # a new connection was timed
     assert not any(name.startswith("x-nanobanana") for r in seen for name in r.headers)
+    assert [r.path for r in seen] == ["/v1beta/models/gemini-2.5-flash-image:generateContent"] * 2  # options kept
+    assert seen[0].headers["x-goog-api-key"] == TEST_KEY and seen[0].generation_config == seen[1].generation_config
 
 
 # The daily budget.
