@@ -43,3 +43,25 @@ def test_mypy_passes():
     done = subprocess.run([mypy], capture_output=True, text=True, cwd=ROOT, timeout=280)  # files: pyproject.toml
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Success: no issues found" in done.stdout
+
+
+def _package_imports() -> list[tuple[str, str, str]]:
+    """(importing file, imported module, name) for every `from .x import name` inside the package."""
+    import ast
+
+    found = []
+    for path in sorted((ROOT / "nanobanana_ui").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("nanobanana_ui")):
+                found += [(path.relative_to(ROOT).as_posix(), node.module or "", alias.name) for alias in node.names]
+    return found
+
+
+def test_modules_share_only_public_names_and_the_quota_clock_is_a_leaf():
+    private = [f"{where}: {module}.{name}" for where, module, name in _package_imports()
+               if name.startswith("_") and not name.startswith("__")]
+    assert private == [], "a private name used by another module should be public (or stay in its module)"
+    imports = _package_imports()
+    assert "limits" not in {module for where, module, _ in imports if where == "nanobanana_ui/errors.py"}
+    assert not [module for where, module, _ in imports if where == "nanobanana_ui/quota_clock.py"]
+    assert not [module for where, module, _ in imports if where == "nanobanana_ui/emulator/types.py"]
