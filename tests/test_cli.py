@@ -89,6 +89,18 @@ def test_second_run_is_cached(keyed_env, capsys):
     assert len(keyed_env.generate_requests) == 2
 
 
+def test_the_cli_and_the_page_word_cost_and_status_alike(keyed_env, capsys):
+    from nanobanana_ui.costs import cost_text, status_text
+
+    assert [cost_text(0.03874, cached=False), cost_text(None), cost_text(0.04, cached=True)] == [
+        "$0.0387", "cost unknown", "cached · $0"]
+    assert status_text(cost_usd=0.5, cached=False, finish_reason=None, elapsed_s=4.24) == "$0.5000 · done · 4.2 s"
+    main(["generate", "worded fox"])
+    main(["generate", "worded fox"])
+    first, second = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("  ")]
+    assert ", $0.0" in first and ", cached · $0, " in second and len(keyed_env.generate_requests) == 1
+
+
 def test_count_gives_n_images_from_n_calls(keyed_env, capsys):
     assert main(["generate", "many foxes", "--count", "4", "--json"]) == 0
     records = json_lines(capsys.readouterr().out)
