@@ -17,9 +17,9 @@ from nanobanana_ui.config import Settings, load_settings
 from nanobanana_ui.emulator import Fault
 from nanobanana_ui.errors import InvalidKeyError, MissingKeyError, RateLimitError
 from nanobanana_ui.studio import Studio
-from nanobanana_ui.ui.batch import BatchPage
-from nanobanana_ui.ui.handlers import Runner, visitor_owner
-from nanobanana_ui.ui.library import Library
+from nanobanana_ui.ui.batch_tab import BatchPage
+from nanobanana_ui.ui.history_tab import Library
+from nanobanana_ui.ui.runner import Runner, visitor_owner
 from nanobanana_ui.visitors import MISSING_KEY_MESSAGE, KeyRing, VisitorLimits
 
 KEY_A = "fakeVisitorA-0123456789abcdefghijklmnopq"
@@ -93,7 +93,7 @@ def test_a_visitor_without_a_key_gets_the_message_and_nothing_is_sent(public_app
     path = tmp_path / "in.png"
     Image.new("RGB", (32, 32), (10, 200, 10)).save(path)
     assert "apikey" in app_error(lambda: c.predict(handle_file(str(path)), "make it red", api_name="/edit"))
-    pair = [{"image": handle_file(str(path))}] * 2
+    pair = [handle_file(str(path))] * 2
     assert "apikey" in app_error(lambda: c.predict(pair, "combine", api_name="/compose"))
     assert emu.requests == []  # not even a model listing
 
@@ -248,7 +248,7 @@ def test_owner_is_the_login_else_the_session():
 
 
 def test_two_visitors_see_only_their_own_history(emulator, tmp_path):
-    from nanobanana_ui.ui.library import Browse
+    from nanobanana_ui.ui.history_tab import Browse
 
     settings = Settings(home=tmp_path / "home", base_url=emulator.base_url, public=True, timeout_s=10,
                         max_attempts=1)
@@ -259,16 +259,15 @@ def test_two_visitors_see_only_their_own_history(emulator, tmp_path):
             runner = Runner(host, owner_of=visitor_owner)
             await runner.generate("alice's fox", api_key=KEY_A, request=alice, progress=lambda *a, **k: None)
             await runner.generate("bob's owl", api_key=KEY_B, request=bob, progress=lambda *a, **k: None)
-            library = Library(host, runner, visitor_owner)
-            a_items = library.refresh(Browse(), alice)[0]
-            b_items = library.refresh(Browse(), bob)[0]
+            library = Library(host, visitor_owner)
+            a_items = library.page_data(owner=visitor_owner(alice)).items
+            b_items = library.page_data(owner=visitor_owner(bob)).items
             assert [c for _, c in a_items] == ["alice's fox · generate"]
             assert [c for _, c in b_items] == ["bob's owl · generate"]
             b_browse = Browse()
-            library.refresh(b_browse, bob)
             b_browse.ids = (library.page_data(owner="session:sess-alice").ids[0],)  # Bob tries Alice's entry id
             b_browse.selected = b_browse.ids[0]
-            assert library._entry(b_browse, bob) is None
+            assert library.entry(b_browse, bob) is None
             await runner.keys.aclose()
 
     asyncio.run(scenario())
