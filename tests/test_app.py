@@ -232,6 +232,28 @@ def test_requests_from_different_visitors_run_concurrently(app_url, emu):
     assert time.monotonic() - started < 4.0  # with the default concurrency limit of 1 this takes 4.5 s or more
 
 
+def readme_python_block(heading: str) -> str:
+    """The first ```python block after a README heading."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    return re.search(r"```python\n(.*?)```", text[text.index(heading):], re.S).group(1)
+
+
+def test_the_readmes_gradio_client_examples_run_as_written(app_url, emu, tmp_path, monkeypatch, capsys):
+    code = readme_python_block("### HTTP API (gradio_client)")
+    assert 'Client("http://127.0.0.1:7860/")' in code
+    photo = tmp_path / "photo.jpg"
+    Image.new("RGB", (64, 48), (30, 30, 200)).save(photo, format="JPEG")
+    cat, hat = write_png(tmp_path / "cat.png", (200, 100, 0)), write_png(tmp_path / "hat.png", (0, 0, 0))
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code.replace("http://127.0.0.1:7860/", app_url), "README.md", "exec"), {})  # noqa: S102
+    generate, edit, compose = emu.generate_requests
+    assert generate.generation_config["imageConfig"] == {"aspectRatio": "16:9"}
+    assert edit.images == [photo.read_bytes()] and edit.prompt == "make the sky stormy"
+    assert compose.images == [cat.read_bytes(), hat.read_bytes()] and compose.model == "gemini-3-pro-image-preview"
+    assert compose.generation_config["imageConfig"] == {"imageSize": "2K"}
+    assert "$0.03" in capsys.readouterr().out  # the printed status
+
+
 # The page's own behaviour, in-process: the session, history and controls the browser tests drive through clicks.
 
 ELEM_IDS = {  # the browser tests' locators: keep them stable
