@@ -289,3 +289,30 @@ def test_public_batch_refuses_server_image_paths(tmp_path, emulator):
     assert "rows 3" in refused.value.message and "images" in refused.value.message
     assert emulator.requests == []
     assert os.environ.get("GEMINI_API_KEY") is None
+
+
+def test_a_visitor_is_told_the_service_is_unreachable_and_sees_the_retries(tmp_path):
+    import gradio as gr
+    from servers import free_port
+
+    from nanobanana_ui.ui.runner import UNREACHABLE
+
+    nowhere = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    settings = Settings(home=tmp_path / "home", base_url=nowhere, public=True, timeout_s=5, max_attempts=2)
+    lines = []
+
+    async def scenario():
+        async with Studio(settings) as host:
+            runner = Runner(host, owner_of=visitor_owner)
+            try:
+                with pytest.raises(gr.Error) as refused:
+                    await runner.generate("a fox", api_key=KEY_A, request=FakeRequest("s"),
+                                          progress=lambda fraction, desc=None: lines.append(desc))
+            finally:
+                await runner.keys.aclose()
+            return refused.value.message
+
+    message = asyncio.run(scenario())
+    assert message == UNREACHABLE  # not the transport's name or the host's settings
+    assert "NANOBANANA_BASE_URL" not in message and "ConnectError" not in message
+    assert any("retrying" in (line or "").lower() for line in lines), lines  # the retries show as progress
