@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import base64
 import secrets
-from typing import TYPE_CHECKING
 
 from PIL import Image
 
 from ..models import ModelSpec, get_model, pixel_size
-from .faults import _HELP, Fault, _error, _Reply
-from .pictures import _history_image, _inline, _nearest_ratio, _open, _png, _refined, _render, _thought_parts
+from .faults import Fault
+from .pictures import history_image, nearest_ratio, open_image, png_base64, refined, render, thought_parts
 from .signatures import check_signatures, sign, signs
-
-if TYPE_CHECKING:
-    from .server import RecordedRequest
+from .types import HELP, JsonObject, RecordedRequest, Reply, error_reply, inline_data
 
 _IMAGE_MIME = ("image/png", "image/jpeg", "image/webp", "image/heic", "image/heif")
 _THOUGHT_TOKENS = 64
@@ -24,29 +21,32 @@ def _text_tokens(text: str) -> int:
     return len(text) // 4 + 1
 
 
-def _candidate(parts: list[dict]) -> dict:
+def _candidate(parts: list[JsonObject]) -> JsonObject:
     return {"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}
 
 
-def _input_token_limit(name: str) -> int:
+def input_token_limit(name: str) -> int:
+    """The model's input token limit, as the API lists it (inputTokenLimit)."""
     return 32768 if name.startswith("gemini-2") else 65536
 
 
-def _model_entry(name: str) -> dict:
+def model_entry(name: str) -> JsonObject:
+    """The models.get / models.list entry for a model id."""
     spec = get_model(name)
     return {"name": f"models/{name}", "version": "emulator", "displayName": spec.label,
             "description": f"Offline emulator stand-in for {spec.label}.",
-            "inputTokenLimit": _input_token_limit(name), "outputTokenLimit": 32768,
+            "inputTokenLimit": input_token_limit(name), "outputTokenLimit": 32768,
             "supportedGenerationMethods": ["generateContent", "countTokens"], "temperature": 1.0,
             "topP": 0.95, "topK": 64, "maxTemperature": 2.0}
 
 
-def _usage(rec: RecordedRequest, spec: ModelSpec, out: dict[str, int] | None = None) -> dict:
+def usage_metadata(rec: RecordedRequest, spec: ModelSpec, out: dict[str, int] | None = None) -> JsonObject:
+    """The usageMetadata of a reply: prompt tokens by modality, and `out` (output tokens by modality)."""
     contents = (rec.body or {}).get("contents") or []
     parts = [p for c in contents if isinstance(c, dict) for p in c.get("parts") or [] if isinstance(p, dict)]
     text = sum(_text_tokens(str(p["text"])) for p in parts if "text" in p)
-    images = spec.input_image_tokens * sum(1 for p in parts if _inline(p))
-    usage: dict = {"promptTokenCount": text + images, "totalTokenCount": text + images,
+    images = spec.input_image_tokens * sum(1 for p in parts if inline_data(p))
+    usage: JsonObject = {"promptTokenCount": text + images, "totalTokenCount": text + images,
                    "promptTokensDetails": [{"modality": "TEXT", "tokenCount": text}]}
     if images:
         usage["promptTokensDetails"].append({"modality": "IMAGE", "tokenCount": images})
@@ -57,13 +57,13 @@ def _usage(rec: RecordedRequest, spec: ModelSpec, out: dict[str, int] | None = N
     return usage
 
 
-def _envelope(rec: RecordedRequest, spec: ModelSpec, out: dict[str, int] | None, **fields: object) -> _Reply:
-    body = {**fields, "usageMetadata": _usage(rec, spec, out), "modelVersion": rec.model,
+def _envelope(rec: RecordedRequest, spec: ModelSpec, out: dict[str, int] | None, **fields: object) -> Reply:
+    body = {**fields, "usageMetadata": usage_metadata(rec, spec, out), "modelVersion": rec.model,
             "responseId": secrets.token_urlsafe(16)}
     return 200, {}, body
 
 
-def _fault_content(rec: RecordedRequest, spec: ModelSpec, fault: Fault) -> _Reply:
+def fault_content(rec: RecordedRequest, spec: ModelSpec, fault: Fault) -> Reply:
     """The 200 answer a blocked, no_image or text_only Fault asks for."""
     if fault.kind == "blocked":
         return _envelope(rec, spec, None, promptFeedback={"blockReason": fault.reason})
@@ -73,7 +73,7 @@ def _fault_content(rec: RecordedRequest, spec: ModelSpec, fault: Fault) -> _Repl
     return _envelope(rec, spec, {"TEXT": _text_tokens(fault.message)}, candidates=[candidate])
 
 
-def _invalid(rec: RecordedRequest, spec: ModelSpec, inputs: list[Image.Image]) -> _Reply | None:
+def _invalid(rec: RecordedRequest, spec: ModelSpec, inputs: list[Image.Image]) -> Reply | None:
     """Validate the request like the real API; on success fill `inputs` with the decoded images."""
     config, model = rec.generation_config, rec.model
     image_config = config.get("imageConfig") or {}
@@ -91,24 +91,24 @@ def _invalid(rec: RecordedRequest, spec: ModelSpec, inputs: list[Image.Image]) -
     ]
     for failed, message in checks:
         if failed:
-            return _error(400, "INVALID_ARGUMENT", message)
+            return error_reply(400, "INVALID_ARGUMENT", message)
     contents = (rec.body or {}).get("contents") or []
     unsigned = check_signatures(contents) if signs(spec) and isinstance(contents, list) else None
     if unsigned is not None:  # like the Gemini API: a model turn must come back with the signatures it was given
-        return _error(400, "INVALID_ARGUMENT", unsigned)
-    tokens, limit = _usage(rec, spec)["promptTokenCount"], _input_token_limit(model or "")
+        return error_reply(400, "INVALID_ARGUMENT", unsigned)
+    tokens, limit = usage_metadata(rec, spec)["promptTokenCount"], input_token_limit(model or "")
     if tokens > limit:
-        return _error(400, "INVALID_ARGUMENT",
-                      f"The input token count ({tokens}) exceeds the maximum number of tokens allowed ({limit}).")
+        return error_reply(400, "INVALID_ARGUMENT",
+                           f"The input token count ({tokens}) exceeds the maximum number of tokens allowed ({limit}).")
     for data in rec.images:
-        img = _open(data)
+        img = open_image(data)
         if img is None:
-            return _error(400, "INVALID_ARGUMENT", f"Unable to process input image. {_HELP}")
+            return error_reply(400, "INVALID_ARGUMENT", f"Unable to process input image. {HELP}")
         inputs.append(img)
     return None
 
 
-def _answer(rec: RecordedRequest, spec: ModelSpec, include_thoughts: bool) -> _Reply:
+def answer(rec: RecordedRequest, spec: ModelSpec, include_thoughts: bool) -> Reply:
     """The normal answer: a text part and a placeholder image, as the request's modalities ask; or a 400."""
     inputs: list[Image.Image] = []
     invalid = _invalid(rec, spec, inputs)
@@ -117,13 +117,13 @@ def _answer(rec: RecordedRequest, spec: ModelSpec, include_thoughts: bool) -> _R
     contents = [c for c in (rec.body or {}).get("contents") or [] if isinstance(c, dict)]
     turn = sum(1 for c in contents if c.get("role", "user") == "user")
     # Multi-turn: "now make it blue" edits the last image of the earlier turns.
-    earlier = _history_image({"contents": contents[:-1]}) if turn > 1 else []
+    earlier = history_image({"contents": contents[:-1]}) if turn > 1 else []
     image_config = rec.generation_config.get("imageConfig") or {}
     size = image_config.get("imageSize") or spec.default_size
     shape = earlier or inputs
-    ratio = image_config.get("aspectRatio") or (_nearest_ratio(shape[0], spec) if shape else "1:1")
+    ratio = image_config.get("aspectRatio") or (nearest_ratio(shape[0], spec) if shape else "1:1")
     modalities = [str(m).upper() for m in rec.generation_config.get("responseModalities") or ["TEXT", "IMAGE"]]
-    parts: list[dict] = []
+    parts: list[JsonObject] = []
     out: dict[str, int] = {}
     if "TEXT" in modalities:
         parts.append({"text": f"Here is an offline placeholder image for: {rec.prompt[:200]}"})
@@ -133,22 +133,23 @@ def _answer(rec: RecordedRequest, spec: ModelSpec, include_thoughts: bool) -> _R
         seed = rec.generation_config.get("seed")
         variety = f"seed {seed}" if seed is not None else secrets.token_hex(8)
         if earlier and turn > 1:
-            img = _refined(rec.model or "", rec.prompt, earlier[0], inputs, pixel_size(ratio, size), turn)
+            img = refined(rec.model or "", rec.prompt, earlier[0], inputs, pixel_size(ratio, size), turn)
         else:
-            img = _render(rec.model or "", rec.prompt, inputs, pixel_size(ratio, size), variety)
-        parts.append({"inlineData": {"mimeType": "image/png", "data": _png(img)}})
+            img = render(rec.model or "", rec.prompt, inputs, pixel_size(ratio, size), variety)
+        parts.append({"inlineData": {"mimeType": "image/png", "data": png_base64(img)}})
         out["IMAGE"] = spec.output_image_tokens.get(size, 1290)
         if include_thoughts:
-            parts[:0] = _thought_parts(img)
+            parts[:0] = thought_parts(img)
     if signs(spec):  # Gemini 3: every answer image, and the first text part when it comes before any image
-        answer = [p for p in parts if not p.get("thought")]
-        for index, part in enumerate(answer):
-            if "inlineData" in part or (index == 0 and "text" in part and len(answer) > 1):
+        answer_parts = [p for p in parts if not p.get("thought")]
+        for index, part in enumerate(answer_parts):
+            if "inlineData" in part or (index == 0 and "text" in part and len(answer_parts) > 1):
                 part["thoughtSignature"] = sign(part)
     rec.reply_images = [base64.b64decode(p["inlineData"]["data"]) for p in parts if "inlineData" in p]
     reply = _envelope(rec, spec, out, candidates=[_candidate(parts)])
-    if include_thoughts and "IMAGE" in modalities:
-        usage = reply[2]["usageMetadata"]  # type: ignore[index]
+    body = reply[2]
+    if include_thoughts and "IMAGE" in modalities and isinstance(body, dict):
+        usage = body["usageMetadata"]
         usage["thoughtsTokenCount"] = _THOUGHT_TOKENS
         usage["totalTokenCount"] += _THOUGHT_TOKENS
     return reply

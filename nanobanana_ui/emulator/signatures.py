@@ -12,10 +12,9 @@ import binascii
 import hashlib
 import hmac
 import secrets
-from typing import Any
 
 from ..models import ModelSpec
-from .pictures import _b64, _inline
+from .types import JsonObject, decode_b64, inline_data
 
 __all__ = ["BYPASS_VALUES", "check_signatures", "decode_signature", "sign", "signs"]
 
@@ -29,14 +28,14 @@ def signs(spec: ModelSpec) -> bool:
     return spec.id.startswith("gemini-3") or any(alias.startswith("gemini-3") for alias in spec.aliases)
 
 
-def _content(part: dict[str, Any]) -> bytes:
-    inline = _inline(part)
+def _content(part: JsonObject) -> bytes:
+    inline = inline_data(part)
     if inline is not None:
-        return b"image:" + (_b64(inline.get("data", "")) or b"")
+        return b"image:" + (decode_b64(inline.get("data", "")) or b"")
     return b"text:" + str(part.get("text", "")).encode("utf-8")
 
 
-def sign(part: dict[str, Any]) -> str:
+def sign(part: JsonObject) -> str:
     """A new signature for this answer part, as the wire carries it (standard base64)."""
     nonce = secrets.token_bytes(_NONCE)
     mac = hmac.new(_KEY, nonce + hashlib.sha256(_content(part)).digest(), hashlib.sha256).digest()[:20]
@@ -54,7 +53,7 @@ def decode_signature(value: object) -> bytes | None:
         return None
 
 
-def _valid(part: dict[str, Any], value: object) -> bool:
+def _valid(part: JsonObject, value: object) -> bool:
     if value in BYPASS_VALUES:
         return True
     raw = decode_signature(value)
@@ -65,7 +64,7 @@ def _valid(part: dict[str, Any], value: object) -> bool:
     return len(mac) == 20 and hmac.compare_digest(mac, want)
 
 
-def check_signatures(contents: list[Any]) -> str | None:
+def check_signatures(contents: list[object]) -> str | None:
     """The 400 message for the first model turn part whose signature is missing (images) or not ours, else None.
 
     Positions are 1-based, as in the Gemini API's message ("content position 2, part position 1").
@@ -78,7 +77,7 @@ def check_signatures(contents: list[Any]) -> str | None:
                 continue
             value = part.get("thoughtSignature", part.get("thought_signature"))
             if value is None:
-                if _inline(part) is not None and not part.get("thought"):
+                if inline_data(part) is not None and not part.get("thought"):
                     return (f"Image part is missing a thought_signature in content position {c_pos}, "
                             f"part position {p_pos}.")
                 continue

@@ -18,6 +18,7 @@ import zipfile
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from ..errors import NoImageError, StudioError
 from ..outputs import extension_for
@@ -278,9 +279,9 @@ class HistoryStore:
             text = text.replace(secret, "[redacted]") if text else text
         return text
 
-    def _row(self, request: ImageRequest, owner: str | None, **fields: object) -> dict:
+    def _row(self, request: ImageRequest, owner: str | None, **fields: object) -> dict[str, Any]:
         entry_id = new_entry_id()
-        row: dict = dict.fromkeys(_ENTRY_COLUMNS)
+        row: dict[str, Any] = dict.fromkeys(_ENTRY_COLUMNS)
         row.update(id=entry_id, created=_created(entry_id), mode=request.mode.value, model=request.model,
                    prompt=self._clean(request.prompt), cached=0, owner=owner, text="",
                    options=self._clean(json.dumps(request.options.to_dict(), sort_keys=True)),
@@ -289,7 +290,7 @@ class HistoryStore:
         row["text"] = self._clean(row["text"] or "")
         return row
 
-    def _write(self):
+    def _write(self) -> _Transaction:
         return _Transaction(self._db, self._lock)
 
     @staticmethod
@@ -297,10 +298,11 @@ class HistoryStore:
         return "" if owner is None else " AND owner = ?"
 
     @staticmethod
-    def _owner_args(owner: str | None) -> tuple:
+    def _owner_args(owner: str | None) -> tuple[str, ...]:
         return () if owner is None else (owner,)
 
-    def _filters(self, search, model, mode, owner, include_failures) -> tuple[str, tuple]:
+    def _filters(self, search: str | None, model: str | None, mode: str | None, owner: str | None,
+                 include_failures: bool) -> tuple[str, tuple[str, ...]]:
         clauses, args = ["1"], []
         words = re.findall(r"\w+", search or "")
         if words and self.full_text:
@@ -355,7 +357,7 @@ class _Transaction:
             raise
         return self._db
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         try:
             self._db.execute("ROLLBACK" if exc_type else "COMMIT")
         finally:
