@@ -57,7 +57,7 @@ def public_endpoints(runner: Runner, *, outputs: list[Any], api_key: gr.Textbox,
         ]
         trigger = gr.Button()
     # One pool for every generation event: they all wait on the same API and quota, not on this machine.
-    pool = {"concurrency_limit": runner.studio.settings.concurrency, "concurrency_id": "studio"}
+    pool: dict[str, Any] = {"concurrency_limit": runner.studio.settings.concurrency, "concurrency_id": "studio"}
     for fn, inputs, name in ((runner.generate, [prompt], "generate"), (runner.edit, [image, prompt], "edit"),
                              (runner.compose, [images, prompt], "compose")):
         # api_key comes last of the API's parameters: callers that pass the others by position keep working.

@@ -165,7 +165,8 @@ class BatchPage:
                                "compose your own images in the Studio tab.", print_exception=False)
             digest = hashlib.sha256(path.read_bytes() + path.suffix.encode() + settings).hexdigest()
             return BatchInput(items, slugify(path.stem), digest)
-        if not (text or "").strip():
+        text = text or ""
+        if not text.strip():
             raise gr.Error("Upload a prompt file or paste prompts (one per line) first.", print_exception=False)
         items = parse_batch_text(text, fmt="txt", base_dir=self.studio.settings.home, defaults=defaults)
         slug = slugify(items[0].name or items[0].prompt) if items else "batch"
@@ -236,7 +237,9 @@ class BatchPage:
                 batch, plan, folder, resuming = await self._plan(file, text, form, state, studio)
                 self.runner.count_requests(request, len(plan.requests))  # public mode: the visitor's own limit
             state = BatchState(batch.fingerprint, str(folder), False)
-            total, outcomes, shown = len(plan.requests), [], []
+            total = len(plan.requests)
+            outcomes: list[ItemOutcome] = []
+            shown: list[tuple[str, str]] = []
             queue: asyncio.Queue[ItemOutcome | None] = asyncio.Queue()
             task = asyncio.create_task(run_batch(studio, plan, out_dir=folder, concurrency=self.concurrency,
                                                  on_outcome=queue.put_nowait, cancel=cancel,
