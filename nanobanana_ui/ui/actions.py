@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
-from gradio.blocks import Block
+from gradio.components import Component
 
 from ..errors import StudioError
 from ..history import HistoryEntry
@@ -73,16 +73,16 @@ def not_an_image(path: str | None) -> str | None:
 class StudioForm:
     """The Studio tab's components that other tabs fill, by field name (main_tabs, mode_tabs, prompt, model ...)."""
 
-    fields: dict[str, Block]
+    fields: dict[str, Any]  # components, and the Tabs the actions switch
 
-    def __getitem__(self, name: str) -> Block:
+    def __getitem__(self, name: str) -> Component:
         return self.fields[name]
 
-    def updates(self, values: dict[str, Any]) -> dict[Block, Any]:
+    def updates(self, values: dict[str, Any]) -> dict[Component, Any]:
         """Values by field name -> the dict keyed by component that an event handler returns."""
         return {self.fields[name]: value for name, value in values.items()}
 
-    def components(self, *names: str) -> list[Block]:
+    def components(self, *names: str) -> list[Component]:
         """The components for these field names (an event's outputs)."""
         return [self.fields[name] for name in names]
 

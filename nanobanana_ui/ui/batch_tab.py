@@ -237,8 +237,7 @@ class BatchPage:
                 batch, plan, folder, resuming = await self._plan(file, text, form, state, studio)
                 self.runner.count_requests(request, len(plan.requests))  # public mode: the visitor's own limit
             state = BatchState(batch.fingerprint, str(folder), False)
-            total = len(plan.requests)
-            outcomes: list[ItemOutcome] = []
+            total, outcomes = len(plan.requests), []
             shown: list[tuple[str, str]] = []
             queue: asyncio.Queue[ItemOutcome | None] = asyncio.Queue()
             task = asyncio.create_task(run_batch(studio, plan, out_dir=folder, concurrency=self.concurrency,

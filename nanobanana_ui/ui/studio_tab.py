@@ -73,13 +73,10 @@ def model_controls(model: str, aspect_ratio: str, size: str, default_model: str)
     """
     spec = get_model((model or "").strip() or default_model)
     aspect, kept_size = aspect_value(spec, aspect_ratio), size_value(spec, size)
-    aspect_update: dict[str, Any] = {"choices": aspect_choices(spec)}
-    size_update: dict[str, Any] = {"choices": size_choices(spec)}
-    if aspect != aspect_ratio:
-        aspect_update["value"] = aspect
-    if kept_size != size:
-        size_update["value"] = kept_size
-    return {"aspect_ratio": gr.update(**aspect_update), "size": gr.update(**size_update)}
+    new_aspect: dict[str, Any] = {} if aspect == aspect_ratio else {"value": aspect}
+    new_size: dict[str, Any] = {} if kept_size == size else {"value": kept_size}
+    return {"aspect_ratio": gr.update(choices=aspect_choices(spec), **new_aspect),
+            "size": gr.update(choices=size_choices(spec), **new_size)}
 
 
 class StudioTab:

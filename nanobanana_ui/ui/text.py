@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from ..costs import status_text
 from ..errors import StudioError
 from ..history import HistoryEntry
 from ..limits import DailyUsage
@@ -14,8 +15,8 @@ from .session import Session, image_options
 
 __all__ = [
     "KEY_HELP", "OFFLINE_BANNER", "PUBLIC_BANNER", "PUBLIC_METER",
-    "compose_limit", "daily_meter", "elapsed", "entry_caption", "entry_details", "finish", "history_summary",
-    "model_info", "options_summary", "plain", "result_line", "run_status", "status_line",
+    "compose_limit", "daily_meter", "entry_caption", "entry_details", "history_summary",
+    "model_info", "options_summary", "plain", "run_status", "status_line",
 ]
 
 PUBLIC_BANNER = (
@@ -41,34 +42,10 @@ def plain(text: str) -> str:
     return _MARKDOWN_SPECIALS.sub(r"\\\1", escaped)
 
 
-def _money(usd: float | None) -> str:
-    return "cost unknown" if usd is None else f"${usd:.4f}"
-
-
-def elapsed(seconds: float | None) -> str:
-    """How long a call took: "12 ms" under a tenth of a second (the emulator, the cache), else "3.4 s"."""
-    seconds = seconds or 0.0
-    return f"{max(seconds * 1000, 1):.0f} ms" if seconds < 0.1 else f"{seconds:.1f} s"
-
-
-def finish(reason: str | None) -> str:
-    """The finish reason in words: nothing for a normal finish (STOP), else the reason as Gemini gave it."""
-    return "" if reason in (None, "", "STOP") else f"finished: {reason}"
-
-
-def result_line(*, cached: bool, cost_usd: float | None, finish_reason: str | None, elapsed_s: float | None,
-                text: str = "") -> str:
-    """One line about a result: cost or the cache badge, an unusual finish reason, time, and the model's words."""
-    parts = ["cached · $0" if cached else _money(cost_usd), finish(finish_reason), elapsed(elapsed_s)]
-    if text.strip():
-        parts.append(plain(text.strip()))
-    return " · ".join(part for part in parts if part)
-
-
 def status_line(result: ImageResult) -> str:
-    """One line about a result (see result_line)."""
-    return result_line(cached=result.cached, cost_usd=result.cost_usd, finish_reason=result.finish_reason,
-                       elapsed_s=result.elapsed_s, text=result.text)
+    """One line about a result: cost or the cache badge, an unusual finish reason, time, and the model's words."""
+    return status_text(cost_usd=result.cost_usd, cached=result.cached, finish_reason=result.finish_reason,
+                       elapsed_s=result.elapsed_s, text=plain(result.text.strip()))
 
 
 def run_status(outcomes: list[ImageResult | StudioError],
@@ -120,7 +97,7 @@ def entry_details(entry: HistoryEntry) -> str:
     if entry.error:
         lines.append(f"**Failed** ({entry.error_type}): {plain(entry.error)}")
     else:
-        lines.append("Result: " + result_line(cached=entry.cached, cost_usd=entry.cost_usd,
+        lines.append("Result: " + status_text(cached=entry.cached, cost_usd=entry.cost_usd,
                                               finish_reason=entry.finish_reason, elapsed_s=entry.elapsed_s))
     if any(tokens.values()):
         lines.append(f"Tokens: {tokens.get('prompt') or 0} in, {tokens.get('output') or 0} out, "
