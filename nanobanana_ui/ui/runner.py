@@ -254,4 +254,5 @@ class Runner:
             gr.Warning(f"{len(failures)} of {count} images failed: {visitor_message(failures[0], self.public)}")
         session.record(request, inputs, count, results)
         progress(1.0, desc="Done")
-        return Outputs(list(session.shown), run_status(list(outcomes)), session)
+        status = run_status(list(outcomes), lambda error: visitor_message(error, self.public))
+        return Outputs(list(session.shown), status, session)
