@@ -50,6 +50,8 @@ class ImageRequest:
     prompt: str
     images: tuple[InputImage, ...] = ()
     options: ImageOptions = field(default_factory=ImageOptions)
+    # Why `model` is not the id that was asked for (a shut-down id sent as its replacement); not part of the key.
+    note: str | None = field(default=None, compare=False)
 
     def cache_key(self) -> str:
         """A stable digest of everything that shapes the answer (never the API key)."""
@@ -73,7 +75,7 @@ class ImageRequest:
         return {
             "mode": self.mode.value, "model": self.model, "prompt": self.prompt,
             "images": [{"name": i.name, "sha256": i.sha256, "mime_type": i.mime_type} for i in self.images],
-            "options": self.options.to_dict(),
+            "options": self.options.to_dict(), **({"note": self.note} if self.note else {}),
         }
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 
 from .errors import InputError, UnsupportedOptionError
 from .images import InputImage, check_request_size, load_input_image, load_input_path
-from .models import ModelSpec, get_model
+from .models import ModelSpec, resolve
 from .request import ImageOptions, ImageRequest, Mode
 
-__all__ = ["MAX_PROMPT_CHARS", "ImageSource", "build_request", "validate_options"]
+__all__ = ["MAX_PROMPT_CHARS", "ImageSource", "build_request", "normalize_options", "validate_options"]
 
 MAX_PROMPT_CHARS = 30_000  # the image models take about 32k input tokens; refuse clearly rather than get a 400
 _MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # it becomes part of the URL path
@@ -47,6 +48,19 @@ def validate_options(spec: ModelSpec, options: ImageOptions) -> None:
     _check_range("Variation", options.variation, 0, 10**9)
 
 
+def normalize_options(spec: ModelSpec, options: ImageOptions) -> ImageOptions:
+    """Options equal to the model's own default become None ("not sent"), so the page (which sends its sliders'
+    defaults) and the CLI (which sends nothing) make the same request: one cache entry, the same wire."""
+    if not spec.known:  # an unknown model's defaults are unknown: send what was asked
+        return options
+    return replace(
+        options,
+        size=None if options.size == spec.default_size else options.size,
+        temperature=None if options.temperature == spec.default_temperature else options.temperature,
+        top_p=None if options.top_p == spec.default_top_p else options.top_p,
+    )
+
+
 def build_request(mode: Mode, prompt: str, images: Sequence[ImageSource] = (), *, model: str,
                   options: ImageOptions | None = None) -> ImageRequest:
     """Validate everything that can be checked before a call, and build the request."""
@@ -56,9 +70,10 @@ def build_request(mode: Mode, prompt: str, images: Sequence[ImageSource] = (), *
         raise InputError(f"The prompt is {len(prompt):,} characters long; the limit is {MAX_PROMPT_CHARS:,}.")
     if not _MODEL_ID.fullmatch(model):
         raise InputError(f"{model!r} is not a model id: ids look like gemini-2.5-flash-image.")
-    spec = get_model(model)
+    spec, note = resolve(model)  # a shut-down id is sent as its replacement (with a note), or refused
     options = options or ImageOptions()
     validate_options(spec, options)
+    options = normalize_options(spec, options)
     if len(images) > spec.max_input_images:
         raise InputError(f"{spec.label} accepts at most {spec.max_input_images} input images; "
                          f"you gave {len(images)}. Remove some, or choose a model that takes more.")
@@ -69,4 +84,4 @@ def build_request(mode: Mode, prompt: str, images: Sequence[ImageSource] = (), *
         raise InputError(f"{mode.value.capitalize()} needs {wanted}; got {len(images)}.")
     inputs = tuple(_as_input(source, i) for i, source in enumerate(images))
     check_request_size(inputs)
-    return ImageRequest(mode=mode, model=model, prompt=prompt, images=inputs, options=options)
+    return ImageRequest(mode=mode, model=spec.id, prompt=prompt, images=inputs, options=options, note=note)
