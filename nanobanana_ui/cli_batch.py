@@ -57,6 +57,8 @@ async def _main(args: argparse.Namespace) -> int:
             for problem in error.problems:
                 _say(f"  {problem}")
             return error.exit_code
+        for row, note in dict.fromkeys((item.row, request.note) for item, request in plan.requests if request.note):
+            _say(f"note: line {row}: {note}")  # a shut-down model id, sent as its replacement
         to_send = len(plan.requests) - plan.already_done
         pace = f"{settings.rpm}/min" if not studio.offline else "no limit (offline emulator)"
         _say(f"batch {args.file.name}: {len(plan.items)} item(s), {len(plan.requests)} request(s); "
@@ -127,7 +129,8 @@ def _progress(total: int, initial: int):
 def _print_json(outcome, out_dir: Path) -> None:
     line = outcome.record
     common = {"row": outcome.row, "prompt": outcome.prompt, "status": outcome.status,
-              "variation": outcome.variation, "model": line.get("model"), "mode": line.get("mode")}
+              "variation": outcome.variation, "model": line.get("model"), "mode": line.get("mode"),
+              **({"note": line["note"]} if line.get("note") else {})}
     if outcome.status == "failed":
         print(json.dumps({**common, "error": outcome.error, "error_type": outcome.error_type,
                           "exit_code": outcome.exit_code}, ensure_ascii=False), flush=True)
