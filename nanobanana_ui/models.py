@@ -13,10 +13,10 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from .errors import ModelNotFoundError
+from .errors import ShutDownModelError
 
 __all__ = [
-    "BATCH_DISCOUNT", "RETIRING", "SHUT_DOWN", "ModelSpec", "Price", "ShutDownModelError", "all_models",
+    "BATCH_DISCOUNT", "RETIRING", "SHUT_DOWN", "ModelSpec", "Price", "all_models",
     "default_model_id", "find_model", "get_model", "known_models", "pixel_size", "resolve",
 ]
 
@@ -133,12 +133,16 @@ def _spec_from_entry(entry: dict[str, Any], tables: dict[str, Any]) -> ModelSpec
     if status not in STATUSES:
         raise ValueError(f"models.json: {entry['id']} has status {status!r}; use one of {', '.join(STATUSES)}")
     table = tables.get(entry.get("pixel_table") or "", {})
+    sizes, ratios = tuple(entry.get("sizes", ())), tuple(entry.get("aspect_ratios", ()))
+    missing = [f"{size} {ratio}" for size in sizes for ratio in ratios if ratio not in table.get(size, {})]
+    if missing:
+        raise ValueError(f"models.json: {entry['id']}'s pixel table lacks {', '.join(missing)}")
     price = entry.get("price_per_million")
     return ModelSpec(
         id=entry["id"],
         label=entry["label"],
-        sizes=tuple(entry.get("sizes", ())),
-        aspect_ratios=tuple(entry.get("aspect_ratios", ())),
+        sizes=sizes,
+        aspect_ratios=ratios,
         max_input_images=int(entry.get("max_input_images", 0)),
         input_image_tokens=int(entry.get("input_image_tokens", 0)),
         output_image_tokens={k: int(v) for k, v in (entry.get("output_image_tokens") or {}).items()},
@@ -148,8 +152,8 @@ def _spec_from_entry(entry: dict[str, Any], tables: dict[str, Any]) -> ModelSpec
         since=entry.get("since"),
         shutdown=entry.get("shutdown"),
         replaced_by=entry.get("replaced_by"),
-        pixels={size: {ratio: _size_pair(px) for ratio, px in ratios.items()} for size, ratios in table.items()
-                if not size.startswith("_")},
+        # Only this model's own cells: a size or ratio it does not make has no pixel size.
+        pixels={size: {ratio: _size_pair(table[size][ratio]) for ratio in ratios} for size in sizes},
         default_temperature=entry.get("default_temperature"),
         default_top_p=entry.get("default_top_p"),
         multi_image=bool(entry.get("multi_image", True)),
@@ -203,10 +207,6 @@ def _unknown(model_id: str) -> ModelSpec:
         max_input_images=3, input_image_tokens=258, output_image_tokens={"1K": 1290}, price=None, known=False,
         pixels={size: {r: _size_pair(px) for r, px in ratios.items()} for size, ratios in table.items()},
     )
-
-
-class ShutDownModelError(ModelNotFoundError):
-    """A shut-down model id with no replacement in the registry: refused before any call."""
 
 
 def resolve(model_id: str) -> tuple[ModelSpec, str | None]:

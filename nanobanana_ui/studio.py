@@ -19,11 +19,11 @@ from .cache import CachedEntry, ResultCache
 from .config import Settings
 from .costs import cost_from_usage
 from .discovery import Availability, ListingStore, ModelDiscovery
-from .errors import InputError, ModelNotFoundError, StudioError
+from .errors import InputError, ModelNotFoundError, ShutDownModelError, StudioError
 from .gemini import BackendReply
 from .history import HistoryStore
 from .limits import DailyBudget, DailyUsage, shared_rate_limiter
-from .models import ShutDownModelError, get_model
+from .models import get_model
 from .outputs import dimensions, save_images, with_provenance
 from .partitions import key_partition
 from .request import ImageOptions, ImageRequest, ImageResult, Mode, Usage
