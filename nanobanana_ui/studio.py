@@ -6,6 +6,7 @@ Every front end (CLI, Gradio UI, HTTP API) goes through this class and nothing e
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import threading
 import time
@@ -145,8 +146,10 @@ class Studio:
             key = "offline emulator" if self.offline else (self.settings.api_key or "")
             lister = (self._list_generate_models if self._backend is None
                       or hasattr(self._backend, "list_generate_models") else None)  # a test double may not list
-            store = ListingStore(self.settings.home / "models", key_partition(self.settings.home, key))
             endpoint = "emulator" if self.offline else (self.settings.base_url or _GEMINI_ENDPOINT)
+            # One file per key and endpoint (a relay may offer other models than Google does).
+            name = f"{key_partition(self.settings.home, key)}-{hashlib.sha256(endpoint.encode()).hexdigest()[:8]}"
+            store = ListingStore(self.settings.home / "models", name)
             self._discovery = ModelDiscovery(lister=lister, store=store, endpoint=endpoint, clock=self._clock)
         return self._discovery
 

@@ -145,7 +145,7 @@ def test_shut_down_id_without_replacement_names_the_models_this_key_can_use(sett
 
     async def scenario(studio):
         studio.available_models()
-        studio.discovery.wait(10)
+        studio.discovery.wait(60)
         return studio.build_request(Mode.GENERATE, "x", model=orphan)
 
     with pytest.raises(ShutDownModelError) as caught:
