@@ -101,9 +101,9 @@ def _print_list(default: str) -> None:
         print(f"{spec.id:32} {spec.label}: {spec.lifecycle()}; sizes {'/'.join(spec.sizes)}, up to "
               f"{spec.max_input_images} input image{'s' if spec.max_input_images != 1 else ''}, {cost}"
               + ("" if spec.multi_turn else "; not for multi-image or multi-turn editing"))
-    spec = find_model(default)
-    known = "" if spec is not None and spec.usable else (
-        " (not in the registry)" if spec is None else f" ({spec.lifecycle()})")
+    chosen = find_model(default)
+    known = "" if chosen is not None and chosen.usable else (
+        " (not in the registry)" if chosen is None else f" ({chosen.lifecycle()})")
     print(f"default: {default}{known}")
 
 

@@ -94,6 +94,14 @@ class ModelSpec:
         return {size: {"interactive": _round(self.image_price(size)), "batch": _round(self.batch_price(size))}
                 for size in self.sizes}
 
+    def price_summary(self, size: str | None = None) -> str:
+        """The model line's price words, e.g. "$0.0672 per 1K image · $6.72 per 100 · batch $0.0336 per image"."""
+        size = size if size in self.sizes else self.default_size
+        price, batch = self.image_price(size), self.batch_price(size)
+        if price is None or batch is None:
+            return "price unknown"
+        return f"${price:.4f} per {size} image · ${price * 100:.2f} per 100 · batch ${batch:.4f} per image"
+
     def lifecycle(self) -> str:
         """The status in words, e.g. "GA since 2026-05-28" or "shut down on 2026-06-25; use gemini-3-pro-image"."""
         if self.status == SHUT_DOWN:

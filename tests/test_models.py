@@ -346,3 +346,47 @@ def test_models_json_with_estimate(capsys):
 
 def test_offline_settings_default_is_nb2(tmp_path):
     assert Settings(home=tmp_path).model == NB2 and find_model(NB2) is not None
+
+
+def test_price_summary_for_the_model_line():
+    assert get_model(NB2).price_summary("2K") == "$0.1008 per 2K image · $10.08 per 100 · batch $0.0504 per image"
+    assert get_model(FLASH).price_summary("4K").startswith("$0.0387 per 1K image")  # a size it lacks: its default
+    assert get_model("gemini-9-image-beta").price_summary() == "price unknown"
+
+
+# --- the emulator ------------------------------------------------------------------------------------------------
+
+
+def test_emulator_lists_todays_ids_and_answers_404_for_shut_down_ones(emulator):
+    from google import genai
+    from google.genai import errors, types
+
+    client = genai.Client(api_key="k", vertexai=False,
+                          http_options=types.HttpOptions(api_version="v1beta", base_url=emulator.base_url))
+    listed = [m.name for m in client.models.list()]
+    assert listed == [f"models/{m}" for m in (NB2, PRO, LITE, FLASH)]
+    for old in (PRO_PREVIEW, NB2_PREVIEW, FLASH_PREVIEW):
+        with pytest.raises(errors.ClientError) as caught:
+            client.models.generate_content(model=old, contents="x")
+        assert (caught.value.code, caught.value.status) == (404, "NOT_FOUND")
+        assert caught.value.message == (f"models/{old} is not found for API version v1beta, or is not supported for "
+                                        "generateContent. Call ListModels to see the list of available models and "
+                                        "their supported methods.")
+    emulator.allow_models("pro-less", [NB2])
+    other = genai.Client(api_key="pro-less", vertexai=False,
+                         http_options=types.HttpOptions(api_version="v1beta", base_url=emulator.base_url))
+    assert [m.name for m in other.models.list()] == [f"models/{NB2}"]
+    with pytest.raises(errors.ClientError) as caught:
+        other.models.generate_content(model=PRO, contents="x")
+    assert caught.value.code == 404
+    # Per-model token counts and pixel sizes: Pro at 4K is 2000 image tokens and 5504x3072 at 16:9.
+    answer = client.models.generate_content(model=PRO, contents="x", config=types.GenerateContentConfig(
+        image_config=types.ImageConfig(aspect_ratio="16:9", image_size="4K")))
+    [details] = [d for d in answer.usage_metadata.candidates_tokens_details if d.modality == types.MediaModality.IMAGE]
+    assert details.token_count == 2000
+    from io import BytesIO
+
+    from PIL import Image
+
+    [data] = [p.inline_data.data for p in answer.parts if p.inline_data]
+    assert Image.open(BytesIO(data)).size == (5504, 3072)
