@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from .errors import InputError, UnsupportedOptionError
 from .images import InputImage, check_request_size, load_input_image, load_input_path
-from .models import ModelSpec, resolve
+from .models import ModelSpec, known_models, resolve
 from .request import ImageOptions, ImageRequest, Mode
 
 __all__ = ["MAX_PROMPT_CHARS", "ImageSource", "build_request", "normalize_options", "validate_options"]
@@ -32,15 +32,23 @@ def _check_range(name: str, value: float | None, low: float, high: float) -> Non
         raise UnsupportedOptionError(f"{name} must be between {low:g} and {high:g} (got {value:g}).")
 
 
+def _who_has(offers: Callable[[ModelSpec], bool], what: str) -> str:
+    """A sentence naming the registry's models that offer something ("Models with 512 images: ..."), or ""."""
+    names = [f"{other.short_label} ({other.id})" for other in known_models() if offers(other)]
+    return f" Models with {what}: {', '.join(names)}." if names else ""
+
+
 def validate_options(spec: ModelSpec, options: ImageOptions) -> None:
     """Refuse, before any call, an option the model does not offer."""
     if options.size is not None and options.size not in spec.sizes:
         raise UnsupportedOptionError(
-            f"{spec.label} does not make {options.size} images; choose one of: {', '.join(spec.sizes)}.")
+            f"{spec.label} does not make {options.size} images; choose one of: {', '.join(spec.sizes)}."
+            + _who_has(lambda other: options.size in other.sizes, f"{options.size} images"))
     if options.aspect_ratio is not None and options.aspect_ratio not in spec.aspect_ratios:
         raise UnsupportedOptionError(
             f"{spec.label} does not offer aspect ratio {options.aspect_ratio}; "
-            f"choose one of: {', '.join(spec.aspect_ratios)}.")
+            f"choose one of: {', '.join(spec.aspect_ratios)}."
+            + _who_has(lambda other: options.aspect_ratio in other.aspect_ratios, options.aspect_ratio))
     _check_range("Temperature", options.temperature, 0.0, 2.0)
     _check_range("Top-p", options.top_p, 0.0, 1.0)
     _check_range("Top-k", options.top_k, 1, 1000)

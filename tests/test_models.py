@@ -390,3 +390,16 @@ def test_emulator_lists_todays_ids_and_answers_404_for_shut_down_ones(emulator):
 
     [data] = [p.inline_data.data for p in answer.parts if p.inline_data]
     assert Image.open(BytesIO(data)).size == (5504, 3072)
+
+
+def test_a_size_or_ratio_the_model_lacks_is_refused_naming_the_models_that_have_it(settings, emulator):
+    from nanobanana_ui.errors import UnsupportedOptionError
+
+    for options, named in ((ImageOptions(size="512"), f"Models with 512 images: Nano Banana 2 ({NB2})."),
+                           (ImageOptions(aspect_ratio="1:8"),
+                            f"Models with 1:8: Nano Banana 2 ({NB2}), Nano Banana 2 Lite ({LITE}).")):
+        with pytest.raises(UnsupportedOptionError) as caught:
+            in_studio(settings, lambda s, o=options: s.generate("x", model=PRO, options=o))
+        assert caught.value.message.startswith("Nano Banana Pro (Gemini 3 Pro Image) does not")
+        assert caught.value.message.endswith(named)
+    assert emulator.generate_requests == []
