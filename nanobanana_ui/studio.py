@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from .cache import CachedEntry, ResultCache
 from .config import Settings
@@ -32,7 +32,7 @@ from .retry import RetryPolicy
 from .sending import EventSink, GuardedSender
 from .validation import ImageSource, build_request
 
-__all__ = ["MAX_COUNT", "Backend", "Studio"]
+__all__ = ["MAX_COUNT", "Backend", "ModelLister", "Studio"]
 
 MAX_COUNT = 100
 _GEMINI_ENDPOINT = "https://generativelanguage.googleapis.com"
@@ -45,6 +45,13 @@ class Backend(Protocol):
     async def generate(self, request: ImageRequest): ...  # noqa: D102
     async def list_image_models(self) -> tuple[str, ...]: ...  # noqa: D102
     async def aclose(self) -> None: ...  # noqa: D102
+
+
+@runtime_checkable
+class ModelLister(Protocol):
+    """A backend that can list its key's models (GeminiBackend does; a test double may not)."""
+
+    def list_generate_models(self) -> tuple[str, ...]: ...  # noqa: D102
 
 
 class Studio:
@@ -144,18 +151,20 @@ class Studio:
         if self._discovery is None:
             # The emulator's listing is the registry's: one partition for it; a key's is named by its salted hash.
             key = "offline emulator" if self.offline else (self.settings.api_key or "")
-            lister = (self._list_generate_models if self._backend is None
-                      or hasattr(self._backend, "list_generate_models") else None)  # a test double may not list
             endpoint = "emulator" if self.offline else (self.settings.base_url or _GEMINI_ENDPOINT)
             # One file per key and endpoint (a relay may offer other models than Google does).
             name = f"{key_partition(self.settings.home, key)}-{hashlib.sha256(endpoint.encode()).hexdigest()[:8]}"
             store = ListingStore(self.settings.home / "models", name)
-            self._discovery = ModelDiscovery(lister=lister, store=store, endpoint=endpoint, clock=self._clock)
+            self._discovery = ModelDiscovery(lister=self._list_generate_models, store=store, endpoint=endpoint,
+                                             clock=self._clock)
         return self._discovery
 
     def _list_generate_models(self) -> tuple[str, ...]:
+        """Run in discovery's thread: every model id this key can call with generateContent."""
         backend = self.backend
-        return backend.list_generate_models()  # type: ignore[attr-defined, no-any-return]
+        if not isinstance(backend, ModelLister):
+            raise StudioError("this backend cannot list models")
+        return backend.list_generate_models()
 
     def available_models(self) -> Availability:
         """The image models this key can use: registry models first, then unknown image models the key offers.
