@@ -213,10 +213,10 @@ def test_api_png_info_and_history_rerun_use_the_replacement(settings, emulator, 
     and a history re-run, each with a preview id, send the GA id and say so."""
     from nanobanana_ui.pngmeta import embed_png_text, provenance_chunks
     from nanobanana_ui.studio import Studio
-    from nanobanana_ui.ui.events import PageEvents
-    from nanobanana_ui.ui.handlers import Runner
-    from nanobanana_ui.ui.library import Browse, Library
-    from nanobanana_ui.ui.pnginfo import PngInfo
+    from nanobanana_ui.ui.history_tab import Library
+    from nanobanana_ui.ui.pnginfo_tab import PngInfo
+    from nanobanana_ui.ui.runner import Runner
+    from nanobanana_ui.ui.session import Session
 
     old = ImageRequest(mode=Mode.GENERATE, model=PRO_PREVIEW, prompt="an old lighthouse",
                        options=ImageOptions(aspect_ratio="16:9", size="2K", seed=3))
@@ -229,21 +229,21 @@ def test_api_png_info_and_history_rerun_use_the_replacement(settings, emulator, 
             _, status, _ = await runner.generate("a lighthouse", model=PRO_PREVIEW, progress=Progress())
             assert status.splitlines()[0] == PRO_NOTE
             # PNG Info: the form gets the image's (preview) id; generating with it sends the replacement.
-            pnginfo = PngInfo(PageEvents(settings.model))
+            pnginfo = PngInfo(settings.model)
             values = pnginfo.use(pnginfo.inspect(str(image))[2], settings.model)
             assert values["model"] == PRO_PREVIEW
             _, status, _ = await runner.generate(values["prompt"], model=values["model"], aspect_ratio="16:9",
                                                  size="2K", seed=values["seed"], progress=Progress())
             assert status.splitlines()[0] == PRO_NOTE
             # History: an entry recorded under the preview id re-runs on the replacement.
-            studio.history.record_result(studio_result(replace(old, options=replace(old.options, seed=4)),
-                                                       tmp_path))
-            library = Library(studio, runner)
-            *_, browse = library.refresh(Browse())
-            browse.selected = next(i for i in browse.ids if studio.history.get(i).model == PRO_PREVIEW)
-            request, _ = library.rebuild(studio.history.get(browse.selected))
+            entry_id = studio.history.record_result(
+                studio_result(replace(old, options=replace(old.options, seed=4)), tmp_path))
+            entry = studio.history.get(entry_id)
+            assert entry.model == PRO_PREVIEW
+            request, inputs = Library(studio).rebuild(entry)  # what the History tab's Re-run sends
             assert (request.model, request.note) == (PRO, PRO_NOTE)
-            await library.rerun(browse, None, progress=Progress())
+            _, status, _ = await runner.run(request, inputs, 1, Session(), Progress())
+            assert status.splitlines()[0] == PRO_NOTE
 
     asyncio.run(scenario())
     assert [r.model for r in emulator.generate_requests] == [PRO, PRO, PRO]
@@ -265,7 +265,7 @@ def test_page_and_cli_share_one_cache_entry(keyed_env, capsys):
     """The page sends its sliders' defaults (temperature 1.0, top-p 0.95, size 1K); the CLI sends none of them."""
     from nanobanana_ui.config import load_settings
     from nanobanana_ui.studio import Studio
-    from nanobanana_ui.ui.handlers import Runner
+    from nanobanana_ui.ui.runner import Runner
 
     async def page():
         async with Studio(load_settings()) as studio:
