@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 
 from .cli_batch import add_batch_parser, run_batch_command
+from .cli_models import add_models_parser, run_models_command
 from .config import load_settings
 from .costs import cost_text
 from .errors import InputError, StudioError
-from .models import get_model, known_models
 from .request import ImageOptions, ImageResult, Mode, image_records
 from .validation import unencodable_at
 
@@ -28,7 +28,8 @@ def _shared_options(*, batch: bool = False) -> argparse.ArgumentParser:
     shared = argparse.ArgumentParser(add_help=False)
     group = shared.add_argument_group("defaults for every row (a row's own columns win)" if batch
                                       else "options for every request")
-    group.add_argument("--model", help="model id (default: NANOBANANA_MODEL or gemini-2.5-flash-image)")
+    group.add_argument("--model", help="model id (default: NANOBANANA_MODEL or gemini-3.1-flash-image); "
+                       "see `models`")
     group.add_argument("--aspect-ratio", help="e.g. 1:1, 16:9, 9:16 (default: the model's; edit keeps the input's)")
     group.add_argument("--size", help="image size: 512, 1K, 2K or 4K, as the model offers")
     group.add_argument("--temperature", type=float, help="0 to 2")
@@ -61,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     compose.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
     compose.add_argument("--prompt", required=True)
     add_batch_parser(commands, _shared_options(batch=True))
-    commands.add_parser("models", help="list the models in the registry")
+    add_models_parser(commands)
     history = commands.add_parser("history", help="list past requests, newest first (or check them: --verify)")
     history.add_argument("--search", metavar="TEXT", help="only entries whose prompt has these words")
     history.add_argument("--limit", type=int, default=20, help="how many entries (default 20)")
@@ -96,6 +97,8 @@ async def _run(args: argparse.Namespace) -> int:
         images = {Mode.GENERATE: (), Mode.EDIT: (getattr(args, "image", None),),
                   Mode.COMPOSE: tuple(getattr(args, "images", ()))}[mode]
         request = studio.build_request(mode, args.prompt, images, model=args.model, options=options)
+        if request.note:  # e.g. a shut-down preview id sent as its GA replacement
+            print(f"note: {request.note}", file=sys.stderr, flush=True)
         outcomes = await studio.run_variations(request, args.count, use_cache=not args.no_cache, out_dir=args.out,
                                                on_event=lambda line: print(line, file=sys.stderr, flush=True))
     finally:
@@ -123,14 +126,6 @@ def _report(error: StudioError, *, as_json: bool = False, prompt: str | None = N
         print(line, flush=True)
 
 
-def _list_models() -> int:
-    for spec in known_models():
-        price = spec.image_price(spec.default_size)
-        print(f"{spec.id:32} {spec.label}: sizes {'/'.join(spec.sizes)}, up to {spec.max_input_images} input images, "
-              f"${price:.3f} per {spec.default_size} image")
-    default = load_settings().model
-    print(f"default: {default}{'' if get_model(default).known else ' (not in the registry)'}")
-    return 0
 
 
 def _history(args: argparse.Namespace) -> int:
@@ -170,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "models":
-            return _list_models()
+            return run_models_command(args)
         if args.command == "history":
             return _history(args)
         if args.command == "batch":

@@ -64,6 +64,8 @@ async def _main(args: argparse.Namespace) -> int:
             for problem in error.problems:
                 _say(f"  {problem}")
             return error.exit_code
+        for row, note in dict.fromkeys((item.row, request.note) for item, request in plan.requests if request.note):
+            _say(f"note: line {row}: {note}")  # a shut-down model id, sent as its replacement
         to_send = len(plan.requests) - plan.already_done
         pace = f"{settings.rpm}/min" if not studio.offline else "no limit (offline emulator)"
         _say(f"batch {args.file.name}: {len(plan.items)} item(s), {len(plan.requests)} request(s); "

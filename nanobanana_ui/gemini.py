@@ -165,6 +165,19 @@ class GeminiBackend:
         ids = (name.removeprefix("models/") for name in names if name)
         return tuple(sorted(i for i in ids if "image" in i and "imagen" not in i))
 
+    def list_generate_models(self) -> tuple[str, ...]:
+        """Every model id this key can call with generateContent (blocking: model discovery runs it in a thread).
+
+        It uses the client's synchronous HTTP pool, which is separate from the async one the requests use.
+        """
+        try:
+            models = list(self._client.models.list(config={"page_size": 200}))
+        except Exception as exc:  # noqa: BLE001
+            raise map_error(exc) from exc
+        return tuple((model.name or "").removeprefix("models/") for model in models
+                     if model.name and "generateContent" in (model.supported_actions or ()))
+
     async def aclose(self) -> None:
         """Close the HTTP pool."""
         await self._client.aio.aclose()
+        self._client.close()  # the synchronous pool, used by model discovery

@@ -53,6 +53,8 @@ class ImageRequest:
     prompt: str
     images: tuple[InputImage, ...] = ()
     options: ImageOptions = field(default_factory=ImageOptions)
+    # Why `model` is not the id that was asked for (a shut-down id sent as its replacement); not part of the key.
+    note: str | None = field(default=None, compare=False)
 
     def cache_key(self) -> str:
         """A stable digest of everything that shapes the answer (never the API key)."""
@@ -76,7 +78,7 @@ class ImageRequest:
         return {
             "mode": self.mode.value, "model": self.model, "prompt": self.prompt,
             "images": [{"name": i.name, "sha256": i.sha256, "mime_type": i.mime_type} for i in self.images],
-            "options": self.options.to_dict(),
+            "options": self.options.to_dict(), **({"note": self.note} if self.note else {}),
         }
 
 
@@ -140,6 +142,8 @@ class ImageResult:
             "text": self.text, "tokens": self.usage.to_record(), "elapsed_s": round(self.elapsed_s, 3),
             "images": [{"path": None if image.path is None else str(image.path), "width": image.width,
                         "height": image.height, "sha256": image.sha256} for image in self.images],
+            # Only when the model asked for was replaced (a shut-down id): why `model` differs from what was asked.
+            **({"note": self.request.note} if self.request.note else {}),
         }
 
 
@@ -159,5 +163,7 @@ def image_records(record: dict[str, Any]) -> list[dict[str, Any]]:
         line = {key: record.get(key) for key in RECORD_KEYS}
         line.update(path=image["path"], width=image["width"], height=image["height"], sha256=image["sha256"],
                     cost_usd=share)
+        if record.get("note"):
+            line["note"] = record["note"]
         lines.append(line)
     return lines
