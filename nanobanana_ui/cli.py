@@ -46,6 +46,8 @@ def _shared_options(*, batch: bool = False) -> argparse.ArgumentParser:
     group.add_argument("--no-cache", action="store_true", help="always call the API (the answer is still cached)")
     group.add_argument("--offline", action="store_true", help="use the embedded emulator, even with a key")
     group.add_argument("--json", action="store_true", help="one JSON object per image on stdout")
+    group.add_argument("--keep-metadata", action="store_true", help="send input images with their GPS, camera "
+                       "serial and owner metadata (default: removed; also NANOBANANA_KEEP_METADATA=1)")
     return shared
 
 
@@ -104,7 +106,7 @@ def _print_result(result: ImageResult, as_json: bool) -> None:
 async def _run(args: argparse.Namespace) -> int:
     from .studio import Studio  # imported here so `--help` stays instant
 
-    settings = load_settings({"offline": True} if args.offline else None)
+    settings = load_settings(_overrides(args))
     studio = Studio(settings)
     try:
         options = ImageOptions(aspect_ratio=args.aspect_ratio, size=args.size, temperature=args.temperature,
@@ -127,6 +129,11 @@ async def _run(args: argparse.Namespace) -> int:
         print("(offline: these are placeholder images from the built-in emulator; set GEMINI_API_KEY for real ones)",
               file=sys.stderr)
     return failures[0].exit_code if failures else 0
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, object]:
+    """The settings a command line's flags override (flags left off change nothing)."""
+    return {"offline": True if args.offline else None, "keep_metadata": True if args.keep_metadata else None}
 
 
 def _report(error: StudioError, *, as_json: bool = False, prompt: str | None = None) -> None:

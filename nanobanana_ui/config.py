@@ -46,6 +46,7 @@ class Settings:
     visitor_rpm: int = 10  # NANOBANANA_VISITOR_RPM: requests per minute per visitor in public mode
     max_upload_mb: float | None = None  # NANOBANANA_MAX_UPLOAD_MB; None: 10 in public mode, else 50
     key_clients: int = 32  # at most this many visitors' keys have a client open at once (least recently used go)
+    keep_metadata: bool = False  # NANOBANANA_KEEP_METADATA, --keep-metadata: send input images' GPS/EXIF as they are
 
     @property
     def uses_emulator(self) -> bool:
@@ -175,5 +176,7 @@ def load_settings(
         values["visitor_rpm"] = _number(*found, int, 1)
     if found := lookup("NANOBANANA_MAX_UPLOAD_MB"):
         values["max_upload_mb"] = _number(*found, float, 0.1)
+    if found := lookup("NANOBANANA_KEEP_METADATA"):
+        values["keep_metadata"] = _flag(*found)
     values.update({k: v for k, v in (explicit or {}).items() if v is not None})
     return Settings(**values)

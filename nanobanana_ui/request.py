@@ -72,7 +72,8 @@ class ImageRequest:
         """JSON-able summary of the request (no image bytes, no key)."""
         return {
             "mode": self.mode.value, "model": self.model, "prompt": self.prompt,
-            "images": [{"name": i.name, "sha256": i.sha256, "mime_type": i.mime_type} for i in self.images],
+            "images": [{"name": i.name, "sha256": i.sha256, "mime_type": i.mime_type,
+                        **({"stripped": list(i.stripped)} if i.stripped else {})} for i in self.images],
             "options": self.options.to_dict(),
         }
 

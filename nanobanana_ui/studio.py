@@ -130,7 +130,8 @@ class Studio:
     def build_request(self, mode: Mode, prompt: str, images: Sequence[ImageSource] = (), *,
                       model: str | None = None, options: ImageOptions | None = None) -> ImageRequest:
         """Validate everything that can be checked before a call, and build the request."""
-        return build_request(mode, prompt, images, model=model or self.settings.model, options=options)
+        return build_request(mode, prompt, images, model=model or self.settings.model, options=options,
+                             keep_metadata=self.settings.keep_metadata)
 
     async def generate(self, prompt: str, **kwargs) -> ImageResult:
         """Text to image. Keywords: model, options, use_cache, out_dir, owner."""
