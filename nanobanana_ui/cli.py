@@ -23,7 +23,7 @@ from .request import ImageOptions, ImageResult, Mode
 if TYPE_CHECKING:
     from .history import HistoryEntry
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "output_options"]
 
 
 def _shared_options(*, batch: bool = False) -> argparse.ArgumentParser:
@@ -46,6 +46,11 @@ def _shared_options(*, batch: bool = False) -> argparse.ArgumentParser:
     group.add_argument("--no-cache", action="store_true", help="always call the API (the answer is still cached)")
     group.add_argument("--offline", action="store_true", help="use the embedded emulator, even with a key")
     group.add_argument("--json", action="store_true", help="one JSON object per image on stdout")
+    group.add_argument("--output-format", choices=("png", "jpeg"), help="Vertex AI only: the image format "
+                       "returned (default png)")
+    group.add_argument("--jpeg-quality", type=int, metavar="0-100", help="Vertex AI only, with --output-format jpeg")
+    group.add_argument("--person-generation", choices=("allow_all", "allow_adult", "allow_none"),
+                       help="Vertex AI only: whether people may be drawn")
     group.add_argument("--keep-metadata", action="store_true", help="send input images with their GPS, camera "
                        "serial and owner metadata (default: removed; also NANOBANANA_KEEP_METADATA=1)")
     return shared
@@ -109,8 +114,10 @@ async def _run(args: argparse.Namespace) -> int:
     settings = load_settings(_overrides(args))
     studio = Studio(settings)
     try:
+        studio.connect()  # a Vertex setup problem is one line now, not one per image
         options = ImageOptions(aspect_ratio=args.aspect_ratio, size=args.size, temperature=args.temperature,
-                               top_p=args.top_p, top_k=args.top_k, seed=args.seed, with_text=not args.image_only)
+                               top_p=args.top_p, top_k=args.top_k, seed=args.seed, with_text=not args.image_only,
+                               **output_options(args))
         mode = Mode(args.command)
         images = {Mode.GENERATE: (), Mode.EDIT: (getattr(args, "image", None),),
                   Mode.COMPOSE: tuple(getattr(args, "images", ()))}[mode]
@@ -129,6 +136,13 @@ async def _run(args: argparse.Namespace) -> int:
         print("(offline: these are placeholder images from the built-in emulator; set GEMINI_API_KEY for real ones)",
               file=sys.stderr)
     return failures[0].exit_code if failures else 0
+
+
+def output_options(args: argparse.Namespace) -> dict[str, object]:
+    """The Vertex-only output options of a command line, as ImageOptions fields (absent flags: absent)."""
+    return {"output_mime_type": f"image/{args.output_format}" if args.output_format else None,
+            "output_quality": args.jpeg_quality,
+            "person_generation": args.person_generation.upper() if args.person_generation else None}
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, object]:

@@ -12,6 +12,7 @@ from .images import InputImage
 
 __all__ = ["GeneratedImage", "ImageOptions", "ImageRequest", "ImageResult", "Mode", "Usage"]
 
+_VERTEX_OPTIONS = ("output_mime_type", "output_quality", "person_generation")
 CACHE_KEY_VERSION = 1  # bump when the meaning of a request changes, so old entries stop matching
 
 
@@ -35,10 +36,18 @@ class ImageOptions:
     seed: int | None = None
     with_text: bool = True  # response modalities: image + text, or image only
     variation: int = 0  # distinguishes otherwise identical requests: each number is its own cache entry
+    # Vertex AI only (see backends.py): output format, JPEG quality (0-100), personGeneration (ALLOW_ALL...).
+    output_mime_type: str | None = None
+    output_quality: int | None = None
+    person_generation: str | None = None
 
     def to_dict(self) -> dict:
-        """The options as plain JSON-able data."""
-        return asdict(self)
+        """The options as plain JSON-able data (Vertex-only options appear only when set, so older keys hold)."""
+        data = asdict(self)
+        for name in _VERTEX_OPTIONS:
+            if data[name] is None:
+                del data[name]
+        return data
 
 
 @dataclass(frozen=True)

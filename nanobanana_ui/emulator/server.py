@@ -16,6 +16,7 @@ from .answers import _answer, _fault_content, _model_entry, _usage
 from .faults import _UNREGISTERED, Fault, _error, _fails, _fault_error, _not_found, _Reply
 from .pictures import _b64, _inline
 from .quota import ArrivalWindow, Setting, check_rate_limit, check_rate_window, format_delay
+from .vertex import TokenIssuer, VertexCall, jpeg_output, vertex_call
 
 _PATH = re.compile(r"^/(v1beta|v1)/models(?:/([^/:]+))?(?::([A-Za-z]+))?$")
 OFFLINE_API_KEY = "offline-emulator"  # the key the app sends to shared_emulator(), which takes any non-empty key
@@ -40,6 +41,7 @@ class RecordedRequest:
     received_at: float = 0.0  # time.monotonic() at arrival; requests are recorded in this order
     reply_images: list[bytes] = field(default_factory=list)  # PNGs the emulator answered with, thought images too
     status: int = 0  # the HTTP status answered, set before the reply is sent; 0 until then and for a dropped connection
+    vertex: VertexCall | None = None  # set for a Vertex AI path (then `path` is the equivalent Gemini API path)
 
 
 def _user_parts(body: dict | None) -> list[dict]:
@@ -141,6 +143,7 @@ class GeminiEmulator:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
+        self.tokens = TokenIssuer()  # POST /token: OAuth access tokens for Vertex calls (see vertex.py)
 
     def start(self) -> GeminiEmulator:
         """Start serving in a daemon thread (idempotent) and return self."""
@@ -180,6 +183,11 @@ class GeminiEmulator:
         return f"http://{host}:{port}"
 
     @property
+    def token_uri(self) -> str:
+        """The OAuth token endpoint to put in a test service account's JSON file (its `token_uri`)."""
+        return f"{self.base_url}/token"
+
+    @property
     def requests(self) -> list[RecordedRequest]:
         """A copy of every request received so far."""
         with self._lock:
@@ -203,7 +211,13 @@ class GeminiEmulator:
             self._window.clear()
 
     def _handle(self, method: str, url: str, headers: dict[str, str], raw: bytes) -> _Reply | None:
-        rec = _record(method, url, headers, raw)
+        if method == "POST" and urlsplit(url).path == "/token":
+            return self.tokens.grant(raw)
+        routed = vertex_call(url, headers)
+        rec = _record(method, routed[1] if routed else url, headers, raw)
+        if routed is not None:
+            rec.vertex = routed[0]
+            self.tokens.check(rec.vertex)
         match = _PATH.match(rec.path)
         action = match.group(3) if match else None
         generate = match is not None and method == "POST" and action in ("generateContent", "streamGenerateContent")
@@ -241,7 +255,9 @@ class GeminiEmulator:
         return _error(404, "NOT_FOUND", f"The requested URL {rec.path} was not found on this server.")
 
     def _gate(self, rec: RecordedRequest, listing: bool = False) -> _Reply | None:
-        if not rec.api_key:
+        if rec.vertex is not None and rec.vertex.auth_error is not None:
+            return rec.vertex.auth_error
+        if not rec.api_key and (rec.vertex is None or rec.vertex.token is None):
             return _error(403, "PERMISSION_DENIED", _UNREGISTERED)
         if self.valid_keys is not None and rec.api_key not in self.valid_keys:
             return _fault_error(Fault.bad_key(), rec.model)
@@ -286,6 +302,9 @@ class GeminiEmulator:
             return _fault_error(replace(Fault.rate_limit(retry), quota_value=str(self.rate_limit)), rec.model)
         spec = get_model(rec.model or "")
         reply = _fault_content(rec, spec, fault) if fault else _answer(rec, spec, self.include_thoughts)
+        if rec.vertex is not None:  # Vertex alone honours imageConfig.outputMimeType
+            reply, jpegs = jpeg_output(reply, rec.generation_config)
+            rec.reply_images = jpegs or rec.reply_images
         if sse and reply[0] == 200:
             return 200, {"Content-Type": "text/event-stream"}, b"data: " + json.dumps(reply[2]).encode() + b"\r\n\r\n"
         return reply
