@@ -8,6 +8,7 @@ variable or command that fixes it; google-auth's own exceptions never reach the 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,9 +58,14 @@ def resolve_vertex_access(settings: Settings) -> VertexAccess:
 
 
 def _credentials(settings: Settings) -> tuple[Any, str | None]:
-    """Load the credentials file (or the metadata server's credentials) without fetching a token yet."""
-    import google.auth
+    """Load the credentials file (or the metadata server's credentials) without fetching a token yet.
+
+    Only the two kinds a team hands out are accepted, each through its own loader (google-auth warns against
+    loading arbitrary credential configurations): service-account keys, and gcloud's authorized-user file.
+    """
     from google.auth import exceptions
+    from google.oauth2 import credentials as user_credentials
+    from google.oauth2 import service_account
 
     path = settings.google_credentials
     if path is None:
@@ -72,12 +78,19 @@ def _credentials(settings: Settings) -> tuple[Any, str | None]:
              else f"gcloud's credentials file {path}")
     if not path.is_file():
         raise ConfigError(f"{where} does not exist: {LOGIN_HELP}.")
+    not_usable = ConfigError(f"{where} is not a service-account key or gcloud credentials file: {LOGIN_HELP}.")
     try:
-        credentials, project = google.auth.load_credentials_from_file(str(path), scopes=[CLOUD_SCOPE])
+        info = json.loads(path.read_text(encoding="utf-8"))
+        kind = info.get("type") if isinstance(info, dict) else None
+        if kind == "service_account":
+            account = service_account.Credentials.from_service_account_info(info, scopes=[CLOUD_SCOPE])
+            return account, info.get("project_id")
+        if kind == "authorized_user":
+            user = user_credentials.Credentials.from_authorized_user_info(info, scopes=[CLOUD_SCOPE])
+            return user, info.get("quota_project_id")
     except (exceptions.GoogleAuthError, ValueError, OSError):
-        # google-auth's message may quote the file; ours names it only.
-        raise ConfigError(f"{where} is not a service-account key or gcloud credentials file: {LOGIN_HELP}.") from None
-    return credentials, project
+        raise not_usable from None  # google-auth's message may quote the file; ours names it only
+    raise not_usable
 
 
 def map_vertex_error(exc: BaseException, *, model: str | None = None) -> StudioError:
