@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -248,3 +249,23 @@ def test_studio_capabilities_follow_the_backend(vertex_settings, settings):
 
     assert Studio(vertex_settings).capabilities is VERTEX_AI
     assert Studio(settings).capabilities is GEMINI_API
+
+
+def test_a_visitors_own_key_on_a_vertex_host_uses_the_gemini_api_not_the_hosts_project(vertex_settings, emulator):
+    from nanobanana_ui.studio import Studio
+    from nanobanana_ui.visitors import KeyRing
+
+    async def scenario():
+        async with Studio(vertex_settings.with_overrides(public=True)) as host:
+            ring = KeyRing(host)
+            visitor = ring.studio_for("visitor-key-not-secret")
+            try:
+                await visitor.generate("a visitor's picture")
+                assert visitor.capabilities is GEMINI_API
+            finally:
+                await visitor.aclose()
+
+    asyncio.run(scenario())
+    [request] = emulator.generate_requests
+    assert request.vertex is None and request.api_key == "visitor-key-not-secret"
+    assert emulator.tokens.grants == []  # the host's service account was never used
