@@ -72,7 +72,7 @@ def _credentials(settings: Settings) -> tuple[Any, str | None]:
         if settings.google_cloud_runtime:
             from google.auth import compute_engine
 
-            return compute_engine.Credentials(), None
+            return compute_engine.Credentials(), None  # type: ignore[no-untyped-call]
         raise ConfigError(_NO_CREDENTIALS)
     where = (f"{settings.google_credentials_variable}={path}" if settings.google_credentials_variable
              else f"gcloud's credentials file {path}")
@@ -83,10 +83,10 @@ def _credentials(settings: Settings) -> tuple[Any, str | None]:
         info = json.loads(path.read_text(encoding="utf-8"))
         kind = info.get("type") if isinstance(info, dict) else None
         if kind == "service_account":
-            account = service_account.Credentials.from_service_account_info(info, scopes=[CLOUD_SCOPE])
+            account = service_account.Credentials.from_service_account_info(info, scopes=[CLOUD_SCOPE])  # type: ignore[no-untyped-call]
             return account, info.get("project_id")
         if kind == "authorized_user":
-            user = user_credentials.Credentials.from_authorized_user_info(info, scopes=[CLOUD_SCOPE])
+            user = user_credentials.Credentials.from_authorized_user_info(info, scopes=[CLOUD_SCOPE])  # type: ignore[no-untyped-call]
             return user, info.get("quota_project_id")
     except (exceptions.GoogleAuthError, ValueError, OSError):
         raise not_usable from None  # google-auth's message may quote the file; ours names it only
