@@ -22,12 +22,13 @@ from .costs import cost_from_usage
 from .errors import InputError, ModelNotFoundError, StudioError
 from .gemini import BackendReply
 from .history import HistoryStore
-from .limits import DailyBudget, DailyUsage, shared_rate_limiter
+from .limits import DailyBudget, DailyUsage
 from .models import get_model
 from .outputs import dimensions, save_images, with_provenance
 from .request import ImageOptions, ImageRequest, ImageResult, Mode, Usage
 from .retry import RetryPolicy
 from .sending import EventSink, GuardedSender
+from .shared_limits import shared_limiter_for
 from .validation import ImageSource, build_request
 from .vertex import VertexAccess, resolve_vertex_access
 
@@ -141,7 +142,9 @@ class Studio:
             if not self.offline:
                 endpoint = self.settings.base_url or (self.vertex_access.endpoint if self.settings.vertex
                                                       else "https://generativelanguage.googleapis.com")
-                limiter = shared_rate_limiter(endpoint, self.settings.rpm, self.settings.rate_window_s)
+                # One window for every process on this data directory using the same key and endpoint.
+                limiter = shared_limiter_for(endpoint, self.settings.rpm, self.settings.rate_window_s,
+                                             home=self.settings.home, key=self.settings.api_key or "")
                 budget = self.budget
             self._sender = GuardedSender(self._generate, policy=self.retry_policy, limiter=limiter, budget=budget)
         return self._sender
