@@ -140,3 +140,37 @@ def test_three_processes_on_one_key_cause_no_429_at_the_servers_limit(emulator, 
     assert sum("path" in r for r in records) == 12 and len(seen) == 12
     assert sorted(r.status for r in seen) == [200] * 12  # no 429: one shared window, not three
     assert busiest_window([r.received_at for r in seen], 1.0) <= 3
+
+
+def test_the_app_and_a_cli_batch_on_one_key_share_one_window(emulator, tmp_path):
+    from gradio_client import Client
+    from servers import start_app, stop_app
+
+    emulator.rate_limit, emulator.rate_window_s = 3, 1.0
+    home = tmp_path / "home"
+    env = app_env(GEMINI_API_KEY=TEST_KEY, NANOBANANA_BASE_URL=emulator.base_url, NANOBANANA_HOME=str(home),
+                  NANOBANANA_RPM="3", NANOBANANA_RATE_WINDOW="1", NANOBANANA_RETRIES="1", PYTHONPATH=str(ROOT))
+    app, url = start_app(env)
+    try:
+        batch = tmp_path / "rows.txt"
+        batch.write_text("".join(f"batch row {n}\n" for n in range(12)))
+        cli = subprocess.Popen([sys.executable, "-m", "nanobanana_ui", "batch", str(batch), "--yes", "--json",
+                                "--out", str(tmp_path / "out")], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+        client = Client(url, verbose=False)
+        deadline = time.monotonic() + 120
+        while not emulator.generate_requests and time.monotonic() < deadline:  # the batch is sending now
+            time.sleep(0.05)
+        gallery, status = client.predict("from the app", count=4, api_name="/generate")
+        _, err = cli.communicate(timeout=300)
+        client.close()
+    finally:
+        log = stop_app(app)
+    assert cli.returncode == 0, err
+    assert len(gallery) == 4, (status, log)
+    seen = emulator.generate_requests
+    assert len(seen) == 16 and sorted(r.status for r in seen) == [200] * 16  # 0 client-caused 429s
+    app_arrivals = [r.received_at for r in seen if r.prompt == "from the app"]
+    batch_arrivals = [r.received_at for r in seen if r.prompt.startswith("batch row")]
+    assert min(batch_arrivals) < min(app_arrivals) < max(batch_arrivals)  # the two really overlapped
+    assert busiest_window([r.received_at for r in seen], 1.0) <= 3
