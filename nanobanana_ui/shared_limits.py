@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .limits import SEND_MARGIN_S, UPLINK_BYTES_PER_S, RateLimiter
+from .limits import RateLimiter, Slot
 
 __all__ = ["POLL_S", "SharedRateLimiter", "limiter_file_name", "shared_limiter_for"]
 
@@ -74,15 +74,13 @@ class _Waiter:
         self.granted = False
 
 
-class SharedRateLimiter:
+class SharedRateLimiter(RateLimiter):
     """`RateLimiter`'s contract (acquire → slot with mark_sent / give_back), with the slots shared on disk."""
 
     def __init__(self, limit: int, window_s: float, path: Path, clock: Callable[[], float] = time.time) -> None:
-        self.limit = limit
-        self.window_s = window_s
+        super().__init__(limit, window_s, clock)  # wall time: every process on the machine reads the same clock
         self.path = path
-        self._clock = clock  # wall time: every process on the machine reads the same clock
-        self._lock = threading.Lock()  # one thread of this process in the file at a time (flock is per open file)
+        self._file_lock = threading.Lock()  # one thread of this process in the file at a time (flock is per file)
         self._lock_path = path.with_suffix(".lock")
         self._pid, self._started = os.getpid(), _process_start(os.getpid())
         self._local: deque[_Waiter] = deque()
@@ -93,7 +91,7 @@ class SharedRateLimiter:
     @contextlib.contextmanager
     def _state(self) -> Iterator[_State]:
         """The shared state under the file lock; written back (atomically) when the block ends without error."""
-        with self._lock:
+        with self._file_lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
             try:
@@ -132,7 +130,7 @@ class SharedRateLimiter:
         state["slots"] = slots
         state["queue"] = [t for t in state["queue"] if _alive(int(t["pid"]), str(t.get("ps", "")))]
 
-    def _grant(self, state: _State) -> float | None:
+    def _grant_shared(self, state: _State) -> float | None:
         """Give free slots to the queue's head, in order; wake this process's granted waiters; the next-free hint."""
         now = self._clock()
         self._settle(state, now)
@@ -152,7 +150,7 @@ class SharedRateLimiter:
 
     # --- the RateLimiter contract -----------------------------------------------------------------------------
 
-    async def acquire(self, on_wait: Callable[[float | None], None] | None = None) -> Any:
+    async def acquire(self, on_wait: Callable[[float | None], None] | None = None) -> Slot:
         """Wait for a slot (first come, first served across processes) and take it."""
         if self._fallback is not None:
             return await self._fallback.acquire(on_wait)
@@ -162,7 +160,7 @@ class SharedRateLimiter:
                 state["queue"].append({"id": waiter.id, "pid": self._pid, "ps": self._started,
                                        "since": self._clock()})
                 self._local.append(waiter)
-                hint = self._grant(state)
+                hint = self._grant_shared(state)
         except OSError as exc:
             return await self._fall_back(exc).acquire(on_wait)
         told = False
@@ -178,13 +176,13 @@ class SharedRateLimiter:
                 waiter.wake.clear()
                 if not waiter.granted:
                     with self._state() as state:
-                        hint = self._grant(state)
+                        hint = self._grant_shared(state)
         except BaseException:
             with contextlib.suppress(OSError), self._state() as state:  # leave the queue, or return the slot
                 state["queue"] = [t for t in state["queue"] if t["id"] != waiter.id]
                 state["slots"] = [s for s in state["slots"] if s["id"] != waiter.id]
                 self._remove(waiter)
-                self._grant(state)
+                self._grant_shared(state)
             raise
         self._remove(waiter)
         return _SharedSlot(self, waiter.id)
@@ -206,7 +204,7 @@ class SharedRateLimiter:
                     if slot["id"] == slot_id:
                         slot["until"] = None if unused else min(now, arrived_by or now) + self.window_s
                 state["slots"] = [s for s in state["slots"] if not (unused and s["id"] == slot_id)]
-                self._grant(state)
+                self._grant_shared(state)
         except OSError as exc:
             self._fall_back(exc)
 
@@ -223,40 +221,27 @@ class SharedRateLimiter:
         if self._fallback is not None:
             return self._fallback.used()
         with self._state() as state:
-            self._grant(state)
+            self._grant_shared(state)
             return len(state["slots"])
 
 
-class _SharedSlot:
-    """One taken slot; leaving the `async with` block starts its window (or returns it, after give_back)."""
+class _SharedSlot(Slot):
+    """One taken slot in the shared file; leaving the `async with` block starts its window (or returns it)."""
 
     def __init__(self, limiter: SharedRateLimiter, slot_id: str) -> None:
-        self._limiter = limiter
+        super().__init__(limiter)  # mark_sent and give_back as in limits.py, on the limiter's wall clock
+        self._shared = limiter
         self._id = slot_id
-        self._arrived_by: float | None = None
-        self._unused = False
-
-    def give_back(self) -> None:
-        """Nothing will be sent with this slot: leaving the block returns it at once, starting no window."""
-        self._unused = True
-
-    def mark_sent(self, request_bytes: int = 0, round_trip_s: float = 0.0) -> None:
-        """The transport wrote the request's last byte: it reaches the server within the margin."""
-        margin = SEND_MARGIN_S + 2 * round_trip_s + request_bytes / UPLINK_BYTES_PER_S
-        self._arrived_by = self._limiter._clock() + margin
-
-    async def __aenter__(self) -> _SharedSlot:
-        return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await asyncio.to_thread(self._limiter._finish, self._id, self._arrived_by, self._unused)
+        await asyncio.to_thread(self._shared._finish, self._id, self._arrived_by, self._unused)
 
 
 _registry: dict[tuple[Path, int, float], SharedRateLimiter] = {}
 _registry_lock = threading.Lock()
 
 
-def shared_limiter_for(endpoint: str, limit: int, window_s: float, *, home: Path, key: str) -> Any:
+def shared_limiter_for(endpoint: str, limit: int, window_s: float, *, home: Path, key: str) -> RateLimiter:
     """The limiter every process using this key and endpoint shares (one object per process and file).
 
     Falls back to the per-process limiter, with a warning, when the data directory cannot hold the shared file.

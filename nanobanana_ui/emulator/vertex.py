@@ -21,25 +21,14 @@ from urllib.parse import parse_qs, urlsplit
 
 from PIL import Image
 
-from .faults import _error, _Reply
+from .types import JsonObject, Reply, VertexCall, error_reply
 
-__all__ = ["TokenIssuer", "VertexCall", "jpeg_output", "vertex_call"]
+__all__ = ["TokenIssuer", "jpeg_output", "vertex_call"]
 
 _VERTEX = re.compile(r"^/v1beta1/(?:projects/([^/]+)/locations/([^/]+)/)?publishers/google/models(/[^/]*)?$")
 _JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 _UNAUTHENTICATED = ("Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or "
                     "other valid authentication credential.")
-
-
-@dataclass
-class VertexCall:
-    """What made a request a Vertex one: its real path, project, location and bearer token (None: API key)."""
-
-    path: str
-    project: str | None
-    location: str | None
-    token: str | None
-    auth_error: _Reply | None = None
 
 
 def vertex_call(url: str, headers: dict[str, str]) -> tuple[VertexCall, str] | None:
@@ -65,7 +54,7 @@ class TokenIssuer:
     _tokens: dict[str, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def grant(self, raw: bytes) -> _Reply:
+    def grant(self, raw: bytes) -> Reply:
         """Answer one token request as oauth2.googleapis.com/token would."""
         form = {k: v[0] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
         if form.get("grant_type") != _JWT_BEARER or "assertion" not in form:
@@ -104,7 +93,7 @@ class TokenIssuer:
         with self._lock:
             expires = self._tokens.get(call.token)
         if expires is None or expires < time.monotonic():
-            call.auth_error = _error(401, "UNAUTHENTICATED", _UNAUTHENTICATED)
+            call.auth_error = error_reply(401, "UNAUTHENTICATED", _UNAUTHENTICATED)
 
     def expire_all(self) -> None:
         """Make every token issued so far expired, as an hour's wait would."""
@@ -112,7 +101,7 @@ class TokenIssuer:
             self._tokens = dict.fromkeys(self._tokens, 0.0)
 
 
-def jpeg_output(reply: _Reply, generation_config: dict[str, object]) -> tuple[_Reply, list[bytes]]:
+def jpeg_output(reply: Reply, generation_config: JsonObject) -> tuple[Reply, list[bytes]]:
     """Re-encode the answer's images as JPEG when imageConfig.imageOutputOptions asks for image/jpeg (Vertex only).
 
     The SDK's ImageConfig.output_mime_type / output_compression_quality travel as imageOutputOptions.mimeType /
