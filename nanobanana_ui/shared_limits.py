@@ -175,8 +175,12 @@ class SharedRateLimiter(RateLimiter):
                     await asyncio.wait_for(waiter.wake.wait(), timeout=timeout)
                 waiter.wake.clear()
                 if not waiter.granted:
-                    with self._state() as state:
-                        hint = self._grant_shared(state)
+                    try:
+                        with self._state() as state:
+                            hint = self._grant_shared(state)
+                    except OSError as exc:  # the disk filled up or went read-only while waiting
+                        self._remove(waiter)
+                        return await self._fall_back(exc).acquire(on_wait)
         except BaseException:
             with contextlib.suppress(OSError), self._state() as state:  # leave the queue, or return the slot
                 state["queue"] = [t for t in state["queue"] if t["id"] != waiter.id]

@@ -174,3 +174,27 @@ def test_the_app_and_a_cli_batch_on_one_key_share_one_window(emulator, tmp_path)
     batch_arrivals = [r.received_at for r in seen if r.prompt.startswith("batch row")]
     assert min(batch_arrivals) < min(app_arrivals) < max(batch_arrivals)  # the two really overlapped
     assert busiest_window([r.received_at for r in seen], 1.0) <= 3
+
+
+def test_a_disk_that_fills_up_while_waiting_falls_back_instead_of_failing(tmp_path, caplog, monkeypatch):
+    import contextlib
+    import errno
+
+    limiter = SharedRateLimiter(1, 60.0, tmp_path / "quota" / "rate-full.json")
+
+    @contextlib.contextmanager
+    def full_disk():
+        raise OSError(errno.ENOSPC, "No space left on device")
+        yield {}
+
+    async def main() -> int:
+        async with await limiter.acquire():  # the only shared slot, held while the disk fills
+            waiting = asyncio.ensure_future(limiter.acquire())
+            await asyncio.sleep(0.05)
+            monkeypatch.setattr(limiter, "_state", full_disk)
+            async with await asyncio.wait_for(waiting, timeout=30):
+                return limiter.used()
+
+    with caplog.at_level(logging.WARNING):
+        assert asyncio.run(main()) == 1  # granted by this process's own limiter
+    assert "No space left on device" in caplog.text
