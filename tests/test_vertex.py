@@ -269,3 +269,12 @@ def test_a_visitors_own_key_on_a_vertex_host_uses_the_gemini_api_not_the_hosts_p
     [request] = emulator.generate_requests
     assert request.vertex is None and request.api_key == "visitor-key-not-secret"
     assert emulator.tokens.grants == []  # the host's service account was never used
+
+
+def test_a_batch_file_runs_on_vertex(vertex_env, tmp_path, capsys):
+    rows = tmp_path / "rows.txt"
+    rows.write_text("a red kite\na blue kite\n")
+    assert main(["batch", str(rows), "--yes", "--json", "--out", str(tmp_path / "kites")]) == 0
+    assert [r.vertex.path for r in vertex_env.generate_requests] == [VERTEX_PATH] * 2
+    assert sorted(r.prompt for r in vertex_env.generate_requests) == ["a blue kite", "a red kite"]
+    capsys.readouterr()
