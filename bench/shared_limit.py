@@ -1,6 +1,7 @@
 """Benchmark: two CLI batches at once on one key, against the emulator's own rate limit, set equal to the client's.
 
-Run: python bench/shared_limit.py [--prompts 100] [--limit 20] [--window 5] [--delay 0.3]
+Run: python bench/shared_limit.py [--prompts 100] [--processes 2] [--limit 20] [--window 5] [--delay 0.3]
+(`--processes 1 --prompts 200` runs the same 200 requests in one process: the same machine's baseline.)
 Both `batch` processes share one rate-limit window through NANOBANANA_HOME (shared_limits.py). Prints the combined
 wall time as a ratio to the ideal for the shared limit (goal <= 1.1), measured from the first request the server saw
 to the last answer (process start-up, mostly importing the SDK, is shown apart), and the 429s the clients caused
@@ -31,7 +32,8 @@ def ideal_seconds(requests: int, limit: int, window: float, call: float) -> floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prompts", type=int, default=100, help="prompts in each of the two batch files")
+    parser.add_argument("--prompts", type=int, default=100, help="prompts in each process's batch file")
+    parser.add_argument("--processes", type=int, default=2, help="batch processes started at once")
     parser.add_argument("--limit", type=int, default=20)
     parser.add_argument("--window", type=float, default=5.0)
     parser.add_argument("--delay", type=float, default=0.3, help="seconds the emulator takes per call")
@@ -44,7 +46,7 @@ def main() -> None:
                    NANOBANANA_HOME=str(home), NANOBANANA_RPM=str(args.limit), NANOBANANA_RATE_WINDOW=str(args.window),
                    NANOBANANA_RPD="100000", NANOBANANA_RETRIES="1", PYTHONPATH=str(ROOT))
         commands = []
-        for n in (1, 2):
+        for n in range(1, args.processes + 1):
             batch = Path(tmp) / f"batch{n}.txt"
             batch.write_text("".join(f"batch {n} prompt {i}\n" for i in range(args.prompts)))
             commands.append([sys.executable, "-m", "nanobanana_ui", "batch", str(batch), "--yes", "--json",
@@ -57,7 +59,7 @@ def main() -> None:
         seen = emulator.generate_requests
     if any(run.returncode for run in runs):
         raise SystemExit(f"a batch failed: {[err.strip().splitlines()[-1:] for _, err in outputs]}")
-    total = 2 * args.prompts
+    total = args.processes * args.prompts
     arrivals = sorted(r.received_at for r in seen)
     served = arrivals[-1] - arrivals[0] + args.delay  # first arrival to the last answer
     ideal = ideal_seconds(total, args.limit, args.window, args.delay)
@@ -67,8 +69,8 @@ def main() -> None:
     starts = arrivals[::args.limit]
     gaps = [later - earlier for earlier, later in zip(starts, starts[1:], strict=False)]
     measured = (len(starts) - 1) * args.window + (arrivals[-1] - starts[-1]) + args.delay
-    print(f"2 batches x {args.prompts} prompts, one key, limit {args.limit} per {args.window:g} s (client and "
-          f"server), {args.delay:g} s per call")
+    print(f"{args.processes} batch(es) x {args.prompts} prompts, one key, limit {args.limit} per {args.window:g} s "
+          f"(client and server), {args.delay:g} s per call")
     print(f"first request to last answer {served:.2f} s; ideal for the shared limit {ideal:.2f} s; "
           f"ratio (goal <= 1.1): {served / ideal:.3f}")
     print(f"ideal with this machine's send time ({measured:.2f} s): ratio {served / measured:.3f}; window starts "
