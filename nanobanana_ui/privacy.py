@@ -14,12 +14,13 @@ from __future__ import annotations
 import struct
 import xml.etree.ElementTree as ET
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from PIL import ExifTags, Image
 
-__all__ = ["Stripped", "personal_fields", "strip_personal"]
+__all__ = ["Stripped", "personal_fields", "strip_personal", "stripped_inputs"]
 
 # Top-level (IFD0) and Exif-IFD tags that identify a person, a device or a place; GPSInfo is the whole GPS IFD.
 _IFD0_PERSONAL = {0x013B: "Artist", 0x013C: "HostComputer", 0x9C9D: "XPAuthor", 0xC62F: "CameraSerialNumber"}
@@ -70,6 +71,21 @@ def personal_fields(data: bytes) -> tuple[str, ...]:
         return strip_personal(data).removed
     except ValueError:
         return ()
+
+
+def stripped_inputs(record: Mapping[str, Any] | None) -> list[tuple[str, tuple[str, ...]]]:
+    """From a saved image's `nanobanana` record (pngmeta.ImageInfo.request): each input's name and removed fields.
+
+    For PNG Info: which personal fields were taken off which input before it was sent; [] when none were.
+    """
+    request = record.get("request") if isinstance(record, Mapping) else None
+    images = request.get("images") if isinstance(request, Mapping) else None
+    found = []
+    for image in images if isinstance(images, list) else []:
+        fields = image.get("stripped") if isinstance(image, Mapping) else None
+        if isinstance(fields, list) and fields:
+            found.append((str(image.get("name") or "image"), tuple(str(f) for f in fields)))
+    return found
 
 
 # --- EXIF (shared by all three formats) -------------------------------------------------------------------------

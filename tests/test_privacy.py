@@ -15,7 +15,7 @@ from nanobanana_ui.cli import main
 from nanobanana_ui.config import load_settings
 from nanobanana_ui.images import load_input_image
 from nanobanana_ui.pngmeta import read_image_info
-from nanobanana_ui.privacy import personal_fields, strip_personal
+from nanobanana_ui.privacy import personal_fields, strip_personal, stripped_inputs
 
 SERIAL, OWNER, LATITUDE = "SN-98765-XYZ", "Jane Doe", (51.0, 30.0, 12.5)
 XMP = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
@@ -94,6 +94,7 @@ def test_jpeg_loses_gps_owner_serial_and_xmp_but_keeps_its_scan_data_and_camera(
     for value in (SERIAL.encode(), OWNER.encode(), b"GPS"):
         assert value not in result.data
     assert personal_fields(result.data) == () and strip_personal(result.data).data == result.data
+    assert stripped_inputs(None) == [] and stripped_inputs({"request": {"images": [{"name": "a"}]}}) == []
 
 
 def test_png_loses_exif_gps_and_personal_text_chunks_with_idat_untouched():
@@ -154,6 +155,8 @@ def test_what_the_emulator_received_and_the_history_hold_no_gps(settings, emulat
     info = read_image_info(result.images[0].path.read_bytes())  # what PNG Info shows of the result
     assert "EXIF:GPSLatitude" in info.request["request"]["images"][0]["stripped"]
     assert SERIAL not in json.dumps(info.request) and OWNER not in json.dumps(info.request)
+    [(name, fields)] = stripped_inputs(info.request)  # what the PNG Info tab shows
+    assert name == "image 1" and "EXIF:GPSLatitude" in fields and "EXIF:BodySerialNumber" in fields
 
 
 def test_keep_metadata_setting_sends_the_original(settings, emulator):
