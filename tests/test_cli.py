@@ -94,7 +94,9 @@ def test_the_cli_and_the_page_word_cost_and_status_alike(keyed_env, capsys):
 
     assert [cost_text(0.03874, cached=False), cost_text(None), cost_text(0.04, cached=True)] == [
         "$0.0387", "cost unknown", "cached · $0"]
-    assert status_text(cost_usd=0.5, cached=False, finish_reason=None, elapsed_s=4.24) == "$0.5000 · done · 4.2 s"
+    assert status_text(cost_usd=0.5, cached=False, finish_reason=None, elapsed_s=4.24) == "$0.5000 · 4.2 s"
+    assert status_text(cost_usd=None, cached=True, finish_reason="MAX_TOKENS", elapsed_s=0.0123, text=" hi ") == (
+        "cached · $0 · finished: MAX_TOKENS · 12 ms · hi")
     main(["generate", "worded fox"])
     main(["generate", "worded fox"])
     first, second = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("  ")]
