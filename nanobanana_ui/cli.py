@@ -12,6 +12,7 @@ import asyncio
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from .cli_batch import add_batch_parser, run_batch_command
 from .cli_models import add_models_parser, run_models_command
@@ -21,7 +22,7 @@ from .errors import InputError, StudioError
 from .request import ImageOptions, ImageResult, Mode, image_records
 from .validation import unencodable_at
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "output_options"]
 
 
 def _shared_options(*, batch: bool = False) -> argparse.ArgumentParser:
@@ -45,6 +46,13 @@ def _shared_options(*, batch: bool = False) -> argparse.ArgumentParser:
     group.add_argument("--no-cache", action="store_true", help="always call the API (the answer is still cached)")
     group.add_argument("--offline", action="store_true", help="use the embedded emulator, even with a key")
     group.add_argument("--json", action="store_true", help="one JSON object per image on stdout")
+    group.add_argument("--output-format", choices=("png", "jpeg"), help="Vertex AI only: the image format "
+                       "returned (default png)")
+    group.add_argument("--jpeg-quality", type=int, metavar="0-100", help="Vertex AI only, with --output-format jpeg")
+    group.add_argument("--person-generation", choices=("allow_all", "allow_adult", "allow_none"),
+                       help="Vertex AI only: whether people may be drawn")
+    group.add_argument("--keep-metadata", action="store_true", help="send input images with their GPS, camera "
+                       "serial and owner metadata (default: removed; also NANOBANANA_KEEP_METADATA=1)")
     return shared
 
 
@@ -88,11 +96,13 @@ def _print_result(result: ImageResult, as_json: bool) -> None:
 async def _run(args: argparse.Namespace) -> int:
     from .studio import Studio  # imported here so `--help` stays instant
 
-    settings = load_settings({"offline": True} if args.offline else None)
+    settings = load_settings(_overrides(args))
     studio = Studio(settings)
     try:
+        studio.connect()  # a Vertex setup problem is one line now, not one per image
         options = ImageOptions(aspect_ratio=args.aspect_ratio, size=args.size, temperature=args.temperature,
-                               top_p=args.top_p, top_k=args.top_k, seed=args.seed, with_text=not args.image_only)
+                               top_p=args.top_p, top_k=args.top_k, seed=args.seed, with_text=not args.image_only,
+                               **output_options(args))
         mode = Mode(args.command)
         images = {Mode.GENERATE: (), Mode.EDIT: (getattr(args, "image", None),),
                   Mode.COMPOSE: tuple(getattr(args, "images", ()))}[mode]
@@ -113,6 +123,18 @@ async def _run(args: argparse.Namespace) -> int:
         print("(offline: these are placeholder images from the built-in emulator; set GEMINI_API_KEY for real ones)",
               file=sys.stderr)
     return failures[0].exit_code if failures else 0
+
+
+def output_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The Vertex-only output options of a command line, as ImageOptions fields (absent flags: absent)."""
+    return {"output_mime_type": f"image/{args.output_format}" if args.output_format else None,
+            "output_quality": args.jpeg_quality,
+            "person_generation": args.person_generation.upper() if args.person_generation else None}
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, object]:
+    """The settings a command line's flags override (flags left off change nothing)."""
+    return {"offline": True if args.offline else None, "keep_metadata": True if args.keep_metadata else None}
 
 
 def _report(error: StudioError, *, as_json: bool = False, prompt: str | None = None) -> None:

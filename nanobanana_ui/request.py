@@ -15,6 +15,7 @@ __all__ = [
     "RECORD_KEYS", "GeneratedImage", "ImageOptions", "ImageRequest", "ImageResult", "Mode", "Usage", "image_records",
 ]
 
+_VERTEX_OPTIONS = ("output_mime_type", "output_quality", "person_generation")
 CACHE_KEY_VERSION = 1  # bump when the meaning of a request changes, so old entries stop matching
 
 
@@ -38,10 +39,18 @@ class ImageOptions:
     seed: int | None = None
     with_text: bool = True  # response modalities: image + text, or image only
     variation: int = 0  # distinguishes otherwise identical requests: each number is its own cache entry
+    # Vertex AI only (see backends.py): output format, JPEG quality (0-100), personGeneration (ALLOW_ALL...).
+    output_mime_type: str | None = None
+    output_quality: int | None = None
+    person_generation: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The options as plain JSON-able data."""
-        return asdict(self)
+        """The options as plain JSON-able data (Vertex-only options appear only when set, so older keys hold)."""
+        data = asdict(self)
+        for name in _VERTEX_OPTIONS:
+            if data[name] is None:
+                del data[name]
+        return data
 
 
 @dataclass(frozen=True)
@@ -77,7 +86,8 @@ class ImageRequest:
         """JSON-able summary of the request (no image bytes, no key)."""
         return {
             "mode": self.mode.value, "model": self.model, "prompt": self.prompt,
-            "images": [{"name": i.name, "sha256": i.sha256, "mime_type": i.mime_type} for i in self.images],
+            "images": [{"name": i.name, "sha256": i.sha256, "mime_type": i.mime_type,
+                        **({"stripped": list(i.stripped)} if i.stripped else {})} for i in self.images],
             "options": self.options.to_dict(), **({"note": self.note} if self.note else {}),
         }
 

@@ -12,10 +12,11 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from .backends import BackendCapabilities, capabilities_for
 from .cache import CachedEntry, ResultCache
 from .config import Settings
 from .costs import cost_from_usage
@@ -23,15 +24,17 @@ from .discovery import Availability, ListingStore, ModelDiscovery
 from .errors import InputError, ModelNotFoundError, ShutDownModelError, StudioError
 from .gemini import BackendReply
 from .history import HistoryStore
-from .limits import DailyBudget, DailyUsage, shared_rate_limiter
+from .limits import DailyBudget, DailyUsage
 from .models import get_model
 from .outputs import dimensions, save_images, with_provenance
 from .partitions import key_partition
 from .request import ImageOptions, ImageRequest, ImageResult, Mode, Usage
 from .retry import RetryPolicy
 from .sending import EventSink, GuardedSender
+from .shared_limits import shared_limiter_for
 from .transport import SendObserver
 from .validation import ImageSource, build_request
+from .vertex import VertexAccess, resolve_vertex_access
 
 __all__ = ["MAX_COUNT", "Backend", "ModelLister", "Studio"]
 
@@ -80,6 +83,7 @@ class Studio:
         self._sender: GuardedSender | None = None
         self._in_flight: dict[str, asyncio.Task[ImageResult]] = {}
         self.emulator_url: str | None = None
+        self._vertex_access: VertexAccess | None = None
 
     @property
     def offline(self) -> bool:
@@ -107,10 +111,29 @@ class Studio:
                 self.emulator_url = shared_emulator().base_url
                 self._backend = GeminiBackend(api_key=OFFLINE_API_KEY, base_url=self.emulator_url,
                                               timeout_s=self.settings.timeout_s)
+            elif self.settings.vertex:
+                self._backend = GeminiBackend(base_url=self.settings.base_url, timeout_s=self.settings.timeout_s,
+                                              vertex=self.vertex_access)
             else:
                 self._backend = GeminiBackend(api_key=self.settings.api_key or "", base_url=self.settings.base_url,
                                               timeout_s=self.settings.timeout_s)
         return self._backend
+
+    @property
+    def capabilities(self) -> BackendCapabilities:
+        """What this Studio's backend offers (output formats, person generation, Batch Mode, Files API...)."""
+        return capabilities_for("vertex" if self.settings.vertex and not self.offline else "gemini")
+
+    @property
+    def vertex_access(self) -> VertexAccess:
+        """Vertex AI's project, location and credentials, resolved once; a ConfigError names what is missing."""
+        if self._vertex_access is None:
+            self._vertex_access = resolve_vertex_access(self.settings)
+        return self._vertex_access
+
+    def connect(self) -> None:
+        """Create the backend now, so that a setup problem (Vertex project or credentials) shows before any work."""
+        _ = self.backend
 
     @property
     def cache(self) -> ResultCache:
@@ -140,8 +163,11 @@ class Studio:
         if self._sender is None:
             limiter = budget = None
             if not self.offline:
-                endpoint = self.settings.base_url or _GEMINI_ENDPOINT
-                limiter = shared_rate_limiter(endpoint, self.settings.rpm, self.settings.rate_window_s)
+                endpoint = self.settings.base_url or (self.vertex_access.endpoint if self.settings.vertex
+                                                      else _GEMINI_ENDPOINT)
+                # One window for every process on this data directory using the same key and endpoint.
+                limiter = shared_limiter_for(endpoint, self.settings.rpm, self.settings.rate_window_s,
+                                             home=self.settings.home, key=self.settings.api_key or "")
                 budget = self.budget
             self._sender = GuardedSender(self._generate, policy=self.retry_policy, limiter=limiter, budget=budget)
         return self._sender
@@ -180,14 +206,22 @@ class Studio:
         return self.discovery.availability()
 
     def build_request(self, mode: Mode, prompt: str, images: Sequence[ImageSource] = (), *,
-                      model: str | None = None, options: ImageOptions | None = None) -> ImageRequest:
+                      model: str | None = None, options: ImageOptions | None = None,
+                      keep_metadata: bool | None = None) -> ImageRequest:
         """Validate everything that can be checked before a call, and build the request.
 
         A shut-down model id is sent as its replacement (the request's `note` says so), or refused with the models
-        this key can use.
+        this key can use. Input images lose their personal metadata unless `keep_metadata` (default: the setting)
+        says otherwise; an output option the backend lacks (JPEG output on the Gemini API...) is refused here.
         """
+        options = options or ImageOptions()
+        self.capabilities.check_options(options)
+        if options.output_mime_type == self.capabilities.output_mime_types[0]:
+            options = replace(options, output_mime_type=None)  # the default format: sent as absent
+        keep = self.settings.keep_metadata if keep_metadata is None else keep_metadata
         try:
-            return build_request(mode, prompt, images, model=model or self.settings.model, options=options)
+            return build_request(mode, prompt, images, model=model or self.settings.model, options=options,
+                                 keep_metadata=keep)
         except ShutDownModelError as error:
             available = self.available_models().ids
             raise ShutDownModelError(f"{error.message} Image models this key can use: {', '.join(available)}.",

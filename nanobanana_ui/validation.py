@@ -44,12 +44,12 @@ def unencodable_problem(what: str, text: str) -> str | None:
             "\\udcXX escape, or bytes that are not UTF-8): remove or retype it")
 
 
-def _as_input(source: ImageSource, index: int) -> InputImage:
+def _as_input(source: ImageSource, index: int, keep_metadata: bool = False) -> InputImage:
     if isinstance(source, InputImage):
         return source
     if isinstance(source, bytes):
-        return load_input_image(source, name=f"image {index + 1}")
-    return load_input_path(source)
+        return load_input_image(source, name=f"image {index + 1}", keep_metadata=keep_metadata)
+    return load_input_path(source, keep_metadata=keep_metadata)
 
 
 def _check_range(name: str, value: float | None, low: float, high: float) -> None:
@@ -95,8 +95,11 @@ def normalize_options(spec: ModelSpec, options: ImageOptions) -> ImageOptions:
 
 
 def build_request(mode: Mode, prompt: str, images: Sequence[ImageSource] = (), *, model: str,
-                  options: ImageOptions | None = None) -> ImageRequest:
-    """Validate everything that can be checked before a call, and build the request."""
+                  options: ImageOptions | None = None, keep_metadata: bool = False) -> ImageRequest:
+    """Validate everything that can be checked before a call, and build the request.
+
+    Input images lose their personal metadata (GPS, serials, owner names) unless `keep_metadata` is set.
+    """
     if not isinstance(prompt, str) or not prompt.strip():
         raise InputError("The prompt is empty: describe the image you want (or the change to make).")
     problem = unencodable_problem("The prompt", prompt)
@@ -118,6 +121,6 @@ def build_request(mode: Mode, prompt: str, images: Sequence[ImageSource] = (), *
         wanted = {Mode.GENERATE: "no input image", Mode.EDIT: "exactly one input image",
                   Mode.COMPOSE: f"2 to {spec.max_input_images} input images"}[mode]
         raise InputError(f"{mode.value.capitalize()} needs {wanted}; got {len(images)}.")
-    inputs = tuple(_as_input(source, i) for i, source in enumerate(images))
+    inputs = tuple(_as_input(source, i, keep_metadata) for i, source in enumerate(images))
     check_request_size(inputs)
     return ImageRequest(mode=mode, model=spec.id, prompt=prompt, images=inputs, options=options, note=note)

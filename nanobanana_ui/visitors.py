@@ -111,7 +111,8 @@ class KeyRing:
         return studio
 
     def _new_studio(self, key: str) -> Studio:
-        settings = self.settings.with_overrides(api_key=key)
+        # A visitor's key is a Gemini API key: on a Vertex host it must not fall through to the host's project.
+        settings = self.settings.with_overrides(api_key=key, backend="gemini")
         return Studio(settings, cache=self.host.cache.partition(self.partition(key)))
 
     def forget_session(self, session: str | None) -> None:

@@ -9,13 +9,14 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from ..models import get_model, known_models
 from .answers import answer, fault_content, model_entry, usage_metadata
 from .faults import UNREGISTERED, Fault, fails, fault_reply, not_found_reply
 from .quota import ArrivalWindow, Setting, check_rate_limit, check_rate_window, format_delay
 from .types import API_PATH, JsonObject, RecordedRequest, Reply, error_reply, record_request
+from .vertex import TokenIssuer, jpeg_output, vertex_call
 
 OFFLINE_API_KEY = "offline-emulator"  # the key the app sends to shared_emulator(), which takes any non-empty key
 
@@ -97,6 +98,7 @@ class GeminiEmulator:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
+        self.tokens = TokenIssuer()  # POST /token: OAuth access tokens for Vertex calls (see vertex.py)
 
     def start(self) -> GeminiEmulator:
         """Start serving in a daemon thread (idempotent) and return self."""
@@ -134,6 +136,11 @@ class GeminiEmulator:
             raise RuntimeError("GeminiEmulator is not started")
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
+
+    @property
+    def token_uri(self) -> str:
+        """The OAuth token endpoint to put in a test service account's JSON file (its `token_uri`)."""
+        return f"{self.base_url}/token"
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -175,7 +182,13 @@ class GeminiEmulator:
             self._window.clear()
 
     def _handle(self, method: str, url: str, headers: dict[str, str], raw: bytes) -> Reply | None:
-        rec = record_request(method, url, headers, raw)
+        if method == "POST" and urlsplit(url).path == "/token":
+            return self.tokens.grant(raw)
+        routed = vertex_call(url, headers)
+        rec = record_request(method, routed[1] if routed else url, headers, raw)
+        if routed is not None:
+            rec.vertex = routed[0]
+            self.tokens.check(rec.vertex)
         match = API_PATH.match(rec.path)
         action = match.group(3) if match else None
         generate = match is not None and method == "POST" and action in ("generateContent", "streamGenerateContent")
@@ -221,7 +234,9 @@ class GeminiEmulator:
         return error_reply(404, "NOT_FOUND", f"The requested URL {rec.path} was not found on this server.")
 
     def _gate(self, rec: RecordedRequest, listing: bool = False) -> Reply | None:
-        if not rec.api_key:
+        if rec.vertex is not None and rec.vertex.auth_error is not None:
+            return rec.vertex.auth_error
+        if not rec.api_key and (rec.vertex is None or rec.vertex.token is None):
             return error_reply(403, "PERMISSION_DENIED", UNREGISTERED)
         if self.valid_keys is not None and rec.api_key not in self.valid_keys:
             return fault_reply(Fault.bad_key(), rec.model)
@@ -272,6 +287,9 @@ class GeminiEmulator:
             return fault_reply(replace(Fault.rate_limit(retry), quota_value=str(self.rate_limit)), rec.model)
         spec = get_model(rec.model or "")
         reply = fault_content(rec, spec, fault) if fault else answer(rec, spec, self.include_thoughts)
+        if rec.vertex is not None:  # Vertex alone honours imageConfig.imageOutputOptions
+            reply, jpegs = jpeg_output(reply, rec.generation_config)
+            rec.reply_images = jpegs or rec.reply_images
         if sse and reply[0] == 200:
             return 200, {"Content-Type": "text/event-stream"}, b"data: " + json.dumps(reply[2]).encode() + b"\r\n\r\n"
         return reply

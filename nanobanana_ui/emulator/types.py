@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 __all__ = [
     "API_PATH", "HELP", "JsonObject", "RecordedRequest", "Reply", "decode_b64", "error_reply", "inline_data",
-    "part_kind", "record_request", "user_parts",
+    "VertexCall", "part_kind", "record_request", "user_parts",
 ]
 
 JsonObject = dict[str, Any]  # a JSON object as json.loads returns it
@@ -49,6 +49,17 @@ def error_reply(code: int, status: str, message: str, details: list[JsonObject] 
 
 
 @dataclass
+class VertexCall:
+    """What made a request a Vertex AI one: its real path, project, location and bearer token (None: an API key)."""
+
+    path: str
+    project: str | None
+    location: str | None
+    token: str | None
+    auth_error: Reply | None = None  # set when the bearer token was never issued or has expired
+
+
+@dataclass
 class RecordedRequest:
     """One HTTP request the emulator received, parsed for assertions."""
 
@@ -67,6 +78,7 @@ class RecordedRequest:
     received_at: float = 0.0  # time.monotonic() at arrival; requests are recorded in this order
     reply_images: list[bytes] = field(default_factory=list)  # PNGs the emulator answered with, thought images too
     status: int = 0  # the HTTP status answered, set before the reply is sent; 0 until then and for a dropped connection
+    vertex: VertexCall | None = None  # set for a Vertex AI path (then `path` is the equivalent Gemini API path)
 
 
 def user_parts(body: JsonObject | None) -> list[JsonObject]:
