@@ -40,8 +40,8 @@ def keeps_signatures(spec: ModelSpec) -> bool:
 
 
 def supports_multi_turn(spec: ModelSpec) -> bool:
-    """False for models Google says are not made for multi-turn editing (the Flash Lite image model)."""
-    return "lite" not in spec.id
+    """False for models Google says are not made for multi-turn editing (the registry's `multi_turn`: Flash Lite)."""
+    return spec.multi_turn
 
 
 def context_tokens(spec: ModelSpec) -> int:

@@ -133,9 +133,9 @@ def answer(rec: RecordedRequest, spec: ModelSpec, include_thoughts: bool) -> Rep
         seed = rec.generation_config.get("seed")
         variety = f"seed {seed}" if seed is not None else secrets.token_hex(8)
         if earlier and turn > 1:
-            img = refined(rec.model or "", rec.prompt, earlier[0], inputs, pixel_size(ratio, size), turn)
+            img = refined(rec.model or "", rec.prompt, earlier[0], inputs, pixel_size(spec, ratio, size), turn)
         else:
-            img = render(rec.model or "", rec.prompt, inputs, pixel_size(ratio, size), variety)
+            img = render(rec.model or "", rec.prompt, inputs, pixel_size(spec, ratio, size), variety)  # its table
         parts.append({"inlineData": {"mimeType": "image/png", "data": png_base64(img)}})
         out["IMAGE"] = spec.output_image_tokens.get(size, 1290)
         if include_thoughts:

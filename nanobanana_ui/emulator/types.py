@@ -14,8 +14,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 __all__ = [
-    "API_PATH", "HELP", "JsonObject", "RecordedPart", "RecordedRequest", "RecordedTurn", "Reply", "decode_b64",
-    "error_reply", "inline_data", "part_kind", "record_request", "recorded_turns", "user_parts",
+    "API_PATH", "HELP", "JsonObject", "RecordedPart", "RecordedRequest", "RecordedTurn", "Reply", "VertexCall",
+    "decode_b64", "error_reply", "inline_data", "part_kind", "record_request", "recorded_turns", "user_parts",
 ]
 
 JsonObject = dict[str, Any]  # a JSON object as json.loads returns it
@@ -91,6 +91,17 @@ def recorded_turns(body: JsonObject | None) -> list[RecordedTurn]:
 
 
 @dataclass
+class VertexCall:
+    """What made a request a Vertex AI one: its real path, project, location and bearer token (None: an API key)."""
+
+    path: str
+    project: str | None
+    location: str | None
+    token: str | None
+    auth_error: Reply | None = None  # set when the bearer token was never issued or has expired
+
+
+@dataclass
 class RecordedRequest:
     """One HTTP request the emulator received, parsed for assertions."""
 
@@ -111,6 +122,7 @@ class RecordedRequest:
     status: int = 0  # the HTTP status answered, set before the reply is sent; 0 until then and for a dropped connection
     turns: list[RecordedTurn] = field(default_factory=list)  # every content received, in order (multi-turn)
     reply_body: JsonObject | None = None  # the JSON the emulator answered with (set with `status`)
+    vertex: VertexCall | None = None  # set for a Vertex AI path (then `path` is the equivalent Gemini API path)
 
 
 def user_parts(body: JsonObject | None) -> list[JsonObject]:
