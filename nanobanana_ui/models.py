@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
-__all__ = ["ModelSpec", "Price", "default_model_id", "get_model", "known_models", "pixel_size"]
+__all__ = ["ModelSpec", "Price", "default_model_id", "get_model", "known_models", "models_with", "pixel_size"]
 
 # Gemini's published 1K pixel sizes; other sizes scale these, other ratios are derived below.
 _ONE_K_PIXELS = {
@@ -42,6 +42,17 @@ class ModelSpec:
     price: Price | None
     aliases: tuple[str, ...] = ()
     known: bool = True
+    # Gemini 3 controls; the defaults (nothing offered) are what an unknown model gets.
+    thinking_levels: tuple[str, ...] = ()  # thinking levels a request may choose ("minimal", "high")
+    thoughts: bool = False  # can return its interim thought images (include_thoughts)
+    search: bool = False  # Google Search grounding
+    image_search: bool = False  # Google image search as well as web search
+    search_price_per_1000: float | None = None  # USD per 1,000 search queries, at the paid rate
+
+    @property
+    def search_price(self) -> float | None:
+        """USD for one search query at the paid rate, or None when unknown."""
+        return None if self.search_price_per_1000 is None else self.search_price_per_1000 / 1000
 
     @property
     def default_size(self) -> str:
@@ -67,6 +78,12 @@ def _spec_from_entry(entry: dict) -> ModelSpec:
         output_image_tokens={k: int(v) for k, v in entry["output_image_tokens"].items()},
         price=Price(**entry["price_per_million"]),
         aliases=tuple(entry.get("aliases", ())),
+        thinking_levels=tuple(entry.get("thinking_levels") or ()),
+        thoughts=bool(entry.get("thoughts", False)),
+        search=bool(entry.get("search", False)),
+        image_search=bool(entry.get("image_search", False)),
+        search_price_per_1000=(None if entry.get("search_price_per_1000") is None
+                               else float(entry["search_price_per_1000"])),
     )
 
 
@@ -97,6 +114,11 @@ def get_model(model_id: str) -> ModelSpec:
         max_input_images=3, input_image_tokens=258, output_image_tokens={"1K": 1290},
         price=None, known=False,
     )
+
+
+def models_with(capability: str) -> tuple[ModelSpec, ...]:
+    """Registry models that offer a capability: "thinking_levels", "thoughts", "search" or "image_search"."""
+    return tuple(spec for spec in known_models() if getattr(spec, capability))
 
 
 def pixel_size(aspect_ratio: str, size: str = "1K") -> tuple[int, int]:

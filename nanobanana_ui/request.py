@@ -7,10 +7,11 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 from .images import InputImage
 
-__all__ = ["GeneratedImage", "ImageOptions", "ImageRequest", "ImageResult", "Mode", "Usage"]
+__all__ = ["GeneratedImage", "ImageOptions", "ImageRequest", "ImageResult", "Mode", "Source", "ThoughtImage", "Usage"]
 
 CACHE_KEY_VERSION = 1  # bump when the meaning of a request changes, so old entries stop matching
 
@@ -35,10 +36,28 @@ class ImageOptions:
     seed: int | None = None
     with_text: bool = True  # response modalities: image + text, or image only
     variation: int = 0  # distinguishes otherwise identical requests: each number is its own cache entry
+    # Gemini 3 controls. Left out of to_dict() (so of cache keys, history and PNG metadata) while at their defaults:
+    # requests that do not use them keep the keys they had before these options existed.
+    thinking: str | None = None  # "minimal" | "high": the thinking level (3.1 Flash); None: the model's default
+    show_thoughts: bool = False  # ask for the interim thought images (shown, never saved as outputs or cached)
+    search: bool = False  # Google Search grounding
+    image_search: bool = False  # Google image search too (implies search)
 
-    def to_dict(self) -> dict:
-        """The options as plain JSON-able data."""
-        return asdict(self)
+    def __post_init__(self) -> None:
+        if self.image_search and not self.search:  # image search is a kind of Google Search grounding
+            object.__setattr__(self, "search", True)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The options as plain JSON-able data (Gemini 3 controls only when set)."""
+        data = asdict(self)
+        for name, default in _LATER_DEFAULTS.items():
+            if data[name] == default:
+                del data[name]
+        return data
+
+
+_LATER_DEFAULTS: dict[str, object] = {"thinking": None, "show_thoughts": False, "search": False,
+                                      "image_search": False}
 
 
 @dataclass(frozen=True)
@@ -86,6 +105,38 @@ class Usage:
     image_tokens: int = 0
     text_tokens: int = 0
     total_tokens: int = 0
+    thought_tokens: int = 0  # the model's thinking (usageMetadata.thoughtsTokenCount): reported, not charged here
+
+
+@dataclass(frozen=True)
+class Source:
+    """A Google Search grounding source: a web page, or with image search an image and the page it is on."""
+
+    title: str
+    uri: str
+    image_uri: str | None = None  # image search only: the image itself (uri is the page it comes from)
+
+    def to_dict(self) -> dict[str, str]:
+        """{"title", "uri"} (and "image_uri" for an image source), as --json and the cache carry it."""
+        data = {"title": self.title, "uri": self.uri}
+        if self.image_uri is not None:
+            data["image_uri"] = self.image_uri
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Source:
+        """The inverse of to_dict()."""
+        image_uri = data.get("image_uri")
+        return cls(title=str(data.get("title") or ""), uri=str(data.get("uri") or ""),
+                   image_uri=None if image_uri is None else str(image_uri))
+
+
+@dataclass(frozen=True)
+class ThoughtImage:
+    """An interim image the model drew while thinking: shown when asked for, never saved, cached or charged."""
+
+    data: bytes
+    mime_type: str
 
 
 @dataclass(frozen=True)
@@ -119,3 +170,10 @@ class ImageResult:
     cached: bool = False
     saved_usd: float = 0.0  # what a cache hit would have cost
     elapsed_s: float = 0.0
+    # Google Search grounding (empty without search): the sources, and Google's search-suggestions HTML snippet,
+    # which must be shown as given. Kept on a cache hit.
+    sources: tuple[Source, ...] = ()
+    search_entry_point: str | None = None
+    search_cost_usd: float = 0.0  # the search's own charge, included in cost_usd (0 on a cache hit)
+    # With show_thoughts: the interim images, in order; never on a cache hit (they are not cached).
+    thought_images: tuple[ThoughtImage, ...] = ()
