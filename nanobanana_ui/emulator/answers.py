@@ -10,13 +10,13 @@ from PIL import Image
 
 from ..models import ModelSpec, get_model, pixel_size
 from .faults import _HELP, Fault, _error, _Reply
-from .pictures import _history_image, _inline, _nearest_ratio, _open, _png, _render, _thought_parts
+from .gemini3 import grounding_metadata, refusal, thought_parts, thought_tokens
+from .pictures import _history_image, _inline, _nearest_ratio, _open, _png, _render
 
 if TYPE_CHECKING:
     from .server import RecordedRequest
 
 _IMAGE_MIME = ("image/png", "image/jpeg", "image/webp", "image/heic", "image/heif")
-_THOUGHT_TOKENS = 64
 
 
 def _text_tokens(text: str) -> int:
@@ -83,6 +83,7 @@ def _invalid(rec: RecordedRequest, spec: ModelSpec, inputs: list[Image.Image]) -
         (not rec.prompt.strip() and not rec.images,
          "* GenerateContentRequest.contents: contents must contain text or an image."),
         *((mime not in _IMAGE_MIME, f"Unsupported MIME type: {mime}") for mime in rec.image_mime_types),
+        (refusal(rec.controls, spec, model) is not None, refusal(rec.controls, spec, model) or ""),
     ]
     for failed, message in checks:
         if failed:
@@ -96,11 +97,17 @@ def _invalid(rec: RecordedRequest, spec: ModelSpec, inputs: list[Image.Image]) -
 
 
 def _answer(rec: RecordedRequest, spec: ModelSpec, include_thoughts: bool) -> _Reply:
-    """The normal answer: a text part and a placeholder image, as the request's modalities ask; or a 400."""
+    """The normal answer: a text part and a placeholder image, as the request's modalities ask; or a 400.
+
+    Thought parts come first when the request asks for them (thinkingConfig.includeThoughts, on a model that
+    thinks) or the emulator was made with include_thoughts; groundingMetadata comes with googleSearch.
+    """
     inputs: list[Image.Image] = []
     invalid = _invalid(rec, spec, inputs)
     if invalid is not None:
         return invalid
+    controls = rec.controls
+    show_thoughts = include_thoughts or (controls.include_thoughts and spec.thoughts)
     inputs = inputs or _history_image(rec.body)  # multi-turn: "now make it blue" edits the last image
     image_config = rec.generation_config.get("imageConfig") or {}
     size = image_config.get("imageSize") or spec.default_size
@@ -118,13 +125,17 @@ def _answer(rec: RecordedRequest, spec: ModelSpec, include_thoughts: bool) -> _R
         img = _render(rec.model or "", rec.prompt, inputs, pixel_size(ratio, size), variety)
         parts.append({"inlineData": {"mimeType": "image/png", "data": _png(img)}})
         out["IMAGE"] = spec.output_image_tokens.get(size, 1290)
-        if include_thoughts:
+        if show_thoughts:
             parts[-1]["thoughtSignature"] = base64.b64encode(secrets.token_bytes(24)).decode()
-            parts[:0] = _thought_parts(img)
+            parts[:0] = thought_parts(img, controls)
     rec.reply_images = [base64.b64decode(p["inlineData"]["data"]) for p in parts if "inlineData" in p]
-    reply = _envelope(rec, spec, out, candidates=[_candidate(parts)])
-    if include_thoughts and "IMAGE" in modalities:
+    candidate = _candidate(parts)
+    if controls.search:
+        candidate["groundingMetadata"] = grounding_metadata(rec.prompt, controls, parts[0].get("text", ""))
+    reply = _envelope(rec, spec, out, candidates=[candidate])
+    thinking = thought_tokens(controls, spec, show_thoughts) if "IMAGE" in modalities else 0
+    if thinking:
         usage = reply[2]["usageMetadata"]  # type: ignore[index]
-        usage["thoughtsTokenCount"] = _THOUGHT_TOKENS
-        usage["totalTokenCount"] += _THOUGHT_TOKENS
+        usage["thoughtsTokenCount"] = thinking
+        usage["totalTokenCount"] += thinking
     return reply

@@ -105,11 +105,3 @@ def _history_image(body: dict | None) -> list[Image.Image]:
             if img is not None:
                 return [img]
     return []
-
-
-def _thought_parts(img: Image.Image) -> list[dict]:
-    """What Gemini 3 sends before the answer: a thought summary and an interim (draft) image."""
-    draft = img.convert("L")
-    draft.thumbnail((256, 256))
-    return [{"text": "**Sketching the placeholder**\nLaying out the label and the prompt.", "thought": True},
-            {"inlineData": {"mimeType": "image/png", "data": _png(draft)}, "thought": True}]

@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 from ..models import get_model, known_models
 from .answers import _answer, _fault_content, _model_entry, _usage
 from .faults import _UNREGISTERED, Fault, _error, _fails, _fault_error, _not_found, _Reply
+from .gemini3 import Controls, read_controls
 from .pictures import _b64, _inline
 from .quota import ArrivalWindow, Setting, check_rate_limit, check_rate_window, format_delay
 
@@ -40,6 +41,9 @@ class RecordedRequest:
     received_at: float = 0.0  # time.monotonic() at arrival; requests are recorded in this order
     reply_images: list[bytes] = field(default_factory=list)  # PNGs the emulator answered with, thought images too
     status: int = 0  # the HTTP status answered, set before the reply is sent; 0 until then and for a dropped connection
+    thinking_config: dict = field(default_factory=dict)  # generationConfig.thinkingConfig as sent
+    tools: list = field(default_factory=list)  # the body's "tools" as sent
+    controls: Controls = field(default_factory=Controls)  # both read: thinking level, thoughts, search, image search
 
 
 def _user_parts(body: dict | None) -> list[dict]:
@@ -69,6 +73,11 @@ def _record(method: str, url: str, headers: dict[str, str], raw: bytes) -> Recor
         rec.images.append(_b64(inline.get("data", "")) or b"")
         rec.image_mime_types.append(str(inline.get("mimeType") or inline.get("mime_type") or ""))
     rec.generation_config = (rec.body or {}).get("generationConfig") or {}
+    thinking = rec.generation_config.get("thinkingConfig") if isinstance(rec.generation_config, dict) else None
+    rec.thinking_config = thinking if isinstance(thinking, dict) else {}
+    tools = (rec.body or {}).get("tools")
+    rec.tools = tools if isinstance(tools, list) else []
+    rec.controls = read_controls(rec.body)
     return rec
 
 
