@@ -46,7 +46,9 @@ async def _main(args: argparse.Namespace) -> int:
         raise InputError(f"--concurrency must be at least 1 (got {args.concurrency}).")
     settings = load_settings({"offline": True} if args.offline else None)
     defaults = ImageOptions(aspect_ratio=args.aspect_ratio, size=args.size, temperature=args.temperature,
-                            top_p=args.top_p, top_k=args.top_k, seed=args.seed, with_text=not args.image_only)
+                            top_p=args.top_p, top_k=args.top_k, seed=args.seed, with_text=not args.image_only,
+                            thinking=args.thinking, show_thoughts=args.show_thoughts, search=args.search,
+                            image_search=args.image_search)
     out_dir = args.out or settings.home / "batches" / args.file.stem
     async with Studio(settings) as studio:
         try:

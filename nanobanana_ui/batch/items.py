@@ -16,7 +16,7 @@ __all__ = ["COLUMNS", "FORMATS", "BatchFileError", "BatchItem", "parse_batch_tex
 
 FORMATS = ("txt", "csv", "jsonl")
 COLUMNS = ("prompt", "mode", "images", "model", "aspect_ratio", "size", "temperature", "top_p", "top_k", "seed",
-           "count", "name")
+           "count", "name", "thinking", "show_thoughts", "search", "image_search")
 _OPTION_NAMES = {f.name for f in fields(ImageOptions)}
 
 
@@ -156,9 +156,36 @@ def _number(kind: Callable, label: str) -> Callable:
     return convert
 
 
-_CONVERTERS = {"temperature": _number(float, "a number"), "top_p": _number(float, "a number"),
-               "top_k": _number(int, "a whole number"), "seed": _number(int, "a whole number"),
-               "count": _number(int, "a whole number")}
+_TRUE, _FALSE = ("true", "yes", "1", "on", "y"), ("false", "no", "0", "off", "n")
+
+
+def _flag(value: object) -> bool:
+    """A yes/no cell: JSON true/false, or in CSV true/false, yes/no, 1/0, on/off."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower() if isinstance(value, (str, int)) else ""
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise ValueError
+
+
+_flag.label = "true or false"  # type: ignore[attr-defined]
+
+
+def _level(value: object) -> str:
+    """A thinking level cell, checked against the model later (validation names the models that have it)."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError
+    return value.strip().lower()
+
+
+_level.label = "a thinking level (minimal or high)"  # type: ignore[attr-defined]
+
+_CONVERTERS: dict[str, Callable[[object], object]] = {
+    "temperature": _number(float, "a number"), "top_p": _number(float, "a number"),
+    "top_k": _number(int, "a whole number"), "seed": _number(int, "a whole number"),
+    "count": _number(int, "a whole number"), "thinking": _level, "show_thoughts": _flag, "search": _flag,
+    "image_search": _flag}
 
 
 def _item(line: int, raw: dict, base_dir: Path, defaults: ImageOptions, problems: list[str]) -> BatchItem | None:

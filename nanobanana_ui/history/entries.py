@@ -43,6 +43,8 @@ class HistoryEntry:
     error: str | None
     error_type: str | None
     owner: str | None
+    sources: tuple[dict[str, str], ...] = ()  # Google Search grounding: {"title", "uri"} (and "image_uri")
+    search_entry_point: str | None = None  # Google's search-suggestions HTML, to be shown as given
 
     @property
     def ok(self) -> bool:
@@ -58,7 +60,8 @@ def entry_from_row(row: sqlite3.Row, images: tuple[HistoryImage, ...]) -> Histor
         images=images, text=row["text"], finish_reason=row["finish_reason"],
         tokens={"prompt": row["prompt_tokens"], "output": row["output_tokens"], "total": row["total_tokens"]},
         cost_usd=row["cost_usd"], cached=bool(row["cached"]), elapsed_s=row["elapsed_s"], error=row["error"],
-        error_type=row["error_type"], owner=row["owner"])
+        error_type=row["error_type"], owner=row["owner"], sources=tuple(json.loads(row["sources"] or "[]")),
+        search_entry_point=row["search_entry_point"])
 
 
 def manifest_record(entry: HistoryEntry, files: list[str]) -> dict:
@@ -70,5 +73,5 @@ def manifest_record(entry: HistoryEntry, files: list[str]) -> dict:
                     "height": image.height} for name, image in zip(files, entry.images, strict=True)],
         "text": entry.text, "finish_reason": entry.finish_reason, "tokens": entry.tokens,
         "cost_usd": entry.cost_usd, "cached": entry.cached, "elapsed_s": entry.elapsed_s, "error": entry.error,
-        "error_type": entry.error_type,
+        "error_type": entry.error_type, "sources": list(entry.sources),
     }
