@@ -28,7 +28,7 @@ class CachedEntry:
     finish_reason: str | None
     usage: dict
     cost_usd: float | None
-    sources: tuple[dict, ...] = ()  # Google Search sources ({"title", "uri"}); thought images are never cached
+    sources: tuple[dict[str, str], ...] = ()  # Google Search sources {"title", "uri"}; thought images: never cached
     search_entry_point: str | None = None
     paths: tuple[Path, ...] = ()  # where each image's bytes are, found at lookup (not stored)
 

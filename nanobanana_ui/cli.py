@@ -12,7 +12,7 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .cli_batch import add_batch_parser, run_batch_command
 from .config import load_settings
@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _image_records(result: ImageResult, thought_paths: tuple[Path, ...] | None = None) -> list[dict]:
+def _image_records(result: ImageResult, thought_paths: tuple[Path, ...] | None = None) -> list[dict[str, Any]]:
     request = result.request
     share = (result.cost_usd / len(result.images)) if result.cost_usd is not None else None
     return [{

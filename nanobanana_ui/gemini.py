@@ -84,9 +84,10 @@ def build_config(request: ImageRequest) -> Any:
         image_config = types.ImageConfig(aspect_ratio=opts.aspect_ratio, image_size=opts.size)
     thinking_config = None
     if opts.thinking is not None or opts.show_thoughts:
-        thinking_config = types.ThinkingConfig(thinking_level=opts.thinking.upper() if opts.thinking else None,
+        level = types.ThinkingLevel(opts.thinking.upper()) if opts.thinking else None
+        thinking_config = types.ThinkingConfig(thinking_level=level,
                                                include_thoughts=True if opts.show_thoughts else None)
-    tools = None
+    tools: types.ToolListUnion | None = None
     if opts.search:
         # search_types unset means web search; image search must name both kinds (google-genai >= 3.x SearchTypes).
         search_types = (types.SearchTypes(web_search=types.WebSearch(), image_search=types.ImageSearch())

@@ -200,7 +200,7 @@ class Studio:
 
     def _replay(self, request: ImageRequest, entry: CachedEntry, out_dir: Path, started: float) -> ImageResult:
         pairs = zip(entry.paths, entry.images, strict=True)
-        images = [(path.read_bytes(), mime, path) for path, (_, mime) in pairs]
+        images: list[tuple[bytes, str, Path | None]] = [(path.read_bytes(), mime, path) for path, (_, mime) in pairs]
         result = self._result(request, images, entry.text, entry.finish_reason, Usage(**entry.usage),
                               cost=0.0, cached=True, saved=entry.cost_usd or 0.0, out_dir=out_dir, started=started)
         # The sources come back with the image; the thought images were never cached, so a hit has none.

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from ..models import get_model, known_models
@@ -41,8 +42,8 @@ class RecordedRequest:
     received_at: float = 0.0  # time.monotonic() at arrival; requests are recorded in this order
     reply_images: list[bytes] = field(default_factory=list)  # PNGs the emulator answered with, thought images too
     status: int = 0  # the HTTP status answered, set before the reply is sent; 0 until then and for a dropped connection
-    thinking_config: dict = field(default_factory=dict)  # generationConfig.thinkingConfig as sent
-    tools: list = field(default_factory=list)  # the body's "tools" as sent
+    thinking_config: dict[str, Any] = field(default_factory=dict)  # generationConfig.thinkingConfig as sent
+    tools: list[Any] = field(default_factory=list)  # the body's "tools" as sent
     controls: Controls = field(default_factory=Controls)  # both read: thinking level, thoughts, search, image search
 
 
