@@ -142,7 +142,7 @@ def _print_json(outcome, out_dir: Path) -> None:
             "cost_usd": share, "saved_usd": line.get("saved_usd", 0.0), "finish_reason": line.get("finish_reason"),
             "text": line.get("text", ""), "width": image["width"], "height": image["height"],
             "sha256": image["sha256"], "seed": line.get("seed"), "tokens": line.get("tokens"),
-            "elapsed_s": line.get("elapsed_s"), "id": line.get("id"),
+            "elapsed_s": line.get("elapsed_s"), "id": line.get("id"), "sources": line.get("sources", []),
         }, ensure_ascii=False), flush=True)
 
 

@@ -259,6 +259,9 @@ def test_batch_columns_are_parsed_and_sent(settings, emulator, tmp_path):
     assert sent["a bell"].tools == [] and sent["a bell"].thinking_config == {}
     assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.suffix == ".png")[0].startswith("0002_a-kite")
     assert not (tmp_path / "out" / "thoughts").exists()  # a batch keeps finals only
+    manifest = (tmp_path / "out" / "manifest.jsonl").read_text(encoding="utf-8").splitlines()
+    lines = {line["prompt"]: line for line in map(json.loads, manifest)}
+    assert len(lines["a kite"]["sources"]) == 3 and lines["a bell"]["sources"] == []
 
 
 def test_bad_batch_cells_are_reported_with_their_line(tmp_path):

@@ -192,7 +192,8 @@ def _result_fields(result: ImageResult) -> dict[str, Any]:
     return {"error": None, "error_type": None, "finish_reason": result.finish_reason, "text": result.text,
             "tokens": {"prompt": result.usage.prompt_tokens, "output": result.usage.output_tokens,
                        "total": result.usage.total_tokens},
-            "elapsed_s": round(result.elapsed_s, 3), "id": result.id}
+            "elapsed_s": round(result.elapsed_s, 3), "id": result.id,
+            "sources": [source.to_dict() for source in result.sources]}
 
 
 def _failed(item: BatchItem, request: ImageRequest, base: dict, message: str, kind: str, code: int) -> ItemOutcome:
