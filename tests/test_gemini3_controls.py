@@ -336,3 +336,16 @@ def test_shared_emulator_flag_still_adds_thoughts_for_every_request():
         finally:
             sdk.close()
     assert sum(1 for p in resp.parts if p.thought and p.inline_data) == 1
+
+
+def test_emulator_reports_thinking_tokens_per_model_and_level(client):
+    def thinking(model: str, level: str | None = None) -> int:
+        config = types.GenerateContentConfig(thinking_config=types.ThinkingConfig(thinking_level=level)
+                                             if level else None)
+        usage = client.models.generate_content(model=model, contents="x", config=config).usage_metadata
+        assert usage.total_token_count == (usage.prompt_token_count + usage.candidates_token_count
+                                           + (usage.thoughts_token_count or 0))
+        return usage.thoughts_token_count or 0
+
+    assert thinking(FLASH) == 0
+    assert thinking(NB2) == thinking(NB2, "MINIMAL") < thinking(NB2, "HIGH") == thinking(PRO)

@@ -85,10 +85,14 @@ def thought_parts(final: Image.Image, controls: Controls) -> list[dict[str, Any]
 
 
 def thought_tokens(controls: Controls, spec: ModelSpec, thoughts_shown: bool) -> int:
-    """usageMetadata.thoughtsTokenCount: Gemini 3 models always think (minimal unless asked for high)."""
+    """usageMetadata.thoughtsTokenCount: Gemini 3 models always think.
+
+    A model with levels thinks at the level asked for (minimal by default); one without (Pro) at its own, high.
+    """
     if not (spec.thoughts or thoughts_shown):
         return 0
-    return _THOUGHT_TOKENS.get(controls.thinking_level or "MINIMAL", _THOUGHT_TOKENS["MINIMAL"])
+    default = "MINIMAL" if spec.thinking_levels else "HIGH"
+    return _THOUGHT_TOKENS.get(controls.thinking_level or default, _THOUGHT_TOKENS[default])
 
 
 def _slug(prompt: str) -> str:
