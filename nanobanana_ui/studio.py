@@ -219,10 +219,13 @@ class Studio:
         # Cached as saved (provenance included), so the saved files and the cache share one copy of the bytes.
         marked = [(with_provenance(data, mime, request, reply.text, reply.finish_reason), mime)
                   for data, mime in reply.images]
+        grounding: dict[str, object] = {}
+        if reply.sources or reply.search_entry_point:
+            grounding = {"sources": tuple(source.to_dict() for source in reply.sources),
+                         "search_entry_point": reply.search_entry_point}
         paths = self.cache.store(request.cache_key(), marked, {
             "text": reply.text, "finish_reason": reply.finish_reason, "usage": asdict(reply.usage), "cost_usd": cost,
-            "sources": tuple(source.to_dict() for source in reply.sources),
-            "search_entry_point": reply.search_entry_point})
+            **grounding})  # only with Search: entries without it stay readable by earlier versions
         stored = [(data, mime, path) for (data, mime), path in zip(marked, paths, strict=True)]
         result = self._result(request, stored, reply.text, reply.finish_reason, reply.usage,
                               cost=cost, cached=False, saved=0.0, out_dir=out_dir, started=started)
