@@ -349,3 +349,20 @@ def test_emulator_reports_thinking_tokens_per_model_and_level(client):
 
     assert thinking(FLASH) == 0
     assert thinking(NB2) == thinking(NB2, "MINIMAL") < thinking(NB2, "HIGH") == thinking(PRO)
+
+
+def test_cache_entries_without_search_keep_their_old_shape_and_newer_keys_are_skipped(tmp_path):
+    from conftest import png_bytes
+
+    from nanobanana_ui.cache import ResultCache
+
+    cache = ResultCache(tmp_path / "cache", 10**8)
+    try:
+        fields = {"text": "", "finish_reason": "STOP", "usage": {}, "cost_usd": 0.04}
+        cache.store("old", [(png_bytes(), "image/png")], fields)
+        cache.store("newer", [(png_bytes(), "image/png")], {**fields, "sources": ({"title": "t", "uri": "u"},),
+                                                              "from_a_later_version": 1})
+        assert cache.lookup("old").sources == () and cache.lookup("old").search_entry_point is None
+        assert cache.lookup("newer").sources == ({"title": "t", "uri": "u"},)
+    finally:
+        cache.close()
