@@ -366,3 +366,11 @@ def test_cache_entries_without_search_keep_their_old_shape_and_newer_keys_are_sk
         assert cache.lookup("newer").sources == ({"title": "t", "uri": "u"},)
     finally:
         cache.close()
+
+
+def test_emulator_grounding_supports_point_into_the_answer_not_the_thoughts(client):
+    config = types.GenerateContentConfig(tools=[types.Tool(google_search=types.GoogleSearch())],
+                                         thinking_config=types.ThinkingConfig(include_thoughts=True))
+    resp = client.models.generate_content(model=NB2, contents="a heron", config=config)
+    [answer] = [p.text for p in resp.parts if p.text and not p.thought]
+    assert resp.candidates[0].grounding_metadata.grounding_supports[0].segment.text == answer

@@ -71,6 +71,7 @@ def _fault_content(rec: RecordedRequest, spec: ModelSpec, fault: Fault) -> _Repl
 def _invalid(rec: RecordedRequest, spec: ModelSpec, inputs: list[Image.Image]) -> _Reply | None:
     """Validate the request like the real API; on success fill `inputs` with the decoded images."""
     config, model = rec.generation_config, rec.model
+    lacking = refusal(rec.controls, spec, model)  # a thinking level, search or image search this model lacks
     image_config = config.get("imageConfig") or {}
     size, ratio = image_config.get("imageSize"), image_config.get("aspectRatio")
     checks = [
@@ -83,7 +84,7 @@ def _invalid(rec: RecordedRequest, spec: ModelSpec, inputs: list[Image.Image]) -
         (not rec.prompt.strip() and not rec.images,
          "* GenerateContentRequest.contents: contents must contain text or an image."),
         *((mime not in _IMAGE_MIME, f"Unsupported MIME type: {mime}") for mime in rec.image_mime_types),
-        (refusal(rec.controls, spec, model) is not None, refusal(rec.controls, spec, model) or ""),
+        (lacking is not None, lacking or ""),
     ]
     for failed, message in checks:
         if failed:
@@ -130,8 +131,9 @@ def _answer(rec: RecordedRequest, spec: ModelSpec, include_thoughts: bool) -> _R
             parts[:0] = thought_parts(img, controls)
     rec.reply_images = [base64.b64decode(p["inlineData"]["data"]) for p in parts if "inlineData" in p]
     candidate = _candidate(parts)
-    if controls.search:
-        candidate["groundingMetadata"] = grounding_metadata(rec.prompt, controls, parts[0].get("text", ""))
+    if controls.search:  # the supports point into the answer's words (not a thought summary)
+        words = next((p["text"] for p in parts if "text" in p and not p.get("thought")), "")
+        candidate["groundingMetadata"] = grounding_metadata(rec.prompt, controls, words)
     reply = _envelope(rec, spec, out, candidates=[candidate])
     thinking = thought_tokens(controls, spec, show_thoughts) if "IMAGE" in modalities else 0
     if thinking:
