@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from typing import Literal
 
 __all__ = ["ModelSpec", "Price", "default_model_id", "get_model", "known_models", "models_with", "pixel_size"]
 
@@ -116,7 +117,10 @@ def get_model(model_id: str) -> ModelSpec:
     )
 
 
-def models_with(capability: str) -> tuple[ModelSpec, ...]:
+Capability = Literal["thinking_levels", "thoughts", "search", "image_search"]
+
+
+def models_with(capability: Capability) -> tuple[ModelSpec, ...]:
     """Registry models that offer a capability: "thinking_levels", "thoughts", "search" or "image_search"."""
     return tuple(spec for spec in known_models() if getattr(spec, capability))
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from .errors import InputError, UnsupportedOptionError
 from .images import InputImage, check_request_size, load_input_image, load_input_path
-from .models import ModelSpec, get_model, models_with
+from .models import Capability, ModelSpec, get_model, models_with
 from .request import ImageOptions, ImageRequest, Mode
 
 __all__ = ["MAX_PROMPT_CHARS", "THINKING_LEVELS", "ImageSource", "build_request", "validate_options"]
@@ -51,7 +51,7 @@ def validate_options(spec: ModelSpec, options: ImageOptions) -> None:
 THINKING_LEVELS = ("minimal", "high")
 
 
-def _offered_by(capability: str) -> str:
+def _offered_by(capability: Capability) -> str:
     """The registry models with a capability, for a refusal message."""
     specs = models_with(capability)
     return ", ".join(f"{spec.id} ({spec.label})" for spec in specs) or "no model in the registry"
@@ -67,9 +67,8 @@ def _check_gemini3_controls(spec: ModelSpec, options: ImageOptions) -> None:
             raise UnsupportedOptionError(
                 f"{spec.label} has no thinking level setting ({options.thinking}); "
                 f"models that have it: {_offered_by('thinking_levels')}.")
-    refusals = (
-        (options.show_thoughts and not spec.thoughts, "does not return its thought images",
-         "thoughts"),
+    refusals: tuple[tuple[bool, str, Capability], ...] = (
+        (options.show_thoughts and not spec.thoughts, "does not return its thought images", "thoughts"),
         (options.image_search and not spec.image_search, "does not offer Google image search", "image_search"),
         (options.search and not options.image_search and not spec.search,
          "does not offer Google Search grounding", "search"),
