@@ -374,3 +374,28 @@ def test_emulator_grounding_supports_point_into_the_answer_not_the_thoughts(clie
     resp = client.models.generate_content(model=NB2, contents="a heron", config=config)
     [answer] = [p.text for p in resp.parts if p.text and not p.thought]
     assert resp.candidates[0].grounding_metadata.grounding_supports[0].segment.text == answer
+
+
+def test_saved_image_carries_the_controls_for_png_info(settings, emulator):
+    from nanobanana_ui.pngmeta import read_image_info
+
+    options = ImageOptions(thinking="high", image_search=True)
+    result = in_studio(settings, lambda s: s.generate("a comet", model=NB2, options=options))
+    info = read_image_info(result.images[0].path.read_bytes())
+    assert "Thinking: high" in info.parameters and "Search: image" in info.parameters
+    assert {k: info.settings[k] for k in ("thinking", "search", "image_search")} == {
+        "thinking": "high", "search": True, "image_search": True}
+    assert "show_thoughts" not in info.settings  # a default is not written
+
+
+def test_edit_with_search_on_the_cli(keyed_env, capsys, tmp_path):
+    from conftest import png_bytes
+
+    source = tmp_path / "in.png"
+    source.write_bytes(png_bytes((300, 200)))
+    assert main(["edit", str(source), "make it a famous bridge", "--model", NB2, "--search", "--json",
+                 "--out", str(tmp_path / "out")]) == 0
+    [record] = json_lines(capsys.readouterr().out)
+    assert record["mode"] == "edit" and len(record["sources"]) == 2
+    [sent] = keyed_env.generate_requests
+    assert sent.part_kinds == ["text", "image"] and sent.tools == [{"googleSearch": {}}]
