@@ -8,6 +8,13 @@ import os
 import signal
 import sys
 import warnings
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import gradio as gr
+
+    from .config import Settings
+    from .studio import Studio
 
 __all__ = ["build", "main", "parse_args"]
 
@@ -50,12 +57,12 @@ def patch_mcp_tool_outputs() -> None:
     from gradio import mcp
     from gradio.components import State
 
-    def pop_returned_state(components, data):
+    def pop_returned_state(components: list[Any], data: Any) -> list[Any]:
         if isinstance(data, list) and len(data) == 1 and isinstance(data[0], (tuple, list)) and len(components) > 1:
             data = list(data[0])  # the queued path: all the outputs in one tuple, the State as None
         if len(data) == len(components):
             data = [value for value, kind in zip(data, components, strict=True) if not isinstance(kind, State)]
-        flat = []
+        flat: list[Any] = []
         for value in data:
             if isinstance(value, list) and value and all(isinstance(v, dict) and "image" in v for v in value):
                 flat.extend(v["image"] for v in value)
@@ -63,12 +70,12 @@ def patch_mcp_tool_outputs() -> None:
                 flat.append(value)
         return flat
 
-    mcp.GradioMCPServer.pop_returned_state = staticmethod(pop_returned_state)
+    mcp.GradioMCPServer.pop_returned_state = staticmethod(pop_returned_state)  # type: ignore[method-assign, assignment]
     # Gradio warns that MCP calls share one session State: here each call still returns only its own images.
     warnings.filterwarnings("ignore", "This MCP server includes a tool that has a gr.State input")
 
 
-def load(args: argparse.Namespace):
+def load(args: argparse.Namespace) -> Settings:
     """The Settings for these options (--auth wins over NANOBANANA_AUTH); a bad value exits 2, as in the CLI."""
     from .config import load_settings, parse_auth
     from .errors import StudioError
@@ -80,7 +87,7 @@ def load(args: argparse.Namespace):
         raise fail(error.message, error.exit_code) from None
 
 
-def build(args: argparse.Namespace, settings=None):
+def build(args: argparse.Namespace, settings: Settings | None = None) -> tuple[gr.Blocks, Studio]:
     """The Studio and its page for these options; returns (demo, studio). Imports gradio, starts nothing."""
     # No network calls at start: Gradio's analytics are off unless the user asked for them (read at import).
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")

@@ -8,7 +8,6 @@ import re
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from pathlib import Path
 
@@ -112,10 +111,10 @@ def test_generate_sends_every_option_from_the_parameters(client, emu):
 
 def test_several_images_are_parallel_calls_each_its_own_variation(client, emu):
     emu.fail_next(Fault.delay(1.0), Fault.delay(1.0), Fault.delay(1.0))
-    started = time.monotonic()
     gallery, status = client.predict("three owls", count=3, api_name="/generate")
-    assert time.monotonic() - started < 2.5  # three 1 s calls side by side, not one after another
     assert len(emu.generate_requests) == 3 and len(gallery) == 3
+    arrivals = [r.received_at for r in emu.generate_requests]
+    assert max(arrivals) - min(arrivals) < 1.0  # three 1 s calls side by side: each sent before any was answered
     assert len({p.name for p in returned_files(gallery)}) == 3  # three saved files (the emulator draws alike)
     assert [line[:3] for line in status.splitlines()] == ["1. ", "2. ", "3. "]
     names = sorted(p.name for p in returned_files(gallery))
@@ -205,7 +204,6 @@ def test_requests_from_different_visitors_run_concurrently(app_url, emu):
 
     emu.fail_next(*[Fault.delay(1.5)] * 3)
     clients = [Client(app_url, verbose=False) for _ in range(3)]
-    started = time.monotonic()
     threads = [threading.Thread(target=c.predict, args=(f"visitor {i}",), kwargs={"api_name": "/generate"})
                for i, c in enumerate(clients)]
     for thread in threads:
@@ -213,7 +211,8 @@ def test_requests_from_different_visitors_run_concurrently(app_url, emu):
     for thread in threads:
         thread.join(30)
     assert len(emu.generate_requests) == 3
-    assert time.monotonic() - started < 4.0  # with the default concurrency limit of 1 this takes 4.5 s or more
+    arrivals = [r.received_at for r in emu.generate_requests]
+    assert max(arrivals) - min(arrivals) < 1.5  # served side by side: with a limit of 1 each waits for a 1.5 s call
 
 
 # The page's own behaviour, in-process: the session, history and controls the browser tests drive through clicks.
@@ -262,6 +261,7 @@ def built_page(tmp_path, *args: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_offline_flag_shows_the_banner_and_building_the_page_starts_nothing(tmp_path):
     page = built_page(tmp_path, "--offline")
     assert page["offline"] and not page["emulator_started"]  # the emulator waits for the first request

@@ -27,6 +27,7 @@ UI_KEY = "browser-test-key"
 WAIT_MS = 20_000  # the machine is shared and slow at times; a real failure still ends the wait
 PRO = "Nano Banana Pro (Gemini 3 Pro Image)"
 FLASH = "Nano Banana (Gemini 2.5 Flash Image)"
+pytestmark = pytest.mark.browser  # skip with -m "not browser" (the inner loop)
 
 
 @pytest.fixture(scope="session")

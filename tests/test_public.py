@@ -147,6 +147,7 @@ def test_host_key_is_not_used_for_keyless_visitors_and_no_key_is_logged(byok_app
         assert key not in log
 
 
+@pytest.mark.slow
 def test_allow_server_key_serves_keyless_visitors_with_the_hosts_key(emu, tmp_path):
     env = app_env(NANOBANANA_PUBLIC="1", NANOBANANA_ALLOW_SERVER_KEY="1", NANOBANANA_BASE_URL=emu.base_url,
                   NANOBANANA_HOME=str(tmp_path / "home"), GRADIO_TEMP_DIR=str(tmp_path / "gradio"),

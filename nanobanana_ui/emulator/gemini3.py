@@ -1,59 +1,22 @@
-"""Emulator: the Gemini 3 controls — thinking (level, thought images, thought tokens) and Google Search grounding.
-
-The SDK sends the insides of thinkingConfig and googleSearch.searchTypes in snake_case (it copies them without
-renaming), while the rest of the body is camelCase; Google's JSON parser takes both, so this reads both.
-"""
+"""Emulator: answering the Gemini 3 controls — thought images and tokens, refusals, Google Search grounding."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 from PIL import Image, ImageFilter
 
 from ..models import ModelSpec
-from .pictures import _png
+from .pictures import png_base64
+from .types import Controls
 
-__all__ = ["Controls", "grounding_metadata", "read_controls", "refusal", "thought_parts", "thought_tokens"]
+__all__ = ["grounding_metadata", "refusal", "thought_parts", "thought_tokens"]
 
 # Thinking tokens a Gemini 3 image model reports (usageMetadata.thoughtsTokenCount), by thinking level.
 _THOUGHT_TOKENS = {"MINIMAL": 64, "HIGH": 512}
-
-
-def _get(data: Any, camel: str, snake: str) -> Any:
-    if not isinstance(data, dict):
-        return None
-    return data[camel] if camel in data else data.get(snake)
-
-
-@dataclass(frozen=True)
-class Controls:
-    """What a generateContent body asked for: thinking level, thought images, search and image search."""
-
-    thinking_level: str | None = None  # as sent, upper-cased: "MINIMAL", "HIGH", ...
-    include_thoughts: bool = False
-    search: bool = False
-    image_search: bool = False
-    tools: tuple[dict[str, Any], ...] = ()
-
-
-def read_controls(body: dict[str, Any] | None) -> Controls:
-    """The Gemini 3 controls of a request body (absent ones off)."""
-    body = body if isinstance(body, dict) else {}
-    config = body.get("generationConfig") if isinstance(body.get("generationConfig"), dict) else {}
-    thinking = _get(config, "thinkingConfig", "thinking_config") or {}
-    level = _get(thinking, "thinkingLevel", "thinking_level")
-    tools = tuple(t for t in body.get("tools") or () if isinstance(t, dict))
-    searches = [_get(t, "googleSearch", "google_search") for t in tools]
-    searches = [s if isinstance(s, dict) else {} for s in searches if s is not None]
-    image_search = any(_get(_get(s, "searchTypes", "search_types"), "imageSearch", "image_search") is not None
-                       for s in searches)
-    return Controls(thinking_level=str(level).upper() if level else None,
-                    include_thoughts=bool(_get(thinking, "includeThoughts", "include_thoughts")),
-                    search=bool(searches), image_search=image_search, tools=tools)
 
 
 def refusal(controls: Controls, spec: ModelSpec, model: str | None) -> str | None:
@@ -80,7 +43,7 @@ def thought_parts(final: Image.Image, controls: Controls) -> list[dict[str, Any]
         {"text": "**Sketching the placeholder**\nLaying out the label and the prompt.", "thought": True}]
     for draft in drafts:
         draft.thumbnail((256, 256))
-        parts.append({"inlineData": {"mimeType": "image/png", "data": _png(draft)}, "thought": True})
+        parts.append({"inlineData": {"mimeType": "image/png", "data": png_base64(draft)}, "thought": True})
     return parts
 
 

@@ -155,6 +155,7 @@ class BatchPage:
             return BatchInput(items, slugify(path.stem), digest)
         if not (text or "").strip():
             raise gr.Error("Upload a prompt file or paste prompts (one per line) first.", print_exception=False)
+        text = text or ""
         items = parse_batch_text(text, fmt="txt", base_dir=self.studio.settings.home, defaults=defaults)
         slug = slugify(items[0].name or items[0].prompt) if items else "batch"
         return BatchInput(items, slug, hashlib.sha256(text.encode() + settings).hexdigest())
@@ -223,7 +224,8 @@ class BatchPage:
                 batch, plan, folder, resuming = await self._plan(file, text, form, state, studio)
                 self.runner.count_requests(request, len(plan.requests))  # public mode: the visitor's own limit
             state = BatchState(batch.fingerprint, str(folder), False)
-            total, outcomes, shown = len(plan.requests), [], []
+            total, outcomes = len(plan.requests), []
+            shown: list[tuple[str, str]] = []
             queue: asyncio.Queue[ItemOutcome | None] = asyncio.Queue()
             task = asyncio.create_task(run_batch(studio, plan, out_dir=folder, concurrency=self.concurrency,
                                                  on_outcome=queue.put_nowait, cancel=cancel,

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import gradio as gr
 
 from .batch import BatchPage, BatchState
 
 __all__ = ["batch_tab"]
 
-PRIVATE = {"api_visibility": "private"}
+PRIVATE: dict[str, Any] = {"api_visibility": "private"}
 NOTE = ("One prompt per line (blank lines and `#` comments skipped), or a .csv / .jsonl file with a `prompt` column "
         "and optional per-row `mode`, `images`, `model`, `aspect_ratio`, `size`, `temperature`, `top_p`, `top_k`, "
         "`seed`, `count`, `name`. The Studio tab's settings (model, aspect ratio, size, temperature, top-p, "

@@ -45,8 +45,10 @@ class PageEvents:
         # A value still offered is not sent back: when another event (Reuse, PNG Info) sets the model, aspect and
         # size together, this event may have read their old values, and must not put those back over the new.
         aspect, kept_size = aspect_value(spec, aspect_ratio), size_value(spec, size)
-        return (gr.update(choices=aspect_choices(spec), **({} if aspect == aspect_ratio else {"value": aspect})),
-                gr.update(choices=size_choices(spec), **({} if kept_size == size else {"value": kept_size})),
+        new_aspect: dict[str, Any] = {} if aspect == aspect_ratio else {"value": aspect}
+        new_size: dict[str, Any] = {} if kept_size == size else {"value": kept_size}
+        return (gr.update(choices=aspect_choices(spec), **new_aspect),
+                gr.update(choices=size_choices(spec), **new_size),
                 text.compose_limit(spec, len(gallery_paths(compose_images))))
 
     def size_changed(self, model: str, size: str) -> str:

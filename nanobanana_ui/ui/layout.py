@@ -36,7 +36,7 @@ from .tabs import StudioForm, history_tab, pnginfo_tab
 __all__ = ["QUEUE_MAX_SIZE", "build_app"]
 
 QUEUE_MAX_SIZE = 64  # requests waiting beyond that are refused at once ("queue full") rather than left to time out
-PRIVATE = {"api_visibility": "private"}
+PRIVATE: dict[str, Any] = {"api_visibility": "private"}
 TITLE = "# 🍌 Nano Banana Studio\nGenerate, edit and compose images with Google's Gemini image models."
 
 
@@ -197,9 +197,9 @@ def build_app(studio: Studio, owner_of: Callable[[gr.Request | None], str | None
         s.size.change(events.size_changed, [s.model, s.size], [s.model_info], **PRIVATE)
         s.compose_images.change(events.compose_changed, [s.model, s.compose_images], [s.compose_limit], **PRIVATE)
         s.compose_images.select(events.compose_selected, [session], [session], **PRIVATE)
-        for button, fn in ((s.earlier, events.compose_earlier), (s.later, events.compose_later),
-                           (s.remove, events.compose_remove)):
-            button.click(fn, [session, s.compose_images], [s.compose_images, session], **PRIVATE)
+        for move_button, move in ((s.earlier, events.compose_earlier), (s.later, events.compose_later),
+                                  (s.remove, events.compose_remove)):
+            move_button.click(move, [session, s.compose_images], [s.compose_images, session], **PRIVATE)
         s.out_gallery.select(events.output_selected, [session], [session], **PRIVATE)
         s.output_to_edit.click(events.output_to_edit, [session], [s.edit_image, s.tabs], **PRIVATE)
         s.history_gallery.select(events.history_selected, [session], [s.history_details, session], **PRIVATE)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 from PIL import Image, ImageDraw
@@ -161,8 +162,8 @@ class Library:
     def page_data(self, search: str = "", model: str = "", mode: str = "", page: int = 0,
                   owner: str | None = None) -> LibraryPage:
         """One page of entries with their thumbnails: what the tab shows (the benchmark times this)."""
-        filters = {"search": (search or "").strip() or None, "model": model or None, "mode": mode or None,
-                   "owner": owner}
+        filters: dict[str, Any] = {"search": (search or "").strip() or None, "model": model or None,
+                                   "mode": mode or None, "owner": owner}
         total = self.store.count(**filters)
         pages = max(1, -(-total // PAGE_SIZE))
         page = min(max(page, 0), pages - 1)

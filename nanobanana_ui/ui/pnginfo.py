@@ -54,7 +54,8 @@ class PngInfo:
 
     def use(self, found: dict | None, current_model: str) -> dict[str, Any]:
         """Form values (by field name) from the inspected image's settings; switches to the Studio's right tab."""
-        settings = (found or {}).get("settings") or {}
+        found = found or {}
+        settings = found.get("settings") or {}
         if not settings:
             raise gr.Error("This image has no settings to use: drop an image made by this app (or one with "
                            "generation parameters) first.", print_exception=False)

@@ -14,7 +14,7 @@ from .pnginfo import EMPTY, PngInfo
 
 __all__ = ["StudioForm", "history_tab", "pnginfo_tab"]
 
-PRIVATE = {"api_visibility": "private"}
+PRIVATE: dict[str, Any] = {"api_visibility": "private"}
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ..costs import status_text
 from ..errors import StudioError
 from ..limits import DailyUsage
 from ..models import ModelSpec, get_model, known_models
@@ -40,15 +41,11 @@ def plain(text: str) -> str:
     return _MARKDOWN_SPECIALS.sub(r"\\\1", escaped)
 
 
-def _money(usd: float | None) -> str:
-    return "cost unknown" if usd is None else f"${usd:.4f}"
-
-
 def status_line(result: ImageResult) -> str:
     """One line about a result: cost or the cache badge, finish reason, time, and the model's words."""
-    cost = "cached · $0" if result.cached else _money(result.cost_usd)
     words = f" · {plain(result.text.strip())}" if result.text.strip() else ""
-    return f"{cost} · {result.finish_reason or 'done'} · {result.elapsed_s:.1f} s{words}"
+    return status_text(cost_usd=result.cost_usd, cached=result.cached, finish_reason=result.finish_reason,
+                       elapsed_s=result.elapsed_s) + words
 
 
 def run_status(outcomes: list[ImageResult | StudioError]) -> str:
