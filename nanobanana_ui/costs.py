@@ -47,6 +47,19 @@ def cost_text(cost_usd: float | None, *, cached: bool = False) -> str:
     return "cost unknown" if cost_usd is None else f"${cost_usd:.4f}"
 
 
-def status_text(*, cost_usd: float | None, cached: bool, finish_reason: str | None, elapsed_s: float) -> str:
-    """A result's status in one line: cost (or the cache badge), finish reason, time: "$0.0387 · STOP · 4.2 s"."""
-    return f"{cost_text(cost_usd, cached=cached)} · {finish_reason or 'done'} · {elapsed_s:.1f} s"
+def elapsed_text(seconds: float | None) -> str:
+    """How long a call took: "12 ms" under a tenth of a second (the emulator, the cache), else "3.4 s"."""
+    seconds = seconds or 0.0
+    return f"{max(seconds * 1000, 1):.0f} ms" if seconds < 0.1 else f"{seconds:.1f} s"
+
+
+def finish_text(reason: str | None) -> str:
+    """The finish reason in words: nothing for a normal finish (STOP), else the reason as Gemini gave it."""
+    return "" if reason in (None, "", "STOP") else f"finished: {reason}"
+
+
+def status_text(*, cost_usd: float | None, cached: bool, finish_reason: str | None, elapsed_s: float | None,
+                text: str = "") -> str:
+    """A result's status in one line: cost (or the cache badge), an unusual finish reason, time, the model's words."""
+    parts = [cost_text(cost_usd, cached=cached), finish_text(finish_reason), elapsed_text(elapsed_s), text.strip()]
+    return " · ".join(part for part in parts if part)

@@ -9,6 +9,7 @@ from typing import Any
 from .errors import BadResponseError, ImageWithheldError, PromptBlockedError, TextOnlyError, map_error
 from .request import ImageRequest, Source, ThoughtImage, Usage
 from .transport import SendObserver, SendTracer
+from .vertex import VertexAccess, map_vertex_error
 
 __all__ = ["BackendReply", "GeminiBackend", "build_config", "build_contents", "parse_response"]
 
@@ -53,8 +54,11 @@ def build_config(request: ImageRequest) -> Any:
 
     opts = request.options
     image_config = None
-    if opts.aspect_ratio or opts.size:
-        image_config = types.ImageConfig(aspect_ratio=opts.aspect_ratio, image_size=opts.size)
+    vertex_only = opts.output_mime_type or opts.output_quality is not None or opts.person_generation
+    if opts.aspect_ratio or opts.size or vertex_only:
+        image_config = types.ImageConfig(  # the SDK itself refuses the Vertex-only fields on the Gemini API
+            aspect_ratio=opts.aspect_ratio, image_size=opts.size, output_mime_type=opts.output_mime_type,
+            output_compression_quality=opts.output_quality, person_generation=opts.person_generation)
     thinking_config = None
     if opts.thinking is not None or opts.show_thoughts:
         level = types.ThinkingLevel(opts.thinking.upper()) if opts.thinking else None
@@ -165,19 +169,29 @@ def parse_response(response: Any) -> BackendReply:
 class GeminiBackend:
     """An async google-genai client for one key and base URL; the SDK's own retry stays off (one retry layer)."""
 
-    def __init__(self, *, api_key: str, base_url: str | None = None, timeout_s: float = 120.0) -> None:
+    def __init__(self, *, api_key: str = "", base_url: str | None = None, timeout_s: float = 120.0,
+                 vertex: VertexAccess | None = None) -> None:
         from google import genai
         from google.genai import types
 
         self._tracer = SendTracer()
         options = types.HttpOptions(
-            api_version="v1beta",  # the SDK's default (v1) lacks the image options
+            # the SDK's default (v1) lacks the image options; Vertex's beta is v1beta1
+            api_version="v1beta" if vertex is None else "v1beta1",
             base_url=base_url,
             timeout=int(timeout_s * 1000),  # milliseconds
             async_client_args={"event_hooks": self._tracer.event_hooks()},  # for the rate limiter's count
         )
-        # vertexai=False: GOOGLE_GENAI_USE_VERTEXAI in the environment must not reroute our calls.
-        self._client = genai.Client(api_key=api_key, vertexai=False, http_options=options)
+        self._vertex = vertex
+        self._map_error = map_error if vertex is None else map_vertex_error
+        if vertex is None:
+            # vertexai=False: GOOGLE_GENAI_USE_VERTEXAI in the environment must not reroute our calls.
+            self._client = genai.Client(api_key=api_key, vertexai=False, http_options=options)
+        elif vertex.express:
+            self._client = genai.Client(vertexai=True, api_key=vertex.api_key, http_options=options)
+        else:  # explicit project, location and credentials: the SDK reads nothing from the environment
+            self._client = genai.Client(vertexai=True, project=vertex.project, location=vertex.location,
+                                        credentials=vertex.credentials, http_options=options)
 
     async def generate(self, request: ImageRequest, *, observer: SendObserver | None = None) -> BackendReply:
         """Send one request and parse the reply; every failure arrives as a StudioError.
@@ -195,11 +209,13 @@ class GeminiBackend:
                 response = await self._client.aio.models.generate_content(
                     model=request.model, contents=build_contents(request), config=config)
             except Exception as exc:  # noqa: BLE001 - every SDK and transport error is mapped in one place
-                raise map_error(exc, model=request.model) from exc
+                raise self._map_error(exc, model=request.model) from exc
         return parse_response(response)
 
     async def list_image_models(self) -> tuple[str, ...]:
-        """Ids of the image-generation models this key can use."""
+        """Ids of the image-generation models this key can use (Vertex lists publisher models elsewhere: none)."""
+        if self._vertex is not None:
+            return ()
         try:
             pager = await self._client.aio.models.list()
             names = [model.name async for model in pager]
@@ -208,6 +224,19 @@ class GeminiBackend:
         ids = (name.removeprefix("models/") for name in names if name)
         return tuple(sorted(i for i in ids if "image" in i and "imagen" not in i))
 
+    def list_generate_models(self) -> tuple[str, ...]:
+        """Every model id this key can call with generateContent (blocking: model discovery runs it in a thread).
+
+        It uses the client's synchronous HTTP pool, which is separate from the async one the requests use.
+        """
+        try:
+            models = list(self._client.models.list(config={"page_size": 200}))
+        except Exception as exc:  # noqa: BLE001
+            raise map_error(exc) from exc
+        return tuple((model.name or "").removeprefix("models/") for model in models
+                     if model.name and "generateContent" in (model.supported_actions or ()))
+
     async def aclose(self) -> None:
         """Close the HTTP pool."""
         await self._client.aio.aclose()
+        self._client.close()  # the synchronous pool, used by model discovery

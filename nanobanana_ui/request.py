@@ -16,6 +16,7 @@ __all__ = [
     "Usage", "image_records",
 ]
 
+_VERTEX_OPTIONS = ("output_mime_type", "output_quality", "person_generation")
 CACHE_KEY_VERSION = 1  # bump when the meaning of a request changes, so old entries stop matching
 
 
@@ -39,6 +40,10 @@ class ImageOptions:
     seed: int | None = None
     with_text: bool = True  # response modalities: image + text, or image only
     variation: int = 0  # distinguishes otherwise identical requests: each number is its own cache entry
+    # Vertex AI only (see backends.py): output format, JPEG quality (0-100), personGeneration (ALLOW_ALL...).
+    output_mime_type: str | None = None
+    output_quality: int | None = None
+    person_generation: str | None = None
     # Gemini 3 controls. Left out of to_dict() (so of cache keys, history and PNG metadata) while at their defaults:
     # requests that do not use them keep the keys they had before these options existed.
     thinking: str | None = None  # "minimal" | "high": the thinking level (3.1 Flash); None: the model's default
@@ -51,8 +56,12 @@ class ImageOptions:
             object.__setattr__(self, "search", True)
 
     def to_dict(self) -> dict[str, Any]:
-        """The options as plain JSON-able data (Gemini 3 controls only when set)."""
+        """The options as plain JSON-able data (Vertex-only options and Gemini 3 controls only when set, so the
+        cache keys of requests that do not use them hold)."""
         data = asdict(self)
+        for name in _VERTEX_OPTIONS:
+            if data[name] is None:
+                del data[name]
         for name, default in _LATER_DEFAULTS.items():
             if data[name] == default:
                 del data[name]
@@ -72,6 +81,8 @@ class ImageRequest:
     prompt: str
     images: tuple[InputImage, ...] = ()
     options: ImageOptions = field(default_factory=ImageOptions)
+    # Why `model` is not the id that was asked for (a shut-down id sent as its replacement); not part of the key.
+    note: str | None = field(default=None, compare=False)
 
     def cache_key(self) -> str:
         """A stable digest of everything that shapes the answer (never the API key)."""
@@ -94,8 +105,9 @@ class ImageRequest:
         """JSON-able summary of the request (no image bytes, no key)."""
         return {
             "mode": self.mode.value, "model": self.model, "prompt": self.prompt,
-            "images": [{"name": i.name, "sha256": i.sha256, "mime_type": i.mime_type} for i in self.images],
-            "options": self.options.to_dict(),
+            "images": [{"name": i.name, "sha256": i.sha256, "mime_type": i.mime_type,
+                        **({"stripped": list(i.stripped)} if i.stripped else {})} for i in self.images],
+            "options": self.options.to_dict(), **({"note": self.note} if self.note else {}),
         }
 
 
@@ -199,6 +211,8 @@ class ImageResult:
             "images": [{"path": None if image.path is None else str(image.path), "width": image.width,
                         "height": image.height, "sha256": image.sha256} for image in self.images],
             "sources": [source.to_dict() for source in self.sources],  # always a list: empty without Search
+            # Only when the model asked for was replaced (a shut-down id): why `model` differs from what was asked.
+            **({"note": self.request.note} if self.request.note else {}),
         }
 
 
@@ -218,5 +232,7 @@ def image_records(record: dict[str, Any]) -> list[dict[str, Any]]:
         line = {key: record.get(key) for key in RECORD_KEYS}
         line.update(path=image["path"], width=image["width"], height=image["height"], sha256=image["sha256"],
                     cost_usd=share)
+        if record.get("note"):
+            line["note"] = record["note"]
         lines.append(line)
     return lines

@@ -6,6 +6,7 @@ Every front end (CLI, Gradio UI, HTTP API) goes through this class and nothing e
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import threading
 import time
@@ -13,26 +14,32 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
+from .backends import BackendCapabilities, capabilities_for
 from .cache import CachedEntry, ResultCache
 from .config import Settings
 from .costs import cost_from_usage, search_cost
-from .errors import InputError, ModelNotFoundError, StudioError
+from .discovery import Availability, ListingStore, ModelDiscovery
+from .errors import InputError, ModelNotFoundError, ShutDownModelError, StudioError
 from .gemini import BackendReply
 from .history import HistoryStore
-from .limits import DailyBudget, DailyUsage, shared_rate_limiter
+from .limits import DailyBudget, DailyUsage
 from .models import get_model
 from .outputs import dimensions, save_images, save_thought_images, with_provenance
+from .partitions import key_partition
 from .request import ImageOptions, ImageRequest, ImageResult, Mode, Source, Usage
 from .retry import RetryPolicy
 from .sending import EventSink, GuardedSender
+from .shared_limits import shared_limiter_for
 from .transport import SendObserver
 from .validation import ImageSource, build_request
+from .vertex import VertexAccess, resolve_vertex_access
 
-__all__ = ["MAX_COUNT", "Backend", "Studio"]
+__all__ = ["MAX_COUNT", "Backend", "ModelLister", "Studio"]
 
 MAX_COUNT = 100
+_GEMINI_ENDPOINT = "https://generativelanguage.googleapis.com"
 log = logging.getLogger(__name__)
 
 
@@ -48,17 +55,27 @@ class Backend(Protocol):
         """Release the client."""
 
 
+@runtime_checkable
+class ModelLister(Protocol):
+    """A backend that can list its key's models (GeminiBackend does; a test double may not)."""
+
+    def list_generate_models(self) -> tuple[str, ...]: ...  # noqa: D102
+
+
 class Studio:
     """Generate, edit and compose images; one instance per key (it owns that key's client)."""
 
     def __init__(self, settings: Settings, *, backend: Backend | None = None, cache: ResultCache | None = None,
-                 retry_policy: RetryPolicy | None = None) -> None:
+                 retry_policy: RetryPolicy | None = None, clock: Callable[[], float] | None = None) -> None:
         self.settings = settings
         # Decided once: the backend, once created, must not change the answer (meter, limits, banner all ask).
         self._offline = backend is None and settings.uses_emulator
         self.retry_policy = retry_policy or RetryPolicy(max_attempts=settings.max_attempts,
                                                         max_total_wait_s=settings.max_retry_wait_s)
         self._backend = backend
+        self._backend_lock = threading.Lock()  # model discovery may ask for the backend from its own thread
+        self._clock = clock or time.time  # wall clock for the model listing's age (tests move it)
+        self._discovery: ModelDiscovery | None = None
         self._cache = cache
         self._history: HistoryStore | None = None
         self._history_lock = threading.Lock()  # opened in a worker thread; two at once must not open it twice
@@ -66,6 +83,7 @@ class Studio:
         self._sender: GuardedSender | None = None
         self._in_flight: dict[str, asyncio.Task[ImageResult]] = {}
         self.emulator_url: str | None = None
+        self._vertex_access: VertexAccess | None = None
 
     @property
     def offline(self) -> bool:
@@ -80,6 +98,10 @@ class Studio:
     @property
     def backend(self) -> Backend:
         """The backend, created on first use (starting the emulator only when it is needed)."""
+        with self._backend_lock:
+            return self._make_backend()
+
+    def _make_backend(self) -> Backend:
         if self._backend is None:
             from .gemini import GeminiBackend
 
@@ -89,10 +111,29 @@ class Studio:
                 self.emulator_url = shared_emulator().base_url
                 self._backend = GeminiBackend(api_key=OFFLINE_API_KEY, base_url=self.emulator_url,
                                               timeout_s=self.settings.timeout_s)
+            elif self.settings.vertex:
+                self._backend = GeminiBackend(base_url=self.settings.base_url, timeout_s=self.settings.timeout_s,
+                                              vertex=self.vertex_access)
             else:
                 self._backend = GeminiBackend(api_key=self.settings.api_key or "", base_url=self.settings.base_url,
                                               timeout_s=self.settings.timeout_s)
         return self._backend
+
+    @property
+    def capabilities(self) -> BackendCapabilities:
+        """What this Studio's backend offers (output formats, person generation, Batch Mode, Files API...)."""
+        return capabilities_for("vertex" if self.settings.vertex and not self.offline else "gemini")
+
+    @property
+    def vertex_access(self) -> VertexAccess:
+        """Vertex AI's project, location and credentials, resolved once; a ConfigError names what is missing."""
+        if self._vertex_access is None:
+            self._vertex_access = resolve_vertex_access(self.settings)
+        return self._vertex_access
+
+    def connect(self) -> None:
+        """Create the backend now, so that a setup problem (Vertex project or credentials) shows before any work."""
+        _ = self.backend
 
     @property
     def cache(self) -> ResultCache:
@@ -122,8 +163,11 @@ class Studio:
         if self._sender is None:
             limiter = budget = None
             if not self.offline:
-                endpoint = self.settings.base_url or "https://generativelanguage.googleapis.com"
-                limiter = shared_rate_limiter(endpoint, self.settings.rpm, self.settings.rate_window_s)
+                endpoint = self.settings.base_url or (self.vertex_access.endpoint if self.settings.vertex
+                                                      else _GEMINI_ENDPOINT)
+                # One window for every process on this data directory using the same key and endpoint.
+                limiter = shared_limiter_for(endpoint, self.settings.rpm, self.settings.rate_window_s,
+                                             home=self.settings.home, key=self.settings.api_key or "")
                 budget = self.budget
             self._sender = GuardedSender(self._generate, policy=self.retry_policy, limiter=limiter, budget=budget)
         return self._sender
@@ -132,10 +176,56 @@ class Studio:
         """Requests sent today against the budget, today's cost and cache savings (Pacific days)."""
         return self.budget.usage()
 
+    @property
+    def discovery(self) -> ModelDiscovery:
+        """This key's model listing (models.list() once, in the background, kept a day on disk)."""
+        if self._discovery is None:
+            # The emulator's listing is the registry's: one partition for it; a key's is named by its salted hash.
+            key = "offline emulator" if self.offline else (self.settings.api_key or "")
+            endpoint = "emulator" if self.offline else (self.settings.base_url or _GEMINI_ENDPOINT)
+            # One file per key and endpoint (a relay may offer other models than Google does).
+            name = f"{key_partition(self.settings.home, key)}-{hashlib.sha256(endpoint.encode()).hexdigest()[:8]}"
+            store = ListingStore(self.settings.home / "models", name)
+            self._discovery = ModelDiscovery(lister=self._list_generate_models, store=store, endpoint=endpoint,
+                                             clock=self._clock)
+        return self._discovery
+
+    def _list_generate_models(self) -> tuple[str, ...]:
+        """Run in discovery's thread: every model id this key can call with generateContent."""
+        backend = self.backend
+        if not isinstance(backend, ModelLister):
+            raise StudioError("this backend cannot list models")
+        return backend.list_generate_models()
+
+    def available_models(self) -> Availability:
+        """The image models this key can use: registry models first, then unknown image models the key offers.
+
+        Never waits for the network: until this key's listing has arrived (it is started here, in the background),
+        or when it failed, the registry is returned, with a note saying so. Hidden registry models come with a note.
+        """
+        return self.discovery.availability()
+
     def build_request(self, mode: Mode, prompt: str, images: Sequence[ImageSource] = (), *,
-                      model: str | None = None, options: ImageOptions | None = None) -> ImageRequest:
-        """Validate everything that can be checked before a call, and build the request."""
-        return build_request(mode, prompt, images, model=model or self.settings.model, options=options)
+                      model: str | None = None, options: ImageOptions | None = None,
+                      keep_metadata: bool | None = None) -> ImageRequest:
+        """Validate everything that can be checked before a call, and build the request.
+
+        A shut-down model id is sent as its replacement (the request's `note` says so), or refused with the models
+        this key can use. Input images lose their personal metadata unless `keep_metadata` (default: the setting)
+        says otherwise; an output option the backend lacks (JPEG output on the Gemini API...) is refused here.
+        """
+        options = options or ImageOptions()
+        self.capabilities.check_options(options)
+        if options.output_mime_type == self.capabilities.output_mime_types[0]:
+            options = replace(options, output_mime_type=None)  # the default format: sent as absent
+        keep = self.settings.keep_metadata if keep_metadata is None else keep_metadata
+        try:
+            return build_request(mode, prompt, images, model=model or self.settings.model, options=options,
+                                 keep_metadata=keep)
+        except ShutDownModelError as error:
+            available = self.available_models().ids
+            raise ShutDownModelError(f"{error.message} Image models this key can use: {', '.join(available)}.",
+                                     model=error.model, available=available) from None
 
     async def generate(self, prompt: str, *, model: str | None = None, options: ImageOptions | None = None,
                        use_cache: bool = True, out_dir: Path | None = None, on_event: EventSink | None = None,

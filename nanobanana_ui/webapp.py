@@ -57,6 +57,11 @@ def patch_mcp_tool_outputs() -> None:
     from gradio import mcp
     from gradio.components import State
 
+    from .ui.components import gradio_patchable
+
+    if not gradio_patchable("patch_mcp_tool_outputs"):
+        return
+
     def pop_returned_state(components: list[Any], data: Any) -> list[Any]:
         if isinstance(data, list) and len(data) == 1 and isinstance(data[0], (tuple, list)) and len(components) > 1:
             data = list(data[0])  # the queued path: all the outputs in one tuple, the State as None
@@ -91,12 +96,17 @@ def build(args: argparse.Namespace, settings: Settings | None = None) -> tuple[g
     """The Studio and its page for these options; returns (demo, studio). Imports gradio, starts nothing."""
     # No network calls at start: Gradio's analytics are off unless the user asked for them (read at import).
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    # Gradio 6's run history keeps every run's inputs (the visitor's API key too) in the browser's localStorage
+    # and shows them on a "Runs" page: off, for launches other than main()'s (which passes run_history=False).
+    os.environ["GRADIO_RUN_HISTORY"] = "False"
     from .errors import StudioError
     from .studio import Studio
     from .ui import build_app
 
     try:
         studio = Studio(settings or load(args))
+        if studio.settings.vertex and not studio.offline:
+            _ = studio.vertex_access  # a Vertex setup problem stops the start with one line, not every request
     except StudioError as error:
         raise fail(error.message, error.exit_code) from None
     # The emulator and the API client start on the first request, not here (the Studio creates them lazily).
@@ -121,6 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     # max_file_size: 10 MB in public mode, else 50 (NANOBANANA_MAX_UPLOAD_MB); a larger upload gets HTTP 413.
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=settings.max_file_size,
                 auth=list(settings.auth) or None, mcp_server=args.mcp, prevent_thread_lock=True,
+                run_history=False,  # it would keep the typed API key in the browser (see build())
                 allowed_paths=[str(settings.output_dir), str(home / "images"), str(home / "thumbs"),
                                str(home / "batches")])
     if args.share:

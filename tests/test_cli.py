@@ -37,11 +37,11 @@ def test_generate_json_with_options(keyed_env, capsys, tmp_path):
     assert code == 0
     [record] = json_lines(capsys.readouterr().out)
     assert REQUIRED <= set(record)
-    assert record["prompt"] == "a red fox" and record["model"] == "gemini-2.5-flash-image"
+    assert record["prompt"] == "a red fox" and record["model"] == "gemini-3.1-flash-image"  # the default
     assert record["cached"] is False and record["cost_usd"] > 0 and record["finish_reason"] == "STOP"
     assert Path(record["path"]).parent == tmp_path / "out"
     with Image.open(record["path"]) as image:
-        assert image.size == (1344, 768)
+        assert image.size == (1376, 768)  # Gemini 3's 16:9 at 1K
     config = keyed_env.generate_requests[0].generation_config
     assert (config["temperature"], config["topP"], config["topK"], config["seed"]) == (0.4, 0.8, 20, 7)
 
@@ -94,7 +94,9 @@ def test_the_cli_and_the_page_word_cost_and_status_alike(keyed_env, capsys):
 
     assert [cost_text(0.03874, cached=False), cost_text(None), cost_text(0.04, cached=True)] == [
         "$0.0387", "cost unknown", "cached · $0"]
-    assert status_text(cost_usd=0.5, cached=False, finish_reason=None, elapsed_s=4.24) == "$0.5000 · done · 4.2 s"
+    assert status_text(cost_usd=0.5, cached=False, finish_reason=None, elapsed_s=4.24) == "$0.5000 · 4.2 s"
+    assert status_text(cost_usd=None, cached=True, finish_reason="MAX_TOKENS", elapsed_s=0.0123, text=" hi ") == (
+        "cached · $0 · finished: MAX_TOKENS · 12 ms · hi")
     main(["generate", "worded fox"])
     main(["generate", "worded fox"])
     first, second = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("  ")]
@@ -123,7 +125,7 @@ def test_edit_and_compose(keyed_env, capsys, tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["generate", ""], "prompt is empty"),
-    (["generate", "x", "--size", "4K"], "does not make 4K"),
+    (["generate", "x", "--model", "gemini-2.5-flash-image", "--size", "4K"], "does not make 4K"),
     (["generate", "x", "--count", "0"], "between 1 and 100"),
     (["edit", "missing.png", "x"], "missing.png"),
 ])
@@ -137,7 +139,8 @@ def test_bad_input_exit_code_2_and_no_request(keyed_env, capsys, argv, message):
 def test_models_lists_the_registry(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    assert "gemini-2.5-flash-image" in out and "gemini-3-pro-image-preview" in out
+    assert "gemini-2.5-flash-image" in out and "retiring" in out and "default: gemini-3.1-flash-image" in out
+    assert "gemini-3-pro-image-preview       shut down on 2026-06-25; use gemini-3-pro-image" in out
 
 
 @pytest.mark.slow

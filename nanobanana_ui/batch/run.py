@@ -185,7 +185,8 @@ def _place(result: ImageResult, out_dir: Path, stem: str) -> list[Path]:
 def _base_line(item: BatchItem, request: ImageRequest) -> dict[str, Any]:
     return {"row": item.row, "prompt": item.prompt, "variation": request.options.variation, "name": item.name,
             "key": request.cache_key(), "model": request.model, "mode": request.mode.value,
-            "seed": request.options.seed, "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            "seed": request.options.seed, "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **({"note": request.note} if request.note else {})}
 
 
 def _failed(item: BatchItem, request: ImageRequest, base: dict[str, Any], message: str, kind: str,

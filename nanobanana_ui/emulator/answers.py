@@ -122,7 +122,7 @@ def answer(rec: RecordedRequest, spec: ModelSpec, include_thoughts: bool) -> Rep
         # Like the real model: the same seed draws the same picture; without one, every answer differs.
         seed = rec.generation_config.get("seed")
         variety = f"seed {seed}" if seed is not None else secrets.token_hex(8)
-        img = render(rec.model or "", rec.prompt, inputs, pixel_size(ratio, size), variety)
+        img = render(rec.model or "", rec.prompt, inputs, pixel_size(spec, ratio, size), variety)  # its table
         parts.append({"inlineData": {"mimeType": "image/png", "data": png_base64(img)}})
         out["IMAGE"] = spec.output_image_tokens.get(size, 1290)
         if show_thoughts:

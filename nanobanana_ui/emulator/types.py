@@ -14,8 +14,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 __all__ = [
-    "API_PATH", "HELP", "Controls", "JsonObject", "RecordedRequest", "Reply", "decode_b64", "error_reply",
-    "inline_data", "part_kind", "read_controls", "record_request", "user_parts",
+    "API_PATH", "HELP", "Controls", "JsonObject", "RecordedRequest", "Reply", "VertexCall", "decode_b64",
+    "error_reply", "inline_data", "part_kind", "read_controls", "record_request", "user_parts",
 ]
 
 JsonObject = dict[str, Any]  # a JSON object as json.loads returns it
@@ -83,6 +83,17 @@ def read_controls(body: dict[str, Any] | None) -> Controls:
 
 
 @dataclass
+class VertexCall:
+    """What made a request a Vertex AI one: its real path, project, location and bearer token (None: an API key)."""
+
+    path: str
+    project: str | None
+    location: str | None
+    token: str | None
+    auth_error: Reply | None = None  # set when the bearer token was never issued or has expired
+
+
+@dataclass
 class RecordedRequest:
     """One HTTP request the emulator received, parsed for assertions."""
 
@@ -104,6 +115,7 @@ class RecordedRequest:
     thinking_config: JsonObject = field(default_factory=dict)  # generationConfig.thinkingConfig as sent
     tools: list[Any] = field(default_factory=list)  # the body's "tools" as sent
     controls: Controls = field(default_factory=Controls)  # both read: thinking level, thoughts, search, image search
+    vertex: VertexCall | None = None  # set for a Vertex AI path (then `path` is the equivalent Gemini API path)
 
 
 def user_parts(body: JsonObject | None) -> list[JsonObject]:
