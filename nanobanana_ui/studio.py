@@ -192,6 +192,8 @@ class Studio:
 
     def _list_generate_models(self) -> tuple[str, ...]:
         """Run in discovery's thread: every model id this key can call with generateContent."""
+        if self.settings.vertex and not self.offline:  # Vertex lists publisher models, not the Gemini API's ids
+            raise StudioError("model listing is not used on Vertex AI")
         backend = self.backend
         if not isinstance(backend, ModelLister):
             raise StudioError("this backend cannot list models")
