@@ -21,7 +21,7 @@ from .config import load_settings
 from .costs import cost_text
 from .errors import InputError, StudioError
 from .request import ImageOptions, ImageResult, Mode, image_records
-from .validation import unencodable_at
+from .validation import THINKING_LEVELS, unencodable_at
 
 __all__ = ["build_parser", "main", "output_options"]
 
@@ -41,6 +41,7 @@ def _shared_options(*, batch: bool = False) -> argparse.ArgumentParser:
     if not batch:  # a batch file has a count column instead
         group.add_argument("--count", type=int, default=1, help="how many images, as parallel calls (1 to 100)")
     group.add_argument("--image-only", action="store_true", help="ask for the image without the model's text")
+    add_gemini3_options(group)
     group.add_argument("--out", type=Path, help="folder for the run's images and manifest (default: "
                        "NANOBANANA_HOME/batches/<file name>)" if batch else
                        "folder for the images (default: NANOBANANA_HOME/outputs)")
@@ -55,6 +56,25 @@ def _shared_options(*, batch: bool = False) -> argparse.ArgumentParser:
     group.add_argument("--keep-metadata", action="store_true", help="send input images with their GPS, camera "
                        "serial and owner metadata (default: removed; also NANOBANANA_KEEP_METADATA=1)")
     return shared
+
+
+def add_gemini3_options(group: argparse._ArgumentGroup) -> None:
+    """--thinking, --show-thoughts, --search and --image-search (refused on models that lack them)."""
+    group.add_argument("--thinking", choices=THINKING_LEVELS, help="thinking level (Gemini 3.1 Flash Image)")
+    group.add_argument("--show-thoughts", action="store_true",
+                       help="also get the interim thought images (free; written to OUT/thoughts/, never cached)")
+    group.add_argument("--search", action="store_true", help="ground the image in Google Search (Gemini 3; "
+                       "each search is charged, see the README)")
+    group.add_argument("--image-search", action="store_true",
+                       help="Google image search as well as web search (Gemini 3.1 Flash Image; implies --search)")
+
+
+def options_from_args(args: argparse.Namespace) -> ImageOptions:
+    """The ImageOptions the shared options ask for."""
+    return ImageOptions(aspect_ratio=args.aspect_ratio, size=args.size, temperature=args.temperature,
+                        top_p=args.top_p, top_k=args.top_k, seed=args.seed, with_text=not args.image_only,
+                        thinking=args.thinking, show_thoughts=args.show_thoughts, search=args.search,
+                        image_search=args.image_search, **output_options(args))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,8 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _print_result(result: ImageResult, as_json: bool) -> None:
+def _print_result(result: ImageResult, as_json: bool, thought_paths: tuple[Path, ...] | None = None) -> None:
     for record in image_records(result.to_record()):
+        if thought_paths is not None:  # only with --show-thoughts: written apart from the outputs
+            record["thought_paths"] = [str(path) for path in thought_paths]
         if as_json:
             print(json.dumps(record, ensure_ascii=False), flush=True)
             continue
@@ -95,8 +117,14 @@ def _print_result(result: ImageResult, as_json: bool) -> None:
         print(f"{record['path']}  ({record['width']}x{record['height']}, {cost}, {result.elapsed_s:.1f} s)")
         if result.parent:  # a refinement: where it sits in its conversation
             print(f"  id {result.id}, turn {result.turn}, refines {result.parent}")
-    if result.text and not as_json:
+    if as_json:
+        return
+    if result.text:
         print(f"  model said: {result.text}")
+    for source in result.sources:
+        print(f"  source: {source.title} <{source.uri}>")
+    if thought_paths is not None:
+        print(f"  thought images: {' '.join(map(str, thought_paths)) or 'none'}")
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -106,9 +134,7 @@ async def _run(args: argparse.Namespace) -> int:
     studio = Studio(settings)
     try:
         studio.connect()  # a Vertex setup problem is one line now, not one per image
-        options = ImageOptions(aspect_ratio=args.aspect_ratio, size=args.size, temperature=args.temperature,
-                               top_p=args.top_p, top_k=args.top_k, seed=args.seed, with_text=not args.image_only,
-                               **output_options(args))
+        options = options_from_args(args)
         mode = Mode(args.command)
         images = {Mode.GENERATE: (), Mode.EDIT: (getattr(args, "image", None),),
                   Mode.COMPOSE: tuple(getattr(args, "images", ()))}[mode]
@@ -117,14 +143,16 @@ async def _run(args: argparse.Namespace) -> int:
             print(f"note: {request.note}", file=sys.stderr, flush=True)
         outcomes = await studio.run_variations(request, args.count, use_cache=not args.no_cache, out_dir=args.out,
                                                on_event=lambda line: print(line, file=sys.stderr, flush=True))
+        failures = [o for o in outcomes if isinstance(o, StudioError)]
+        for outcome in outcomes:
+            if isinstance(outcome, StudioError):
+                _report(outcome, as_json=args.json, prompt=args.prompt)
+                continue
+            # Thought images go to OUT/thoughts/, apart from the outputs (a cache hit has none to write).
+            thoughts = studio.save_thoughts(outcome, out_dir=args.out) if args.show_thoughts else None
+            _print_result(outcome, args.json, thoughts)
     finally:
         await studio.aclose()
-    failures = [o for o in outcomes if isinstance(o, StudioError)]
-    for outcome in outcomes:
-        if isinstance(outcome, StudioError):
-            _report(outcome, as_json=args.json, prompt=args.prompt)
-        else:
-            _print_result(outcome, args.json)
     if studio.offline and not args.json and not failures:
         print("(offline: these are placeholder images from the built-in emulator; set GEMINI_API_KEY for real ones)",
               file=sys.stderr)

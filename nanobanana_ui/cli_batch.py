@@ -56,7 +56,8 @@ async def _main(args: argparse.Namespace) -> int:
                               "keep_metadata": True if args.keep_metadata else None})
     defaults = ImageOptions(aspect_ratio=args.aspect_ratio, size=args.size, temperature=args.temperature,
                             top_p=args.top_p, top_k=args.top_k, seed=args.seed, with_text=not args.image_only,
-                            **output_options(args))
+                            thinking=args.thinking, show_thoughts=args.show_thoughts, search=args.search,
+                            image_search=args.image_search, **output_options(args))
     out_dir = args.out or settings.home / "batches" / args.file.stem
     async with Studio(settings) as studio:
         studio.connect()  # a Vertex setup problem is one line now, not one per row

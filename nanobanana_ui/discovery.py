@@ -176,6 +176,9 @@ class ModelDiscovery:
 def availability_from(listing: Listing) -> Availability:
     """Registry models the listing includes (in registry order), then the unknown image models it offers."""
     offered = set(listing.models)
+    if not any(is_image_model(model_id) for model_id in offered):  # an odd answer (a relay, a proxy): keep the registry
+        return Availability(models=known_models(), notes=("This key's model list names no image model; showing every "
+                                                          "model in the registry.",), listed=False)
     models: list[ModelSpec] = []
     notes: list[str] = []
     for spec in known_models():

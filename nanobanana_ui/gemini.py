@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import BadResponseError, ImageWithheldError, PromptBlockedError, TextOnlyError, map_error
-from .request import ImageRequest, Usage
+from .request import ImageRequest, Source, ThoughtImage, Usage
 from .transport import SendObserver, SendTracer
 from .turns import Turn, TurnPart
 from .vertex import VertexAccess, map_vertex_error
@@ -34,6 +34,10 @@ class BackendReply:
     text: str
     finish_reason: str | None
     usage: Usage
+    thought_images: tuple[ThoughtImage, ...] = ()  # interim images (part.thought), in order: never the answer
+    sources: tuple[Source, ...] = ()  # Google Search grounding chunks: web pages, and images with image search
+    search_entry_point: str | None = None  # Google's search-suggestions HTML, to be shown as given
+    search_queries: int = 0  # searches the answer reports having run (what Google charges for)
     model_parts: tuple[TurnPart, ...] = ()  # the candidate's content as returned: every part, thoughts, signatures
 
 
@@ -81,6 +85,17 @@ def build_config(request: ImageRequest) -> Any:
         image_config = types.ImageConfig(  # the SDK itself refuses the Vertex-only fields on the Gemini API
             aspect_ratio=opts.aspect_ratio, image_size=opts.size, output_mime_type=opts.output_mime_type,
             output_compression_quality=opts.output_quality, person_generation=opts.person_generation)
+    thinking_config = None
+    if opts.thinking is not None or opts.show_thoughts:
+        level = types.ThinkingLevel(opts.thinking.upper()) if opts.thinking else None
+        thinking_config = types.ThinkingConfig(thinking_level=level,
+                                               include_thoughts=True if opts.show_thoughts else None)
+    tools: types.ToolListUnion | None = None
+    if opts.search:
+        # search_types unset means web search; image search must name both kinds (google-genai >= 3.x SearchTypes).
+        search_types = (types.SearchTypes(web_search=types.WebSearch(), image_search=types.ImageSearch())
+                        if opts.image_search else None)
+        tools = [types.Tool(google_search=types.GoogleSearch(search_types=search_types))]
     return types.GenerateContentConfig(
         response_modalities=["TEXT", "IMAGE"] if opts.with_text else ["IMAGE"],
         temperature=opts.temperature,
@@ -88,6 +103,8 @@ def build_config(request: ImageRequest) -> Any:
         top_k=opts.top_k,
         seed=opts.seed,
         image_config=image_config,
+        thinking_config=thinking_config,
+        tools=tools,
     )
 
 
@@ -111,7 +128,27 @@ def _usage(meta: Any) -> Usage:
         image_tokens=by_modality["IMAGE"],
         text_tokens=by_modality["TEXT"],
         total_tokens=meta.total_token_count or 0,
+        thought_tokens=meta.thoughts_token_count or 0,
     )
+
+
+def _grounding(candidate: Any) -> tuple[tuple[Source, ...], str | None, int]:
+    """Sources, the search entry point's HTML and the number of searches from a candidate's grounding metadata."""
+    meta = candidate.grounding_metadata
+    if meta is None:
+        return (), None, 0
+    sources: list[Source] = []
+    for chunk in meta.grounding_chunks or ():
+        if chunk.web is not None and chunk.web.uri:
+            sources.append(Source(title=chunk.web.title or chunk.web.domain or chunk.web.uri, uri=chunk.web.uri))
+        elif chunk.image is not None and (chunk.image.source_uri or chunk.image.image_uri):
+            page = chunk.image.source_uri or chunk.image.image_uri or ""
+            sources.append(Source(title=chunk.image.title or chunk.image.domain or page, uri=page,
+                                  image_uri=chunk.image.image_uri))
+    entry = meta.search_entry_point.rendered_content if meta.search_entry_point is not None else None
+    # Google charges per search query; an answer grounded without listing its queries ran at least one.
+    queries = len(meta.web_search_queries or ()) + len(meta.image_search_queries or ())
+    return tuple(dict.fromkeys(sources)), entry or None, queries or (1 if sources or entry else 0)
 
 
 def parse_response(response: Any) -> BackendReply:
@@ -127,11 +164,14 @@ def parse_response(response: Any) -> BackendReply:
     finish = _enum_name(candidate.finish_reason)
     parts = (candidate.content.parts if candidate.content is not None else None) or ()
     images: list[tuple[bytes, str]] = []
+    thoughts: list[ThoughtImage] = []
     texts: list[str] = []
     for part in parts:
-        if part.thought:  # Gemini 3 sends interim "thinking" images and notes: not the answer
-            continue
         blob = part.inline_data
+        if part.thought:  # Gemini 3 sends interim "thinking" images and notes: not the answer
+            if blob is not None and blob.data and (blob.mime_type or "").startswith("image/"):
+                thoughts.append(ThoughtImage(data=blob.data, mime_type=blob.mime_type or "image/png"))
+            continue
         if blob is not None and blob.data and (blob.mime_type or "").startswith("image/"):
             images.append((blob.data, blob.mime_type))
         elif part.text:
@@ -139,7 +179,10 @@ def parse_response(response: Any) -> BackendReply:
     text = "\n".join(texts).strip()
     if images:
         model_parts = tuple(_turn_part(part) for part in parts)
-        return BackendReply(tuple(images), text, finish, _usage(response.usage_metadata), model_parts)
+        sources, entry, queries = _grounding(candidate)
+        return BackendReply(tuple(images), text, finish, _usage(response.usage_metadata),
+                            thought_images=tuple(thoughts), sources=sources, search_entry_point=entry,
+                            search_queries=queries, model_parts=model_parts)
     if finish and finish not in ("STOP", "FINISH_REASON_UNSPECIFIED"):
         hint = _WITHHELD_HINTS.get(finish, "Gemini finished without an image")
         said = f" It said: {text}" if text else ""

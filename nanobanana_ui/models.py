@@ -11,13 +11,13 @@ import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
-from typing import Any
+from typing import Any, Literal
 
 from .errors import ShutDownModelError
 
 __all__ = [
-    "BATCH_DISCOUNT", "RETIRING", "SHUT_DOWN", "ModelSpec", "Price", "all_models",
-    "default_model_id", "find_model", "get_model", "known_models", "pixel_size", "resolve",
+    "BATCH_DISCOUNT", "RETIRING", "SHUT_DOWN", "Capability", "ModelSpec", "Price", "all_models",
+    "default_model_id", "find_model", "get_model", "known_models", "models_with", "pixel_size", "resolve",
 ]
 
 GA, PREVIEW, RETIRING, SHUT_DOWN = "ga", "preview", "retiring", "shut down"
@@ -59,6 +59,17 @@ class ModelSpec:
     multi_image: bool = True
     multi_turn: bool = True
     note: str | None = None
+    # Gemini 3 controls; the defaults (nothing offered) are what an unknown model gets.
+    thinking_levels: tuple[str, ...] = ()  # thinking levels a request may choose ("minimal", "high")
+    thoughts: bool = False  # can return its interim thought images (include_thoughts)
+    search: bool = False  # Google Search grounding
+    image_search: bool = False  # Google image search as well as web search
+    search_price_per_1000: float | None = None  # USD per 1,000 search queries, at the paid rate
+
+    @property
+    def search_price(self) -> float | None:
+        """USD for one search query at the paid rate, or None when unknown."""
+        return None if self.search_price_per_1000 is None else self.search_price_per_1000 / 1000
 
     @property
     def default_size(self) -> str:
@@ -167,6 +178,12 @@ def _spec_from_entry(entry: dict[str, Any], tables: dict[str, Any]) -> ModelSpec
         multi_image=bool(entry.get("multi_image", True)),
         multi_turn=bool(entry.get("multi_turn", True)),
         note=entry.get("note"),
+        thinking_levels=tuple(entry.get("thinking_levels") or ()),
+        thoughts=bool(entry.get("thoughts", False)),
+        search=bool(entry.get("search", False)),
+        image_search=bool(entry.get("image_search", False)),
+        search_price_per_1000=(None if entry.get("search_price_per_1000") is None
+                               else float(entry["search_price_per_1000"])),
     )
 
 
@@ -215,6 +232,14 @@ def _unknown(model_id: str) -> ModelSpec:
         max_input_images=3, input_image_tokens=258, output_image_tokens={"1K": 1290}, price=None, known=False,
         pixels={size: {r: _size_pair(px) for r, px in ratios.items()} for size, ratios in table.items()},
     )
+
+
+Capability = Literal["thinking_levels", "thoughts", "search", "image_search"]
+
+
+def models_with(capability: Capability) -> tuple[ModelSpec, ...]:
+    """Registry models that offer a capability: "thinking_levels", "thoughts", "search" or "image_search"."""
+    return tuple(spec for spec in known_models() if getattr(spec, capability))
 
 
 def resolve(model_id: str) -> tuple[ModelSpec, str | None]:

@@ -20,7 +20,7 @@ from .backends import BackendCapabilities, capabilities_for
 from .cache import CachedEntry, ResultCache
 from .config import Settings
 from .conversation import ConversationError, Refinement, build_refinement
-from .costs import cost_from_usage
+from .costs import cost_from_usage, search_cost
 from .discovery import Availability, ListingStore, ModelDiscovery
 from .errors import InputError, ModelNotFoundError, ShutDownModelError, StudioError
 from .gemini import BackendReply
@@ -28,9 +28,9 @@ from .history import HistoryEntry, HistoryStore
 from .history.store import new_entry_id
 from .limits import DailyBudget, DailyUsage
 from .models import get_model
-from .outputs import dimensions, save_images, with_provenance
+from .outputs import dimensions, save_images, save_thought_images, with_provenance
 from .partitions import key_partition
-from .request import ImageOptions, ImageRequest, ImageResult, Mode, Usage
+from .request import ImageOptions, ImageRequest, ImageResult, Mode, Source, Usage
 from .retry import RetryPolicy
 from .sending import EventSink, GuardedSender
 from .shared_limits import shared_limiter_for
@@ -195,6 +195,8 @@ class Studio:
 
     def _list_generate_models(self) -> tuple[str, ...]:
         """Run in discovery's thread: every model id this key can call with generateContent."""
+        if self.settings.vertex and not self.offline:  # Vertex lists publisher models, not the Gemini API's ids
+            raise StudioError("model listing is not used on Vertex AI")
         backend = self.backend
         if not isinstance(backend, ModelLister):
             raise StudioError("this backend cannot list models")
@@ -313,7 +315,10 @@ class Studio:
         images: list[tuple[bytes, str, Path | None]] = [(path.read_bytes(), mime, path) for path, (_, mime) in pairs]
         result = self._result(request, images, entry.text, entry.finish_reason, Usage(**entry.usage),
                               cost=0.0, cached=True, saved=entry.cost_usd or 0.0, out_dir=out_dir, started=started)
-        return replace(result, model_turn=self._cached_model_turn(entry))
+        # The sources come back with the image; the thought images were never cached, so a hit has none.
+        return replace(result, model_turn=self._cached_model_turn(entry),
+                       sources=tuple(Source.from_dict(s) for s in entry.sources),
+                       search_entry_point=entry.search_entry_point)
 
     def _cached_model_turn(self, entry: CachedEntry) -> tuple[TurnPart, ...]:
         """The model turn a cache entry kept, or () when it kept none or lost its bytes (then the bypass is used)."""
@@ -332,20 +337,37 @@ class Studio:
         for data, _ in reply.images:  # an unreadable image must fail here, before it is cached
             dimensions(data)
         # The emulator's placeholders are free: its token counts say what Gemini would have charged, not a cost.
-        cost = 0.0 if self.offline else cost_from_usage(get_model(request.model), reply.usage)
+        # Thought images are not charged; a search is, per query, on top of the tokens.
+        spec = get_model(request.model)
+        searched = 0.0 if self.offline else search_cost(spec, reply.search_queries)
+        tokens = 0.0 if self.offline else cost_from_usage(spec, reply.usage)
+        cost = None if tokens is None else round(tokens + searched, 6)
         # Cached as saved (provenance included), so the saved files and the cache share one copy of the bytes.
         marked = [(with_provenance(data, mime, request, reply.text, reply.finish_reason), mime)
                   for data, mime in reply.images]
         for part in reply.model_parts:  # the model turn's images as returned: the next turn sends them back
             if part.data is not None:
                 self.cache.keep_blob(part.data)
+        grounding: dict[str, object] = {}
+        if reply.sources or reply.search_entry_point:
+            grounding = {"sources": tuple(source.to_dict() for source in reply.sources),
+                         "search_entry_point": reply.search_entry_point}
         paths = self.cache.store(request.cache_key(), marked, {
             "text": reply.text, "finish_reason": reply.finish_reason, "usage": asdict(reply.usage), "cost_usd": cost,
-            "model_parts": parts_to_json(reply.model_parts) if reply.model_parts else None})
+            "model_parts": parts_to_json(reply.model_parts) if reply.model_parts else None,
+            **grounding})  # only with Search: entries without it stay readable by earlier versions
         stored = [(data, mime, path) for (data, mime), path in zip(marked, paths, strict=True)]
         result = self._result(request, stored, reply.text, reply.finish_reason, reply.usage,
                               cost=cost, cached=False, saved=0.0, out_dir=out_dir, started=started)
-        return replace(result, model_turn=reply.model_parts)
+        # Thought images are never outputs nor cached; the model turn (thought parts included) is kept whole.
+        thoughts = reply.thought_images if request.options.show_thoughts else ()
+        return replace(result, model_turn=reply.model_parts, sources=reply.sources,
+                       search_entry_point=reply.search_entry_point, search_cost_usd=searched,
+                       thought_images=thoughts)
+
+    def save_thoughts(self, result: ImageResult, *, out_dir: Path | None = None) -> tuple[Path, ...]:
+        """Write a result's thought images to OUT/thoughts/ (never beside the outputs, never in the history)."""
+        return save_thought_images(result, (out_dir or self.settings.output_dir) / "thoughts")
 
     async def run_variations(self, request: ImageRequest, count: int, *,
                              on_result: Callable[[ImageResult | StudioError], None] | None = None,

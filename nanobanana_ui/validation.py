@@ -9,13 +9,12 @@ from dataclasses import replace
 
 from .errors import InputError, UnsupportedOptionError
 from .images import InputImage, check_request_size, load_input_image, load_input_path
-from .models import ModelSpec, known_models, resolve
+from .models import Capability, ModelSpec, known_models, models_with, resolve
 from .request import ImageOptions, ImageRequest, Mode
 
 __all__ = [
-    "MAX_PROMPT_CHARS", "ImageSource", "build_request", "load_inputs", "normalize_options", "unencodable_at",
-    "unencodable_problem",
-    "validate_options",
+    "MAX_PROMPT_CHARS", "THINKING_LEVELS", "ImageSource", "build_request", "load_inputs", "normalize_options",
+    "unencodable_at", "unencodable_problem", "validate_options",
 ]
 
 MAX_PROMPT_CHARS = 30_000  # the image models take about 32k input tokens; refuse clearly rather than get a 400
@@ -75,11 +74,42 @@ def validate_options(spec: ModelSpec, options: ImageOptions) -> None:
             f"{spec.label} does not offer aspect ratio {options.aspect_ratio}; "
             f"choose one of: {', '.join(spec.aspect_ratios)}."
             + _who_has(lambda other: options.aspect_ratio in other.aspect_ratios, options.aspect_ratio))
+    _check_gemini3_controls(spec, options)
     _check_range("Temperature", options.temperature, 0.0, 2.0)
     _check_range("Top-p", options.top_p, 0.0, 1.0)
     _check_range("Top-k", options.top_k, 1, 1000)
     _check_range("Seed", options.seed, 0, 2**31 - 1)
     _check_range("Variation", options.variation, 0, 10**9)
+
+
+THINKING_LEVELS = ("minimal", "high")
+
+
+def _offered_by(capability: Capability) -> str:
+    """The registry models with a capability, for a refusal message."""
+    specs = models_with(capability)
+    return ", ".join(f"{spec.id} ({spec.label})" for spec in specs) or "no model in the registry"
+
+
+def _check_gemini3_controls(spec: ModelSpec, options: ImageOptions) -> None:
+    """Thinking, thought images and Google Search: only where the model offers them (from the registry)."""
+    if options.thinking is not None:
+        if options.thinking not in THINKING_LEVELS:
+            raise UnsupportedOptionError(
+                f"Thinking level {options.thinking!r} is not one of: {', '.join(THINKING_LEVELS)}.")
+        if options.thinking not in spec.thinking_levels:
+            raise UnsupportedOptionError(
+                f"{spec.label} has no thinking level setting ({options.thinking}); "
+                f"models that have it: {_offered_by('thinking_levels')}.")
+    refusals: tuple[tuple[bool, str, Capability], ...] = (
+        (options.show_thoughts and not spec.thoughts, "does not return its thought images", "thoughts"),
+        (options.image_search and not spec.image_search, "does not offer Google image search", "image_search"),
+        (options.search and not options.image_search and not spec.search,
+         "does not offer Google Search grounding", "search"),
+    )
+    for refused, what, capability in refusals:
+        if refused:
+            raise UnsupportedOptionError(f"{spec.label} {what}; models that do: {_offered_by(capability)}.")
 
 
 def normalize_options(spec: ModelSpec, options: ImageOptions) -> ImageOptions:

@@ -49,7 +49,7 @@ def test_generate_json_with_options(keyed_env, capsys, tmp_path):
 def test_one_result_record_for_generate_batch_and_history(keyed_env, capsys, tmp_path):
     """The --json record (ImageResult.to_record, one line per image) is the same for generate, batch and history."""
     keys = ["path", "prompt", "model", "mode", "cached", "cost_usd", "saved_usd", "finish_reason", "text", "width",
-            "height", "sha256", "variation", "seed", "tokens", "elapsed_s", "id", "parent", "turn"]
+            "height", "sha256", "variation", "seed", "tokens", "elapsed_s", "id", "sources", "parent", "turn"]
     assert main(["generate", "one record", "--json", "--seed", "3", "--out", str(tmp_path / "g")]) == 0
     [made] = json_lines(capsys.readouterr().out)
     assert list(made) == keys
@@ -75,7 +75,8 @@ def test_one_result_record_for_generate_batch_and_history(keyed_env, capsys, tmp
     assert main(["history", "--json", "--limit", "1"]) == 0
     [entry] = json_lines(capsys.readouterr().out)
     assert list(entry) == ["id", "time", "mode", "model", "prompt", "paths", "cost_usd", "cached", "finish_reason",
-                           "text", "tokens", "elapsed_s", "options", "error", "error_type", "parent", "turn"]
+                           "text", "tokens", "elapsed_s", "options", "error", "error_type", "sources", "parent",
+                           "turn"]
     assert (entry["prompt"], entry["cached"], entry["tokens"]) == ("one record", True, made["tokens"])
 
 

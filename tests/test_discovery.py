@@ -122,3 +122,11 @@ def test_discovery_never_delays_a_request(settings, emulator):
     first, result, listing_status = in_studio(settings, scenario)
     assert not first.listed and result.images
     assert listing_status == 0  # not yet answered when the request was done
+
+
+def test_a_listing_without_any_image_model_keeps_the_registry(settings, emulator):
+    emulator.models = (*emulator.models, TEXT)
+    emulator.allow_models(TEST_KEY, [TEXT])  # e.g. a relay that lists only text models
+    _, after = discovered(settings, Clock())
+    assert not after.listed and after.ids == tuple(s.id for s in known_models())
+    assert "names no image model" in after.notes[0] and len(listings(emulator)) == 1

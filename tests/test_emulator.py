@@ -115,7 +115,9 @@ def test_generate_returns_png_of_exact_size(client, emu, model, ratio, size, exp
     usage = resp.usage_metadata
     image_tokens = [d.token_count for d in usage.candidates_tokens_details if d.modality == types.MediaModality.IMAGE]
     assert image_tokens == [spec.output_image_tokens[size or spec.default_size]]
-    assert usage.total_token_count == usage.prompt_token_count + usage.candidates_token_count
+    thinking = usage.thoughts_token_count or 0  # Gemini 3 models always think; 2.5 Flash does not
+    assert (thinking > 0) == spec.thoughts
+    assert usage.total_token_count == usage.prompt_token_count + usage.candidates_token_count + thinking
     assert resp.model_version == model and resp.response_id
     assert resp.candidates[0].finish_reason == types.FinishReason.STOP
     [rec] = emu.generate_requests

@@ -405,3 +405,30 @@ def test_a_cache_hit_whose_model_turn_was_not_stored_is_sent_with_the_bypass(emu
     model = emulator.generate_requests[-1].turns[1]
     assert emulator.generate_requests[-1].status == 200
     assert [(p.kind, p.signature_text) for p in model.parts] == [("text", BYPASS_TEXT), ("image", BYPASS_TEXT)]
+
+
+def test_thought_images_and_sources_with_a_refinement(emulator, settings):
+    """Issue 10's controls and refine together: thoughts asked in the request go back whole, never as outputs."""
+    from nanobanana_ui.request import ImageOptions
+
+    nb2 = "gemini-3.1-flash-image"
+
+    async def scenario(studio: Studio):
+        root = await studio.generate("a kite over a beach", model=nb2,
+                                     options=ImageOptions(show_thoughts=True, search=True))
+        return root, await studio.refine(parent_id=root.id, instruction="make the kite red")
+
+    root, child = run(settings, scenario)
+    sent = emulator.generate_requests
+    assert [r.status for r in sent] == [200, 200] and sent[0].controls.include_thoughts and sent[0].controls.search
+    assert root.thought_images and len(root.images) == 1  # the drafts are shown, never outputs
+    assert root.sources and root.to_record()["sources"] == [s.to_dict() for s in root.sources]
+    thoughts = [p for p in reply_parts(sent[0]) if p.get("thought")]
+    assert thoughts and all("thoughtSignature" not in p for p in thoughts)
+    model = sent[1].turns[1]  # the root's model turn, every part as answered: thought parts first, unsigned
+    assert_model_turn_is_reply(model, sent[0])
+    assert [p.thought for p in model.parts][:len(thoughts)] == [True] * len(thoughts)
+    assert all(p.signature is not None for p in model.parts if p.kind == "image" and not p.thought)
+    record = child.to_record()
+    assert (record["parent"], record["turn"]) == (root.id, 2) and list(record)[-3:] in (
+        ["sources", "parent", "turn"], ["parent", "turn", "note"])

@@ -18,7 +18,7 @@ from nanobanana_ui.errors import AuthError, ConfigError, InvalidKeyError, Unsupp
 from nanobanana_ui.request import ImageOptions
 
 PROJECT, EMAIL = "banana-test-project", "studio@banana-test-project.iam.gserviceaccount.com"
-MODEL = "gemini-2.5-flash-image"
+MODEL = "gemini-3.1-flash-image"  # the default model
 VERTEX_PATH = f"/v1beta1/projects/{PROJECT}/locations/global/publishers/google/models/{MODEL}:generateContent"
 
 

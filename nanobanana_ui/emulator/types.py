@@ -14,8 +14,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 __all__ = [
-    "API_PATH", "HELP", "JsonObject", "RecordedPart", "RecordedRequest", "RecordedTurn", "Reply", "VertexCall",
-    "decode_b64", "error_reply", "inline_data", "part_kind", "record_request", "recorded_turns", "user_parts",
+    "API_PATH", "HELP", "Controls", "JsonObject", "RecordedPart", "RecordedRequest", "RecordedTurn", "Reply",
+    "VertexCall", "decode_b64", "error_reply", "inline_data", "part_kind", "read_controls", "record_request",
+    "recorded_turns", "user_parts",
 ]
 
 JsonObject = dict[str, Any]  # a JSON object as json.loads returns it
@@ -88,6 +89,38 @@ def recorded_turns(body: JsonObject | None) -> list[RecordedTurn]:
             parts = tuple(_recorded_part(p) for p in content.get("parts") or [] if isinstance(p, dict))
             turns.append(RecordedTurn(role=str(content.get("role", "user")), parts=parts))
     return turns
+def _camel_or_snake(data: Any, camel: str, snake: str) -> Any:
+    # The SDK sends the insides of thinkingConfig and searchTypes in snake_case, the rest camelCase: read both.
+    if not isinstance(data, dict):
+        return None
+    return data[camel] if camel in data else data.get(snake)
+
+
+@dataclass(frozen=True)
+class Controls:
+    """What a generateContent body asked for: thinking level, thought images, search and image search."""
+
+    thinking_level: str | None = None  # as sent, upper-cased: "MINIMAL", "HIGH", ...
+    include_thoughts: bool = False
+    search: bool = False
+    image_search: bool = False
+    tools: tuple[dict[str, Any], ...] = ()
+
+
+def read_controls(body: dict[str, Any] | None) -> Controls:
+    """The Gemini 3 controls of a request body (absent ones off)."""
+    body = body if isinstance(body, dict) else {}
+    config = body.get("generationConfig") if isinstance(body.get("generationConfig"), dict) else {}
+    thinking = _camel_or_snake(config, "thinkingConfig", "thinking_config") or {}
+    level = _camel_or_snake(thinking, "thinkingLevel", "thinking_level")
+    tools = tuple(t for t in body.get("tools") or () if isinstance(t, dict))
+    searches = [_camel_or_snake(t, "googleSearch", "google_search") for t in tools]
+    searches = [s if isinstance(s, dict) else {} for s in searches if s is not None]
+    kinds = [_camel_or_snake(s, "searchTypes", "search_types") for s in searches]
+    image_search = any(_camel_or_snake(k, "imageSearch", "image_search") is not None for k in kinds)
+    return Controls(thinking_level=str(level).upper() if level else None,
+                    include_thoughts=bool(_camel_or_snake(thinking, "includeThoughts", "include_thoughts")),
+                    search=bool(searches), image_search=image_search, tools=tools)
 
 
 @dataclass
@@ -122,6 +155,9 @@ class RecordedRequest:
     status: int = 0  # the HTTP status answered, set before the reply is sent; 0 until then and for a dropped connection
     turns: list[RecordedTurn] = field(default_factory=list)  # every content received, in order (multi-turn)
     reply_body: JsonObject | None = None  # the JSON the emulator answered with (set with `status`)
+    thinking_config: JsonObject = field(default_factory=dict)  # generationConfig.thinkingConfig as sent
+    tools: list[Any] = field(default_factory=list)  # the body's "tools" as sent
+    controls: Controls = field(default_factory=Controls)  # both read: thinking level, thoughts, search, image search
     vertex: VertexCall | None = None  # set for a Vertex AI path (then `path` is the equivalent Gemini API path)
 
 
@@ -156,4 +192,9 @@ def record_request(method: str, url: str, headers: dict[str, str], raw: bytes) -
         rec.image_mime_types.append(str(inline.get("mimeType") or inline.get("mime_type") or ""))
     rec.generation_config = (rec.body or {}).get("generationConfig") or {}
     rec.turns = recorded_turns(rec.body)
+    thinking = rec.generation_config.get("thinkingConfig") if isinstance(rec.generation_config, dict) else None
+    rec.thinking_config = thinking if isinstance(thinking, dict) else {}
+    tools = (rec.body or {}).get("tools")
+    rec.tools = tools if isinstance(tools, list) else []
+    rec.controls = read_controls(rec.body)
     return rec

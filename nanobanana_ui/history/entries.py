@@ -53,6 +53,8 @@ class HistoryEntry:
     error: str | None
     error_type: str | None
     owner: str | None
+    sources: tuple[dict[str, str], ...] = ()  # Google Search grounding: {"title", "uri"} (and "image_uri")
+    search_entry_point: str | None = None  # Google's search-suggestions HTML, to be shown as given
     parent: str | None = None  # the entry this one refines (None: the root of its conversation)
     turn: int = 1
     model_turn: list[dict[str, Any]] | None = None  # the model's turn as returned (turns.parts_to_json form)
@@ -70,7 +72,7 @@ class HistoryEntry:
             "prompt": self.prompt, "paths": [str(image.path) for image in self.images], "cost_usd": self.cost_usd,
             "cached": self.cached, "finish_reason": self.finish_reason, "text": self.text, "tokens": self.tokens,
             "elapsed_s": self.elapsed_s, "options": self.options, "error": self.error, "error_type": self.error_type,
-            "parent": self.parent, "turn": self.turn,
+            "sources": list(self.sources), "parent": self.parent, "turn": self.turn,
         }
 
 
@@ -83,7 +85,8 @@ def entry_from_row(row: sqlite3.Row, images: tuple[HistoryImage, ...],
         images=images, text=row["text"], finish_reason=row["finish_reason"],
         tokens={"prompt": row["prompt_tokens"], "output": row["output_tokens"], "total": row["total_tokens"]},
         cost_usd=row["cost_usd"], cached=bool(row["cached"]), elapsed_s=row["elapsed_s"], error=row["error"],
-        error_type=row["error_type"], owner=row["owner"], parent=row["parent"], turn=int(row["turn"] or 1),
+        error_type=row["error_type"], owner=row["owner"], sources=tuple(json.loads(row["sources"] or "[]")),
+        search_entry_point=row["search_entry_point"], parent=row["parent"], turn=int(row["turn"] or 1),
         model_turn=json.loads(row["model_turn"]) if row["model_turn"] else None, inputs=inputs)
 
 

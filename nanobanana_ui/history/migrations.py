@@ -10,7 +10,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-__all__ = ["MIGRATIONS", "has_fts", "m001_initial", "m002_prompt_search", "m003_conversations", "migrate",
+__all__ = ["MIGRATIONS", "has_fts", "m001_initial", "m002_prompt_search", "m003_search_sources",
+           "m004_conversations", "migrate",
            "schema_version"]
 
 
@@ -77,7 +78,13 @@ def m002_prompt_search(db: sqlite3.Connection) -> None:
     db.execute("INSERT INTO entries_fts (entries_fts) VALUES ('rebuild')")
 
 
-def m003_conversations(db: sqlite3.Connection) -> None:
+def m003_search_sources(db: sqlite3.Connection) -> None:
+    """Google Search grounding: each entry's sources (a JSON list of {"title", "uri"}) and Google's HTML snippet."""
+    db.execute("ALTER TABLE entries ADD COLUMN sources TEXT NOT NULL DEFAULT '[]'")
+    db.execute("ALTER TABLE entries ADD COLUMN search_entry_point TEXT")
+
+
+def m004_conversations(db: sqlite3.Connection) -> None:
     """Conversations: each entry's parent and turn, the model's turn as returned, and the files a path needs.
 
     `model_turn` is JSON (turns.parts_to_json: signatures as standard base64, images by digest); NULL means not
@@ -101,7 +108,8 @@ def m003_conversations(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX files_sha256 ON files (sha256)")
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial, m002_prompt_search, m003_conversations)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial, m002_prompt_search,
+                                                                m003_search_sources, m004_conversations)
 
 
 def schema_version(db: sqlite3.Connection) -> int:
