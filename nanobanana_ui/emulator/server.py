@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from ..models import get_model, known_models
 from .answers import _answer, _fault_content, _model_entry, _usage
+from .batches import BatchService
 from .faults import _UNREGISTERED, Fault, _error, _fails, _fault_error, _not_found, _Reply
 from .pictures import _b64, _inline
 from .quota import ArrivalWindow, Setting, check_rate_limit, check_rate_window, format_delay
@@ -40,6 +43,7 @@ class RecordedRequest:
     received_at: float = 0.0  # time.monotonic() at arrival; requests are recorded in this order
     reply_images: list[bytes] = field(default_factory=list)  # PNGs the emulator answered with, thought images too
     status: int = 0  # the HTTP status answered, set before the reply is sent; 0 until then and for a dropped connection
+    raw: bytes = field(default=b"", repr=False)  # the body as received (batch file uploads are not JSON)
 
 
 def _user_parts(body: dict | None) -> list[dict]:
@@ -61,7 +65,7 @@ def _record(method: str, url: str, headers: dict[str, str], raw: bytes) -> Recor
     except ValueError:
         body = None
     rec = RecordedRequest(method, parts.path, parts.query, headers, key, body if isinstance(body, dict) else None,
-                          match.group(2) if match else None)
+                          match.group(2) if match else None, raw=raw if parts.path.startswith("/upload/") else b"")
     user = _user_parts(rec.body)
     rec.prompt = "\n".join(str(p["text"]) for p in user if "text" in p)
     rec.part_kinds = [_part_kind(p) for p in user]
@@ -100,6 +104,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         code, extra, body = reply
+        if isinstance(body, Path):  # a file (batch results): streamed in chunks, never read whole
+            self._send_file(code, extra, body)
+            return
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.send_response(code)
         self.send_header("Content-Type", extra.pop("Content-Type", "application/json; charset=UTF-8"))
@@ -109,7 +116,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    do_GET = do_POST = _serve
+    def _send_file(self, code: int, extra: dict, path: Path) -> None:
+        self.send_response(code)
+        for name, value in extra.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(path.stat().st_size))
+        self.end_headers()
+        with open(path, "rb") as handle:
+            shutil.copyfileobj(handle, self.wfile, 1024 * 1024)
+
+    do_GET = do_POST = do_DELETE = _serve
 
 
 class GeminiEmulator:
@@ -141,6 +157,9 @@ class GeminiEmulator:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
+        # Batch Mode and the Files API (see batches.py): tests reach its clock, faults and jobs as `.batches`.
+        self.batches = BatchService(base_url=lambda: self.base_url, gate=self._gate,
+                                    include_thoughts=lambda: self.include_thoughts)
 
     def start(self) -> GeminiEmulator:
         """Start serving in a daemon thread (idempotent) and return self."""
@@ -201,6 +220,7 @@ class GeminiEmulator:
             self._requests.clear()
             self._faults.clear()
             self._window.clear()
+        self.batches.reset()
 
     def _handle(self, method: str, url: str, headers: dict[str, str], raw: bytes) -> _Reply | None:
         rec = _record(method, url, headers, raw)
@@ -231,6 +251,8 @@ class GeminiEmulator:
 
     def _route(self, rec: RecordedRequest, method: str, match: re.Match | None, action: str | None,
                fault: Fault | None, wait: float | None) -> _Reply | None:
+        if self.batches.claims(rec.path):
+            return self.batches.handle(rec, method, rec.raw)
         if match and method == "POST" and action in ("generateContent", "streamGenerateContent"):
             return self._generate(rec, action == "streamGenerateContent", fault, wait)
         if match and method == "POST" and action == "countTokens":
