@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from .cli_gemini_batch import add_gemini_batch_options, run_gemini_batch_cli
 from .config import load_settings
 from .errors import InputError
 from .request import ImageOptions
@@ -28,6 +29,7 @@ def add_batch_parser(commands: argparse._SubParsersAction, shared: argparse.Argu
                                                        "limit, NANOBANANA_RPM)")
     batch.add_argument("--dry-run", action="store_true", help="validate and print the plan and estimate; send nothing")
     batch.add_argument("--yes", "-y", action="store_true", help=f"no confirmation above ${CONFIRM_ABOVE_USD:.2f}")
+    add_gemini_batch_options(batch)
 
 
 def _say(text: str) -> None:
@@ -57,12 +59,19 @@ async def _main(args: argparse.Namespace) -> int:
             for problem in error.problems:
                 _say(f"  {problem}")
             return error.exit_code
+        if args.gemini_batch:
+            return await run_gemini_batch_cli(args, studio, plan, out_dir, _print_json, _confirmed)
+        if args.no_wait or args.cancel:
+            raise InputError("--no-wait and --cancel go with --gemini-batch.")
         to_send = len(plan.requests) - plan.already_done
         pace = f"{settings.rpm}/min" if not studio.offline else "no limit (offline emulator)"
         _say(f"batch {args.file.name}: {len(plan.items)} item(s), {len(plan.requests)} request(s); "
              f"{plan.already_done} done in an earlier run, {to_send} to send; output {out_dir}")
         _say(f"estimated cost {_money(plan.estimated_cost_usd)} (at most: cache hits are free); rate limit {pace}")
         if args.dry_run:
+            from .batch.gemini_jobs import batch_estimate
+
+            _say(f"with --gemini-batch (Gemini Batch Mode, results within 24 h): {_money(batch_estimate(plan))}")
             for item in plan.items:
                 inputs = f", {len(item.images)} image(s)" if item.images else ""
                 _say(f"  line {item.row}: {item.mode.value} x{item.count}{inputs}: {item.prompt[:70]}")
@@ -130,7 +139,8 @@ def _print_json(outcome, out_dir: Path) -> None:
               "variation": outcome.variation, "model": line.get("model"), "mode": line.get("mode")}
     if outcome.status == "failed":
         print(json.dumps({**common, "error": outcome.error, "error_type": outcome.error_type,
-                          "exit_code": outcome.exit_code}, ensure_ascii=False), flush=True)
+                          "exit_code": outcome.exit_code, **({"job": line["job"]} if line.get("job") else {})},
+                         ensure_ascii=False), flush=True)
         return
     images = line.get("images") or []
     share = None if outcome.cost_usd is None else outcome.cost_usd / max(len(images), 1)
@@ -141,6 +151,7 @@ def _print_json(outcome, out_dir: Path) -> None:
             "text": line.get("text", ""), "width": image["width"], "height": image["height"],
             "sha256": image["sha256"], "seed": line.get("seed"), "tokens": line.get("tokens"),
             "elapsed_s": line.get("elapsed_s"), "id": line.get("id"),
+            **({"job": line["job"], "price": "batch"} if line.get("job") else {}),
         }, ensure_ascii=False), flush=True)
 
 

@@ -46,6 +46,10 @@ class Settings:
     visitor_rpm: int = 10  # NANOBANANA_VISITOR_RPM: requests per minute per visitor in public mode
     max_upload_mb: float | None = None  # NANOBANANA_MAX_UPLOAD_MB; None: 10 in public mode, else 50
     key_clients: int = 32  # at most this many visitors' keys have a client open at once (least recently used go)
+    # Gemini Batch Mode: its poll intervals are multiplied by this (tests and benchmarks shorten them with
+    # NANOBANANA_BATCH_POLL_SCALE, matching the emulator's sped-up batch clock).
+    batch_poll_scale: float = 1.0
+    batch_pause_at: str | None = None  # NANOBANANA_BATCH_PAUSE_AT: a test hook that stops a run at a named point
 
     @property
     def uses_emulator(self) -> bool:
@@ -175,5 +179,9 @@ def load_settings(
         values["visitor_rpm"] = _number(*found, int, 1)
     if found := lookup("NANOBANANA_MAX_UPLOAD_MB"):
         values["max_upload_mb"] = _number(*found, float, 0.1)
+    if found := lookup("NANOBANANA_BATCH_POLL_SCALE"):
+        values["batch_poll_scale"] = _number(*found, float, 0)
+    if found := lookup("NANOBANANA_BATCH_PAUSE_AT"):
+        values["batch_pause_at"] = found[1].strip()
     values.update({k: v for k, v in (explicit or {}).items() if v is not None})
     return Settings(**values)

@@ -204,11 +204,14 @@ class Studio:
         return self._result(request, images, entry.text, entry.finish_reason, Usage(**entry.usage),
                             cost=0.0, cached=True, saved=entry.cost_usd or 0.0, out_dir=out_dir, started=started)
 
-    def _keep(self, request: ImageRequest, reply: BackendReply, out_dir: Path, started: float) -> ImageResult:
+    def _keep(self, request: ImageRequest, reply: BackendReply, out_dir: Path, started: float,
+              price_factor: float = 1.0) -> ImageResult:
         for data, _ in reply.images:  # an unreadable image must fail here, before it is cached
             dimensions(data)
         # The emulator's placeholders are free: its token counts say what Gemini would have charged, not a cost.
         cost = 0.0 if self.offline else cost_from_usage(get_model(request.model), reply.usage)
+        if cost is not None and price_factor != 1.0:  # Gemini Batch Mode: a share of the interactive price
+            cost = round(cost * price_factor, 6)
         # Cached as saved (provenance included), so the saved files and the cache share one copy of the bytes.
         marked = [(with_provenance(data, mime, request, reply.text, reply.finish_reason), mime)
                   for data, mime in reply.images]
@@ -217,6 +220,22 @@ class Studio:
         stored = [(data, mime, path) for (data, mime), path in zip(marked, paths, strict=True)]
         return self._result(request, stored, reply.text, reply.finish_reason, reply.usage,
                             cost=cost, cached=False, saved=0.0, out_dir=out_dir, started=started)
+
+    def keep_batch_reply(self, request: ImageRequest, reply: BackendReply, *, out_dir: Path,
+                         price_factor: float) -> ImageResult:
+        """Keep one Gemini Batch Mode answer as `run` keeps an interactive one (cache, saved files, history, meter).
+
+        Blocking (disk work): call it from a worker thread. The cost is `price_factor` times the interactive price.
+        An unreadable image raises BadResponseError before anything is kept.
+        """
+        result = self._keep(request, reply, out_dir, time.perf_counter(), price_factor)
+        if not self.offline and result.cost_usd:
+            self.budget.add_cost(result.cost_usd)
+        try:
+            self.history.record_result(result)
+        except Exception as exc:  # noqa: BLE001 - the image is made and saved; only its history line is lost
+            log.warning("could not record the request in the history: %s: %s", type(exc).__name__, exc)
+        return result
 
     async def run_variations(self, request: ImageRequest, count: int, *,
                              on_result: Callable[[ImageResult | StudioError], None] | None = None,
