@@ -207,7 +207,7 @@ class GeminiEmulator:
     @property
     def generate_requests(self) -> list[RecordedRequest]:
         """Only the generateContent (and streamGenerateContent) requests."""
-        return [r for r in self.requests if r.path.endswith(("generateContent", "GenerateContent"))]
+        return [r for r in self.requests if r.path.endswith((":generateContent", ":streamGenerateContent"))]
 
     def fail_next(self, *faults: Fault) -> None:
         """Queue faults; each generateContent request consumes one as it arrives, in order, even one over the limit."""
