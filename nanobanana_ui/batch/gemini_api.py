@@ -69,6 +69,7 @@ class BatchApi:
         from google import genai
         from google.genai import types
 
+        base_url: str | None
         if settings.uses_emulator:
             from ..emulator import OFFLINE_API_KEY, shared_emulator
 

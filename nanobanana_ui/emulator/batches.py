@@ -356,9 +356,10 @@ class BatchService:
             url = f"{self._base_url()}/upload/v1beta/files?upload_id={token}&upload_protocol=resumable"
             return 200, {"X-Goog-Upload-URL": url, "X-Goog-Upload-Status": "active"}, {}
         with self._lock:
-            upload = self._uploads.get(upload_id)
-        if upload is None:
+            session = self._uploads.get(upload_id)
+        if session is None:
             return _error(404, "NOT_FOUND", "Unknown upload session.")
+        upload = session
         command = headers.get("x-goog-upload-command", "")
         offset = int(headers.get("x-goog-upload-offset") or 0)
         with open(upload.path, "r+b") as handle:
