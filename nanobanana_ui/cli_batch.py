@@ -60,7 +60,7 @@ async def _main(args: argparse.Namespace) -> int:
                 _say(f"  {problem}")
             return error.exit_code
         if args.gemini_batch:
-            return await run_gemini_batch_cli(args, studio, plan, out_dir, _print_json, _confirmed)
+            return await run_gemini_batch_cli(args, studio, plan, out_dir, _print_json, _confirmed, defaults)
         if args.no_wait or args.cancel:
             raise InputError("--no-wait and --cancel go with --gemini-batch.")
         to_send = len(plan.requests) - plan.already_done

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
     from .batch import BatchPlan, ItemOutcome
     from .batch.gemini_jobs import GeminiBatchSummary
+    from .request import ImageOptions
     from .studio import Studio
 
 __all__ = ["add_gemini_batch_options", "run_gemini_batch_cli"]
@@ -62,12 +63,13 @@ class _Watcher:
 
 
 async def run_gemini_batch_cli(args: argparse.Namespace, studio: Studio, plan: BatchPlan, out_dir: Path,
-                               print_json: Any, confirmed: Any) -> int:
+                               print_json: Any, confirmed: Any, defaults: ImageOptions) -> int:
     """Run the Gemini Batch Mode side of `batch FILE` (after the file is read and planned) and return the exit code."""
     from .batch.gemini_jobs import GeminiBatchRun, batch_estimate, check_one_model
     from .batch.gemini_journal import Journal
     from .errors import InputError
 
+    plan_defaults = defaults.to_dict()
     if args.concurrency is not None:
         raise InputError("--concurrency applies to the interactive batch; Gemini Batch Mode runs on Google's side.")
     model = check_one_model(plan)
@@ -90,8 +92,10 @@ async def run_gemini_batch_cli(args: argparse.Namespace, studio: Studio, plan: B
         if args.json:
             print_json(outcome, out_dir)
 
+    spec = {"fmt": args.file.suffix.lower().lstrip("."), "base_dir": str(args.file.resolve().parent),
+            "defaults": plan_defaults, "model": args.model}
     run = GeminiBatchRun(studio, plan, out_dir=out_dir, use_cache=not args.no_cache, source_name=str(args.file),
-                         on_event=_say, on_outcome=on_outcome, on_state=watcher)
+                         source_spec=spec, on_event=_say, on_outcome=on_outcome, on_state=watcher)
     try:
         if args.cancel:
             summary = await run.cancel()

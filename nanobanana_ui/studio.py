@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .cache import CachedEntry, ResultCache
 from .config import Settings
@@ -28,6 +28,9 @@ from .request import ImageOptions, ImageRequest, ImageResult, Mode, Usage
 from .retry import RetryPolicy
 from .sending import EventSink, GuardedSender
 from .validation import ImageSource, build_request
+
+if TYPE_CHECKING:
+    from .batch.gemini_service import GeminiBatches
 
 __all__ = ["MAX_COUNT", "Backend", "Studio"]
 
@@ -122,6 +125,13 @@ class Studio:
                 budget = self.budget
             self._sender = GuardedSender(self._generate, policy=self.retry_policy, limiter=limiter, budget=budget)
         return self._sender
+
+    @property
+    def gemini_batches(self) -> GeminiBatches:
+        """This data directory's Gemini Batch Mode jobs: list, refresh, fetch, cancel (for the Batch tab)."""
+        from .batch.gemini_service import GeminiBatches
+
+        return GeminiBatches(self)
 
     def usage_today(self) -> DailyUsage:
         """Requests sent today against the budget, today's cost and cache savings (Pacific days)."""

@@ -22,6 +22,7 @@ from nanobanana_ui.batch.gemini_api import poll_delays
 from nanobanana_ui.batch.gemini_jobs import GeminiBatchRun
 from nanobanana_ui.batch.gemini_journal import Journal
 from nanobanana_ui.cli import main
+from nanobanana_ui.config import load_settings
 from nanobanana_ui.costs import cost_from_usage
 from nanobanana_ui.emulator import Fault
 from nanobanana_ui.errors import InputError
@@ -409,3 +410,46 @@ def test_kill_9_at_any_step_never_makes_a_second_job(emulator, tmp_path, point):
         assert "found the job an earlier run created" in second.stderr
     if point == "before_create":
         assert "submitting anew" in second.stderr
+
+
+# The service the Batch tab uses: this data directory's jobs, after a restart.
+
+def test_the_data_directory_lists_refreshes_fetches_and_cancels_jobs(emulator, tmp_path, monkeypatch, capsys):
+    emulator.batches.seconds_per_state = 60
+    env = cli_env(emulator, tmp_path / "home")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    images = tmp_path / "in"
+    images.mkdir()
+    path = write_file(images, "prompt,count\na fox,2\n")
+    assert main(["batch", str(path), "--gemini-batch", "--no-wait", "--aspect-ratio", "16:9",
+                 "--out", str(tmp_path / "one")]) == 0
+    other = write_file(tmp_path, "a cat\n", "cat.txt")
+    assert main(["batch", str(other), "--gemini-batch", "--no-wait", "--out", str(tmp_path / "two")]) == 0
+    capsys.readouterr()
+    first, second = emulator.batches.jobs
+    settings = load_settings()  # as the app would after a restart
+
+    async def scenario(studio):
+        jobs = studio.gemini_batches
+        listed = jobs.list_jobs()
+        emulator.batches.set_state(first.name, "SUCCEEDED")
+        refreshed = await jobs.refresh(display_name=first.display_name)
+        fetched = await jobs.fetch(display_name=first.display_name)
+        cancelled = await jobs.cancel(display_name=second.display_name)
+        return listed, refreshed, fetched, cancelled, jobs.list_jobs()
+
+    first.outcome = "BATCH_STATE_SUCCEEDED"
+    listed, refreshed, fetched, cancelled, after = in_studio(settings, scenario)
+    assert [(v.job, v.state, v.rows, v.open) for v in listed] == [(second.name, "PENDING", 1, True),
+                                                                   (first.name, "PENDING", 2, True)]
+    assert listed[1].file == str(path) and listed[1].estimated_cost_usd == pytest.approx(0.0387, abs=1e-3)
+    assert refreshed.state == "SUCCEEDED"
+    assert fetched.done == 2 and fetched.finished
+    lines = manifest(tmp_path / "one")
+    assert {line["variation"] for line in lines} == {0, 1} and all(line["job"] == first.name for line in lines)
+    assert cancelled.state == "JOB_STATE_CANCELLED"
+    by_job = {v.job: v for v in after}
+    assert by_job[first.name].done == 2 and not by_job[first.name].open and by_job[first.name].cost_usd > 0
+    assert by_job[second.name].state == "CANCELLED" and not by_job[second.name].open
+    assert len(emulator.batches.jobs) == 2

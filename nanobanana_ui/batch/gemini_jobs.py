@@ -44,6 +44,7 @@ FILE_LIMIT_BYTES = 2 * 1024**3  # the Files API's limit for one JSONL input
 _STAGING = ".staging"
 _INPUT = ".gemini_input.jsonl"
 _RESULTS = ".gemini_results.jsonl"
+SOURCE_COPY = "gemini_batch_source"  # + the file's extension: the batch file as submitted
 # google.rpc codes of a per-line error → (our error type, CLI exit code)
 _RPC_ERRORS = {3: ("BadRequestError", 2), 5: ("ModelNotFoundError", 2), 7: ("PermissionDeniedError", 3),
                16: ("InvalidKeyError", 3), 8: ("RateLimitError", 4)}
@@ -101,6 +102,7 @@ class GeminiBatchRun:
     def __init__(self, studio: Studio, plan: BatchPlan, *, out_dir: Path, api: BatchApi | None = None,
                  use_cache: bool = True, inline_limit_bytes: int = INLINE_LIMIT_BYTES,
                  file_limit_bytes: int = FILE_LIMIT_BYTES, source_name: str = "",
+                 source_spec: dict[str, Any] | None = None,
                  on_event: Callable[[str], None] | None = None,
                  on_outcome: Callable[[ItemOutcome], None] | None = None,
                  on_state: Callable[[types.BatchJob, dict[str, int] | None], None] | None = None) -> None:
@@ -108,6 +110,9 @@ class GeminiBatchRun:
         self.studio, self.plan, self.out_dir = studio, plan, Path(out_dir)
         self.api = api or BatchApi(studio.settings, policy=studio.retry_policy, on_event=on_event)
         self.use_cache, self.source_name = use_cache, source_name
+        # How to read the file again (its format, image folder, row defaults, --model) so the app can fetch the job
+        # later without the original command: see gemini_service.py. A copy of the file goes into the run folder.
+        self.source_spec = source_spec
         self.inline_limit_bytes, self.file_limit_bytes = inline_limit_bytes, file_limit_bytes
         self.on_event, self.on_outcome, self.on_state = on_event, on_outcome, on_state
         self.journal = Journal(self.out_dir)
@@ -195,8 +200,9 @@ class GeminiBatchRun:
                              f"{self.file_limit_bytes / 1e9:.2f} GB file limit: split the file into at least "
                              f"{parts} files (about {len(todo) // parts} requests each) and submit each.")
         cost = self.plan.estimated_cost_usd
+        spec = await asyncio.to_thread(self._keep_source)
         self.journal.append("intent", display_name=display_name, model=model, keys=keys, source=source,
-                            rows=len(todo), input_bytes=size,
+                            rows=len(todo), input_bytes=size, source_spec=spec,
                             estimated_cost_usd=None if cost is None else round(cost * BATCH_PRICE_FACTOR, 6))
         add_to_index(self.studio.settings.home, folder=self.out_dir, display_name=display_name, model=model,
                      rows=len(todo), source_file=self.source_name)
@@ -215,6 +221,14 @@ class GeminiBatchRun:
         assert record is not None and record.job == job.name
         record.state = _state(job)
         return record
+
+    def _keep_source(self) -> dict[str, Any] | None:
+        """Copy the batch file into the run folder; the spec (with the copy's name) for reading it again."""
+        if self.source_spec is None or not self.source_name:
+            return None
+        copy = f"{SOURCE_COPY}.{self.source_spec.get('fmt', 'txt')}"
+        shutil.copyfile(self.source_name, self.out_dir / copy)
+        return {**self.source_spec, "copy": copy}
 
     def _write_input(self, todo: Sequence[tuple[BatchItem, ImageRequest]]) -> int:
         """Write the job's JSONL input (the file a large job uploads; its size decides inline or file)."""

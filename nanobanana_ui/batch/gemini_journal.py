@@ -113,7 +113,7 @@ class Journal:
                                           keys=dict(event.get("keys") or {}), source=str(event.get("source") or ""),
                                           created_at=str(event.get("time") or ""),
                                           estimated_cost_usd=event.get("estimated_cost_usd"),
-                                          extra={k: event[k] for k in ("file", "rows") if k in event})
+                                          extra={k: event[k] for k in ("source_spec", "rows") if k in event})
                 continue
             record = records.get(name) or next((r for r in records.values() if r.job and r.job == event.get("job")),
                                                None)
