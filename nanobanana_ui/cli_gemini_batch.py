@@ -52,7 +52,7 @@ class _Watcher:
             finished = stats.get("successfulRequestCount", 0) + stats.get("failedRequestCount", 0)
             self.bar.update(max(finished - self.bar.n, 0))
             self.bar.set_postfix({"state": state}, refresh=True)
-        elif state != self.last:
+        if state != self.last and (self.bar is None or self.bar.disable):  # no terminal: one line per state
             minutes = (time.monotonic() - self.started) / 60
             _say(f"job {job.name}: {state} ({minutes:.1f} min)")
         self.last = state

@@ -140,6 +140,34 @@ def test_poll_intervals_back_off_to_at_least_30_s_after_the_first_minute():
 
 # Submit, watch, fetch.
 
+def test_input_lines_equal_the_sdks_own_conversion(fast_settings, tmp_path):
+    from conftest import png_bytes
+
+    from nanobanana_ui.batch.gemini_api import BatchApi, WireLines, file_line
+    from nanobanana_ui.request import ImageOptions, Mode
+    from nanobanana_ui.retry import RetryPolicy
+
+    (tmp_path / "in.png").write_bytes(png_bytes())
+
+    async def scenario(studio):
+        api = BatchApi(fast_settings, policy=RetryPolicy())
+        try:
+            fast = WireLines(api.client)
+            lines = []
+            for n, options in enumerate([ImageOptions(aspect_ratio="16:9", seed=3, temperature=0.5),
+                                         ImageOptions(aspect_ratio="16:9", seed=3, temperature=0.5, variation=2),
+                                         ImageOptions(size=None, with_text=False)]):
+                request = studio.build_request(Mode.EDIT, f"make it blue {n}", [tmp_path / "in.png"], options=options)
+                lines.append((fast.line(request, f"k{n}"), file_line(api.client, request, f"k{n}")))
+            return lines
+        finally:
+            await api.aclose()
+
+    for quick, sdk in in_studio(fast_settings, scenario):
+        assert json.loads(quick) == json.loads(sdk)
+
+
+
 def test_inline_job_writes_every_row_like_the_interactive_batch_at_half_price(fast_settings, emulator, tmp_path):
     path = write_file(tmp_path, "prompt,count,aspect_ratio\na red fox,2,16:9\na blue whale,1,\n")
     out = tmp_path / "run"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
     from ..config import Settings
 
-__all__ = ["BatchApi", "file_line", "inline_request", "poll_delays"]
+__all__ = ["BatchApi", "WireLines", "file_line", "inline_request", "poll_delays"]
 
 T = TypeVar("T")
 _LIST_PAGE = 100
@@ -58,6 +59,41 @@ def file_line(client: Any, request: ImageRequest, key: str) -> str:
     wire = _InlinedRequest_to_mldev(client._api_client, inline_request(request, key))
     body = _common.encode_unserializable_types(_common.convert_to_dict(wire))
     return json.dumps({"key": key, "request": body["request"]}, ensure_ascii=False)
+
+
+class WireLines:
+    """JSONL input lines, built fast: the SDK's converter runs once per distinct config, not once per request.
+
+    Converting a typed request with the SDK costs several milliseconds (pydantic walks); a batch's rows mostly share
+    their options. The contents (the prompt, then each input image) are plain parts, base64 as the SDK sends them.
+    tests/test_gemini_batch.py checks that a line equals the SDK's own conversion (file_line).
+    """
+
+    def __init__(self, client: Any) -> None:
+        """Convert with this client's settings."""
+        self._client = client
+        self._configs: dict[tuple[str, Any], dict[str, Any]] = {}
+
+    def line(self, request: ImageRequest, key: str) -> str:
+        """One line: {"key", "request": {"contents": [...], "generationConfig": {...}, ...}}."""
+        import base64
+
+        from google.genai import _common, types
+        from google.genai.batches import _InlinedRequest_to_mldev
+
+        options = replace(request.options, variation=0)  # the variation never reaches the wire
+        rest = self._configs.get((request.model, options))
+        if rest is None:
+            wire = _InlinedRequest_to_mldev(self._client._api_client,
+                                            types.InlinedRequest(config=build_config(request)))
+            rest = _common.encode_unserializable_types(_common.convert_to_dict(wire)).get("request", {})
+            self._configs[(request.model, options)] = rest
+        parts: list[dict[str, Any]] = [{"text": request.prompt}]
+        parts += [{"inlineData": {"data": base64.urlsafe_b64encode(image.data).decode("ascii"),
+                                  "mime_type": image.mime_type}}  # snake_case inside, as the SDK sends it
+                   for image in request.images]
+        body = {"contents": [{"parts": parts, "role": "user"}], **rest}
+        return json.dumps({"key": key, "request": body}, ensure_ascii=False)
 
 
 class BatchApi:

@@ -20,10 +20,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InputError, StudioError
+from ..errors import (
+    BadRequestError,
+    InputError,
+    InvalidKeyError,
+    ModelNotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServiceError,
+    StudioError,
+)
 from ..gemini import parse_response
 from ..request import ImageRequest
-from .gemini_api import BatchApi, file_line, inline_request, poll_delays
+from .gemini_api import BatchApi, WireLines, inline_request, poll_delays
 from .gemini_journal import JobRecord, Journal, add_to_index
 from .items import BatchItem
 from .manifest import Manifest, finished_lines
@@ -45,9 +54,9 @@ _STAGING = ".staging"
 _INPUT = ".gemini_input.jsonl"
 _RESULTS = ".gemini_results.jsonl"
 SOURCE_COPY = "gemini_batch_source"  # + the file's extension: the batch file as submitted
-# google.rpc codes of a per-line error → (our error type, CLI exit code)
-_RPC_ERRORS = {3: ("BadRequestError", 2), 5: ("ModelNotFoundError", 2), 7: ("PermissionDeniedError", 3),
-               16: ("InvalidKeyError", 3), 8: ("RateLimitError", 4)}
+# google.rpc codes of a per-line error → our error class (and so its CLI exit code); others are ServiceError (6)
+_RPC_ERRORS: dict[int, type[StudioError]] = {3: BadRequestError, 5: ModelNotFoundError, 7: PermissionDeniedError,
+                                             16: InvalidKeyError, 8: RateLimitError}
 
 
 def request_key(row: int, variation: int) -> str:
@@ -147,9 +156,11 @@ class GeminiBatchRun:
         if record is None or record.job is None:
             return self._summary(None, None, finished=True, message="no open Gemini batch job in this run folder: "
                                                                     "nothing to cancel")
-        await self.api.cancel(record.job)
-        self.journal.append("cancel_requested", display_name=record.display_name, job=record.job)
         job = await self.api.get(record.job)
+        if not job.done:  # a job that is already over is not cancelled: its results are written instead
+            await self.api.cancel(record.job)
+            self.journal.append("cancel_requested", display_name=record.display_name, job=record.job)
+            job = await self.api.get(record.job)
         if job.done:
             return await self._fetch(record, job)
         return self._summary(record, _state(job), finished=False, message=(
@@ -234,9 +245,10 @@ class GeminiBatchRun:
         """Write the job's JSONL input (the file a large job uploads; its size decides inline or file)."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
         size = 0
+        lines = WireLines(self.api.client)
         with open(self.out_dir / _INPUT, "w", encoding="utf-8") as out:
             for item, request in todo:
-                line = file_line(self.api.client, request, request_key(item.row, request.options.variation)) + "\n"
+                line = lines.line(request, request_key(item.row, request.options.variation)) + "\n"
                 size += len(line.encode("utf-8"))
                 out.write(line)
         return size
@@ -319,17 +331,17 @@ class GeminiBatchRun:
     def _one(self, record: JobRecord, item: BatchItem, request: ImageRequest, response: Any, error: Any,
              staging: Path) -> ItemOutcome:
         base = {**_base_line(item, request), "job": record.job}
-        if error is not None or response is None:
-            code = int(_get(error, "code") or 13)
-            kind, exit_code = _RPC_ERRORS.get(code, ("ServiceError", 6))
-            message = str(_get(error, "message") or "no response")
-            return _failed(item, request, base, f"Gemini Batch Mode could not answer: {message} (code {code})",
-                           kind, exit_code)
         try:
+            if error is not None or response is None:
+                code = int(_get(error, "code") or 13)
+                message = str(_get(error, "message") or "no response")
+                raise _RPC_ERRORS.get(code, ServiceError)(
+                    f"Gemini Batch Mode could not answer: {message} (code {code})")
             reply = parse_response(response)
             result = self.studio.keep_batch_reply(request, reply, out_dir=staging, price_factor=BATCH_PRICE_FACTOR)
             paths = _place(result, self.out_dir, image_stem(item, request.options.variation))
-        except StudioError as failure:  # no image, or an unreadable one: a failed row, not a crash
+        except StudioError as failure:  # an error line, no image, or an unreadable one: a failed row, not a crash
+            self._record_failure(request, failure)
             return _failed(item, request, base, failure.message, type(failure).__name__, failure.exit_code)
         except Exception as failure:  # noqa: BLE001 - one bad line must not stop the others
             return _failed(item, request, base, f"unexpected {type(failure).__name__}: {failure}",
@@ -341,6 +353,13 @@ class GeminiBatchRun:
         return ItemOutcome(row=item.row, prompt=item.prompt, status="done", paths=tuple(paths),
                            cost_usd=result.cost_usd, error=None, error_type=None,
                            variation=request.options.variation, record=line)
+
+    def _record_failure(self, request: ImageRequest, failure: StudioError) -> None:
+        """A failed line goes into the history too, as an interactive failure does (best effort)."""
+        try:
+            self.studio.history.record_failure(request, failure, elapsed_s=0.0)
+        except Exception:  # noqa: BLE001, S110 - the manifest has the failure; only its history line is lost
+            pass
 
     def _write_missing(self, record: JobRecord, missing: list[str]) -> None:
         index = {request_key(i.row, r.options.variation): (i, r) for i, r in self.plan.requests}
