@@ -271,18 +271,42 @@ def test_cache_hits_and_rows_done_earlier_are_not_submitted(fast_settings, emula
     assert {o.status for o in outcomes} == {"cached", "done"}
 
 
-def test_expired_job_says_what_was_kept_and_a_rerun_submits_only_what_is_missing(fast_settings, emulator, tmp_path):
+@pytest.mark.parametrize("ending", ["EXPIRED", "FAILED"])
+def test_a_job_that_ends_early_says_what_was_kept_and_a_rerun_submits_only_what_is_missing(fast_settings, emulator,
+                                                                                         tmp_path, ending):
     path = write_file(tmp_path, "a\nb\nc\n", "three.txt")
     out = tmp_path / "run"
-    emulator.batches.outcome = "BATCH_STATE_EXPIRED"
+    emulator.batches.outcome = f"BATCH_STATE_{ending}"
     summary, _ = run_gemini(fast_settings, path, out)
-    assert summary.finished and summary.state == "JOB_STATE_EXPIRED" and summary.missing == 3 and summary.done == 0
-    assert "ended EXPIRED" in summary.message and "Run the same command again" in summary.message
+    assert summary.finished and summary.state == f"JOB_STATE_{ending}" and summary.missing == 3 and summary.done == 0
+    assert f"ended {ending}" in summary.message and "Run the same command again" in summary.message
     emulator.batches.outcome = "BATCH_STATE_SUCCEEDED"
     again, _ = run_gemini(fast_settings, path, out)
     assert len(emulator.batches.jobs) == 2 and again.done == 3
+    assert emulator.batches.jobs[1].keys == ["row-1-v0", "row-2-v0", "row-3-v0"]
     events = [r.state for r in Journal(out).records()]
-    assert events == ["JOB_STATE_EXPIRED", "JOB_STATE_SUCCEEDED"]
+    assert events == [f"JOB_STATE_{ending}", "JOB_STATE_SUCCEEDED"]
+
+
+def test_progress_counts_come_from_the_apis_batch_stats(fast_settings, emulator, tmp_path):
+    emulator.batches.seconds_per_state = 2.0
+    path = write_file(tmp_path, "".join(f"p{n}\n" for n in range(8)), "eight.txt")
+    seen = []
+
+    async def scenario(studio):
+        plan = plan_batch(studio, read_batch_file(path), out_dir=tmp_path / "run")
+        run = GeminiBatchRun(studio, plan, out_dir=tmp_path / "run", on_state=lambda job, stats: seen.append(stats))
+        try:
+            return await run.run()
+        finally:
+            await run.api.aclose()
+
+    summary = in_studio(fast_settings.with_overrides(batch_poll_scale=0.02), scenario)
+    assert summary.done == 8
+    counted = [s for s in seen if s]
+    assert counted and all(s["requestCount"] == 8 for s in counted)
+    done = [s["successfulRequestCount"] for s in counted]
+    assert done == sorted(done) and done[0] < 8  # counts that grow while the job runs
 
 
 def test_no_wait_then_cancel_then_rerun(fast_settings, emulator, tmp_path):
