@@ -329,6 +329,23 @@ def test_no_wait_then_cancel_then_rerun(fast_settings, emulator, tmp_path):
     assert len(emulator.batches.jobs) == 2 and again.done == 2
 
 
+def test_a_second_run_of_the_same_folder_at_once_is_refused(fast_settings, emulator, tmp_path):
+    from nanobanana_ui.batch.gemini_journal import FolderLock
+
+    path = write_file(tmp_path, "a\n", "one.txt")
+    held = FolderLock(tmp_path / "run")
+    assert held.acquire()
+    # flock locks are per open file: a second handle in this process conflicts as another process's would
+    try:
+        with pytest.raises(InputError, match="another run is using"):
+            run_gemini(fast_settings, path, tmp_path / "run")
+    finally:
+        held.release()
+    assert emulator.batches.jobs == []
+    summary, _ = run_gemini(fast_settings, path, tmp_path / "run")
+    assert summary.done == 1
+
+
 def test_rows_with_different_models_are_refused(fast_settings, emulator, tmp_path):
     path = write_file(tmp_path, "prompt,model\na,gemini-2.5-flash-image\nb,gemini-3-pro-image\n")
     with pytest.raises(InputError, match="one model per job.*line\\(s\\) 2.*line\\(s\\) 3"):

@@ -86,7 +86,8 @@ class WireLines:
         if rest is None:
             wire = _InlinedRequest_to_mldev(self._client._api_client,
                                             types.InlinedRequest(config=build_config(request)))
-            rest = _common.encode_unserializable_types(_common.convert_to_dict(wire)).get("request", {})
+            converted: dict[str, Any] = _common.encode_unserializable_types(_common.convert_to_dict(wire))
+            rest = dict(converted.get("request") or {})
             self._configs[(request.model, options)] = rest
         parts: list[dict[str, Any]] = [{"text": request.prompt}]
         parts += [{"inlineData": {"data": base64.urlsafe_b64encode(image.data).decode("ascii"),

@@ -16,6 +16,7 @@ import json
 import shutil
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,7 +34,7 @@ from ..errors import (
 from ..gemini import parse_response
 from ..request import ImageRequest
 from .gemini_api import BatchApi, WireLines, inline_request, poll_delays
-from .gemini_journal import JobRecord, Journal, add_to_index
+from .gemini_journal import FolderLock, JobRecord, Journal, add_to_index
 from .items import BatchItem
 from .manifest import Manifest, finished_lines
 from .plan import BatchPlan
@@ -132,6 +133,21 @@ class GeminiBatchRun:
     async def run(self, *, wait: bool = True) -> GeminiBatchSummary:
         """Watch the open job (or submit the rows still missing as a new one); with `wait`, until it ends."""
         check_one_model(self.plan)
+        with self._locked():
+            return await self._run(wait=wait)
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        lock = FolderLock(self.out_dir)
+        if not lock.acquire():
+            raise InputError(f"another run is using {self.out_dir} right now (the CLI or the app): wait for it to "
+                             "finish, or stop it, then run this again")
+        try:
+            yield
+        finally:
+            lock.release()
+
+    async def _run(self, *, wait: bool) -> GeminiBatchSummary:
         record = await self._reconcile(self.journal.open_record())
         if record is None:
             record = await self._submit_missing()
@@ -152,6 +168,10 @@ class GeminiBatchRun:
 
     async def cancel(self) -> GeminiBatchSummary:
         """Cancel the run folder's open job; what it already answered is written, the rest can be resubmitted."""
+        with self._locked():
+            return await self._cancel()
+
+    async def _cancel(self) -> GeminiBatchSummary:
         record = await self._reconcile(self.journal.open_record())
         if record is None or record.job is None:
             return self._summary(None, None, finished=True, message="no open Gemini batch job in this run folder: "
