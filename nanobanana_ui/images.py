@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -190,7 +191,7 @@ def _sendable_mode(im: Image.Image, notes: list[str]) -> Image.Image:
 
 def _to_8bit(im: Image.Image) -> Image.Image:
     """Scale a 16-bit, 32-bit or float greyscale image to 8-bit L by its nominal range (not by clipping)."""
-    lo, hi = im.getextrema()
+    lo, hi = cast("tuple[float, float]", im.getextrema())  # single-band modes: (min, max)
     if im.mode.startswith("I;16") or (lo >= 0 and 255 < hi <= 65535):
         lo, hi = 0, 65535  # 16-bit data: full range 0-65535 maps to 0-255
     elif im.mode == "F" and lo >= 0 and hi <= 1:
@@ -205,7 +206,7 @@ def _to_8bit(im: Image.Image) -> Image.Image:
 def _encode(im: Image.Image, lossless: bool, icc: bytes | None,
             notes: list[str]) -> tuple[bytes, str, tuple[int, int]]:
     """PNG for alpha or lossless sources if it fits, else JPEG q90 (WebP q90 to keep alpha), halving until it fits."""
-    alpha = im.mode in ("LA", "RGBA") and im.getchannel("A").getextrema()[0] < 255
+    alpha = im.mode in ("LA", "RGBA") and cast("tuple[int, int]", im.getchannel("A").getextrema())[0] < 255
     if im.mode in ("LA", "RGBA") and not alpha:
         im = im.convert(im.mode[:-1])  # fully opaque: the alpha channel only costs bytes
     if alpha or lossless:

@@ -38,7 +38,7 @@ from .gemini_journal import FolderLock, JobRecord, Journal, add_to_index
 from .items import BatchItem
 from .manifest import Manifest, finished_lines
 from .plan import BatchPlan
-from .run import BatchSummary, ItemOutcome, _base_line, _failed, _place, _result_fields, image_stem, run_batch
+from .run import BatchSummary, ItemOutcome, _base_line, _failed, _place, image_stem, run_batch
 
 if TYPE_CHECKING:
     from google.genai import types
@@ -367,10 +367,11 @@ class GeminiBatchRun:
         except Exception as failure:  # noqa: BLE001 - one bad line must not stop the others
             return _failed(item, request, base, f"unexpected {type(failure).__name__}: {failure}",
                            type(failure).__name__, 1)
-        line = {**base, "status": "done", "paths": [p.name for p in paths], "cost_usd": result.cost_usd,
-                **_result_fields(result), "saved_usd": 0.0, "price": "batch",
-                "images": [{"path": p.name, "width": i.width, "height": i.height, "sha256": i.sha256}
-                           for p, i in zip(paths, result.images, strict=True)]}
+        fields = result.to_record()  # the manifest line as the interactive batch writes it (run.py), plus the job
+        images = [{**image, "path": path.name} for path, image in zip(paths, fields.pop("images"), strict=True)]
+        line = {**base, **fields, "status": "done", "paths": [p.name for p in paths], "cost_usd": result.cost_usd,
+                "cached": False, "error": None, "error_type": None, "images": images, "job": base["job"],
+                "price": "batch"}
         return ItemOutcome(row=item.row, prompt=item.prompt, status="done", paths=tuple(paths),
                            cost_usd=result.cost_usd, error=None, error_type=None,
                            variation=request.options.variation, record=line)

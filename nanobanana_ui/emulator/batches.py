@@ -32,8 +32,9 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from ..models import get_model
-from .answers import _answer
-from .faults import Fault, _error, _fault_error, _Reply
+from .answers import answer as model_answer
+from .faults import Fault, fault_reply
+from .types import Reply, error_reply, record_request
 
 __all__ = ["BatchService", "EmulatedBatch", "EmulatedFile"]
 
@@ -103,7 +104,7 @@ class EmulatedBatch:
 class BatchService:
     """The batch and Files API of one emulator; the server hands it every request whose path it claims."""
 
-    def __init__(self, *, base_url: Callable[[], str], gate: Callable[[Any, bool], _Reply | None],
+    def __init__(self, *, base_url: Callable[[], str], gate: Callable[[Any, bool], Reply | None],
                  include_thoughts: Callable[[], bool]) -> None:
         """Keep the hooks to the server: its base URL, its key check and its thought-image setting."""
         self.seconds_per_state = 2.0  # PENDING, then RUNNING, for this long each (tests shorten it)
@@ -160,7 +161,7 @@ class BatchService:
         """Whether a request path belongs to the batch or Files API."""
         return any(p.match(path) for p in (_CREATE, _BATCH, _UPLOAD, _FILE))
 
-    def handle(self, rec: Any, method: str, raw: bytes) -> _Reply:
+    def handle(self, rec: Any, method: str, raw: bytes) -> Reply:
         """Answer one batch or Files API request (rec: the server's RecordedRequest)."""
         upload_id = (parse_qs(rec.query).get("upload_id") or [None])[0]
         create = _CREATE.match(rec.path)
@@ -173,7 +174,7 @@ class BatchService:
         with self._lock:
             fault = self._faults.pop(0) if self._faults else None
         if fault is not None:
-            return _fault_error(fault, rec.model)
+            return fault_reply(fault, rec.model)
         path = rec.path
         if create and method == "POST":
             return self._create(create.group(1), rec.body)
@@ -183,31 +184,31 @@ class BatchService:
             return self._batch_call(method, match.group(1), match.group(2), rec.query)
         if (match := _FILE.match(path)) and method in ("GET", "DELETE"):
             return self._file_call(method, match.group(1), match.group(2) is not None)
-        return _error(404, "NOT_FOUND", f"The requested URL {path} was not found on this server.")
+        return error_reply(404, "NOT_FOUND", f"The requested URL {path} was not found on this server.")
 
     # ---- batches
-    def _create(self, model: str, body: dict[str, Any] | None) -> _Reply:
+    def _create(self, model: str, body: dict[str, Any] | None) -> Reply:
         batch = (body or {}).get("batch")
         if not isinstance(batch, dict):
-            return _error(400, "INVALID_ARGUMENT", "Invalid JSON payload received. Missing 'batch'.")
+            return error_reply(400, "INVALID_ARGUMENT", "Invalid JSON payload received. Missing 'batch'.")
         source = batch.get("inputConfig") or {}
         requests: list[tuple[str | None, dict[str, Any]]] = []
         if "fileName" in source:
             with self._lock:
                 upload = self._files.get(str(source["fileName"]))
             if upload is None or not upload.complete:
-                return _error(400, "INVALID_ARGUMENT", f"File {source['fileName']} not found or not uploaded.")
+                return error_reply(400, "INVALID_ARGUMENT", f"File {source['fileName']} not found or not uploaded.")
             problem = _read_jsonl(upload.path, requests)
             if problem:
-                return _error(400, "INVALID_ARGUMENT", problem)
+                return error_reply(400, "INVALID_ARGUMENT", problem)
         else:
             inline = (source.get("requests") or {}).get("requests")
             if not isinstance(inline, list) or not inline:
-                return _error(400, "INVALID_ARGUMENT", "* BatchGenerateContentRequest.batch.input_config: "
+                return error_reply(400, "INVALID_ARGUMENT", "* BatchGenerateContentRequest.batch.input_config: "
                               "requests or file_name must be set.")
             size = len(json.dumps(inline))
             if size > INLINE_LIMIT_BYTES:
-                return _error(400, "INVALID_ARGUMENT", f"Request payload size exceeds the limit: "
+                return error_reply(400, "INVALID_ARGUMENT", f"Request payload size exceeds the limit: "
                               f"{INLINE_LIMIT_BYTES} bytes.")
             for entry in inline:
                 requests.append(((entry.get("metadata") or {}).get("key"), entry.get("request") or {}))
@@ -220,15 +221,15 @@ class BatchService:
             time.sleep(self.hold_create_s)
         return 200, {}, self._operation(job, with_results=False)
 
-    def _batch_call(self, method: str, name: str | None, action: str | None, query: str) -> _Reply:
+    def _batch_call(self, method: str, name: str | None, action: str | None, query: str) -> Reply:
         if name is None:
             if method != "GET":
-                return _error(404, "NOT_FOUND", "Method not allowed on batches.")
+                return error_reply(404, "NOT_FOUND", "Method not allowed on batches.")
             return self._list(query)
         with self._lock:
             job = self._jobs.get(f"batches/{name}")
         if job is None or job.deleted:
-            return _error(404, "NOT_FOUND", f"Batch batches/{name} not found.")
+            return error_reply(404, "NOT_FOUND", f"Batch batches/{name} not found.")
         if action == "cancel" and method == "POST":
             with job.lock:
                 if self._state(job) not in _TERMINAL:
@@ -239,9 +240,9 @@ class BatchService:
             return 200, {}, {}
         if method == "GET" and action is None:
             return 200, {}, self._operation(job, with_results=True)
-        return _error(404, "NOT_FOUND", f"Unknown batch action {action}.")
+        return error_reply(404, "NOT_FOUND", f"Unknown batch action {action}.")
 
-    def _list(self, query: str) -> _Reply:
+    def _list(self, query: str) -> Reply:
         params = parse_qs(query)
         start = int((params.get("pageToken") or ["0"])[0] or 0)
         size = int((params.get("pageSize") or ["50"])[0] or 50)
@@ -301,16 +302,14 @@ class BatchService:
 
     def _line(self, key: str | None, request: dict[str, Any], model: str) -> dict[str, Any]:
         """One result: {"key", "metadata", "response"} or {"key", "metadata", "error"}, as the batch returns it."""
-        from .server import _record
-
         meta = {"key": key} if key is not None else {}
         if key in self.fail_keys:
             return {"key": key, "metadata": meta,
                     "error": {"code": 13, "message": "Internal error encountered while processing this request."}}
         body = {k: v for k, v in request.items() if k != "model"}
-        rec = _record("POST", f"/v1beta/models/{model}:generateContent", {}, json.dumps(body).encode())
+        rec = record_request("POST", f"/v1beta/models/{model}:generateContent", {}, json.dumps(body).encode())
         rec.model = model
-        code, _, answer = _answer(rec, get_model(model), self._include_thoughts())
+        code, _, answer = model_answer(rec, get_model(model), self._include_thoughts())
         if code != 200 or not isinstance(answer, dict):
             error = answer.get("error", {}) if isinstance(answer, dict) else {}
             return {"key": key, "metadata": meta, "error": {"code": 3, "message": error.get("message", "failed")}}
@@ -336,14 +335,15 @@ class BatchService:
         return result
 
     # ---- files
-    def _upload(self, rec: Any, upload_id: str | None, raw: bytes) -> _Reply:
+    def _upload(self, rec: Any, upload_id: str | None, raw: bytes) -> Reply:
         headers = rec.headers
         if upload_id is None:  # start: register the file, answer where to send the bytes
             if headers.get("x-goog-upload-command", "").strip() != "start":
-                return _error(400, "INVALID_ARGUMENT", "Only resumable uploads are supported here.")
+                return error_reply(400, "INVALID_ARGUMENT", "Only resumable uploads are supported here.")
             size = int(headers.get("x-goog-upload-header-content-length") or 0)
             if size > MAX_FILE_BYTES:
-                return _error(400, "INVALID_ARGUMENT", f"File size {size} exceeds the {MAX_FILE_BYTES} byte limit.")
+                return error_reply(400, "INVALID_ARGUMENT",
+                                   f"File size {size} exceeds the {MAX_FILE_BYTES} byte limit.")
             meta = (rec.body or {}).get("file") or {}
             file_id = secrets.token_hex(6)
             upload = EmulatedFile(name=f"files/{file_id}", display_name=str(meta.get("displayName") or ""),
@@ -358,7 +358,7 @@ class BatchService:
         with self._lock:
             session = self._uploads.get(upload_id)
         if session is None:
-            return _error(404, "NOT_FOUND", "Unknown upload session.")
+            return error_reply(404, "NOT_FOUND", "Unknown upload session.")
         upload = session
         command = headers.get("x-goog-upload-command", "")
         offset = int(headers.get("x-goog-upload-offset") or 0)
@@ -374,11 +374,11 @@ class BatchService:
             self._files[upload.name] = upload
         return 200, {"X-Goog-Upload-Status": "final"}, {"file": upload.resource(self._base_url())}
 
-    def _file_call(self, method: str, file_id: str, download: bool) -> _Reply:
+    def _file_call(self, method: str, file_id: str, download: bool) -> Reply:
         with self._lock:
             found = self._files.get(f"files/{file_id}")
         if found is None:
-            return _error(404, "NOT_FOUND", f"File files/{file_id} not found.")
+            return error_reply(404, "NOT_FOUND", f"File files/{file_id} not found.")
         if method == "DELETE":
             with self._lock:
                 self._files.pop(found.name, None)

@@ -7,6 +7,7 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 __all__ = ["HistoryEntry", "HistoryImage", "entry_from_row", "manifest_record"]
 
@@ -31,12 +32,12 @@ class HistoryEntry:
     mode: str
     model: str
     prompt: str
-    options: dict
+    options: dict[str, Any]
     input_hashes: tuple[str, ...]
     images: tuple[HistoryImage, ...]
     text: str
     finish_reason: str | None
-    tokens: dict  # prompt, output, total
+    tokens: dict[str, int]  # prompt, output, total
     cost_usd: float | None
     cached: bool
     elapsed_s: float | None
@@ -48,6 +49,15 @@ class HistoryEntry:
     def ok(self) -> bool:
         """True when the request produced its images (no error recorded)."""
         return self.error is None
+
+    def to_record(self) -> dict[str, Any]:
+        """The entry as one JSON-able record (`history --json` prints it; an export's manifest builds on it)."""
+        return {
+            "id": self.id, "time": self.created.isoformat(), "mode": self.mode, "model": self.model,
+            "prompt": self.prompt, "paths": [str(image.path) for image in self.images], "cost_usd": self.cost_usd,
+            "cached": self.cached, "finish_reason": self.finish_reason, "text": self.text, "tokens": self.tokens,
+            "elapsed_s": self.elapsed_s, "options": self.options, "error": self.error, "error_type": self.error_type,
+        }
 
 
 def entry_from_row(row: sqlite3.Row, images: tuple[HistoryImage, ...]) -> HistoryEntry:
@@ -61,14 +71,15 @@ def entry_from_row(row: sqlite3.Row, images: tuple[HistoryImage, ...]) -> Histor
         error_type=row["error_type"], owner=row["owner"])
 
 
-def manifest_record(entry: HistoryEntry, files: list[str]) -> dict:
-    """One line of an export's manifest.jsonl (the owner is left out)."""
-    return {
-        "id": entry.id, "created": entry.created.isoformat(), "mode": entry.mode, "model": entry.model,
-        "prompt": entry.prompt, "options": entry.options, "input_hashes": list(entry.input_hashes),
-        "images": [{"file": name, "sha256": image.sha256, "mime_type": image.mime_type, "width": image.width,
-                    "height": image.height} for name, image in zip(files, entry.images, strict=True)],
-        "text": entry.text, "finish_reason": entry.finish_reason, "tokens": entry.tokens,
-        "cost_usd": entry.cost_usd, "cached": entry.cached, "elapsed_s": entry.elapsed_s, "error": entry.error,
-        "error_type": entry.error_type,
-    }
+def manifest_record(entry: HistoryEntry, files: list[str]) -> dict[str, Any]:
+    """One line of an export's manifest.jsonl: the entry's record, with the exported file names (the owner is left out).
+
+    `created` (not `time`) and `images` (not the server's `paths`) are the names exports have always used.
+    """
+    record = entry.to_record()
+    del record["paths"]
+    record["created"] = record.pop("time")
+    record["input_hashes"] = list(entry.input_hashes)
+    record["images"] = [{"file": name, "sha256": image.sha256, "mime_type": image.mime_type, "width": image.width,
+                         "height": image.height} for name, image in zip(files, entry.images, strict=True)]
+    return record
