@@ -38,7 +38,7 @@ from .gemini_journal import FolderLock, JobRecord, Journal, add_to_index
 from .items import BatchItem
 from .manifest import Manifest, finished_lines
 from .plan import BatchPlan
-from .run import BatchSummary, ItemOutcome, _base_line, _failed, _place, image_stem, run_batch
+from .run import BatchSummary, ItemOutcome, base_line, failed_outcome, image_stem, place_images, run_batch
 
 if TYPE_CHECKING:
     from google.genai import types
@@ -351,7 +351,7 @@ class GeminiBatchRun:
 
     def _one(self, record: JobRecord, item: BatchItem, request: ImageRequest, response: Any, error: Any,
              staging: Path) -> ItemOutcome:
-        base = {**_base_line(item, request), "job": record.job}
+        base = {**base_line(item, request), "job": record.job}
         try:
             if error is not None or response is None:
                 code = int(_get(error, "code") or 13)
@@ -360,12 +360,12 @@ class GeminiBatchRun:
                     f"Gemini Batch Mode could not answer: {message} (code {code})")
             reply = parse_response(response)
             result = self.studio.keep_batch_reply(request, reply, out_dir=staging, price_factor=BATCH_PRICE_FACTOR)
-            paths = _place(result, self.out_dir, image_stem(item, request.options.variation))
+            paths = place_images(result, self.out_dir, image_stem(item, request.options.variation))
         except StudioError as failure:  # an error line, no image, or an unreadable one: a failed row, not a crash
             self._record_failure(request, failure)
-            return _failed(item, request, base, failure.message, type(failure).__name__, failure.exit_code)
+            return failed_outcome(item, request, base, failure.message, type(failure).__name__, failure.exit_code)
         except Exception as failure:  # noqa: BLE001 - one bad line must not stop the others
-            return _failed(item, request, base, f"unexpected {type(failure).__name__}: {failure}",
+            return failed_outcome(item, request, base, f"unexpected {type(failure).__name__}: {failure}",
                            type(failure).__name__, 1)
         fields = result.to_record()  # the manifest line as the interactive batch writes it (run.py), plus the job
         images = [{**image, "path": path.name} for path, image in zip(paths, fields.pop("images"), strict=True)]
@@ -391,7 +391,7 @@ class GeminiBatchRun:
                 if key not in index:
                     continue
                 item, request = index[key]
-                outcome = _failed(item, request, {**_base_line(item, request), "job": record.job},
+                outcome = failed_outcome(item, request, {**base_line(item, request), "job": record.job},
                                   "the batch job returned no result for this request", "BadResponseError", 6)
                 manifest.append(outcome.record)
                 self._report(outcome)
