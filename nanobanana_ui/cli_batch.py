@@ -49,15 +49,20 @@ def _money(value: float | None) -> str:
 
 async def _main(args: argparse.Namespace) -> int:
     from .batch import BatchFileError, plan_batch, read_batch_file, run_batch
+    from .cli import output_options
     from .studio import Studio
 
     if args.concurrency is not None and args.concurrency < 1:
         raise InputError(f"--concurrency must be at least 1 (got {args.concurrency}).")
-    settings = load_settings({"offline": True} if args.offline else None)
+    settings = load_settings({"offline": True if args.offline else None,
+                              "keep_metadata": True if args.keep_metadata else None})
     defaults = ImageOptions(aspect_ratio=args.aspect_ratio, size=args.size, temperature=args.temperature,
-                            top_p=args.top_p, top_k=args.top_k, seed=args.seed, with_text=not args.image_only)
+                            top_p=args.top_p, top_k=args.top_k, seed=args.seed, with_text=not args.image_only,
+                            thinking=args.thinking, show_thoughts=args.show_thoughts, search=args.search,
+                            image_search=args.image_search, **output_options(args))
     out_dir = args.out or settings.home / "batches" / args.file.stem
     async with Studio(settings) as studio:
+        studio.connect()  # a Vertex setup problem is one line now, not one per row
         try:
             items = read_batch_file(args.file, defaults=defaults)
             plan = plan_batch(studio, items, out_dir=out_dir, model=args.model)
@@ -66,6 +71,8 @@ async def _main(args: argparse.Namespace) -> int:
             for problem in error.problems:
                 _say(f"  {problem}")
             return error.exit_code
+        for row, note in dict.fromkeys((item.row, request.note) for item, request in plan.requests if request.note):
+            _say(f"note: line {row}: {note}")  # a shut-down model id, sent as its replacement
         if args.gemini_batch:
             return await run_gemini_batch_cli(args, studio, plan, out_dir, _print_json, _confirmed, defaults)
         if args.no_wait or args.cancel:

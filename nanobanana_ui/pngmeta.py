@@ -47,7 +47,8 @@ _OURS = {"Model": ("model", str), "Mode": ("mode", str), "Aspect ratio": ("aspec
          "Size": ("size", str), "Temperature": ("temperature", float), "Top-p": ("top_p", float),
          "Top-k": ("top_k", int), "Seed": ("seed", int)}
 _OPTION_KEYS = {"aspect_ratio": (str,), "size": (str,), "temperature": (int, float), "top_p": (int, float),
-                "top_k": (int,), "seed": (int,)}
+                "top_k": (int,), "seed": (int,), "thinking": (str,), "show_thoughts": (bool,), "search": (bool,),
+                "image_search": (bool,)}
 _NO_PARAMETERS = "This image has no generation parameters (it may have been saved by a tool that strips metadata)."
 
 
@@ -72,7 +73,8 @@ def provenance_chunks(request: ImageRequest, *, text: str = "", finish_reason: s
     o = request.options
     pairs = [("Model", request.model), ("Mode", request.mode.value), ("Aspect ratio", o.aspect_ratio),
              ("Size", o.size), ("Temperature", o.temperature), ("Top-p", o.top_p), ("Top-k", o.top_k),
-             ("Seed", o.seed), ("Variation", o.variation), ("Input images", len(request.images) or None)]
+             ("Seed", o.seed), ("Variation", o.variation), ("Input images", len(request.images) or None),
+             ("Thinking", o.thinking), ("Search", "image" if o.image_search else "web" if o.search else None)]
     line = ", ".join(f"{k}: {_quote(str(v))}" for k, v in pairs if v is not None)
     record = {"version": 1, "app": APP_NAME, "request": request.describe(), "text": text,
               "finish_reason": finish_reason}

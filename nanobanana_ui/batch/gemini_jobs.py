@@ -132,6 +132,7 @@ class GeminiBatchRun:
     # ---- entry points
     async def run(self, *, wait: bool = True) -> GeminiBatchSummary:
         """Watch the open job (or submit the rows still missing as a new one); with `wait`, until it ends."""
+        self.studio.capabilities.require_batch_mode()  # not on Vertex AI: refused before anything is sent
         check_one_model(self.plan)
         with self._locked():
             return await self._run(wait=wait)
@@ -168,6 +169,7 @@ class GeminiBatchRun:
 
     async def cancel(self) -> GeminiBatchSummary:
         """Cancel the run folder's open job; what it already answered is written, the rest can be resubmitted."""
+        self.studio.capabilities.require_batch_mode()
         with self._locked():
             return await self._cancel()
 

@@ -187,7 +187,8 @@ def base_line(item: BatchItem, request: ImageRequest) -> dict[str, Any]:
     """The manifest fields every line of a request has, whatever its outcome (Gemini Batch Mode adds `job`)."""
     return {"row": item.row, "prompt": item.prompt, "variation": request.options.variation, "name": item.name,
             "key": request.cache_key(), "model": request.model, "mode": request.mode.value,
-            "seed": request.options.seed, "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            "seed": request.options.seed, "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **({"note": request.note} if request.note else {})}
 
 
 def failed_outcome(item: BatchItem, request: ImageRequest, base: dict[str, Any], message: str, kind: str,

@@ -10,7 +10,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-__all__ = ["MIGRATIONS", "has_fts", "m001_initial", "m002_prompt_search", "migrate", "schema_version"]
+__all__ = ["MIGRATIONS", "has_fts", "m001_initial", "m002_prompt_search", "m003_search_sources", "migrate",
+           "schema_version"]
 
 
 def m001_initial(db: sqlite3.Connection) -> None:
@@ -76,7 +77,14 @@ def m002_prompt_search(db: sqlite3.Connection) -> None:
     db.execute("INSERT INTO entries_fts (entries_fts) VALUES ('rebuild')")
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial, m002_prompt_search)
+def m003_search_sources(db: sqlite3.Connection) -> None:
+    """Google Search grounding: each entry's sources (a JSON list of {"title", "uri"}) and Google's HTML snippet."""
+    db.execute("ALTER TABLE entries ADD COLUMN sources TEXT NOT NULL DEFAULT '[]'")
+    db.execute("ALTER TABLE entries ADD COLUMN search_entry_point TEXT")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial, m002_prompt_search,
+                                                                m003_search_sources)
 
 
 def schema_version(db: sqlite3.Connection) -> int:
