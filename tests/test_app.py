@@ -20,7 +20,7 @@ from nanobanana_ui.emulator import Fault
 from nanobanana_ui.models import pixel_size
 
 UI_KEY = "ui-test-key"
-PUBLIC = {"/generate", "/edit", "/compose"}
+PUBLIC = {"/generate", "/edit", "/compose", "/refine"}
 
 
 @pytest.fixture(scope="module")
@@ -64,10 +64,11 @@ def returned_files(gallery: list[dict]) -> list[Path]:
     return [Path(item["image"]) for item in gallery]
 
 
-def test_exactly_three_public_endpoints_with_inputs_first_and_defaults_after(client, app_url):
+def test_exactly_four_public_endpoints_with_inputs_first_and_defaults_after(client, app_url):
     api = client.view_api(print_info=False, return_format="dict")
     assert set(api["named_endpoints"]) == PUBLIC and not api["unnamed_endpoints"]
-    firsts = {"/generate": ["prompt"], "/edit": ["image", "prompt"], "/compose": ["images", "prompt"]}
+    firsts = {"/generate": ["prompt"], "/edit": ["image", "prompt"], "/compose": ["images", "prompt"],
+              "/refine": ["parent_id", "instruction"]}
     for name, endpoint in api["named_endpoints"].items():
         params = [p["parameter_name"] for p in endpoint["parameters"]]
         # api_key was added last (bring your own key): positional callers of the earlier parameters keep working.

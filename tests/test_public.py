@@ -317,3 +317,28 @@ def test_a_visitor_is_told_the_service_is_unreachable_and_sees_the_retries(tmp_p
     assert message == UNREACHABLE  # not the transport's name or the host's settings
     assert "NANOBANANA_BASE_URL" not in message and "ConnectError" not in message
     assert any("retrying" in (line or "").lower() for line in lines), lines  # the retries show as progress
+
+
+def test_refine_endpoint_continues_a_visitors_own_result_only(public_app, emu):
+    """/refine over gradio_client: the owner's id goes on with its whole path; another visitor's id is unknown."""
+    import sqlite3
+
+    url, home = public_app[0], public_app[1]
+    a, b = client(url), client(url)
+    a.predict("a paper boat", seed=3, api_key=KEY_A, api_name="/generate")
+    with sqlite3.connect(home / "history.sqlite3") as db:
+        root_id, owner = db.execute("SELECT id, owner FROM entries WHERE prompt = 'a paper boat'").fetchone()
+    assert owner and owner.startswith("session:")
+    message = app_error(lambda: b.predict(root_id, "make it red", api_key=KEY_B, api_name="/refine"))
+    assert f"No result with id '{root_id}'" in message
+    assert len(emu.generate_requests) == 1  # B's refusal sent nothing
+    gallery, status = a.predict(root_id, "make it red", api_key=KEY_A, api_name="/refine")
+    sent = emu.generate_requests[-1]
+    assert sent.api_key == KEY_A and [t.role for t in sent.turns] == ["user", "model", "user"]
+    assert sent.turns[0].parts[0].text == "a paper boat" and sent.turns[2].parts[0].text == "make it red"
+    assert status.startswith(f"Turn 2 (refines {root_id}) · id ") and gallery
+    with sqlite3.connect(home / "history.sqlite3") as db:
+        child = db.execute("SELECT parent, turn, owner FROM entries WHERE prompt = 'make it red'").fetchall()
+    assert child == [(root_id, 2, owner)]
+    assert "prompt is empty" in app_error(lambda: a.predict(root_id, "  ", api_key=KEY_A, api_name="/refine"))
+    assert len(emu.generate_requests) == 2  # the empty instruction sent nothing

@@ -1,4 +1,4 @@
-"""The HTTP API (gradio_client, MCP): the /generate, /edit and /compose events, on inputs of their own.
+"""The HTTP API (gradio_client, MCP): the /generate, /edit, /compose and /refine events, on inputs of their own.
 
 The page's buttons call the Studio tab's handlers, which turn a refusal into a warning toast; an API caller needs the
 refusal as an error (gradio_client raises AppError), so the public events call the Runner directly. Their inputs are
@@ -36,10 +36,12 @@ def all_aspect_ratios() -> list[str]:
 
 def public_endpoints(runner: Runner, *, outputs: list[Any], api_key: gr.Textbox, session: gr.State,
                      default_model: str) -> None:
-    """Add the API's hidden inputs and its three public events (call inside the Blocks)."""
+    """Add the API's hidden inputs and its four public events (call inside the Blocks)."""
     spec = get_model(default_model)
     with gr.Column(visible=False):  # described by the API page and gradio_client; never shown
         prompt = gr.Textbox(label="Prompt")
+        parent_id = gr.Textbox(label="Id of the result to refine")
+        instruction = gr.Textbox(label="Instruction")
         # Like the page's: a file Pillow cannot open reaches the Studio, whose message names the problem.
         image = let_studio_judge_uploads(gr.Image(label="Image to edit", type="filepath", image_mode=None))
         images = gr.File(label="Images to combine, in order", file_count="multiple", file_types=["image"],
@@ -63,3 +65,6 @@ def public_endpoints(runner: Runner, *, outputs: list[Any], api_key: gr.Textbox,
         # api_key comes last of the API's parameters: callers that pass the others by position keep working.
         trigger.click(fn, [*inputs, *settings, api_key, session], outputs, api_name=name, api_visibility="public",
                       **pool)
+    # /refine: an earlier result's id and the instruction, then the same options (api_key last).
+    trigger.click(runner.refine, [parent_id, instruction, *settings, api_key, session], outputs, api_name="refine",
+                  api_visibility="public", **pool)

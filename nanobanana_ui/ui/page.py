@@ -1,7 +1,7 @@
 """The page: build_app() puts the header, the key field and the tabs together, and adds the public API's events.
 
-Each tab is one module (studio_tab, history_tab, batch_tab, pnginfo_tab) with a class that lays it out (`layout`)
-and connects its events (`wire`); a new tab follows the same two steps here.
+Each tab is one module (studio_tab, history_tab, batch_tab, pnginfo_tab, refine_tab) with a class that lays it out
+(`layout`) and connects its events (`wire`); a new tab follows the same two steps here.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from .api import public_endpoints
 from .batch_tab import BatchPage, BatchTab
 from .history_tab import HistoryTab, Library
 from .pnginfo_tab import PngInfo, PngInfoTab
+from .refine_tab import RefineTab, RefineView
 from .runner import Runner, no_owner, visitor_owner
 from .session import Session
 from .studio_tab import StudioTab
@@ -62,12 +63,15 @@ def build_app(studio: Studio, owner_of: Callable[[gr.Request | None], str | None
             batch_tab.layout()
             pnginfo_tab = PngInfoTab(PngInfo(settings.model), form)
             pnginfo_tab.layout()
+            refine_tab = RefineTab(RefineView(studio, owner_of), runner)
+            refine_tab.layout()
         public_endpoints(runner, outputs=[studio_tab.out_gallery, studio_tab.status, session], api_key=api_key,
                          session=session, default_model=settings.model)
         studio_tab.wire()
         history_tab.wire()
         batch_tab.wire(studio_tab.settings_inputs, api_key, settings.concurrency)
         pnginfo_tab.wire()
+        refine_tab.wire(api_key)
         demo.load(runner.meter, None, studio_tab.meter, api_visibility="private")
         demo.unload(runner.forget)  # the visitor's key's client is closed when their page goes
     demo.queue(max_size=QUEUE_MAX_SIZE)

@@ -1,4 +1,4 @@
-"""Running requests for the page and the API: /generate, /edit, /compose, New variation and the History's re-runs.
+"""Running requests for the page and the API: /generate, /edit, /compose, /refine, New variation, History re-runs.
 
 The Runner picks the visitor's Studio (their own key's, or the host's), checks their limits, reports progress, and
 records the results in the visitor's session; the tabs call it and turn its `Outputs` into their components' values.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -197,6 +198,75 @@ class Runner:
         """
         form = FormSettings(model, aspect_ratio, size, temperature, top_p, top_k, seed, count, output)
         return await self._make(Mode.COMPOSE, prompt, gallery_paths(images), form, session, progress, api_key, request)
+
+    async def refine(self, parent_id: str, instruction: str, model: str = "", aspect_ratio: str = AUTO,
+                     size: str = "", temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1,
+                     count: int = 1, output: str = IMAGE_AND_TEXT, api_key: str = "",
+                     session: Session | None = None, request: gr.Request | None = None,
+                     progress: gr.Progress = gr.Progress()) -> Outputs:  # noqa: B008
+        """Refine an earlier result by its id: the whole conversation path is sent, then the instruction.
+
+        Returns the new PNG file(s) and a status line per image (turn number, cost, finish reason). The new image
+        is a child of `parent_id`; `count` > 1 makes that many branches from the same turn. Input tokens grow with
+        the path. An unknown id (or, on a public demo, another visitor's) is refused before any call.
+
+        Args:
+            parent_id: the history id of the result to refine (the `id` a result's record gives).
+            instruction: the change to make, e.g. "make it night" or "add a full moon".
+            model: Gemini image model id; "" keeps the parent's model.
+            aspect_ratio: width:height such as "1:1" or "16:9"; "auto" keeps the parent's.
+            size: "512", "1K", "2K" or "4K" as the model offers; "" keeps the parent's.
+            temperature: randomness, 0 to 2 (1.0 by default); lower stays closer to the prompt.
+            top_p: nucleus sampling, 0 to 1 (0.95 by default).
+            top_k: top-k sampling; 0 for the model's default.
+            seed: a number to make results more repeatable (best effort); -1 for none.
+            count: how many branches to make, 1 to 4, as parallel calls (each one is a paid request).
+            output: "Image + text" (the model may add a few words) or "Image only".
+            api_key: your own Gemini API key, used for this request only and never stored; needed on a public demo.
+        """
+        studio = self.studio_for(api_key, request)
+        form = FormSettings(model, aspect_ratio, size, temperature, top_p, top_k, seed, count, output)
+        count = form.image_count()
+        if not 1 <= count <= MAX_UI_COUNT:
+            raise gr.Error(f"The page makes 1 to {MAX_UI_COUNT} images at a time (got {count}); "
+                           "the command line's --count goes higher.")
+        owner = self.owner_of(request)
+        if self.public and owner is None:
+            raise gr.Error("Refining needs a visitor session; reload the page and try again.", print_exception=False)
+        chosen = (model or "").strip() or None
+        with studio_errors(self.public):
+            # All checks (the id and its owner, the instruction, the path's length) before any call.
+            spec = get_model(chosen or self._parent_model(studio, parent_id, owner))
+            plan = await studio.prepare_refine(parent_id=(parent_id or "").strip(), instruction=instruction or "",
+                                               model=chosen, options=form.options(spec), owner=owner)
+        self.count_requests(request, count)
+        progress(0.0, desc=f"Turn {plan.turn}: refining...")
+        outcomes: list[ImageResult | StudioError] = []
+        for number in range(count):  # one branch after another (variations 0, 1, ...): children of one parent
+            branch = replace(plan, request=plan.request.with_variation(plan.request.options.variation + number))
+            try:
+                outcomes.append(await studio.run_refinement(branch, owner=owner, out_dir=self.out_dir(request),
+                                                            on_event=lambda line: progress(0.5, desc=line)))
+            except StudioError as error:
+                outcomes.append(error)
+        results = [outcome for outcome in outcomes if isinstance(outcome, ImageResult)]
+        if not results:
+            failure = next(o for o in outcomes if isinstance(o, StudioError))
+            raise gr.Error(visitor_message(failure, self.public), print_exception=False)
+        session = session if session is not None else Session()
+        session.record(plan.request, (), count, results)
+        progress(1.0, desc="Done")
+        status = run_status(outcomes, lambda error: visitor_message(error, self.public))
+        ids = ", ".join(result.id for result in results if result.id)  # what a next /refine takes
+        return Outputs(list(session.shown), f"Turn {plan.turn} (refines {plan.parent}) · id {ids}\n{status}", session)
+
+    @staticmethod
+    def _parent_model(studio: Studio, parent_id: str, owner: str | None) -> str:
+        """The model of the entry being refined (its options are judged against it), or the default."""
+        try:
+            return studio.conversation_path((parent_id or "").strip(), owner=owner)[-1].model
+        except StudioError:
+            return studio.settings.model  # prepare_refine then says what is wrong with the id
 
     async def new_variation(self, session: Session | None, api_key: str = "", request: gr.Request | None = None,
                             progress: gr.Progress = gr.Progress()) -> Outputs:  # noqa: B008
