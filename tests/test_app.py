@@ -254,9 +254,9 @@ def test_the_readmes_gradio_client_examples_run_as_written(app_url, emu, tmp_pat
     generate, edit, compose = emu.generate_requests
     assert generate.generation_config["imageConfig"] == {"aspectRatio": "16:9"}
     assert edit.images == [photo.read_bytes()] and edit.prompt == "make the sky stormy"
-    assert compose.images == [cat.read_bytes(), hat.read_bytes()] and compose.model == "gemini-3-pro-image-preview"
+    assert compose.images == [cat.read_bytes(), hat.read_bytes()] and compose.model == "gemini-3-pro-image"
     assert compose.generation_config["imageConfig"] == {"imageSize": "2K"}
-    assert "$0.03" in capsys.readouterr().out  # the printed status
+    assert "$0.03" in capsys.readouterr().out  # the printed status (this app runs gemini-2.5-flash-image)
 
 
 # The page's own behaviour, in-process: the session, history and controls the browser tests drive through clicks.
