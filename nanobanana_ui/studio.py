@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from .backends import BackendCapabilities, capabilities_for
 from .cache import CachedEntry, ResultCache
@@ -35,6 +35,9 @@ from .shared_limits import shared_limiter_for
 from .transport import SendObserver
 from .validation import ImageSource, build_request
 from .vertex import VertexAccess, resolve_vertex_access
+
+if TYPE_CHECKING:
+    from .batch.gemini_service import GeminiBatches
 
 __all__ = ["MAX_COUNT", "Backend", "ModelLister", "Studio"]
 
@@ -172,6 +175,13 @@ class Studio:
             self._sender = GuardedSender(self._generate, policy=self.retry_policy, limiter=limiter, budget=budget)
         return self._sender
 
+    @property
+    def gemini_batches(self) -> GeminiBatches:
+        """This data directory's Gemini Batch Mode jobs: list, refresh, fetch, cancel (for the Batch tab)."""
+        from .batch.gemini_service import GeminiBatches
+
+        return GeminiBatches(self)
+
     def usage_today(self) -> DailyUsage:
         """Requests sent today against the budget, today's cost and cache savings (Pacific days)."""
         return self.budget.usage()
@@ -308,7 +318,8 @@ class Studio:
         return replace(result, sources=tuple(Source.from_dict(s) for s in entry.sources),
                        search_entry_point=entry.search_entry_point)
 
-    def _keep(self, request: ImageRequest, reply: BackendReply, out_dir: Path, started: float) -> ImageResult:
+    def _keep(self, request: ImageRequest, reply: BackendReply, out_dir: Path, started: float,
+              price_factor: float = 1.0) -> ImageResult:
         for data, _ in reply.images:  # an unreadable image must fail here, before it is cached
             dimensions(data)
         # The emulator's placeholders are free: its token counts say what Gemini would have charged, not a cost.
@@ -316,6 +327,8 @@ class Studio:
         spec = get_model(request.model)
         searched = 0.0 if self.offline else search_cost(spec, reply.search_queries)
         tokens = 0.0 if self.offline else cost_from_usage(spec, reply.usage)
+        if tokens is not None and price_factor != 1.0:  # Gemini Batch Mode: a share of the interactive token price
+            tokens = tokens * price_factor
         cost = None if tokens is None else round(tokens + searched, 6)
         # Cached as saved (provenance included), so the saved files and the cache share one copy of the bytes.
         marked = [(with_provenance(data, mime, request, reply.text, reply.finish_reason), mime)
@@ -337,6 +350,22 @@ class Studio:
     def save_thoughts(self, result: ImageResult, *, out_dir: Path | None = None) -> tuple[Path, ...]:
         """Write a result's thought images to OUT/thoughts/ (never beside the outputs, never in the history)."""
         return save_thought_images(result, (out_dir or self.settings.output_dir) / "thoughts")
+
+    def keep_batch_reply(self, request: ImageRequest, reply: BackendReply, *, out_dir: Path,
+                         price_factor: float) -> ImageResult:
+        """Keep one Gemini Batch Mode answer as `run` keeps an interactive one (cache, saved files, history, meter).
+
+        Blocking (disk work): call it from a worker thread. The cost is `price_factor` times the interactive price.
+        An unreadable image raises BadResponseError before anything is kept.
+        """
+        result = self._keep(request, reply, out_dir, time.perf_counter(), price_factor)
+        if not self.offline and result.cost_usd:
+            self.budget.add_cost(result.cost_usd)
+        try:
+            self.history.record_result(result)
+        except Exception as exc:  # noqa: BLE001 - the image is made and saved; only its history line is lost
+            log.warning("could not record the request in the history: %s: %s", type(exc).__name__, exc)
+        return result
 
     async def run_variations(self, request: ImageRequest, count: int, *,
                              on_result: Callable[[ImageResult | StudioError], None] | None = None,
