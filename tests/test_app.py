@@ -274,6 +274,7 @@ ELEM_IDS = {  # the browser tests' locators: keep them stable
     "history-export-file", "pnginfo-tab", "pnginfo-image", "pnginfo-preview", "pnginfo-message", "pnginfo-text",
     "pnginfo-use-button", "batch-tab", "batch-file", "batch-text", "batch-estimate-button", "batch-plan",
     "batch-run-button", "batch-cancel-button", "batch-progress", "batch-gallery", "batch-summary", "batch-zip",
+    "keep-metadata", "vertex-options", "output-format", "jpeg-quality", "person-generation",
 }
 
 
@@ -321,6 +322,9 @@ def test_page_has_the_stable_elem_ids_and_no_banner_with_a_key(app_url):
     assert set(ids) == ELEM_IDS  # no offline banner: this app has a key
     assert ids["out-gallery"]["format"] == "png"
     assert [value for _, value in ids["size"]["choices"]] == ["1K"]  # the default model is 1K-only
+    # The Gemini API has no output format or person generation: hidden; the keep-metadata box is everyone's.
+    assert [ids[name]["visible"] for name in ("vertex-options", "output-format", "jpeg-quality",
+                                             "person-generation", "keep-metadata")] == [False] * 4 + [True]
 
 
 def test_model_change_redraws_the_controls_from_the_model():

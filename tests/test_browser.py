@@ -521,3 +521,35 @@ def test_history_tab_downloads_deletes_after_a_second_click_and_exports(page, ea
     expect(info).to_contain_text(re.compile(r"Page 1 of 2 · (26|27) entries match"))
     page.locator("#history-export").click()
     expect(page.locator("#history-export-file")).to_contain_text(re.compile(r"nanobanana-history-.*\.zip"))
+
+
+# Private inputs: the Advanced checkbox, the Vertex-only controls, PNG Info's privacy line.
+
+
+def test_keep_photo_metadata_checkbox_and_png_info_names_the_personal_fields(studio, emu, tmp_path):
+    from test_privacy import OWNER, SERIAL, has_gps, photo
+
+    source = tmp_path / "holiday.jpg"
+    source.write_bytes(photo())
+    studio.locator("#advanced").get_by_role("button", name="Advanced").click()
+    box = studio.locator("#keep-metadata input[type=checkbox]")
+    expect(box).not_to_be_checked()
+    for elem_id in ("output-format", "jpeg-quality", "person-generation"):  # the Gemini API has none of them
+        expect(studio.locator(f"#{elem_id}")).to_have_count(0)
+    studio.locator("#edit-tab-button").click()
+    studio.locator("#edit-image input[type=file]").set_input_files(source)
+    expect(studio.locator("#edit-image img")).to_be_visible()
+    studio.locator("#edit-prompt textarea").fill("make it sunny")
+    studio.locator("#edit-button").click()
+    wait_for_history(studio, 1)
+    box.check()
+    studio.locator("#edit-button").click()
+    wait_for_history(studio, 2)
+    stripped, kept = emu.generate_requests
+    assert not has_gps(stripped.images[0]) and kept.images == [source.read_bytes()]
+    studio.locator("#pnginfo-tab-button").click()
+    studio.locator("#pnginfo-image input[type=file]").set_input_files(source)
+    message = studio.locator("#pnginfo-message")
+    expect(message).to_contain_text("holds personal metadata that is removed before it is sent")
+    expect(message).to_contain_text("EXIF:GPSLatitude")
+    assert SERIAL not in message.inner_text() and OWNER not in message.inner_text()

@@ -2,6 +2,10 @@
 
 Layout, wiring and handlers are here; the restored values are the shared actions' form values (actions.py).
 
+It also says which personal metadata (GPS, serials, owner names) was taken off the inputs of an image this app made,
+or, for a photo from elsewhere, which personal fields it holds that would be taken off before sending: names only,
+never values (privacy.py).
+
 The image arrives through a gr.File, so these are the exact bytes the visitor dropped: gr.Image would re-encode it
 (webp by default) and drop the PNG text chunks this reads.
 """
@@ -14,9 +18,11 @@ from typing import Any
 import gradio as gr
 
 from ..pngmeta import ImageInfo, read_image_info
+from ..privacy import personal_fields, stripped_inputs
+from . import text
 from .actions import StudioForm, form_values, no_change, refusals_as_warnings, refuse
 
-__all__ = ["EMPTY", "MAX_BYTES", "PngInfo", "PngInfoTab"]
+__all__ = ["EMPTY", "MAX_BYTES", "PngInfo", "PngInfoTab", "describe", "privacy_note"]
 
 PRIVATE: dict[str, Any] = {"api_visibility": "private"}
 
@@ -37,6 +43,26 @@ def describe(info: ImageInfo) -> str:
     return f"{info.message} *Use these settings* restores: {restored}.{inputs}"
 
 
+def _names(fields: tuple[str, ...]) -> str:
+    return ", ".join(text.plain(name) for name in fields)  # names come from the file: shown as typed
+
+
+def privacy_note(info: ImageInfo, data: bytes) -> str:
+    """Which personal fields were stripped from an app-made image's inputs, or which a dropped photo holds that
+    would be stripped before sending ("" when none); field names only, never their values."""
+    if info.source == "nanobanana":
+        stripped = stripped_inputs(info.request)
+        if not stripped:
+            return ""
+        inputs = "; ".join(f"{text.plain(name)}: {_names(fields)}" for name, fields in stripped)
+        return f"Personal metadata removed from its inputs before they were sent: {inputs}."
+    fields = personal_fields(data)
+    if not fields:
+        return ""
+    return (f"This image holds personal metadata that is removed before it is sent for editing (unless *Keep photo "
+            f"metadata* is on): {_names(fields)}.")
+
+
 class PngInfo:
     """The tab's work: read a dropped file; the restorable settings travel in a gr.State between its events."""
 
@@ -54,7 +80,8 @@ class PngInfo:
         data = file.read_bytes()
         info = read_image_info(data, file.name)
         shown = path if data.startswith(_PREVIEWABLE) or data[8:12] == b"WEBP" else None
-        return describe(info), info.parameters or "", {"settings": info.settings, "source": info.source}, shown
+        message = "\n\n".join(filter(None, [describe(info), privacy_note(info, data)]))
+        return message, info.parameters or "", {"settings": info.settings, "source": info.source}, shown
 
     def use(self, found: dict | None, current_model: str) -> dict[str, Any]:
         """Form values (by field name) from the inspected image's settings; switches to the Studio's right tab."""

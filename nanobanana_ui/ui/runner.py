@@ -20,6 +20,7 @@ from ..request import ImageRequest, ImageResult, Mode
 from ..studio import Studio
 from ..visitors import KeyRing, VisitorLimits
 from .controls import AUTO, IMAGE_AND_TEXT, MAX_UI_COUNT, FormSettings, gallery_paths
+from .extras import PageExtras
 from .session import Session
 from .text import PUBLIC_METER, daily_meter, run_status
 
@@ -125,7 +126,8 @@ class Runner:
                        temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1,
                        count: int = 1, output: str = IMAGE_AND_TEXT, api_key: str = "", session: Session | None = None,
                        request: gr.Request | None = None,
-                       progress: gr.Progress = gr.Progress()) -> Outputs:  # noqa: B008 (how Gradio asks for it)
+                       progress: gr.Progress = gr.Progress(),  # noqa: B008 (how Gradio asks for it)
+                       *, extras: PageExtras | None = None) -> Outputs:
         """Make new images from a text description with Gemini; returns the PNG files and a status line per image.
 
         The status gives the cost (or "cached · $0" when the same request was answered before), the finish reason
@@ -145,12 +147,14 @@ class Runner:
             api_key: your own Gemini API key, used for this request only and never stored; needed on a public demo.
         """
         form = FormSettings(model, aspect_ratio, size, temperature, top_p, top_k, seed, count, output)
-        return await self._make(Mode.GENERATE, prompt, (), form, session, progress, api_key, request)
+        return await self._make(Mode.GENERATE, prompt, (), form, session, progress, api_key, request,
+                                extras)
 
     async def edit(self, image: str | None, prompt: str, model: str = "", aspect_ratio: str = AUTO, size: str = "",
                    temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1, count: int = 1,
                    output: str = IMAGE_AND_TEXT, api_key: str = "", session: Session | None = None,
-                   request: gr.Request | None = None, progress: gr.Progress = gr.Progress()) -> Outputs:  # noqa: B008
+                   request: gr.Request | None = None, progress: gr.Progress = gr.Progress(),  # noqa: B008
+                   *, extras: PageExtras | None = None) -> Outputs:
         """Edit one image as the prompt says (change, add or remove things, restyle); returns the new PNG files.
 
         Each result comes with a status line: cost (or "cached · $0"), finish reason and the model's words.
@@ -170,13 +174,15 @@ class Runner:
             api_key: your own Gemini API key, used for this request only and never stored; needed on a public demo.
         """
         form = FormSettings(model, aspect_ratio, size, temperature, top_p, top_k, seed, count, output)
-        return await self._make(Mode.EDIT, prompt, (image,) if image else (), form, session, progress, api_key, request)
+        return await self._make(Mode.EDIT, prompt, (image,) if image else (), form, session, progress, api_key, request,
+                                extras)
 
     async def compose(self, images: list | None, prompt: str, model: str = "", aspect_ratio: str = AUTO,
                       size: str = "", temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1,
                       count: int = 1, output: str = IMAGE_AND_TEXT, api_key: str = "",
                       session: Session | None = None, request: gr.Request | None = None,
-                      progress: gr.Progress = gr.Progress()) -> Outputs:  # noqa: B008
+                      progress: gr.Progress = gr.Progress(),  # noqa: B008
+                      *, extras: PageExtras | None = None) -> Outputs:
         """Make one image from several input images as the prompt says; returns the new PNG files.
 
         For example a product placed into a scene, or a person wearing a given outfit. Each result comes with a
@@ -197,7 +203,8 @@ class Runner:
             api_key: your own Gemini API key, used for this request only and never stored; needed on a public demo.
         """
         form = FormSettings(model, aspect_ratio, size, temperature, top_p, top_k, seed, count, output)
-        return await self._make(Mode.COMPOSE, prompt, gallery_paths(images), form, session, progress, api_key, request)
+        return await self._make(Mode.COMPOSE, prompt, gallery_paths(images), form, session, progress, api_key, request,
+                                extras)
 
     async def refine(self, parent_id: str, instruction: str, model: str = "", aspect_ratio: str = AUTO,
                      size: str = "", temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1,
@@ -280,7 +287,7 @@ class Runner:
 
     async def _make(self, mode: Mode, prompt: str | None, inputs: tuple[str, ...], form: FormSettings,
                     session: Session | None, progress: gr.Progress, api_key: str = "",
-                    request: gr.Request | None = None) -> Outputs:
+                    request: gr.Request | None = None, extras: PageExtras | None = None) -> Outputs:
         studio = self.studio_for(api_key, request)  # first: without a key, nothing else happens
         count = form.image_count()
         if not 1 <= count <= MAX_UI_COUNT:
@@ -289,8 +296,11 @@ class Runner:
         model = form.model_id(self.studio.settings.model)
         with studio_errors(self.public):
             # Everything that can be checked is checked here, before any call (prompt, images, options, limits).
+            # The page's extras (keep metadata, Vertex output controls); an API call's request uses the setting.
+            options = form.options(get_model(model))
             image_request = studio.build_request(mode, prompt or "", inputs, model=model,
-                                                 options=form.options(get_model(model)))
+                                                 options=extras.apply(options) if extras else options,
+                                                 keep_metadata=extras.keep_metadata if extras else None)
         return await self.run(image_request, inputs, count, session if session is not None else Session(), progress,
                               owner=self.owner_of(request), studio=studio, visitor=request)
 

@@ -30,6 +30,7 @@ from .controls import (
     size_choices,
     size_value,
 )
+from .extras import ExtraControls
 from .runner import Outputs, Runner
 from .session import Session
 
@@ -85,6 +86,8 @@ class StudioTab:
     def __init__(self, runner: Runner, default_model: str) -> None:
         self.runner, self.default_model = runner, default_model
         self.spec: ModelSpec = get_model(default_model)
+        studio = runner.studio
+        self.extras = ExtraControls(studio.capabilities, studio.settings.keep_metadata)
 
     # -- layout ----------------------------------------------------------------------------------------------
 
@@ -171,6 +174,7 @@ class StudioTab:
                                        label="Number of images (parallel calls)", elem_id="count")
                 self.output = gr.Radio(list(OUTPUT_CHOICES), value=IMAGE_AND_TEXT, label="Output",
                                        elem_id="output-mode")
+                self.extras.layout()  # keep photo metadata; Vertex AI's output controls (hidden elsewhere)
 
     def _session_panel(self) -> None:
         gr.Markdown("## This session")
@@ -224,7 +228,7 @@ class StudioTab:
             (self.compose_button, self.compose, [self.compose_images, self.compose_prompt]),
         ):
             button.click(None, None, None, js=SCROLL_TO_RESULT, **PRIVATE)
-            button.click(handler, [*inputs, *settings, *tail], self.run_outputs, **runs).then(
+            button.click(handler, [*inputs, *settings, *tail, *self.extras.inputs], self.run_outputs, **runs).then(
                 self.runner.meter, None, self.meter, **PRIVATE)  # failures count against the budget too
         self.variation_button.click(None, None, None, js=SCROLL_TO_RESULT, **PRIVATE)
         self.variation_button.click(self.new_variation, [self.session, self.api_key], self.run_outputs,
@@ -264,35 +268,44 @@ class StudioTab:
 
     async def generate(self, prompt: str, model: str, aspect_ratio: str, size: str, temperature: float,
                        top_p: float, top_k: int, seed: int, count: int, output: str, api_key: str,
-                       session: Session | None, request: gr.Request,
+                       session: Session | None, keep_metadata: bool, output_format: str, jpeg_quality: float,
+                       person_generation: str, request: gr.Request,
                        progress: gr.Progress = gr.Progress()) -> Any:  # noqa: B008 (how Gradio asks for it)
         """Generate clicked: run it, or say why not in a toast (the page keeps what it showed)."""
         with refusals_as_warnings():
             return self.shown(await self.runner.generate(prompt, model, aspect_ratio, size, temperature, top_p,
                                                          top_k, seed, count, output, api_key, session, request,
-                                                         progress))
+                                                         progress, extras=self.extras.values(
+                                                             keep_metadata, output_format, jpeg_quality,
+                                                             person_generation)))
         return no_change()
 
     async def edit(self, image: str | None, prompt: str, model: str, aspect_ratio: str, size: str,
                    temperature: float, top_p: float, top_k: int, seed: int, count: int, output: str, api_key: str,
-                   session: Session | None, request: gr.Request,
+                   session: Session | None, keep_metadata: bool, output_format: str, jpeg_quality: float,
+                   person_generation: str, request: gr.Request,
                    progress: gr.Progress = gr.Progress()) -> Any:  # noqa: B008
         """Edit clicked: run it, or say why not in a toast."""
         with refusals_as_warnings():
             return self.shown(await self.runner.edit(image, prompt, model, aspect_ratio, size, temperature, top_p,
                                                      top_k, seed, count, output, api_key, session, request,
-                                                     progress))
+                                                     progress, extras=self.extras.values(
+                                                         keep_metadata, output_format, jpeg_quality,
+                                                         person_generation)))
         return no_change()
 
     async def compose(self, images: list[Any] | None, prompt: str, model: str, aspect_ratio: str, size: str,
                       temperature: float, top_p: float, top_k: int, seed: int, count: int, output: str,
-                      api_key: str, session: Session | None, request: gr.Request,
+                      api_key: str, session: Session | None, keep_metadata: bool, output_format: str,
+                      jpeg_quality: float, person_generation: str, request: gr.Request,
                       progress: gr.Progress = gr.Progress()) -> Any:  # noqa: B008
         """Compose clicked: run it, or say why not in a toast."""
         with refusals_as_warnings():
             return self.shown(await self.runner.compose(images, prompt, model, aspect_ratio, size, temperature,
                                                         top_p, top_k, seed, count, output, api_key, session,
-                                                        request, progress))
+                                                        request, progress, extras=self.extras.values(
+                                                            keep_metadata, output_format, jpeg_quality,
+                                                            person_generation)))
         return no_change()
 
     async def new_variation(self, session: Session | None, api_key: str, request: gr.Request,
