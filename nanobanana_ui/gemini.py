@@ -62,10 +62,10 @@ class BackendReply:
 
 
 def build_contents(request: ImageRequest) -> list[Any]:
-    """The user turn: the prompt verbatim as the first part, then each input image inline, in order."""
+    """The user turn: the prompt verbatim (a region edit's with its framing) first, then each input image inline."""
     from google.genai import types
 
-    parts = [types.Part.from_text(text=request.prompt)]
+    parts = [types.Part.from_text(text=request.model_prompt())]
     parts += [types.Part.from_bytes(data=image.data, mime_type=image.mime_type) for image in request.images]
     return [types.Content(role="user", parts=parts)]
 

@@ -21,7 +21,7 @@ from .errors import ImageInputError
 
 __all__ = [
     "MAX_INLINE_BYTES", "MAX_REQUEST_BYTES", "MAX_SIDE", "MAX_SOURCE_PIXELS", "InputImage",
-    "check_request_size", "image_size", "load_input_image", "load_input_path",
+    "check_request_size", "image_size", "load_input_image", "load_input_path", "open_oriented",
 ]
 
 
@@ -114,6 +114,15 @@ def image_size(data: bytes) -> tuple[int, int]:
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         with _open(bytes(data), "image") as im:
             return im.size
+
+
+def open_oriented(data: bytes, name: str = "image") -> Image.Image:
+    """Decode an image's first frame fully, upright by its EXIF orientation, at full size and in its own mode."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        im = _open(bytes(data), name or "image")
+        _decode(im, name or "image")
+        return ImageOps.exif_transpose(im) if _orientation(im) != 1 else im
 
 
 def _open(data: bytes, name: str) -> Image.Image:

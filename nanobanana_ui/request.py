@@ -7,8 +7,12 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .images import InputImage
+
+if TYPE_CHECKING:
+    from .regions import Region
 
 __all__ = ["GeneratedImage", "ImageOptions", "ImageRequest", "ImageResult", "Mode", "Usage"]
 
@@ -50,6 +54,7 @@ class ImageRequest:
     prompt: str
     images: tuple[InputImage, ...] = ()
     options: ImageOptions = field(default_factory=ImageOptions)
+    region: Region | None = None  # a masked edit or an extend: what is sent is a crop or canvas of `region.source`
 
     def cache_key(self) -> str:
         """A stable digest of everything that shapes the answer (never the API key)."""
@@ -61,6 +66,8 @@ class ImageRequest:
             "images": [image.sha256 for image in self.images],
             "options": self.options.to_dict(),
         }
+        if self.region is not None:  # the original, the mask's hash, the crop and the feather (or ratio and anchor)
+            canonical["region"] = self.region.cache_part()
         blob = json.dumps(canonical, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
@@ -70,11 +77,18 @@ class ImageRequest:
 
     def describe(self) -> dict:
         """JSON-able summary of the request (no image bytes, no key)."""
-        return {
+        described: dict[str, Any] = {
             "mode": self.mode.value, "model": self.model, "prompt": self.prompt,
             "images": [{"name": i.name, "sha256": i.sha256, "mime_type": i.mime_type} for i in self.images],
             "options": self.options.to_dict(),
         }
+        if self.region is not None:
+            described["region"] = self.region.describe()
+        return described
+
+    def model_prompt(self) -> str:
+        """The text sent to the model: the prompt verbatim, or for a region edit the prompt with how to read it."""
+        return self.prompt if self.region is None else self.region.model_prompt(self.prompt)
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from .cache import CachedEntry, ResultCache
 from .config import Settings
@@ -24,6 +24,8 @@ from .history import HistoryStore
 from .limits import DailyBudget, DailyUsage, shared_rate_limiter
 from .models import get_model
 from .outputs import dimensions, save_images, with_provenance
+from .region_blend import blend_answer
+from .regions import build_region_request
 from .request import ImageOptions, ImageRequest, ImageResult, Mode, Usage
 from .retry import RetryPolicy
 from .sending import EventSink, GuardedSender
@@ -128,17 +130,36 @@ class Studio:
         return self.budget.usage()
 
     def build_request(self, mode: Mode, prompt: str, images: Sequence[ImageSource] = (), *,
-                      model: str | None = None, options: ImageOptions | None = None) -> ImageRequest:
-        """Validate everything that can be checked before a call, and build the request."""
-        return build_request(mode, prompt, images, model=model or self.settings.model, options=options)
+                      model: str | None = None, options: ImageOptions | None = None,
+                      mask: ImageSource | None = None, feather: int | None = None, extend_to: str | None = None,
+                      anchor: str | None = None) -> ImageRequest:
+        """Validate everything that can be checked before a call, and build the request.
+
+        With `mask` (white = the region) or `extend_to` (a ratio; `anchor` center/left/right/top/bottom), an edit
+        becomes a region edit: a crop or a larger canvas is sent, and the answer is blended back (regions.py).
+        """
+        if mask is None and extend_to is None and feather is None and anchor is None:
+            return build_request(mode, prompt, images, model=model or self.settings.model, options=options)
+        if mode is not Mode.EDIT or len(images) != 1:
+            raise InputError("A mask, feather, extend-to or anchor applies to an edit of one image only.")
+        return build_region_request(images[0], prompt, model=model or self.settings.model, options=options,
+                                    mask=mask, feather=feather, extend_to=extend_to, anchor=anchor)
 
     async def generate(self, prompt: str, **kwargs) -> ImageResult:
         """Text to image. Keywords: model, options, use_cache, out_dir, owner."""
         return await self._build_and_run(Mode.GENERATE, prompt, (), **kwargs)
 
-    async def edit(self, image: ImageSource, prompt: str, **kwargs) -> ImageResult:
-        """One image plus an instruction. Keywords: model, options, use_cache, out_dir, owner."""
-        return await self._build_and_run(Mode.EDIT, prompt, (image,), **kwargs)
+    async def edit(self, image: ImageSource, prompt: str, *, mask: ImageSource | None = None,
+                   feather: int | None = None, extend_to: str | None = None, anchor: str | None = None,
+                   **kwargs: Any) -> ImageResult:
+        """One image plus an instruction; with `mask` or `extend_to`, a region edit (see build_request).
+
+        Other keywords: model, options, use_cache, out_dir, on_event, owner.
+        """
+        model, options = kwargs.pop("model", None), kwargs.pop("options", None)
+        request = self.build_request(Mode.EDIT, prompt, (image,), model=model, options=options, mask=mask,
+                                     feather=feather, extend_to=extend_to, anchor=anchor)
+        return await self.run(request, **kwargs)
 
     async def compose(self, images: Sequence[ImageSource], prompt: str, **kwargs) -> ImageResult:
         """Several images plus an instruction. Keywords: model, options, use_cache, out_dir, owner."""
@@ -207,6 +228,9 @@ class Studio:
     def _keep(self, request: ImageRequest, reply: BackendReply, out_dir: Path, started: float) -> ImageResult:
         for data, _ in reply.images:  # an unreadable image must fail here, before it is cached
             dimensions(data)
+        if request.region is not None:  # the answer is a crop or canvas: put it back into the original
+            reply = replace(reply, images=tuple((blend_answer(request.region, data), "image/png")
+                                                for data, _ in reply.images))
         # The emulator's placeholders are free: its token counts say what Gemini would have charged, not a cost.
         cost = 0.0 if self.offline else cost_from_usage(get_model(request.model), reply.usage)
         # Cached as saved (provenance included), so the saved files and the cache share one copy of the bytes.
