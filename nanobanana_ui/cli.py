@@ -18,6 +18,7 @@ from .cli_batch import add_batch_parser, run_batch_command
 from .config import load_settings
 from .errors import InputError, StudioError
 from .models import get_model, known_models
+from .regions import ANCHORS, DEFAULT_FEATHER
 from .request import ImageOptions, ImageResult, Mode
 
 if TYPE_CHECKING:
@@ -59,6 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
     edit = commands.add_parser("edit", parents=[shared], help="change an image with an instruction")
     edit.add_argument("image", type=Path)
     edit.add_argument("prompt")
+    region = edit.add_argument_group("region edit (the rest of the image stays byte-identical)")
+    region.add_argument("--mask", type=Path, metavar="MASK.png",
+                        help="change only the white area of this image (same size as IMAGE; thresholded at 50%%)")
+    region.add_argument("--feather", type=int, metavar="PX",
+                        help=f"with --mask: blend over this many pixels outside the mask (default {DEFAULT_FEATHER})")
+    region.add_argument("--extend-to", metavar="RATIO", help="extend the canvas to this aspect ratio, e.g. 16:9")
+    region.add_argument("--anchor", choices=ANCHORS,
+                        help="with --extend-to: where the original sits on the new canvas (default center)")
     compose = commands.add_parser("compose", parents=[shared], help="combine several images with an instruction")
     compose.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
     compose.add_argument("--prompt", required=True)
@@ -86,6 +95,7 @@ def _image_records(result: ImageResult) -> list[dict]:
         "tokens": {"prompt": result.usage.prompt_tokens, "output": result.usage.output_tokens,
                    "total": result.usage.total_tokens},
         "elapsed_s": round(result.elapsed_s, 3), "id": result.id,
+        **({"region": request.region.describe()} if request.region is not None else {}),
     } for image in result.images]
 
 
@@ -112,7 +122,8 @@ async def _run(args: argparse.Namespace) -> int:
         mode = Mode(args.command)
         images = {Mode.GENERATE: (), Mode.EDIT: (getattr(args, "image", None),),
                   Mode.COMPOSE: tuple(getattr(args, "images", ()))}[mode]
-        request = studio.build_request(mode, args.prompt, images, model=args.model, options=options)
+        region = {name: getattr(args, name, None) for name in ("mask", "feather", "extend_to", "anchor")}
+        request = studio.build_request(mode, args.prompt, images, model=args.model, options=options, **region)
         outcomes = await studio.run_variations(request, args.count, use_cache=not args.no_cache, out_dir=args.out,
                                                on_event=lambda line: print(line, file=sys.stderr, flush=True))
     finally:
@@ -152,6 +163,7 @@ def _history_record(entry: HistoryEntry) -> dict:
         "prompt": entry.prompt, "paths": [str(image.path) for image in entry.images], "cost_usd": entry.cost_usd,
         "cached": entry.cached, "finish_reason": entry.finish_reason, "text": entry.text, "tokens": entry.tokens,
         "elapsed_s": entry.elapsed_s, "options": entry.options, "error": entry.error, "error_type": entry.error_type,
+        **({"region": entry.region} if entry.region else {}),
     }
 
 

@@ -47,6 +47,7 @@ _OURS = {"Model": ("model", str), "Mode": ("mode", str), "Aspect ratio": ("aspec
          "Top-k": ("top_k", int), "Seed": ("seed", int)}
 _OPTION_KEYS = {"aspect_ratio": (str,), "size": (str,), "temperature": (int, float), "top_p": (int, float),
                 "top_k": (int,), "seed": (int,)}
+_REGION_KEYS = {"feather": (int,), "extend_to": (str,), "anchor": (str,), "mask_sha256": (str,)}  # region edits
 _NO_PARAMETERS = "This image has no generation parameters (it may have been saved by a tool that strips metadata)."
 
 
@@ -72,6 +73,12 @@ def provenance_chunks(request: ImageRequest, *, text: str = "", finish_reason: s
     pairs = [("Model", request.model), ("Mode", request.mode.value), ("Aspect ratio", o.aspect_ratio),
              ("Size", o.size), ("Temperature", o.temperature), ("Top-p", o.top_p), ("Top-k", o.top_k),
              ("Seed", o.seed), ("Variation", o.variation), ("Input images", len(request.images) or None)]
+    if request.region is not None:  # what a region edit adds: the mask's hash, crop box and feather, or the extend
+        region = request.region.describe()
+        pairs += [("Region", region["kind"]), ("Mask sha256", region.get("mask_sha256")),
+                  ("Crop box", ",".join(map(str, region["crop_box"])) if "crop_box" in region else None),
+                  ("Extend to", region.get("extend_to")), ("Anchor", region.get("anchor")),
+                  ("Feather", region["feather"])]
     line = ", ".join(f"{k}: {_quote(str(v))}" for k, v in pairs if v is not None)
     record = {"version": 1, "app": APP_NAME, "request": request.describe(), "text": text,
               "finish_reason": finish_reason}
@@ -270,6 +277,8 @@ def _interpret(texts: dict[str, str]) -> ImageInfo:
         settings = {k: req[k] for k in ("prompt", "mode", "model") if isinstance(req.get(k), str)}
         options = req.get("options") if isinstance(req.get("options"), dict) else {}
         settings.update({k: options[k] for k, kinds in _OPTION_KEYS.items() if type(options.get(k)) in kinds})
+        region = req.get("region") if isinstance(req.get("region"), dict) else {}
+        settings.update({k: region[k] for k, kinds in _REGION_KEYS.items() if type(region.get(k)) in kinds})
         when = f" on {record['created'][:10]}" if isinstance(record.get("created"), str) else ""
         return ImageInfo(parameters, record, settings, "nanobanana",
                          f"Made by {APP_NAME} with {settings.get('model', 'an unknown model')}{when}.")

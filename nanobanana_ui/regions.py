@@ -173,10 +173,10 @@ def build_region_request(image: ImageSourceLike, prompt: str, *, model: str, opt
     if mask is not None and extend_to is not None:
         raise InputError("A mask and extend-to cannot be combined in one edit: extend the canvas first, then edit "
                          "the result with a mask.")
-    if mask is None and extend_to is None:
-        raise InputError("A region edit needs a mask (the region to change) or a ratio to extend the canvas to.")
     if anchor is not None and extend_to is None:
         raise InputError("The anchor only applies when extending the canvas: add extend-to, or leave the anchor out.")
+    if mask is None and extend_to is None:
+        raise InputError("The feather applies to a region edit: add a mask (the region to change) or extend-to.")
     if anchor is not None and anchor not in ANCHORS:
         raise InputError(f"Unknown anchor {anchor!r}: choose one of {', '.join(ANCHORS)}.")
     feather = DEFAULT_FEATHER if feather is None else feather

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from itertools import chain
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,10 +19,12 @@ class Problems:
     broken: list[tuple[str, int, Path, str]] = field(default_factory=list)  # entry id, position, path, why
     orphans: list[Path] = field(default_factory=list)
     temps: list[Path] = field(default_factory=list)
+    inputs: list[tuple[str, str, Path, str]] = field(default_factory=list)  # kept inputs: entry id, role, path, why
 
     def lines(self) -> list[str]:
         """One human-readable line per problem."""
         return ([f"entry {entry_id}: image {number + 1} {why}: {path}" for entry_id, number, path, why in self.broken]
+                + [f"entry {entry_id}: its {role} {why}: {path}" for entry_id, role, path, why in self.inputs]
                 + [f"orphan file (no entry uses it): {path}" for path in self.orphans]
                 + [f"leftover temporary file: {path}" for path in self.temps])
 
@@ -43,6 +46,16 @@ def find_problems(db: sqlite3.Connection, files: ImageFiles) -> Problems:
             problems.broken.append((entry_id, position, path, "file is missing"))
         elif digests[path] != sha:
             problems.broken.append((entry_id, position, path, "bytes do not match their sha256"))
+    for entry_id, role, sha, mime in db.execute(
+            "SELECT entry_id, role, sha256, mime_type FROM inputs ORDER BY entry_id, role"):
+        path = files.path_for(sha, mime)  # an input an entry keeps (a region edit's mask), checked the same way
+        wanted.add(path)
+        if path not in digests:
+            digests[path] = sha256_file(path) if path.is_file() else ""
+        if not digests[path]:
+            problems.inputs.append((entry_id, role, path, "file is missing"))
+        elif digests[path] != sha:
+            problems.inputs.append((entry_id, role, path, "bytes do not match their sha256"))
     for path in files.all_files():
         if path.name.startswith(TEMP_PREFIX):
             problems.temps.append(path)
@@ -59,9 +72,12 @@ def repair(db: sqlite3.Connection, files: ImageFiles) -> list[str]:
     orphans and temp files; returns one line per fix."""
     problems = find_problems(db, files)
     done = []
-    if problems.broken:
+    if problems.broken or problems.inputs:
         db.execute("BEGIN IMMEDIATE")
         try:
+            for entry_id, role, _, why in problems.inputs:  # the entry stays; it just cannot be re-run as it was
+                db.execute("DELETE FROM inputs WHERE entry_id = ? AND role = ?", (entry_id, role))
+                done.append(f"entry {entry_id}: dropped its {role} ({why}); entry kept")
             for entry_id, position, _, why in problems.broken:
                 db.execute("DELETE FROM images WHERE entry_id = ? AND position = ?", (entry_id, position))
                 db.execute("UPDATE entries SET error = 'image file missing', error_type = 'MissingImage' "
@@ -71,7 +87,7 @@ def repair(db: sqlite3.Connection, files: ImageFiles) -> list[str]:
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        for _, _, path, why in problems.broken:  # an altered file is no longer that digest's bytes
+        for _, _, path, why in chain(problems.broken, problems.inputs):  # altered: no longer that digest's bytes
             if why != "file is missing" and path.is_file():
                 path.unlink()
                 done.append(f"removed altered file {path}")

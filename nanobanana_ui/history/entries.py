@@ -43,6 +43,7 @@ class HistoryEntry:
     error: str | None
     error_type: str | None
     owner: str | None
+    region: dict | None = None  # a region edit's description (kind, mask_sha256, crop_box, feather, extend_to, ...)
 
     @property
     def ok(self) -> bool:
@@ -58,7 +59,8 @@ def entry_from_row(row: sqlite3.Row, images: tuple[HistoryImage, ...]) -> Histor
         images=images, text=row["text"], finish_reason=row["finish_reason"],
         tokens={"prompt": row["prompt_tokens"], "output": row["output_tokens"], "total": row["total_tokens"]},
         cost_usd=row["cost_usd"], cached=bool(row["cached"]), elapsed_s=row["elapsed_s"], error=row["error"],
-        error_type=row["error_type"], owner=row["owner"])
+        error_type=row["error_type"], owner=row["owner"],
+        region=json.loads(row["region"]) if row["region"] else None)
 
 
 def manifest_record(entry: HistoryEntry, files: list[str]) -> dict:
@@ -70,5 +72,5 @@ def manifest_record(entry: HistoryEntry, files: list[str]) -> dict:
                     "height": image.height} for name, image in zip(files, entry.images, strict=True)],
         "text": entry.text, "finish_reason": entry.finish_reason, "tokens": entry.tokens,
         "cost_usd": entry.cost_usd, "cached": entry.cached, "elapsed_s": entry.elapsed_s, "error": entry.error,
-        "error_type": entry.error_type,
+        "error_type": entry.error_type, **({"region": entry.region} if entry.region else {}),
     }

@@ -10,7 +10,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-__all__ = ["MIGRATIONS", "has_fts", "m001_initial", "m002_prompt_search", "migrate", "schema_version"]
+__all__ = ["MIGRATIONS", "has_fts", "m001_initial", "m002_prompt_search", "m003_region_inputs", "migrate",
+           "schema_version"]
 
 
 def m001_initial(db: sqlite3.Connection) -> None:
@@ -76,7 +77,21 @@ def m002_prompt_search(db: sqlite3.Connection) -> None:
     db.execute("INSERT INTO entries_fts (entries_fts) VALUES ('rebuild')")
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial, m002_prompt_search)
+def m003_region_inputs(db: sqlite3.Connection) -> None:
+    """Region edits: the region's description (JSON) on each entry, and the input files an entry keeps (its mask)."""
+    db.execute("ALTER TABLE entries ADD COLUMN region TEXT")
+    db.execute("""
+        CREATE TABLE inputs (
+            entry_id TEXT NOT NULL REFERENCES entries (id) ON DELETE CASCADE,
+            role TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            mime_type TEXT NOT NULL,
+            PRIMARY KEY (entry_id, role)
+        )""")
+    db.execute("CREATE INDEX inputs_sha256 ON inputs (sha256)")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial, m002_prompt_search, m003_region_inputs)
 
 
 def schema_version(db: sqlite3.Connection) -> int:

@@ -31,7 +31,7 @@ __all__ = ["DB_NAME", "HistoryStore", "new_entry_id"]
 DB_NAME = "history.sqlite3"
 _ENTRY_COLUMNS = ("id", "created", "mode", "model", "prompt", "options", "input_hashes", "text", "finish_reason",
                   "prompt_tokens", "output_tokens", "total_tokens", "cost_usd", "cached", "elapsed_s", "error",
-                  "error_type", "owner")
+                  "error_type", "owner", "region")
 
 
 def new_entry_id(now_ns: int | None = None) -> str:
@@ -80,13 +80,23 @@ class HistoryStore:
         with self.files.lock():
             images = [(image, self.files.place(path, sha, image.mime_type), sha, path.name)
                       for image, path, sha in found]
+            inputs = self._place_inputs(result.request)
             with self._write() as db:  # only now, with every file complete, does the row appear
                 db.execute(f"INSERT INTO entries ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                            tuple(row.values()))
                 db.executemany("INSERT INTO images VALUES (?, ?, ?, ?, ?, ?, ?)", [
                     (row["id"], position, sha, image.mime_type, image.width, image.height, name)
                     for position, (image, _, sha, name) in enumerate(images)])
+                db.executemany("INSERT INTO inputs VALUES (?, ?, ?, ?)", [(row["id"], *kept) for kept in inputs])
         return row["id"]
+
+    def _place_inputs(self, request: ImageRequest) -> list[tuple[str, str, str]]:
+        """Store the inputs a request's entry keeps (a region edit's mask, so it can be re-run); (role, sha, mime)."""
+        region = request.region
+        if region is None or region.mask_png is None or region.mask_sha256 is None:
+            return []
+        self.files.place_bytes(region.mask_png, region.mask_sha256, "image/png")
+        return [("mask", region.mask_sha256, "image/png")]
 
     def record_failure(self, request: ImageRequest, error: StudioError, *, elapsed_s: float,
                        owner: str | None = None) -> str:
@@ -95,9 +105,12 @@ class HistoryStore:
         reason = error.reason if isinstance(error, NoImageError) else None
         row = self._row(request, owner, text=words, finish_reason=reason, elapsed_s=elapsed_s,
                         error=self._clean(error.message), error_type=type(error).__name__)
-        with self._write() as db:
-            db.execute(f"INSERT INTO entries ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                       tuple(row.values()))
+        with self.files.lock():
+            inputs = self._place_inputs(request)
+            with self._write() as db:
+                db.execute(f"INSERT INTO entries ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                           tuple(row.values()))
+                db.executemany("INSERT INTO inputs VALUES (?, ?, ?, ?)", [(row["id"], *kept) for kept in inputs])
         return row["id"]
 
     def delete(self, entry_id: str, *, owner: str | None = None) -> bool:
@@ -107,12 +120,15 @@ class HistoryStore:
                 if db.execute("SELECT 1 FROM entries WHERE id = ?" + self._owned(owner),
                               (entry_id, *self._owner_args(owner))).fetchone() is None:
                     return False
-                images = db.execute("SELECT DISTINCT sha256, mime_type FROM images WHERE entry_id = ?",
-                                    (entry_id,)).fetchall()
+                images = db.execute("SELECT sha256, mime_type FROM images WHERE entry_id = ? UNION "
+                                    "SELECT sha256, mime_type FROM inputs WHERE entry_id = ?",
+                                    (entry_id, entry_id)).fetchall()
                 db.execute("DELETE FROM images WHERE entry_id = ?", (entry_id,))
+                db.execute("DELETE FROM inputs WHERE entry_id = ?", (entry_id,))
                 db.execute("DELETE FROM entries WHERE id = ?", (entry_id,))
-                unused = [(sha, mime) for sha, mime in images
-                          if db.execute("SELECT 1 FROM images WHERE sha256 = ?", (sha,)).fetchone() is None]
+                unused = [(sha, mime) for sha, mime in images if db.execute(
+                    "SELECT 1 FROM images WHERE sha256 = ? UNION ALL SELECT 1 FROM inputs WHERE sha256 = ?",
+                    (sha, sha)).fetchone() is None]
             for sha, mime in unused:  # after the commit: a kill here leaves orphans, never a dangling row
                 self.files.remove(sha, mime)
         return True
@@ -142,6 +158,12 @@ class HistoryStore:
                                     (entry_id, *self._owner_args(owner))).fetchall()
             entries = self._entries(rows)
         return entries[0] if entries else None
+
+    def mask_path(self, entry: HistoryEntry) -> Path | None:
+        """The mask file a region edit's entry keeps (white = the region), or None when it has none on disk."""
+        sha = (entry.region or {}).get("mask_sha256")
+        path = self.files.path_for(sha, "image/png") if isinstance(sha, str) else None
+        return path if path is not None and path.is_file() else None
 
     def thumbnail(self, image: HistoryImage, size: int = 192) -> Path:
         """A small WEBP of the image, made on first request and kept under home/thumbs."""
@@ -210,6 +232,9 @@ class HistoryStore:
                    prompt=self._clean(request.prompt), cached=0, owner=owner, text="",
                    options=self._clean(json.dumps(request.options.to_dict(), sort_keys=True)),
                    input_hashes=json.dumps([image.sha256 for image in request.images]))
+        if request.region is not None:  # the original, not the crop and mask sent: what a re-run starts from
+            row.update(input_hashes=json.dumps([request.region.source_sha256]),
+                       region=json.dumps(request.region.describe(), sort_keys=True))
         row.update(fields)
         row["text"] = self._clean(row["text"] or "")
         return row
