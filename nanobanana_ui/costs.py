@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from .models import ModelSpec
-from .request import Usage
+from .request import ImageRequest, Usage
 
-__all__ = ["cost_from_usage", "estimate_cost"]
+__all__ = ["cost_from_usage", "estimate_cost", "estimate_request_cost"]
 
 
 def cost_from_usage(spec: ModelSpec, usage: Usage) -> float | None:
@@ -26,3 +26,13 @@ def estimate_cost(spec: ModelSpec, size: str | None, count: int = 1) -> float | 
     """Estimated USD for `count` images of this size, before sending (output images only)."""
     price = spec.image_price(size)
     return None if price is None else round(price * count, 6)
+
+
+def estimate_request_cost(spec: ModelSpec, request: ImageRequest) -> float | None:
+    """Estimated USD for one request as it will be sent: its text and every input image actually sent (for a region
+    edit, the crop or canvas and its mask, not the original), plus the output image."""
+    output = spec.image_price(request.options.size)
+    if output is None or spec.price is None:
+        return None
+    tokens = len(request.model_prompt()) // 4 + 1 + spec.input_image_tokens * len(request.images)
+    return round(output + tokens * spec.price.input / 1e6, 6)

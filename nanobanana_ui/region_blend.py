@@ -198,7 +198,7 @@ def _extend(original: Image.Image, patch: Image.Image, region: Region) -> Image.
     return out
 
 
-def _encode(image: Image.Image, info: dict[str, Any]) -> bytes:
+def _encode(image: Image.Image, info: dict[Any, Any]) -> bytes:
     """A PNG of the image, keeping its colour profile and palette transparency."""
     options: dict[str, Any] = {"compress_level": _PNG_LEVEL}
     if info.get("icc_profile"):

@@ -25,8 +25,8 @@ from PIL import Image
 
 from .errors import ImageInputError, InputError
 from .images import MAX_SIDE, InputImage, _fit, _to_8bit, load_input_image, open_oriented
-from .region_blend import original_image
 from .models import get_model
+from .region_blend import original_image
 from .request import ImageOptions, ImageRequest, Mode
 from .validation import build_request
 
@@ -69,7 +69,7 @@ class Region:
     source_sha256: str  # SHA-256 of the original file's exact bytes
     source_name: str
     size: tuple[int, int]  # the original, upright (EXIF orientation applied)
-    box: tuple[int, int, int, int]  # mask: the crop sent, in the original; extend: where the original sits on the canvas
+    box: tuple[int, int, int, int]  # mask: the crop sent, in the original; extend: the original's place on the canvas
     canvas: tuple[int, int]  # what the model's answer is scaled to: the crop's size, or the extended canvas's
     feather: int
     mask_sha256: str | None = None  # SHA-256 of the thresholded mask as a 1-bit PNG (`mask_png`)
@@ -204,7 +204,8 @@ def build_region_request(image: ImageSourceLike, prompt: str, *, model: str, opt
         region = Region("extend", source_sha, name, original.size, box, canvas, feather, extend_to=ratio,
                         anchor=anchor or "center", source=data)
         sendable = _sendable(original)
-        picture = Image.new(sendable.mode, canvas, {"L": _FILL, "RGB": (_FILL,) * 3}.get(sendable.mode, (_FILL,) * 3 + (255,)))
+        fill: int | tuple[int, ...] = _FILL if sendable.mode == "L" else (_FILL, _FILL, _FILL, 255)[:len(sendable.mode)]
+        picture = Image.new(sendable.mode, canvas, fill)
         picture.paste(sendable, (x, y))
         hint = Image.new("L", canvas, 255)
         hint.paste(0, box)

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from .cache import CachedEntry, ResultCache
 from .config import Settings
-from .costs import cost_from_usage
+from .costs import cost_from_usage, estimate_request_cost
 from .errors import InputError, ModelNotFoundError, StudioError
 from .gemini import BackendReply
 from .history import HistoryStore
@@ -144,6 +144,10 @@ class Studio:
             raise InputError("A mask, feather, extend-to or anchor applies to an edit of one image only.")
         return build_region_request(images[0], prompt, model=model or self.settings.model, options=options,
                                     mask=mask, feather=feather, extend_to=extend_to, anchor=anchor)
+
+    def estimate(self, request: ImageRequest) -> float | None:
+        """Estimated USD of sending this request once, counting what is sent (a region edit's crop and mask)."""
+        return estimate_request_cost(get_model(request.model), request)
 
     async def generate(self, prompt: str, **kwargs) -> ImageResult:
         """Text to image. Keywords: model, options, use_cache, out_dir, owner."""

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
-from itertools import chain
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 
 from .files import TEMP_PREFIX, ImageFiles, sha256_file
