@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import in_studio
 from PIL import Image, ImageFilter, ImageOps
 
 from nanobanana_ui.costs import estimate_request_cost
@@ -20,8 +21,6 @@ from nanobanana_ui.pngmeta import read_image_info
 from nanobanana_ui.region_blend import blend_answer
 from nanobanana_ui.regions import ANCHORS, DEFAULT_FEATHER, build_region_request
 from nanobanana_ui.request import ImageOptions
-
-from conftest import in_studio
 
 MODEL = "gemini-2.5-flash-image"
 ROOT = Path(__file__).resolve().parents[1]
