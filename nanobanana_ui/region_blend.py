@@ -12,14 +12,17 @@ outside the mask; inside the mask the answer is taken whole, and across the band
 from __future__ import annotations
 
 import io
+import logging
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image, ImageFilter
 
 from .errors import BadResponseError
 from .images import _to_8bit, open_oriented
+from .pngwrite import FAST_MODES, Band, deflate_rows, write_png
 
 if TYPE_CHECKING:
     import numpy as np
@@ -27,12 +30,14 @@ if TYPE_CHECKING:
 
     from .regions import Region
 
-__all__ = ["PNG_MODES", "blend_answer", "feather_alpha", "original_image"]
+__all__ = ["PNG_MODES", "blend_answer", "feather_alpha", "original_image", "prepare_blend"]
 
 PNG_MODES = ("1", "L", "LA", "P", "RGB", "RGBA", "I;16", "I;16B")  # modes a PNG stores exactly: kept as they are
 _PNG_LEVEL = 1  # zlib level for the output: a 12 MP photo takes several times longer at the default 6, for ~8% less
 _decoded: OrderedDict[str, Image.Image] = OrderedDict()  # the last originals, decoded once for the crop and the blend
+_prepared: OrderedDict[tuple[object, ...], _Plan] = OrderedDict()  # plans made ahead of the answer
 _decoded_lock = threading.Lock()
+log = logging.getLogger(__name__)
 
 
 def original_image(data: bytes, sha256: str, name: str) -> Image.Image:
@@ -49,6 +54,24 @@ def original_image(data: bytes, sha256: str, name: str) -> Image.Image:
     return image
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What a masked edit's blend needs before the answer: where it changes, with what weights, the rows it keeps."""
+
+    changed: tuple[int, int, int, int]  # the mask's bounds plus the feather, in the original
+    alpha: NDArray[np.uint8] = field(repr=False)  # the answer's weight on `changed`
+    outer: tuple[Band, Band] | None = field(repr=False)  # the rows above and below `changed`, deflated; None: Pillow
+
+
+def prepare_blend(region: Region) -> None:
+    """Work out a masked edit's blend and deflate the rows it keeps, ahead of the answer (run while the model works)."""
+    try:
+        if region.kind == "mask":
+            _plan(region)
+    except Exception as error:  # noqa: BLE001 - only a head start: the blend does the work itself if this failed
+        log.warning("could not prepare the blend ahead of the answer: %s: %s", type(error).__name__, error)
+
+
 def blend_answer(region: Region, answer: bytes) -> bytes:
     """The model's answer put back into the original: a PNG of the original's size and mode."""
     original = original_image(region.source, region.source_sha256, region.source_name)
@@ -57,16 +80,58 @@ def blend_answer(region: Region, answer: bytes) -> bytes:
             patch = reply.convert("RGB")
     except (OSError, ValueError) as error:
         raise BadResponseError(f"Gemini returned an image that cannot be read ({error}). Try again.") from None
-    if patch.size != region.canvas:  # the answer has the model's size, not the crop's
-        patch = patch.resize(region.canvas, Image.Resampling.BICUBIC)
-    if region.kind == "mask":
-        assert region.mask_png is not None
-        with Image.open(io.BytesIO(region.mask_png)) as mask_file:
-            mask = mask_file.convert("L").crop(region.box)
-        out = _blend_crop(original, patch, feather_alpha(mask, region.feather), region.box)
-    else:
-        out = _extend(original, patch, region)
+    if region.kind == "extend":
+        return _encode(_extend(original, _scaled(patch, region.canvas), region), original.info)
+    plan = _plan(region)
+    x0, y0, x1, y1 = plan.changed
+    left, top = region.box[:2]
+    # Only the part that changes is scaled back: the answer's pixels for `changed`, in the answer's own coordinates.
+    sx, sy = patch.width / region.canvas[0], patch.height / region.canvas[1]
+    source = ((x0 - left) * sx, (y0 - top) * sy, (x1 - left) * sx, (y1 - top) * sy)
+    part = patch.resize((x1 - x0, y1 - y0), Image.Resampling.BICUBIC, box=source)
+    pixels = _blend_part(original.crop(plan.changed), part, plan.alpha)
+    if plan.outer is not None:  # the changed rows, between the rows deflated ahead (our own PNG writer)
+        import numpy as np
+
+        rows = np.array(original.crop((0, y0, original.width, y1)))
+        rows[:, x0:x1] = pixels
+        above, below = plan.outer
+        return write_png(original.mode, original.size, [b for b in (above, deflate_rows(rows), below) if b.rows],
+                         icc_profile=original.info.get("icc_profile"))
+    out = original.copy()
+    out.paste(_image(pixels, original.mode, (x1 - x0, y1 - y0)), (x0, y0))  # same mode: values copied as they are
     return _encode(out, original.info)
+
+
+def _plan(region: Region) -> _Plan:
+    """The blend's plan for a masked edit, made once per original, mask, crop and feather, then reused."""
+    import numpy as np
+
+    key = (region.source_sha256, region.mask_sha256, region.box, region.feather)
+    with _decoded_lock:
+        if key in _prepared:
+            return _prepared[key]
+    original = original_image(region.source, region.source_sha256, region.source_name)
+    assert region.mask_png is not None
+    with Image.open(io.BytesIO(region.mask_png)) as mask_file:
+        crop = mask_file.crop(region.box).convert("L")  # the crop holds the mask and its whole band
+    left, top = region.box[:2]
+    x0, y0, x1, y1 = crop.getbbox() or (0, 0, crop.width, crop.height)
+    f = region.feather
+    inner = (max(0, x0 - f), max(0, y0 - f), min(crop.width, x1 + f), min(crop.height, y1 + f))
+    changed = (left + inner[0], top + inner[1], left + inner[2], top + inner[3])
+    alpha = feather_alpha(crop, f)[inner[1]:inner[3], inner[0]:inner[2]]
+    outer = None
+    if _fast(original):
+        width, height = original.size
+        outer = (deflate_rows(np.asarray(original.crop((0, 0, width, changed[1])))),
+                 deflate_rows(np.asarray(original.crop((0, changed[3], width, height)))))
+    plan = _Plan(changed, alpha, outer)
+    with _decoded_lock:
+        _prepared[key] = plan
+        while len(_prepared) > 2:
+            _prepared.popitem(last=False)
+    return plan
 
 
 def feather_alpha(mask: Image.Image, feather: int) -> NDArray[np.uint8]:
@@ -129,7 +194,7 @@ def _mix(base: NDArray[Any], top: NDArray[Any], alpha: NDArray[np.uint8]) -> NDA
     import numpy as np
 
     weight = alpha.astype(np.float32) * np.float32(1 / 255)
-    if base.ndim == 3:
+    if base.ndim > weight.ndim:  # one weight for every channel of a pixel
         weight = weight[..., None]
     floor = base.astype(np.float32)
     mixed = np.rint(floor + (top.astype(np.float32) - floor) * weight)
@@ -156,19 +221,30 @@ def _image(pixels: NDArray[Any], mode: str, size: tuple[int, int]) -> Image.Imag
     return Image.frombytes(mode, size, np.ascontiguousarray(pixels).tobytes())
 
 
-def _blend_crop(original: Image.Image, patch: Image.Image, alpha: NDArray[np.uint8],
-                box: tuple[int, int, int, int]) -> Image.Image:
-    """The original with the crop at `box` blended with the answer by `alpha`; every pixel with alpha 0 untouched."""
+def _blend_part(crop: Image.Image, patch: Image.Image, alpha: NDArray[np.uint8]) -> NDArray[Any]:
+    """The crop's pixel values blended with the answer by `alpha`; exactly the crop's own where alpha is 0."""
     import numpy as np
 
-    crop = original.crop(box)
-    work = _work(crop)
-    mixed = _back(_mix(work, _answer_as(patch, crop, work), alpha), crop)
     own = np.asarray(crop)
-    keep = alpha == 0 if own.ndim == 2 else (alpha == 0)[..., None]
-    out = original.copy()
-    out.paste(_image(np.where(keep, own, mixed), crop.mode, crop.size), box[:2])  # same mode: values copied as is
+    if crop.mode in ("P", "1"):  # blended in RGB / grey, then mapped back to the palette or to on/off
+        work = _work(crop)
+        mixed = _back(_mix(work, _answer_as(patch, crop, work), alpha), crop)
+        return np.where(alpha == 0, own, mixed) if own.ndim == 2 else np.where((alpha == 0)[..., None], own, mixed)
+    answer = _answer_as(patch, crop, own)
+    whole = alpha == 255
+    out = np.where(whole if own.ndim == 2 else whole[..., None], answer, own)
+    fading = np.nonzero((alpha > 0) & ~whole)  # only the feather band needs arithmetic: copy the rest
+    out[fading] = _mix(own[fading], answer[fading], alpha[fading])
     return out
+
+
+def _fast(original: Image.Image) -> bool:
+    """True when our own PNG writer can write this picture (8-bit grey or colour, no palette transparency)."""
+    return original.mode in FAST_MODES and "transparency" not in original.info
+
+
+def _scaled(patch: Image.Image, size: tuple[int, int]) -> Image.Image:
+    return patch if patch.size == size else patch.resize(size, Image.Resampling.BICUBIC)
 
 
 def _extend(original: Image.Image, patch: Image.Image, region: Region) -> Image.Image:
@@ -200,6 +276,11 @@ def _extend(original: Image.Image, patch: Image.Image, region: Region) -> Image.
 
 def _encode(image: Image.Image, info: dict[Any, Any]) -> bytes:
     """A PNG of the image, keeping its colour profile and palette transparency."""
+    if _fast(image) and "transparency" not in info:
+        import numpy as np
+
+        return write_png(image.mode, image.size, [deflate_rows(np.asarray(image))],
+                         icc_profile=info.get("icc_profile"))
     options: dict[str, Any] = {"compress_level": _PNG_LEVEL}
     if info.get("icc_profile"):
         options["icc_profile"] = info["icc_profile"]

@@ -24,7 +24,7 @@ from .history import HistoryStore
 from .limits import DailyBudget, DailyUsage, shared_rate_limiter
 from .models import get_model
 from .outputs import dimensions, save_images, with_provenance
-from .region_blend import blend_answer
+from .region_blend import blend_answer, prepare_blend
 from .regions import build_region_request
 from .request import ImageOptions, ImageRequest, ImageResult, Mode, Usage
 from .retry import RetryPolicy
@@ -217,7 +217,11 @@ class Studio:
 
     async def _fetch(self, request: ImageRequest, out_dir: Path, started: float,
                      on_event: EventSink | None) -> ImageResult:
+        if request.region is not None:  # a head start on the output while the model works (see region_blend)
+            ahead = asyncio.ensure_future(asyncio.to_thread(prepare_blend, request.region))
         reply = await self.sender.send(request, on_event)
+        if request.region is not None:
+            await ahead
         result = await asyncio.to_thread(self._keep, request, reply, out_dir, started)
         if not self.offline:
             await asyncio.to_thread(self.budget.add_cost, result.cost_usd)
