@@ -22,7 +22,7 @@ from PIL import Image, ImageFilter
 
 from .errors import BadResponseError
 from .images import _to_8bit, open_oriented
-from .pngwrite import FAST_MODES, Band, deflate_rows, write_png
+from .pngwrite import FAST_MODES, Band, RowFrame, deflate_rows, fill_rows, frame_rows, write_png
 
 if TYPE_CHECKING:
     import numpy as np
@@ -60,7 +60,8 @@ class _Plan:
 
     changed: tuple[int, int, int, int]  # the mask's bounds plus the feather, in the original
     alpha: NDArray[np.uint8] = field(repr=False)  # the answer's weight on `changed`
-    outer: tuple[Band, Band] | None = field(repr=False)  # the rows above and below `changed`, deflated; None: Pillow
+    # Deflated ahead: the rows above `changed`, the unchanged parts of its rows, the rows below; None: Pillow writes
+    outer: tuple[Band, RowFrame, Band] | None = field(repr=False)
 
 
 def prepare_blend(region: Region) -> None:
@@ -95,9 +96,9 @@ def blend_answer(region: Region, answer: bytes) -> bytes:
 
         rows = np.array(original.crop((0, y0, original.width, y1)))
         rows[:, x0:x1] = pixels
-        above, below = plan.outer
-        return write_png(original.mode, original.size, [b for b in (above, deflate_rows(rows), below) if b.rows],
-                         icc_profile=original.info.get("icc_profile"))
+        above, frame, below = plan.outer
+        bands = [above, *fill_rows(frame, rows), below]
+        return write_png(original.mode, original.size, bands, icc_profile=original.info.get("icc_profile"))
     out = original.copy()
     out.paste(_image(pixels, original.mode, (x1 - x0, y1 - y0)), (x0, y0))  # same mode: values copied as they are
     return _encode(out, original.info)
@@ -125,6 +126,7 @@ def _plan(region: Region) -> _Plan:
     if _fast(original):
         width, height = original.size
         outer = (deflate_rows(np.asarray(original.crop((0, 0, width, changed[1])))),
+                 frame_rows(np.asarray(original.crop((0, changed[1], width, changed[3]))), changed[0], changed[2]),
                  deflate_rows(np.asarray(original.crop((0, changed[3], width, height)))))
     plan = _Plan(changed, alpha, outer)
     with _decoded_lock:

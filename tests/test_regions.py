@@ -332,3 +332,40 @@ def test_cli_masked_edit_and_refusal(emulator, tmp_path):
         "error: The mask small.png is 24x18 but the image is 240x180 (upright): paint the mask on this image, or "
         "resize it to 240x180."]
     assert len(emulator.generate_requests) == 1
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA"])
+def test_png_writer_joins_bands_into_one_valid_png(mode):
+    import struct
+    import zlib
+
+    from nanobanana_ui.pngwrite import deflate_rows, write_png
+
+    picture = noise((97, 61), mode)
+    pixels = np.asarray(picture)
+    bands = [deflate_rows(pixels[:20]), deflate_rows(pixels[20:21]), deflate_rows(pixels[21:])]
+    icc = b"not really a profile, but kept byte for byte"
+    png = write_png(mode, picture.size, bands, icc_profile=icc)
+    decoded = Image.open(io.BytesIO(png))
+    assert decoded.mode == mode and np.array_equal(np.asarray(decoded), pixels)
+    assert decoded.info["icc_profile"] == icc
+    idat = png[png.index(b"IDAT") + 4:]
+    (length,) = struct.unpack(">I", png[png.index(b"IDAT") - 4:png.index(b"IDAT")])
+    raw = zlib.decompress(idat[:length])  # zlib checks the combined Adler-32 here
+    assert len(raw) == 61 * (1 + 97 * len(mode))
+    with pytest.raises(ValueError, match="do not cover"):
+        write_png(mode, picture.size, bands[:2])
+
+
+@pytest.mark.parametrize("columns", [(0, 97), (0, 1), (10, 40), (96, 97), (0, 30), (50, 97)])
+def test_png_writer_rows_framed_ahead_then_filled(columns):
+    from nanobanana_ui.pngwrite import deflate_rows, fill_rows, frame_rows, write_png
+
+    before = np.asarray(noise((97, 61), "RGB"))
+    after = before.copy()
+    x0, x1 = columns
+    after[20:40, x0:x1] = np.asarray(noise((x1 - x0, 20), "RGB", seed=9))
+    frame = frame_rows(before[20:40], x0, x1)  # made from the rows before the change, as during the call
+    png = write_png("RGB", (97, 61), [deflate_rows(after[:20]), *fill_rows(frame, after[20:40]),
+                                      deflate_rows(after[40:])])
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), after)
