@@ -13,16 +13,18 @@ import struct
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
 
+_deflate: ModuleType
 try:
     from isal import isal_zlib as _deflate
 except ImportError:  # pragma: no cover - isal is in requirements.txt; zlib still writes the same PNG, slower
-    _deflate = zlib  # type: ignore[no-redef]
+    _deflate = zlib
 
 __all__ = ["FAST_MODES", "Band", "RowFrame", "deflate_rows", "fill_rows", "frame_rows", "write_png"]
 

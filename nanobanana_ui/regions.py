@@ -187,11 +187,11 @@ def build_region_request(image: ImageSourceLike, prompt: str, *, model: str, opt
     source_sha = hashlib.sha256(data).hexdigest()
     original = original_image(data, source_sha, name)
     if mask is not None:
-        if options.aspect_ratio is not None:
-            raise InputError("A masked edit keeps the image's size, so an aspect ratio does not apply: leave it out.")
         mask_data, mask_name = _read(mask, "mask")
         binary = load_mask(mask_data, mask_name, original.size)
         box, ratio = crop_box(binary, feather, spec.aspect_ratios)
+        if options.aspect_ratio not in (None, ratio):  # the recorded one (a re-run) is the crop's own: accepted
+            raise InputError("A masked edit keeps the image's size, so an aspect ratio does not apply: leave it out.")
         mask_png = _png(binary.convert("1"))
         region = Region("mask", source_sha, name, original.size, box, (box[2] - box[0], box[3] - box[1]), feather,
                         mask_sha256=hashlib.sha256(mask_png).hexdigest(), source=data, mask_png=mask_png)

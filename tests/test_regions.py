@@ -163,7 +163,7 @@ def test_bad_region_input_is_refused_before_any_call(settings, emulator, kind, e
         "feather": {"mask": good, "feather": 999},
         "ratio_model": {"extend_to": "1:8"},
         "ratio_text": {"extend_to": "wide"},
-        "aspect_with_mask": {"mask": good, "options": ImageOptions(aspect_ratio="1:1")},
+        "aspect_with_mask": {"mask": good, "options": ImageOptions(aspect_ratio="21:9")},
     }[kind]
 
     async def scenario(studio):
@@ -299,9 +299,14 @@ def test_provenance_and_history_keep_the_mask(settings, emulator):
     # The history keeps the mask by content, so the request can be rebuilt exactly (same cache key).
     assert entry.region["mask_sha256"] == region.mask_sha256 and entry.input_hashes == (region.source_sha256,)
     assert hashlib.sha256(mask_path.read_bytes()).hexdigest() == region.mask_sha256 and problems == []
-    again = build_region_request(image, entry.prompt, model=entry.model, mask=mask_path,
-                                 feather=entry.region["feather"])
+    again = build_region_request(image, entry.prompt, model=entry.model, mask=mask_path, options=ImageOptions(
+        **entry.options), feather=entry.region["feather"])  # Re-run: the recorded options, the kept mask
     assert again.cache_key() == result.request.cache_key()
+
+    async def from_png_info(studio):
+        return studio.history.mask_file(info.settings["mask_sha256"]), studio.history.mask_file("../../etc")
+
+    assert in_studio(settings, from_png_info) == (mask_path, None)
 
     async def delete(studio):
         studio.history.delete(entry.id)

@@ -162,8 +162,14 @@ class HistoryStore:
     def mask_path(self, entry: HistoryEntry) -> Path | None:
         """The mask file a region edit's entry keeps (white = the region), or None when it has none on disk."""
         sha = (entry.region or {}).get("mask_sha256")
-        path = self.files.path_for(sha, "image/png") if isinstance(sha, str) else None
-        return path if path is not None and path.is_file() else None
+        return self.mask_file(sha) if isinstance(sha, str) else None
+
+    def mask_file(self, sha256: str) -> Path | None:
+        """The kept mask with this SHA-256 (as PNG Info reads it from an image's provenance), or None."""
+        if not re.fullmatch(r"[0-9a-f]{64}", sha256 or ""):
+            return None
+        path = self.files.path_for(sha256, "image/png")
+        return path if path.is_file() else None
 
     def thumbnail(self, image: HistoryImage, size: int = 192) -> Path:
         """A small WEBP of the image, made on first request and kept under home/thumbs."""
