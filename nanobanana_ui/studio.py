@@ -217,10 +217,11 @@ class Studio:
 
     async def _fetch(self, request: ImageRequest, out_dir: Path, started: float,
                      on_event: EventSink | None) -> ImageResult:
-        if request.region is not None:  # a head start on the output while the model works (see region_blend)
-            ahead = asyncio.ensure_future(asyncio.to_thread(prepare_blend, request.region))
+        # A region edit gets a head start on its output while the model works (see region_blend.prepare_blend).
+        ahead = None if request.region is None else asyncio.ensure_future(
+            asyncio.to_thread(prepare_blend, request.region))
         reply = await self.sender.send(request, on_event)
-        if request.region is not None:
+        if ahead is not None:
             await ahead
         result = await asyncio.to_thread(self._keep, request, reply, out_dir, started)
         if not self.offline:
