@@ -24,7 +24,7 @@ from typing import Any
 from PIL import Image
 
 from .errors import ImageInputError, InputError
-from .images import MAX_SIDE, InputImage, _fit, _to_8bit, load_input_image, open_oriented
+from .images import MAX_SIDE, MAX_SOURCE_PIXELS, InputImage, _fit, _to_8bit, load_input_image, open_oriented
 from .models import get_model
 from .region_blend import original_image
 from .request import ImageOptions, ImageRequest, Mode
@@ -200,6 +200,10 @@ def build_region_request(image: ImageSourceLike, prompt: str, *, model: str, opt
         ratio = str(extend_to).strip()
         _check_extend(ratio, original.size, spec.aspect_ratios, spec.label, options.aspect_ratio)
         canvas, (x, y) = extend_placement(original.size, ratio, anchor or "center")
+        if canvas[0] * canvas[1] > MAX_SOURCE_PIXELS:  # the output is the canvas, at the original's own scale
+            raise InputError(f"Extending {original.width}x{original.height} to {ratio} makes a {canvas[0]}x{canvas[1]} "
+                             f"canvas, over the {MAX_SOURCE_PIXELS // 1_000_000} megapixel limit: choose a ratio "
+                             "nearer the image's, or downscale the image first.")
         box = (x, y, x + original.width, y + original.height)
         region = Region("extend", source_sha, name, original.size, box, canvas, feather, extend_to=ratio,
                         anchor=anchor or "center", source=data)

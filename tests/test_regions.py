@@ -374,3 +374,10 @@ def test_png_writer_rows_framed_ahead_then_filled(columns):
     png = write_png("RGB", (97, 61), [deflate_rows(after[:20]), *fill_rows(frame, after[20:40]),
                                       deflate_rows(after[40:])])
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), after)
+
+
+def test_an_extend_beyond_the_pixel_limit_is_refused(emulator):
+    flat = encode(Image.new("L", (5000, 4000), 90))
+    with pytest.raises(InputError, match=r"makes a 32000x4000 canvas, over the 90 megapixel limit: choose a ratio"):
+        build_region_request(flat, "a long wall", model="gemini-3.1-flash-image", extend_to="8:1")
+    assert emulator.generate_requests == []
