@@ -5,8 +5,9 @@ aspect ratios) plus the mask for that crop; an extend (outpaint) sends the origi
 asked for, plus a mask of the new area. The model's answer is put back by `region_blend.blend_answer`.
 
 Masks: white marks the region. Any image the same size as the (EXIF-upright) original is accepted: it is read as
-greyscale, transparent pixels count as black (so a layer of white strokes on a transparent background works), and
-it is thresholded at 50% (grey 128 and above is in the region). An empty mask is refused (nothing to change); so is
+greyscale and thresholded at 50% (grey 128 and above is in the region). A mask with transparency is a brush layer:
+its painted pixels (at least 50% opaque), in any colour, are the region, as an editor's layer of strokes on a clear
+background is saved. An empty mask is refused (nothing to change); so is
 a full one (nothing would stay untouched: that is a plain edit, whose output has the model's size, not the
 original's, so we refuse rather than silently change what the result is).
 """
@@ -119,9 +120,8 @@ def load_mask(data: bytes, name: str, size: tuple[int, int]) -> Image.Image:
             f"on this image, or resize it to {size[0]}x{size[1]}.")
     if im.mode == "P":
         im = im.convert("RGBA")
-    if "A" in im.getbands():  # transparent counts as black: a layer of strokes on a clear background works as is
-        grey = Image.new("L", im.size, 0)
-        grey.paste(im.convert("L"), (0, 0), im.getchannel("A"))
+    if "A" in im.getbands() and im.getchannel("A").getextrema() != (255, 255):
+        grey = im.getchannel("A")  # a brush layer on a clear background: what is painted, in any colour, is the region
     elif im.mode.startswith("I") or im.mode == "F":
         grey = _to_8bit(im)
     else:

@@ -131,6 +131,11 @@ def test_a_non_binary_mask_is_thresholded_at_half(settings, emulator):
     assert kept[40:80, 40:80].all() and kept.sum() == 40 * 40
     with pytest.raises(InputError, match="empty"):
         build_region_request(encode(original), "x", model=MODEL, mask=encode(rgba))
+    rgba.paste((200, 0, 0, 255), (10, 20, 30, 50))  # red strokes on a clear layer (an editor's brush layer)
+    rgba.paste((0, 0, 0, 127), (100, 100, 120, 120))  # mostly clear: not painted
+    layer = build_region_request(encode(original), "x", model=MODEL, mask=encode(rgba))
+    kept = np.asarray(Image.open(io.BytesIO(layer.region.mask_png)).convert("L")) > 0
+    assert kept[20:50, 10:30].all() and kept.sum() == 20 * 30
     assert emulator.generate_requests == []
 
 
