@@ -8,7 +8,9 @@ reads EXIF (UserComment / ImageDescription, as AUTOMATIC1111 does) from JPEG and
 ``Model: gemini-2.5-flash-image, Mode: generate, Aspect ratio: 16:9, Size: 1K, Seed: 42, Variation: 0``.
 Options that are None (the model's default, sent as absent) are omitted, never written as "default": what is written
 is what was sent. ``Input images: N`` appears only when there were inputs (names and hashes are in the JSON chunk).
-Values containing a comma, newline or leading quote are JSON-quoted, as A1111 does.
+Values containing a comma, newline or leading quote are JSON-quoted, as A1111 does. A region edit adds
+``Region: mask, Mask sha256: ..., Crop box: "x0,y0,x1,y1", Feather: 8`` (or ``Region: extend, Extend to: 16:9,
+Anchor: left, Feather: 8``); the JSON chunk's ``request.region`` has every field.
 """
 
 from __future__ import annotations
