@@ -11,6 +11,7 @@ Prints the median, its parts, and the ratio to the call measured in this one run
 from __future__ import annotations
 
 import argparse
+import inspect
 import io
 import os
 import statistics
@@ -73,7 +74,9 @@ def main() -> None:
     assert region is not None
     print(f"built the request (decode 12 MP, crop, encode crop and mask) in {time.perf_counter() - started:.2f} s; "
           f"crop {region.box}, sent {request.images[0].width}x{request.images[0].height}")
-    reply = answer(pixel_size(request.options.aspect_ratio or "1:1"))
+    ratio = request.options.aspect_ratio or "1:1"
+    per_model = "model" in inspect.signature(pixel_size).parameters  # the registry's per-model pixel tables
+    reply = answer(pixel_size(request.model, ratio) if per_model else pixel_size(ratio))  # type: ignore[call-arg,arg-type]
     started = time.perf_counter()
     region_blend.prepare_blend(region)  # in the Studio this runs while the model is answering
     print(f"prepared ahead, during the call: {(time.perf_counter() - started) * 1000:.0f} ms (rows the edit leaves)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import io
 import json
 import subprocess
@@ -181,6 +182,13 @@ def test_bad_region_input_is_refused_before_any_call(settings, emulator, kind, e
     assert emulator.generate_requests == []
 
 
+def answer_size(model: str, ratio: str, size: str | None = None) -> tuple[int, int]:
+    """The size the emulator answers at: the model's pixel table (per model once pixel_size takes the model)."""
+    if "model" in inspect.signature(pixel_size).parameters:
+        return pixel_size(model, ratio, size)
+    return pixel_size(ratio, size or "1K")
+
+
 def synthetic_answer(size: tuple[int, int]) -> bytes:
     return encode(Image.new("RGB", size, (250, 10, 200)))
 
@@ -188,24 +196,25 @@ def synthetic_answer(size: tuple[int, int]) -> bytes:
 @pytest.mark.parametrize("mode", ["RGB", "P", "I;16"])
 def test_extend_to_every_ratio_and_anchor_keeps_the_original_in_place(mode):
     original = noise((150, 110), mode)
-    ratios = sorted({r for spec in known_models() for r in spec.aspect_ratios})
-    model = next(s.id for s in known_models() if set(ratios) <= set(s.aspect_ratios))
-    for ratio in ratios:
-        for anchor in ANCHORS:
-            request = build_region_request(encode(original), "more sky", model=model, extend_to=ratio, anchor=anchor)
-            region = request.region
-            a, b = (int(x) for x in ratio.split(":"))
-            width, height = region.canvas
-            assert abs(width / height - a / b) <= max(a / b / min(width, height), 1e-9) + 1 / height
-            out = Image.open(io.BytesIO(blend_answer(region, synthetic_answer(pixel_size(ratio)))))
-            left, top, right, bottom = region.box
-            assert out.mode == original.mode and out.size == region.canvas
-            assert np.array_equal(np.asarray(out.crop(region.box)), np.asarray(original)), (ratio, anchor)
-            grows_sideways = width > original.width
-            expected_x = {"left": 0, "right": width - original.width}.get(anchor, (width - original.width) // 2)
-            expected_y = {"top": 0, "bottom": height - original.height}.get(anchor, (height - original.height) // 2)
-            assert (left, top) == ((expected_x, 0) if grows_sideways else (0, expected_y)), (ratio, anchor)
-            assert request.options.aspect_ratio == ratio
+    cases = [(spec.id, ratio, anchor) for spec in known_models() for ratio in spec.aspect_ratios for anchor in ANCHORS]
+    assert len({ratio for _, ratio, _ in cases}) >= 14
+    for model, ratio, anchor in cases:
+        request = build_region_request(encode(original), "more sky", model=model, extend_to=ratio, anchor=anchor)
+        region = request.region
+        a, b = (int(x) for x in ratio.split(":"))
+        width, height = region.canvas
+        assert abs(width * b - height * a) < max(a, b)  # the ratio, to the pixel (one side rounded up)
+        assert min(width - original.width, height - original.height) == 0  # grows on one axis only ...
+        assert (width, height) != original.size  # ... and does grow
+        out = Image.open(io.BytesIO(blend_answer(region, synthetic_answer(answer_size(model, ratio)))))
+        left, top, right, bottom = region.box
+        assert out.mode == original.mode and out.size == region.canvas
+        assert np.array_equal(np.asarray(out.crop(region.box)), np.asarray(original)), (ratio, anchor)
+        grows_sideways = width > original.width
+        expected_x = {"left": 0, "right": width - original.width}.get(anchor, (width - original.width) // 2)
+        expected_y = {"top": 0, "bottom": height - original.height}.get(anchor, (height - original.height) // 2)
+        assert (left, top) == ((expected_x, 0) if grows_sideways else (0, expected_y)), (ratio, anchor)
+        assert request.options.aspect_ratio == ratio
 
 
 def test_extend_sends_the_canvas_and_its_mask(settings, emulator):
@@ -236,7 +245,7 @@ def test_every_models_pixel_table_is_scaled_back(settings, emulator, model, size
     rec = emulator.generate_requests[-1]
     ratio = rec.generation_config["imageConfig"]["aspectRatio"]
     answered = Image.open(io.BytesIO(rec.reply_images[-1])).size
-    assert answered == pixel_size(ratio, size) and answered != result.request.region.canvas
+    assert answered == answer_size(model, ratio, size) and answered != result.request.region.canvas
     out = Image.open(result.images[0].path)
     assert_same_outside(out, original, band(mask_png, DEFAULT_FEATHER))
     assert changed_share(out, original, np.asarray(Image.open(io.BytesIO(mask_png))) > 0) > 0.9
