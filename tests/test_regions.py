@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import inspect
 import io
@@ -237,6 +238,7 @@ def test_extend_sends_the_canvas_and_its_mask(settings, emulator):
 
 @pytest.mark.parametrize("model,size", [(spec.id, size) for spec in known_models() for size in spec.sizes])
 def test_every_models_pixel_table_is_scaled_back(settings, emulator, model, size):
+    settings = dataclasses.replace(settings, timeout_s=120)  # the emulator draws a 4K answer: slow on a busy machine
     original = noise((240, 180), "RGB")
     mask_png = rect_mask(original.size, (90, 60, 150, 120))
     options = ImageOptions(size=size)
