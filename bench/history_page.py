@@ -73,12 +73,11 @@ def measure(home: Path, warm_rounds: int) -> dict:
 
     from nanobanana_ui.config import Settings
     from nanobanana_ui.studio import Studio
-    from nanobanana_ui.ui.handlers import Runner
-    from nanobanana_ui.ui.library import PAGE_SIZE, Library
+    from nanobanana_ui.ui.history_tab import PAGE_SIZE, Library
 
     before = rss_bytes()
     studio = Studio(Settings(home=home, offline=True))
-    library = Library(studio, Runner(studio))
+    library = Library(studio)
     started = time.perf_counter()
     page = library.page_data()
     cold = time.perf_counter() - started

@@ -10,6 +10,7 @@ import hashlib
 import io
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import diskcache
 
@@ -26,7 +27,7 @@ class CachedEntry:
     images: tuple[tuple[str, str], ...]  # (sha256, mime type)
     text: str
     finish_reason: str | None
-    usage: dict
+    usage: dict[str, int]
     cost_usd: float | None
     paths: tuple[Path, ...] = ()  # where each image's bytes are, found at lookup (not stored)
 
@@ -57,11 +58,11 @@ class ResultCache:
         entry = CachedEntry(**raw)
         paths = [self.image_path(sha) for sha, _ in entry.images]
         if all(path is not None for path in paths):
-            return replace(entry, paths=tuple(paths))
+            return replace(entry, paths=tuple(path for path in paths if path is not None))
         self._cache.delete(self._entry_prefix + key)  # an evicted or altered image: ask the API again
         return None
 
-    def store(self, key: str, images: list[tuple[bytes, str]], entry_fields: dict) -> list[Path | None]:
+    def store(self, key: str, images: list[tuple[bytes, str]], entry_fields: dict[str, Any]) -> list[Path | None]:
         """Record a successful answer and return where each image is kept (an image already held is not rewritten)."""
         shas = tuple((hashlib.sha256(data).hexdigest(), mime) for data, mime in images)
         paths = []

@@ -12,17 +12,15 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .cli_batch import add_batch_parser, run_batch_command
 from .config import load_settings
+from .costs import cost_text
 from .errors import InputError, StudioError
 from .models import get_model, known_models
 from .regions import ANCHORS, DEFAULT_FEATHER
-from .request import ImageOptions, ImageResult, Mode
-
-if TYPE_CHECKING:
-    from .history import HistoryEntry
+from .request import ImageOptions, ImageResult, Mode, image_records
+from .validation import unencodable_at
 
 __all__ = ["build_parser", "main"]
 
@@ -84,28 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _image_records(result: ImageResult) -> list[dict]:
-    request = result.request
-    share = (result.cost_usd / len(result.images)) if result.cost_usd is not None else None
-    return [{
-        "path": str(image.path), "prompt": request.prompt, "model": request.model, "mode": request.mode.value,
-        "cached": result.cached, "cost_usd": share, "saved_usd": result.saved_usd if result.cached else 0.0,
-        "finish_reason": result.finish_reason, "text": result.text, "width": image.width, "height": image.height,
-        "sha256": image.sha256, "variation": request.options.variation, "seed": request.options.seed,
-        "tokens": {"prompt": result.usage.prompt_tokens, "output": result.usage.output_tokens,
-                   "total": result.usage.total_tokens},
-        "elapsed_s": round(result.elapsed_s, 3), "id": result.id,
-        **({"region": request.region.describe()} if request.region is not None else {}),
-    } for image in result.images]
-
-
 def _print_result(result: ImageResult, as_json: bool) -> None:
-    for record in _image_records(result):
+    for record in image_records(result.to_record()):
         if as_json:
             print(json.dumps(record, ensure_ascii=False), flush=True)
             continue
-        cost = "cached · $0" if result.cached else (
-            f"${record['cost_usd']:.4f}" if record["cost_usd"] is not None else "cost unknown")
+        cost = cost_text(record["cost_usd"], cached=result.cached)
         print(f"{record['path']}  ({record['width']}x{record['height']}, {cost}, {result.elapsed_s:.1f} s)")
     if result.text and not as_json:
         print(f"  model said: {result.text}")
@@ -143,8 +125,12 @@ async def _run(args: argparse.Namespace) -> int:
 def _report(error: StudioError, *, as_json: bool = False, prompt: str | None = None) -> None:
     print(f"error: {error.message}", file=sys.stderr)
     if as_json:
-        print(json.dumps({"error": error.message, "error_type": type(error).__name__, "prompt": prompt,
-                          "exit_code": error.exit_code}, ensure_ascii=False), flush=True)
+        record = {"error": error.message, "error_type": type(error).__name__, "prompt": prompt,
+                  "exit_code": error.exit_code}
+        line = json.dumps(record, ensure_ascii=False)
+        if unencodable_at(line) is not None:  # the refused prompt itself is not text: escape it (still valid JSON)
+            line = json.dumps(record)
+        print(line, flush=True)
 
 
 def _list_models() -> int:
@@ -155,16 +141,6 @@ def _list_models() -> int:
     default = load_settings().model
     print(f"default: {default}{'' if get_model(default).known else ' (not in the registry)'}")
     return 0
-
-
-def _history_record(entry: HistoryEntry) -> dict:
-    return {
-        "id": entry.id, "time": entry.created.isoformat(), "mode": entry.mode, "model": entry.model,
-        "prompt": entry.prompt, "paths": [str(image.path) for image in entry.images], "cost_usd": entry.cost_usd,
-        "cached": entry.cached, "finish_reason": entry.finish_reason, "text": entry.text, "tokens": entry.tokens,
-        "elapsed_s": entry.elapsed_s, "options": entry.options, "error": entry.error, "error_type": entry.error_type,
-        **({"region": entry.region} if entry.region else {}),
-    }
 
 
 def _history(args: argparse.Namespace) -> int:
@@ -186,7 +162,7 @@ def _history(args: argparse.Namespace) -> int:
             return 1 if problems else 0
         for entry in store.page(limit=args.limit, search=args.search, model=args.model, mode=args.mode):
             if args.json:
-                print(json.dumps(_history_record(entry), ensure_ascii=False), flush=True)
+                print(json.dumps(entry.to_record(), ensure_ascii=False), flush=True)
                 continue
             when = entry.created.astimezone().strftime("%Y-%m-%d %H:%M:%S")
             cost = "cached" if entry.cached else ("$?" if entry.cost_usd is None else f"${entry.cost_usd:.4f}")

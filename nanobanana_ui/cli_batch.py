@@ -7,17 +7,24 @@ import asyncio
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 from .config import load_settings
 from .errors import InputError
-from .request import ImageOptions
+from .request import ImageOptions, image_records
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
+    from .batch import ItemOutcome
 
 __all__ = ["CONFIRM_ABOVE_USD", "add_batch_parser", "run_batch_command"]
 
 CONFIRM_ABOVE_USD = 1.00  # a batch estimated above this asks first (--yes skips; without a terminal: refused)
 
 
-def add_batch_parser(commands: argparse._SubParsersAction, shared: argparse.ArgumentParser) -> None:
+def add_batch_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser],
+                     shared: argparse.ArgumentParser) -> None:
     """Register `batch FILE` with the shared options (as every row's defaults) and its own."""
     batch = commands.add_parser("batch", parents=[shared], help="run every prompt of a .txt, .csv or .jsonl file",
                                 description="Run a batch file at the pace of the rate limit; run it again to "
@@ -39,7 +46,7 @@ def _money(value: float | None) -> str:
 
 
 async def _main(args: argparse.Namespace) -> int:
-    from .batch import BatchFileError, ItemOutcome, plan_batch, read_batch_file, run_batch
+    from .batch import BatchFileError, plan_batch, read_batch_file, run_batch
     from .studio import Studio
 
     if args.concurrency is not None and args.concurrency < 1:
@@ -117,31 +124,26 @@ def _confirmed(estimate: float | None) -> bool:
     return True
 
 
-def _progress(total: int, initial: int):
+def _progress(total: int, initial: int) -> tqdm[NoReturn]:
     from tqdm import tqdm
 
     return tqdm(total=total, initial=initial, file=sys.stderr, unit="img", dynamic_ncols=True, disable=None,
                 desc="batch")
 
 
-def _print_json(outcome, out_dir: Path) -> None:
-    line = outcome.record
-    common = {"row": outcome.row, "prompt": outcome.prompt, "status": outcome.status,
-              "variation": outcome.variation, "model": line.get("model"), "mode": line.get("mode")}
+def _print_json(outcome: ItemOutcome, out_dir: Path) -> None:
+    common = {"row": outcome.row, "status": outcome.status}
     if outcome.status == "failed":
-        print(json.dumps({**common, "error": outcome.error, "error_type": outcome.error_type,
-                          "exit_code": outcome.exit_code}, ensure_ascii=False), flush=True)
+        line = outcome.record
+        print(json.dumps({**common, "prompt": outcome.prompt, "variation": outcome.variation,
+                          "model": line.get("model"), "mode": line.get("mode"), "error": outcome.error,
+                          "error_type": outcome.error_type, "exit_code": outcome.exit_code}, ensure_ascii=False),
+              flush=True)
         return
-    images = line.get("images") or []
-    share = None if outcome.cost_usd is None else outcome.cost_usd / max(len(images), 1)
-    for image in images:
-        print(json.dumps({
-            "path": str(out_dir / image["path"]), **common, "cached": outcome.status == "cached",
-            "cost_usd": share, "saved_usd": line.get("saved_usd", 0.0), "finish_reason": line.get("finish_reason"),
-            "text": line.get("text", ""), "width": image["width"], "height": image["height"],
-            "sha256": image["sha256"], "seed": line.get("seed"), "tokens": line.get("tokens"),
-            "elapsed_s": line.get("elapsed_s"), "id": line.get("id"),
-        }, ensure_ascii=False), flush=True)
+    # The manifest line is the result's record (ImageResult.to_record), with the batch's names, status and cost.
+    record = {**outcome.record, "cached": outcome.status == "cached", "cost_usd": outcome.cost_usd}
+    for line in image_records(record):
+        print(json.dumps({**line, "path": str(out_dir / line["path"]), **common}, ensure_ascii=False), flush=True)
 
 
 def run_batch_command(args: argparse.Namespace) -> int:

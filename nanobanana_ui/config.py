@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from dotenv import dotenv_values
 
@@ -78,7 +79,7 @@ class Settings:
         """gr.Blocks(delete_cache=...): in public mode Gradio's cached files go after an hour, checked hourly."""
         return (3600, 3600) if self.public else None
 
-    def with_overrides(self, **changes: object) -> Settings:
+    def with_overrides(self, **changes: Any) -> Settings:
         """A copy with some fields replaced (None values are ignored)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
@@ -92,7 +93,7 @@ def _flag(name: str, raw: str) -> bool:
     raise ConfigError(f"{name}={raw!r} is not a yes/no value: use 1 or 0.")
 
 
-def _number(name: str, raw: str, kind: type, minimum: float) -> int | float:
+def _number(name: str, raw: str, kind: type[int] | type[float], minimum: float) -> int | float:
     try:
         value = kind(raw.strip())
     except ValueError:
@@ -122,7 +123,7 @@ def parse_auth(entries: str | list[str], name: str = "NANOBANANA_AUTH") -> tuple
 def load_settings(
     explicit: Mapping[str, object] | None = None,
     *,
-    env_file: str | os.PathLike | None = ".env",
+    env_file: str | os.PathLike[str] | None = ".env",
     environ: Mapping[str, str] | None = None,
 ) -> Settings:
     """Resolve Settings: explicit values win, then the .env file, then the environment, then defaults."""
@@ -136,7 +137,7 @@ def load_settings(
                     return name, source[name]
         return None
 
-    values: dict[str, object] = {}
+    values: dict[str, Any] = {}
     if found := lookup(*KEY_VARIABLES):
         values["api_key"] = found[1].strip()
     if found := lookup("NANOBANANA_HOME"):

@@ -1,11 +1,13 @@
-"""What a request costs: from the response's token counts and the registry's prices."""
+"""What a request costs: from the response's token counts and the registry's prices; and how a cost reads."""
 
 from __future__ import annotations
 
 from .models import ModelSpec
 from .request import ImageRequest, Usage
 
-__all__ = ["cost_from_usage", "estimate_cost", "estimate_request_cost"]
+__all__ = ["CACHED_TEXT", "cost_from_usage", "cost_text", "estimate_cost", "estimate_request_cost", "status_text"]
+
+CACHED_TEXT = "cached · $0"  # a cache hit: no call was made, nothing was paid
 
 
 def cost_from_usage(spec: ModelSpec, usage: Usage) -> float | None:
@@ -26,6 +28,31 @@ def estimate_cost(spec: ModelSpec, size: str | None, count: int = 1) -> float | 
     """Estimated USD for `count` images of this size, before sending (output images only)."""
     price = spec.image_price(size)
     return None if price is None else round(price * count, 6)
+
+
+def cost_text(cost_usd: float | None, *, cached: bool = False) -> str:
+    """How a result's cost reads everywhere: "cached · $0" for a cache hit, else "$0.0387", or "cost unknown"."""
+    if cached:
+        return CACHED_TEXT
+    return "cost unknown" if cost_usd is None else f"${cost_usd:.4f}"
+
+
+def elapsed_text(seconds: float | None) -> str:
+    """How long a call took: "12 ms" under a tenth of a second (the emulator, the cache), else "3.4 s"."""
+    seconds = seconds or 0.0
+    return f"{max(seconds * 1000, 1):.0f} ms" if seconds < 0.1 else f"{seconds:.1f} s"
+
+
+def finish_text(reason: str | None) -> str:
+    """The finish reason in words: nothing for a normal finish (STOP), else the reason as Gemini gave it."""
+    return "" if reason in (None, "", "STOP") else f"finished: {reason}"
+
+
+def status_text(*, cost_usd: float | None, cached: bool, finish_reason: str | None, elapsed_s: float | None,
+                text: str = "") -> str:
+    """A result's status in one line: cost (or the cache badge), an unusual finish reason, time, the model's words."""
+    parts = [cost_text(cost_usd, cached=cached), finish_text(finish_reason), elapsed_text(elapsed_s), text.strip()]
+    return " · ".join(part for part in parts if part)
 
 
 def estimate_request_cost(spec: ModelSpec, request: ImageRequest) -> float | None:

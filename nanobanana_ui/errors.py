@@ -31,6 +31,8 @@ import math
 import re
 from typing import Any
 
+from .quota_clock import time_to_pacific_midnight
+
 __all__ = [
     "AuthError", "BadRequestError", "BadResponseError", "BudgetExceededError", "ConfigError", "ImageInputError",
     "ImageWithheldError", "InputError", "InvalidKeyError", "MissingKeyError", "ModelNotFoundError", "NetworkError",
@@ -115,7 +117,7 @@ class RateLimitError(StudioError):
     """429 RESOURCE_EXHAUSTED: a per-minute rate limit (retry after a wait) or a per-day quota."""
 
     exit_code = 4
-    status_code = 429
+    status_code: int | None = 429
 
     def __init__(self, message: str, *, retry_after_s: float | None = None, quota_id: str | None = None) -> None:
         super().__init__(message)
@@ -184,7 +186,7 @@ class BadResponseError(ServiceError):
     """The service answered something that is not a Gemini response."""
 
 
-def _error_body(details: Any) -> dict:
+def _error_body(details: Any) -> dict[str, Any]:
     """The {"code", "message", "status", "details"} object of an SDK error, whatever shape the SDK kept."""
     if isinstance(details, list) and details:
         details = details[0]
@@ -202,7 +204,7 @@ def _short(text: str) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def _detail(body: dict, type_suffix: str) -> dict:
+def _detail(body: dict[str, Any], type_suffix: str) -> dict[str, Any]:
     for item in body.get("details") or ():
         if isinstance(item, dict) and str(item.get("@type", "")).endswith(type_suffix):
             return item
@@ -214,7 +216,7 @@ def _parse_seconds(text: str | None) -> float | None:
     return float(match.group(1)) if match else None
 
 
-def _retry_after(body: dict, response: Any) -> float | None:
+def _retry_after(body: dict[str, Any], response: Any) -> float | None:
     delay = _parse_seconds(_detail(body, "RetryInfo").get("retryDelay"))
     if delay is None and response is not None:
         headers = getattr(response, "headers", None) or {}
@@ -222,7 +224,7 @@ def _retry_after(body: dict, response: Any) -> float | None:
     return delay
 
 
-def _map_api_error(code: int, body: dict, response: Any, model: str | None) -> StudioError:
+def _map_api_error(code: int, body: dict[str, Any], response: Any, model: str | None) -> StudioError:
     status = str(body.get("status") or "")
     text = _short(str(body.get("message") or "")) or f"HTTP {code}"
     reason = _detail(body, "ErrorInfo").get("reason", "")
@@ -241,8 +243,6 @@ def _map_api_error(code: int, body: dict, response: Any, model: str | None) -> S
         quota_id = violations[0].get("quotaId")
         wait = _retry_after(body, response)
         if quota_id and "PerDay" in quota_id:
-            from .limits import time_to_pacific_midnight
-
             msg = (f"The daily quota for {model or 'this model'} is used up ({quota_id}); "
                    f"it resets at midnight Pacific time, in {time_to_pacific_midnight()}.")
         else:

@@ -2,42 +2,15 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from contextvars import ContextVar
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import BadResponseError, ImageWithheldError, PromptBlockedError, TextOnlyError, map_error
 from .request import ImageRequest, Usage
+from .transport import SendObserver, SendTracer
 
-__all__ = ["BackendReply", "GeminiBackend", "build_config", "build_contents", "on_request_sent", "parse_response"]
-
-# Set by the caller around one generate() call: told when the request's last byte was written to the socket, with
-# the body's size and the slowest TCP round trip seen to the API so far (for the rate limiter's count).
-on_request_sent: ContextVar[Callable[[int, float], None] | None] = ContextVar("on_request_sent", default=None)
-_slowest_round_trip_s = 0.0  # connecting takes one round trip: measured on every new connection
-
-
-async def _trace_sending(request: Any) -> None:
-    """httpx event hook: have the transport report connection round trips and when the body is fully written."""
-    notify = on_request_sent.get()
-    if notify is None:
-        return
-    size = int(request.headers.get("content-length") or 0)
-    connecting: list[float] = []
-
-    async def trace(event: str, info: dict) -> None:
-        global _slowest_round_trip_s
-        if event == "connection.connect_tcp.started":
-            connecting.append(time.monotonic())
-        elif event == "connection.connect_tcp.complete" and connecting:
-            _slowest_round_trip_s = max(_slowest_round_trip_s, time.monotonic() - connecting[0])
-        elif event.endswith("send_request_body.complete"):
-            notify(size, _slowest_round_trip_s)
-
-    request.extensions = {**request.extensions, "trace": trace}
-
+__all__ = ["BackendReply", "GeminiBackend", "build_config", "build_contents", "parse_response"]
 
 _WITHHELD_HINTS = {
     "IMAGE_SAFETY": "Gemini's safety filter withheld the image",
@@ -153,22 +126,33 @@ class GeminiBackend:
         from google import genai
         from google.genai import types
 
+        self._tracer = SendTracer()
         options = types.HttpOptions(
             api_version="v1beta",  # the SDK's default (v1) lacks the image options
             base_url=base_url,
             timeout=int(timeout_s * 1000),  # milliseconds
-            async_client_args={"event_hooks": {"request": [_trace_sending]}},  # for the rate limiter's count
+            async_client_args={"event_hooks": self._tracer.event_hooks()},  # for the rate limiter's count
         )
         # vertexai=False: GOOGLE_GENAI_USE_VERTEXAI in the environment must not reroute our calls.
         self._client = genai.Client(api_key=api_key, vertexai=False, http_options=options)
 
-    async def generate(self, request: ImageRequest) -> BackendReply:
-        """Send one request and parse the reply; every failure arrives as a StudioError."""
-        try:
-            response = await self._client.aio.models.generate_content(
-                model=request.model, contents=build_contents(request), config=build_config(request))
-        except Exception as exc:  # noqa: BLE001 - every SDK and transport error is mapped in one place
-            raise map_error(exc, model=request.model) from exc
+    async def generate(self, request: ImageRequest, *, observer: SendObserver | None = None) -> BackendReply:
+        """Send one request and parse the reply; every failure arrives as a StudioError.
+
+        `observer` is told when the request's last byte left this machine (the rate limiter's slot).
+        """
+        from google.genai import types
+
+        config = build_config(request)
+        with contextlib.ExitStack() as stack:
+            if observer is not None:
+                headers = stack.enter_context(self._tracer.observe(observer))
+                config = config.model_copy(update={"http_options": types.HttpOptions(headers=headers)})
+            try:
+                response = await self._client.aio.models.generate_content(
+                    model=request.model, contents=build_contents(request), config=config)
+            except Exception as exc:  # noqa: BLE001 - every SDK and transport error is mapped in one place
+                raise map_error(exc, model=request.model) from exc
         return parse_response(response)
 
     async def list_image_models(self) -> tuple[str, ...]:

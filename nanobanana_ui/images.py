@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -21,7 +22,7 @@ from .errors import ImageInputError
 
 __all__ = [
     "MAX_INLINE_BYTES", "MAX_REQUEST_BYTES", "MAX_SIDE", "MAX_SOURCE_PIXELS", "InputImage",
-    "check_request_size", "image_size", "load_input_image", "load_input_path", "open_oriented",
+    "check_request_size", "fit_size", "image_size", "load_input_image", "load_input_path", "open_oriented", "to_8bit",
 ]
 
 
@@ -199,7 +200,7 @@ def _sendable_mode(im: Image.Image, notes: list[str]) -> Image.Image:
 
 def _to_8bit(im: Image.Image) -> Image.Image:
     """Scale a 16-bit, 32-bit or float greyscale image to 8-bit L by its nominal range (not by clipping)."""
-    lo, hi = im.getextrema()
+    lo, hi = cast("tuple[float, float]", im.getextrema())  # single-band modes: (min, max)
     if im.mode.startswith("I;16") or (lo >= 0 and 255 < hi <= 65535):
         lo, hi = 0, 65535  # 16-bit data: full range 0-65535 maps to 0-255
     elif im.mode == "F" and lo >= 0 and hi <= 1:
@@ -214,7 +215,7 @@ def _to_8bit(im: Image.Image) -> Image.Image:
 def _encode(im: Image.Image, lossless: bool, icc: bytes | None,
             notes: list[str]) -> tuple[bytes, str, tuple[int, int]]:
     """PNG for alpha or lossless sources if it fits, else JPEG q90 (WebP q90 to keep alpha), halving until it fits."""
-    alpha = im.mode in ("LA", "RGBA") and im.getchannel("A").getextrema()[0] < 255
+    alpha = im.mode in ("LA", "RGBA") and cast("tuple[int, int]", im.getchannel("A").getextrema())[0] < 255
     if im.mode in ("LA", "RGBA") and not alpha:
         im = im.convert(im.mode[:-1])  # fully opaque: the alpha channel only costs bytes
     if alpha or lossless:
@@ -288,3 +289,13 @@ def _too_large(name: str, size: tuple[int, int] | None) -> ImageInputError:
 def _mb(nbytes: int) -> str:
     """Bytes as megabytes for messages, e.g. '7.0 MB'."""
     return f"{nbytes / 2**20:.1f} MB"
+
+
+def to_8bit(im: Image.Image) -> Image.Image:
+    """A 16-bit, 32-bit or float greyscale image as 8-bit L, scaled by its nominal range (not clipped)."""
+    return _to_8bit(im)
+
+
+def fit_size(size: tuple[int, int], limit: int) -> tuple[int, int]:
+    """The aspect-preserving size whose long side is `limit`."""
+    return _fit(size, limit)

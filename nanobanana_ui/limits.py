@@ -18,18 +18,17 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from .errors import BudgetExceededError
+from .quota_clock import PACIFIC, duration_until, next_pacific_midnight, pacific_day, time_to_pacific_midnight
 
 __all__ = [
-    "DailyBudget", "DailyUsage", "RateLimiter", "next_pacific_midnight", "pacific_day", "shared_rate_limiter",
+    "DailyBudget", "DailyUsage", "RateLimiter", "Slot", "next_pacific_midnight", "pacific_day", "shared_rate_limiter",
     "time_to_pacific_midnight",
 ]
 
-PACIFIC = ZoneInfo("America/Los_Angeles")  # Gemini's daily quotas reset at midnight Pacific time
 _POLL_S = 0.25  # longest sleep between checks while waiting (slots can free early when a call fails fast)
 # After its last byte leaves, a request reaches Google within one-way latency (bounded by twice the slowest round trip
 # measured when connecting, for jitter), the time to drain the socket's send buffer (at a pessimistic 1 MB/s up),
@@ -72,7 +71,7 @@ class RateLimiter:
             free -= 1
             ticket.loop.call_soon_threadsafe(ticket.wake.set)
 
-    async def acquire(self, on_wait: Callable[[float | None], None] | None = None) -> _Slot:
+    async def acquire(self, on_wait: Callable[[float | None], None] | None = None) -> Slot:
         """Wait for a slot (first come, first served) and take it; `on_wait(seconds)` is told about a wait."""
         ticket = _Ticket()
         told = False
@@ -83,7 +82,7 @@ class RateLimiter:
                         self._queue.append(ticket)
                     self._grant()
                     if ticket.granted:
-                        return _Slot(self)
+                        return Slot(self)
                     hint = self._wait_hint(self._clock())
                 if on_wait is not None and not told:
                     on_wait(hint)
@@ -121,7 +120,7 @@ class _Ticket:
         self.granted = False
 
 
-class _Slot:
+class Slot:
     """One taken slot; leaving the `async with` block starts its window."""
 
     def __init__(self, limiter: RateLimiter) -> None:
@@ -138,7 +137,7 @@ class _Slot:
         margin = SEND_MARGIN_S + 2 * round_trip_s + request_bytes / UPLINK_BYTES_PER_S
         self._arrived_by = self._limiter._clock() + margin
 
-    async def __aenter__(self) -> _Slot:
+    async def __aenter__(self) -> Slot:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -160,17 +159,6 @@ def shared_rate_limiter(endpoint: str, limit: int, window_s: float = 60.0) -> Ra
         return _shared.setdefault((endpoint, limit, window_s), RateLimiter(limit, window_s))
 
 
-def pacific_day(now: datetime | None = None) -> str:
-    """Today's date in Pacific time, as Gemini counts daily quotas (e.g. "2026-11-27")."""
-    return (now or datetime.now(PACIFIC)).astimezone(PACIFIC).date().isoformat()
-
-
-def next_pacific_midnight(now: datetime | None = None) -> datetime:
-    """When today's daily quota resets: the next midnight in Pacific time."""
-    local = (now or datetime.now(PACIFIC)).astimezone(PACIFIC)
-    return datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), tzinfo=PACIFIC)
-
-
 @dataclass(frozen=True)
 class DailyUsage:
     """Today's counts on this data directory, in Pacific days."""
@@ -185,7 +173,7 @@ class DailyUsage:
     @property
     def resets_in(self) -> str:
         """Time until the reset, like "5 h 12 min"."""
-        return _until(self.resets_at, datetime.now(PACIFIC))
+        return duration_until(self.resets_at, datetime.now(PACIFIC))
 
 
 class DailyBudget:
@@ -209,8 +197,8 @@ class DailyBudget:
             resets = next_pacific_midnight(self._clock())
             raise BudgetExceededError(
                 f"Today's budget of {self.limit} requests (NANOBANANA_RPD) is used up; it resets at midnight "
-                f"Pacific time ({resets:%H:%M %Z}, {_until(resets, self._clock())} from now). Raise NANOBANANA_RPD "
-                "if your quota allows more.")
+                f"Pacific time ({resets:%H:%M %Z}, {duration_until(resets, self._clock())} from now). Raise "
+                "NANOBANANA_RPD if your quota allows more.")
 
     def add_cost(self, cost_usd: float | None, saved_usd: float = 0.0) -> None:
         """Add a result's cost (or, for a cache hit, the money it saved) to today's totals."""
@@ -232,14 +220,3 @@ class DailyBudget:
     def close(self) -> None:
         """Close the counters' database."""
         self._store.close()
-
-
-def _until(when: datetime, now: datetime) -> str:
-    minutes = max(int((when - now).total_seconds() // 60), 0)
-    return f"{minutes // 60} h {minutes % 60} min"
-
-
-def time_to_pacific_midnight(now: datetime | None = None) -> str:
-    """How long until Gemini's daily quotas reset, like "5 h 12 min"."""
-    now = now or datetime.now(PACIFIC)
-    return _until(next_pacific_midnight(now), now)

@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from typing import Any
 
 __all__ = ["ModelSpec", "Price", "default_model_id", "get_model", "known_models", "pixel_size"]
 
@@ -56,7 +57,7 @@ class ModelSpec:
         return None if tokens is None else tokens * self.price.output_image / 1e6
 
 
-def _spec_from_entry(entry: dict) -> ModelSpec:
+def _spec_from_entry(entry: dict[str, Any]) -> ModelSpec:
     return ModelSpec(
         id=entry["id"],
         label=entry["label"],

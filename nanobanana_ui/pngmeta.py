@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
@@ -58,8 +59,8 @@ class ImageInfo:
     """What PNG Info shows about one image, and the settings "Use these settings" can restore."""
 
     parameters: str | None = None
-    request: dict | None = None
-    settings: dict = field(default_factory=dict)
+    request: dict[str, Any] | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
     source: str = "none"  # "nanobanana", "automatic1111", "other" or "none"
     message: str = _NO_PARAMETERS
 
@@ -101,7 +102,8 @@ def embed_png_text(png: bytes, chunks: Mapping[str, str]) -> bytes:
         raise ValueError("damaged PNG: it must start with an IHDR chunk and contain image data (IDAT)")
     keys = {_keyword(k) for k in chunks}
     new = b"".join(_itxt(k, v) for k, v in chunks.items())
-    view, parts, placed = memoryview(png), [_SIGNATURE], False
+    view, placed = memoryview(png), False
+    parts: list[bytes | memoryview] = [_SIGNATURE]
     for ctype, start, end in found:
         if ctype == b"IDAT" and not placed:
             parts.append(new)
@@ -135,7 +137,7 @@ def read_image_info(data: bytes, name: str = "image") -> ImageInfo:
     return _interpret(texts)
 
 
-def parse_parameters(text: str) -> dict:
+def parse_parameters(text: str) -> dict[str, Any]:
     """The restorable settings in A1111-style text: ours give every option, A1111's give prompt and seed."""
     lines = text.split("\n")
     params = _params(lines[-1])
@@ -147,7 +149,7 @@ def parse_parameters(text: str) -> dict:
     if not ours:  # A1111: the prompt ends where "Negative prompt:" begins
         cut = next((i for i, ln in enumerate(prompt_lines) if ln.startswith("Negative prompt:")), len(prompt_lines))
         prompt_lines = "\n".join(prompt_lines[:cut]).strip().split("\n")
-    settings: dict = {"prompt": "\n".join(prompt_lines)} if any(prompt_lines) else {}
+    settings: dict[str, Any] = {"prompt": "\n".join(prompt_lines)} if any(prompt_lines) else {}
     for key, (name, kind) in _OURS.items():
         if key in params and (ours or key == "Seed"):
             with suppress(ValueError):
@@ -189,7 +191,8 @@ def _itxt(key: str, value: str) -> bytes:
 
 def _walk(png: bytes) -> tuple[list[tuple[bytes, int, int]], str | None]:
     """(type, start, end) of each whole chunk, and what is wrong with the stream, if anything."""
-    found, pos, size = [], len(_SIGNATURE), len(png)
+    found: list[tuple[bytes, int, int]] = []
+    pos, size = len(_SIGNATURE), len(png)
     while pos + 12 <= size:
         length, ctype = struct.unpack_from(">I4s", png, pos)
         end = pos + 12 + length
@@ -241,7 +244,7 @@ def _png_texts(png: bytes) -> tuple[dict[str, str], str | None]:
 
 def _other_texts(im: Image.Image) -> dict[str, str]:
     """Text metadata from a non-PNG image: EXIF UserComment / ImageDescription, and any text in ``info``."""
-    texts = {k: v for k, v in im.info.items() if isinstance(v, str)}
+    texts = {k: v for k, v in im.info.items() if isinstance(k, str) and isinstance(v, str)}
     if isinstance(im.info.get("comment"), bytes):
         texts["comment"] = im.info["comment"].decode("utf-8", "replace")
     exif = im.getexif()

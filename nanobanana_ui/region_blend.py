@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image, ImageFilter
 
 from .errors import BadResponseError
-from .images import _to_8bit, open_oriented
+from .images import open_oriented, to_8bit
 from .pngwrite import FAST_MODES, Band, RowFrame, deflate_rows, fill_rows, frame_rows, write_png
 
 if TYPE_CHECKING:
@@ -158,7 +158,7 @@ def _storable(image: Image.Image) -> Image.Image:
     if image.mode == "I" and 0 <= image.getextrema()[0] and image.getextrema()[1] <= 65535:  # type: ignore[operator]
         return image.convert("I;16")
     if image.mode.startswith("I") or image.mode == "F":
-        return _to_8bit(image)
+        return to_8bit(image)
     alpha = "A" in image.getbands() or "transparency" in image.info
     return image.convert("RGBA" if alpha else "RGB")
 
@@ -199,8 +199,8 @@ def _mix(base: NDArray[Any], top: NDArray[Any], alpha: NDArray[np.uint8]) -> NDA
     if base.ndim > weight.ndim:  # one weight for every channel of a pixel
         weight = weight[..., None]
     floor = base.astype(np.float32)
-    mixed = np.rint(floor + (top.astype(np.float32) - floor) * weight)
-    return mixed.astype(base.dtype)
+    mixed: NDArray[Any] = np.rint(floor + (top.astype(np.float32) - floor) * weight).astype(base.dtype)
+    return mixed
 
 
 def _back(work: NDArray[Any], like: Image.Image) -> NDArray[Any]:

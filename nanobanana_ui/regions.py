@@ -25,7 +25,7 @@ from typing import Any
 from PIL import Image
 
 from .errors import ImageInputError, InputError
-from .images import MAX_SIDE, MAX_SOURCE_PIXELS, InputImage, _fit, _to_8bit, load_input_image, open_oriented
+from .images import MAX_SIDE, MAX_SOURCE_PIXELS, InputImage, fit_size, load_input_image, open_oriented, to_8bit
 from .models import get_model
 from .region_blend import original_image
 from .request import ImageOptions, ImageRequest, Mode
@@ -123,7 +123,7 @@ def load_mask(data: bytes, name: str, size: tuple[int, int]) -> Image.Image:
     if "A" in im.getbands() and im.getchannel("A").getextrema() != (255, 255):
         grey = im.getchannel("A")  # a brush layer on a clear background: what is painted, in any colour, is the region
     elif im.mode.startswith("I") or im.mode == "F":
-        grey = _to_8bit(im)
+        grey = to_8bit(im)
     else:
         grey = im.convert("L")
     mask = grey.point(lambda v: 255 if v >= _THRESHOLD else 0)
@@ -274,7 +274,7 @@ def _sendable(im: Image.Image) -> Image.Image:
     if im.mode in ("P", "PA", "LA"):
         return im.convert("RGBA" if im.mode != "P" or "transparency" in im.info else "RGB")
     if im.mode.startswith("I") or im.mode == "F":
-        return _to_8bit(im)
+        return to_8bit(im)
     return im.convert("L" if im.mode == "1" else "RGB")
 
 
@@ -282,7 +282,7 @@ def _inputs(picture: Image.Image, hint: Image.Image, name: str) -> tuple[InputIm
     """The picture and its mask as input images of the same size (downscaled together to the model's limit)."""
     picture = _sendable(picture)
     if max(picture.size) > MAX_SIDE:
-        target = _fit(picture.size, MAX_SIDE)
+        target = fit_size(picture.size, MAX_SIDE)
         picture = picture.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
         hint = hint.resize(target, Image.Resampling.NEAREST)
     # JPEG q95 for opaque pictures: a reference for the model only (the original's pixels never come from it), and

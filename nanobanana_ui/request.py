@@ -14,7 +14,9 @@ from .images import InputImage
 if TYPE_CHECKING:
     from .regions import Region
 
-__all__ = ["GeneratedImage", "ImageOptions", "ImageRequest", "ImageResult", "Mode", "Usage"]
+__all__ = [
+    "RECORD_KEYS", "GeneratedImage", "ImageOptions", "ImageRequest", "ImageResult", "Mode", "Usage", "image_records",
+]
 
 CACHE_KEY_VERSION = 1  # bump when the meaning of a request changes, so old entries stop matching
 
@@ -40,7 +42,7 @@ class ImageOptions:
     with_text: bool = True  # response modalities: image + text, or image only
     variation: int = 0  # distinguishes otherwise identical requests: each number is its own cache entry
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """The options as plain JSON-able data."""
         return asdict(self)
 
@@ -75,7 +77,7 @@ class ImageRequest:
         """The same request with another variation number (a separate cache entry)."""
         return replace(self, options=replace(self.options, variation=variation))
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         """JSON-able summary of the request (no image bytes, no key)."""
         described: dict[str, Any] = {
             "mode": self.mode.value, "model": self.model, "prompt": self.prompt,
@@ -100,6 +102,10 @@ class Usage:
     image_tokens: int = 0
     text_tokens: int = 0
     total_tokens: int = 0
+
+    def to_record(self) -> dict[str, int]:
+        """The token counts as every JSON record shows them: `prompt`, `output`, `total`."""
+        return {"prompt": self.prompt_tokens, "output": self.output_tokens, "total": self.total_tokens}
 
 
 @dataclass(frozen=True)
@@ -133,3 +139,41 @@ class ImageResult:
     cached: bool = False
     saved_usd: float = 0.0  # what a cache hit would have cost
     elapsed_s: float = 0.0
+
+    def to_record(self) -> dict[str, Any]:
+        """The one JSON-able form of a result, which the CLI, the batch manifest and its --json all print.
+
+        One record per request; `image_records` splits it into the CLI's one line per image.
+        """
+        options = self.request.options
+        return {
+            "id": self.id, "prompt": self.request.prompt, "model": self.request.model, "mode": self.request.mode.value,
+            "variation": options.variation, "seed": options.seed, "cached": self.cached, "cost_usd": self.cost_usd,
+            "saved_usd": self.saved_usd if self.cached else 0.0, "finish_reason": self.finish_reason,
+            "text": self.text, "tokens": self.usage.to_record(), "elapsed_s": round(self.elapsed_s, 3),
+            "images": [{"path": None if image.path is None else str(image.path), "width": image.width,
+                        "height": image.height, "sha256": image.sha256} for image in self.images],
+            **({"region": self.request.region.describe()} if self.request.region is not None else {}),
+        }
+
+
+RECORD_KEYS = (  # the keys of one --json line per image (generate/edit/compose, and batch with `row`, `status`)
+    "path", "prompt", "model", "mode", "cached", "cost_usd", "saved_usd", "finish_reason", "text", "width", "height",
+    "sha256", "variation", "seed", "tokens", "elapsed_s", "id",
+)
+
+
+def image_records(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """One line per image of a result record: the result's fields, the image's, and its share of the cost."""
+    images = record.get("images") or []
+    cost = record.get("cost_usd")
+    share = None if cost is None else cost / max(len(images), 1)
+    lines = []
+    for image in images:
+        line = {key: record.get(key) for key in RECORD_KEYS}
+        line.update(path=image["path"], width=image["width"], height=image["height"], sha256=image["sha256"],
+                    cost_usd=share)
+        if "region" in record:  # a region edit's provenance (mask sha256, crop box, feather, or extend)
+            line["region"] = record["region"]
+        lines.append(line)
+    return lines

@@ -52,8 +52,9 @@ class RetryPolicy:
 
         The ranges [e/2, e] for e = base * 2**(attempt-1) never overlap downwards, so waits grow even with jitter.
         """
-        ceiling = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1))
-        return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
+        ceiling = min(self.max_delay_s, self.base_delay_s * 2.0 ** (attempt - 1))
+        jitter = rng.uniform(0, ceiling / 2) if rng is not None else random.uniform(0, ceiling / 2)
+        return ceiling / 2 + jitter
 
     def next_delay(self, error: StudioError, attempt: int, waited_s: float,
                    rng: random.Random | None = None) -> float | None:

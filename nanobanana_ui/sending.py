@@ -14,10 +14,11 @@ from contextvars import ContextVar
 from typing import Protocol
 
 from .errors import StudioError
-from .gemini import BackendReply, on_request_sent
-from .limits import DailyBudget, RateLimiter
+from .gemini import BackendReply
+from .limits import DailyBudget, RateLimiter, Slot
 from .request import ImageRequest
 from .retry import RetryPolicy, describe_failure
+from .transport import SendObserver
 
 __all__ = ["EventSink", "GuardedSender", "NotSent", "stop_sending"]
 
@@ -33,7 +34,7 @@ class NotSent(Exception):  # noqa: N818 - not an error the user made: the caller
 
 
 class _Generate(Protocol):
-    def __call__(self, request: ImageRequest) -> Awaitable[BackendReply]: ...
+    def __call__(self, request: ImageRequest, *, observer: SendObserver | None = None) -> Awaitable[BackendReply]: ...
 
 
 class GuardedSender:
@@ -87,14 +88,10 @@ class GuardedSender:
                 raise NotSent("stopped before sending")
             if self._budget is not None:
                 await asyncio.to_thread(self._budget.reserve)
-            reset = on_request_sent.set(slot.mark_sent)  # only this task's call: contextvars are per task
-            try:
-                return await self._generate(request)
-            finally:
-                on_request_sent.reset(reset)
+            return await self._generate(request, observer=slot)  # the slot learns when the request left
 
     @staticmethod
-    async def _acquire(limiter: RateLimiter, waiting: Callable[[float | None], None]):
+    async def _acquire(limiter: RateLimiter, waiting: Callable[[float | None], None]) -> Slot:
         """The limiter's slot; with `stop_sending` set while waiting for it, give up the wait (NotSent)."""
         stop = stop_sending.get()
         if stop is None:

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from .cache import CachedEntry, ResultCache
 from .config import Settings
@@ -29,6 +29,7 @@ from .regions import build_region_request
 from .request import ImageOptions, ImageRequest, ImageResult, Mode, Usage
 from .retry import RetryPolicy
 from .sending import EventSink, GuardedSender
+from .transport import SendObserver
 from .validation import ImageSource, build_request
 
 __all__ = ["MAX_COUNT", "Backend", "Studio"]
@@ -40,9 +41,13 @@ log = logging.getLogger(__name__)
 class Backend(Protocol):
     """What the Studio needs from a backend (GeminiBackend, or a test double)."""
 
-    async def generate(self, request: ImageRequest): ...  # noqa: D102
-    async def list_image_models(self) -> tuple[str, ...]: ...  # noqa: D102
-    async def aclose(self) -> None: ...  # noqa: D102
+    async def generate(self, request: ImageRequest, *, observer: SendObserver | None = None) -> BackendReply:
+        """Send one request; tell `observer` when its last byte left; a failure raises a StudioError."""
+    async def list_image_models(self) -> tuple[str, ...]:
+        """Ids of the image models the key can use."""
+
+    async def aclose(self) -> None:
+        """Release the client."""
 
 
 class Studio:
@@ -149,30 +154,29 @@ class Studio:
         """Estimated USD of sending this request once, counting what is sent (a region edit's crop and mask)."""
         return estimate_request_cost(get_model(request.model), request)
 
-    async def generate(self, prompt: str, **kwargs) -> ImageResult:
-        """Text to image. Keywords: model, options, use_cache, out_dir, owner."""
-        return await self._build_and_run(Mode.GENERATE, prompt, (), **kwargs)
+    async def generate(self, prompt: str, *, model: str | None = None, options: ImageOptions | None = None,
+                       use_cache: bool = True, out_dir: Path | None = None, on_event: EventSink | None = None,
+                       owner: str | None = None) -> ImageResult:
+        """Text to image (the other keywords as for `run`)."""
+        request = self.build_request(Mode.GENERATE, prompt, (), model=model, options=options)
+        return await self.run(request, use_cache=use_cache, out_dir=out_dir, on_event=on_event, owner=owner)
 
-    async def edit(self, image: ImageSource, prompt: str, *, mask: ImageSource | None = None,
-                   feather: int | None = None, extend_to: str | None = None, anchor: str | None = None,
-                   **kwargs: Any) -> ImageResult:
-        """One image plus an instruction; with `mask` or `extend_to`, a region edit (see build_request).
-
-        Other keywords: model, options, use_cache, out_dir, on_event, owner.
-        """
-        model, options = kwargs.pop("model", None), kwargs.pop("options", None)
+    async def edit(self, image: ImageSource, prompt: str, *, model: str | None = None,
+                   options: ImageOptions | None = None, use_cache: bool = True, out_dir: Path | None = None,
+                   on_event: EventSink | None = None, owner: str | None = None, mask: ImageSource | None = None,
+                   feather: int | None = None, extend_to: str | None = None, anchor: str | None = None) -> ImageResult:
+        """One image plus an instruction; with `mask` or `extend_to`, a region edit (see build_request); the other
+        keywords as for `run`."""
         request = self.build_request(Mode.EDIT, prompt, (image,), model=model, options=options, mask=mask,
                                      feather=feather, extend_to=extend_to, anchor=anchor)
-        return await self.run(request, **kwargs)
+        return await self.run(request, use_cache=use_cache, out_dir=out_dir, on_event=on_event, owner=owner)
 
-    async def compose(self, images: Sequence[ImageSource], prompt: str, **kwargs) -> ImageResult:
-        """Several images plus an instruction. Keywords: model, options, use_cache, out_dir, owner."""
-        return await self._build_and_run(Mode.COMPOSE, prompt, tuple(images), **kwargs)
-
-    async def _build_and_run(self, mode: Mode, prompt: str, images: Sequence[ImageSource], *, model: str | None = None,
-                             options: ImageOptions | None = None, **run_kwargs) -> ImageResult:
-        request = self.build_request(mode, prompt, images, model=model, options=options)
-        return await self.run(request, **run_kwargs)
+    async def compose(self, images: Sequence[ImageSource], prompt: str, *, model: str | None = None,
+                      options: ImageOptions | None = None, use_cache: bool = True, out_dir: Path | None = None,
+                      on_event: EventSink | None = None, owner: str | None = None) -> ImageResult:
+        """Several images plus an instruction (the other keywords as for `run`)."""
+        request = self.build_request(Mode.COMPOSE, prompt, tuple(images), model=model, options=options)
+        return await self.run(request, use_cache=use_cache, out_dir=out_dir, on_event=on_event, owner=owner)
 
     async def run(self, request: ImageRequest, *, use_cache: bool = True, out_dir: Path | None = None,
                   on_event: EventSink | None = None, owner: str | None = None) -> ImageResult:
@@ -230,7 +234,7 @@ class Studio:
 
     def _replay(self, request: ImageRequest, entry: CachedEntry, out_dir: Path, started: float) -> ImageResult:
         pairs = zip(entry.paths, entry.images, strict=True)
-        images = [(path.read_bytes(), mime, path) for path, (_, mime) in pairs]
+        images: list[tuple[bytes, str, Path | None]] = [(path.read_bytes(), mime, path) for path, (_, mime) in pairs]
         return self._result(request, images, entry.text, entry.finish_reason, Usage(**entry.usage),
                             cost=0.0, cached=True, saved=entry.cost_usd or 0.0, out_dir=out_dir, started=started)
 
@@ -253,7 +257,8 @@ class Studio:
 
     async def run_variations(self, request: ImageRequest, count: int, *,
                              on_result: Callable[[ImageResult | StudioError], None] | None = None,
-                             **run_kwargs) -> list[ImageResult | StudioError]:
+                             use_cache: bool = True, out_dir: Path | None = None, on_event: EventSink | None = None,
+                             owner: str | None = None) -> list[ImageResult | StudioError]:
         """`count` variations (variation numbers n, n+1, ...) as parallel calls; errors are returned, not raised.
 
         `on_result` is called with each outcome as it arrives (for progress), in the order they finish.
@@ -263,7 +268,9 @@ class Studio:
 
         async def one(variation: int) -> ImageResult | StudioError:
             try:
-                outcome: ImageResult | StudioError = await self.run(request.with_variation(variation), **run_kwargs)
+                outcome: ImageResult | StudioError = await self.run(
+                    request.with_variation(variation), use_cache=use_cache, out_dir=out_dir, on_event=on_event,
+                    owner=owner)
             except StudioError as error:
                 outcome = error
             if on_result is not None:
@@ -273,9 +280,9 @@ class Studio:
         first = request.options.variation
         return list(await asyncio.gather(*(one(first + i) for i in range(count))))
 
-    async def _generate(self, request: ImageRequest) -> BackendReply:
+    async def _generate(self, request: ImageRequest, *, observer: SendObserver | None = None) -> BackendReply:
         try:
-            return await self.backend.generate(request)
+            return await self.backend.generate(request, observer=observer)
         except ModelNotFoundError as exc:
             raise await self._with_available_models(exc) from exc
 

@@ -11,11 +11,35 @@ from .images import InputImage, check_request_size, load_input_image, load_input
 from .models import ModelSpec, get_model
 from .request import ImageOptions, ImageRequest, Mode
 
-__all__ = ["MAX_PROMPT_CHARS", "ImageSource", "build_request", "validate_options"]
+__all__ = [
+    "MAX_PROMPT_CHARS", "ImageSource", "build_request", "unencodable_at", "unencodable_problem", "validate_options",
+]
 
 MAX_PROMPT_CHARS = 30_000  # the image models take about 32k input tokens; refuse clearly rather than get a 400
 _MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # it becomes part of the URL path
-ImageSource = InputImage | bytes | str | os.PathLike
+ImageSource = InputImage | bytes | str | os.PathLike[str]
+
+
+def unencodable_at(text: str) -> int | None:
+    """The index of the first character UTF-8 cannot encode (a lone surrogate), or None when there is none.
+
+    Such characters come from a JSON escape like "\\udcff", or from bytes that were not UTF-8 (decoded with
+    surrogateescape, as Python does for command-line arguments); no request can carry them.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return exc.start
+    return None
+
+
+def unencodable_problem(what: str, text: str) -> str | None:
+    """A one-line refusal when `text` holds a character UTF-8 cannot encode, naming `what` and the position."""
+    index = unencodable_at(text)
+    if index is None:
+        return None
+    return (f"{what} holds {text[index]!r} at character {index + 1}, a lone surrogate that is not text (a JSON "
+            "\\udcXX escape, or bytes that are not UTF-8): remove or retype it")
 
 
 def _as_input(source: ImageSource, index: int) -> InputImage:
@@ -52,6 +76,9 @@ def build_request(mode: Mode, prompt: str, images: Sequence[ImageSource] = (), *
     """Validate everything that can be checked before a call, and build the request."""
     if not isinstance(prompt, str) or not prompt.strip():
         raise InputError("The prompt is empty: describe the image you want (or the change to make).")
+    problem = unencodable_problem("The prompt", prompt)
+    if problem is not None:
+        raise InputError(problem[0].upper() + problem[1:] + ".")
     if len(prompt) > MAX_PROMPT_CHARS:
         raise InputError(f"The prompt is {len(prompt):,} characters long; the limit is {MAX_PROMPT_CHARS:,}.")
     if not _MODEL_ID.fullmatch(model):

@@ -64,7 +64,7 @@ class KeyRing:
         self._studios: OrderedDict[str, Studio] = OrderedDict()
         self._sessions: dict[str, str] = {}  # session id -> the hashed key it used last
         self._lock = threading.Lock()
-        self._closing: set[asyncio.Task] = set()
+        self._closing: set[asyncio.Task[None]] = set()
 
     def _hash(self, key: str) -> str:
         return hmac.new(self._process_salt, key.encode(), hashlib.sha256).hexdigest()

@@ -8,6 +8,13 @@ import os
 import signal
 import sys
 import warnings
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import gradio as gr
+
+    from .config import Settings
+    from .studio import Studio
 
 __all__ = ["build", "main", "parse_args"]
 
@@ -50,12 +57,17 @@ def patch_mcp_tool_outputs() -> None:
     from gradio import mcp
     from gradio.components import State
 
-    def pop_returned_state(components, data):
+    from .ui.components import gradio_patchable
+
+    if not gradio_patchable("patch_mcp_tool_outputs"):
+        return
+
+    def pop_returned_state(components: list[Any], data: Any) -> list[Any]:
         if isinstance(data, list) and len(data) == 1 and isinstance(data[0], (tuple, list)) and len(components) > 1:
             data = list(data[0])  # the queued path: all the outputs in one tuple, the State as None
         if len(data) == len(components):
             data = [value for value, kind in zip(data, components, strict=True) if not isinstance(kind, State)]
-        flat = []
+        flat: list[Any] = []
         for value in data:
             if isinstance(value, list) and value and all(isinstance(v, dict) and "image" in v for v in value):
                 flat.extend(v["image"] for v in value)
@@ -63,12 +75,12 @@ def patch_mcp_tool_outputs() -> None:
                 flat.append(value)
         return flat
 
-    mcp.GradioMCPServer.pop_returned_state = staticmethod(pop_returned_state)
+    mcp.GradioMCPServer.pop_returned_state = staticmethod(pop_returned_state)  # type: ignore[method-assign, assignment]
     # Gradio warns that MCP calls share one session State: here each call still returns only its own images.
     warnings.filterwarnings("ignore", "This MCP server includes a tool that has a gr.State input")
 
 
-def load(args: argparse.Namespace):
+def load(args: argparse.Namespace) -> Settings:
     """The Settings for these options (--auth wins over NANOBANANA_AUTH); a bad value exits 2, as in the CLI."""
     from .config import load_settings, parse_auth
     from .errors import StudioError
@@ -80,10 +92,13 @@ def load(args: argparse.Namespace):
         raise fail(error.message, error.exit_code) from None
 
 
-def build(args: argparse.Namespace, settings=None):
+def build(args: argparse.Namespace, settings: Settings | None = None) -> tuple[gr.Blocks, Studio]:
     """The Studio and its page for these options; returns (demo, studio). Imports gradio, starts nothing."""
     # No network calls at start: Gradio's analytics are off unless the user asked for them (read at import).
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    # Gradio 6's run history keeps every run's inputs (the visitor's API key too) in the browser's localStorage
+    # and shows them on a "Runs" page: off, for launches other than main()'s (which passes run_history=False).
+    os.environ["GRADIO_RUN_HISTORY"] = "False"
     from .errors import StudioError
     from .studio import Studio
     from .ui import build_app
@@ -114,6 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     # max_file_size: 10 MB in public mode, else 50 (NANOBANANA_MAX_UPLOAD_MB); a larger upload gets HTTP 413.
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=settings.max_file_size,
                 auth=list(settings.auth) or None, mcp_server=args.mcp, prevent_thread_lock=True,
+                run_history=False,  # it would keep the typed API key in the browser (see build())
                 allowed_paths=[str(settings.output_dir), str(home / "images"), str(home / "thumbs"),
                                str(home / "batches")])
     if args.share:

@@ -67,6 +67,22 @@ def png_bytes(size=(64, 48), color=(200, 30, 30), mode="RGB") -> bytes:
     return buffer.getvalue()
 
 
+# Fixtures that start `python app.py` in a subprocess (several seconds each) or drive Chromium: the tests that use
+# them (directly or through another fixture) are marked, so `-m "not browser and not slow"` leaves them out.
+APP_PROCESS_FIXTURES = {"app_url", "public_app", "byok_app", "locked_app", "earlier_url", "offline_url"}
+BROWSER_FIXTURES = {"page", "browser", "context", "new_context"}  # pytest-playwright's
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test that drives a browser `browser`, and every test that needs a running app `slow`."""
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        if used & BROWSER_FIXTURES:
+            item.add_marker(pytest.mark.browser)
+        if used & APP_PROCESS_FIXTURES:
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_configure(config):
     """Browser tests' failure screenshots (pytest-playwright's --output) go under the project, not under the
     temporary folder each test runs in (clean_env changes the working directory before the screenshot is taken)."""

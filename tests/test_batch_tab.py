@@ -14,7 +14,7 @@ import gradio as gr
 import pytest
 from conftest import in_studio
 
-from nanobanana_ui.ui.batch import BatchPage, BatchState
+from nanobanana_ui.ui.batch_tab import BatchPage, BatchState
 
 
 class Progress:
@@ -76,10 +76,12 @@ def test_estimate_of_an_uploaded_jsonl_counts_each_rows_images(settings, emulato
 def test_run_streams_results_then_zips_images_and_manifest(settings, emulator):
     text = "a red fox\nan owl at night\na lighthouse\n"
     updates = in_studio(settings, lambda studio: run_all(BatchPage(studio), text))
-    galleries = [len(update[0]) for update in updates]
+    galleries = [len(update["gallery"]) for update in updates]
     assert galleries[0] == 0 and galleries[-1] == 3 and galleries == sorted(galleries)  # grows as results arrive
     assert len(updates) >= 5  # the plan, one per result, the summary
-    gallery, progress, summary, archive, _, state = updates[-1]
+    last = updates[-1]
+    gallery, progress, summary, archive, state = (last[k] for k in ("gallery", "progress", "summary", "archive",
+                                                                     "state"))
     assert "**3 of 3** · 3 made · 0 cached · 0 failed" in progress
     assert summary.startswith("**Finished**: 3 made, 0 cached, 0 failed")
     assert len(emulator.generate_requests) == 3
@@ -108,7 +110,7 @@ def test_cancel_stops_sending_and_the_same_input_again_resumes(settings, emulato
         page = BatchPage(studio, concurrency=2)
 
         async def cancel_after_first_result(update):
-            if update[0] and not clicked:
+            if update["gallery"] and not clicked:
                 with pytest.raises(gr.Error, match="already running"):  # Run clicked again: one batch per page
                     await anext(page.run(None, text, request=visitor("a"), progress=Progress()))
                 clicked["other"] = await page.cancel(visitor("b"))  # another visitor cancels nothing of ours
@@ -118,8 +120,8 @@ def test_cancel_stops_sending_and_the_same_input_again_resumes(settings, emulato
 
         first = await run_all(page, text, on_yield=cancel_after_first_result)
         sent_first = list(emulator.generate_requests)
-        clicked["manifest"] = manifest(Path(first[-1][-1].folder))
-        second = await run_all(page, text, state=first[-1][-1])
+        clicked["manifest"] = manifest(Path(first[-1]["state"].folder))
+        second = await run_all(page, text, state=first[-1]["state"])
         return first, sent_first, second
 
     first, sent_first, second = in_studio(settings, scenario)
@@ -127,7 +129,7 @@ def test_cancel_stops_sending_and_the_same_input_again_resumes(settings, emulato
     late = [r for r in sent_first if r.received_at > clicked["at"]]
     assert len(late) <= 2, late  # at most what was being sent as Cancel was clicked (concurrency 2)
     assert len(sent_first) < len(prompts) and len(sent_first) <= clicked["sent"] + 2
-    _, _, summary, archive, _, state = first[-1]
+    summary, archive, state = first[-1]["summary"], first[-1]["archive"], first[-1]["state"]
     assert summary.startswith("**Cancelled**") and "not started" in summary and not state.complete
     folder = Path(state.folder)
     assert len(clicked["manifest"]) == len(sent_first)  # every request sent finished and was written down
@@ -135,7 +137,7 @@ def test_cancel_stops_sending_and_the_same_input_again_resumes(settings, emulato
         assert "manifest.jsonl" in zipped.namelist()
 
     # The same input again: the same folder, only what is missing is sent, nothing twice.
-    _, _, summary, _, _, again = second[-1]
+    summary, again = second[-1]["summary"], second[-1]["state"]
     assert Path(again.folder) == folder and again.complete
     sent = [r.prompt for r in emulator.generate_requests]
     assert sorted(sent) == sorted(prompts)

@@ -112,7 +112,7 @@ def test_an_unreadable_image_from_the_api_is_a_service_error_and_not_cached(sett
     from nanobanana_ui.studio import Studio
 
     class GarbageBackend:  # a relay that mangles images
-        async def generate(self, request):
+        async def generate(self, request, *, observer=None):
             return BackendReply(((b"<html>not a png</html>", "image/png"),), "", "STOP", Usage())
 
         async def list_image_models(self):

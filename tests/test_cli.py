@@ -46,6 +46,38 @@ def test_generate_json_with_options(keyed_env, capsys, tmp_path):
     assert (config["temperature"], config["topP"], config["topK"], config["seed"]) == (0.4, 0.8, 20, 7)
 
 
+def test_one_result_record_for_generate_batch_and_history(keyed_env, capsys, tmp_path):
+    """The --json record (ImageResult.to_record, one line per image) is the same for generate, batch and history."""
+    keys = ["path", "prompt", "model", "mode", "cached", "cost_usd", "saved_usd", "finish_reason", "text", "width",
+            "height", "sha256", "variation", "seed", "tokens", "elapsed_s", "id"]
+    assert main(["generate", "one record", "--json", "--seed", "3", "--out", str(tmp_path / "g")]) == 0
+    [made] = json_lines(capsys.readouterr().out)
+    assert list(made) == keys
+    sent = keyed_env.generate_requests[0]
+    assert made["prompt"] == sent.prompt == "one record" and made["seed"] == sent.generation_config["seed"] == 3
+    assert (made["mode"], made["variation"], made["cached"], made["saved_usd"]) == ("generate", 0, False, 0.0)
+    assert set(made["tokens"]) == {"prompt", "output", "total"} and made["tokens"]["output"] > 0
+    with Image.open(made["path"]) as image:
+        assert [made["width"], made["height"]] == list(image.size)
+
+    batch = tmp_path / "rows.txt"
+    batch.write_text("one record\n", encoding="utf-8")
+    assert main(["batch", str(batch), "--json", "--seed", "3", "--out", str(tmp_path / "b")]) == 0
+    [row] = json_lines(capsys.readouterr().out)
+    assert list(row) == keys + ["row", "status"]
+    assert (row["row"], row["status"], row["cached"], row["cost_usd"]) == (1, "cached", True, 0.0)
+    assert row["saved_usd"] == made["cost_usd"] > 0 and row["sha256"] == made["sha256"]
+    assert len(keyed_env.generate_requests) == 1  # the batch row was the same request: a cache hit
+    manifest = json.loads((tmp_path / "b" / "manifest.jsonl").read_text(encoding="utf-8"))
+    assert manifest["id"] == row["id"] and manifest["images"][0]["path"] == Path(row["path"]).name
+
+    assert main(["history", "--json", "--limit", "1"]) == 0
+    [entry] = json_lines(capsys.readouterr().out)
+    assert list(entry) == ["id", "time", "mode", "model", "prompt", "paths", "cost_usd", "cached", "finish_reason",
+                           "text", "tokens", "elapsed_s", "options", "error", "error_type"]
+    assert (entry["prompt"], entry["cached"], entry["tokens"]) == ("one record", True, made["tokens"])
+
+
 def test_second_run_is_cached(keyed_env, capsys):
     main(["generate", "cached fox", "--json"])
     main(["generate", "cached fox", "--json"])
@@ -55,6 +87,20 @@ def test_second_run_is_cached(keyed_env, capsys):
     assert len(keyed_env.generate_requests) == 1
     main(["generate", "cached fox", "--json", "--no-cache"])
     assert len(keyed_env.generate_requests) == 2
+
+
+def test_the_cli_and_the_page_word_cost_and_status_alike(keyed_env, capsys):
+    from nanobanana_ui.costs import cost_text, status_text
+
+    assert [cost_text(0.03874, cached=False), cost_text(None), cost_text(0.04, cached=True)] == [
+        "$0.0387", "cost unknown", "cached · $0"]
+    assert status_text(cost_usd=0.5, cached=False, finish_reason=None, elapsed_s=4.24) == "$0.5000 · 4.2 s"
+    assert status_text(cost_usd=None, cached=True, finish_reason="MAX_TOKENS", elapsed_s=0.0123, text=" hi ") == (
+        "cached · $0 · finished: MAX_TOKENS · 12 ms · hi")
+    main(["generate", "worded fox"])
+    main(["generate", "worded fox"])
+    first, second = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("  ")]
+    assert ", $0.0" in first and ", cached · $0, " in second and len(keyed_env.generate_requests) == 1
 
 
 def test_count_gives_n_images_from_n_calls(keyed_env, capsys):
@@ -96,6 +142,7 @@ def test_models_lists_the_registry(capsys):
     assert "gemini-2.5-flash-image" in out and "gemini-3-pro-image-preview" in out
 
 
+@pytest.mark.slow
 def test_real_process_without_a_key_runs_offline(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GEMINI", "GOOGLE", "NANO"))}
     env.update(NANOBANANA_HOME=str(tmp_path / "home"), PYTHONPATH=str(ROOT))
@@ -107,6 +154,7 @@ def test_real_process_without_a_key_runs_offline(tmp_path):
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_real_process_bad_image_one_line_exit_2(tmp_path):
     fake = tmp_path / "notes.png"
     fake.write_text("not an image")

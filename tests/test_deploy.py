@@ -72,6 +72,7 @@ def test_with_auth_page_config_api_and_files_need_the_login(locked_app):
                                                                               api_name="/generate")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, env, message", [
     (["--auth", "alice"], {}, "--auth: an entry has no colon"),
     (["--auth", "alice:"], {}, "--auth: 'alice' has no password"),
@@ -97,6 +98,7 @@ def upload(url: str, size: int) -> int:
         return error.code
 
 
+@pytest.mark.slow
 def test_share_without_a_tunnel_says_so_and_keeps_serving_locally_with_the_upload_limit(tmp_path):
     # The share server is a closed local port: the tunnel fails here whether or not this machine has internet.
     env = app_env(NANOBANANA_HOME=str(tmp_path / "home"), GRADIO_SHARE_SERVER_ADDRESS=f"127.0.0.1:{free_port()}",
@@ -112,6 +114,7 @@ def test_share_without_a_tunnel_says_so_and_keeps_serving_locally_with_the_uploa
            f"Still serving locally at {url}" in log
 
 
+@pytest.mark.slow
 def test_mcp_schema_lists_exactly_the_three_tools_with_their_parameters(tmp_path):
     env = app_env(NANOBANANA_HOME=str(tmp_path / "home"), GRADIO_TEMP_DIR=str(tmp_path / "gradio"))
     process, url = start_app(env, "--mcp", "--offline")
@@ -216,6 +219,7 @@ def container_env() -> dict[str, str]:
 
 
 @pytest.mark.timeout(600)
+@pytest.mark.slow
 def test_container_steps_install_and_start_in_a_fresh_venv(tmp_path):
     """SLOW (about 20-60 s): the Dockerfile's steps, run as the script runs them, in a new venv and folder."""
     context = tmp_path / "app"  # what COPY brings in: the app without what .dockerignore leaves out

@@ -84,6 +84,7 @@ def test_timeout_is_a_service_timeout(emulator, tmp_path):
         in_studio(settings, lambda s: s.generate("slow"))
 
 
+@pytest.mark.slow
 def test_nothing_listening_is_a_network_error(tmp_path):
     with socket.socket() as sock:  # find a port nobody listens on
         sock.bind(("127.0.0.1", 0))

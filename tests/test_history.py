@@ -122,6 +122,7 @@ def test_second_migration_indexes_rows_written_before_it(tmp_path):
     upgraded.close()
 
 
+@pytest.mark.slow
 def test_entries_survive_a_new_process(settings, emulator):
     made = in_studio(settings, lambda s: s.generate("a fox that outlives its process", owner="me"))
     again = in_studio(settings, lambda s: s.generate("a fox that outlives its process"))
@@ -198,6 +199,7 @@ def test_verify_and_repair(store, tmp_path):
         assert entry.images == () and entry.error == "image file missing"
 
 
+@pytest.mark.slow
 def test_kill_mid_save_leaves_nothing_broken(tmp_path):
     home = tmp_path / "home"
     script = """if True:

@@ -20,11 +20,11 @@ from nanobanana_ui.outputs import save_output
 from nanobanana_ui.pngmeta import embed_png_text, provenance_chunks
 from nanobanana_ui.request import GeneratedImage, ImageOptions, ImageRequest, ImageResult, Mode
 from nanobanana_ui.studio import Studio
-from nanobanana_ui.ui.events import PageEvents
-from nanobanana_ui.ui.handlers import Runner
-from nanobanana_ui.ui.history import Session
-from nanobanana_ui.ui.library import PAGE_SIZE, Browse, Library
-from nanobanana_ui.ui.pnginfo import PngInfo
+from nanobanana_ui.ui.history_tab import PAGE_SIZE, Browse, HistoryTab, Library
+from nanobanana_ui.ui.pnginfo_tab import PngInfo
+from nanobanana_ui.ui.runner import Runner
+from nanobanana_ui.ui.session import Session
+from nanobanana_ui.ui.studio_tab import StudioTab
 
 FLASH, PRO = "gemini-2.5-flash-image", "gemini-3-pro-image-preview"
 
@@ -49,14 +49,57 @@ def select(index: int) -> gr.SelectData:
     return gr.SelectData(None, {"index": index, "value": None, "selected": True})
 
 
+class Tab:
+    """A HistoryTab laid out in a Blocks (never launched); its handlers' dicts read back by view name."""
+
+    NAMES = ("items", "info", "details", "to_edit", "to_compose", "download", "delete", "browse")
+
+    def __init__(self, studio: Studio, owner_of=None):
+        try:  # gr.Blocks() makes (and leaves open) an event loop unless one is running: give it one
+            asyncio.get_running_loop()
+            self._build(studio, owner_of)
+        except RuntimeError:
+            async def build():
+                self._build(studio, owner_of)
+
+            asyncio.run(build())
+
+    def _build(self, studio: Studio, owner_of) -> None:
+        runner = Runner(studio)
+        self.library = Library(studio, owner_of) if owner_of else Library(studio)
+        with gr.Blocks():
+            session, api_key = gr.State(Session()), gr.Textbox()
+            with gr.Tabs() as main_tabs:
+                studio_tab = StudioTab(runner, studio.settings.model)
+                studio_tab.layout(main_tabs, session, api_key)
+                self.tab = HistoryTab(self.library, runner, studio_tab)
+                self.tab.layout()
+        self.store, self.runner, self.studio_tab = self.library.store, runner, studio_tab
+        t = self.tab
+        self.components = dict(zip(self.NAMES, (t.gallery, t.info, t.details, t.to_edit, t.to_compose, t.download,
+                                                t.delete, t.browse), strict=True))
+
+    def named(self, out: dict) -> dict:
+        """A handler's dict keyed by component -> by view name (values left out are missing)."""
+        return {name: out[c] for name, c in self.components.items() if c in out}
+
+    def __getattr__(self, name):  # refresh, filter, newer, older, select, delete_clicked ...: results by name
+        fn = getattr(self.tab, name)
+        return lambda *args, **kwargs: self.named(fn(*args, **kwargs))
+
+
+def value(update):
+    return update["value"] if isinstance(update, dict) else update
+
+
 @pytest.fixture
 def library(settings):
     studio = Studio(settings)
-    yield Library(studio, Runner(studio))
+    yield Tab(studio)
     asyncio.run(studio.aclose())
 
 
-def fill(library: Library, tmp_path: Path) -> None:
+def fill(library: Tab, tmp_path: Path) -> None:
     """30 entries: 20 foxes on Nano Banana (generate), 10 owls on Pro (edit of an unknown input); oldest first."""
     photo = load_input_image(png_bytes(color=(1, 2, 3)), "photo.png")
     for n in range(30):
@@ -69,7 +112,8 @@ def fill(library: Library, tmp_path: Path) -> None:
 
 def test_pages_newest_first_with_thumbnails_made_once(library, tmp_path):
     fill(library, tmp_path)
-    items, info, details, download, delete, browse = library.refresh(Browse())
+    shown = library.refresh(Browse())
+    items, info, browse = shown["items"], shown["info"], shown["browse"]
     assert len(items) == PAGE_SIZE and info == "Page 1 of 2 · 30 entries, newest first"
     assert items[0][1] == "an owl number 29 · edit" and items[-1][1] == "a red fox number 6 · generate"
     thumbs = [Path(path) for path, _ in items]
@@ -77,63 +121,66 @@ def test_pages_newest_first_with_thumbnails_made_once(library, tmp_path):
     with Image.open(thumbs[0]) as thumb:
         assert max(thumb.size) <= 192
     made = {p: p.stat().st_mtime_ns for p in thumbs}
-    items, info, *_, browse = library.next(browse)
-    assert [c for _, c in items] == [f"a red fox number {n} · generate" for n in range(5, -1, -1)]
-    assert info.startswith("Page 2 of 2")
-    items, info, *_, browse = library.next(browse)  # past the end: stays on the last page
-    assert info.startswith("Page 2 of 2")
-    items, *_ = library.previous(browse)
-    assert {Path(p): Path(p).stat().st_mtime_ns for p, _ in items} == made  # cached, not drawn again
-    assert download is None and "Click a thumbnail" in details and delete["value"] == "Delete"
+    shown = library.older(browse)
+    assert [c for _, c in shown["items"]] == [f"a red fox number {n} · generate" for n in range(5, -1, -1)]
+    assert shown["info"].startswith("Page 2 of 2")
+    shown = library.older(browse)  # past the end: stays on the last page
+    assert shown["info"].startswith("Page 2 of 2")
+    shown = library.newer(browse)
+    assert {Path(p): Path(p).stat().st_mtime_ns for p, _ in shown["items"]} == made  # cached, not drawn again
+    assert value(shown["download"]) is None and "Click a thumbnail" in shown["details"]
+    assert shown["delete"]["value"] == "Delete"
 
 
 def test_search_and_filters_go_back_to_the_first_page(library, tmp_path):
     fill(library, tmp_path)
     browse = Browse(page=1)
-    items, info, *_, browse = library.search(browse, "owl", "", "")
-    assert len(items) == 10 and info == "Page 1 of 1 · 10 entries match, newest first" and browse.page == 0
-    items, info, *_ = library.search(browse, "", FLASH, "")
-    assert len(items) == PAGE_SIZE - 4 and "20 entries match" in info
-    items, info, *_ = library.search(browse, "fox", "", "edit")
-    assert items == [] and info == "No entries match these filters."
-    items, info, *_ = library.search(browse, "number 7", "", "generate")
-    assert [c for _, c in items] == ["a red fox number 7 · generate"]
+    shown = library.filter(browse, "owl", "", "")
+    assert len(shown["items"]) == 10 and shown["info"] == "Page 1 of 1 · 10 entries match, newest first"
+    assert browse.page == 0
+    shown = library.filter(browse, "", FLASH, "")
+    assert len(shown["items"]) == PAGE_SIZE - 4 and "20 entries match" in shown["info"]
+    shown = library.filter(browse, "fox", "", "edit")
+    assert shown["items"] == [] and shown["info"] == "No entries match these filters."
+    shown = library.filter(browse, "number 7", "", "generate")
+    assert [c for _, c in shown["items"]] == ["a red fox number 7 · generate"]
 
 
 def test_open_download_delete_with_confirmation(library, tmp_path):
     fill(library, tmp_path)
-    *_, browse = library.refresh(Browse())
-    details, download, delete, browse = library.select(browse, select(0))
+    browse = library.refresh(Browse())["browse"]
+    opened = library.select(browse, select(0))
+    details = opened["details"]
     entry = library.store.get(browse.selected)
-    assert entry.prompt == "an owl number 29" and download == str(entry.images[0].path)
+    assert entry.prompt == "an owl number 29" and value(opened["download"]) == str(entry.images[0].path)
     assert "The model's words: words 29" in details and "$0.0390" in details and f"`{PRO}`" in details
     assert "Input images: 1 (the history keeps outputs only" in details and "seed 29" in details
-    *_, details, _, delete, browse = library.delete(browse)  # first click: asks
-    assert "Click Delete again" in details and delete["value"] == "Confirm delete"
+    asked = library.delete_clicked(browse)  # first click: asks
+    assert "Click Delete again" in asked["details"] and asked["delete"]["value"] == "Confirm delete"
+    assert "items" not in asked  # the page stays as it is
     assert library.store.get(entry.id) is not None
-    items, info, details, download, delete, browse = library.delete(browse)  # second click: gone, files too
+    shown = library.delete_clicked(browse)  # second click: gone, files too
     assert library.store.get(entry.id) is None and not entry.images[0].path.exists()
-    assert "29 entries" in info and details.startswith("Deleted the edit of") and download is None
-    assert delete["value"] == "Delete" and browse.selected is None
-    with pytest.raises(gr.Error, match="Open an entry first"):
-        library.delete(browse)
+    assert "29 entries" in shown["info"] and shown["details"].startswith("Deleted the edit of")
+    assert value(shown["download"]) is None and shown["delete"]["value"] == "Delete" and browse.selected is None
+    with pytest.warns(UserWarning, match="Open an entry first"):  # a toast; the page stays as it was
+        assert library.tab.delete_clicked(browse) == gr.skip()
 
 
 def test_a_changed_selection_disarms_delete(library, tmp_path):
     fill(library, tmp_path)
-    *_, browse = library.refresh(Browse())
+    browse = library.refresh(Browse())["browse"]
     library.select(browse, select(0))
-    library.delete(browse)
-    _, _, delete, browse = library.select(browse, select(1))
-    assert delete["value"] == "Delete"
-    library.delete(browse)  # a first click again, on the new entry: nothing deleted
+    library.delete_clicked(browse)
+    assert library.select(browse, select(1))["delete"]["value"] == "Delete"
+    library.delete_clicked(browse)  # a first click again, on the new entry: nothing deleted
     assert library.store.count() == 30
 
 
 def test_export_the_current_page_as_a_zip(library, tmp_path):
     fill(library, tmp_path)
-    *_, browse = library.search(Browse(), "fox", "", "")
-    path = Path(library.export(browse))
+    browse = library.filter(Browse(), "fox", "", "")["browse"]
+    path = Path(library.library.export(browse))
     with zipfile.ZipFile(path) as archive:
         manifest = [json.loads(line) for line in archive.read("manifest.jsonl").decode().splitlines()]
         names = [n for n in archive.namelist() if n.startswith("images/")]
@@ -142,25 +189,34 @@ def test_export_the_current_page_as_a_zip(library, tmp_path):
         assert archive.read(manifest[0]["images"][0]["file"]) == first.images[0].path.read_bytes()
     assert manifest[0]["prompt"] == "a red fox number 19" and "owner" not in manifest[0]
     with pytest.raises(gr.Error, match="nothing to export"):
-        library.export(Browse())
+        library.library.export(Browse())
+    with pytest.warns(UserWarning, match="nothing to export"):
+        assert library.tab.export_clicked(Browse()) == gr.skip()
+
+
+def run_result(tab: Tab, out: dict):
+    """(files, status, session, main tab) from a re-run's dict."""
+    s = tab.studio_tab
+    return out[s.out_gallery], out[s.status], out[s.session], out[tab.tab.form["main_tabs"]]
 
 
 def test_rerun_is_a_cache_hit_and_a_new_variation_goes_past_the_cache(settings, emulator):
     async def scenario():
         async with Studio(settings) as studio:
-            runner = Runner(studio)
-            library = Library(studio, runner)
-            await runner.generate("a cat on a mat", count=2, seed=5, progress=Progress())  # variations 0 and 1
-            *_, browse = library.refresh(Browse())
-            library.select(browse, select(1))  # newest first: [1] is one of the two
-            assert library.store.get(browse.selected).options["variation"] in (0, 1)
-            files, status, session, tabs = await library.rerun(browse, None, progress=Progress())
+            tab = Tab(studio)
+            await tab.runner.generate("a cat on a mat", count=2, seed=5, progress=Progress())  # variations 0 and 1
+            browse = tab.refresh(Browse())["browse"]
+            tab.select(browse, select(1))  # newest first: [1] is one of the two
+            assert tab.store.get(browse.selected).options["variation"] in (0, 1)
+            out = await tab.tab.rerun_clicked(browse, None, progress=Progress())
+            files, status, session, tabs = run_result(tab, out)
             assert status.startswith("cached · $0") and len(emulator.generate_requests) == 2
             assert tabs.selected == "studio" and len(session.entries) == 1
-            files, status, session, _ = await library.variation(browse, session, progress=Progress())
+            files, status, session, _ = run_result(tab, await tab.tab.variation_clicked(browse, session,
+                                                                                        progress=Progress()))
             assert "cached" not in status and len(emulator.generate_requests) == 3
-            assert session.entries[0].options.variation == 2  # 0 and 1 are in the cache already
-            return library.store.count(), session
+            assert session.entries[0].options["variation"] == 2  # 0 and 1 are in the cache already
+            return tab.store.count(), session
 
     count, session = asyncio.run(scenario())
     assert count == 4 and [e.prompt for e in session.entries] == ["a cat on a mat"] * 2
@@ -172,22 +228,23 @@ def test_rerun_of_an_edit_needs_its_input(settings, emulator, tmp_path):
 
     async def scenario():
         async with Studio(settings) as studio:
-            runner = Runner(studio)
-            library = Library(studio, runner)
-            _, _, session = await runner.generate("a tree", progress=Progress())
-            made = session.entries[0].paths[0]
-            await runner.edit(made, "add snow", progress=Progress())  # an earlier output: stored in the history
-            await runner.edit(str(photo), "add rain", progress=Progress())  # an upload: not stored
-            *_, browse = library.refresh(Browse())
-            library.select(browse, select(1))  # "add snow"
-            _, status, _, _ = await library.rerun(browse, None, progress=Progress())
+            tab = Tab(studio)
+            _, _, session = await tab.runner.generate("a tree", progress=Progress())
+            made = str(session.entries[0].images[0].path)
+            await tab.runner.edit(made, "add snow", progress=Progress())  # an earlier output: in the history
+            await tab.runner.edit(str(photo), "add rain", progress=Progress())  # an upload: not stored
+            browse = tab.refresh(Browse())["browse"]
+            tab.select(browse, select(1))  # "add snow"
+            _, status, _, _ = run_result(tab, await tab.tab.rerun(browse, None, "", None, Progress(), vary=False))
             assert status.startswith("cached · $0")
-            library.select(browse, select(0))  # "add rain": its input is only known by hash...
+            tab.select(browse, select(0))  # "add rain": its input is only known by hash...
             with pytest.raises(gr.Error, match="1 of them is no longer available: the history keeps the images"):
-                await library.rerun(browse, None, progress=Progress())
+                await tab.tab.rerun(browse, None, "", None, Progress(), vary=False)
+            with pytest.warns(UserWarning, match="no longer available"):  # the button: a toast, nothing changes
+                assert await tab.tab.rerun_clicked(browse, None, progress=Progress()) == gr.skip()
             fresh = Session()
             fresh.record(*_edit_run(studio, str(photo)))  # ...unless this visitor's session still has the upload
-            _, status, _, _ = await library.rerun(browse, fresh, progress=Progress())
+            _, status, _, _ = run_result(tab, await tab.tab.rerun(browse, fresh, "", None, Progress(), vary=False))
             assert status.startswith("cached · $0")
             return len(emulator.generate_requests)
 
@@ -197,41 +254,44 @@ def test_rerun_of_an_edit_needs_its_input(settings, emulator, tmp_path):
 def _edit_run(studio: Studio, path: str):
     request = studio.build_request(Mode.EDIT, "add rain", [path])
     result = ImageResult(id="x", request=request, images=())
-    return request, (path,), 1, [(result, "")]
+    return request, (path,), 1, [result]
 
 
 def test_send_to_edit_and_add_to_compose(library, tmp_path):
     fill(library, tmp_path)
-    *_, browse = library.refresh(Browse())
-    with pytest.raises(gr.Error, match="Open an entry first"):
-        library.send_to_edit(browse)
+    browse = library.refresh(Browse())["browse"]
+    form = library.tab.form
+    with pytest.warns(UserWarning, match="Open an entry first"):
+        assert library.tab.send_to_edit(browse) == gr.skip()
     library.select(browse, select(3))
     path = str(library.store.get(browse.selected).images[0].path)
-    image, main, mode = library.send_to_edit(browse)
-    assert image == path and main.selected == "studio" and mode.selected == "edit"
-    images, main, mode = library.add_to_compose(browse, [("a.png", None)], FLASH)
-    assert images == ["a.png", path] and mode.selected == "compose"
-    with pytest.raises(gr.Error, match="at most 3 input images"):
-        library.add_to_compose(browse, [("a.png", None)] * 3, FLASH)
+    sent = library.tab.send_to_edit(browse)
+    assert sent[form["edit_image"]] == path and sent[form["main_tabs"]].selected == "studio"
+    assert sent[form["mode_tabs"]].selected == "edit"
+    added = library.tab.add_to_compose(browse, [("a.png", None)], FLASH)
+    assert added[form["compose_images"]] == ["a.png", path] and added[form["mode_tabs"]].selected == "compose"
+    with pytest.warns(UserWarning, match="at most 3 input images"):
+        assert library.tab.add_to_compose(browse, [("a.png", None)] * 3, FLASH) == gr.skip()
 
 
-def test_failed_requests_are_listed_with_a_placeholder(settings, emulator):
+def test_failed_requests_are_listed_with_a_placeholder_and_offer_nothing_to_send(settings, emulator):
     from nanobanana_ui.emulator import Fault
 
     emulator.fail_next(Fault.blocked("SAFETY"))
 
     async def scenario():
         async with Studio(settings) as studio:
-            library = Library(studio, Runner(studio))
+            tab = Tab(studio)
             with pytest.raises(gr.Error):
-                await library.runner.generate("something blocked", progress=Progress())
-            items, *_, browse = library.refresh(Browse())
-            details, download, *_ = library.select(browse, select(0))
-            return items, details, download
+                await tab.runner.generate("something blocked", progress=Progress())
+            shown = tab.refresh(Browse())
+            return shown["items"], tab.select(shown["browse"], select(0))
 
-    items, details, download = asyncio.run(scenario())
+    items, opened = asyncio.run(scenario())
     assert items[0][1] == "failed: something blocked · generate" and Path(items[0][0]).is_file()
-    assert "**Failed** (PromptBlockedError)" in details and download is None
+    assert "**Failed** (PromptBlockedError)" in opened["details"] and value(opened["download"]) is None
+    # A failed request made no image: Send to Edit, Add to Compose and Download are not offered.
+    assert [opened[name]["visible"] for name in ("to_edit", "to_compose", "download")] == [False] * 3
 
 
 def test_an_owner_sees_and_exports_only_their_own_entries(settings, tmp_path):
@@ -239,14 +299,14 @@ def test_an_owner_sees_and_exports_only_their_own_entries(settings, tmp_path):
     try:
         for n, owner in enumerate(["alice", "bob", None, "alice"]):
             record(studio.history, tmp_path / "out", f"picture {n} by {owner}", n, owner=owner)
-        alice = Library(studio, Runner(studio), owner_of=lambda request: "alice")
-        items, info, *_, browse = alice.refresh(Browse())
-        assert [c for _, c in items] == ["picture 3 by alice · generate", "picture 0 by alice · generate"]
-        assert info.startswith("Page 1 of 1 · 2 entries")
-        with zipfile.ZipFile(alice.export(browse)) as archive:
+        alice = Tab(studio, owner_of=lambda request: "alice")
+        shown = alice.refresh(Browse())
+        assert [c for _, c in shown["items"]] == ["picture 3 by alice · generate", "picture 0 by alice · generate"]
+        assert shown["info"].startswith("Page 1 of 1 · 2 entries")
+        with zipfile.ZipFile(alice.library.export(shown["browse"])) as archive:
             assert len(archive.read("manifest.jsonl").splitlines()) == 2
-        everyone = Library(studio, Runner(studio))  # a private install: owner None sees all
-        assert everyone.refresh(Browse())[1].startswith("Page 1 of 1 · 4 entries")
+        everyone = Tab(studio)  # a private install: owner None sees all
+        assert everyone.refresh(Browse())["info"].startswith("Page 1 of 1 · 4 entries")
     finally:
         asyncio.run(studio.aclose())
 
@@ -260,13 +320,13 @@ def test_png_info_on_our_image_fills_the_whole_form(tmp_path):
                                                 seed=7))
     path = tmp_path / "ours.png"
     path.write_bytes(embed_png_text(png_bytes(), provenance_chunks(request, text="here it is")))
-    pnginfo = PngInfo(PageEvents(FLASH))
+    pnginfo = PngInfo(FLASH)
     message, text, found, preview = pnginfo.inspect(str(path))
     assert message.startswith(f"Made by Nano Banana Studio with {PRO}.") and preview == str(path)
     assert "restores: prompt, mode, model, aspect ratio, size, temperature, top-p, top-k, seed." in message
     assert text.startswith("a lighthouse, at dusk\nModel: gemini-3-pro-image-preview, Mode: generate")
     values = pnginfo.use(found, FLASH)
-    assert values["main_tabs"].selected == "studio" and values["tabs"].selected == "generate"
+    assert values["main_tabs"].selected == "studio" and values["mode_tabs"].selected == "generate"
     assert (values["prompt"], values["model"], values["temperature"], values["top_p"], values["top_k"],
             values["seed"]) == ("a lighthouse, at dusk", PRO, 0.4, 0.5, 20, 7)
     assert values["aspect_ratio"]["value"] == "16:9" and values["size"]["value"] == "2K"
@@ -278,18 +338,18 @@ def test_png_info_on_an_edit_says_the_input_is_not_in_the_file(tmp_path):
     request = ImageRequest(mode=Mode.EDIT, model=FLASH, prompt="make it blue", images=(photo,))
     path = tmp_path / "edit.png"
     path.write_bytes(embed_png_text(png_bytes(), provenance_chunks(request)))
-    pnginfo = PngInfo(PageEvents(FLASH))
+    pnginfo = PngInfo(FLASH)
     message, _, found, _ = pnginfo.inspect(str(path))
     assert "Its input images are not in the file" in message
     values = pnginfo.use(found, FLASH)
-    assert values["tabs"].selected == "edit" and values["edit_prompt"] == "make it blue"
+    assert values["mode_tabs"].selected == "edit" and values["edit_prompt"] == "make it blue"
     assert values["seed"] == -1 and values["aspect_ratio"]["value"] == "auto" and values["temperature"] == 1.0
 
 
 def test_png_info_without_metadata_says_so_and_has_nothing_to_use(tmp_path):
     path = tmp_path / "plain.png"
     path.write_bytes(png_bytes())
-    pnginfo = PngInfo(PageEvents(FLASH))
+    pnginfo = PngInfo(FLASH)
     message, text, found, _ = pnginfo.inspect(str(path))
     assert message.startswith("This image has no generation parameters") and "Nothing here" in message
     assert text == ""
@@ -310,7 +370,7 @@ def test_png_info_on_an_automatic1111_image_restores_prompt_and_seed_only(tmp_pa
     Image.new("RGB", (8, 8)).save(buffer, format="PNG", pnginfo=info)
     path = tmp_path / "a1111.png"
     path.write_bytes(buffer.getvalue())
-    pnginfo = PngInfo(PageEvents(FLASH))
+    pnginfo = PngInfo(FLASH)
     message, text, found, _ = pnginfo.inspect(str(path))
     assert "AUTOMATIC1111" in message and "restores: prompt, seed." in message and "Steps: 20" in text
     values = pnginfo.use(found, FLASH)

@@ -1,4 +1,4 @@
-"""House rules that a clean clone must keep: lint-clean, pinned public exports."""
+"""House rules that a clean clone must keep: lint-clean, type-clean (mypy), pinned public exports, public seams."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 import nanobanana_ui
 from nanobanana_ui import errors
@@ -33,3 +35,36 @@ def test_ruff_is_clean():
     assert ruff, "ruff is missing: pip install -r requirements-dev.txt"
     done = subprocess.run([ruff, "check", "--no-cache", str(ROOT)], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stdout
+
+
+@pytest.mark.timeout(600)  # a first run (no .mypy_cache yet, as on a clean clone) takes a minute or two
+def test_mypy_passes():
+    """pyproject.toml's [tool.mypy]: strict outside nanobanana_ui/ui/, check_untyped_defs inside it."""
+    beside_python = Path(sys.executable).parent / "mypy"  # requirements-dev.txt installs it into the venv
+    mypy = str(beside_python) if beside_python.exists() else shutil.which("mypy")
+    assert mypy, "mypy is missing: pip install -r requirements-dev.txt"
+    done = subprocess.run([mypy], capture_output=True, text=True, cwd=ROOT, timeout=540)  # files: pyproject.toml
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Success: no issues found" in done.stdout
+
+
+def _package_imports() -> list[tuple[str, str, str]]:
+    """(importing file, imported module, name) for every `from .x import name` inside the package."""
+    import ast
+
+    found = []
+    for path in sorted((ROOT / "nanobanana_ui").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("nanobanana_ui")):
+                found += [(path.relative_to(ROOT).as_posix(), node.module or "", alias.name) for alias in node.names]
+    return found
+
+
+def test_modules_share_only_public_names_and_the_quota_clock_is_a_leaf():
+    private = [f"{where}: {module}.{name}" for where, module, name in _package_imports()
+               if name.startswith("_") and not name.startswith("__")]
+    assert private == [], "a private name used by another module should be public (or stay in its module)"
+    imports = _package_imports()
+    assert "limits" not in {module for where, module, _ in imports if where == "nanobanana_ui/errors.py"}
+    assert not [module for where, module, _ in imports if where == "nanobanana_ui/quota_clock.py"]
+    assert not [module for where, module, _ in imports if where == "nanobanana_ui/emulator/types.py"]

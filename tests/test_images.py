@@ -132,6 +132,7 @@ def test_a_png_cut_inside_its_header_is_called_damaged_not_text():
         load_input_image(whole[:20], "photo.png")
 
 
+@pytest.mark.slow
 def test_fifty_megapixel_photo_is_downscaled_keeping_aspect():
     src = encode(gradient((8660, 5773)), "JPEG", quality=85)
     out = load_input_image(src, "big.jpg")

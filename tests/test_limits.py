@@ -204,6 +204,35 @@ def test_parallel_requests_and_their_retries_never_exceed_the_servers_window(set
     assert busiest_window([r.received_at for r in seen], 1.0) <= 3
 
 
+def test_the_backend_tells_its_observer_when_the_body_left_and_the_token_never_reaches_the_server(emulator):
+    from nanobanana_ui.gemini import GeminiBackend
+    from nanobanana_ui.validation import build_request
+
+    told: list[tuple[int, float]] = []
+
+    class Observer:  # what the rate limiter's slot is to the backend
+        def mark_sent(self, request_bytes=0, round_trip_s=0.0):
+            told.append((request_bytes, round_trip_s))
+
+    async def scenario():
+        backend = GeminiBackend(api_key=TEST_KEY, base_url=emulator.base_url, timeout_s=10)
+        try:
+            request = build_request(Mode.GENERATE, "observed", (), model="gemini-2.5-flash-image", options=None)
+            await backend.generate(request, observer=Observer())
+            await backend.generate(request)  # no observer: nobody is told, nothing extra is sent
+        finally:
+            await backend.aclose()
+
+    asyncio.run(scenario())
+    seen = emulator.generate_requests
+    assert len(seen) == 2 and len(told) == 1
+    size, round_trip = told[0]
+    assert size == int(seen[0].headers["content-length"]) > 0 and 0 < round_trip < 5  # a new connection was timed
+    assert not any(name.startswith("x-nanobanana") for r in seen for name in r.headers)
+    assert [r.path for r in seen] == ["/v1beta/models/gemini-2.5-flash-image:generateContent"] * 2  # options kept
+    assert seen[0].headers["x-goog-api-key"] == TEST_KEY and seen[0].generation_config == seen[1].generation_config
+
+
 # The daily budget.
 
 def test_budget_refuses_before_sending_and_survives_a_restart(settings, emulator):
@@ -216,6 +245,7 @@ def test_budget_refuses_before_sending_and_survives_a_restart(settings, emulator
     assert in_studio(budgeted, lambda s: s.generate("one")).cached  # the cache still answers, for free
 
 
+@pytest.mark.slow
 def test_budget_is_shared_by_concurrent_processes(emulator, tmp_path):
     env = app_env(GEMINI_API_KEY=TEST_KEY, NANOBANANA_BASE_URL=emulator.base_url, NANOBANANA_HOME=str(tmp_path),
                   NANOBANANA_RPD="5", PYTHONPATH=str(ROOT))

@@ -237,6 +237,7 @@ def test_truncated_png_keeps_what_it_can_and_says_it_is_damaged():
     assert header_cut.source == "none" and "damaged" in header_cut.message
 
 
+@pytest.mark.slow
 def test_a_4096_square_png_is_embedded_quickly(capsys):
     im = Image.frombytes("RGB", (4096, 4096), os.urandom(4096 * 4096 * 3))
     buf = io.BytesIO()

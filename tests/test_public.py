@@ -17,9 +17,9 @@ from nanobanana_ui.config import Settings, load_settings
 from nanobanana_ui.emulator import Fault
 from nanobanana_ui.errors import InvalidKeyError, MissingKeyError, RateLimitError
 from nanobanana_ui.studio import Studio
-from nanobanana_ui.ui.batch import BatchPage
-from nanobanana_ui.ui.handlers import Runner, visitor_owner
-from nanobanana_ui.ui.library import Library
+from nanobanana_ui.ui.batch_tab import BatchPage
+from nanobanana_ui.ui.history_tab import Library
+from nanobanana_ui.ui.runner import Runner, visitor_owner
 from nanobanana_ui.visitors import MISSING_KEY_MESSAGE, KeyRing, VisitorLimits
 
 KEY_A = "fakeVisitorA-0123456789abcdefghijklmnopq"
@@ -93,7 +93,7 @@ def test_a_visitor_without_a_key_gets_the_message_and_nothing_is_sent(public_app
     path = tmp_path / "in.png"
     Image.new("RGB", (32, 32), (10, 200, 10)).save(path)
     assert "apikey" in app_error(lambda: c.predict(handle_file(str(path)), "make it red", api_name="/edit"))
-    pair = [{"image": handle_file(str(path))}] * 2
+    pair = [handle_file(str(path))] * 2
     assert "apikey" in app_error(lambda: c.predict(pair, "combine", api_name="/compose"))
     assert emu.requests == []  # not even a model listing
 
@@ -147,6 +147,7 @@ def test_host_key_is_not_used_for_keyless_visitors_and_no_key_is_logged(byok_app
         assert key not in log
 
 
+@pytest.mark.slow
 def test_allow_server_key_serves_keyless_visitors_with_the_hosts_key(emu, tmp_path):
     env = app_env(NANOBANANA_PUBLIC="1", NANOBANANA_ALLOW_SERVER_KEY="1", NANOBANANA_BASE_URL=emu.base_url,
                   NANOBANANA_HOME=str(tmp_path / "home"), GRADIO_TEMP_DIR=str(tmp_path / "gradio"),
@@ -248,7 +249,7 @@ def test_owner_is_the_login_else_the_session():
 
 
 def test_two_visitors_see_only_their_own_history(emulator, tmp_path):
-    from nanobanana_ui.ui.library import Browse
+    from nanobanana_ui.ui.history_tab import Browse
 
     settings = Settings(home=tmp_path / "home", base_url=emulator.base_url, public=True, timeout_s=10,
                         max_attempts=1)
@@ -259,16 +260,15 @@ def test_two_visitors_see_only_their_own_history(emulator, tmp_path):
             runner = Runner(host, owner_of=visitor_owner)
             await runner.generate("alice's fox", api_key=KEY_A, request=alice, progress=lambda *a, **k: None)
             await runner.generate("bob's owl", api_key=KEY_B, request=bob, progress=lambda *a, **k: None)
-            library = Library(host, runner, visitor_owner)
-            a_items = library.refresh(Browse(), alice)[0]
-            b_items = library.refresh(Browse(), bob)[0]
+            library = Library(host, visitor_owner)
+            a_items = library.page_data(owner=visitor_owner(alice)).items
+            b_items = library.page_data(owner=visitor_owner(bob)).items
             assert [c for _, c in a_items] == ["alice's fox · generate"]
             assert [c for _, c in b_items] == ["bob's owl · generate"]
             b_browse = Browse()
-            library.refresh(b_browse, bob)
             b_browse.ids = (library.page_data(owner="session:sess-alice").ids[0],)  # Bob tries Alice's entry id
             b_browse.selected = b_browse.ids[0]
-            assert library._entry(b_browse, bob) is None
+            assert library.entry(b_browse, bob) is None
             await runner.keys.aclose()
 
     asyncio.run(scenario())
@@ -290,3 +290,30 @@ def test_public_batch_refuses_server_image_paths(tmp_path, emulator):
     assert "rows 3" in refused.value.message and "images" in refused.value.message
     assert emulator.requests == []
     assert os.environ.get("GEMINI_API_KEY") is None
+
+
+def test_a_visitor_is_told_the_service_is_unreachable_and_sees_the_retries(tmp_path):
+    import gradio as gr
+    from servers import free_port
+
+    from nanobanana_ui.ui.runner import UNREACHABLE
+
+    nowhere = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    settings = Settings(home=tmp_path / "home", base_url=nowhere, public=True, timeout_s=5, max_attempts=2)
+    lines = []
+
+    async def scenario():
+        async with Studio(settings) as host:
+            runner = Runner(host, owner_of=visitor_owner)
+            try:
+                with pytest.raises(gr.Error) as refused:
+                    await runner.generate("a fox", api_key=KEY_A, request=FakeRequest("s"),
+                                          progress=lambda fraction, desc=None: lines.append(desc))
+            finally:
+                await runner.keys.aclose()
+            return refused.value.message
+
+    message = asyncio.run(scenario())
+    assert message == UNREACHABLE  # not the transport's name or the host's settings
+    assert "NANOBANANA_BASE_URL" not in message and "ConnectError" not in message
+    assert any("retrying" in (line or "").lower() for line in lines), lines  # the retries show as progress

@@ -13,6 +13,7 @@ from servers import CHROMIUM, CHROMIUM_ARGS, app_env, start_app, stop_app
 KEY_A = "fakeBrowserVisitorA-0123456789abcdefghij"
 KEY_B = "fakeBrowserVisitorB-jihgfedcba9876543210"
 WAIT_MS = 20_000
+pytestmark = pytest.mark.browser  # skip with -m "not browser" (the inner loop)
 
 
 @pytest.fixture(scope="module")

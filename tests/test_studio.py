@@ -197,6 +197,7 @@ def test_text_file_named_png_is_refused_before_any_call(settings, emulator, tmp_
     assert emulator.requests == []
 
 
+@pytest.mark.slow
 def test_a_50_megapixel_photo_is_downscaled_before_it_is_sent(settings, emulator, tmp_path):
     big = tmp_path / "big.jpg"
     Image.new("RGB", (8660, 5773), (40, 120, 200)).save(big, quality=80)

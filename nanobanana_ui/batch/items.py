@@ -5,12 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 from ..errors import InputError
 from ..request import ImageOptions, Mode
+from ..validation import unencodable_problem
 
 __all__ = ["COLUMNS", "FORMATS", "BatchFileError", "BatchItem", "parse_batch_text", "read_batch_file"]
 
@@ -18,6 +20,7 @@ FORMATS = ("txt", "csv", "jsonl")
 COLUMNS = ("prompt", "mode", "images", "model", "aspect_ratio", "size", "temperature", "top_p", "top_k", "seed",
            "count", "name")
 _OPTION_NAMES = {f.name for f in fields(ImageOptions)}
+_Row = tuple[int, "dict[str, Any] | str"]  # a row's line number and its raw values, or what is wrong with it
 
 
 @dataclass(frozen=True)
@@ -50,11 +53,10 @@ def read_batch_file(path: Path, *, defaults: ImageOptions = ImageOptions()) -> l
         raise BatchFileError([f"{path.name}: unknown batch file type {path.suffix or '(none)'!r}; "
                               "use .txt (one prompt per line), .csv or .jsonl"])
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        # Bytes that are not UTF-8 become lone surrogates, refused with their line number like any other bad value.
+        text = path.read_text(encoding="utf-8-sig", errors="surrogateescape")
     except FileNotFoundError:
         raise BatchFileError([f"{path} does not exist"]) from None
-    except UnicodeDecodeError as exc:
-        raise BatchFileError([f"{path.name} is not UTF-8 text ({exc.reason} at byte {exc.start})"]) from None
     except OSError as exc:
         raise BatchFileError([f"{path} cannot be read ({exc.strerror or exc})"]) from None
     return parse_batch_text(text, fmt=fmt, base_dir=path.parent, defaults=defaults)
@@ -84,14 +86,14 @@ def parse_batch_text(text: str, *, fmt: str = "txt", base_dir: Path,
     return items
 
 
-def _txt_rows(text: str):
+def _txt_rows(text: str) -> Iterator[_Row]:
     for number, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()
         if stripped and not stripped.startswith("#"):
             yield number, {"prompt": stripped}
 
 
-def _csv_rows(text: str):
+def _csv_rows(text: str) -> Iterator[_Row]:
     reader = csv.reader(io.StringIO(text))
     try:
         header = next(reader)
@@ -123,7 +125,7 @@ def _csv_rows(text: str):
         yield start, {n: c for n, c in zip(names, cells, strict=False) if n and c.strip()}
 
 
-def _jsonl_rows(text: str):
+def _jsonl_rows(text: str) -> Iterator[_Row]:
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -142,8 +144,8 @@ def _jsonl_rows(text: str):
         yield number, {k: v for k, v in value.items() if v is not None and v != ""}
 
 
-def _number(kind: Callable, label: str) -> Callable:
-    def convert(value: object) -> object:
+def _number(kind: type[int] | type[float]) -> Callable[[Any], int | float]:
+    def convert(value: Any) -> int | float:
         if isinstance(value, bool):
             raise ValueError
         if kind is int and isinstance(value, float) and not value.is_integer():
@@ -152,32 +154,36 @@ def _number(kind: Callable, label: str) -> Callable:
             return int(value.strip())
         return kind(value.strip() if isinstance(value, str) else value)
 
-    convert.label = label  # type: ignore[attr-defined]
     return convert
 
 
-_CONVERTERS = {"temperature": _number(float, "a number"), "top_p": _number(float, "a number"),
-               "top_k": _number(int, "a whole number"), "seed": _number(int, "a whole number"),
-               "count": _number(int, "a whole number")}
+# Each numeric column: its converter, and what the value must be ("temperature 'hot' is not a number").
+_CONVERTERS = {"temperature": (_number(float), "a number"), "top_p": (_number(float), "a number"),
+               "top_k": (_number(int), "a whole number"), "seed": (_number(int), "a whole number"),
+               "count": (_number(int), "a whole number")}
 
 
-def _item(line: int, raw: dict, base_dir: Path, defaults: ImageOptions, problems: list[str]) -> BatchItem | None:
-    values: dict[str, object] = {}
+def _item(line: int, raw: dict[str, Any], base_dir: Path, defaults: ImageOptions,
+          problems: list[str]) -> BatchItem | None:
+    values: dict[str, Any] = {}
     for key, value in raw.items():
         if key in _CONVERTERS:
+            convert, wanted = _CONVERTERS[key]
             try:
-                values[key] = _CONVERTERS[key](value)
+                values[key] = convert(value)
             except (TypeError, ValueError):
-                problems.append(f"{key} {value!r} is not {_CONVERTERS[key].label}")  # type: ignore[attr-defined]
+                problems.append(f"{key} {value!r} is not {wanted}")
         elif key == "images":
             values[key] = _images(value, base_dir, problems)
         elif not isinstance(value, str):
             problems.append(f"{key} must be text, not {json.dumps(value)}")
+        elif (problem := unencodable_problem(key, value)) is not None:
+            problems.append(problem)
         else:
             values[key] = value.strip() if key != "prompt" else value
     prompt = values.get("prompt")
-    if not isinstance(prompt, str) or not prompt.strip():
-        problems.append("no prompt")
+    if (not isinstance(prompt, str) or not prompt.strip()) and not any(p.startswith("prompt ") for p in problems):
+        problems.append("no prompt")  # unless the prompt was refused already
     images = values.get("images") or ()
     mode_text = str(values.get("mode") or "").lower()
     if mode_text:
@@ -195,8 +201,8 @@ def _item(line: int, raw: dict, base_dir: Path, defaults: ImageOptions, problems
         return None
     overrides = {k: v for k, v in values.items() if k in _OPTION_NAMES}
     return BatchItem(row=line, prompt=str(prompt), mode=mode, images=tuple(images), model=values.get("model") or None,
-                     options=replace(defaults, variation=0, **overrides), count=int(count),  # type: ignore[arg-type]
-                     name=values.get("name") or None)  # type: ignore[arg-type]
+                     options=replace(defaults, variation=0, **overrides), count=int(count),
+                     name=values.get("name") or None)
 
 
 def _images(value: object, base_dir: Path, problems: list[str]) -> tuple[Path, ...]:
@@ -206,5 +212,9 @@ def _images(value: object, base_dir: Path, problems: list[str]) -> tuple[Path, .
         parts = [p.strip() for p in value]
     else:
         problems.append("images must be paths: ';'-separated in CSV, a list of strings in JSONL")
+        return ()
+    unencodable = [problem for p in parts if (problem := unencodable_problem("an image path", p)) is not None]
+    if unencodable:
+        problems.extend(unencodable)
         return ()
     return tuple(base_dir / Path(p).expanduser() for p in parts if p)

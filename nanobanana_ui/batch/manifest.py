@@ -6,6 +6,7 @@ import json
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 __all__ = ["MANIFEST_NAME", "Manifest", "finished_lines"]
 
@@ -13,7 +14,7 @@ MANIFEST_NAME = "manifest.jsonl"
 _FINISHED = ("done", "cached")
 
 
-def _read(path: Path) -> list[dict]:
+def _read(path: Path) -> list[dict[str, Any]]:
     try:
         raw = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -29,9 +30,9 @@ def _read(path: Path) -> list[dict]:
     return lines
 
 
-def finished_lines(folder: Path) -> dict[tuple[int, str], dict]:
+def finished_lines(folder: Path) -> dict[tuple[int, str], dict[str, Any]]:
     """(row, cache key) → the last "done"/"cached" line whose image files are all still present in `folder`."""
-    finished: dict[tuple[int, str], dict] = {}
+    finished: dict[tuple[int, str], dict[str, Any]] = {}
     for line in _read(folder / MANIFEST_NAME):
         key = (line.get("row"), line.get("key"))
         if line.get("status") in _FINISHED and line.get("paths") and all(
@@ -56,7 +57,7 @@ class Manifest:
                 if existing.read(1) != b"\n":
                     self._file.write(b"\n")
 
-    def append(self, line: dict) -> None:
+    def append(self, line: dict[str, Any]) -> None:
         """Write one line and make it durable."""
         data = (json.dumps(line, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
         with self._lock:

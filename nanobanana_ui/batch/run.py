@@ -154,10 +154,10 @@ async def _one(studio: Studio, item: BatchItem, request: ImageRequest, out_dir: 
         return _failed(item, request, base, f"could not save the image: {error}", "OSError", 1)
     status = "cached" if result.cached or shared else "done"
     cost = 0.0 if status == "cached" else result.cost_usd
-    line = {**base, "status": status, "paths": [p.name for p in paths], "cost_usd": cost, **_result_fields(result),
-            "saved_usd": result.saved_usd if result.cached else 0.0,
-            "images": [{"path": p.name, "width": i.width, "height": i.height, "sha256": i.sha256}
-                       for p, i in zip(paths, result.images, strict=True)]}
+    record = result.to_record()
+    images = [{**image, "path": path.name} for path, image in zip(paths, record.pop("images"), strict=True)]
+    line = {**base, **record, "status": status, "paths": [p.name for p in paths], "cost_usd": cost,
+            "cached": status == "cached", "error": None, "error_type": None, "images": images}
     return ItemOutcome(row=item.row, prompt=item.prompt, status=status, paths=tuple(paths), cost_usd=cost,
                        error=None, error_type=None, variation=request.options.variation, record=line)
 
@@ -188,21 +188,15 @@ def _base_line(item: BatchItem, request: ImageRequest) -> dict[str, Any]:
             "seed": request.options.seed, "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
-def _result_fields(result: ImageResult) -> dict[str, Any]:
-    return {"error": None, "error_type": None, "finish_reason": result.finish_reason, "text": result.text,
-            "tokens": {"prompt": result.usage.prompt_tokens, "output": result.usage.output_tokens,
-                       "total": result.usage.total_tokens},
-            "elapsed_s": round(result.elapsed_s, 3), "id": result.id}
-
-
-def _failed(item: BatchItem, request: ImageRequest, base: dict, message: str, kind: str, code: int) -> ItemOutcome:
+def _failed(item: BatchItem, request: ImageRequest, base: dict[str, Any], message: str, kind: str,
+            code: int) -> ItemOutcome:
     line = {**base, "status": "failed", "paths": [], "cost_usd": 0.0, "error": message, "error_type": kind,
             "exit_code": code}
     return ItemOutcome(row=item.row, prompt=item.prompt, status="failed", paths=(), cost_usd=0.0, error=message,
                        error_type=kind, variation=request.options.variation, record=line, exit_code=code)
 
 
-def _earlier(item: BatchItem, request: ImageRequest, line: dict, out_dir: Path) -> ItemOutcome:
+def _earlier(item: BatchItem, request: ImageRequest, line: dict[str, Any], out_dir: Path) -> ItemOutcome:
     return ItemOutcome(row=item.row, prompt=item.prompt, status="earlier",
                        paths=tuple(out_dir / p for p in line["paths"]), cost_usd=line.get("cost_usd"), error=None,
                        error_type=None, variation=request.options.variation, record=line)

@@ -2,6 +2,7 @@
 
 from .faults import Fault
 from .quota import busiest_window
-from .server import OFFLINE_API_KEY, GeminiEmulator, RecordedRequest, shared_emulator
+from .server import OFFLINE_API_KEY, GeminiEmulator, shared_emulator
+from .types import RecordedRequest
 
 __all__ = ["OFFLINE_API_KEY", "Fault", "GeminiEmulator", "RecordedRequest", "busiest_window", "shared_emulator"]

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import base64
 import secrets
-from typing import TYPE_CHECKING
 
 from PIL import Image
 
 from ..models import ModelSpec, get_model, pixel_size
-from .faults import _HELP, Fault, _error, _Reply
-from .pictures import _history_image, _inline, _nearest_ratio, _open, _png, _render, _thought_parts
-
-if TYPE_CHECKING:
-    from .server import RecordedRequest
+from .faults import Fault
+from .pictures import history_image, nearest_ratio, open_image, png_base64, render, thought_parts
+from .types import HELP, JsonObject, RecordedRequest, Reply, error_reply, inline_data
 
 _IMAGE_MIME = ("image/png", "image/jpeg", "image/webp", "image/heic", "image/heif")
 _THOUGHT_TOKENS = 64
@@ -23,11 +20,12 @@ def _text_tokens(text: str) -> int:
     return len(text) // 4 + 1
 
 
-def _candidate(parts: list[dict]) -> dict:
+def _candidate(parts: list[JsonObject]) -> JsonObject:
     return {"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}
 
 
-def _model_entry(name: str) -> dict:
+def model_entry(name: str) -> JsonObject:
+    """The models.get / models.list entry for a model id."""
     spec = get_model(name)
     return {"name": f"models/{name}", "version": "emulator", "displayName": spec.label,
             "description": f"Offline emulator stand-in for {spec.label}.",
@@ -36,12 +34,13 @@ def _model_entry(name: str) -> dict:
             "topP": 0.95, "topK": 64, "maxTemperature": 2.0}
 
 
-def _usage(rec: RecordedRequest, spec: ModelSpec, out: dict[str, int] | None = None) -> dict:
+def usage_metadata(rec: RecordedRequest, spec: ModelSpec, out: dict[str, int] | None = None) -> JsonObject:
+    """The usageMetadata of a reply: prompt tokens by modality, and `out` (output tokens by modality)."""
     contents = (rec.body or {}).get("contents") or []
     parts = [p for c in contents if isinstance(c, dict) for p in c.get("parts") or [] if isinstance(p, dict)]
     text = sum(_text_tokens(str(p["text"])) for p in parts if "text" in p)
-    images = spec.input_image_tokens * sum(1 for p in parts if _inline(p))
-    usage: dict = {"promptTokenCount": text + images, "totalTokenCount": text + images,
+    images = spec.input_image_tokens * sum(1 for p in parts if inline_data(p))
+    usage: JsonObject = {"promptTokenCount": text + images, "totalTokenCount": text + images,
                    "promptTokensDetails": [{"modality": "TEXT", "tokenCount": text}]}
     if images:
         usage["promptTokensDetails"].append({"modality": "IMAGE", "tokenCount": images})
@@ -52,13 +51,13 @@ def _usage(rec: RecordedRequest, spec: ModelSpec, out: dict[str, int] | None = N
     return usage
 
 
-def _envelope(rec: RecordedRequest, spec: ModelSpec, out: dict[str, int] | None, **fields: object) -> _Reply:
-    body = {**fields, "usageMetadata": _usage(rec, spec, out), "modelVersion": rec.model,
+def _envelope(rec: RecordedRequest, spec: ModelSpec, out: dict[str, int] | None, **fields: object) -> Reply:
+    body = {**fields, "usageMetadata": usage_metadata(rec, spec, out), "modelVersion": rec.model,
             "responseId": secrets.token_urlsafe(16)}
     return 200, {}, body
 
 
-def _fault_content(rec: RecordedRequest, spec: ModelSpec, fault: Fault) -> _Reply:
+def fault_content(rec: RecordedRequest, spec: ModelSpec, fault: Fault) -> Reply:
     """The 200 answer a blocked, no_image or text_only Fault asks for."""
     if fault.kind == "blocked":
         return _envelope(rec, spec, None, promptFeedback={"blockReason": fault.reason})
@@ -68,7 +67,7 @@ def _fault_content(rec: RecordedRequest, spec: ModelSpec, fault: Fault) -> _Repl
     return _envelope(rec, spec, {"TEXT": _text_tokens(fault.message)}, candidates=[candidate])
 
 
-def _invalid(rec: RecordedRequest, spec: ModelSpec, inputs: list[Image.Image]) -> _Reply | None:
+def _invalid(rec: RecordedRequest, spec: ModelSpec, inputs: list[Image.Image]) -> Reply | None:
     """Validate the request like the real API; on success fill `inputs` with the decoded images."""
     config, model = rec.generation_config, rec.model
     image_config = config.get("imageConfig") or {}
@@ -86,27 +85,27 @@ def _invalid(rec: RecordedRequest, spec: ModelSpec, inputs: list[Image.Image]) -
     ]
     for failed, message in checks:
         if failed:
-            return _error(400, "INVALID_ARGUMENT", message)
+            return error_reply(400, "INVALID_ARGUMENT", message)
     for data in rec.images:
-        img = _open(data)
+        img = open_image(data)
         if img is None:
-            return _error(400, "INVALID_ARGUMENT", f"Unable to process input image. {_HELP}")
+            return error_reply(400, "INVALID_ARGUMENT", f"Unable to process input image. {HELP}")
         inputs.append(img)
     return None
 
 
-def _answer(rec: RecordedRequest, spec: ModelSpec, include_thoughts: bool) -> _Reply:
+def answer(rec: RecordedRequest, spec: ModelSpec, include_thoughts: bool) -> Reply:
     """The normal answer: a text part and a placeholder image, as the request's modalities ask; or a 400."""
     inputs: list[Image.Image] = []
     invalid = _invalid(rec, spec, inputs)
     if invalid is not None:
         return invalid
-    inputs = inputs or _history_image(rec.body)  # multi-turn: "now make it blue" edits the last image
+    inputs = inputs or history_image(rec.body)  # multi-turn: "now make it blue" edits the last image
     image_config = rec.generation_config.get("imageConfig") or {}
     size = image_config.get("imageSize") or spec.default_size
-    ratio = image_config.get("aspectRatio") or (_nearest_ratio(inputs[0], spec) if inputs else "1:1")
+    ratio = image_config.get("aspectRatio") or (nearest_ratio(inputs[0], spec) if inputs else "1:1")
     modalities = [str(m).upper() for m in rec.generation_config.get("responseModalities") or ["TEXT", "IMAGE"]]
-    parts: list[dict] = []
+    parts: list[JsonObject] = []
     out: dict[str, int] = {}
     if "TEXT" in modalities:
         parts.append({"text": f"Here is an offline placeholder image for: {rec.prompt[:200]}"})
@@ -115,16 +114,17 @@ def _answer(rec: RecordedRequest, spec: ModelSpec, include_thoughts: bool) -> _R
         # Like the real model: the same seed draws the same picture; without one, every answer differs.
         seed = rec.generation_config.get("seed")
         variety = f"seed {seed}" if seed is not None else secrets.token_hex(8)
-        img = _render(rec.model or "", rec.prompt, inputs, pixel_size(ratio, size), variety)
-        parts.append({"inlineData": {"mimeType": "image/png", "data": _png(img)}})
+        img = render(rec.model or "", rec.prompt, inputs, pixel_size(ratio, size), variety)
+        parts.append({"inlineData": {"mimeType": "image/png", "data": png_base64(img)}})
         out["IMAGE"] = spec.output_image_tokens.get(size, 1290)
         if include_thoughts:
             parts[-1]["thoughtSignature"] = base64.b64encode(secrets.token_bytes(24)).decode()
-            parts[:0] = _thought_parts(img)
+            parts[:0] = thought_parts(img)
     rec.reply_images = [base64.b64decode(p["inlineData"]["data"]) for p in parts if "inlineData" in p]
     reply = _envelope(rec, spec, out, candidates=[_candidate(parts)])
-    if include_thoughts and "IMAGE" in modalities:
-        usage = reply[2]["usageMetadata"]  # type: ignore[index]
+    body = reply[2]
+    if include_thoughts and "IMAGE" in modalities and isinstance(body, dict):
+        usage = body["usageMetadata"]
         usage["thoughtsTokenCount"] = _THOUGHT_TOKENS
         usage["totalTokenCount"] += _THOUGHT_TOKENS
     return reply

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-_HELP = "Please retry or report in https://developers.generativeai.google/guide/troubleshooting"
+from .types import HELP, JsonObject, Reply, error_reply
+
 _RPC = "type.googleapis.com/google.rpc."
 _QUOTA_METRIC = "generativelanguage.googleapis.com/generate_content_free_tier_requests"
 _MINUTE_QUOTA = "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"
@@ -13,11 +14,8 @@ _DAY_QUOTA = "GenerateRequestsPerDayPerProjectPerModel-FreeTier"
 _HTML = {"Content-Type": "text/html; charset=UTF-8"}
 _HTML_502 = b"<!DOCTYPE html><html lang=en><title>Error 502 (Server Error)!!1</title><p><b>502.</b> That's an error."
 _NOT_JSON = b"<!DOCTYPE html><html><head><title>Network login</title></head><body>Sign in to continue</body></html>"
-_UNREGISTERED = ("Method doesn't allow unregistered callers (callers without established identity). "
+UNREGISTERED = ("Method doesn't allow unregistered callers (callers without established identity). "
                  "Please use API Key or other form of API consumer identity to call this API.")
-
-_Reply = tuple[int, dict, "dict | bytes"]
-
 
 @dataclass(frozen=True)
 class Fault:
@@ -49,7 +47,7 @@ class Fault:
         """A 5xx: 500 INTERNAL, 502 (HTML body, like a proxy), 503 UNAVAILABLE or 504 DEADLINE_EXCEEDED."""
         status = {502: "UNAVAILABLE", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}.get(code, "INTERNAL")
         message = {504: "Deadline expired before operation could complete.",
-                   503: "The service is currently unavailable."}.get(code, f"An internal error has occurred. {_HELP}")
+                   503: "The service is currently unavailable."}.get(code, f"An internal error has occurred. {HELP}")
         return cls("server_error", code, status, message)
 
     @classmethod
@@ -104,40 +102,36 @@ class Fault:
         return cls("not_json")
 
 
-def _fails(fault: Fault | None) -> bool:
+def fails(fault: Fault | None) -> bool:
     """Whether a fault answers instead of the model: an HTTP error, an HTML body or a dropped connection."""
     return fault is not None and (fault.code != 200 or fault.kind in ("not_json", "drop_connection"))
 
 
-def _error(code: int, status: str, message: str, details: list | None = None, headers: dict | None = None) -> _Reply:
-    err: dict = {"code": code, "message": message, "status": status}
-    if details:
-        err["details"] = details
-    return code, headers or {}, {"error": err}
+def not_found_reply(model: str | None) -> Reply:
+    """The 404 the real API sends for an unknown model."""
+    return error_reply(404, "NOT_FOUND", f"models/{model} is not found for API version v1beta, or is not supported "
+                       "for generateContent. Call ListModels to see the list of available models and their supported "
+                       "methods.")
 
 
-def _not_found(model: str | None) -> _Reply:
-    return _error(404, "NOT_FOUND", f"models/{model} is not found for API version v1beta, or is not supported for "
-                  "generateContent. Call ListModels to see the list of available models and their supported methods.")
-
-
-def _quota_details(fault: Fault, model: str | None) -> list[dict]:
+def _quota_details(fault: Fault, model: str | None) -> list[JsonObject]:
     violation = {"quotaMetric": _QUOTA_METRIC, "quotaId": fault.quota_id,
                  "quotaDimensions": {"location": "global", "model": model or ""}, "quotaValue": fault.quota_value}
-    details = [{"@type": _RPC + "Help", "links": [{"description": "Learn more about Gemini API quotas",
-                                                   "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}]},
-               {"@type": _RPC + "QuotaFailure", "violations": [violation]}]
+    links = [{"description": "Learn more about Gemini API quotas",
+              "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}]
+    details: list[JsonObject] = [{"@type": _RPC + "Help", "links": links},
+                                 {"@type": _RPC + "QuotaFailure", "violations": [violation]}]
     if fault.retry_delay:
         details.append({"@type": _RPC + "RetryInfo", "retryDelay": fault.retry_delay})
     return details
 
 
-def _fault_error(fault: Fault, model: str | None) -> _Reply:
+def fault_reply(fault: Fault, model: str | None) -> Reply:
     """The whole reply for a fault that is not a normal 200 answer: an error body, or HTML where a proxy sends it."""
     if fault.kind == "not_json":
         return 200, dict(_HTML), _NOT_JSON
     if fault.kind == "not_found":
-        return _not_found(model)
+        return not_found_reply(model)
     if fault.code == 502:
         return 502, dict(_HTML), _HTML_502
     if fault.code == 429:
@@ -146,10 +140,10 @@ def _fault_error(fault: Fault, model: str | None) -> _Reply:
                    "on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits.\n* Quota exceeded for "
                    f"metric: {_QUOTA_METRIC}, limit: {fault.quota_value}, model: {model}{retry}")
         headers = {"Retry-After": str(math.ceil(float(fault.retry_delay.rstrip("s"))))} if fault.retry_delay else {}
-        return _error(429, fault.status, message, _quota_details(fault, model), headers)
-    details = None
+        return error_reply(429, fault.status, message, _quota_details(fault, model), headers)
+    details: list[JsonObject] | None = None
     if fault.reason:
         details = [{"@type": _RPC + "ErrorInfo", "reason": fault.reason, "domain": "googleapis.com",
                     "metadata": {"service": "generativelanguage.googleapis.com"}},
                    {"@type": _RPC + "LocalizedMessage", "locale": "en-US", "message": fault.message}]
-    return _error(fault.code, fault.status, fault.message, details)
+    return error_reply(fault.code, fault.status, fault.message, details)

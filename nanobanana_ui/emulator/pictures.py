@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import io
 import math
@@ -12,24 +11,13 @@ import textwrap
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
 from ..models import ModelSpec
+from .types import JsonObject, decode_b64, inline_data
 
 _LABEL = "OFFLINE EMULATOR · placeholder image"
 
 
-def _b64(data: object) -> bytes | None:
-    try:
-        text = str(data)
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
-        return None
-
-
-def _inline(part: dict) -> dict | None:
-    inline = part.get("inlineData") or part.get("inline_data")
-    return inline if isinstance(inline, dict) else None
-
-
-def _open(data: bytes) -> Image.Image | None:
+def open_image(data: bytes) -> Image.Image | None:
+    """The image as RGB, or None when the bytes are not an image Pillow can read."""
     try:
         with Image.open(io.BytesIO(data)) as img:
             return img.convert("RGB")
@@ -37,7 +25,8 @@ def _open(data: bytes) -> Image.Image | None:
         return None
 
 
-def _png(img: Image.Image) -> str:
+def png_base64(img: Image.Image) -> str:
+    """The image as a base64 PNG, as inlineData carries it."""
     buf = io.BytesIO()
     img.save(buf, "PNG", compress_level=1)
     return base64.b64encode(buf.getvalue()).decode("ascii")
@@ -70,7 +59,7 @@ def _canvas(prompt: str, inputs: list[Image.Image], size: tuple[int, int], varie
     return out
 
 
-def _render(model: str, prompt: str, inputs: list[Image.Image], size: tuple[int, int], variety: str) -> Image.Image:
+def render(model: str, prompt: str, inputs: list[Image.Image], size: tuple[int, int], variety: str) -> Image.Image:
     """Draw the labelled placeholder image of exactly `size` pixels; colours follow the prompt and `variety`."""
     img = _canvas(prompt, inputs, size, variety)
     w, h = size
@@ -89,27 +78,28 @@ def _render(model: str, prompt: str, inputs: list[Image.Image], size: tuple[int,
     return img
 
 
-def _nearest_ratio(img: Image.Image, spec: ModelSpec) -> str:
+def nearest_ratio(img: Image.Image, spec: ModelSpec) -> str:
+    """The model's aspect ratio closest to the image's shape."""
     def distance(ratio: str) -> float:
         a, b = (int(x) for x in ratio.split(":"))
         return abs(math.log(img.width / img.height) - math.log(a / b))
     return min(spec.aspect_ratios, key=distance)
 
 
-def _history_image(body: dict | None) -> list[Image.Image]:
+def history_image(body: JsonObject | None) -> list[Image.Image]:
     """The latest non-thought image earlier in the conversation, as a one-item list (or empty)."""
     for content in reversed((body or {}).get("contents") or []):
         for part in reversed(content.get("parts") or [] if isinstance(content, dict) else []):
-            inline = _inline(part) if isinstance(part, dict) and not part.get("thought") else None
-            img = _open(_b64(inline.get("data", "")) or b"") if inline else None
+            inline = inline_data(part) if isinstance(part, dict) and not part.get("thought") else None
+            img = open_image(decode_b64(inline.get("data", "")) or b"") if inline else None
             if img is not None:
                 return [img]
     return []
 
 
-def _thought_parts(img: Image.Image) -> list[dict]:
+def thought_parts(img: Image.Image) -> list[JsonObject]:
     """What Gemini 3 sends before the answer: a thought summary and an interim (draft) image."""
     draft = img.convert("L")
     draft.thumbnail((256, 256))
     return [{"text": "**Sketching the placeholder**\nLaying out the label and the prompt.", "thought": True},
-            {"inlineData": {"mimeType": "image/png", "data": _png(draft)}, "thought": True}]
+            {"inlineData": {"mimeType": "image/png", "data": png_base64(draft)}, "thought": True}]

@@ -7,69 +7,17 @@ import re
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 from ..models import get_model, known_models
-from .answers import _answer, _fault_content, _model_entry, _usage
-from .faults import _UNREGISTERED, Fault, _error, _fails, _fault_error, _not_found, _Reply
-from .pictures import _b64, _inline
+from .answers import answer, fault_content, model_entry, usage_metadata
+from .faults import UNREGISTERED, Fault, fails, fault_reply, not_found_reply
 from .quota import ArrivalWindow, Setting, check_rate_limit, check_rate_window, format_delay
+from .types import API_PATH, JsonObject, RecordedRequest, Reply, error_reply, record_request
 
-_PATH = re.compile(r"^/(v1beta|v1)/models(?:/([^/:]+))?(?::([A-Za-z]+))?$")
 OFFLINE_API_KEY = "offline-emulator"  # the key the app sends to shared_emulator(), which takes any non-empty key
-
-
-@dataclass
-class RecordedRequest:
-    """One HTTP request the emulator received, parsed for assertions."""
-
-    method: str
-    path: str
-    query: str
-    headers: dict[str, str]
-    api_key: str | None
-    body: dict | None
-    model: str | None
-    prompt: str = ""
-    images: list[bytes] = field(default_factory=list)
-    image_mime_types: list[str] = field(default_factory=list)
-    part_kinds: list[str] = field(default_factory=list)
-    generation_config: dict = field(default_factory=dict)
-    received_at: float = 0.0  # time.monotonic() at arrival; requests are recorded in this order
-    reply_images: list[bytes] = field(default_factory=list)  # PNGs the emulator answered with, thought images too
-    status: int = 0  # the HTTP status answered, set before the reply is sent; 0 until then and for a dropped connection
-
-
-def _user_parts(body: dict | None) -> list[dict]:
-    contents = body.get("contents") if isinstance(body, dict) else None
-    users = [c for c in contents or [] if isinstance(c, dict) and c.get("role", "user") == "user"]
-    return [p for p in (users[-1].get("parts") or []) if isinstance(p, dict)] if users else []
-
-
-def _part_kind(part: dict) -> str:
-    return "text" if "text" in part else "image" if _inline(part) else next(iter(part), "empty")
-
-
-def _record(method: str, url: str, headers: dict[str, str], raw: bytes) -> RecordedRequest:
-    parts = urlsplit(url)
-    key = headers.get("x-goog-api-key") or (parse_qs(parts.query).get("key") or [None])[0]
-    match = _PATH.match(parts.path)
-    try:
-        body = json.loads(raw) if raw else None
-    except ValueError:
-        body = None
-    rec = RecordedRequest(method, parts.path, parts.query, headers, key, body if isinstance(body, dict) else None,
-                          match.group(2) if match else None)
-    user = _user_parts(rec.body)
-    rec.prompt = "\n".join(str(p["text"]) for p in user if "text" in p)
-    rec.part_kinds = [_part_kind(p) for p in user]
-    for inline in filter(None, map(_inline, user)):
-        rec.images.append(_b64(inline.get("data", "")) or b"")
-        rec.image_mime_types.append(str(inline.get("mimeType") or inline.get("mime_type") or ""))
-    rec.generation_config = (rec.body or {}).get("generationConfig") or {}
-    return rec
 
 
 class _Server(ThreadingHTTPServer):
@@ -95,7 +43,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             reply = self.server.emulator._handle(self.command, self.path, headers, raw)  # type: ignore[attr-defined]
         except Exception as exc:  # noqa: BLE001 - a bug in the emulator should still look like an HTTP answer
-            reply = _error(500, "INTERNAL", f"Emulator error: {exc!r}")
+            reply = error_reply(500, "INTERNAL", f"Emulator error: {exc!r}")
         if reply is None:  # Fault.drop_connection: hang up without a word
             self.close_connection = True
             return
@@ -177,7 +125,7 @@ class GeminiEmulator:
         if self._server is None:
             raise RuntimeError("GeminiEmulator is not started")
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -202,9 +150,9 @@ class GeminiEmulator:
             self._faults.clear()
             self._window.clear()
 
-    def _handle(self, method: str, url: str, headers: dict[str, str], raw: bytes) -> _Reply | None:
-        rec = _record(method, url, headers, raw)
-        match = _PATH.match(rec.path)
+    def _handle(self, method: str, url: str, headers: dict[str, str], raw: bytes) -> Reply | None:
+        rec = record_request(method, url, headers, raw)
+        match = API_PATH.match(rec.path)
         action = match.group(3) if match else None
         generate = match is not None and method == "POST" and action in ("generateContent", "streamGenerateContent")
         with self._lock:  # stamped, recorded, given its fault and counted in one step: arrival order is one order
@@ -214,7 +162,7 @@ class GeminiEmulator:
         try:
             reply = self._route(rec, method, match, action, fault, wait)
         except Exception as exc:  # noqa: BLE001 - a bug in the emulator should still look like an HTTP answer
-            reply = _error(500, "INTERNAL", f"Emulator error: {exc!r}")
+            reply = error_reply(500, "INTERNAL", f"Emulator error: {exc!r}")
         rec.status = 0 if reply is None else reply[0]
         return reply
 
@@ -225,39 +173,39 @@ class GeminiEmulator:
         window holds; nor are requests refused for key or model counted, nor those refused for quota (see admit).
         """
         fault = self._faults.pop(0) if self._faults else None
-        if self.rate_limit is None or _fails(fault) or self._gate(rec) is not None:
+        if self.rate_limit is None or fails(fault) or self._gate(rec) is not None:
             return fault, None
         return fault, self._window.admit(rec.received_at, self.rate_limit, self.rate_window_s)
 
-    def _route(self, rec: RecordedRequest, method: str, match: re.Match | None, action: str | None,
-               fault: Fault | None, wait: float | None) -> _Reply | None:
+    def _route(self, rec: RecordedRequest, method: str, match: re.Match[str] | None, action: str | None,
+               fault: Fault | None, wait: float | None) -> Reply | None:
         if match and method == "POST" and action in ("generateContent", "streamGenerateContent"):
             return self._generate(rec, action == "streamGenerateContent", fault, wait)
         if match and method == "POST" and action == "countTokens":
-            tokens = _usage(rec, get_model(rec.model or ""))["promptTokenCount"]
+            tokens = usage_metadata(rec, get_model(rec.model or ""))["promptTokenCount"]
             return self._gate(rec) or (200, {}, {"totalTokens": tokens})
         if match and method == "GET" and action is None:
             return self._gate(rec, listing=True) or self._list(rec)
-        return _error(404, "NOT_FOUND", f"The requested URL {rec.path} was not found on this server.")
+        return error_reply(404, "NOT_FOUND", f"The requested URL {rec.path} was not found on this server.")
 
-    def _gate(self, rec: RecordedRequest, listing: bool = False) -> _Reply | None:
+    def _gate(self, rec: RecordedRequest, listing: bool = False) -> Reply | None:
         if not rec.api_key:
-            return _error(403, "PERMISSION_DENIED", _UNREGISTERED)
+            return error_reply(403, "PERMISSION_DENIED", UNREGISTERED)
         if self.valid_keys is not None and rec.api_key not in self.valid_keys:
-            return _fault_error(Fault.bad_key(), rec.model)
+            return fault_reply(Fault.bad_key(), rec.model)
         if not listing and rec.model not in self.models:
-            return _not_found(rec.model)
+            return not_found_reply(rec.model)
         return None
 
-    def _list(self, rec: RecordedRequest) -> _Reply:
+    def _list(self, rec: RecordedRequest) -> Reply:
         if rec.model is not None:
             if rec.model not in self.models:
-                return _error(404, "NOT_FOUND", f"Model is not found: models/{rec.model} for api version v1beta")
-            return 200, {}, _model_entry(rec.model)
+                return error_reply(404, "NOT_FOUND", f"Model is not found: models/{rec.model} for api version v1beta")
+            return 200, {}, model_entry(rec.model)
         query = parse_qs(rec.query)
         start = int((query.get("pageToken") or ["0"])[0] or 0)
         size = int((query.get("pageSize") or ["50"])[0])
-        page: dict = {"models": [_model_entry(m) for m in self.models[start:start + size]]}
+        page: JsonObject = {"models": [model_entry(m) for m in self.models[start:start + size]]}
         if start + size < len(self.models):
             page["nextPageToken"] = str(start + size)
         return 200, {}, page
@@ -266,7 +214,7 @@ class GeminiEmulator:
         if seconds > 0:
             self._stopped.wait(seconds)
 
-    def _generate(self, rec: RecordedRequest, sse: bool, fault: Fault | None, wait: float | None) -> _Reply | None:
+    def _generate(self, rec: RecordedRequest, sse: bool, fault: Fault | None, wait: float | None) -> Reply | None:
         # Order: delay_s (not for a request over the limit: the real API refuses those at once, without running the
         # model), a delay fault, the other faults, key and model, then the limit, then the model's answer.
         if wait is None:
@@ -277,15 +225,15 @@ class GeminiEmulator:
         if fault is not None and fault.kind == "drop_connection":
             return None
         if fault is not None and (fault.code != 200 or fault.kind == "not_json"):
-            return _fault_error(fault, rec.model)
+            return fault_reply(fault, rec.model)
         gate = self._gate(rec)
         if gate is not None:
             return gate
         if wait is not None:  # RetryInfo counts from now: the wait at arrival less any delay fault since
             retry = format_delay(wait - (time.monotonic() - rec.received_at))
-            return _fault_error(replace(Fault.rate_limit(retry), quota_value=str(self.rate_limit)), rec.model)
+            return fault_reply(replace(Fault.rate_limit(retry), quota_value=str(self.rate_limit)), rec.model)
         spec = get_model(rec.model or "")
-        reply = _fault_content(rec, spec, fault) if fault else _answer(rec, spec, self.include_thoughts)
+        reply = fault_content(rec, spec, fault) if fault else answer(rec, spec, self.include_thoughts)
         if sse and reply[0] == 200:
             return 200, {"Content-Type": "text/event-stream"}, b"data: " + json.dumps(reply[2]).encode() + b"\r\n\r\n"
         return reply

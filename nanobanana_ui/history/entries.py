@@ -7,6 +7,7 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 __all__ = ["HistoryEntry", "HistoryImage", "entry_from_row", "manifest_record"]
 
@@ -31,24 +32,34 @@ class HistoryEntry:
     mode: str
     model: str
     prompt: str
-    options: dict
+    options: dict[str, Any]
     input_hashes: tuple[str, ...]
     images: tuple[HistoryImage, ...]
     text: str
     finish_reason: str | None
-    tokens: dict  # prompt, output, total
+    tokens: dict[str, int]  # prompt, output, total
     cost_usd: float | None
     cached: bool
     elapsed_s: float | None
     error: str | None
     error_type: str | None
     owner: str | None
-    region: dict | None = None  # a region edit's description (kind, mask_sha256, crop_box, feather, extend_to, ...)
+    region: dict[str, Any] | None = None  # a region edit's: kind, mask_sha256, crop_box, feather, extend_to, ...
 
     @property
     def ok(self) -> bool:
         """True when the request produced its images (no error recorded)."""
         return self.error is None
+
+    def to_record(self) -> dict[str, Any]:
+        """The entry as one JSON-able record (`history --json` prints it; an export's manifest builds on it)."""
+        return {
+            "id": self.id, "time": self.created.isoformat(), "mode": self.mode, "model": self.model,
+            "prompt": self.prompt, "paths": [str(image.path) for image in self.images], "cost_usd": self.cost_usd,
+            "cached": self.cached, "finish_reason": self.finish_reason, "text": self.text, "tokens": self.tokens,
+            "elapsed_s": self.elapsed_s, "options": self.options, "error": self.error, "error_type": self.error_type,
+            **({"region": self.region} if self.region else {}),
+        }
 
 
 def entry_from_row(row: sqlite3.Row, images: tuple[HistoryImage, ...]) -> HistoryEntry:
@@ -63,14 +74,15 @@ def entry_from_row(row: sqlite3.Row, images: tuple[HistoryImage, ...]) -> Histor
         region=json.loads(row["region"]) if row["region"] else None)
 
 
-def manifest_record(entry: HistoryEntry, files: list[str]) -> dict:
-    """One line of an export's manifest.jsonl (the owner is left out)."""
-    return {
-        "id": entry.id, "created": entry.created.isoformat(), "mode": entry.mode, "model": entry.model,
-        "prompt": entry.prompt, "options": entry.options, "input_hashes": list(entry.input_hashes),
-        "images": [{"file": name, "sha256": image.sha256, "mime_type": image.mime_type, "width": image.width,
-                    "height": image.height} for name, image in zip(files, entry.images, strict=True)],
-        "text": entry.text, "finish_reason": entry.finish_reason, "tokens": entry.tokens,
-        "cost_usd": entry.cost_usd, "cached": entry.cached, "elapsed_s": entry.elapsed_s, "error": entry.error,
-        "error_type": entry.error_type, **({"region": entry.region} if entry.region else {}),
-    }
+def manifest_record(entry: HistoryEntry, files: list[str]) -> dict[str, Any]:
+    """One line of an export's manifest.jsonl: the entry's record, with the exported file names (the owner is left out).
+
+    `created` (not `time`) and `images` (not the server's `paths`) are the names exports have always used.
+    """
+    record = entry.to_record()
+    del record["paths"]
+    record["created"] = record.pop("time")
+    record["input_hashes"] = list(entry.input_hashes)
+    record["images"] = [{"file": name, "sha256": image.sha256, "mime_type": image.mime_type, "width": image.width,
+                         "height": image.height} for name, image in zip(files, entry.images, strict=True)]
+    return record

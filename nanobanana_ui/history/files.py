@@ -55,8 +55,9 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 def render_thumbnail(source: Path, size: int) -> bytes:
     """A WEBP at most size x size pixels, aspect kept."""
-    with Image.open(source) as image:
-        image.thumbnail((size, size))
+    with Image.open(source) as opened:
+        opened.thumbnail((size, size))
+        image: Image.Image = opened
         if image.mode not in ("RGB", "RGBA"):
             image = image.convert("RGBA" if "A" in image.getbands() or "transparency" in image.info else "RGB")
         buffer = io.BytesIO()

@@ -17,6 +17,7 @@ import zipfile
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from ..errors import NoImageError, StudioError
 from ..outputs import extension_for
@@ -88,7 +89,7 @@ class HistoryStore:
                     (row["id"], position, sha, image.mime_type, image.width, image.height, name)
                     for position, (image, _, sha, name) in enumerate(images)])
                 db.executemany("INSERT INTO inputs VALUES (?, ?, ?, ?)", [(row["id"], *kept) for kept in inputs])
-        return row["id"]
+        return str(row["id"])
 
     def _place_inputs(self, request: ImageRequest) -> list[tuple[str, str, str]]:
         """Store the inputs a request's entry keeps (a region edit's mask, so it can be re-run); (role, sha, mime)."""
@@ -111,7 +112,7 @@ class HistoryStore:
                 db.execute(f"INSERT INTO entries ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                            tuple(row.values()))
                 db.executemany("INSERT INTO inputs VALUES (?, ?, ?, ?)", [(row["id"], *kept) for kept in inputs])
-        return row["id"]
+        return str(row["id"])
 
     def delete(self, entry_id: str, *, owner: str | None = None) -> bool:
         """Delete an entry and its image files (a file another entry also uses is kept); False if not found."""
@@ -231,9 +232,9 @@ class HistoryStore:
             text = text.replace(secret, "[redacted]") if text else text
         return text
 
-    def _row(self, request: ImageRequest, owner: str | None, **fields: object) -> dict:
+    def _row(self, request: ImageRequest, owner: str | None, **fields: object) -> dict[str, Any]:
         entry_id = new_entry_id()
-        row: dict = dict.fromkeys(_ENTRY_COLUMNS)
+        row: dict[str, Any] = dict.fromkeys(_ENTRY_COLUMNS)
         row.update(id=entry_id, created=_created(entry_id), mode=request.mode.value, model=request.model,
                    prompt=self._clean(request.prompt), cached=0, owner=owner, text="",
                    options=self._clean(json.dumps(request.options.to_dict(), sort_keys=True)),
@@ -245,7 +246,7 @@ class HistoryStore:
         row["text"] = self._clean(row["text"] or "")
         return row
 
-    def _write(self):
+    def _write(self) -> _Transaction:
         return _Transaction(self._db, self._lock)
 
     @staticmethod
@@ -253,10 +254,11 @@ class HistoryStore:
         return "" if owner is None else " AND owner = ?"
 
     @staticmethod
-    def _owner_args(owner: str | None) -> tuple:
+    def _owner_args(owner: str | None) -> tuple[str, ...]:
         return () if owner is None else (owner,)
 
-    def _filters(self, search, model, mode, owner, include_failures) -> tuple[str, tuple]:
+    def _filters(self, search: str | None, model: str | None, mode: str | None, owner: str | None,
+                 include_failures: bool) -> tuple[str, tuple[str, ...]]:
         clauses, args = ["1"], []
         words = re.findall(r"\w+", search or "")
         if words and self.full_text:
@@ -302,7 +304,7 @@ class _Transaction:
             raise
         return self._db
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         try:
             self._db.execute("ROLLBACK" if exc_type else "COMMIT")
         finally:

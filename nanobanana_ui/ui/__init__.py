@@ -1,5 +1,5 @@
-"""The Gradio front end: built by build_app(), calling only the Studio service."""
+"""The Gradio front end: built by build_app() (page.py), one module per tab, calling only the Studio service."""
 
-from .layout import build_app
+from .page import build_app
 
 __all__ = ["build_app"]

@@ -1,14 +1,52 @@
-"""The Batch tab's layout and events (handlers in batch.py); the Studio tab's settings are the batch's defaults."""
+"""The Batch tab: estimate a prompt file (or pasted prompts), run it through the batch engine with progress and a
+per-visitor Cancel, and hand the run folder back as a ZIP (images + manifest.jsonl).
+
+Layout and wiring are in BatchTab, the handlers' work in BatchPage (its run yields the views that changed, by name).
+
+Each Run makes a new folder, NANOBANANA_HOME/batches/<timestamp>-<slug>, except that running the very same input with
+the very same settings again in the same page session, after a run that was cancelled or had failures, resumes in
+that run's folder: the engine skips what finished and re-sends only what is missing.
+
+Cancel sets the run's asyncio.Event, held in a registry keyed by the visitor's session hash (never shared between
+visitors): no new request starts, the ones in flight finish and are written to the manifest.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import secrets
+import zipfile
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
 import gradio as gr
 
-from .batch import BatchPage, BatchState
+from ..batch import (
+    BatchFileError,
+    BatchItem,
+    BatchPlan,
+    BatchSummary,
+    ItemOutcome,
+    parse_batch_text,
+    plan_batch,
+    read_batch_file,
+    run_batch,
+)
+from ..models import get_model
+from ..outputs import slugify
+from ..studio import Studio
+from .actions import no_change, refusals_as_warnings
+from .controls import AUTO, IMAGE_AND_TEXT, FormSettings
+from .runner import Runner, no_owner, studio_errors
+from .text import plain
 
-__all__ = ["batch_tab"]
+__all__ = ["BatchPage", "BatchState", "BatchTab", "zip_folder"]
 
-PRIVATE = {"api_visibility": "private"}
+PRIVATE: dict[str, Any] = {"api_visibility": "private"}
 NOTE = ("One prompt per line (blank lines and `#` comments skipped), or a .csv / .jsonl file with a `prompt` column "
         "and optional per-row `mode`, `images`, `model`, `aspect_ratio`, `size`, `temperature`, `top_p`, `top_k`, "
         "`seed`, `count`, `name`. The Studio tab's settings (model, aspect ratio, size, temperature, top-p, "
@@ -16,36 +54,289 @@ NOTE = ("One prompt per line (blank lines and `#` comments skipped), or a .csv /
         "cancelled or with failures resumes when you run the same input again.")
 
 
-def batch_tab(page: BatchPage, settings_inputs: list, concurrency_limit: int, api_key=None) -> gr.Tab:
-    """Upload or paste prompts, estimate, run with progress, cancel, watch the results arrive, download a ZIP."""
-    with gr.Tab("Batch", id="batch", elem_id="batch-tab") as tab:
-        state = gr.State(BatchState())
-        with gr.Row():
-            with gr.Column(scale=2):
-                file = gr.File(label="Prompt file (.txt, .csv, .jsonl)", file_types=[".txt", ".csv", ".jsonl"],
-                               type="filepath", elem_id="batch-file")
-                text = gr.Textbox(label="Or paste prompts, one per line", lines=8, elem_id="batch-text",
-                                  placeholder="A red fox in the snow\nAn owl at night, watercolour")
-                gr.Markdown(NOTE)
-                with gr.Row():
-                    estimate = gr.Button("Estimate", elem_id="batch-estimate-button")
-                    run = gr.Button("Run", variant="primary", elem_id="batch-run-button")
-                    cancel = gr.Button("Cancel", variant="stop", elem_id="batch-cancel-button")
-                plan = gr.Markdown(elem_id="batch-plan")
-            with gr.Column(scale=3):
-                progress = gr.Markdown(elem_id="batch-progress")
-                gallery = gr.Gallery(label="Results, as they arrive", format="png", columns=4, height=480,
-                                     object_fit="contain", interactive=False, buttons=["download", "fullscreen"],
-                                     elem_id="batch-gallery")
-                summary = gr.Markdown(elem_id="batch-summary")
-                archive = gr.File(label="This run (images + manifest.jsonl)", interactive=False, visible=False,
-                                  elem_id="batch-zip")
-    settings = [s for s in settings_inputs if s.elem_id != "count"]  # a row's `count` says how many; default 1
-    inputs = [file, text, *settings, *([api_key] if api_key is not None else []), state]
-    estimate.click(page.estimate, inputs, [plan], **PRIVATE)
-    # Its own pool: a batch holds its slot for the whole run, and must not starve the Studio's single requests
-    # (every request still goes through the Studio's shared rate limiter and budget).
-    run.click(page.run, inputs, [gallery, progress, summary, archive, plan, state],
-              concurrency_limit=concurrency_limit, concurrency_id="batch", **PRIVATE)
-    cancel.click(page.cancel, None, [progress], **PRIVATE)
-    return tab
+FORMATS = (".txt", ".csv", ".jsonl")
+
+
+@dataclass
+class BatchState:
+    """One visitor's last run (gr.State): which input and settings it was, its folder, whether it completed."""
+
+    fingerprint: str = ""
+    folder: str = ""
+    complete: bool = False
+
+
+@dataclass(frozen=True)
+class BatchInput:
+    """The items read from the upload or the pasted text, with what names and identifies them."""
+
+    items: list[BatchItem]
+    slug: str
+    fingerprint: str
+
+
+def zip_folder(folder: Path, dest: Path) -> Path:
+    """Zip every file of a run folder (images and manifest.jsonl; hidden files left out) into dest."""
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(folder.rglob("*")):
+            relative = path.relative_to(folder)
+            if path.is_file() and not any(part.startswith(".") for part in relative.parts):
+                # PNGs are compressed already: stored as they are
+                kind = zipfile.ZIP_STORED if path.suffix.lower() == ".png" else zipfile.ZIP_DEFLATED
+                archive.write(path, relative.as_posix(), compress_type=kind)
+    tmp.replace(dest)
+    return dest
+
+
+def counts_line(outcomes: list[ItemOutcome], total: int, cancelling: bool = False) -> str:
+    """Progress as one line, e.g. "**3 of 10** · 2 made · 1 cached · 0 failed"."""
+    by = {status: sum(o.status == status for o in outcomes) for status in ("done", "cached", "failed", "earlier")}
+    line = f"**{len(outcomes)} of {total}** · {by['done']} made · {by['cached']} cached · {by['failed']} failed"
+    if by["earlier"]:
+        line += f" · {by['earlier']} from an earlier run"
+    return line + (" · cancelling: the requests in flight finish, no new one starts" if cancelling else "")
+
+
+def summary_line(summary: BatchSummary, total: int, folder: Path) -> str:
+    """The end of a run: what was made, cached, failed (with reasons), the cost, and where it all is."""
+    finished = summary.done + summary.cached + summary.failed + summary.earlier
+    head = "Cancelled" if summary.cancelled else "Finished"
+    lines = [f"**{head}**: {summary.done} made, {summary.cached} cached, {summary.failed} failed"
+             + (f", {summary.earlier} from an earlier run" if summary.earlier else "")
+             + (f", {total - finished} not started" if total > finished else "")
+             + f" · ${summary.cost_usd:.4f} · folder `{folder.name}`"]
+    for failure in summary.failures[:10]:
+        lines.append(f"- row {failure.row}: {plain(failure.error or failure.status)}")
+    if len(summary.failures) > 10:
+        lines.append(f"- ... and {len(summary.failures) - 10} more (see manifest.jsonl)")
+    return "\n".join(lines)
+
+
+def plan_text(plan: BatchPlan, folder: Path, resuming: bool) -> str:
+    """The estimate as Markdown: items, requests, what is already done, the estimated cost."""
+    cost = "unknown" if plan.estimated_cost_usd is None else f"${plan.estimated_cost_usd:.4f}"
+    items, requests = len(plan.items), len(plan.requests)
+    lines = [f"**{items} item{'s' if items != 1 else ''}, {requests} request{'s' if requests != 1 else ''}** · "
+             f"estimated cost {cost} (cache hits cost nothing)"]
+    if plan.already_done:
+        lines.append(f"{plan.already_done} already done in `{folder.name}`: Run resumes there.")
+    elif resuming:
+        lines.append(f"Run resumes in `{folder.name}`.")
+    return "\n\n".join(lines)
+
+
+def bad_rows_text(error: BatchFileError) -> str:
+    """The bad rows as Markdown, one per line with its line number; nothing is sent."""
+    problems = error.problems or (str(error),)
+    return "**Nothing was sent: fix these rows first.**\n\n" + "\n".join(f"- {plain(p)}" for p in problems)
+
+
+class BatchPage:
+    """The Batch tab's events over one Studio; one cancel Event per visitor's session while a run is going."""
+
+    def __init__(self, studio: Studio, owner_of: Callable[[gr.Request | None], str | None] = no_owner,
+                 concurrency: int | None = None, runner: Runner | None = None) -> None:
+        self.studio, self.owner_of = studio, owner_of  # owner_of: whose history entries the items become
+        self.concurrency = concurrency  # None: the engine's default (follows the rate limit)
+        self.runner = runner or Runner(studio, owner_of=owner_of)  # picks the Studio of the visitor's key
+        self._cancels: dict[str, asyncio.Event] = {}
+        self._tasks: set[asyncio.Task] = set()
+
+    @property
+    def root(self) -> Path:
+        """Where the runs' folders go: NANOBANANA_HOME/batches."""
+        return self.studio.settings.home / "batches"
+
+    def read(self, file: str | None, text: str | None, form: FormSettings) -> BatchInput:
+        """The items of the upload (if any) or the pasted prompts, with the form's settings as defaults."""
+        model = form.model_id(self.studio.settings.model)
+        defaults = form.options(get_model(model))
+        settings = repr((model, defaults)).encode()
+        if file:
+            path = Path(file)
+            if path.suffix.lower() not in FORMATS:
+                raise gr.Error(f"A batch file is .txt, .csv or .jsonl (got {path.name}).", print_exception=False)
+            items = read_batch_file(path, defaults=defaults)
+            if self.studio.settings.public and any(item.images for item in items):
+                rows = ", ".join(str(item.row) for item in items if item.images)
+                raise gr.Error(f"This public demo runs text prompts only in Batch: rows may not name image files on "
+                               f"the server (the `images` column, rows {rows}). Remove that column, or edit and "
+                               "compose your own images in the Studio tab.", print_exception=False)
+            digest = hashlib.sha256(path.read_bytes() + path.suffix.encode() + settings).hexdigest()
+            return BatchInput(items, slugify(path.stem), digest)
+        text = text or ""
+        if not text.strip():
+            raise gr.Error("Upload a prompt file or paste prompts (one per line) first.", print_exception=False)
+        items = parse_batch_text(text, fmt="txt", base_dir=self.studio.settings.home, defaults=defaults)
+        slug = slugify(items[0].name or items[0].prompt) if items else "batch"
+        return BatchInput(items, slug, hashlib.sha256(text.encode() + settings).hexdigest())
+
+    def folder_for(self, batch: BatchInput, state: BatchState) -> tuple[Path, bool]:
+        """The folder a Run uses: the last one if it is the same input, unfinished (resume), else a new one."""
+        if state.fingerprint == batch.fingerprint and state.folder and not state.complete \
+                and Path(state.folder).is_dir():
+            return Path(state.folder), True
+        # Public mode: a random part, so nobody can guess another visitor's folder (Gradio serves batches/).
+        private = f"-{secrets.token_hex(8)}" if self.studio.settings.public else ""
+        folder = self.root / f"{datetime.now():%Y%m%d-%H%M%S}-{batch.slug}{private}"
+        n = 1
+        while folder.exists():
+            n += 1
+            folder = self.root / f"{datetime.now():%Y%m%d-%H%M%S}-{batch.slug}{private}-{n}"
+        return folder, False
+
+    async def _plan(self, file: str | None, text: str | None, form: FormSettings,
+                    state: BatchState, studio: Studio | None = None) -> tuple[BatchInput, BatchPlan, Path, bool]:
+        batch = await asyncio.to_thread(self.read, file, text, form)
+        folder, resuming = self.folder_for(batch, state)
+        model = form.model_id(self.studio.settings.model)
+        plan = await asyncio.to_thread(plan_batch, studio or self.studio, batch.items, out_dir=folder, model=model)
+        if not plan.requests:
+            raise gr.Error("No prompts found: blank lines and # comments are skipped.", print_exception=False)
+        return batch, plan, folder, resuming
+
+    async def estimate(self, file: str | None, text: str, model: str = "", aspect_ratio: str = AUTO, size: str = "",
+                       temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1,
+                       output: str = IMAGE_AND_TEXT, api_key: str = "", state: BatchState | None = None,
+                       request: gr.Request | None = None) -> str:
+        """Validate the batch and say what a Run would do and cost, or list the bad rows; sends nothing."""
+        form = FormSettings(model, aspect_ratio, size, temperature, top_p, top_k, seed, 1, output)
+        studio = self.runner.studio_for(api_key, request)
+        with studio_errors():  # any other mistake (an unreadable file, a bad setting) as the page's error
+            try:
+                _, plan, folder, resuming = await self._plan(file, text, form, state or BatchState(), studio)
+            except BatchFileError as error:
+                return bad_rows_text(error)
+        return plan_text(plan, folder, resuming)
+
+    async def cancel(self, request: gr.Request) -> str:
+        """Stop this visitor's run: no new request starts; the ones in flight finish and are recorded."""
+        event = self._cancels.get(_session(request))
+        if event is None:
+            return "No batch is running."
+        event.set()
+        return "Cancelling: the requests in flight finish, no new one starts."
+
+    async def run(self, file: str | None, text: str, model: str = "", aspect_ratio: str = AUTO, size: str = "",
+                  temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1,
+                  output: str = IMAGE_AND_TEXT, api_key: str = "", state: BatchState | None = None,
+                  request: gr.Request | None = None,
+                  progress: gr.Progress = gr.Progress()) -> AsyncIterator[dict[str, Any]]:  # noqa: B008
+        """Run the batch, yielding the views that changed by name (gallery, progress, summary, archive, plan,
+        state) as each request finishes."""
+        state = state or BatchState()
+        form = FormSettings(model, aspect_ratio, size, temperature, top_p, top_k, seed, 1, output)
+        studio = self.runner.studio_for(api_key, request)  # without a key (public mode): the message, nothing sent
+        key = _session(request)
+        if key in self._cancels:
+            raise gr.Error("A batch is already running on this page: cancel it or wait for it.", print_exception=False)
+        cancel = self._cancels[key] = asyncio.Event()  # taken before any await: a second click finds it
+        try:
+            with studio_errors():  # bad rows too: the message lists each with its line number
+                batch, plan, folder, resuming = await self._plan(file, text, form, state, studio)
+                self.runner.count_requests(request, len(plan.requests))  # public mode: the visitor's own limit
+            state = BatchState(batch.fingerprint, str(folder), False)
+            total, outcomes = len(plan.requests), []
+            shown: list[tuple[str, str]] = []
+            queue: asyncio.Queue[ItemOutcome | None] = asyncio.Queue()
+            task = asyncio.create_task(run_batch(studio, plan, out_dir=folder, concurrency=self.concurrency,
+                                                 on_outcome=queue.put_nowait, cancel=cancel,
+                                                 owner=self.owner_of(request)))
+            self._tasks.add(task)  # held: a run outlives a visitor who leaves (in-flight requests finish)
+            task.add_done_callback(lambda _: queue.put_nowait(None))
+            task.add_done_callback(self._tasks.discard)
+            progress(0.0, desc=f"0 of {total}")
+            yield {"gallery": [], "progress": counts_line([], total), "summary": "",
+                   "archive": gr.update(value=None, visible=False), "plan": plan_text(plan, folder, resuming),
+                   "state": state}
+            while (outcome := await queue.get()) is not None:
+                outcomes.append(outcome)
+                shown.extend((str(path), f"row {outcome.row}: {outcome.prompt[:60]}") for path in outcome.paths)
+                line = counts_line(outcomes, total, cancel.is_set())
+                progress(len(outcomes) / total, desc=line.replace("**", ""))
+                yield {"gallery": list(shown), "progress": line, "state": state}
+            with studio_errors():
+                summary: BatchSummary = task.result()  # the engine's own errors surface here
+        finally:
+            self._cancels.pop(key, None)
+            cancel.set()  # the page went away mid-run: start nothing more (in-flight requests still finish)
+        archive = await asyncio.to_thread(zip_folder, folder, self.root / f"{folder.name}.zip")
+        state = BatchState(batch.fingerprint, str(folder), not summary.cancelled and not summary.failed)
+        yield {"gallery": list(shown), "progress": counts_line(outcomes, total),
+               "summary": summary_line(summary, total, folder), "archive": gr.update(value=str(archive), visible=True),
+               "state": state}
+
+
+def _session(request: gr.Request | None) -> str:
+    """The visitor's session hash: the cancel registry's key (one page, one key)."""
+    return (getattr(request, "session_hash", None) or "no-session") if request is not None else "no-session"
+
+
+class BatchTab:
+    """The Batch tab's components and events; the Studio tab's settings are the batch's defaults."""
+
+    def __init__(self, page: BatchPage) -> None:
+        self.page = page
+
+    def layout(self) -> gr.Tab:
+        """Upload or paste prompts, estimate, run with progress, cancel, watch the results arrive, download a ZIP."""
+        with gr.Tab("Batch", id="batch", elem_id="batch-tab") as tab:
+            self.state = gr.State(BatchState())
+            with gr.Row():
+                with gr.Column(scale=2):
+                    self.file = gr.File(label="Prompt file (.txt, .csv, .jsonl)",
+                                        file_types=[".txt", ".csv", ".jsonl"], type="filepath", elem_id="batch-file")
+                    self.text = gr.Textbox(label="Or paste prompts, one per line", lines=8, elem_id="batch-text",
+                                           placeholder="A red fox in the snow\nAn owl at night, watercolour")
+                    gr.Markdown(NOTE)
+                    with gr.Row():
+                        self.estimate = gr.Button("Estimate", elem_id="batch-estimate-button")
+                        self.run = gr.Button("Run", variant="primary", elem_id="batch-run-button")
+                        self.cancel = gr.Button("Cancel", variant="stop", elem_id="batch-cancel-button")
+                    self.plan = gr.Markdown(elem_id="batch-plan")
+                with gr.Column(scale=3):
+                    self.progress = gr.Markdown(elem_id="batch-progress")
+                    self.gallery = gr.Gallery(label="Results, as they arrive", format="png", columns=4, height=480,
+                                              object_fit="contain", interactive=False,
+                                              buttons=["download", "fullscreen"], elem_id="batch-gallery")
+                    self.summary = gr.Markdown(elem_id="batch-summary")
+                    self.archive = gr.File(label="This run (images + manifest.jsonl)", interactive=False,
+                                           visible=False, elem_id="batch-zip")
+        self.views = {"gallery": self.gallery, "progress": self.progress, "summary": self.summary,
+                      "archive": self.archive, "plan": self.plan, "state": self.state}
+        return tab
+
+    def wire(self, settings_inputs: list[Any], api_key: Any, concurrency_limit: int) -> None:
+        """Connect the tab's events; `settings_inputs` are the Studio's settings, in the API's order."""
+        settings = [s for s in settings_inputs if s.elem_id != "count"]  # a row's `count` says how many; default 1
+        inputs = [self.file, self.text, *settings, api_key, self.state]
+        self.estimate.click(self.estimate_clicked, inputs, [self.plan], **PRIVATE)
+        # Its own pool: a batch holds its slot for the whole run, and must not starve the Studio's single requests
+        # (every request still goes through the Studio's shared rate limiter and budget).
+        self.run.click(self.run_clicked, inputs, list(self.views.values()), concurrency_limit=concurrency_limit,
+                       concurrency_id="batch", **PRIVATE)
+        self.cancel.click(self.page.cancel, None, [self.progress], **PRIVATE)
+
+    async def estimate_clicked(self, file: str | None, text: str, model: str, aspect_ratio: str, size: str,
+                               temperature: float, top_p: float, top_k: int, seed: int, output: str, api_key: str,
+                               state: BatchState | None, request: gr.Request) -> Any:
+        """Estimate: what a Run would do and cost, or why not (a toast; the plan stays as it was)."""
+        with refusals_as_warnings():
+            return await self.page.estimate(file, text, model, aspect_ratio, size, temperature, top_p, top_k, seed,
+                                            output, api_key, state, request)
+        return no_change()
+
+    async def run_clicked(self, file: str | None, text: str, model: str, aspect_ratio: str, size: str,
+                          temperature: float, top_p: float, top_k: int, seed: int, output: str, api_key: str,
+                          state: BatchState | None, request: gr.Request,
+                          progress: gr.Progress = gr.Progress()) -> AsyncIterator[Any]:  # noqa: B008
+        """Run: the views as results arrive, or why not (a toast; the page stays as it was)."""
+        finished = False
+        with refusals_as_warnings():
+            async for views in self.page.run(file, text, model, aspect_ratio, size, temperature, top_p, top_k, seed,
+                                             output, api_key, state, request, progress):
+                yield {self.views[name]: value for name, value in views.items()}
+            finished = True
+        if not finished:
+            yield no_change()  # refused: the page keeps what it showed

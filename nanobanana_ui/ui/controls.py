@@ -30,7 +30,7 @@ def model_choices(current: str) -> list[tuple[str, str]]:
 
 def aspect_choices(spec: ModelSpec) -> list[tuple[str, str]]:
     """(label, value) pairs for the aspect-ratio dropdown: "auto" first, then what the model offers."""
-    return [("Auto (edit: match input)", AUTO), *((ratio, ratio) for ratio in spec.aspect_ratios)]
+    return [("Auto", AUTO), *((ratio, ratio) for ratio in spec.aspect_ratios)]
 
 
 def size_choices(spec: ModelSpec) -> list[str]:

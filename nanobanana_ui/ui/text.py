@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
+from ..costs import status_text
 from ..errors import StudioError
+from ..history import HistoryEntry
 from ..limits import DailyUsage
 from ..models import ModelSpec, get_model, known_models
 from ..request import ImageOptions, ImageResult
-from .history import HistoryEntry, Session
+from .session import Session, image_options
 
 __all__ = [
     "KEY_HELP", "OFFLINE_BANNER", "PUBLIC_BANNER", "PUBLIC_METER",
-    "compose_limit", "daily_meter", "entry_caption", "entry_details", "history_summary", "model_info",
-    "options_summary", "plain", "run_status", "status_line",
+    "compose_limit", "daily_meter", "entry_caption", "entry_details", "history_summary",
+    "model_info", "options_summary", "plain", "run_status", "status_line",
 ]
 
 PUBLIC_BANNER = (
@@ -40,15 +41,10 @@ def plain(text: str) -> str:
     return _MARKDOWN_SPECIALS.sub(r"\\\1", escaped)
 
 
-def _money(usd: float | None) -> str:
-    return "cost unknown" if usd is None else f"${usd:.4f}"
-
-
 def status_line(result: ImageResult) -> str:
-    """One line about a result: cost or the cache badge, finish reason, time, and the model's words."""
-    cost = "cached · $0" if result.cached else _money(result.cost_usd)
-    words = f" · {plain(result.text.strip())}" if result.text.strip() else ""
-    return f"{cost} · {result.finish_reason or 'done'} · {result.elapsed_s:.1f} s{words}"
+    """One line about a result: cost or the cache badge, an unusual finish reason, time, and the model's words."""
+    return status_text(cost_usd=result.cost_usd, cached=result.cached, finish_reason=result.finish_reason,
+                       elapsed_s=result.elapsed_s, text=plain(result.text.strip()))
 
 
 def run_status(outcomes: list[ImageResult | StudioError]) -> str:
@@ -80,25 +76,39 @@ def options_summary(model: str, options: ImageOptions) -> str:
 
 
 def entry_caption(entry: HistoryEntry) -> str:
-    """The caption under a history thumbnail: the prompt (shortened) and the settings."""
+    """The caption under a session thumbnail: the prompt (shortened) and the settings."""
     prompt = entry.prompt if len(entry.prompt) <= 60 else entry.prompt[:57] + "..."
-    return f"{entry.mode.value}: {prompt} ({options_summary(entry.model, entry.options)})"
+    return f"{entry.mode}: {prompt} ({options_summary(entry.model, image_options(entry.options))})"
 
 
-def entry_details(entry: HistoryEntry | None) -> str:
-    """Everything about one history entry, as Markdown."""
-    if entry is None:
-        return "Select an image in the history to see its details."
-    lines = [
-        f"**{entry.mode.value.capitalize()}** · {entry.created:%H:%M:%S} · `{entry.model}`",
-        "> " + plain(entry.prompt).replace("\n", "\n> "),
-        f"Settings: {options_summary(entry.model, entry.options)}",
-        f"Result: {entry.status}",
-    ]
-    if entry.inputs:
-        lines.append(f"Input images: {len(entry.inputs)}")
-    # File names only: on a shared server the full path says more about the machine than the visitor needs.
-    lines.append("Files: " + ", ".join(f"`{Path(path).name}`" for path in entry.paths))
+def entry_details(entry: HistoryEntry) -> str:
+    """Everything about one entry, as Markdown: parameters, result or failure, tokens, the model's words, files.
+
+    The one description of an entry, for the session panel and the History tab alike.
+    """
+    when = entry.created.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    tokens = entry.tokens or {}
+    lines = [f"**{entry.mode.capitalize()}** · {when} · `{entry.model}`",
+             "> " + plain(entry.prompt).replace("\n", "\n> "),
+             f"Settings: {options_summary(entry.model, image_options(entry.options))}"]
+    if entry.error:
+        lines.append(f"**Failed** ({entry.error_type}): {plain(entry.error)}")
+    else:
+        lines.append("Result: " + status_text(cached=entry.cached, cost_usd=entry.cost_usd,
+                                              finish_reason=entry.finish_reason, elapsed_s=entry.elapsed_s))
+    if any(tokens.values()):
+        lines.append(f"Tokens: {tokens.get('prompt') or 0} in, {tokens.get('output') or 0} out, "
+                     f"{tokens.get('total') or 0} total")
+    if entry.text.strip():
+        lines.append(f"The model's words: {plain(entry.text.strip())}")
+    if entry.input_hashes:
+        lines.append(f"Input images: {len(entry.input_hashes)} (the history keeps outputs only; inputs by hash: "
+                     + ", ".join(f"`{sha[:12]}`" for sha in entry.input_hashes) + ")")
+    if entry.images:
+        # Sizes and types only: on a shared server a full path says more about the machine than a visitor needs.
+        lines.append("Images: " + ", ".join(f"{image.width}×{image.height} {image.mime_type.split('/')[-1].upper()}"
+                                            for image in entry.images))
+    lines.append(f"Id: `{entry.id}`")
     return "\n\n".join(lines)  # Markdown: a blank line between lines, or they run together
 
 
@@ -130,8 +140,7 @@ def model_info(spec: ModelSpec, size: str | None) -> str:
 
 def compose_limit(spec: ModelSpec, count: int) -> str:
     """The compose tab's limit line: how many images this model takes and how many are in; a warning when over."""
-    have = f"{count} added" if count else "none added yet"
-    line = f"{spec.label.split(' (')[0]} takes 2 to {spec.max_input_images} images ({have})."
+    line = f"{spec.label.split(' (')[0]} takes 2 to {spec.max_input_images} images ({count} added)."
     if count > spec.max_input_images:
         more = [other.label.split(" (")[0] for other in known_models() if other.max_input_images >= count]
         hint = f", or pick a model that takes more ({', '.join(more)})" if more else ""

@@ -1,34 +1,56 @@
-"""The generation events: the /generate, /edit and /compose endpoints and New variation, all through the Studio."""
+"""Running requests for the page and the API: /generate, /edit, /compose, New variation and the History's re-runs.
+
+The Runner picks the visitor's Studio (their own key's, or the host's), checks their limits, reports progress, and
+records the results in the visitor's session; the tabs call it and turn its `Outputs` into their components' values.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import gradio as gr
 
-from ..errors import StudioError
+from ..errors import NetworkError, ServiceTimeoutError, StudioError
 from ..models import get_model
 from ..request import ImageRequest, ImageResult, Mode
 from ..studio import Studio
 from ..visitors import KeyRing, VisitorLimits
 from .controls import AUTO, IMAGE_AND_TEXT, MAX_UI_COUNT, FormSettings, gallery_paths
-from .history import Session
-from .text import PUBLIC_METER, daily_meter, run_status, status_line
+from .session import Session
+from .text import PUBLIC_METER, daily_meter, run_status
 
-__all__ = ["Outputs", "Runner", "no_owner", "studio_errors", "visitor_owner"]
+__all__ = ["UNREACHABLE", "Outputs", "Runner", "no_owner", "studio_errors", "visitor_message", "visitor_owner"]
 
-Outputs = tuple[list[str], str, Session]  # output gallery files, status text, the visitor's session
+UNREACHABLE = ("The image service cannot be reached right now (the request was retried and still failed). "
+               "Please try again in a few minutes.")
+
+
+class Outputs(NamedTuple):
+    """What one run shows: the output gallery's files, the status text, and the visitor's session."""
+
+    files: list[str]
+    status: str
+    session: Session
+
+
+def visitor_message(error: StudioError, public: bool) -> str:
+    """The message a visitor sees: the service's, except that a public demo's visitors, who cannot fix the
+    server's network or settings, are told the service is unreachable (the log keeps the details)."""
+    if public and isinstance(error, (NetworkError, ServiceTimeoutError)):
+        return UNREACHABLE
+    return error.message
 
 
 @contextmanager
-def studio_errors() -> Iterator[None]:
+def studio_errors(public: bool = False) -> Iterator[None]:
     """Turn a StudioError into gr.Error with the service's message: the one place the page reports failures."""
     try:
         yield
     except StudioError as error:
-        raise gr.Error(error.message, print_exception=False) from None
+        raise gr.Error(visitor_message(error, public), print_exception=False) from None
 
 
 def no_owner(request: gr.Request | None) -> str | None:
@@ -71,7 +93,7 @@ class Runner:
 
     def studio_for(self, api_key: str | None, request: gr.Request | None = None) -> Studio:
         """The Studio for this visitor's key (or the host's); a clear message, and nothing sent, without one."""
-        with studio_errors():
+        with studio_errors(self.public):
             return self.keys.studio_for(api_key, getattr(request, "session_hash", None))
 
     def visitor(self, request: gr.Request | None) -> str:
@@ -81,7 +103,7 @@ class Runner:
     def count_requests(self, request: gr.Request | None, count: int) -> None:
         """Public mode: the visitor's own rate limit (on top of the shared one); refused at once when over it."""
         if self.limits is not None:
-            with studio_errors():
+            with studio_errors(self.public):
                 self.limits.take(self.visitor(request), count)
 
     def out_dir(self, request: gr.Request | None) -> Path | None:
@@ -183,8 +205,8 @@ class Runner:
         if session is None or session.last_request is None:
             raise gr.Error("Nothing to vary yet: make an image first, then ask for a new variation.")
         image_request = session.last_request.with_variation(session.next_variation)
-        return await self._run(image_request, session.last_inputs, session.last_count, session, progress,
-                               owner=self.owner_of(request), studio=studio, visitor=request)
+        return await self.run(image_request, session.last_inputs, session.last_count, session, progress,
+                              owner=self.owner_of(request), studio=studio, visitor=request)
 
     async def _make(self, mode: Mode, prompt: str | None, inputs: tuple[str, ...], form: FormSettings,
                     session: Session | None, progress: gr.Progress, api_key: str = "",
@@ -195,16 +217,18 @@ class Runner:
             raise gr.Error(f"The page makes 1 to {MAX_UI_COUNT} images at a time (got {count}); "
                            "the command line's --count goes higher.")
         model = form.model_id(self.studio.settings.model)
-        with studio_errors():
+        with studio_errors(self.public):
             # Everything that can be checked is checked here, before any call (prompt, images, options, limits).
             image_request = studio.build_request(mode, prompt or "", inputs, model=model,
                                                  options=form.options(get_model(model)))
-        return await self._run(image_request, inputs, count, session if session is not None else Session(), progress,
-                               owner=self.owner_of(request), studio=studio, visitor=request)
+        return await self.run(image_request, inputs, count, session if session is not None else Session(), progress,
+                              owner=self.owner_of(request), studio=studio, visitor=request)
 
-    async def _run(self, request: ImageRequest, inputs: tuple[str, ...], count: int, session: Session,
-                   progress: gr.Progress, owner: str | None = None, studio: Studio | None = None,
-                   visitor: gr.Request | None = None) -> Outputs:
+    async def run(self, request: ImageRequest, inputs: tuple[str, ...], count: int, session: Session,
+                  progress: gr.Progress, owner: str | None = None, studio: Studio | None = None,
+                  visitor: gr.Request | None = None) -> Outputs:
+        """Run a built request `count` times (parallel variations) for a visitor, with progress; the results go
+        on top of their session. Refused (gr.Error) over the visitor's limit, or when every call failed."""
         studio = studio or self.studio
         self.count_requests(visitor, count)
         label = get_model(request.model).label.split(" (")[0]
@@ -219,16 +243,15 @@ class Runner:
         def waiting_or_retrying(line: str) -> None:  # "waiting for rate limit: 12 s", "retrying in 4.2 s ..."
             progress(len(finished) / count, desc=line)
 
-        with studio_errors():
-            outcomes = await studio.run_variations(request, count, on_result=one_more,
-                                                        on_event=waiting_or_retrying, owner=owner,
-                                                        out_dir=self.out_dir(visitor))
+        with studio_errors(self.public):
+            outcomes = await studio.run_variations(request, count, on_result=one_more, on_event=waiting_or_retrying,
+                                                   owner=owner, out_dir=self.out_dir(visitor))
         results = [outcome for outcome in outcomes if isinstance(outcome, ImageResult)]
         failures = [outcome for outcome in outcomes if isinstance(outcome, StudioError)]
         if not results:
-            raise gr.Error(failures[0].message, print_exception=False)
+            raise gr.Error(visitor_message(failures[0], self.public), print_exception=False)
         if failures:
-            gr.Warning(f"{len(failures)} of {count} images failed: {failures[0].message}")
-        session.record(request, inputs, count, [(result, status_line(result)) for result in results])
+            gr.Warning(f"{len(failures)} of {count} images failed: {visitor_message(failures[0], self.public)}")
+        session.record(request, inputs, count, results)
         progress(1.0, desc="Done")
-        return list(session.shown), run_status(list(outcomes)), session
+        return Outputs(list(session.shown), run_status(list(outcomes)), session)

@@ -1,0 +1,102 @@
+"""The emulator's shared types and wire helpers: the reply triple, the recorded request, error bodies, inline parts.
+
+Every other emulator module (faults, pictures, answers, server) builds on these; this one imports none of them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+__all__ = [
+    "API_PATH", "HELP", "JsonObject", "RecordedRequest", "Reply", "decode_b64", "error_reply", "inline_data",
+    "part_kind", "record_request", "user_parts",
+]
+
+JsonObject = dict[str, Any]  # a JSON object as json.loads returns it
+Reply = tuple[int, dict[str, str], "JsonObject | bytes"]  # status, extra headers, JSON body or raw bytes
+
+HELP = "Please retry or report in https://developers.generativeai.google/guide/troubleshooting"
+API_PATH = re.compile(r"^/(v1beta|v1)/models(?:/([^/:]+))?(?::([A-Za-z]+))?$")  # group 2: the model id
+
+def decode_b64(data: object) -> bytes | None:
+    """Base64 (standard or URL-safe, padding optional) as bytes, or None when it is not base64."""
+    try:
+        text = str(data)
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        return None
+
+
+def inline_data(part: JsonObject) -> JsonObject | None:
+    """A part's inline blob (`inlineData` or `inline_data`), or None for a part without one."""
+    inline = part.get("inlineData") or part.get("inline_data")
+    return inline if isinstance(inline, dict) else None
+
+
+def error_reply(code: int, status: str, message: str, details: list[JsonObject] | None = None,
+                headers: dict[str, str] | None = None) -> Reply:
+    """A Google API error reply: `{"error": {code, message, status, details}}` with extra headers."""
+    err: JsonObject = {"code": code, "message": message, "status": status}
+    if details:
+        err["details"] = details
+    return code, headers or {}, {"error": err}
+
+
+@dataclass
+class RecordedRequest:
+    """One HTTP request the emulator received, parsed for assertions."""
+
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    api_key: str | None
+    body: JsonObject | None
+    model: str | None
+    prompt: str = ""
+    images: list[bytes] = field(default_factory=list)
+    image_mime_types: list[str] = field(default_factory=list)
+    part_kinds: list[str] = field(default_factory=list)
+    generation_config: JsonObject = field(default_factory=dict)
+    received_at: float = 0.0  # time.monotonic() at arrival; requests are recorded in this order
+    reply_images: list[bytes] = field(default_factory=list)  # PNGs the emulator answered with, thought images too
+    status: int = 0  # the HTTP status answered, set before the reply is sent; 0 until then and for a dropped connection
+
+
+def user_parts(body: JsonObject | None) -> list[JsonObject]:
+    """The parts of the request's last user turn (the new prompt and its images)."""
+    contents = body.get("contents") if isinstance(body, dict) else None
+    users = [c for c in contents or [] if isinstance(c, dict) and c.get("role", "user") == "user"]
+    return [p for p in (users[-1].get("parts") or []) if isinstance(p, dict)] if users else []
+
+
+def part_kind(part: JsonObject) -> str:
+    """"text", "image", or the part's first key (e.g. "fileData"), for assertions on part order."""
+    return "text" if "text" in part else "image" if inline_data(part) else next(iter(part), "empty")
+
+
+def record_request(method: str, url: str, headers: dict[str, str], raw: bytes) -> RecordedRequest:
+    """Parse one HTTP request into a RecordedRequest (a body that is not a JSON object is kept as None)."""
+    parts = urlsplit(url)
+    key = headers.get("x-goog-api-key") or next(iter(parse_qs(parts.query).get("key") or []), None)
+    match = API_PATH.match(parts.path)
+    try:
+        body = json.loads(raw) if raw else None
+    except ValueError:
+        body = None
+    rec = RecordedRequest(method, parts.path, parts.query, headers, key, body if isinstance(body, dict) else None,
+                          match.group(2) if match else None)
+    user = user_parts(rec.body)
+    rec.prompt = "\n".join(str(p["text"]) for p in user if "text" in p)
+    rec.part_kinds = [part_kind(p) for p in user]
+    for inline in filter(None, map(inline_data, user)):
+        rec.images.append(decode_b64(inline.get("data", "")) or b"")
+        rec.image_mime_types.append(str(inline.get("mimeType") or inline.get("mime_type") or ""))
+    rec.generation_config = (rec.body or {}).get("generationConfig") or {}
+    return rec

@@ -1,0 +1,417 @@
+"""The History tab: every request ever made on this data directory, from the persistent HistoryStore.
+
+Layout, wiring and handlers are here (HistoryTab); the page data and re-runs in Library. Send to Edit and Add to
+Compose are the shared actions (actions.py); Re-run and New variation go through the Runner.
+
+
+Pages of PAGE_SIZE entries, newest first, with small cached thumbnails (so a first page costs the same with twenty or
+thousands of entries); search by prompt, filters by model and mode; an opened entry can be re-run (the same request:
+a cache hit), varied (the next variation number the cache does not hold), sent to Edit or Compose, downloaded,
+deleted (a second click confirms) or exported with the rest of its page as a ZIP.
+
+`owner_of(request)` says whose entries a visitor sees: None (everything) on a private install; the public mode can
+pass the visitor's id, and every read, delete and export here is then limited to that owner's entries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+from PIL import Image, ImageDraw
+
+from ..history import HistoryEntry, HistoryStore
+from ..images import load_input_path
+from ..models import known_models
+from ..request import ImageRequest, Mode
+from ..studio import Studio
+from . import actions
+from .actions import StudioForm, no_change, refusals_as_warnings, refuse
+from .runner import Runner, no_owner, studio_errors
+from .session import Session, image_options
+from .studio_tab import StudioTab
+from .text import entry_details
+
+__all__ = ["PAGE_SIZE", "THUMB_SIZE", "Browse", "HistoryTab", "Library", "LibraryPage", "details"]
+
+PAGE_SIZE = 24
+THUMB_SIZE = 192
+PRIVATE: dict[str, Any] = {"api_visibility": "private"}
+_MIMES = ("image/png", "image/jpeg", "image/webp")
+_EXPORT_TTL_S = 3600  # exports older than this are removed when the next one is made
+_NO_SELECTION = "Click a thumbnail to see everything about that request."
+
+
+@dataclass
+class Browse:
+    """One visitor's place in the History tab (gr.State): filters, page, the ids shown, the opened entry."""
+
+    search: str = ""
+    model: str = ""
+    mode: str = ""
+    page: int = 0
+    ids: tuple[str, ...] = ()
+    selected: str | None = None
+    armed: str | None = None  # Delete was clicked once for this entry: the next click deletes it
+
+
+@dataclass(frozen=True)
+class LibraryPage:
+    """One page of the History tab: thumbnails with captions, the entries' ids, and where it is in the whole."""
+
+    items: list[tuple[str, str]]
+    ids: tuple[str, ...]
+    page: int
+    pages: int
+    total: int
+    info: str
+
+
+def caption(entry: HistoryEntry) -> str:
+    """The caption under a thumbnail: "failed" for failures, the prompt (shortened: it shows first), the mode."""
+    prompt = " ".join(entry.prompt.split())
+    prompt = prompt if len(prompt) <= 50 else prompt[:47] + "..."
+    return f"{'failed: ' if entry.error else ''}{prompt} · {entry.mode}"
+
+
+def details(entry: HistoryEntry | None) -> str:
+    """Everything about one entry, as Markdown (the same description as the session panel's)."""
+    return _NO_SELECTION if entry is None else entry_details(entry)
+
+
+@lru_cache(maxsize=1)
+def _no_image_thumbnail() -> str:
+    """A grey square shown for a failed request (no image) or a missing file; made once per process."""
+    path = Path(tempfile.gettempdir()) / "nanobanana-ui" / f"no-image-{THUMB_SIZE}.png"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image = Image.new("RGB", (THUMB_SIZE, THUMB_SIZE), (225, 225, 225))
+        ImageDraw.Draw(image).text((THUMB_SIZE // 2, THUMB_SIZE // 2), "no image", fill=(90, 90, 90), anchor="mm")
+        tmp = path.with_name(f".{secrets.token_hex(4)}-{path.name}")
+        image.save(tmp, format="PNG")
+        tmp.replace(path)
+    return str(path)
+
+
+def page_info(page: int, pages: int, total: int, filtered: bool) -> str:
+    """The line under the gallery, e.g. "Page 2 of 84 · 2,000 entries, newest first"."""
+    if not total:
+        return "No entries match these filters." if filtered else "Nothing has been made on this data directory yet."
+    noun = "entry" if total == 1 else "entries"
+    return f"Page {page + 1} of {pages} · {total:,} {noun}{' match' if filtered else ''}, newest first"
+
+
+class Library:
+    """The History tab's data over the Studio's HistoryStore: pages, thumbnails, exports, re-built requests."""
+
+    def __init__(self, studio: Studio, owner_of: Callable[[gr.Request | None], str | None] = no_owner) -> None:
+        self.studio, self.owner_of = studio, owner_of
+
+    @property
+    def store(self) -> HistoryStore:
+        """The Studio's history (opened on first use)."""
+        return self.studio.history
+
+    def thumbnail(self, entry: HistoryEntry) -> str:
+        """The entry's first image as a small cached WEBP (made on first view), or the "no image" square."""
+        if not entry.images:
+            return _no_image_thumbnail()
+        try:
+            return str(self.store.thumbnail(entry.images[0], THUMB_SIZE))
+        except (OSError, ValueError, Image.DecompressionBombError):  # file gone or damaged: `history --verify`
+            return _no_image_thumbnail()
+
+    def page_data(self, search: str = "", model: str = "", mode: str = "", page: int = 0,
+                  owner: str | None = None) -> LibraryPage:
+        """One page of entries with their thumbnails: what the tab shows (the benchmark times this)."""
+        filters: dict[str, Any] = {"search": (search or "").strip() or None, "model": model or None,
+                                   "mode": mode or None, "owner": owner}
+        total = self.store.count(**filters)
+        pages = max(1, -(-total // PAGE_SIZE))
+        page = min(max(page, 0), pages - 1)
+        entries = self.store.page(offset=page * PAGE_SIZE, limit=PAGE_SIZE, **filters)
+        filtered = any(filters[k] for k in ("search", "model", "mode"))
+        return LibraryPage([(self.thumbnail(e), caption(e)) for e in entries], tuple(e.id for e in entries), page,
+                           pages, total, page_info(page, pages, total, filtered))
+
+    def entry(self, browse: Browse, request: gr.Request | None) -> HistoryEntry | None:
+        """The opened entry, if the visitor may see it."""
+        return self.store.get(browse.selected, owner=self.owner_of(request)) if browse.selected else None
+
+    def selected(self, browse: Browse, request: gr.Request | None) -> HistoryEntry:
+        """The opened entry; refused when none is open."""
+        entry = self.entry(browse, request)
+        if entry is None:
+            raise refuse("Open an entry first: click its thumbnail in the History tab.")
+        return entry
+
+    def export(self, browse: Browse, request: gr.Request | None = None) -> str:
+        """A ZIP of the entries on the current page (images + manifest.jsonl)."""
+        if not browse.ids:
+            raise refuse("This page is empty: nothing to export.")
+        folder = Path(tempfile.gettempdir()) / "nanobanana-ui" / "exports"
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.glob("*.zip"):  # exports are handed to Gradio's cache; ours need not stay
+            if time.time() - old.stat().st_mtime > _EXPORT_TTL_S:
+                old.unlink(missing_ok=True)
+        dest = folder / f"nanobanana-history-{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}.zip"
+        return str(self.store.export_zip(browse.ids, dest, owner=self.owner_of(request)))
+
+    def next_variation(self, image_request: ImageRequest, studio: Studio | None = None) -> int:
+        """The first variation number after this request's that the cache (of this visitor's key) does not hold."""
+        number = image_request.options.variation + 1
+        while (studio or self.studio).cache.lookup(image_request.with_variation(number).cache_key()) is not None:
+            number += 1
+        return number
+
+    def rebuild(self, entry: HistoryEntry, session: Session | None = None) -> tuple[ImageRequest, tuple[str, ...]]:
+        """The ImageRequest an entry recorded, and its input files; inputs are found by hash among the history's
+        images and the visitor's uploads this session, or the request cannot be repeated (said clearly)."""
+        inputs = [self._find_input(sha, session) for sha in entry.input_hashes]
+        missing = sum(path is None for path in inputs)
+        if missing:
+            raise refuse(
+                f"This {entry.mode} used {len(inputs)} input image{'s' if len(inputs) != 1 else ''}, and "
+                f"{missing} of them {'is' if missing == 1 else 'are'} no longer available: the history keeps the "
+                f"images it made, not the ones you uploaded. Open the original{'s' if missing != 1 else ''} in "
+                f"{entry.mode.capitalize()} and run it from there.")
+        paths = tuple(str(path) for path in inputs)
+        with studio_errors():
+            image_request = self.studio.build_request(Mode(entry.mode), entry.prompt, paths, model=entry.model,
+                                                      options=image_options(entry.options))
+        return image_request, paths
+
+    def _find_input(self, sha: str, session: Session | None) -> Path | None:
+        for mime in _MIMES:  # an earlier output sent on to Edit or Compose is stored under its digest
+            path = self.store.files.path_for(sha, mime)
+            if path.is_file():
+                return path
+        uploads = [*session.last_inputs, *(p for paths in session.inputs.values() for p in paths)] if session else []
+        for candidate in dict.fromkeys(uploads):
+            try:
+                if Path(candidate).is_file() and load_input_path(candidate).sha256 == sha:
+                    return Path(candidate)
+            except Exception:  # noqa: BLE001 - an unreadable upload is simply not the one we look for
+                continue
+        return None
+
+
+def original(entry: HistoryEntry | None) -> str | None:
+    """The entry's first image file that still exists, to download (None: nothing to download)."""
+    if entry is None:
+        return None
+    found = [image.path for image in entry.images if Path(image.path).is_file()]
+    return str(found[0]) if found else None
+
+
+class HistoryTab:
+    """The History tab's components and events; generation goes through the Runner, into the Studio tab."""
+
+    def __init__(self, library: Library, runner: Runner, studio_tab: StudioTab) -> None:
+        self.library, self.runner, self.studio_tab = library, runner, studio_tab
+        self.form: StudioForm = studio_tab.form
+        self.owner_of = library.owner_of
+
+    # -- layout ----------------------------------------------------------------------------------------------
+
+    def layout(self) -> gr.Tab:
+        """Everything made on this data directory: a page of thumbnails, filters, and the opened entry's actions."""
+        with gr.Tab("History", id="history", elem_id="history-tab") as self.tab:
+            self.browse = gr.State(Browse())
+            with gr.Row():
+                self.search = gr.Textbox(label="Search prompts", placeholder="fox watercolour", scale=3,
+                                         elem_id="history-search")
+                self.model = gr.Dropdown([("All models", ""), *((spec.label, spec.id) for spec in known_models())],
+                                         value="", label="Model", allow_custom_value=True, scale=2,
+                                         elem_id="history-model")
+                self.mode = gr.Dropdown([("All modes", ""), *((m.value.capitalize(), m.value) for m in Mode)],
+                                        value="", label="Mode", scale=1, elem_id="history-mode")
+            with gr.Row():
+                with gr.Column(scale=3):
+                    self.gallery = gr.Gallery(label=f"Newest first, {PAGE_SIZE} per page", columns=6, height=520,
+                                              fit_columns=False, object_fit="contain", allow_preview=False,
+                                              interactive=False, elem_id="history-page-gallery")
+                    with gr.Row():
+                        self.previous = gr.Button("◀ Newer", size="sm", elem_id="history-prev")
+                        self.info = gr.Markdown(elem_id="history-page-info")
+                        self.following = gr.Button("Older ▶", size="sm", elem_id="history-next")
+                    with gr.Row():
+                        self.export = gr.Button("Export this page (ZIP)", size="sm", elem_id="history-export")
+                        self.export_file = gr.File(label="Export", interactive=False, visible=False,  # until one
+                                                   elem_id="history-export-file")
+                with gr.Column(scale=2):
+                    self.details = gr.Markdown(_NO_SELECTION, elem_id="history-item-details")
+                    with gr.Row():
+                        self.rerun_button = gr.Button("Re-run", elem_id="history-rerun")
+                        self.variation_button = gr.Button("New variation", elem_id="history-variation")
+                    with gr.Row():
+                        self.to_edit = gr.Button("Send to Edit", elem_id="history-send-to-edit")
+                        self.to_compose = gr.Button("Add to Compose", elem_id="history-add-to-compose")
+                    with gr.Row():
+                        self.download = gr.DownloadButton("Download original", elem_id="history-download")
+                        self.delete = gr.Button("Delete", elem_id="history-delete")
+        return self.tab
+
+    @property
+    def views(self) -> list[Any]:
+        """What showing a page changes."""
+        return [self.gallery, self.info, *self.entry_views]
+
+    @property
+    def entry_views(self) -> list[Any]:
+        """What opening an entry changes: details, its action buttons, the browse state."""
+        return [self.details, self.to_edit, self.to_compose, self.download, self.delete, self.browse]
+
+    # -- wiring ----------------------------------------------------------------------------------------------
+
+    def wire(self) -> None:
+        """Connect the tab's events."""
+        self.tab.select(self.refresh, [self.browse], self.views, **PRIVATE)
+        for trigger in (self.search.submit, self.model.change, self.mode.change):
+            trigger(self.filter, [self.browse, self.search, self.model, self.mode], self.views, **PRIVATE)
+        self.previous.click(self.newer, [self.browse], self.views, **PRIVATE)
+        self.following.click(self.older, [self.browse], self.views, **PRIVATE)
+        self.gallery.select(self.select, [self.browse], self.entry_views, **PRIVATE)
+        self.delete.click(self.delete_clicked, [self.browse], self.views, **PRIVATE)
+        self.export.click(self.export_clicked, [self.browse], [self.export_file], **PRIVATE)
+        self.to_edit.click(self.send_to_edit, [self.browse],
+                           self.form.components("edit_image", "main_tabs", "mode_tabs"), **PRIVATE)
+        self.to_compose.click(self.add_to_compose, [self.browse, self.form["compose_images"], self.form["model"]],
+                              self.form.components("compose_images", "compose_limit", "main_tabs", "mode_tabs"),
+                              **PRIVATE)
+        studio = self.studio_tab
+        runs = {"concurrency_limit": self.runner.studio.settings.concurrency, "concurrency_id": "studio",
+                "show_progress_on": [studio.out_gallery, studio.status], **PRIVATE}
+        for button, handler in ((self.rerun_button, self.rerun_clicked),
+                                (self.variation_button, self.variation_clicked)):
+            button.click(handler, [self.browse, studio.session, studio.api_key],
+                         [*studio.run_outputs, self.form["main_tabs"]], **runs).then(
+                self.runner.meter, None, studio.meter, **PRIVATE)
+
+    # -- pages -----------------------------------------------------------------------------------------------
+
+    def show(self, browse: Browse, request: gr.Request | None, note: str | None = None) -> dict[Any, Any]:
+        """The page the browse state says, with the opened entry (if it is still there)."""
+        data = self.library.page_data(browse.search, browse.model, browse.mode, browse.page, self.owner_of(request))
+        browse.page, browse.ids, browse.armed = data.page, data.ids, None
+        if browse.selected not in data.ids:
+            browse.selected = None
+        entry = self.library.entry(browse, request) if browse.selected else None
+        return {self.gallery: data.items, self.info: data.info, **self.opened(entry, browse, note)}
+
+    def opened(self, entry: HistoryEntry | None, browse: Browse, note: str | None = None) -> dict[Any, Any]:
+        """The opened entry's details and actions: a failed one has no image to send or download."""
+        has_image = original(entry) is not None
+        return {self.details: details(entry) if entry else (note or _NO_SELECTION),
+                self.to_edit: gr.update(visible=entry is None or has_image),
+                self.to_compose: gr.update(visible=entry is None or has_image),
+                self.download: gr.update(value=original(entry), visible=entry is None or has_image),
+                self.delete: _delete_button(False), self.browse: browse}
+
+    def filter(self, browse: Browse, search: str, model: str, mode: str,
+               request: gr.Request | None = None) -> dict[Any, Any]:
+        """New filters: back to the first page."""
+        browse.search, browse.model, browse.mode, browse.page = search or "", model or "", mode or "", 0
+        return self.show(browse, request)
+
+    def refresh(self, browse: Browse, request: gr.Request | None = None) -> dict[Any, Any]:
+        """The same page again (the tab was opened: new entries may have arrived)."""
+        return self.show(browse, request)
+
+    def newer(self, browse: Browse, request: gr.Request | None = None) -> dict[Any, Any]:
+        """The page before (newer entries)."""
+        browse.page = max(browse.page - 1, 0)
+        return self.show(browse, request)
+
+    def older(self, browse: Browse, request: gr.Request | None = None) -> dict[Any, Any]:
+        """The page after (older entries)."""
+        browse.page += 1
+        return self.show(browse, request)
+
+    def select(self, browse: Browse, evt: gr.SelectData, request: gr.Request | None = None) -> dict[Any, Any]:
+        """Open the entry the visitor clicked: details and the original file to download."""
+        index = evt.index if isinstance(evt.index, int) else -1
+        browse.selected = browse.ids[index] if 0 <= index < len(browse.ids) else None
+        browse.armed = None
+        return self.opened(self.library.entry(browse, request) if browse.selected else None, browse)
+
+    # -- actions on the opened entry -------------------------------------------------------------------------
+
+    def delete_clicked(self, browse: Browse, request: gr.Request | None = None) -> Any:
+        """First click: ask to confirm. Second click on the same entry: delete it and its files."""
+        with refusals_as_warnings():
+            entry = self.library.selected(browse, request)
+            if browse.armed != entry.id:
+                browse.armed = entry.id
+                files = len(entry.images)
+                warning = (f"**Click Delete again to delete this entry** and its {files} image file"
+                           f"{'s' if files != 1 else ''} for good (files other entries share are kept).\n\n")
+                return {self.details: warning + details(entry), self.delete: _delete_button(True),
+                        self.browse: browse}
+            self.library.store.delete(entry.id, owner=self.owner_of(request))
+            browse.selected = None
+            return self.show(browse, request, note=f"Deleted the {entry.mode} of {entry.created:%Y-%m-%d %H:%M}.")
+        return no_change()
+
+    def export_clicked(self, browse: Browse, request: gr.Request | None = None) -> Any:
+        """A ZIP of this page's entries, offered for download."""
+        with refusals_as_warnings():
+            return gr.update(value=self.library.export(browse, request), visible=True)
+        return no_change()
+
+    def send_to_edit(self, browse: Browse, request: gr.Request | None = None) -> Any:
+        """Put the opened entry's image into the Edit tab and show it."""
+        with refusals_as_warnings():
+            return self.form.updates(actions.send_to_edit(self.library.selected(browse, request)))
+        return no_change()
+
+    def add_to_compose(self, browse: Browse, compose_images: Sequence[Any] | None, model: str,
+                       request: gr.Request | None = None) -> Any:
+        """Append the opened entry's image to the Compose tab (within the model's input limit) and show it."""
+        with refusals_as_warnings():
+            return self.form.updates(actions.add_to_compose(self.library.selected(browse, request), compose_images,
+                                                            model, self.library.studio.settings.model))
+        return no_change()
+
+    async def rerun_clicked(self, browse: Browse, session: Session | None, api_key: str = "",
+                            request: gr.Request | None = None,
+                            progress: gr.Progress = gr.Progress()) -> Any:  # noqa: B008
+        """Re-run: the very same request again, answered by the cache when it still holds it; or why not."""
+        with refusals_as_warnings():
+            return await self.rerun(browse, session, api_key, request, progress, vary=False)
+        return no_change()
+
+    async def variation_clicked(self, browse: Browse, session: Session | None, api_key: str = "",
+                                request: gr.Request | None = None,
+                                progress: gr.Progress = gr.Progress()) -> Any:  # noqa: B008
+        """New variation: the same request under the next variation number the cache does not hold; or why not."""
+        with refusals_as_warnings():
+            return await self.rerun(browse, session, api_key, request, progress, vary=True)
+        return no_change()
+
+    async def rerun(self, browse: Browse, session: Session | None, api_key: str, request: gr.Request | None,
+                    progress: gr.Progress, *, vary: bool) -> dict[Any, Any]:
+        """The opened entry's request again (`vary`: under a new variation number), shown in the Studio tab;
+        refused (gr.Error) when it cannot be repeated."""
+        studio = self.runner.studio_for(api_key, request)
+        entry = self.library.selected(browse, request)
+        image_request, inputs = await asyncio.to_thread(self.library.rebuild, entry, session)
+        if vary:
+            number = await asyncio.to_thread(self.library.next_variation, image_request, studio)
+            image_request = image_request.with_variation(number)
+        outputs = await self.runner.run(image_request, inputs, 1, session or Session(), progress,
+                                        owner=self.owner_of(request), studio=studio, visitor=request)
+        return {**self.studio_tab.shown(outputs), self.form["main_tabs"]: gr.Tabs(selected="studio")}
+
+
+def _delete_button(armed: bool) -> dict[str, Any]:
+    return gr.update(value="Confirm delete" if armed else "Delete", variant="stop" if armed else "secondary")
