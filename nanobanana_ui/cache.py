@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,12 @@ class CachedEntry:
     finish_reason: str | None
     usage: dict[str, int]
     cost_usd: float | None
+    sources: tuple[dict[str, str], ...] = ()  # Google Search sources {"title", "uri"}; thought images: never cached
+    search_entry_point: str | None = None
     paths: tuple[Path, ...] = ()  # where each image's bytes are, found at lookup (not stored)
+
+
+_STORED = frozenset(f.name for f in fields(CachedEntry)) - {"paths"}
 
 
 class ResultCache:
@@ -55,7 +60,7 @@ class ResultCache:
         raw = self._cache.get(self._entry_prefix + key)
         if raw is None:
             return None
-        entry = CachedEntry(**raw)
+        entry = CachedEntry(**{name: value for name, value in raw.items() if name in _STORED})  # newer keys: skipped
         paths = [self.image_path(sha) for sha, _ in entry.images]
         if all(path is not None for path in paths):
             return replace(entry, paths=tuple(path for path in paths if path is not None))

@@ -12,24 +12,26 @@ import asyncio
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from .cli_batch import add_batch_parser, run_batch_command
+from .cli_models import add_models_parser, run_models_command
 from .config import load_settings
 from .costs import cost_text
 from .errors import InputError, StudioError
-from .models import get_model, known_models
 from .regions import ANCHORS, DEFAULT_FEATHER
 from .request import ImageOptions, ImageResult, Mode, image_records
-from .validation import unencodable_at
+from .validation import THINKING_LEVELS, unencodable_at
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "output_options"]
 
 
 def _shared_options(*, batch: bool = False) -> argparse.ArgumentParser:
     shared = argparse.ArgumentParser(add_help=False)
     group = shared.add_argument_group("defaults for every row (a row's own columns win)" if batch
                                       else "options for every request")
-    group.add_argument("--model", help="model id (default: NANOBANANA_MODEL or gemini-2.5-flash-image)")
+    group.add_argument("--model", help="model id (default: NANOBANANA_MODEL or gemini-3.1-flash-image); "
+                       "see `models`")
     group.add_argument("--aspect-ratio", help="e.g. 1:1, 16:9, 9:16 (default: the model's; edit keeps the input's)")
     group.add_argument("--size", help="image size: 512, 1K, 2K or 4K, as the model offers")
     group.add_argument("--temperature", type=float, help="0 to 2")
@@ -39,13 +41,40 @@ def _shared_options(*, batch: bool = False) -> argparse.ArgumentParser:
     if not batch:  # a batch file has a count column instead
         group.add_argument("--count", type=int, default=1, help="how many images, as parallel calls (1 to 100)")
     group.add_argument("--image-only", action="store_true", help="ask for the image without the model's text")
+    add_gemini3_options(group)
     group.add_argument("--out", type=Path, help="folder for the run's images and manifest (default: "
                        "NANOBANANA_HOME/batches/<file name>)" if batch else
                        "folder for the images (default: NANOBANANA_HOME/outputs)")
     group.add_argument("--no-cache", action="store_true", help="always call the API (the answer is still cached)")
     group.add_argument("--offline", action="store_true", help="use the embedded emulator, even with a key")
     group.add_argument("--json", action="store_true", help="one JSON object per image on stdout")
+    group.add_argument("--output-format", choices=("png", "jpeg"), help="Vertex AI only: the image format "
+                       "returned (default png)")
+    group.add_argument("--jpeg-quality", type=int, metavar="0-100", help="Vertex AI only, with --output-format jpeg")
+    group.add_argument("--person-generation", choices=("allow_all", "allow_adult", "allow_none"),
+                       help="Vertex AI only: whether people may be drawn")
+    group.add_argument("--keep-metadata", action="store_true", help="send input images with their GPS, camera "
+                       "serial and owner metadata (default: removed; also NANOBANANA_KEEP_METADATA=1)")
     return shared
+
+
+def add_gemini3_options(group: argparse._ArgumentGroup) -> None:
+    """--thinking, --show-thoughts, --search and --image-search (refused on models that lack them)."""
+    group.add_argument("--thinking", choices=THINKING_LEVELS, help="thinking level (Gemini 3.1 Flash Image)")
+    group.add_argument("--show-thoughts", action="store_true",
+                       help="also get the interim thought images (free; written to OUT/thoughts/, never cached)")
+    group.add_argument("--search", action="store_true", help="ground the image in Google Search (Gemini 3; "
+                       "each search is charged, see the README)")
+    group.add_argument("--image-search", action="store_true",
+                       help="Google image search as well as web search (Gemini 3.1 Flash Image; implies --search)")
+
+
+def options_from_args(args: argparse.Namespace) -> ImageOptions:
+    """The ImageOptions the shared options ask for."""
+    return ImageOptions(aspect_ratio=args.aspect_ratio, size=args.size, temperature=args.temperature,
+                        top_p=args.top_p, top_k=args.top_k, seed=args.seed, with_text=not args.image_only,
+                        thinking=args.thinking, show_thoughts=args.show_thoughts, search=args.search,
+                        image_search=args.image_search, **output_options(args))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     compose.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
     compose.add_argument("--prompt", required=True)
     add_batch_parser(commands, _shared_options(batch=True))
-    commands.add_parser("models", help="list the models in the registry")
+    add_models_parser(commands)
     history = commands.add_parser("history", help="list past requests, newest first (or check them: --verify)")
     history.add_argument("--search", metavar="TEXT", help="only entries whose prompt has these words")
     history.add_argument("--limit", type=int, default=20, help="how many entries (default 20)")
@@ -82,44 +111,68 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _print_result(result: ImageResult, as_json: bool) -> None:
+def _print_result(result: ImageResult, as_json: bool, thought_paths: tuple[Path, ...] | None = None) -> None:
     for record in image_records(result.to_record()):
+        if thought_paths is not None:  # only with --show-thoughts: written apart from the outputs
+            record["thought_paths"] = [str(path) for path in thought_paths]
         if as_json:
             print(json.dumps(record, ensure_ascii=False), flush=True)
             continue
         cost = cost_text(record["cost_usd"], cached=result.cached)
         print(f"{record['path']}  ({record['width']}x{record['height']}, {cost}, {result.elapsed_s:.1f} s)")
-    if result.text and not as_json:
+    if as_json:
+        return
+    if result.text:
         print(f"  model said: {result.text}")
+    for source in result.sources:
+        print(f"  source: {source.title} <{source.uri}>")
+    if thought_paths is not None:
+        print(f"  thought images: {' '.join(map(str, thought_paths)) or 'none'}")
 
 
 async def _run(args: argparse.Namespace) -> int:
     from .studio import Studio  # imported here so `--help` stays instant
 
-    settings = load_settings({"offline": True} if args.offline else None)
+    settings = load_settings(_overrides(args))
     studio = Studio(settings)
     try:
-        options = ImageOptions(aspect_ratio=args.aspect_ratio, size=args.size, temperature=args.temperature,
-                               top_p=args.top_p, top_k=args.top_k, seed=args.seed, with_text=not args.image_only)
+        studio.connect()  # a Vertex setup problem is one line now, not one per image
+        options = options_from_args(args)
         mode = Mode(args.command)
         images = {Mode.GENERATE: (), Mode.EDIT: (getattr(args, "image", None),),
                   Mode.COMPOSE: tuple(getattr(args, "images", ()))}[mode]
         region = {name: getattr(args, name, None) for name in ("mask", "feather", "extend_to", "anchor")}
         request = studio.build_request(mode, args.prompt, images, model=args.model, options=options, **region)
+        if request.note:  # e.g. a shut-down preview id sent as its GA replacement
+            print(f"note: {request.note}", file=sys.stderr, flush=True)
         outcomes = await studio.run_variations(request, args.count, use_cache=not args.no_cache, out_dir=args.out,
                                                on_event=lambda line: print(line, file=sys.stderr, flush=True))
+        failures = [o for o in outcomes if isinstance(o, StudioError)]
+        for outcome in outcomes:
+            if isinstance(outcome, StudioError):
+                _report(outcome, as_json=args.json, prompt=args.prompt)
+                continue
+            # Thought images go to OUT/thoughts/, apart from the outputs (a cache hit has none to write).
+            thoughts = studio.save_thoughts(outcome, out_dir=args.out) if args.show_thoughts else None
+            _print_result(outcome, args.json, thoughts)
     finally:
         await studio.aclose()
-    failures = [o for o in outcomes if isinstance(o, StudioError)]
-    for outcome in outcomes:
-        if isinstance(outcome, StudioError):
-            _report(outcome, as_json=args.json, prompt=args.prompt)
-        else:
-            _print_result(outcome, args.json)
     if studio.offline and not args.json and not failures:
         print("(offline: these are placeholder images from the built-in emulator; set GEMINI_API_KEY for real ones)",
               file=sys.stderr)
     return failures[0].exit_code if failures else 0
+
+
+def output_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The Vertex-only output options of a command line, as ImageOptions fields (absent flags: absent)."""
+    return {"output_mime_type": f"image/{args.output_format}" if args.output_format else None,
+            "output_quality": args.jpeg_quality,
+            "person_generation": args.person_generation.upper() if args.person_generation else None}
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, object]:
+    """The settings a command line's flags override (flags left off change nothing)."""
+    return {"offline": True if args.offline else None, "keep_metadata": True if args.keep_metadata else None}
 
 
 def _report(error: StudioError, *, as_json: bool = False, prompt: str | None = None) -> None:
@@ -133,14 +186,6 @@ def _report(error: StudioError, *, as_json: bool = False, prompt: str | None = N
         print(line, flush=True)
 
 
-def _list_models() -> int:
-    for spec in known_models():
-        price = spec.image_price(spec.default_size)
-        print(f"{spec.id:32} {spec.label}: sizes {'/'.join(spec.sizes)}, up to {spec.max_input_images} input images, "
-              f"${price:.3f} per {spec.default_size} image")
-    default = load_settings().model
-    print(f"default: {default}{'' if get_model(default).known else ' (not in the registry)'}")
-    return 0
 
 
 def _history(args: argparse.Namespace) -> int:
@@ -180,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "models":
-            return _list_models()
+            return run_models_command(args)
         if args.command == "history":
             return _history(args)
         if args.command == "batch":

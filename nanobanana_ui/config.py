@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -47,11 +47,31 @@ class Settings:
     visitor_rpm: int = 10  # NANOBANANA_VISITOR_RPM: requests per minute per visitor in public mode
     max_upload_mb: float | None = None  # NANOBANANA_MAX_UPLOAD_MB; None: 10 in public mode, else 50
     key_clients: int = 32  # at most this many visitors' keys have a client open at once (least recently used go)
+    # Gemini Batch Mode: its poll intervals are multiplied by this (tests and benchmarks shorten them with
+    # NANOBANANA_BATCH_POLL_SCALE, matching the emulator's sped-up batch clock).
+    batch_poll_scale: float = 1.0
+    batch_pause_at: str | None = None  # NANOBANANA_BATCH_PAUSE_AT: a test hook that stops a run at a named point
+    keep_metadata: bool = False  # NANOBANANA_KEEP_METADATA, --keep-metadata: send input images' GPS/EXIF as they are
+    # Google Cloud (see README "Google Cloud"): NANOBANANA_BACKEND=vertex, or the SDK's GOOGLE_GENAI_USE_VERTEXAI=true.
+    backend: str = "gemini"  # "gemini" (AI Studio key) or "vertex" (Vertex AI: project credentials, or express key)
+    google_project: str | None = None  # GOOGLE_CLOUD_PROJECT
+    google_location: str = "global"  # GOOGLE_CLOUD_LOCATION; the Gemini 3 image models need global
+    google_credentials: Path | None = None  # GOOGLE_APPLICATION_CREDENTIALS, else gcloud's application-default file
+    google_credentials_variable: str | None = None  # which variable named the file (None: gcloud's well-known file)
+    google_cloud_runtime: bool = False  # on Cloud Run / Functions / App Engine: the metadata server has credentials
 
     @property
     def uses_emulator(self) -> bool:
-        """True when requests go to the embedded offline emulator (forced, or no key configured)."""
-        return self.offline or not self.api_key
+        """True when requests go to the embedded offline emulator (forced, or no key configured).
+
+        Vertex AI never falls back to the emulator silently: missing credentials are reported instead.
+        """
+        return self.offline or (not self.api_key and not self.vertex)
+
+    @property
+    def vertex(self) -> bool:
+        """True when requests go to Vertex AI (NANOBANANA_BACKEND=vertex or GOOGLE_GENAI_USE_VERTEXAI=true)."""
+        return self.backend == "vertex"
 
     @property
     def output_dir(self) -> Path:
@@ -120,6 +140,32 @@ def parse_auth(entries: str | list[str], name: str = "NANOBANANA_AUTH") -> tuple
     return tuple(logins)
 
 
+def _google_cloud(lookup: Callable[..., tuple[str, str] | None], env: Mapping[str, str]) -> dict[str, object]:
+    """The Vertex AI settings: backend, project, location and where the credentials are (not the credentials)."""
+    values: dict[str, object] = {}
+    if (found := lookup("GOOGLE_GENAI_USE_VERTEXAI")) and _flag(*found):
+        values["backend"] = "vertex"
+    if found := lookup("NANOBANANA_BACKEND"):  # ours wins over the SDK's switch
+        backend = found[1].strip().lower()
+        if backend not in ("gemini", "vertex"):
+            raise ConfigError(f"NANOBANANA_BACKEND={found[1]!r} is not a backend: use gemini or vertex.")
+        values["backend"] = backend
+    if found := lookup("GOOGLE_CLOUD_PROJECT"):
+        values["google_project"] = found[1].strip()
+    if found := lookup("GOOGLE_CLOUD_LOCATION"):
+        values["google_location"] = found[1].strip()
+    if found := lookup("GOOGLE_APPLICATION_CREDENTIALS"):
+        values["google_credentials"] = Path(found[1].strip()).expanduser()
+        values["google_credentials_variable"] = found[0]
+    else:  # what `gcloud auth application-default login` writes (google.auth looks there too)
+        gcloud = Path(found[1]).expanduser() if (found := lookup("CLOUDSDK_CONFIG")) else (
+            Path(env["HOME"]) / ".config" / "gcloud" if env.get("HOME") else Path.home() / ".config" / "gcloud")
+        if (gcloud / "application_default_credentials.json").is_file():
+            values["google_credentials"] = gcloud / "application_default_credentials.json"
+    values["google_cloud_runtime"] = any(env.get(name) for name in ("K_SERVICE", "FUNCTION_TARGET", "GAE_ENV"))
+    return values
+
+
 def load_settings(
     explicit: Mapping[str, object] | None = None,
     *,
@@ -176,5 +222,12 @@ def load_settings(
         values["visitor_rpm"] = _number(*found, int, 1)
     if found := lookup("NANOBANANA_MAX_UPLOAD_MB"):
         values["max_upload_mb"] = _number(*found, float, 0.1)
+    if found := lookup("NANOBANANA_BATCH_POLL_SCALE"):
+        values["batch_poll_scale"] = _number(*found, float, 0)
+    if found := lookup("NANOBANANA_BATCH_PAUSE_AT"):
+        values["batch_pause_at"] = found[1].strip()
+    if found := lookup("NANOBANANA_KEEP_METADATA"):
+        values["keep_metadata"] = _flag(*found)
+    values.update(_google_cloud(lookup, env))
     values.update({k: v for k, v in (explicit or {}).items() if v is not None})
     return Settings(**values)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from .models import ModelSpec
 from .request import ImageRequest, Usage
 
-__all__ = ["CACHED_TEXT", "cost_from_usage", "cost_text", "estimate_cost", "estimate_request_cost", "status_text"]
+__all__ = ["CACHED_TEXT", "cost_from_usage", "cost_text", "estimate_cost", "estimate_request_cost", "search_cost",
+           "status_text"]
 
 CACHED_TEXT = "cached · $0"  # a cache hit: no call was made, nothing was paid
 
@@ -22,6 +23,16 @@ def cost_from_usage(spec: ModelSpec, usage: Usage) -> float | None:
         + usage.text_tokens * spec.price.output_text
     ) / 1e6
     return round(dollars, 6)
+
+
+def search_cost(spec: ModelSpec, queries: int) -> float:
+    """USD for the Google Search queries of one answer, at the registry's paid rate.
+
+    Google's monthly free allowance (5,000 queries shared by the Gemini 3 models) is not tracked here, so the meter
+    shows the paid rate: an upper bound.
+    """
+    price = spec.search_price
+    return 0.0 if price is None or queries <= 0 else round(queries * price, 6)
 
 
 def estimate_cost(spec: ModelSpec, size: str | None, count: int = 1) -> float | None:

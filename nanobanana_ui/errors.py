@@ -7,6 +7,7 @@
     │   ├── UnsupportedOptionError            an option the model does not offer
     │   └── BadRequestError          400      the API refused the request as malformed
     │       └── ModelNotFoundError   404      unknown or retired model id
+    │           └── ShutDownModelError            a shut-down id with no replacement (refused before any call)
     ├── AuthError                    exit 3   no key, a bad key, or no access
     │   ├── MissingKeyError
     │   ├── InvalidKeyError          400 API_KEY_INVALID / 401
@@ -37,7 +38,7 @@ __all__ = [
     "AuthError", "BadRequestError", "BadResponseError", "BudgetExceededError", "ConfigError", "ImageInputError",
     "ImageWithheldError", "InputError", "InvalidKeyError", "MissingKeyError", "ModelNotFoundError", "NetworkError",
     "NoImageError", "PermissionDeniedError", "PromptBlockedError", "RateLimitError", "ServerError", "ServiceError",
-    "ServiceTimeoutError", "StudioError", "TextOnlyError", "UnsupportedOptionError", "map_error",
+    "ServiceTimeoutError", "ShutDownModelError", "StudioError", "TextOnlyError", "UnsupportedOptionError", "map_error",
 ]
 
 KEY_HELP = "Get a key at https://aistudio.google.com/apikey and put GEMINI_API_KEY=... in .env or the environment."
@@ -89,6 +90,10 @@ class ModelNotFoundError(BadRequestError):
         super().__init__(message)
         self.model = model
         self.available = available
+
+
+class ShutDownModelError(ModelNotFoundError):
+    """A model id the registry knows was shut down and has no replacement: refused before any call."""
 
 
 class AuthError(StudioError):

@@ -2,6 +2,8 @@
 
 Originals that are already fine (PNG/JPEG/WebP, upright, one frame, small enough) are sent byte-for-byte; anything
 else is decoded once, fixed (EXIF rotation, first frame, colour mode, size), re-encoded and each change noted.
+Personal metadata (GPS, serial numbers, owner names...) is removed unless the caller keeps it (see privacy.py):
+from an original sent as-is without re-encoding, and a re-encoded image carries no EXIF at all.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ import os
 import struct
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import cast
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageInputError
+from .privacy import personal_fields, strip_personal
 
 __all__ = [
     "MAX_INLINE_BYTES", "MAX_REQUEST_BYTES", "MAX_SIDE", "MAX_SOURCE_PIXELS", "InputImage",
@@ -62,9 +65,10 @@ class InputImage:
     height: int
     name: str
     notes: tuple[str, ...] = ()
+    stripped: tuple[str, ...] = ()  # personal metadata fields removed (names like "EXIF:GPSLatitude", never values)
 
 
-def load_input_path(path: str | os.PathLike[str]) -> InputImage:
+def load_input_path(path: str | os.PathLike[str], *, keep_metadata: bool = False) -> InputImage:
     """Read an image file and normalise it with `load_input_image`; a bad path raises ImageInputError."""
     p = Path(path)
     if p.is_dir():
@@ -75,11 +79,14 @@ def load_input_path(path: str | os.PathLike[str]) -> InputImage:
         raise ImageInputError(f"{p} does not exist. Check the path and try again.") from None
     except OSError as exc:
         raise ImageInputError(f"{p} cannot be read ({exc.strerror or exc}). Check its permissions.") from None
-    return load_input_image(data, p.name)
+    return load_input_image(data, p.name, keep_metadata=keep_metadata)
 
 
-def load_input_image(data: bytes, name: str = "image") -> InputImage:
-    """Validate an image's bytes and return them ready to send: untouched if already fine, else fixed and re-encoded."""
+def load_input_image(data: bytes, name: str = "image", *, keep_metadata: bool = False) -> InputImage:
+    """Validate an image's bytes and return them ready to send: untouched if already fine, else fixed and re-encoded.
+
+    Personal metadata is removed (and its field names recorded in `stripped`) unless `keep_metadata` is set.
+    """
     data, name = bytes(data), name or "image"
     with warnings.catch_warnings():
         # Pillow warns from 89.5 MP; MAX_SOURCE_PIXELS is enforced by _open instead (Pillow still errors at 179 MP).
@@ -94,8 +101,20 @@ def load_input_image(data: bytes, name: str = "image") -> InputImage:
         orientation = _orientation(im)
         if (not animated and orientation == 1 and im.mode in _SENDABLE_MODES.get(fmt, ())
                 and max(size) <= MAX_SIDE and len(data) <= MAX_INLINE_BYTES):
-            return _make(data, fmt, size, name, [])
-        return _convert(im, fmt, animated, orientation, size, len(data), name)
+            if keep_metadata:
+                return _make(data, fmt, size, name, [])
+            try:
+                private = strip_personal(data)  # segments edited, the compressed pixels copied byte for byte
+            except ValueError:  # a container we cannot edit safely: re-encode (which drops all metadata)
+                private = None
+            if private is not None:
+                notes = [_stripped_note(private.removed)] if private.removed else []
+                return _make(private.data, fmt, size, name, notes, private.removed)
+        removed = () if keep_metadata else personal_fields(data)
+        image = _convert(im, fmt, animated, orientation, size, len(data), name, keep_metadata)
+        if not removed:
+            return image
+        return replace(image, notes=(*image.notes, _stripped_note(removed)), stripped=removed)
 
 
 def check_request_size(images: Sequence[InputImage]) -> None:
@@ -162,8 +181,23 @@ def _orientation(im: Image.Image) -> int:
     return value if value in range(1, 9) else 1
 
 
+def _stripped_note(removed: tuple[str, ...]) -> str:
+    """The note for removed personal metadata: how many fields, never their values."""
+    return f"removed personal metadata ({len(removed)} field{'s' if len(removed) != 1 else ''})"
+
+
+def _kept_exif(im: Image.Image) -> bytes | None:
+    """The EXIF to carry into a re-encoded image when metadata is kept (call after exif_transpose, which drops the
+    orientation tag from the image it returns)."""
+    try:
+        exif = im.getexif()
+        return exif.tobytes() if len(exif) else None
+    except Exception:  # noqa: BLE001 - unreadable EXIF is not worth failing the image for
+        return None
+
+
 def _convert(im: Image.Image, fmt: str, animated: bool, orientation: int, size: tuple[int, int],
-             nbytes: int, name: str) -> InputImage:
+             nbytes: int, name: str, keep_metadata: bool = False) -> InputImage:
     """Fix what the fast path could not send as-is, then re-encode; every change is noted."""
     notes: list[str] = []
     icc = im.info.get("icc_profile") if im.mode in ("RGB", "RGBA", "L", "LA", "P") else None
@@ -173,6 +207,7 @@ def _convert(im: Image.Image, fmt: str, animated: bool, orientation: int, size: 
         im = ImageOps.exif_transpose(im)
         notes.append("rotated upright from EXIF")
         size = (size[1], size[0]) if orientation >= 5 else size
+    exif = _kept_exif(im) if keep_metadata else None
     if nbytes > MAX_INLINE_BYTES:
         notes.append(f"re-encoded: the file was {_mb(nbytes)}, over the {_mb(MAX_INLINE_BYTES)} limit")
     im = _sendable_mode(im, notes)
@@ -180,7 +215,7 @@ def _convert(im: Image.Image, fmt: str, animated: bool, orientation: int, size: 
         target = _fit(size, MAX_SIDE)
         im = im.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
         notes.append(f"downscaled from {size[0]}x{size[1]} to {target[0]}x{target[1]}")
-    data, out_fmt, out_size = _encode(im, fmt not in _LOSSY_FORMATS, icc, notes)
+    data, out_fmt, out_size = _encode(im, fmt not in _LOSSY_FORMATS, icc, notes, exif)
     if out_fmt != fmt:
         notes.append(f"converted {fmt} to {out_fmt}")
     return _make(data, out_fmt, out_size, name, notes)
@@ -213,37 +248,38 @@ def _to_8bit(im: Image.Image) -> Image.Image:
 
 
 def _encode(im: Image.Image, lossless: bool, icc: bytes | None,
-            notes: list[str]) -> tuple[bytes, str, tuple[int, int]]:
+            notes: list[str], exif: bytes | None = None) -> tuple[bytes, str, tuple[int, int]]:
     """PNG for alpha or lossless sources if it fits, else JPEG q90 (WebP q90 to keep alpha), halving until it fits."""
     alpha = im.mode in ("LA", "RGBA") and cast("tuple[int, int]", im.getchannel("A").getextrema())[0] < 255
     if im.mode in ("LA", "RGBA") and not alpha:
         im = im.convert(im.mode[:-1])  # fully opaque: the alpha channel only costs bytes
     if alpha or lossless:
-        data = _save(im, "PNG", icc)
+        data = _save(im, "PNG", icc, exif)
         if len(data) <= MAX_INLINE_BYTES:
             return data, "PNG", im.size
     fmt = "WEBP" if alpha else "JPEG"
     if im.mode == "LA":
         im, icc = im.convert("RGBA"), None  # WebP has no greyscale; a grey ICC profile no longer applies
     start = im.size
-    while len(data := _save(im, fmt, icc, quality=90)) > MAX_INLINE_BYTES and min(im.size) > 1:
+    while len(data := _save(im, fmt, icc, exif, quality=90)) > MAX_INLINE_BYTES and min(im.size) > 1:
         im = im.resize((max(1, im.width // 2), max(1, im.height // 2)), Image.Resampling.LANCZOS)
     if im.size != start:
         notes.append(f"downscaled further to {im.width}x{im.height} to fit the {_mb(MAX_INLINE_BYTES)} limit")
     return data, fmt, im.size
 
 
-def _save(im: Image.Image, fmt: str, icc: bytes | None, **options: object) -> bytes:
-    """Encode `im` as `fmt`, keeping the colour profile but no other metadata (EXIF, GPS)."""
+def _save(im: Image.Image, fmt: str, icc: bytes | None, exif: bytes | None = None, **options: object) -> bytes:
+    """Encode `im` as `fmt`, keeping the colour profile but no other metadata (EXIF, GPS) unless `exif` is given."""
     buf = io.BytesIO()
-    im.save(buf, fmt, **({"icc_profile": icc} if icc else {}), **options)
+    im.save(buf, fmt, **({"icc_profile": icc} if icc else {}), **({"exif": exif} if exif else {}), **options)
     return buf.getvalue()
 
 
-def _make(data: bytes, fmt: str, size: tuple[int, int], name: str, notes: list[str]) -> InputImage:
+def _make(data: bytes, fmt: str, size: tuple[int, int], name: str, notes: list[str],
+          stripped: tuple[str, ...] = ()) -> InputImage:
     """Wrap encoded bytes with their mime type, hash and size."""
     digest = hashlib.sha256(data).hexdigest()
-    return InputImage(data, _MIME[fmt], digest, size[0], size[1], name, tuple(notes))
+    return InputImage(data, _MIME[fmt], digest, size[0], size[1], name, tuple(notes), stripped)
 
 
 def _fit(size: tuple[int, int], limit: int) -> tuple[int, int]:

@@ -14,9 +14,10 @@ from pathlib import Path
 from .errors import BadResponseError, InputError
 from .images import image_size
 from .pngmeta import embed_png_text, provenance_chunks
-from .request import GeneratedImage, ImageRequest
+from .request import GeneratedImage, ImageRequest, ImageResult
 
-__all__ = ["dimensions", "extension_for", "output_name", "save_images", "save_output", "slugify", "with_provenance"]
+__all__ = ["dimensions", "extension_for", "output_name", "save_images", "save_output", "save_thought_images", "slugify",
+           "with_provenance"]
 
 log = logging.getLogger(__name__)
 
@@ -113,3 +114,12 @@ def save_images(request: ImageRequest, images: list[tuple[bytes, str, Path | Non
         saved.append(GeneratedImage(sha256=hashlib.sha256(data).hexdigest(), mime_type=mime, width=width,
                                     height=height, path=path))
     return tuple(saved)
+
+
+def save_thought_images(result: ImageResult, folder: Path) -> tuple[Path, ...]:
+    """Write a result's thought images, as returned, to folder ("..._thought-1.png", ...); none: nothing written."""
+    now = datetime.now()
+    variation = f"_v{result.request.options.variation}" if result.request.options.variation else ""
+    return tuple(save_output(thought.data, folder, output_name(result.request.prompt, thought.mime_type, now,
+                                                               f"{variation}_thought-{n}"))
+                 for n, thought in enumerate(result.thought_images, start=1))

@@ -49,7 +49,8 @@ _OURS = {"Model": ("model", str), "Mode": ("mode", str), "Aspect ratio": ("aspec
          "Size": ("size", str), "Temperature": ("temperature", float), "Top-p": ("top_p", float),
          "Top-k": ("top_k", int), "Seed": ("seed", int)}
 _OPTION_KEYS = {"aspect_ratio": (str,), "size": (str,), "temperature": (int, float), "top_p": (int, float),
-                "top_k": (int,), "seed": (int,)}
+                "top_k": (int,), "seed": (int,), "thinking": (str,), "show_thoughts": (bool,), "search": (bool,),
+                "image_search": (bool,)}
 _REGION_KEYS = {"feather": (int,), "extend_to": (str,), "anchor": (str,), "mask_sha256": (str,)}  # region edits
 _NO_PARAMETERS = "This image has no generation parameters (it may have been saved by a tool that strips metadata)."
 
@@ -75,7 +76,8 @@ def provenance_chunks(request: ImageRequest, *, text: str = "", finish_reason: s
     o = request.options
     pairs = [("Model", request.model), ("Mode", request.mode.value), ("Aspect ratio", o.aspect_ratio),
              ("Size", o.size), ("Temperature", o.temperature), ("Top-p", o.top_p), ("Top-k", o.top_k),
-             ("Seed", o.seed), ("Variation", o.variation), ("Input images", len(request.images) or None)]
+             ("Seed", o.seed), ("Variation", o.variation), ("Input images", len(request.images) or None),
+             ("Thinking", o.thinking), ("Search", "image" if o.image_search else "web" if o.search else None)]
     if request.region is not None:  # what a region edit adds: the mask's hash, crop box and feather, or the extend
         region = request.region.describe()
         pairs += [("Region", region["kind"]), ("Mask sha256", region.get("mask_sha256")),

@@ -15,9 +15,11 @@ if TYPE_CHECKING:
     from .regions import Region
 
 __all__ = [
-    "RECORD_KEYS", "GeneratedImage", "ImageOptions", "ImageRequest", "ImageResult", "Mode", "Usage", "image_records",
+    "RECORD_KEYS", "GeneratedImage", "ImageOptions", "ImageRequest", "ImageResult", "Mode", "Source", "ThoughtImage",
+    "Usage", "image_records",
 ]
 
+_VERTEX_OPTIONS = ("output_mime_type", "output_quality", "person_generation")
 CACHE_KEY_VERSION = 1  # bump when the meaning of a request changes, so old entries stop matching
 
 
@@ -41,10 +43,36 @@ class ImageOptions:
     seed: int | None = None
     with_text: bool = True  # response modalities: image + text, or image only
     variation: int = 0  # distinguishes otherwise identical requests: each number is its own cache entry
+    # Vertex AI only (see backends.py): output format, JPEG quality (0-100), personGeneration (ALLOW_ALL...).
+    output_mime_type: str | None = None
+    output_quality: int | None = None
+    person_generation: str | None = None
+    # Gemini 3 controls. Left out of to_dict() (so of cache keys, history and PNG metadata) while at their defaults:
+    # requests that do not use them keep the keys they had before these options existed.
+    thinking: str | None = None  # "minimal" | "high": the thinking level (3.1 Flash); None: the model's default
+    show_thoughts: bool = False  # ask for the interim thought images (shown, never saved as outputs or cached)
+    search: bool = False  # Google Search grounding
+    image_search: bool = False  # Google image search too (implies search)
+
+    def __post_init__(self) -> None:
+        if self.image_search and not self.search:  # image search is a kind of Google Search grounding
+            object.__setattr__(self, "search", True)
 
     def to_dict(self) -> dict[str, Any]:
-        """The options as plain JSON-able data."""
-        return asdict(self)
+        """The options as plain JSON-able data (Vertex-only options and Gemini 3 controls only when set, so the
+        cache keys of requests that do not use them hold)."""
+        data = asdict(self)
+        for name in _VERTEX_OPTIONS:
+            if data[name] is None:
+                del data[name]
+        for name, default in _LATER_DEFAULTS.items():
+            if data[name] == default:
+                del data[name]
+        return data
+
+
+_LATER_DEFAULTS: dict[str, object] = {"thinking": None, "show_thoughts": False, "search": False,
+                                      "image_search": False}
 
 
 @dataclass(frozen=True)
@@ -56,6 +84,8 @@ class ImageRequest:
     prompt: str
     images: tuple[InputImage, ...] = ()
     options: ImageOptions = field(default_factory=ImageOptions)
+    # Why `model` is not the id that was asked for (a shut-down id sent as its replacement); not part of the key.
+    note: str | None = field(default=None, compare=False)
     region: Region | None = None  # a masked edit or an extend: what is sent is a crop or canvas of `region.source`
 
     def cache_key(self) -> str:
@@ -81,8 +111,9 @@ class ImageRequest:
         """JSON-able summary of the request (no image bytes, no key)."""
         described: dict[str, Any] = {
             "mode": self.mode.value, "model": self.model, "prompt": self.prompt,
-            "images": [{"name": i.name, "sha256": i.sha256, "mime_type": i.mime_type} for i in self.images],
-            "options": self.options.to_dict(),
+            "images": [{"name": i.name, "sha256": i.sha256, "mime_type": i.mime_type,
+                        **({"stripped": list(i.stripped)} if i.stripped else {})} for i in self.images],
+            "options": self.options.to_dict(), **({"note": self.note} if self.note else {}),
         }
         if self.region is not None:
             described["region"] = self.region.describe()
@@ -102,10 +133,42 @@ class Usage:
     image_tokens: int = 0
     text_tokens: int = 0
     total_tokens: int = 0
+    thought_tokens: int = 0  # the model's thinking (usageMetadata.thoughtsTokenCount): reported, not charged here
 
     def to_record(self) -> dict[str, int]:
         """The token counts as every JSON record shows them: `prompt`, `output`, `total`."""
         return {"prompt": self.prompt_tokens, "output": self.output_tokens, "total": self.total_tokens}
+
+
+@dataclass(frozen=True)
+class Source:
+    """A Google Search grounding source: a web page, or with image search an image and the page it is on."""
+
+    title: str
+    uri: str
+    image_uri: str | None = None  # image search only: the image itself (uri is the page it comes from)
+
+    def to_dict(self) -> dict[str, str]:
+        """{"title", "uri"} (and "image_uri" for an image source), as --json and the cache carry it."""
+        data = {"title": self.title, "uri": self.uri}
+        if self.image_uri is not None:
+            data["image_uri"] = self.image_uri
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Source:
+        """The inverse of to_dict()."""
+        image_uri = data.get("image_uri")
+        return cls(title=str(data.get("title") or ""), uri=str(data.get("uri") or ""),
+                   image_uri=None if image_uri is None else str(image_uri))
+
+
+@dataclass(frozen=True)
+class ThoughtImage:
+    """An interim image the model drew while thinking: shown when asked for, never saved, cached or charged."""
+
+    data: bytes
+    mime_type: str
 
 
 @dataclass(frozen=True)
@@ -139,6 +202,13 @@ class ImageResult:
     cached: bool = False
     saved_usd: float = 0.0  # what a cache hit would have cost
     elapsed_s: float = 0.0
+    # Google Search grounding (empty without search): the sources, and Google's search-suggestions HTML snippet,
+    # which must be shown as given. Kept on a cache hit.
+    sources: tuple[Source, ...] = ()
+    search_entry_point: str | None = None
+    search_cost_usd: float = 0.0  # the search's own charge, included in cost_usd (0 on a cache hit)
+    # With show_thoughts: the interim images, in order; never on a cache hit (they are not cached).
+    thought_images: tuple[ThoughtImage, ...] = ()
 
     def to_record(self) -> dict[str, Any]:
         """The one JSON-able form of a result, which the CLI, the batch manifest and its --json all print.
@@ -153,13 +223,16 @@ class ImageResult:
             "text": self.text, "tokens": self.usage.to_record(), "elapsed_s": round(self.elapsed_s, 3),
             "images": [{"path": None if image.path is None else str(image.path), "width": image.width,
                         "height": image.height, "sha256": image.sha256} for image in self.images],
+            "sources": [source.to_dict() for source in self.sources],  # always a list: empty without Search
+            # Only when the model asked for was replaced (a shut-down id): why `model` differs from what was asked.
+            **({"note": self.request.note} if self.request.note else {}),
             **({"region": self.request.region.describe()} if self.request.region is not None else {}),
         }
 
 
 RECORD_KEYS = (  # the keys of one --json line per image (generate/edit/compose, and batch with `row`, `status`)
     "path", "prompt", "model", "mode", "cached", "cost_usd", "saved_usd", "finish_reason", "text", "width", "height",
-    "sha256", "variation", "seed", "tokens", "elapsed_s", "id",
+    "sha256", "variation", "seed", "tokens", "elapsed_s", "id", "sources",
 )
 
 
@@ -173,6 +246,8 @@ def image_records(record: dict[str, Any]) -> list[dict[str, Any]]:
         line = {key: record.get(key) for key in RECORD_KEYS}
         line.update(path=image["path"], width=image["width"], height=image["height"], sha256=image["sha256"],
                     cost_usd=share)
+        if record.get("note"):
+            line["note"] = record["note"]
         if "region" in record:  # a region edit's provenance (mask sha256, crop box, feather, or extend)
             line["region"] = record["region"]
         lines.append(line)

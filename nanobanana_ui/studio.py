@@ -6,6 +6,7 @@ Every front end (CLI, Gradio UI, HTTP API) goes through this class and nothing e
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import threading
 import time
@@ -13,28 +14,37 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from .backends import BackendCapabilities, capabilities_for
 from .cache import CachedEntry, ResultCache
 from .config import Settings
-from .costs import cost_from_usage, estimate_request_cost
-from .errors import InputError, ModelNotFoundError, StudioError
+from .costs import cost_from_usage, estimate_request_cost, search_cost
+from .discovery import Availability, ListingStore, ModelDiscovery
+from .errors import InputError, ModelNotFoundError, ShutDownModelError, StudioError
 from .gemini import BackendReply
 from .history import HistoryStore
-from .limits import DailyBudget, DailyUsage, shared_rate_limiter
+from .limits import DailyBudget, DailyUsage
 from .models import get_model
-from .outputs import dimensions, save_images, with_provenance
+from .outputs import dimensions, save_images, save_thought_images, with_provenance
+from .partitions import key_partition
 from .region_blend import blend_answer, prepare_blend
 from .regions import build_region_request
-from .request import ImageOptions, ImageRequest, ImageResult, Mode, Usage
+from .request import ImageOptions, ImageRequest, ImageResult, Mode, Source, Usage
 from .retry import RetryPolicy
 from .sending import EventSink, GuardedSender
+from .shared_limits import shared_limiter_for
 from .transport import SendObserver
 from .validation import ImageSource, build_request
+from .vertex import VertexAccess, resolve_vertex_access
 
-__all__ = ["MAX_COUNT", "Backend", "Studio"]
+if TYPE_CHECKING:
+    from .batch.gemini_service import GeminiBatches
+
+__all__ = ["MAX_COUNT", "Backend", "ModelLister", "Studio"]
 
 MAX_COUNT = 100
+_GEMINI_ENDPOINT = "https://generativelanguage.googleapis.com"
 log = logging.getLogger(__name__)
 
 
@@ -50,17 +60,27 @@ class Backend(Protocol):
         """Release the client."""
 
 
+@runtime_checkable
+class ModelLister(Protocol):
+    """A backend that can list its key's models (GeminiBackend does; a test double may not)."""
+
+    def list_generate_models(self) -> tuple[str, ...]: ...  # noqa: D102
+
+
 class Studio:
     """Generate, edit and compose images; one instance per key (it owns that key's client)."""
 
     def __init__(self, settings: Settings, *, backend: Backend | None = None, cache: ResultCache | None = None,
-                 retry_policy: RetryPolicy | None = None) -> None:
+                 retry_policy: RetryPolicy | None = None, clock: Callable[[], float] | None = None) -> None:
         self.settings = settings
         # Decided once: the backend, once created, must not change the answer (meter, limits, banner all ask).
         self._offline = backend is None and settings.uses_emulator
         self.retry_policy = retry_policy or RetryPolicy(max_attempts=settings.max_attempts,
                                                         max_total_wait_s=settings.max_retry_wait_s)
         self._backend = backend
+        self._backend_lock = threading.Lock()  # model discovery may ask for the backend from its own thread
+        self._clock = clock or time.time  # wall clock for the model listing's age (tests move it)
+        self._discovery: ModelDiscovery | None = None
         self._cache = cache
         self._history: HistoryStore | None = None
         self._history_lock = threading.Lock()  # opened in a worker thread; two at once must not open it twice
@@ -68,6 +88,7 @@ class Studio:
         self._sender: GuardedSender | None = None
         self._in_flight: dict[str, asyncio.Task[ImageResult]] = {}
         self.emulator_url: str | None = None
+        self._vertex_access: VertexAccess | None = None
 
     @property
     def offline(self) -> bool:
@@ -82,6 +103,10 @@ class Studio:
     @property
     def backend(self) -> Backend:
         """The backend, created on first use (starting the emulator only when it is needed)."""
+        with self._backend_lock:
+            return self._make_backend()
+
+    def _make_backend(self) -> Backend:
         if self._backend is None:
             from .gemini import GeminiBackend
 
@@ -91,10 +116,29 @@ class Studio:
                 self.emulator_url = shared_emulator().base_url
                 self._backend = GeminiBackend(api_key=OFFLINE_API_KEY, base_url=self.emulator_url,
                                               timeout_s=self.settings.timeout_s)
+            elif self.settings.vertex:
+                self._backend = GeminiBackend(base_url=self.settings.base_url, timeout_s=self.settings.timeout_s,
+                                              vertex=self.vertex_access)
             else:
                 self._backend = GeminiBackend(api_key=self.settings.api_key or "", base_url=self.settings.base_url,
                                               timeout_s=self.settings.timeout_s)
         return self._backend
+
+    @property
+    def capabilities(self) -> BackendCapabilities:
+        """What this Studio's backend offers (output formats, person generation, Batch Mode, Files API...)."""
+        return capabilities_for("vertex" if self.settings.vertex and not self.offline else "gemini")
+
+    @property
+    def vertex_access(self) -> VertexAccess:
+        """Vertex AI's project, location and credentials, resolved once; a ConfigError names what is missing."""
+        if self._vertex_access is None:
+            self._vertex_access = resolve_vertex_access(self.settings)
+        return self._vertex_access
+
+    def connect(self) -> None:
+        """Create the backend now, so that a setup problem (Vertex project or credentials) shows before any work."""
+        _ = self.backend
 
     @property
     def cache(self) -> ResultCache:
@@ -124,31 +168,89 @@ class Studio:
         if self._sender is None:
             limiter = budget = None
             if not self.offline:
-                endpoint = self.settings.base_url or "https://generativelanguage.googleapis.com"
-                limiter = shared_rate_limiter(endpoint, self.settings.rpm, self.settings.rate_window_s)
+                endpoint = self.settings.base_url or (self.vertex_access.endpoint if self.settings.vertex
+                                                      else _GEMINI_ENDPOINT)
+                # One window for every process on this data directory using the same key and endpoint.
+                limiter = shared_limiter_for(endpoint, self.settings.rpm, self.settings.rate_window_s,
+                                             home=self.settings.home, key=self.settings.api_key or "")
                 budget = self.budget
             self._sender = GuardedSender(self._generate, policy=self.retry_policy, limiter=limiter, budget=budget)
         return self._sender
+
+    @property
+    def gemini_batches(self) -> GeminiBatches:
+        """This data directory's Gemini Batch Mode jobs: list, refresh, fetch, cancel (for the Batch tab)."""
+        from .batch.gemini_service import GeminiBatches
+
+        return GeminiBatches(self)
 
     def usage_today(self) -> DailyUsage:
         """Requests sent today against the budget, today's cost and cache savings (Pacific days)."""
         return self.budget.usage()
 
+    @property
+    def discovery(self) -> ModelDiscovery:
+        """This key's model listing (models.list() once, in the background, kept a day on disk)."""
+        if self._discovery is None:
+            # The emulator's listing is the registry's: one partition for it; a key's is named by its salted hash.
+            key = "offline emulator" if self.offline else (self.settings.api_key or "")
+            endpoint = "emulator" if self.offline else (self.settings.base_url or _GEMINI_ENDPOINT)
+            # One file per key and endpoint (a relay may offer other models than Google does).
+            name = f"{key_partition(self.settings.home, key)}-{hashlib.sha256(endpoint.encode()).hexdigest()[:8]}"
+            store = ListingStore(self.settings.home / "models", name)
+            self._discovery = ModelDiscovery(lister=self._list_generate_models, store=store, endpoint=endpoint,
+                                             clock=self._clock)
+        return self._discovery
+
+    def _list_generate_models(self) -> tuple[str, ...]:
+        """Run in discovery's thread: every model id this key can call with generateContent."""
+        if self.settings.vertex and not self.offline:  # Vertex lists publisher models, not the Gemini API's ids
+            raise StudioError("model listing is not used on Vertex AI")
+        backend = self.backend
+        if not isinstance(backend, ModelLister):
+            raise StudioError("this backend cannot list models")
+        return backend.list_generate_models()
+
+    def available_models(self) -> Availability:
+        """The image models this key can use: registry models first, then unknown image models the key offers.
+
+        Never waits for the network: until this key's listing has arrived (it is started here, in the background),
+        or when it failed, the registry is returned, with a note saying so. Hidden registry models come with a note.
+        """
+        return self.discovery.availability()
+
     def build_request(self, mode: Mode, prompt: str, images: Sequence[ImageSource] = (), *,
                       model: str | None = None, options: ImageOptions | None = None,
-                      mask: ImageSource | None = None, feather: int | None = None, extend_to: str | None = None,
+                      keep_metadata: bool | None = None, mask: ImageSource | None = None,
+                      feather: int | None = None, extend_to: str | None = None,
                       anchor: str | None = None) -> ImageRequest:
         """Validate everything that can be checked before a call, and build the request.
 
+        A shut-down model id is sent as its replacement (the request's `note` says so), or refused with the models
+        this key can use. Input images lose their personal metadata unless `keep_metadata` (default: the setting)
+        says otherwise; an output option the backend lacks (JPEG output on the Gemini API...) is refused here.
         With `mask` (white = the region) or `extend_to` (a ratio; `anchor` center/left/right/top/bottom), an edit
         becomes a region edit: a crop or a larger canvas is sent, and the answer is blended back (regions.py).
         """
-        if mask is None and extend_to is None and feather is None and anchor is None:
-            return build_request(mode, prompt, images, model=model or self.settings.model, options=options)
-        if mode is not Mode.EDIT or len(images) != 1:
+        options = options or ImageOptions()
+        self.capabilities.check_options(options)
+        if options.output_mime_type == self.capabilities.output_mime_types[0]:
+            options = replace(options, output_mime_type=None)  # the default format: sent as absent
+        keep = self.settings.keep_metadata if keep_metadata is None else keep_metadata
+        region = not (mask is None and extend_to is None and feather is None and anchor is None)
+        if region and (mode is not Mode.EDIT or len(images) != 1):
             raise InputError("A mask, feather, extend-to or anchor applies to an edit of one image only.")
-        return build_region_request(images[0], prompt, model=model or self.settings.model, options=options,
-                                    mask=mask, feather=feather, extend_to=extend_to, anchor=anchor)
+        try:
+            if not region:
+                return build_request(mode, prompt, images, model=model or self.settings.model, options=options,
+                                     keep_metadata=keep)
+            # A region edit sends a crop or canvas re-encoded from pixels alone: no metadata of the original is sent.
+            return build_region_request(images[0], prompt, model=model or self.settings.model, options=options,
+                                        mask=mask, feather=feather, extend_to=extend_to, anchor=anchor)
+        except ShutDownModelError as error:
+            available = self.available_models().ids
+            raise ShutDownModelError(f"{error.message} Image models this key can use: {', '.join(available)}.",
+                                     model=error.model, available=available) from None
 
     def estimate(self, request: ImageRequest) -> float | None:
         """Estimated USD of sending this request once, counting what is sent (a region edit's crop and mask)."""
@@ -235,25 +337,63 @@ class Studio:
     def _replay(self, request: ImageRequest, entry: CachedEntry, out_dir: Path, started: float) -> ImageResult:
         pairs = zip(entry.paths, entry.images, strict=True)
         images: list[tuple[bytes, str, Path | None]] = [(path.read_bytes(), mime, path) for path, (_, mime) in pairs]
-        return self._result(request, images, entry.text, entry.finish_reason, Usage(**entry.usage),
-                            cost=0.0, cached=True, saved=entry.cost_usd or 0.0, out_dir=out_dir, started=started)
+        result = self._result(request, images, entry.text, entry.finish_reason, Usage(**entry.usage),
+                              cost=0.0, cached=True, saved=entry.cost_usd or 0.0, out_dir=out_dir, started=started)
+        # The sources come back with the image; the thought images were never cached, so a hit has none.
+        return replace(result, sources=tuple(Source.from_dict(s) for s in entry.sources),
+                       search_entry_point=entry.search_entry_point)
 
-    def _keep(self, request: ImageRequest, reply: BackendReply, out_dir: Path, started: float) -> ImageResult:
+    def _keep(self, request: ImageRequest, reply: BackendReply, out_dir: Path, started: float,
+              price_factor: float = 1.0) -> ImageResult:
         for data, _ in reply.images:  # an unreadable image must fail here, before it is cached
             dimensions(data)
         if request.region is not None:  # the answer is a crop or canvas: put it back into the original
             reply = replace(reply, images=tuple((blend_answer(request.region, data), "image/png")
                                                 for data, _ in reply.images))
         # The emulator's placeholders are free: its token counts say what Gemini would have charged, not a cost.
-        cost = 0.0 if self.offline else cost_from_usage(get_model(request.model), reply.usage)
+        # Thought images are not charged; a search is, per query, on top of the tokens.
+        spec = get_model(request.model)
+        searched = 0.0 if self.offline else search_cost(spec, reply.search_queries)
+        tokens = 0.0 if self.offline else cost_from_usage(spec, reply.usage)
+        if tokens is not None and price_factor != 1.0:  # Gemini Batch Mode: a share of the interactive token price
+            tokens = tokens * price_factor
+        cost = None if tokens is None else round(tokens + searched, 6)
         # Cached as saved (provenance included), so the saved files and the cache share one copy of the bytes.
         marked = [(with_provenance(data, mime, request, reply.text, reply.finish_reason), mime)
                   for data, mime in reply.images]
+        grounding: dict[str, object] = {}
+        if reply.sources or reply.search_entry_point:
+            grounding = {"sources": tuple(source.to_dict() for source in reply.sources),
+                         "search_entry_point": reply.search_entry_point}
         paths = self.cache.store(request.cache_key(), marked, {
-            "text": reply.text, "finish_reason": reply.finish_reason, "usage": asdict(reply.usage), "cost_usd": cost})
+            "text": reply.text, "finish_reason": reply.finish_reason, "usage": asdict(reply.usage), "cost_usd": cost,
+            **grounding})  # only with Search: entries without it stay readable by earlier versions
         stored = [(data, mime, path) for (data, mime), path in zip(marked, paths, strict=True)]
-        return self._result(request, stored, reply.text, reply.finish_reason, reply.usage,
-                            cost=cost, cached=False, saved=0.0, out_dir=out_dir, started=started)
+        result = self._result(request, stored, reply.text, reply.finish_reason, reply.usage,
+                              cost=cost, cached=False, saved=0.0, out_dir=out_dir, started=started)
+        thoughts = reply.thought_images if request.options.show_thoughts else ()
+        return replace(result, sources=reply.sources, search_entry_point=reply.search_entry_point,
+                       search_cost_usd=searched, thought_images=thoughts)
+
+    def save_thoughts(self, result: ImageResult, *, out_dir: Path | None = None) -> tuple[Path, ...]:
+        """Write a result's thought images to OUT/thoughts/ (never beside the outputs, never in the history)."""
+        return save_thought_images(result, (out_dir or self.settings.output_dir) / "thoughts")
+
+    def keep_batch_reply(self, request: ImageRequest, reply: BackendReply, *, out_dir: Path,
+                         price_factor: float) -> ImageResult:
+        """Keep one Gemini Batch Mode answer as `run` keeps an interactive one (cache, saved files, history, meter).
+
+        Blocking (disk work): call it from a worker thread. The cost is `price_factor` times the interactive price.
+        An unreadable image raises BadResponseError before anything is kept.
+        """
+        result = self._keep(request, reply, out_dir, time.perf_counter(), price_factor)
+        if not self.offline and result.cost_usd:
+            self.budget.add_cost(result.cost_usd)
+        try:
+            self.history.record_result(result)
+        except Exception as exc:  # noqa: BLE001 - the image is made and saved; only its history line is lost
+            log.warning("could not record the request in the history: %s: %s", type(exc).__name__, exc)
+        return result
 
     async def run_variations(self, request: ImageRequest, count: int, *,
                              on_result: Callable[[ImageResult | StudioError], None] | None = None,

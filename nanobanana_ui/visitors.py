@@ -14,15 +14,14 @@ import asyncio
 import hashlib
 import hmac
 import logging
-import os
 import secrets
 import threading
 import time
 from collections import OrderedDict, deque
-from pathlib import Path
 
 from .config import Settings
 from .errors import InvalidKeyError, MissingKeyError, RateLimitError
+from .partitions import key_partition, salted_hash, stable_salt
 from .studio import Studio
 
 __all__ = ["KEY_PAGE", "MISSING_KEY_MESSAGE", "KeyRing", "VisitorLimits", "stable_salt"]
@@ -31,25 +30,7 @@ log = logging.getLogger(__name__)
 KEY_PAGE = "https://aistudio.google.com/apikey"
 MISSING_KEY_MESSAGE = (f"Add your Gemini API key in the \"Your Gemini API key\" field first (get one at {KEY_PAGE}). "
                        "It is used only for your own requests and is never stored. Nothing was sent.")
-SALT_FILE = "secret"
 MAX_KEY_LENGTH = 256
-
-
-def stable_salt(home: Path) -> bytes:
-    """The data directory's own secret (created once, mode 0600): salts the cache partitions' names."""
-    path = home / SALT_FILE
-    home.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        data = path.read_bytes()
-        if len(data) >= 32:
-            return data
-        raise RuntimeError(f"{path} is damaged: remove it (the cached results of visitors' keys go with it).") \
-            from None
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(secrets.token_bytes(32))
-    return path.read_bytes()
 
 
 class KeyRing:
@@ -69,14 +50,17 @@ class KeyRing:
     def _hash(self, key: str) -> str:
         return hmac.new(self._process_salt, key.encode(), hashlib.sha256).hexdigest()
 
-    def _stable_hash(self, text: str) -> str:
+    def _salt(self) -> bytes:
         if self._cache_salt is None:
             self._cache_salt = stable_salt(self.settings.home)
-        return hmac.new(self._cache_salt, text.encode(), hashlib.sha256).hexdigest()[:32]
+        return self._cache_salt
+
+    def _stable_hash(self, text: str) -> str:
+        return salted_hash(self._salt(), text)
 
     def partition(self, key: str) -> str:
         """The key's cache partition: a salted hash, stable across restarts, that does not reveal the key."""
-        return "k" + self._stable_hash(key)
+        return key_partition(self.settings.home, key, salt=self._salt())
 
     def private_folder(self, owner: str) -> str:
         """A folder name for one visitor's files that nobody else can guess (a salted hash of their owner id)."""
@@ -127,7 +111,8 @@ class KeyRing:
         return studio
 
     def _new_studio(self, key: str) -> Studio:
-        settings = self.settings.with_overrides(api_key=key)
+        # A visitor's key is a Gemini API key: on a Vertex host it must not fall through to the host's project.
+        settings = self.settings.with_overrides(api_key=key, backend="gemini")
         return Studio(settings, cache=self.host.cache.partition(self.partition(key)))
 
     def forget_session(self, session: str | None) -> None:

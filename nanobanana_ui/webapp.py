@@ -105,6 +105,8 @@ def build(args: argparse.Namespace, settings: Settings | None = None) -> tuple[g
 
     try:
         studio = Studio(settings or load(args))
+        if studio.settings.vertex and not studio.offline:
+            _ = studio.vertex_access  # a Vertex setup problem stops the start with one line, not every request
     except StudioError as error:
         raise fail(error.message, error.exit_code) from None
     # The emulator and the API client start on the first request, not here (the Studio creates them lazily).

@@ -14,6 +14,7 @@ from nanobanana_ui.emulator import GeminiEmulator
 from nanobanana_ui.studio import Studio
 
 TEST_KEY = "test-key-not-secret"
+FLASH_25 = "gemini-2.5-flash-image"
 
 
 @pytest.fixture(autouse=True)
@@ -45,9 +46,12 @@ def module_emulator():
 def settings(emulator, tmp_path) -> Settings:
     """Settings as a user with a key and a relay base URL would have them, pointed at the emulator.
 
-    One attempt per request, so a scripted failure surfaces as its error; the retry tests set their own.
+    One attempt per request, so a scripted failure surfaces as its error; the retry tests set their own. The model is
+    Nano Banana (2.5 Flash, 1K only, 3 inputs, $0.0387 an image): many tests rely on its fixed, simple capabilities;
+    the default (gemini-3.1-flash-image) has its own tests.
     """
-    return Settings(api_key=TEST_KEY, base_url=emulator.base_url, home=tmp_path / "home", timeout_s=10, max_attempts=1)
+    return Settings(api_key=TEST_KEY, base_url=emulator.base_url, home=tmp_path / "home", timeout_s=10, max_attempts=1,
+                    model=FLASH_25)
 
 
 def in_studio(settings: Settings, scenario, **studio_kwargs):

@@ -27,7 +27,9 @@ PUBLIC = {"/generate", "/edit", "/compose"}
 def app_url(module_emulator, tmp_path_factory):
     """The app with a key, its API calls sent to the test's emulator through NANOBANANA_BASE_URL."""
     home = tmp_path_factory.mktemp("home")
+    # NANOBANANA_MODEL: Nano Banana (2.5 Flash, 1K only, 3 inputs), whose fixed limits these tests lean on.
     env = app_env(GEMINI_API_KEY=UI_KEY, NANOBANANA_BASE_URL=module_emulator.base_url, NANOBANANA_HOME=str(home),
+                  NANOBANANA_MODEL="gemini-2.5-flash-image",
                   GRADIO_TEMP_DIR=str(tmp_path_factory.mktemp("gradio")))
     process, url = start_app(env)
     yield url
@@ -100,7 +102,8 @@ def test_generate_with_defaults_only_then_the_cache(client, emu):
     assert sent.prompt == "a red fox" and sent.api_key == UI_KEY and sent.model == "gemini-2.5-flash-image"
     config = sent.generation_config
     assert "imageConfig" not in config and "seed" not in config and "topK" not in config  # auto, 1K-only, unset
-    assert (config["temperature"], config["topP"], config["responseModalities"]) == (1.0, 0.95, ["TEXT", "IMAGE"])
+    # The page's sliders say 1.0 and 0.95, the model's own defaults: not sent, so the CLI's request is the same one.
+    assert "temperature" not in config and "topP" not in config and config["responseModalities"] == ["TEXT", "IMAGE"]
     [path] = returned_files(gallery)
     assert without_text_chunks(path.read_bytes()) == sent.reply_images[0]  # the API's bytes + provenance
     with Image.open(path) as image:
@@ -121,7 +124,7 @@ def test_generate_sends_every_option_from_the_parameters(client, emu):
                                       "responseModalities": ["IMAGE"],
                                       "imageConfig": {"aspectRatio": "16:9", "imageSize": "2K"}}
     with Image.open(returned_files(gallery)[0]) as image:
-        assert image.size == pixel_size("16:9", "2K")
+        assert image.size == pixel_size("gemini-3.1-flash-image", "16:9", "2K") == (2752, 1536)
     assert "$0.1008" in status
 
 
@@ -169,10 +172,12 @@ def test_compose_sends_the_images_in_order_with_the_options(client, emu, tmp_pat
     gallery, status = client.predict(images, "the red one above the blue one", model="gemini-3-pro-image-preview",
                                      aspect_ratio="9:16", size="4K", api_name="/compose")
     [sent] = emu.generate_requests
+    assert sent.model == "gemini-3-pro-image"  # the shut-down preview id asked for is sent as its GA replacement
+    assert status.splitlines()[0] == "gemini-3-pro-image-preview was shut down on 2026-06-25; used gemini-3-pro-image"
     assert sent.images == [path.read_bytes() for path in files] and sent.prompt == "the red one above the blue one"
     assert sent.generation_config["imageConfig"] == {"aspectRatio": "9:16", "imageSize": "4K"}
     with Image.open(returned_files(gallery)[0]) as image:
-        assert image.format == "PNG" and image.size == pixel_size("9:16", "4K")
+        assert image.format == "PNG" and image.size == pixel_size("gemini-3-pro-image", "9:16", "4K") == (3072, 5504)
     assert "$0.24" in status
 
 
@@ -403,7 +408,7 @@ def test_reuse_send_to_edit_and_add_to_compose(settings, emulator, tmp_path):
     assert isinstance(entry, HistoryEntry) and entry.mode == "edit"  # the History tab's own entry type
     values = actions.reuse_settings(entry, session.inputs[entry.id], default_model)
     assert values["mode_tabs"].selected == "edit" and values["edit_prompt"] == "add a hat"
-    assert values["edit_image"] == str(photo) and values["model"] == "gemini-3-pro-image-preview"
+    assert values["edit_image"] == str(photo) and values["model"] == "gemini-3-pro-image"  # the id actually used
     assert values["size"]["value"] == "2K" and "4K" in values["size"]["choices"]
     assert (values["aspect_ratio"]["value"], values["temperature"], values["top_k"], values["seed"],
             values["output"]) == ("3:2", 0.3, 9, -1, "Image only")

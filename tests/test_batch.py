@@ -307,10 +307,10 @@ def test_dry_run_validates_and_sends_nothing(emulator, tmp_path, monkeypatch, ca
     assert main(["batch", str(path), "--dry-run"]) == 0
     err = capsys.readouterr().err
     assert "2 item(s), 4 request(s); 0 done in an earlier run, 4 to send" in err
-    assert "estimated cost $0.15" in err and "line 2: generate x3" in err
+    assert "estimated cost $0.27" in err and "line 2: generate x3" in err  # 4 x $0.0672 (the default, NB2 at 1K)
     assert emulator.generate_requests == [] and not (tmp_path / "home" / "batches").exists()
 
-    path.write_text("prompt,size\na fox,4K\nok,\n")
+    path.write_text("prompt,size\na fox,8K\nok,\n")
     assert main(["batch", str(path), "--dry-run"]) == 2
     assert "line 2:" in capsys.readouterr().err and emulator.generate_requests == []
 
@@ -318,13 +318,13 @@ def test_dry_run_validates_and_sends_nothing(emulator, tmp_path, monkeypatch, ca
 @pytest.mark.slow
 def test_an_expensive_batch_needs_confirmation(emulator, tmp_path):
     path = tmp_path / "many.txt"
-    path.write_text("".join(f"shot {n}\n" for n in range(30)))  # 30 x $0.0387 = $1.16
+    path.write_text("".join(f"shot {n}\n" for n in range(30)))  # 30 x $0.0672 = $2.02 (the default, NB2 at 1K)
     env = cli_env(emulator, tmp_path / "home")
     command = [sys.executable, "-m", "nanobanana_ui", "batch", str(path)]
     refused = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60,
                              stdin=subprocess.DEVNULL)
     assert refused.returncode == 2
-    assert "estimated at $1.16" in refused.stderr and "--yes" in refused.stderr
+    assert "estimated at $2.02" in refused.stderr and "--yes" in refused.stderr
     assert emulator.generate_requests == []
     done = subprocess.run([*command, "--yes", "--json"], env=env, cwd=tmp_path, capture_output=True, text=True,
                           timeout=120, stdin=subprocess.DEVNULL)

@@ -65,6 +65,7 @@ def browser_context_args():
 def app_url(module_emulator, tmp_path_factory):
     """`python app.py` with a key, its API calls sent to this module's emulator."""
     env = app_env(GEMINI_API_KEY=UI_KEY, NANOBANANA_BASE_URL=module_emulator.base_url,
+                  NANOBANANA_MODEL="gemini-2.5-flash-image",  # these tests lean on its 1K-only, 3-input limits
                   NANOBANANA_HOME=str(tmp_path_factory.mktemp("home")),
                   GRADIO_TEMP_DIR=str(tmp_path_factory.mktemp("gradio")))
     process, url = start_app(env)
@@ -273,7 +274,7 @@ def test_switching_the_model_changes_the_size_choices(studio, emu):
     studio.locator("#generate-button").click()
     wait_for_history(studio, 1)
     [sent] = emu.generate_requests
-    assert sent.model == "gemini-3-pro-image-preview" and sent.generation_config["imageConfig"] == {"imageSize": "4K"}
+    assert sent.model == "gemini-3-pro-image" and sent.generation_config["imageConfig"] == {"imageSize": "4K"}
     expect(studio.locator("#status")).to_contain_text("$0.24")
     choose(studio, "model", FLASH)  # back to a 1K-only model: 4K goes away and the size falls back to 1K
     expect(studio.locator("#size input")).to_have_value("1K")
@@ -404,14 +405,17 @@ def test_png_info_reads_a_dropped_image_and_use_these_settings_fills_the_form(st
         r"^a lighthouse, at dusk\nModel: gemini-3-pro-image-preview, Mode: generate, Aspect ratio: 16:9, Size: 2K"))
     studio.locator("#pnginfo-use-button").click()
     expect(studio.locator("#prompt textarea")).to_have_value("a lighthouse, at dusk")  # the Studio tab is shown
-    expect(studio.locator("#model input")).to_have_value(PRO)
+    # The image's own (shut-down) id fills the form; generating sends its replacement and says so.
+    expect(studio.locator("#model input")).to_have_value("gemini-3-pro-image-preview")
     expect(studio.locator("#aspect-ratio input")).to_have_value("16:9")
     expect(studio.locator("#size input")).to_have_value("2K")
     expect(studio.locator("#model-info")).to_contain_text("$0.1344 per 2K image")
     studio.locator("#generate-button").click()
     expect(studio.locator("#out-gallery img")).to_have_count(1)
     [sent] = emu.generate_requests  # every setting the image carried, as it was sent then
-    assert sent.prompt == "a lighthouse, at dusk" and sent.model == "gemini-3-pro-image-preview"
+    assert sent.prompt == "a lighthouse, at dusk" and sent.model == "gemini-3-pro-image"
+    expect(studio.locator("#status")).to_contain_text(
+        "gemini-3-pro-image-preview was shut down on 2026-06-25; used gemini-3-pro-image")
     assert sent.generation_config == {"temperature": 0.4, "topP": 0.5, "topK": 20.0, "seed": 7,
                                       "responseModalities": ["TEXT", "IMAGE"],
                                       "imageConfig": {"aspectRatio": "16:9", "imageSize": "2K"}}
@@ -427,7 +431,8 @@ def earlier_home(module_emulator, tmp_path_factory):
     from nanobanana_ui.studio import Studio
 
     home = tmp_path_factory.mktemp("earlier-home")
-    settings = Settings(api_key=UI_KEY, base_url=module_emulator.base_url, home=home, timeout_s=10)
+    settings = Settings(api_key=UI_KEY, base_url=module_emulator.base_url, home=home, timeout_s=10,
+                        model="gemini-2.5-flash-image")
 
     async def make() -> None:
         async with Studio(settings) as studio:
@@ -442,7 +447,8 @@ def earlier_home(module_emulator, tmp_path_factory):
 @pytest.fixture(scope="module")
 def earlier_url(module_emulator, earlier_home, tmp_path_factory):
     env = app_env(GEMINI_API_KEY=UI_KEY, NANOBANANA_BASE_URL=module_emulator.base_url,
-                  NANOBANANA_HOME=str(earlier_home), GRADIO_TEMP_DIR=str(tmp_path_factory.mktemp("gradio-earlier")))
+                  NANOBANANA_MODEL="gemini-2.5-flash-image", NANOBANANA_HOME=str(earlier_home),
+                  GRADIO_TEMP_DIR=str(tmp_path_factory.mktemp("gradio-earlier")))
     process, url = start_app(env)
     yield url
     log = stop_app(process)

@@ -37,11 +37,11 @@ def test_generate_json_with_options(keyed_env, capsys, tmp_path):
     assert code == 0
     [record] = json_lines(capsys.readouterr().out)
     assert REQUIRED <= set(record)
-    assert record["prompt"] == "a red fox" and record["model"] == "gemini-2.5-flash-image"
+    assert record["prompt"] == "a red fox" and record["model"] == "gemini-3.1-flash-image"  # the default
     assert record["cached"] is False and record["cost_usd"] > 0 and record["finish_reason"] == "STOP"
     assert Path(record["path"]).parent == tmp_path / "out"
     with Image.open(record["path"]) as image:
-        assert image.size == (1344, 768)
+        assert image.size == (1376, 768)  # Gemini 3's 16:9 at 1K
     config = keyed_env.generate_requests[0].generation_config
     assert (config["temperature"], config["topP"], config["topK"], config["seed"]) == (0.4, 0.8, 20, 7)
 
@@ -49,7 +49,7 @@ def test_generate_json_with_options(keyed_env, capsys, tmp_path):
 def test_one_result_record_for_generate_batch_and_history(keyed_env, capsys, tmp_path):
     """The --json record (ImageResult.to_record, one line per image) is the same for generate, batch and history."""
     keys = ["path", "prompt", "model", "mode", "cached", "cost_usd", "saved_usd", "finish_reason", "text", "width",
-            "height", "sha256", "variation", "seed", "tokens", "elapsed_s", "id"]
+            "height", "sha256", "variation", "seed", "tokens", "elapsed_s", "id", "sources"]
     assert main(["generate", "one record", "--json", "--seed", "3", "--out", str(tmp_path / "g")]) == 0
     [made] = json_lines(capsys.readouterr().out)
     assert list(made) == keys
@@ -74,7 +74,7 @@ def test_one_result_record_for_generate_batch_and_history(keyed_env, capsys, tmp
     assert main(["history", "--json", "--limit", "1"]) == 0
     [entry] = json_lines(capsys.readouterr().out)
     assert list(entry) == ["id", "time", "mode", "model", "prompt", "paths", "cost_usd", "cached", "finish_reason",
-                           "text", "tokens", "elapsed_s", "options", "error", "error_type"]
+                           "text", "tokens", "elapsed_s", "options", "error", "error_type", "sources"]
     assert (entry["prompt"], entry["cached"], entry["tokens"]) == ("one record", True, made["tokens"])
 
 
@@ -125,7 +125,7 @@ def test_edit_and_compose(keyed_env, capsys, tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["generate", ""], "prompt is empty"),
-    (["generate", "x", "--size", "4K"], "does not make 4K"),
+    (["generate", "x", "--model", "gemini-2.5-flash-image", "--size", "4K"], "does not make 4K"),
     (["generate", "x", "--count", "0"], "between 1 and 100"),
     (["edit", "missing.png", "x"], "missing.png"),
 ])
@@ -139,7 +139,8 @@ def test_bad_input_exit_code_2_and_no_request(keyed_env, capsys, argv, message):
 def test_models_lists_the_registry(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    assert "gemini-2.5-flash-image" in out and "gemini-3-pro-image-preview" in out
+    assert "gemini-2.5-flash-image" in out and "retiring" in out and "default: gemini-3.1-flash-image" in out
+    assert "gemini-3-pro-image-preview       shut down on 2026-06-25; use gemini-3-pro-image" in out
 
 
 @pytest.mark.slow

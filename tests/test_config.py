@@ -12,7 +12,7 @@ from nanobanana_ui.errors import ConfigError
 
 def test_defaults(tmp_path):
     settings = load_settings(environ={})
-    assert settings.model == "gemini-2.5-flash-image"
+    assert settings.model == "gemini-3.1-flash-image"  # Nano Banana 2, GA since 2026-05-28
     assert settings.api_key is None and settings.uses_emulator
     assert (settings.rpm, settings.rpd, settings.cache_size_bytes) == (60, 1500, 2 * 1024**3)
 

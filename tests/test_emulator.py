@@ -20,8 +20,9 @@ from nanobanana_ui.emulator import OFFLINE_API_KEY, Fault, GeminiEmulator, busie
 from nanobanana_ui.models import get_model, pixel_size
 
 FLASH = "gemini-2.5-flash-image"
-PRO = "gemini-3-pro-image-preview"
+PRO = "gemini-3-pro-image"
 NB2 = "gemini-3.1-flash-image"
+LITE = "gemini-3.1-flash-lite-image"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -95,10 +96,15 @@ def raw_post(emulator: GeminiEmulator, path: str, body: bytes, headers: dict | N
 @pytest.mark.parametrize(("model", "ratio", "size", "expected"), [
     (FLASH, "16:9", "1K", (1344, 768)),
     (FLASH, None, None, (1024, 1024)),
-    (PRO, "16:9", "2K", (2688, 1536)),
+    (PRO, "16:9", "2K", (2752, 1536)),  # Gemini 3's own table (FACTS), not 2.5's sizes scaled
     (PRO, "1:1", "4K", (4096, 4096)),
-    (NB2, "9:16", "512", (384, 672)),
-    (NB2, "1:8", "1K", pixel_size("1:8", "1K")),
+    (PRO, "21:9", "1K", (1584, 672)),
+    (NB2, "9:16", "512", (384, 688)),
+    (NB2, "16:9", "512", (688, 384)),
+    (NB2, "16:9", "1K", (1376, 768)),
+    (NB2, "16:9", "4K", (5504, 3072)),
+    (NB2, "1:8", "1K", pixel_size(NB2, "1:8", "1K")),
+    (LITE, "16:9", None, (1376, 768)),
 ])
 def test_generate_returns_png_of_exact_size(client, emu, model, ratio, size, expected):
     resp = client.models.generate_content(model=model, contents="a banana in space", config=config(ratio, size))
@@ -109,7 +115,9 @@ def test_generate_returns_png_of_exact_size(client, emu, model, ratio, size, exp
     usage = resp.usage_metadata
     image_tokens = [d.token_count for d in usage.candidates_tokens_details if d.modality == types.MediaModality.IMAGE]
     assert image_tokens == [spec.output_image_tokens[size or spec.default_size]]
-    assert usage.total_token_count == usage.prompt_token_count + usage.candidates_token_count
+    thinking = usage.thoughts_token_count or 0  # Gemini 3 models always think; 2.5 Flash does not
+    assert (thinking > 0) == spec.thoughts
+    assert usage.total_token_count == usage.prompt_token_count + usage.candidates_token_count + thinking
     assert resp.model_version == model and resp.response_id
     assert resp.candidates[0].finish_reason == types.FinishReason.STOP
     [rec] = emu.generate_requests
@@ -177,7 +185,7 @@ def test_compose_records_every_image_in_order(client, emu):
     assert rec.images == images
     assert rec.image_mime_types == ["image/png", "image/jpeg", "image/png"]
     [img] = answer_images(resp)
-    assert img.size == (1184, 864)
+    assert img.size == (1200, 896)
     prompt_tokens = {d.modality: d.token_count for d in resp.usage_metadata.prompt_tokens_details}
     assert prompt_tokens[types.MediaModality.IMAGE] == 3 * 560
     assert img.convert("RGB").getpixel((img.width // 4, img.height * 3 // 8))[:2] == (255, 0)  # red tile top left
@@ -293,7 +301,7 @@ def test_thought_parts_come_first_and_are_flagged(make_client):
     assert resp.parts[1].inline_data is not None  # the interim image
     assert emulator.generate_requests[0].reply_images == [resp.parts[i].inline_data.data for i in (1, 3)]
     [img] = answer_images(resp)
-    assert img.size == (2496, 1664) and resp.parts[-1].thought_signature
+    assert img.size == (2528, 1696) and resp.parts[-1].thought_signature
     assert resp.usage_metadata.thoughts_token_count > 0
 
 

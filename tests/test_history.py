@@ -40,7 +40,7 @@ SCHEMA = [
      "model TEXT NOT NULL, prompt TEXT NOT NULL, options TEXT NOT NULL DEFAULT '{}', input_hashes TEXT NOT NULL "
      "DEFAULT '[]', text TEXT NOT NULL DEFAULT '', finish_reason TEXT, prompt_tokens INTEGER, output_tokens INTEGER, "
      "total_tokens INTEGER, cost_usd REAL, cached INTEGER NOT NULL DEFAULT 0, elapsed_s REAL, error TEXT, "
-     "error_type TEXT, owner TEXT , region TEXT)"),
+     "error_type TEXT, owner TEXT , sources TEXT NOT NULL DEFAULT '[]', search_entry_point TEXT, region TEXT)"),
     ("table", "entries_fts",
      "CREATE VIRTUAL TABLE entries_fts USING fts5(prompt, content='entries', content_rowid='rowid')"),
     ("table", "entries_fts_config", "CREATE TABLE 'entries_fts_config'(k PRIMARY KEY, v) WITHOUT ROWID"),
@@ -94,7 +94,7 @@ def stored_files(home: Path) -> list[Path]:
 
 def test_schema_is_pinned(store):
     assert schema(store.home / "history.sqlite3") == SCHEMA
-    assert store._db.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert store._db.execute("PRAGMA user_version").fetchone()[0] == 4
     assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 

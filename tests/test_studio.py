@@ -30,11 +30,11 @@ def test_generate_sends_prompt_verbatim_and_every_option(settings, emulator):
     config = sent.generation_config
     assert config["temperature"] == 0.7 and config["topP"] == 0.9 and config["topK"] == 32 and config["seed"] == 42
     assert config["responseModalities"] == ["TEXT", "IMAGE"]
-    assert config["imageConfig"] == {"aspectRatio": "16:9", "imageSize": "1K"}
+    assert config["imageConfig"] == {"aspectRatio": "16:9"}  # 1K is this model's default: not sent (one cache)
     assert "candidateCount" not in config
 
     [image] = result.images
-    assert (image.width, image.height) == pixel_size("16:9", "1K") == (1344, 768)
+    assert (image.width, image.height) == pixel_size("gemini-2.5-flash-image", "16:9", "1K") == (1344, 768)
     with Image.open(image.path) as saved:
         assert saved.format == "PNG" and saved.size == (1344, 768)
     assert result.cached is False and result.finish_reason == "STOP"
@@ -85,11 +85,11 @@ def test_compose_keeps_image_order(settings, emulator):
 
 def test_bigger_model_sizes_reach_the_wire(settings, emulator):
     options = ImageOptions(aspect_ratio="21:9", size="2K")
-    result = in_studio(settings, lambda s: s.generate("wide", model="gemini-3-pro-image-preview", options=options))
+    result = in_studio(settings, lambda s: s.generate("wide", model="gemini-3-pro-image", options=options))
     sent = emulator.generate_requests[0]
-    assert sent.model == "gemini-3-pro-image-preview"
+    assert sent.model == "gemini-3-pro-image"
     assert sent.generation_config["imageConfig"] == {"aspectRatio": "21:9", "imageSize": "2K"}
-    assert (result.images[0].width, result.images[0].height) == (3072, 1344)
+    assert (result.images[0].width, result.images[0].height) == (3168, 1344)  # Gemini 3's table
 
 
 def test_thought_parts_are_skipped(settings):
@@ -124,7 +124,7 @@ def test_too_many_images_for_the_model(settings, emulator):
         in_studio(settings, lambda s: s.compose(images, "all four"))
     assert emulator.requests == []
     # Nano Banana Pro takes up to 14.
-    in_studio(settings, lambda s: s.compose(images, "all four", model="gemini-3-pro-image-preview"))
+    in_studio(settings, lambda s: s.compose(images, "all four", model="gemini-3-pro-image"))
     assert len(emulator.generate_requests[0].images) == 4
 
 
@@ -232,7 +232,7 @@ def test_offline_stays_offline_after_the_first_request(tmp_path):
 
 def test_offline_placeholders_cost_nothing(tmp_path):
     result = in_studio(Settings(api_key=None, home=tmp_path / "home"), lambda s: s.generate("free"))
-    assert result.cost_usd == 0.0 and result.usage.image_tokens == 1290
+    assert result.cost_usd == 0.0 and result.usage.image_tokens == 1120  # the default, 3.1 Flash, at 1K
 
 
 def test_saved_pngs_carry_their_parameters_and_a_hit_shares_the_file(settings, emulator):

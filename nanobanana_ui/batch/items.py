@@ -18,7 +18,7 @@ __all__ = ["COLUMNS", "FORMATS", "BatchFileError", "BatchItem", "parse_batch_tex
 
 FORMATS = ("txt", "csv", "jsonl")
 COLUMNS = ("prompt", "mode", "images", "model", "aspect_ratio", "size", "temperature", "top_p", "top_k", "seed",
-           "count", "name")
+           "count", "name", "thinking", "show_thoughts", "search", "image_search")
 _OPTION_NAMES = {f.name for f in fields(ImageOptions)}
 _Row = tuple[int, "dict[str, Any] | str"]  # a row's line number and its raw values, or what is wrong with it
 
@@ -157,10 +157,33 @@ def _number(kind: type[int] | type[float]) -> Callable[[Any], int | float]:
     return convert
 
 
-# Each numeric column: its converter, and what the value must be ("temperature 'hot' is not a number").
-_CONVERTERS = {"temperature": (_number(float), "a number"), "top_p": (_number(float), "a number"),
-               "top_k": (_number(int), "a whole number"), "seed": (_number(int), "a whole number"),
-               "count": (_number(int), "a whole number")}
+_TRUE, _FALSE = ("true", "yes", "1", "on", "y"), ("false", "no", "0", "off", "n")
+
+
+def _flag(value: Any) -> bool:
+    """A yes/no cell: JSON true/false, or in CSV true/false, yes/no, 1/0, on/off."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower() if isinstance(value, (str, int)) else ""
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise ValueError
+
+
+def _level(value: Any) -> str:
+    """A thinking level cell, checked against the model later (validation names the models that have it)."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError
+    return value.strip().lower()
+
+
+# Each converted column: its converter, and what the value must be ("temperature 'hot' is not a number").
+_CONVERTERS: dict[str, tuple[Callable[[Any], Any], str]] = {
+    "temperature": (_number(float), "a number"), "top_p": (_number(float), "a number"),
+    "top_k": (_number(int), "a whole number"), "seed": (_number(int), "a whole number"),
+    "count": (_number(int), "a whole number"), "thinking": (_level, "a thinking level (minimal or high)"),
+    "show_thoughts": (_flag, "true or false"), "search": (_flag, "true or false"),
+    "image_search": (_flag, "true or false")}
 
 
 def _item(line: int, raw: dict[str, Any], base_dir: Path, defaults: ImageOptions,

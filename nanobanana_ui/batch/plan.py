@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..costs import estimate_cost
+from ..costs import estimate_cost, search_cost
 from ..errors import InputError
 from ..models import get_model
 from ..request import ImageRequest
@@ -63,8 +63,10 @@ def _estimate(studio: Studio, requests: Sequence[ImageRequest]) -> float | None:
         return 0.0
     total = 0.0
     for request in requests:
-        cost = estimate_cost(get_model(request.model), request.options.size)
+        spec = get_model(request.model)
+        cost = estimate_cost(spec, request.options.size)
         if cost is None:
             return None
-        total += cost
+        # A searched request is expected to run one web query (and one image query with image search).
+        total += cost + search_cost(spec, int(request.options.search) + int(request.options.image_search))
     return round(total, 6)

@@ -9,11 +9,11 @@ from PIL import Image
 
 from ..models import ModelSpec, get_model, pixel_size
 from .faults import Fault
-from .pictures import history_image, nearest_ratio, open_image, png_base64, render, thought_parts
+from .gemini3 import grounding_metadata, refusal, thought_parts, thought_tokens
+from .pictures import history_image, nearest_ratio, open_image, png_base64, render
 from .types import HELP, JsonObject, RecordedRequest, Reply, error_reply, inline_data
 
 _IMAGE_MIME = ("image/png", "image/jpeg", "image/webp", "image/heic", "image/heif")
-_THOUGHT_TOKENS = 64
 
 
 def _text_tokens(text: str) -> int:
@@ -70,6 +70,7 @@ def fault_content(rec: RecordedRequest, spec: ModelSpec, fault: Fault) -> Reply:
 def _invalid(rec: RecordedRequest, spec: ModelSpec, inputs: list[Image.Image]) -> Reply | None:
     """Validate the request like the real API; on success fill `inputs` with the decoded images."""
     config, model = rec.generation_config, rec.model
+    lacking = refusal(rec.controls, spec, model)  # a thinking level, search or image search this model lacks
     image_config = config.get("imageConfig") or {}
     size, ratio = image_config.get("imageSize"), image_config.get("aspectRatio")
     checks = [
@@ -82,6 +83,7 @@ def _invalid(rec: RecordedRequest, spec: ModelSpec, inputs: list[Image.Image]) -
         (not rec.prompt.strip() and not rec.images,
          "* GenerateContentRequest.contents: contents must contain text or an image."),
         *((mime not in _IMAGE_MIME, f"Unsupported MIME type: {mime}") for mime in rec.image_mime_types),
+        (lacking is not None, lacking or ""),
     ]
     for failed, message in checks:
         if failed:
@@ -95,11 +97,17 @@ def _invalid(rec: RecordedRequest, spec: ModelSpec, inputs: list[Image.Image]) -
 
 
 def answer(rec: RecordedRequest, spec: ModelSpec, include_thoughts: bool) -> Reply:
-    """The normal answer: a text part and a placeholder image, as the request's modalities ask; or a 400."""
+    """The normal answer: a text part and a placeholder image, as the request's modalities ask; or a 400.
+
+    Thought parts come first when the request asks for them (thinkingConfig.includeThoughts, on a model that
+    thinks) or the emulator was made with include_thoughts; groundingMetadata comes with googleSearch.
+    """
     inputs: list[Image.Image] = []
     invalid = _invalid(rec, spec, inputs)
     if invalid is not None:
         return invalid
+    controls = rec.controls
+    show_thoughts = include_thoughts or (controls.include_thoughts and spec.thoughts)
     inputs = inputs or history_image(rec.body)  # multi-turn: "now make it blue" edits the last image
     image_config = rec.generation_config.get("imageConfig") or {}
     size = image_config.get("imageSize") or spec.default_size
@@ -114,17 +122,22 @@ def answer(rec: RecordedRequest, spec: ModelSpec, include_thoughts: bool) -> Rep
         # Like the real model: the same seed draws the same picture; without one, every answer differs.
         seed = rec.generation_config.get("seed")
         variety = f"seed {seed}" if seed is not None else secrets.token_hex(8)
-        img = render(rec.model or "", rec.prompt, inputs, pixel_size(ratio, size), variety)
+        img = render(rec.model or "", rec.prompt, inputs, pixel_size(spec, ratio, size), variety)  # its table
         parts.append({"inlineData": {"mimeType": "image/png", "data": png_base64(img)}})
         out["IMAGE"] = spec.output_image_tokens.get(size, 1290)
-        if include_thoughts:
+        if show_thoughts:
             parts[-1]["thoughtSignature"] = base64.b64encode(secrets.token_bytes(24)).decode()
-            parts[:0] = thought_parts(img)
+            parts[:0] = thought_parts(img, controls)
     rec.reply_images = [base64.b64decode(p["inlineData"]["data"]) for p in parts if "inlineData" in p]
-    reply = _envelope(rec, spec, out, candidates=[_candidate(parts)])
+    candidate = _candidate(parts)
+    if controls.search:  # the supports point into the answer's words (not a thought summary)
+        words = next((str(p["text"]) for p in parts if "text" in p and not p.get("thought")), "")
+        candidate["groundingMetadata"] = grounding_metadata(rec.prompt, controls, words)
+    reply = _envelope(rec, spec, out, candidates=[candidate])
     body = reply[2]
-    if include_thoughts and "IMAGE" in modalities and isinstance(body, dict):
+    thinking = thought_tokens(controls, spec, show_thoughts) if "IMAGE" in modalities else 0
+    if thinking and isinstance(body, dict):
         usage = body["usageMetadata"]
-        usage["thoughtsTokenCount"] = _THOUGHT_TOKENS
-        usage["totalTokenCount"] += _THOUGHT_TOKENS
+        usage["thoughtsTokenCount"] = thinking
+        usage["totalTokenCount"] += thinking
     return reply

@@ -95,11 +95,3 @@ def history_image(body: JsonObject | None) -> list[Image.Image]:
             if img is not None:
                 return [img]
     return []
-
-
-def thought_parts(img: Image.Image) -> list[JsonObject]:
-    """What Gemini 3 sends before the answer: a thought summary and an interim (draft) image."""
-    draft = img.convert("L")
-    draft.thumbnail((256, 256))
-    return [{"text": "**Sketching the placeholder**\nLaying out the label and the prompt.", "thought": True},
-            {"inlineData": {"mimeType": "image/png", "data": png_base64(draft)}, "thought": True}]

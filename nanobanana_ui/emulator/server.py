@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 from ..models import get_model, known_models
 from .answers import answer, fault_content, model_entry, usage_metadata
+from .batches import BatchService
 from .faults import UNREGISTERED, Fault, fails, fault_reply, not_found_reply
 from .quota import ArrivalWindow, Setting, check_rate_limit, check_rate_window, format_delay
 from .types import API_PATH, JsonObject, RecordedRequest, Reply, error_reply, record_request
+from .vertex import TokenIssuer, jpeg_output, vertex_call
 
 OFFLINE_API_KEY = "offline-emulator"  # the key the app sends to shared_emulator(), which takes any non-empty key
 
@@ -48,6 +52,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         code, extra, body = reply
+        if isinstance(body, Path):  # a file (batch results): streamed in chunks, never read whole
+            self._send_file(code, extra, body)
+            return
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.send_response(code)
         self.send_header("Content-Type", extra.pop("Content-Type", "application/json; charset=UTF-8"))
@@ -57,7 +64,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    do_GET = do_POST = _serve
+    def _send_file(self, code: int, extra: dict[str, str], path: Path) -> None:
+        self.send_response(code)
+        for name, value in extra.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(path.stat().st_size))
+        self.end_headers()
+        with open(path, "rb") as handle:
+            shutil.copyfileobj(handle, self.wfile, 1024 * 1024)
+
+    do_GET = do_POST = do_DELETE = _serve
 
 
 class GeminiEmulator:
@@ -65,6 +81,10 @@ class GeminiEmulator:
 
     With `rate_limit` set, at most that many generateContent requests are let in per `rate_window_s` seconds, counted
     by arrival in a sliding window; one more is answered 429 RESOURCE_EXHAUSTED with QuotaFailure and RetryInfo.
+
+    `models` are the ids it serves and lists (default: the registry's models that still exist; a shut-down id answers
+    404 like Gemini). `allowed_models` maps an API key to the only models that key may use (listed and called);
+    other keys may use every model. `fail_next_listing()` makes models.list() fail.
     """
 
     rate_limit = Setting(check_rate_limit)  # settable at any time, like delay_s
@@ -72,10 +92,14 @@ class GeminiEmulator:
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, models: Iterable[str] | None = None,
                  valid_keys: Iterable[str] | None = None, delay_s: float = 0.0, include_thoughts: bool = False,
-                 rate_limit: int | None = None, rate_window_s: float = 60.0) -> None:
+                 rate_limit: int | None = None, rate_window_s: float = 60.0,
+                 allowed_models: Mapping[str, Iterable[str]] | None = None) -> None:
         """Configure the emulator; nothing listens until start()."""
-        names = [n for s in known_models() for n in (s.id, *s.aliases)] if models is None else models
+        names = [spec.id for spec in known_models()] if models is None else models
         self.models = tuple(dict.fromkeys(n.removeprefix("models/") for n in names))
+        self.allowed_models: dict[str, tuple[str, ...]] = {
+            key: tuple(m.removeprefix("models/") for m in allowed) for key, allowed in (allowed_models or {}).items()}
+        self._listing_faults: list[Fault] = []
         self.valid_keys = None if valid_keys is None else frozenset(valid_keys)
         self.delay_s = delay_s
         self.include_thoughts = include_thoughts
@@ -89,6 +113,10 @@ class GeminiEmulator:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
+        # Batch Mode and the Files API (see batches.py): tests reach its clock, faults and jobs as `.batches`.
+        self.batches = BatchService(base_url=lambda: self.base_url, gate=self._gate,
+                                    include_thoughts=lambda: self.include_thoughts)
+        self.tokens = TokenIssuer()  # POST /token: OAuth access tokens for Vertex calls (see vertex.py)
 
     def start(self) -> GeminiEmulator:
         """Start serving in a daemon thread (idempotent) and return self."""
@@ -128,6 +156,11 @@ class GeminiEmulator:
         return f"http://{host!s}:{port}"
 
     @property
+    def token_uri(self) -> str:
+        """The OAuth token endpoint to put in a test service account's JSON file (its `token_uri`)."""
+        return f"{self.base_url}/token"
+
+    @property
     def requests(self) -> list[RecordedRequest]:
         """A copy of every request received so far."""
         with self._lock:
@@ -136,7 +169,22 @@ class GeminiEmulator:
     @property
     def generate_requests(self) -> list[RecordedRequest]:
         """Only the generateContent (and streamGenerateContent) requests."""
-        return [r for r in self.requests if r.path.endswith(("generateContent", "GenerateContent"))]
+        return [r for r in self.requests if r.path.endswith((":generateContent", ":streamGenerateContent"))]
+
+    def allow_models(self, api_key: str, models: Iterable[str]) -> None:
+        """Let this key use (and list) only these models; the others answer 404 NOT_FOUND for it."""
+        with self._lock:
+            self.allowed_models[api_key] = tuple(m.removeprefix("models/") for m in models)
+
+    def models_for(self, api_key: str | None) -> tuple[str, ...]:
+        """The models this key may list and call."""
+        allowed = self.allowed_models.get(api_key or "")
+        return self.models if allowed is None else tuple(m for m in self.models if m in allowed)
+
+    def fail_next_listing(self, *faults: Fault) -> None:
+        """Queue faults for models.list(): each GET of the model list consumes one (a delay, a 500, a 403...)."""
+        with self._lock:
+            self._listing_faults.extend(faults)
 
     def fail_next(self, *faults: Fault) -> None:
         """Queue faults; each generateContent request consumes one as it arrives, in order, even one over the limit."""
@@ -148,10 +196,18 @@ class GeminiEmulator:
         with self._lock:
             self._requests.clear()
             self._faults.clear()
+            self._listing_faults.clear()
             self._window.clear()
+        self.batches.reset()
 
     def _handle(self, method: str, url: str, headers: dict[str, str], raw: bytes) -> Reply | None:
-        rec = record_request(method, url, headers, raw)
+        if method == "POST" and urlsplit(url).path == "/token":
+            return self.tokens.grant(raw)
+        routed = vertex_call(url, headers)
+        rec = record_request(method, routed[1] if routed else url, headers, raw)
+        if routed is not None:
+            rec.vertex = routed[0]
+            self.tokens.check(rec.vertex)
         match = API_PATH.match(rec.path)
         action = match.group(3) if match else None
         generate = match is not None and method == "POST" and action in ("generateContent", "streamGenerateContent")
@@ -159,8 +215,12 @@ class GeminiEmulator:
             rec.received_at = time.monotonic()
             self._requests.append(rec)
             fault, wait = self._arrive(rec) if generate else (None, None)
+        reply: Reply | None
         try:
-            reply = self._route(rec, method, match, action, fault, wait)
+            if self.batches.claims(rec.path):  # batchGenerateContent, batches/..., the Files API: see batches.py
+                reply = self.batches.handle(rec, method, raw)
+            else:
+                reply = self._route(rec, method, match, action, fault, wait)
         except Exception as exc:  # noqa: BLE001 - a bug in the emulator should still look like an HTTP answer
             reply = error_reply(500, "INTERNAL", f"Emulator error: {exc!r}")
         rec.status = 0 if reply is None else reply[0]
@@ -185,28 +245,44 @@ class GeminiEmulator:
             tokens = usage_metadata(rec, get_model(rec.model or ""))["promptTokenCount"]
             return self._gate(rec) or (200, {}, {"totalTokens": tokens})
         if match and method == "GET" and action is None:
-            return self._gate(rec, listing=True) or self._list(rec)
+            gate = self._gate(rec, listing=True)
+            if gate is not None:
+                return gate
+            fault = self._listing_fault(rec)
+            if fault is not None and fault.kind == "delay":
+                self._pause(fault.seconds)
+            elif fault is not None:
+                return None if fault.kind == "drop_connection" else fault_reply(fault, None)
+            return self._list(rec)
         return error_reply(404, "NOT_FOUND", f"The requested URL {rec.path} was not found on this server.")
 
     def _gate(self, rec: RecordedRequest, listing: bool = False) -> Reply | None:
-        if not rec.api_key:
+        if rec.vertex is not None and rec.vertex.auth_error is not None:
+            return rec.vertex.auth_error
+        if not rec.api_key and (rec.vertex is None or rec.vertex.token is None):
             return error_reply(403, "PERMISSION_DENIED", UNREGISTERED)
         if self.valid_keys is not None and rec.api_key not in self.valid_keys:
             return fault_reply(Fault.bad_key(), rec.model)
-        if not listing and rec.model not in self.models:
+        if not listing and rec.model not in self.models_for(rec.api_key):
             return not_found_reply(rec.model)
         return None
 
+    def _listing_fault(self, rec: RecordedRequest) -> Fault | None:
+        """The next queued listing fault, for a request of the whole list (not one model's entry)."""
+        with self._lock:
+            return self._listing_faults.pop(0) if self._listing_faults and rec.model is None else None
+
     def _list(self, rec: RecordedRequest) -> Reply:
+        models = self.models_for(rec.api_key)
         if rec.model is not None:
-            if rec.model not in self.models:
+            if rec.model not in models:
                 return error_reply(404, "NOT_FOUND", f"Model is not found: models/{rec.model} for api version v1beta")
             return 200, {}, model_entry(rec.model)
         query = parse_qs(rec.query)
         start = int((query.get("pageToken") or ["0"])[0] or 0)
         size = int((query.get("pageSize") or ["50"])[0])
-        page: JsonObject = {"models": [model_entry(m) for m in self.models[start:start + size]]}
-        if start + size < len(self.models):
+        page: JsonObject = {"models": [model_entry(m) for m in models[start:start + size]]}
+        if start + size < len(models):
             page["nextPageToken"] = str(start + size)
         return 200, {}, page
 
@@ -234,6 +310,9 @@ class GeminiEmulator:
             return fault_reply(replace(Fault.rate_limit(retry), quota_value=str(self.rate_limit)), rec.model)
         spec = get_model(rec.model or "")
         reply = fault_content(rec, spec, fault) if fault else answer(rec, spec, self.include_thoughts)
+        if rec.vertex is not None:  # Vertex alone honours imageConfig.imageOutputOptions
+            reply, jpegs = jpeg_output(reply, rec.generation_config)
+            rec.reply_images = jpegs or rec.reply_images
         if sse and reply[0] == 200:
             return 200, {"Content-Type": "text/event-stream"}, b"data: " + json.dumps(reply[2]).encode() + b"\r\n\r\n"
         return reply

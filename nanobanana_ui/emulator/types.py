@@ -14,8 +14,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 __all__ = [
-    "API_PATH", "HELP", "JsonObject", "RecordedRequest", "Reply", "decode_b64", "error_reply", "inline_data",
-    "part_kind", "record_request", "user_parts",
+    "API_PATH", "HELP", "Controls", "JsonObject", "RecordedRequest", "Reply", "VertexCall", "decode_b64",
+    "error_reply", "inline_data", "part_kind", "read_controls", "record_request", "user_parts",
 ]
 
 JsonObject = dict[str, Any]  # a JSON object as json.loads returns it
@@ -48,6 +48,51 @@ def error_reply(code: int, status: str, message: str, details: list[JsonObject] 
     return code, headers or {}, {"error": err}
 
 
+def _camel_or_snake(data: Any, camel: str, snake: str) -> Any:
+    # The SDK sends the insides of thinkingConfig and searchTypes in snake_case, the rest camelCase: read both.
+    if not isinstance(data, dict):
+        return None
+    return data[camel] if camel in data else data.get(snake)
+
+
+@dataclass(frozen=True)
+class Controls:
+    """What a generateContent body asked for: thinking level, thought images, search and image search."""
+
+    thinking_level: str | None = None  # as sent, upper-cased: "MINIMAL", "HIGH", ...
+    include_thoughts: bool = False
+    search: bool = False
+    image_search: bool = False
+    tools: tuple[dict[str, Any], ...] = ()
+
+
+def read_controls(body: dict[str, Any] | None) -> Controls:
+    """The Gemini 3 controls of a request body (absent ones off)."""
+    body = body if isinstance(body, dict) else {}
+    config = body.get("generationConfig") if isinstance(body.get("generationConfig"), dict) else {}
+    thinking = _camel_or_snake(config, "thinkingConfig", "thinking_config") or {}
+    level = _camel_or_snake(thinking, "thinkingLevel", "thinking_level")
+    tools = tuple(t for t in body.get("tools") or () if isinstance(t, dict))
+    searches = [_camel_or_snake(t, "googleSearch", "google_search") for t in tools]
+    searches = [s if isinstance(s, dict) else {} for s in searches if s is not None]
+    kinds = [_camel_or_snake(s, "searchTypes", "search_types") for s in searches]
+    image_search = any(_camel_or_snake(k, "imageSearch", "image_search") is not None for k in kinds)
+    return Controls(thinking_level=str(level).upper() if level else None,
+                    include_thoughts=bool(_camel_or_snake(thinking, "includeThoughts", "include_thoughts")),
+                    search=bool(searches), image_search=image_search, tools=tools)
+
+
+@dataclass
+class VertexCall:
+    """What made a request a Vertex AI one: its real path, project, location and bearer token (None: an API key)."""
+
+    path: str
+    project: str | None
+    location: str | None
+    token: str | None
+    auth_error: Reply | None = None  # set when the bearer token was never issued or has expired
+
+
 @dataclass
 class RecordedRequest:
     """One HTTP request the emulator received, parsed for assertions."""
@@ -67,6 +112,10 @@ class RecordedRequest:
     received_at: float = 0.0  # time.monotonic() at arrival; requests are recorded in this order
     reply_images: list[bytes] = field(default_factory=list)  # PNGs the emulator answered with, thought images too
     status: int = 0  # the HTTP status answered, set before the reply is sent; 0 until then and for a dropped connection
+    thinking_config: JsonObject = field(default_factory=dict)  # generationConfig.thinkingConfig as sent
+    tools: list[Any] = field(default_factory=list)  # the body's "tools" as sent
+    controls: Controls = field(default_factory=Controls)  # both read: thinking level, thoughts, search, image search
+    vertex: VertexCall | None = None  # set for a Vertex AI path (then `path` is the equivalent Gemini API path)
 
 
 def user_parts(body: JsonObject | None) -> list[JsonObject]:
@@ -99,4 +148,9 @@ def record_request(method: str, url: str, headers: dict[str, str], raw: bytes) -
         rec.images.append(decode_b64(inline.get("data", "")) or b"")
         rec.image_mime_types.append(str(inline.get("mimeType") or inline.get("mime_type") or ""))
     rec.generation_config = (rec.body or {}).get("generationConfig") or {}
+    thinking = rec.generation_config.get("thinkingConfig") if isinstance(rec.generation_config, dict) else None
+    rec.thinking_config = thinking if isinstance(thinking, dict) else {}
+    tools = (rec.body or {}).get("tools")
+    rec.tools = tools if isinstance(tools, list) else []
+    rec.controls = read_controls(rec.body)
     return rec

@@ -44,6 +44,8 @@ class HistoryEntry:
     error: str | None
     error_type: str | None
     owner: str | None
+    sources: tuple[dict[str, str], ...] = ()  # Google Search grounding: {"title", "uri"} (and "image_uri")
+    search_entry_point: str | None = None  # Google's search-suggestions HTML, to be shown as given
     region: dict[str, Any] | None = None  # a region edit's: kind, mask_sha256, crop_box, feather, extend_to, ...
 
     @property
@@ -58,6 +60,7 @@ class HistoryEntry:
             "prompt": self.prompt, "paths": [str(image.path) for image in self.images], "cost_usd": self.cost_usd,
             "cached": self.cached, "finish_reason": self.finish_reason, "text": self.text, "tokens": self.tokens,
             "elapsed_s": self.elapsed_s, "options": self.options, "error": self.error, "error_type": self.error_type,
+            "sources": list(self.sources),
             **({"region": self.region} if self.region else {}),
         }
 
@@ -70,8 +73,8 @@ def entry_from_row(row: sqlite3.Row, images: tuple[HistoryImage, ...]) -> Histor
         images=images, text=row["text"], finish_reason=row["finish_reason"],
         tokens={"prompt": row["prompt_tokens"], "output": row["output_tokens"], "total": row["total_tokens"]},
         cost_usd=row["cost_usd"], cached=bool(row["cached"]), elapsed_s=row["elapsed_s"], error=row["error"],
-        error_type=row["error_type"], owner=row["owner"],
-        region=json.loads(row["region"]) if row["region"] else None)
+        error_type=row["error_type"], owner=row["owner"], sources=tuple(json.loads(row["sources"] or "[]")),
+        search_entry_point=row["search_entry_point"], region=json.loads(row["region"]) if row["region"] else None)
 
 
 def manifest_record(entry: HistoryEntry, files: list[str]) -> dict[str, Any]:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-__all__ = ["MIGRATIONS", "has_fts", "m001_initial", "m002_prompt_search", "m003_region_inputs", "migrate",
-           "schema_version"]
+__all__ = ["MIGRATIONS", "has_fts", "m001_initial", "m002_prompt_search", "m003_search_sources",
+           "m004_region_inputs", "migrate", "schema_version"]
 
 
 def m001_initial(db: sqlite3.Connection) -> None:
@@ -77,7 +77,13 @@ def m002_prompt_search(db: sqlite3.Connection) -> None:
     db.execute("INSERT INTO entries_fts (entries_fts) VALUES ('rebuild')")
 
 
-def m003_region_inputs(db: sqlite3.Connection) -> None:
+def m003_search_sources(db: sqlite3.Connection) -> None:
+    """Google Search grounding: each entry's sources (a JSON list of {"title", "uri"}) and Google's HTML snippet."""
+    db.execute("ALTER TABLE entries ADD COLUMN sources TEXT NOT NULL DEFAULT '[]'")
+    db.execute("ALTER TABLE entries ADD COLUMN search_entry_point TEXT")
+
+
+def m004_region_inputs(db: sqlite3.Connection) -> None:
     """Region edits: the region's description (JSON) on each entry, and the input files an entry keeps (its mask)."""
     db.execute("ALTER TABLE entries ADD COLUMN region TEXT")
     db.execute("""
@@ -91,7 +97,8 @@ def m003_region_inputs(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX inputs_sha256 ON inputs (sha256)")
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial, m002_prompt_search, m003_region_inputs)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial, m002_prompt_search,
+                                                                m003_search_sources, m004_region_inputs)
 
 
 def schema_version(db: sqlite3.Connection) -> int:

@@ -32,7 +32,7 @@ __all__ = ["DB_NAME", "HistoryStore", "new_entry_id"]
 DB_NAME = "history.sqlite3"
 _ENTRY_COLUMNS = ("id", "created", "mode", "model", "prompt", "options", "input_hashes", "text", "finish_reason",
                   "prompt_tokens", "output_tokens", "total_tokens", "cost_usd", "cached", "elapsed_s", "error",
-                  "error_type", "owner", "region")
+                  "error_type", "owner", "sources", "search_entry_point", "region")
 
 
 def new_entry_id(now_ns: int | None = None) -> str:
@@ -75,7 +75,8 @@ class HistoryStore:
         row = self._row(result.request, owner, text=result.text, finish_reason=result.finish_reason,
                         prompt_tokens=usage.prompt_tokens, output_tokens=usage.output_tokens,
                         total_tokens=usage.total_tokens, cost_usd=result.cost_usd, cached=int(result.cached),
-                        elapsed_s=result.elapsed_s)
+                        elapsed_s=result.elapsed_s, search_entry_point=result.search_entry_point,
+                        sources=json.dumps([source.to_dict() for source in result.sources], ensure_ascii=False))
         if len(found) < len(result.images):
             row.update(error="image file missing", error_type="MissingImage")
         with self.files.lock():
@@ -238,7 +239,7 @@ class HistoryStore:
         row.update(id=entry_id, created=_created(entry_id), mode=request.mode.value, model=request.model,
                    prompt=self._clean(request.prompt), cached=0, owner=owner, text="",
                    options=self._clean(json.dumps(request.options.to_dict(), sort_keys=True)),
-                   input_hashes=json.dumps([image.sha256 for image in request.images]))
+                   input_hashes=json.dumps([image.sha256 for image in request.images]), sources="[]")
         if request.region is not None:  # the original, not the crop and mask sent: what a re-run starts from
             row.update(input_hashes=json.dumps([request.region.source_sha256]),
                        region=json.dumps(request.region.describe(), sort_keys=True))

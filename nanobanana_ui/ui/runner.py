@@ -132,7 +132,7 @@ class Runner:
 
         Args:
             prompt: what to draw: subject, setting, style, composition, any text to render.
-            model: Gemini image model id, e.g. "gemini-3-pro-image-preview" (Nano Banana Pro); "" for the default.
+            model: Gemini image model id, e.g. "gemini-3-pro-image" (Nano Banana Pro); "" for the default.
             aspect_ratio: width:height such as "1:1", "16:9", "9:16" or "21:9"; "auto" for the model's default.
             size: "512", "1K", "2K" or "4K" as the model offers ("" for its default); others are refused, unsent.
             temperature: randomness, 0 to 2 (1.0 by default); lower stays closer to the prompt.
@@ -157,7 +157,7 @@ class Runner:
         Args:
             image: the image to edit (PNG, JPEG or WebP).
             prompt: the change to make, e.g. "make the sky stormy" or "remove the person on the left".
-            model: Gemini image model id, e.g. "gemini-3-pro-image-preview" (Nano Banana Pro); "" for the default.
+            model: Gemini image model id, e.g. "gemini-3-pro-image" (Nano Banana Pro); "" for the default.
             aspect_ratio: width:height such as "1:1" or "16:9"; "auto" keeps the input image's shape.
             size: "512", "1K", "2K" or "4K" as the model offers ("" for its default); others are refused, unsent.
             temperature: randomness, 0 to 2 (1.0 by default); lower stays closer to the prompt.
@@ -184,7 +184,7 @@ class Runner:
         Args:
             images: 2 or more input images, in the order the prompt names them; at most 3 (Nano Banana) or 14.
             prompt: how to combine them, e.g. "the cat from the first image wearing the hat from the second".
-            model: Gemini image model id, e.g. "gemini-3-pro-image-preview" (Nano Banana Pro); "" for the default.
+            model: Gemini image model id, e.g. "gemini-3-pro-image" (Nano Banana Pro); "" for the default.
             aspect_ratio: width:height such as "1:1" or "16:9"; "auto" for the model's default.
             size: "512", "1K", "2K" or "4K" as the model offers ("" for its default); others are refused, unsent.
             temperature: randomness, 0 to 2 (1.0 by default); lower stays closer to the prompt.
@@ -254,4 +254,6 @@ class Runner:
             gr.Warning(f"{len(failures)} of {count} images failed: {visitor_message(failures[0], self.public)}")
         session.record(request, inputs, count, results)
         progress(1.0, desc="Done")
-        return Outputs(list(session.shown), run_status(list(outcomes)), session)
+        status = run_status(list(outcomes), lambda error: visitor_message(error, self.public))
+        status = "\n".join(filter(None, [request.note, status]))  # the note: a replaced model id
+        return Outputs(list(session.shown), status, session)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from ..costs import status_text
 from ..errors import StudioError
@@ -47,11 +48,13 @@ def status_line(result: ImageResult) -> str:
                        elapsed_s=result.elapsed_s, text=plain(result.text.strip()))
 
 
-def run_status(outcomes: list[ImageResult | StudioError]) -> str:
-    """The status text for one click: a line per request, numbered when there are several, failures included."""
+def run_status(outcomes: list[ImageResult | StudioError],
+               describe: Callable[[StudioError], str] = lambda error: error.message) -> str:
+    """The status text for one click: a line per request, numbered when there are several, failures included
+    (each in the words `describe` gives it: the visitor's, in public mode)."""
     lines = []
     for number, outcome in enumerate(outcomes, start=1):
-        line = f"failed: {plain(outcome.message)}" if isinstance(outcome, StudioError) else status_line(outcome)
+        line = f"failed: {plain(describe(outcome))}" if isinstance(outcome, StudioError) else status_line(outcome)
         lines.append(line if len(outcomes) == 1 else f"{number}. {line}")
     return "\n".join(lines)
 
