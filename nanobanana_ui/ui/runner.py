@@ -148,7 +148,8 @@ class Runner:
 
     async def edit(self, image: str | None, prompt: str, model: str = "", aspect_ratio: str = AUTO, size: str = "",
                    temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1, count: int = 1,
-                   output: str = IMAGE_AND_TEXT, api_key: str = "", session: Session | None = None,
+                   output: str = IMAGE_AND_TEXT, mask: str | None = None, api_key: str = "",
+                   session: Session | None = None,
                    request: gr.Request | None = None, progress: gr.Progress = gr.Progress()) -> Outputs:  # noqa: B008
         """Edit one image as the prompt says (change, add or remove things, restyle); returns the new PNG files.
 
@@ -166,10 +167,16 @@ class Runner:
             seed: a number to make results more repeatable (best effort); -1 for none.
             count: how many images to make, 1 to 4, as parallel calls (each one is a paid request).
             output: "Image + text" (the model may add a few words) or "Image only".
+            mask: optional, a region edit: a PNG of the image's size (after EXIF rotation) where white marks the part
+                to change (thresholded at 50% grey; with transparency, what is painted). Only that part changes,
+                with a soft 8-pixel edge outside it; every other pixel comes back byte-identical and the output keeps
+                the image's size and mode. Leave aspect_ratio "auto". An empty or full mask, or one of another size,
+                is refused before any call. None (the default) for a plain edit.
             api_key: your own Gemini API key, used for this request only and never stored; needed on a public demo.
         """
         form = FormSettings(model, aspect_ratio, size, temperature, top_p, top_k, seed, count, output)
-        return await self._make(Mode.EDIT, prompt, (image,) if image else (), form, session, progress, api_key, request)
+        return await self._make(Mode.EDIT, prompt, (image,) if image else (), form, session, progress, api_key, request,
+                                mask=mask or None)
 
     async def compose(self, images: list | None, prompt: str, model: str = "", aspect_ratio: str = AUTO,
                       size: str = "", temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1,
@@ -210,7 +217,7 @@ class Runner:
 
     async def _make(self, mode: Mode, prompt: str | None, inputs: tuple[str, ...], form: FormSettings,
                     session: Session | None, progress: gr.Progress, api_key: str = "",
-                    request: gr.Request | None = None) -> Outputs:
+                    request: gr.Request | None = None, mask: str | None = None) -> Outputs:
         studio = self.studio_for(api_key, request)  # first: without a key, nothing else happens
         count = form.image_count()
         if not 1 <= count <= MAX_UI_COUNT:
@@ -220,7 +227,7 @@ class Runner:
         with studio_errors(self.public):
             # Everything that can be checked is checked here, before any call (prompt, images, options, limits).
             image_request = studio.build_request(mode, prompt or "", inputs, model=model,
-                                                 options=form.options(get_model(model)))
+                                                 options=form.options(get_model(model)), mask=mask)
         return await self.run(image_request, inputs, count, session if session is not None else Session(), progress,
                               owner=self.owner_of(request), studio=studio, visitor=request)
 
