@@ -154,6 +154,9 @@ class Runner:
         """Edit one image as the prompt says (change, add or remove things, restyle); returns the new PNG files.
 
         Each result comes with a status line: cost (or "cached · $0"), finish reason and the model's words.
+        With a mask, only the mask's white area changes (thresholded at 50% grey, an 8-pixel soft edge outside it):
+        every other pixel comes back byte-identical and the output keeps the image's size and mode. A mask of another
+        size, an empty or full mask, or a file that is not an image is refused before any call.
 
         Args:
             image: the image to edit (PNG, JPEG or WebP).
@@ -167,11 +170,7 @@ class Runner:
             seed: a number to make results more repeatable (best effort); -1 for none.
             count: how many images to make, 1 to 4, as parallel calls (each one is a paid request).
             output: "Image + text" (the model may add a few words) or "Image only".
-            mask: optional, a region edit: a PNG of the image's size (after EXIF rotation) where white marks the part
-                to change (thresholded at 50% grey; with transparency, what is painted). Only that part changes,
-                with a soft 8-pixel edge outside it; every other pixel comes back byte-identical and the output keeps
-                the image's size and mode. Leave aspect_ratio "auto". An empty or full mask, or one of another size,
-                is refused before any call. None (the default) for a plain edit.
+            mask: optional image file of the image's size, white where it may change; None for a plain edit.
             api_key: your own Gemini API key, used for this request only and never stored; needed on a public demo.
         """
         form = FormSettings(model, aspect_ratio, size, temperature, top_p, top_k, seed, count, output)
