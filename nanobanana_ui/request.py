@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .images import InputImage
+from .turns import Turn, TurnPart, path_digest
 
 if TYPE_CHECKING:
     from .regions import Region
@@ -84,6 +85,9 @@ class ImageRequest:
     prompt: str
     images: tuple[InputImage, ...] = ()
     options: ImageOptions = field(default_factory=ImageOptions)
+    # A refinement: the whole path from the root, sent before this user turn (earlier user turns and each earlier
+    # model turn exactly as returned). Empty for a one-shot request.
+    history: tuple[Turn, ...] = ()
     # Why `model` is not the id that was asked for (a shut-down id sent as its replacement); not part of the key.
     note: str | None = field(default=None, compare=False)
     region: Region | None = None  # a masked edit or an extend: what is sent is a crop or canvas of `region.source`
@@ -100,6 +104,8 @@ class ImageRequest:
         }
         if self.region is not None:  # the original, the mask's hash, the crop and the feather (or ratio and anchor)
             canonical["region"] = self.region.cache_part()
+        if self.history:  # only refinements carry it, so one-shot keys stay what they were
+            canonical["history"] = path_digest(self.history)
         blob = json.dumps(canonical, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
@@ -114,6 +120,7 @@ class ImageRequest:
             "images": [{"name": i.name, "sha256": i.sha256, "mime_type": i.mime_type,
                         **({"stripped": list(i.stripped)} if i.stripped else {})} for i in self.images],
             "options": self.options.to_dict(), **({"note": self.note} if self.note else {}),
+            **({"history_turns": len(self.history)} if self.history else {}),
         }
         if self.region is not None:
             described["region"] = self.region.describe()
@@ -202,6 +209,10 @@ class ImageResult:
     cached: bool = False
     saved_usd: float = 0.0  # what a cache hit would have cost
     elapsed_s: float = 0.0
+    parent: str | None = None  # the history id of the result this one refines (None: the root of a conversation)
+    turn: int = 1  # 1 for a root, 2 for its first refinement, ...
+    model_turn: tuple[TurnPart, ...] = ()  # the model's content exactly as returned (empty: not known)
+    answer_id: str = ""  # the same for callers who shared one in-flight call (each still gets its own `id`)
     # Google Search grounding (empty without search): the sources, and Google's search-suggestions HTML snippet,
     # which must be shown as given. Kept on a cache hit.
     sources: tuple[Source, ...] = ()
@@ -224,6 +235,7 @@ class ImageResult:
             "images": [{"path": None if image.path is None else str(image.path), "width": image.width,
                         "height": image.height, "sha256": image.sha256} for image in self.images],
             "sources": [source.to_dict() for source in self.sources],  # always a list: empty without Search
+            "parent": self.parent, "turn": self.turn,  # where a result sits in its conversation (refine)
             # Only when the model asked for was replaced (a shut-down id): why `model` differs from what was asked.
             **({"note": self.request.note} if self.request.note else {}),
             **({"region": self.request.region.describe()} if self.request.region is not None else {}),
@@ -232,7 +244,7 @@ class ImageResult:
 
 RECORD_KEYS = (  # the keys of one --json line per image (generate/edit/compose, and batch with `row`, `status`)
     "path", "prompt", "model", "mode", "cached", "cost_usd", "saved_usd", "finish_reason", "text", "width", "height",
-    "sha256", "variation", "seed", "tokens", "elapsed_s", "id", "sources",
+    "sha256", "variation", "seed", "tokens", "elapsed_s", "id", "sources", "parent", "turn",
 )
 
 
