@@ -290,9 +290,13 @@ def test_the_readmes_gradio_client_examples_run_as_written(app_url, emu, tmp_pat
     photo = tmp_path / "photo.jpg"
     Image.new("RGB", (64, 48), (30, 30, 200)).save(photo, format="JPEG")
     cat, hat = write_png(tmp_path / "cat.png", (200, 100, 0)), write_png(tmp_path / "hat.png", (0, 0, 0))
+    mask = Image.new("L", (64, 48), 0)  # the region-edit example's mask: white = the part that may change
+    mask.paste(255, (20, 10, 40, 30))
+    mask.save(tmp_path / "mask.png")
     monkeypatch.chdir(tmp_path)
     exec(compile(code.replace("http://127.0.0.1:7860/", app_url), "README.md", "exec"), {})  # noqa: S102
-    generate, edit, compose = emu.generate_requests
+    generate, edit, region, compose = emu.generate_requests
+    assert region.part_kinds == ["text", "image", "image"]  # the mask example: a crop and its mask were sent
     assert generate.generation_config["imageConfig"] == {"aspectRatio": "16:9"}
     assert edit.images == [photo.read_bytes()] and edit.prompt == "make the sky stormy"
     assert compose.images == [cat.read_bytes(), hat.read_bytes()] and compose.model == "gemini-3-pro-image-preview"
