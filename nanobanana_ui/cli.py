@@ -20,6 +20,7 @@ from .cli_refine import add_refine_parser, draw_tree, run_refine
 from .config import load_settings
 from .costs import cost_text
 from .errors import InputError, StudioError
+from .regions import ANCHORS, DEFAULT_FEATHER
 from .request import ImageOptions, ImageResult, Mode, image_records
 from .validation import THINKING_LEVELS, unencodable_at
 
@@ -87,6 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
     edit = commands.add_parser("edit", parents=[shared], help="change an image with an instruction")
     edit.add_argument("image", type=Path)
     edit.add_argument("prompt")
+    region = edit.add_argument_group("region edit (the rest of the image stays byte-identical)")
+    region.add_argument("--mask", type=Path, metavar="MASK.png",
+                        help="change only the white area of this image (same size as IMAGE; thresholded at 50%%)")
+    region.add_argument("--feather", type=int, metavar="PX",
+                        help=f"with --mask: blend over this many pixels outside the mask (default {DEFAULT_FEATHER})")
+    region.add_argument("--extend-to", metavar="RATIO", help="extend the canvas to this aspect ratio, e.g. 16:9")
+    region.add_argument("--anchor", choices=ANCHORS,
+                        help="with --extend-to: where the original sits on the new canvas (default center)")
     compose = commands.add_parser("compose", parents=[shared], help="combine several images with an instruction")
     compose.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
     compose.add_argument("--prompt", required=True)
@@ -138,7 +147,8 @@ async def _run(args: argparse.Namespace) -> int:
         mode = Mode(args.command)
         images = {Mode.GENERATE: (), Mode.EDIT: (getattr(args, "image", None),),
                   Mode.COMPOSE: tuple(getattr(args, "images", ()))}[mode]
-        request = studio.build_request(mode, args.prompt, images, model=args.model, options=options)
+        region = {name: getattr(args, name, None) for name in ("mask", "feather", "extend_to", "anchor")}
+        request = studio.build_request(mode, args.prompt, images, model=args.model, options=options, **region)
         if request.note:  # e.g. a shut-down preview id sent as its GA replacement
             print(f"note: {request.note}", file=sys.stderr, flush=True)
         outcomes = await studio.run_variations(request, args.count, use_cache=not args.no_cache, out_dir=args.out,

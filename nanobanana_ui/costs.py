@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from .models import ModelSpec
-from .request import Usage
+from .request import ImageRequest, Usage
 
-__all__ = ["CACHED_TEXT", "cost_from_usage", "cost_text", "estimate_cost", "search_cost", "status_text"]
+__all__ = ["CACHED_TEXT", "cost_from_usage", "cost_text", "estimate_cost", "estimate_request_cost", "search_cost",
+           "status_text"]
 
 CACHED_TEXT = "cached · $0"  # a cache hit: no call was made, nothing was paid
 
@@ -63,3 +64,13 @@ def status_text(*, cost_usd: float | None, cached: bool, finish_reason: str | No
     """A result's status in one line: cost (or the cache badge), an unusual finish reason, time, the model's words."""
     parts = [cost_text(cost_usd, cached=cached), finish_text(finish_reason), elapsed_text(elapsed_s), text.strip()]
     return " · ".join(part for part in parts if part)
+
+
+def estimate_request_cost(spec: ModelSpec, request: ImageRequest) -> float | None:
+    """Estimated USD for one request as it will be sent: its text and every input image actually sent (for a region
+    edit, the crop or canvas and its mask, not the original), plus the output image."""
+    output = spec.image_price(request.options.size)
+    if output is None or spec.price is None:
+        return None
+    tokens = len(request.model_prompt()) // 4 + 1 + spec.input_image_tokens * len(request.images)
+    return round(output + tokens * spec.price.input / 1e6, 6)

@@ -57,10 +57,11 @@ def _sdk_content(turn: Turn) -> Any:
 
 
 def build_contents(request: ImageRequest) -> list[Any]:
-    """The earlier turns of a refinement (as stored), then the user turn: the prompt verbatim, then each image."""
+    """The earlier turns of a refinement (as stored), then the user turn: the prompt verbatim (a region edit's with
+    its framing), then each image."""
     from google.genai import types
 
-    parts = [types.Part.from_text(text=request.prompt)]
+    parts = [types.Part.from_text(text=request.model_prompt())]
     parts += [types.Part.from_bytes(data=image.data, mime_type=image.mime_type) for image in request.images]
     return [*(_sdk_content(turn) for turn in request.history), types.Content(role="user", parts=parts)]
 

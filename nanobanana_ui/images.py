@@ -25,7 +25,7 @@ from .privacy import personal_fields, strip_personal
 
 __all__ = [
     "MAX_INLINE_BYTES", "MAX_REQUEST_BYTES", "MAX_SIDE", "MAX_SOURCE_PIXELS", "InputImage",
-    "check_request_size", "image_size", "load_input_image", "load_input_path",
+    "check_request_size", "fit_size", "image_size", "load_input_image", "load_input_path", "open_oriented", "to_8bit",
 ]
 
 
@@ -134,6 +134,15 @@ def image_size(data: bytes) -> tuple[int, int]:
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         with _open(bytes(data), "image") as im:
             return im.size
+
+
+def open_oriented(data: bytes, name: str = "image") -> Image.Image:
+    """Decode an image's first frame fully, upright by its EXIF orientation, at full size and in its own mode."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        im = _open(bytes(data), name or "image")
+        _decode(im, name or "image")
+        return ImageOps.exif_transpose(im) if _orientation(im) != 1 else im
 
 
 def _open(data: bytes, name: str) -> Image.Image:
@@ -316,3 +325,13 @@ def _too_large(name: str, size: tuple[int, int] | None) -> ImageInputError:
 def _mb(nbytes: int) -> str:
     """Bytes as megabytes for messages, e.g. '7.0 MB'."""
     return f"{nbytes / 2**20:.1f} MB"
+
+
+def to_8bit(im: Image.Image) -> Image.Image:
+    """A 16-bit, 32-bit or float greyscale image as 8-bit L, scaled by its nominal range (not clipped)."""
+    return _to_8bit(im)
+
+
+def fit_size(size: tuple[int, int], limit: int) -> tuple[int, int]:
+    """The aspect-preserving size whose long side is `limit`."""
+    return _fit(size, limit)

@@ -8,7 +8,9 @@ reads EXIF (UserComment / ImageDescription, as AUTOMATIC1111 does) from JPEG and
 ``Model: gemini-2.5-flash-image, Mode: generate, Aspect ratio: 16:9, Size: 1K, Seed: 42, Variation: 0``.
 Options that are None (the model's default, sent as absent) are omitted, never written as "default": what is written
 is what was sent. ``Input images: N`` appears only when there were inputs (names and hashes are in the JSON chunk).
-Values containing a comma, newline or leading quote are JSON-quoted, as A1111 does.
+Values containing a comma, newline or leading quote are JSON-quoted, as A1111 does. A region edit adds
+``Region: mask, Mask sha256: ..., Crop box: "x0,y0,x1,y1", Feather: 8`` (or ``Region: extend, Extend to: 16:9,
+Anchor: left, Feather: 8``); the JSON chunk's ``request.region`` has every field.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ _OURS = {"Model": ("model", str), "Mode": ("mode", str), "Aspect ratio": ("aspec
 _OPTION_KEYS = {"aspect_ratio": (str,), "size": (str,), "temperature": (int, float), "top_p": (int, float),
                 "top_k": (int,), "seed": (int,), "thinking": (str,), "show_thoughts": (bool,), "search": (bool,),
                 "image_search": (bool,)}
+_REGION_KEYS = {"feather": (int,), "extend_to": (str,), "anchor": (str,), "mask_sha256": (str,)}  # region edits
 _NO_PARAMETERS = "This image has no generation parameters (it may have been saved by a tool that strips metadata)."
 
 
@@ -75,6 +78,12 @@ def provenance_chunks(request: ImageRequest, *, text: str = "", finish_reason: s
              ("Size", o.size), ("Temperature", o.temperature), ("Top-p", o.top_p), ("Top-k", o.top_k),
              ("Seed", o.seed), ("Variation", o.variation), ("Input images", len(request.images) or None),
              ("Thinking", o.thinking), ("Search", "image" if o.image_search else "web" if o.search else None)]
+    if request.region is not None:  # what a region edit adds: the mask's hash, crop box and feather, or the extend
+        region = request.region.describe()
+        pairs += [("Region", region["kind"]), ("Mask sha256", region.get("mask_sha256")),
+                  ("Crop box", ",".join(map(str, region["crop_box"])) if "crop_box" in region else None),
+                  ("Extend to", region.get("extend_to")), ("Anchor", region.get("anchor")),
+                  ("Feather", region["feather"])]
     line = ", ".join(f"{k}: {_quote(str(v))}" for k, v in pairs if v is not None)
     record = {"version": 1, "app": APP_NAME, "request": request.describe(), "text": text,
               "finish_reason": finish_reason}
@@ -275,6 +284,8 @@ def _interpret(texts: dict[str, str]) -> ImageInfo:
         settings = {k: req[k] for k in ("prompt", "mode", "model") if isinstance(req.get(k), str)}
         options = req.get("options") if isinstance(req.get("options"), dict) else {}
         settings.update({k: options[k] for k, kinds in _OPTION_KEYS.items() if type(options.get(k)) in kinds})
+        region = req.get("region") if isinstance(req.get("region"), dict) else {}
+        settings.update({k: region[k] for k, kinds in _REGION_KEYS.items() if type(region.get(k)) in kinds})
         when = f" on {record['created'][:10]}" if isinstance(record.get("created"), str) else ""
         return ImageInfo(parameters, record, settings, "nanobanana",
                          f"Made by {APP_NAME} with {settings.get('model', 'an unknown model')}{when}.")

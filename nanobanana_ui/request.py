@@ -7,10 +7,13 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .images import InputImage
 from .turns import Turn, TurnPart, path_digest
+
+if TYPE_CHECKING:
+    from .regions import Region
 
 __all__ = [
     "RECORD_KEYS", "GeneratedImage", "ImageOptions", "ImageRequest", "ImageResult", "Mode", "Source", "ThoughtImage",
@@ -87,6 +90,7 @@ class ImageRequest:
     history: tuple[Turn, ...] = ()
     # Why `model` is not the id that was asked for (a shut-down id sent as its replacement); not part of the key.
     note: str | None = field(default=None, compare=False)
+    region: Region | None = None  # a masked edit or an extend: what is sent is a crop or canvas of `region.source`
 
     def cache_key(self) -> str:
         """A stable digest of everything that shapes the answer (never the API key)."""
@@ -98,6 +102,8 @@ class ImageRequest:
             "images": [image.sha256 for image in self.images],
             "options": self.options.to_dict(),
         }
+        if self.region is not None:  # the original, the mask's hash, the crop and the feather (or ratio and anchor)
+            canonical["region"] = self.region.cache_part()
         if self.history:  # only refinements carry it, so one-shot keys stay what they were
             canonical["history"] = path_digest(self.history)
         blob = json.dumps(canonical, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
@@ -109,13 +115,20 @@ class ImageRequest:
 
     def describe(self) -> dict[str, Any]:
         """JSON-able summary of the request (no image bytes, no key)."""
-        return {
+        described: dict[str, Any] = {
             "mode": self.mode.value, "model": self.model, "prompt": self.prompt,
             "images": [{"name": i.name, "sha256": i.sha256, "mime_type": i.mime_type,
                         **({"stripped": list(i.stripped)} if i.stripped else {})} for i in self.images],
             "options": self.options.to_dict(), **({"note": self.note} if self.note else {}),
             **({"history_turns": len(self.history)} if self.history else {}),
         }
+        if self.region is not None:
+            described["region"] = self.region.describe()
+        return described
+
+    def model_prompt(self) -> str:
+        """The text sent to the model: the prompt verbatim, or for a region edit the prompt with how to read it."""
+        return self.prompt if self.region is None else self.region.model_prompt(self.prompt)
 
 
 @dataclass(frozen=True)
@@ -225,6 +238,7 @@ class ImageResult:
             "parent": self.parent, "turn": self.turn,  # where a result sits in its conversation (refine)
             # Only when the model asked for was replaced (a shut-down id): why `model` differs from what was asked.
             **({"note": self.request.note} if self.request.note else {}),
+            **({"region": self.request.region.describe()} if self.request.region is not None else {}),
         }
 
 
@@ -246,5 +260,7 @@ def image_records(record: dict[str, Any]) -> list[dict[str, Any]]:
                     cost_usd=share)
         if record.get("note"):
             line["note"] = record["note"]
+        if "region" in record:  # a region edit's provenance (mask sha256, crop box, feather, or extend)
+            line["region"] = record["region"]
         lines.append(line)
     return lines

@@ -20,7 +20,7 @@ from .backends import BackendCapabilities, capabilities_for
 from .cache import CachedEntry, ResultCache
 from .config import Settings
 from .conversation import ConversationError, Refinement, build_refinement
-from .costs import cost_from_usage, search_cost
+from .costs import cost_from_usage, estimate_request_cost, search_cost
 from .discovery import Availability, ListingStore, ModelDiscovery
 from .errors import InputError, ModelNotFoundError, ShutDownModelError, StudioError
 from .gemini import BackendReply
@@ -30,6 +30,8 @@ from .limits import DailyBudget, DailyUsage
 from .models import get_model
 from .outputs import dimensions, save_images, save_thought_images, with_provenance
 from .partitions import key_partition
+from .region_blend import blend_answer, prepare_blend
+from .regions import build_region_request
 from .request import ImageOptions, ImageRequest, ImageResult, Mode, Source, Usage
 from .retry import RetryPolicy
 from .sending import EventSink, GuardedSender
@@ -222,25 +224,40 @@ class Studio:
 
     def build_request(self, mode: Mode, prompt: str, images: Sequence[ImageSource] = (), *,
                       model: str | None = None, options: ImageOptions | None = None,
-                      keep_metadata: bool | None = None) -> ImageRequest:
+                      keep_metadata: bool | None = None, mask: ImageSource | None = None,
+                      feather: int | None = None, extend_to: str | None = None,
+                      anchor: str | None = None) -> ImageRequest:
         """Validate everything that can be checked before a call, and build the request.
 
         A shut-down model id is sent as its replacement (the request's `note` says so), or refused with the models
         this key can use. Input images lose their personal metadata unless `keep_metadata` (default: the setting)
         says otherwise; an output option the backend lacks (JPEG output on the Gemini API...) is refused here.
+        With `mask` (white = the region) or `extend_to` (a ratio; `anchor` center/left/right/top/bottom), an edit
+        becomes a region edit: a crop or a larger canvas is sent, and the answer is blended back (regions.py).
         """
         options = options or ImageOptions()
         self.capabilities.check_options(options)
         if options.output_mime_type == self.capabilities.output_mime_types[0]:
             options = replace(options, output_mime_type=None)  # the default format: sent as absent
         keep = self.settings.keep_metadata if keep_metadata is None else keep_metadata
+        region = not (mask is None and extend_to is None and feather is None and anchor is None)
+        if region and (mode is not Mode.EDIT or len(images) != 1):
+            raise InputError("A mask, feather, extend-to or anchor applies to an edit of one image only.")
         try:
-            return build_request(mode, prompt, images, model=model or self.settings.model, options=options,
-                                 keep_metadata=keep)
+            if not region:
+                return build_request(mode, prompt, images, model=model or self.settings.model, options=options,
+                                     keep_metadata=keep)
+            # A region edit sends a crop or canvas re-encoded from pixels alone: no metadata of the original is sent.
+            return build_region_request(images[0], prompt, model=model or self.settings.model, options=options,
+                                        mask=mask, feather=feather, extend_to=extend_to, anchor=anchor)
         except ShutDownModelError as error:
             available = self.available_models().ids
             raise ShutDownModelError(f"{error.message} Image models this key can use: {', '.join(available)}.",
                                      model=error.model, available=available) from None
+
+    def estimate(self, request: ImageRequest) -> float | None:
+        """Estimated USD of sending this request once, counting what is sent (a region edit's crop and mask)."""
+        return estimate_request_cost(get_model(request.model), request)
 
     async def generate(self, prompt: str, *, model: str | None = None, options: ImageOptions | None = None,
                        use_cache: bool = True, out_dir: Path | None = None, on_event: EventSink | None = None,
@@ -251,9 +268,12 @@ class Studio:
 
     async def edit(self, image: ImageSource, prompt: str, *, model: str | None = None,
                    options: ImageOptions | None = None, use_cache: bool = True, out_dir: Path | None = None,
-                   on_event: EventSink | None = None, owner: str | None = None) -> ImageResult:
-        """One image plus an instruction (the other keywords as for `run`)."""
-        request = self.build_request(Mode.EDIT, prompt, (image,), model=model, options=options)
+                   on_event: EventSink | None = None, owner: str | None = None, mask: ImageSource | None = None,
+                   feather: int | None = None, extend_to: str | None = None, anchor: str | None = None) -> ImageResult:
+        """One image plus an instruction; with `mask` or `extend_to`, a region edit (see build_request); the other
+        keywords as for `run`."""
+        request = self.build_request(Mode.EDIT, prompt, (image,), model=model, options=options, mask=mask,
+                                     feather=feather, extend_to=extend_to, anchor=anchor)
         return await self.run(request, use_cache=use_cache, out_dir=out_dir, on_event=on_event, owner=owner)
 
     async def compose(self, images: Sequence[ImageSource], prompt: str, *, model: str | None = None,
@@ -314,7 +334,12 @@ class Studio:
 
     async def _fetch(self, request: ImageRequest, out_dir: Path, started: float,
                      on_event: EventSink | None) -> ImageResult:
+        # A region edit gets a head start on its output while the model works (see region_blend.prepare_blend).
+        ahead = None if request.region is None else asyncio.ensure_future(
+            asyncio.to_thread(prepare_blend, request.region))
         reply = await self.sender.send(request, on_event)
+        if ahead is not None:
+            await ahead
         result = await asyncio.to_thread(self._keep, request, reply, out_dir, started)
         if not self.offline:
             await asyncio.to_thread(self.budget.add_cost, result.cost_usd)
@@ -347,6 +372,9 @@ class Studio:
               price_factor: float = 1.0) -> ImageResult:
         for data, _ in reply.images:  # an unreadable image must fail here, before it is cached
             dimensions(data)
+        if request.region is not None:  # the answer is a crop or canvas: put it back into the original
+            reply = replace(reply, images=tuple((blend_answer(request.region, data), "image/png")
+                                                for data, _ in reply.images))
         # The emulator's placeholders are free: its token counts say what Gemini would have charged, not a cost.
         # Thought images are not charged; a search is, per query, on top of the tokens.
         spec = get_model(request.model)

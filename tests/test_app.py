@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
 import subprocess
@@ -11,6 +12,7 @@ import threading
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import without_text_chunks
 from PIL import Image
@@ -18,6 +20,7 @@ from servers import ROOT, app_env, start_app, stop_app
 
 from nanobanana_ui.emulator import Fault
 from nanobanana_ui.models import pixel_size
+from nanobanana_ui.regions import DEFAULT_FEATHER
 
 UI_KEY = "ui-test-key"
 PUBLIC = {"/generate", "/edit", "/compose", "/refine"}
@@ -71,9 +74,10 @@ def test_exactly_four_public_endpoints_with_inputs_first_and_defaults_after(clie
               "/refine": ["parent_id", "instruction"]}
     for name, endpoint in api["named_endpoints"].items():
         params = [p["parameter_name"] for p in endpoint["parameters"]]
-        # api_key was added last (bring your own key): positional callers of the earlier parameters keep working.
+        # api_key was added last (bring your own key): positional callers of the earlier parameters keep working;
+        # /edit's optional mask (region edits) came after, just before it.
         assert params == [*firsts[name], "model", "aspect_ratio", "size", "temperature", "top_p", "top_k", "seed",
-                          "count", "output", "api_key"]
+                          "count", "output", *(["mask"] if name == "/edit" else []), "api_key"]
         assert all(p["parameter_has_default"] for p in endpoint["parameters"][len(firsts[name]):])
         assert [r["component"] for r in endpoint["returns"]] == ["Gallery", "Markdown"]
     with urllib.request.urlopen(app_url + "config", timeout=10) as response:
@@ -165,6 +169,44 @@ def test_a_file_that_is_not_an_image_gets_the_studios_message(client, emu, tmp_p
     assert emu.generate_requests == []
 
 
+def test_edit_with_a_mask_changes_only_the_region(client, emu, app_url, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    rng = np.random.default_rng(7)  # every pixel differs from its neighbours: any stray change shows
+    original = Image.fromarray(rng.integers(0, 256, (120, 160, 3), dtype=np.uint8))
+    photo, mask = tmp_path / "photo.png", tmp_path / "mask.png"
+    original.save(photo)
+    region = Image.new("L", original.size, 0)
+    region.paste(255, (60, 40, 100, 80))
+    region.save(mask)
+    gallery, status = client.predict(handle_file(str(photo)), "a red hat", mask=handle_file(str(mask)),
+                                     api_name="/edit")
+    [sent] = emu.generate_requests
+    # The model got the framed instruction, a crop around the region and that crop's mask, not the whole photo.
+    assert sent.part_kinds == ["text", "image", "image"] and sent.prompt.endswith("The change to make: a red hat")
+    crop, crop_mask = (Image.open(io.BytesIO(data)) for data in sent.images)
+    assert crop.size == crop_mask.size and crop.size[0] < original.size[0]
+    with Image.open(returned_files(gallery)[0]) as out:
+        out.load()
+    assert out.size == original.size and out.mode == original.mode and status.startswith("$")
+    may_change = np.zeros((120, 160), bool)
+    may_change[40 - DEFAULT_FEATHER:80 + DEFAULT_FEATHER, 60 - DEFAULT_FEATHER:100 + DEFAULT_FEATHER] = True
+    a, b = np.asarray(out), np.asarray(original)
+    assert np.array_equal(a[~may_change], b[~may_change])  # byte-identical outside the mask and its feather band
+    assert (a[40:80, 60:100] != b[40:80, 60:100]).any(axis=-1).mean() > 0.9  # the answer went in
+    # Positionally too: the mask is the parameter just before api_key.
+    client.predict(handle_file(str(photo)), "a red hat", "", "auto", "", 1.0, 0.95, 0, -1, 1, "Image + text",
+                   handle_file(str(mask)), api_name="/edit")
+    assert len(emu.generate_requests) == 1  # the same request again: a cache hit, no second call
+
+    small = tmp_path / "small.png"
+    region.resize((80, 60)).save(small)
+    with pytest.raises(AppError, match=r"is 80x60 but the image is 160x120"):
+        client.predict(handle_file(str(photo)), "a red hat", mask=handle_file(str(small)), api_name="/edit")
+    assert len(emu.generate_requests) == 1
+
+
 def test_compose_sends_the_images_in_order_with_the_options(client, emu, tmp_path):
     from gradio_client import handle_file
 
@@ -249,9 +291,13 @@ def test_the_readmes_gradio_client_examples_run_as_written(app_url, emu, tmp_pat
     photo = tmp_path / "photo.jpg"
     Image.new("RGB", (64, 48), (30, 30, 200)).save(photo, format="JPEG")
     cat, hat = write_png(tmp_path / "cat.png", (200, 100, 0)), write_png(tmp_path / "hat.png", (0, 0, 0))
+    mask = Image.new("L", (64, 48), 0)  # the region-edit example's mask: white = the part that may change
+    mask.paste(255, (20, 10, 40, 30))
+    mask.save(tmp_path / "mask.png")
     monkeypatch.chdir(tmp_path)
     exec(compile(code.replace("http://127.0.0.1:7860/", app_url), "README.md", "exec"), {})  # noqa: S102
-    generate, edit, compose = emu.generate_requests
+    generate, edit, region, compose = emu.generate_requests
+    assert region.part_kinds == ["text", "image", "image"]  # the mask example: a crop and its mask were sent
     assert generate.generation_config["imageConfig"] == {"aspectRatio": "16:9"}
     assert edit.images == [photo.read_bytes()] and edit.prompt == "make the sky stormy"
     assert compose.images == [cat.read_bytes(), hat.read_bytes()] and compose.model == "gemini-3-pro-image"

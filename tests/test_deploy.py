@@ -132,7 +132,11 @@ def test_mcp_schema_lists_exactly_the_three_tools_with_their_parameters(tmp_path
     assert set(tools) == set(TOOLS)
     for name, firsts in TOOLS.items():
         schema = tools[name]["inputSchema"]
-        assert list(schema["properties"]) == [*firsts, *OPTIONS, "api_key"]  # the same names as gradio_client's
+        mask = ["mask"] if name == "edit" else []  # /edit's optional region mask, just before api_key
+        assert list(schema["properties"]) == [*firsts, *OPTIONS, *mask, "api_key"]  # the same names as gradio_client's
+        if mask:  # the MCP tool describes the mask to the agent
+            assert "white where it may change" in schema["properties"]["mask"]["description"]
+            assert "byte-identical" in tools[name]["description"]
         assert "prompt" in schema["required"] and set(schema["required"]) <= set(firsts)  # a Gallery has a default
         assert tools[name]["description"].startswith(("Make new images", "Edit one image", "Make one image"))
         # Every parameter explained in full: Gradio reads one line per parameter from the docstring's Args.

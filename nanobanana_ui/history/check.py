@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 
 from .files import TEMP_PREFIX, ImageFiles, sha256_file
@@ -20,11 +21,13 @@ class Problems:
     broken: list[tuple[str, int, Path, str]] = field(default_factory=list)  # entry id, position, path, why
     orphans: list[Path] = field(default_factory=list)
     temps: list[Path] = field(default_factory=list)
+    inputs: list[tuple[str, str, Path, str]] = field(default_factory=list)  # kept inputs: entry id, role, path, why
     lost: list[tuple[str, str, int, Path, str]] = field(default_factory=list)  # entry id, kind, position, path, why
 
     def lines(self) -> list[str]:
         """One human-readable line per problem."""
         return ([f"entry {entry_id}: image {number + 1} {why}: {path}" for entry_id, number, path, why in self.broken]
+                + [f"entry {entry_id}: its {role} {why}: {path}" for entry_id, role, path, why in self.inputs]
                 + [f"orphan file (no entry uses it): {path}" for path in self.orphans]
                 + [f"leftover temporary file: {path}" for path in self.temps]
                 + [f"entry {entry_id}: {_KINDS[kind]} {number + 1} {why}: {path}"
@@ -48,6 +51,16 @@ def find_problems(db: sqlite3.Connection, files: ImageFiles) -> Problems:
             problems.broken.append((entry_id, position, path, "file is missing"))
         elif digests[path] != sha:
             problems.broken.append((entry_id, position, path, "bytes do not match their sha256"))
+    for entry_id, role, sha, mime in db.execute(
+            "SELECT entry_id, role, sha256, mime_type FROM inputs ORDER BY entry_id, role"):
+        path = files.path_for(sha, mime)  # an input an entry keeps (a region edit's mask), checked the same way
+        wanted.add(path)
+        if path not in digests:
+            digests[path] = sha256_file(path) if path.is_file() else ""
+        if not digests[path]:
+            problems.inputs.append((entry_id, role, path, "file is missing"))
+        elif digests[path] != sha:
+            problems.inputs.append((entry_id, role, path, "bytes do not match their sha256"))
     for entry_id, kind, position, sha, mime in db.execute(
             "SELECT entry_id, kind, position, sha256, mime_type FROM files ORDER BY entry_id, kind, position"):
         path = files.path_for(sha, mime)
@@ -73,9 +86,12 @@ def repair(db: sqlite3.Connection, files: ImageFiles) -> list[str]:
     orphans and temp files; returns one line per fix."""
     problems = find_problems(db, files)
     done = []
-    if problems.broken or problems.lost:
+    if problems.broken or problems.inputs or problems.lost:
         db.execute("BEGIN IMMEDIATE")
         try:
+            for entry_id, role, _, why in problems.inputs:  # the entry stays; it just cannot be re-run as it was
+                db.execute("DELETE FROM inputs WHERE entry_id = ? AND role = ?", (entry_id, role))
+                done.append(f"entry {entry_id}: dropped its {role} ({why}); entry kept")
             for entry_id, kind, position, _, why in problems.lost:
                 # Without the file the entry's turn is rebuilt as for entries older than conversations: inputs
                 # not kept are left out, and a model turn not kept is its output with the documented bypass.
@@ -94,7 +110,8 @@ def repair(db: sqlite3.Connection, files: ImageFiles) -> list[str]:
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        for path, why in [(p, w) for _, _, p, w in problems.broken] + [(p, w) for *_, p, w in problems.lost]:
+        for path, why in ([(p, w) for _, _, p, w in chain(problems.broken, problems.inputs)]
+                          + [(p, w) for *_, p, w in problems.lost]):
             # an altered file is no longer that digest's bytes
             if why != "file is missing" and path.is_file():
                 path.unlink()

@@ -59,6 +59,7 @@ class HistoryEntry:
     turn: int = 1
     model_turn: list[dict[str, Any]] | None = None  # the model's turn as returned (turns.parts_to_json form)
     inputs: tuple[StoredFile, ...] = ()  # the input images as sent (kept since conversations; older entries: none)
+    region: dict[str, Any] | None = None  # a region edit's: kind, mask_sha256, crop_box, feather, extend_to, ...
 
     @property
     def ok(self) -> bool:
@@ -73,6 +74,7 @@ class HistoryEntry:
             "cached": self.cached, "finish_reason": self.finish_reason, "text": self.text, "tokens": self.tokens,
             "elapsed_s": self.elapsed_s, "options": self.options, "error": self.error, "error_type": self.error_type,
             "sources": list(self.sources), "parent": self.parent, "turn": self.turn,
+            **({"region": self.region} if self.region else {}),
         }
 
 
@@ -87,7 +89,8 @@ def entry_from_row(row: sqlite3.Row, images: tuple[HistoryImage, ...],
         cost_usd=row["cost_usd"], cached=bool(row["cached"]), elapsed_s=row["elapsed_s"], error=row["error"],
         error_type=row["error_type"], owner=row["owner"], sources=tuple(json.loads(row["sources"] or "[]")),
         search_entry_point=row["search_entry_point"], parent=row["parent"], turn=int(row["turn"] or 1),
-        model_turn=json.loads(row["model_turn"]) if row["model_turn"] else None, inputs=inputs)
+        model_turn=json.loads(row["model_turn"]) if row["model_turn"] else None, inputs=inputs,
+        region=json.loads(row["region"]) if row["region"] else None)
 
 
 def manifest_record(entry: HistoryEntry, files: list[str]) -> dict[str, Any]:

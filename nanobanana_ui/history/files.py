@@ -124,7 +124,7 @@ class ImageFiles:
         return target
 
     def place_bytes(self, data: bytes, sha256: str, mime_type: str) -> Path:
-        """Store bytes under their digest (an input or a model turn's image); a no-op when held. Locked."""
+        """Store bytes under their digest (an input, a model turn's image, a region edit's mask); a no-op when held."""
         target = self.path_for(sha256, mime_type)
         if not target.exists():
             write_atomic(target, data)

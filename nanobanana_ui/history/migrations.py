@@ -11,8 +11,7 @@ import sqlite3
 from collections.abc import Callable
 
 __all__ = ["MIGRATIONS", "has_fts", "m001_initial", "m002_prompt_search", "m003_search_sources",
-           "m004_conversations", "migrate",
-           "schema_version"]
+           "m004_conversations", "m005_region_inputs", "migrate", "schema_version"]
 
 
 def m001_initial(db: sqlite3.Connection) -> None:
@@ -108,8 +107,28 @@ def m004_conversations(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX files_sha256 ON files (sha256)")
 
 
+def m005_region_inputs(db: sqlite3.Connection) -> None:
+    """Region edits: the region's description (JSON) on each entry, and the mask an entry keeps (role 'mask').
+
+    Apart from m004's `files` (what a conversation turn sends again: kind 'input' or 'model', by position): the
+    mask is not sent as it was kept (a crop of it is), and `files` allows only those two kinds.
+    """
+    db.execute("ALTER TABLE entries ADD COLUMN region TEXT")
+    db.execute("""
+        CREATE TABLE inputs (
+            entry_id TEXT NOT NULL REFERENCES entries (id) ON DELETE CASCADE,
+            role TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            mime_type TEXT NOT NULL,
+            PRIMARY KEY (entry_id, role)
+        )""")
+    db.execute("CREATE INDEX inputs_sha256 ON inputs (sha256)")
+
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial, m002_prompt_search,
-                                                                m003_search_sources, m004_conversations)
+                                                                m003_search_sources, m004_conversations,
+                                                                m005_region_inputs)
 
 
 def schema_version(db: sqlite3.Connection) -> int:

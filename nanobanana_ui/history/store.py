@@ -34,7 +34,7 @@ __all__ = ["DB_NAME", "HistoryStore", "new_entry_id"]
 DB_NAME = "history.sqlite3"
 _ENTRY_COLUMNS = ("id", "created", "mode", "model", "prompt", "options", "input_hashes", "text", "finish_reason",
                   "prompt_tokens", "output_tokens", "total_tokens", "cost_usd", "cached", "elapsed_s", "error",
-                  "error_type", "owner", "sources", "search_entry_point", "parent", "turn", "model_turn")
+                  "error_type", "owner", "sources", "search_entry_point", "parent", "turn", "model_turn", "region")
 
 
 def new_entry_id(now_ns: int | None = None) -> str:
@@ -94,6 +94,7 @@ class HistoryStore:
             images = [(image, self.files.place(path, sha, image.mime_type), sha, path.name)
                       for image, path, sha in found]
             extra = self._place_turn_files(result.request, model_files)
+            inputs = self._place_inputs(result.request)
             with self._write() as db:  # only now, with every file complete, does the row appear
                 db.execute(f"INSERT INTO entries ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                            tuple(row.values()))
@@ -101,6 +102,7 @@ class HistoryStore:
                     (row["id"], position, sha, image.mime_type, image.width, image.height, name)
                     for position, (image, _, sha, name) in enumerate(images)])
                 db.executemany("INSERT INTO files VALUES (?, ?, ?, ?, ?)", [(row["id"], *item) for item in extra])
+                db.executemany("INSERT INTO inputs VALUES (?, ?, ?, ?)", [(row["id"], *kept) for kept in inputs])
         return str(row["id"])
 
     def _place_turn_files(self, request: ImageRequest,
@@ -115,6 +117,14 @@ class HistoryStore:
                 rows.append((kind, position, sha, mime))
         return rows
 
+    def _place_inputs(self, request: ImageRequest) -> list[tuple[str, str, str]]:
+        """Store the inputs a request's entry keeps (a region edit's mask, so it can be re-run); (role, sha, mime)."""
+        region = request.region
+        if region is None or region.mask_png is None or region.mask_sha256 is None:
+            return []
+        self.files.place_bytes(region.mask_png, region.mask_sha256, "image/png")
+        return [("mask", region.mask_sha256, "image/png")]
+
     def record_failure(self, request: ImageRequest, error: StudioError, *, elapsed_s: float,
                        owner: str | None = None, parent: str | None = None, turn: int = 1) -> str:
         """Record a failed request (its inputs kept, to try again) with its error; returns the new entry's id."""
@@ -124,10 +134,12 @@ class HistoryStore:
                         error=self._clean(error.message), error_type=type(error).__name__, parent=parent, turn=turn)
         with self.files.lock():
             extra = self._place_turn_files(request, ())
+            inputs = self._place_inputs(request)
             with self._write() as db:
                 db.execute(f"INSERT INTO entries ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                            tuple(row.values()))
                 db.executemany("INSERT INTO files VALUES (?, ?, ?, ?, ?)", [(row["id"], *item) for item in extra])
+                db.executemany("INSERT INTO inputs VALUES (?, ?, ?, ?)", [(row["id"], *kept) for kept in inputs])
         return str(row["id"])
 
     def delete(self, entry_id: str, *, owner: str | None = None) -> bool:
@@ -138,14 +150,17 @@ class HistoryStore:
                               (entry_id, *self._owner_args(owner))).fetchone() is None:
                     return False
                 images = db.execute("SELECT sha256, mime_type FROM images WHERE entry_id = ? UNION "
-                                    "SELECT sha256, mime_type FROM files WHERE entry_id = ?",
-                                    (entry_id, entry_id)).fetchall()
+                                    "SELECT sha256, mime_type FROM files WHERE entry_id = ? UNION "
+                                    "SELECT sha256, mime_type FROM inputs WHERE entry_id = ?",
+                                    (entry_id, entry_id, entry_id)).fetchall()
                 db.execute("DELETE FROM images WHERE entry_id = ?", (entry_id,))
                 db.execute("DELETE FROM files WHERE entry_id = ?", (entry_id,))
+                db.execute("DELETE FROM inputs WHERE entry_id = ?", (entry_id,))
                 db.execute("DELETE FROM entries WHERE id = ?", (entry_id,))
                 unused = [(sha, mime) for sha, mime in images
                           if db.execute("SELECT 1 FROM images WHERE sha256 = ? UNION ALL "
-                                        "SELECT 1 FROM files WHERE sha256 = ?", (sha, sha)).fetchone() is None]
+                                        "SELECT 1 FROM files WHERE sha256 = ? UNION ALL "
+                                        "SELECT 1 FROM inputs WHERE sha256 = ?", (sha, sha, sha)).fetchone() is None]
             for sha, mime in unused:  # after the commit: a kill here leaves orphans, never a dangling row
                 self.files.remove(sha, mime)
         return True
@@ -175,6 +190,18 @@ class HistoryStore:
                                     (entry_id, *self._owner_args(owner))).fetchall()
             entries = self._entries(rows)
         return entries[0] if entries else None
+
+    def mask_path(self, entry: HistoryEntry) -> Path | None:
+        """The mask file a region edit's entry keeps (white = the region), or None when it has none on disk."""
+        sha = (entry.region or {}).get("mask_sha256")
+        return self.mask_file(sha) if isinstance(sha, str) else None
+
+    def mask_file(self, sha256: str) -> Path | None:
+        """The kept mask with this SHA-256 (as PNG Info reads it from an image's provenance), or None."""
+        if not re.fullmatch(r"[0-9a-f]{64}", sha256 or ""):
+            return None
+        path = self.files.path_for(sha256, "image/png")
+        return path if path.is_file() else None
 
     def path_to(self, entry_id: str, *, owner: str | None = None) -> list[HistoryEntry]:
         """The conversation path from its root to this entry, root first (empty if the entry is absent or not the
@@ -288,6 +315,9 @@ class HistoryStore:
                    prompt=self._clean(request.prompt), cached=0, owner=owner, text="",
                    options=self._clean(json.dumps(request.options.to_dict(), sort_keys=True)),
                    input_hashes=json.dumps([image.sha256 for image in request.images]), sources="[]")
+        if request.region is not None:  # the original, not the crop and mask sent: what a re-run starts from
+            row.update(input_hashes=json.dumps([request.region.source_sha256]),
+                       region=json.dumps(request.region.describe(), sort_keys=True))
         row.update(fields)
         row["text"] = self._clean(row["text"] or "")
         return row

@@ -152,12 +152,16 @@ class Runner:
 
     async def edit(self, image: str | None, prompt: str, model: str = "", aspect_ratio: str = AUTO, size: str = "",
                    temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1, count: int = 1,
-                   output: str = IMAGE_AND_TEXT, api_key: str = "", session: Session | None = None,
+                   output: str = IMAGE_AND_TEXT, mask: str | None = None, api_key: str = "",
+                   session: Session | None = None,
                    request: gr.Request | None = None, progress: gr.Progress = gr.Progress(),  # noqa: B008
                    *, extras: PageExtras | None = None) -> Outputs:
         """Edit one image as the prompt says (change, add or remove things, restyle); returns the new PNG files.
 
         Each result comes with a status line: cost (or "cached · $0"), finish reason and the model's words.
+        With a mask, only the mask's white area changes (thresholded at 50% grey, an 8-pixel soft edge outside it):
+        every other pixel comes back byte-identical and the output keeps the image's size and mode. A mask of another
+        size, an empty or full mask, or a file that is not an image is refused before any call.
 
         Args:
             image: the image to edit (PNG, JPEG or WebP).
@@ -171,11 +175,12 @@ class Runner:
             seed: a number to make results more repeatable (best effort); -1 for none.
             count: how many images to make, 1 to 4, as parallel calls (each one is a paid request).
             output: "Image + text" (the model may add a few words) or "Image only".
+            mask: optional image file of the image's size, white where it may change; None for a plain edit.
             api_key: your own Gemini API key, used for this request only and never stored; needed on a public demo.
         """
         form = FormSettings(model, aspect_ratio, size, temperature, top_p, top_k, seed, count, output)
         return await self._make(Mode.EDIT, prompt, (image,) if image else (), form, session, progress, api_key, request,
-                                extras)
+                                extras, mask=mask or None)
 
     async def compose(self, images: list | None, prompt: str, model: str = "", aspect_ratio: str = AUTO,
                       size: str = "", temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1,
@@ -287,7 +292,8 @@ class Runner:
 
     async def _make(self, mode: Mode, prompt: str | None, inputs: tuple[str, ...], form: FormSettings,
                     session: Session | None, progress: gr.Progress, api_key: str = "",
-                    request: gr.Request | None = None, extras: PageExtras | None = None) -> Outputs:
+                    request: gr.Request | None = None, extras: PageExtras | None = None,
+                    mask: str | None = None) -> Outputs:
         studio = self.studio_for(api_key, request)  # first: without a key, nothing else happens
         count = form.image_count()
         if not 1 <= count <= MAX_UI_COUNT:
@@ -300,7 +306,7 @@ class Runner:
             options = form.options(get_model(model))
             image_request = studio.build_request(mode, prompt or "", inputs, model=model,
                                                  options=extras.apply(options) if extras else options,
-                                                 keep_metadata=extras.keep_metadata if extras else None)
+                                                 keep_metadata=extras.keep_metadata if extras else None, mask=mask)
         return await self.run(image_request, inputs, count, session if session is not None else Session(), progress,
                               owner=self.owner_of(request), studio=studio, visitor=request)
 

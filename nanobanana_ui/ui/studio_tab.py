@@ -288,7 +288,7 @@ class StudioTab:
         """Edit clicked: run it, or say why not in a toast."""
         with refusals_as_warnings():
             return self.shown(await self.runner.edit(image, prompt, model, aspect_ratio, size, temperature, top_p,
-                                                     top_k, seed, count, output, api_key, session, request,
+                                                     top_k, seed, count, output, None, api_key, session, request,
                                                      progress, extras=self.extras.values(
                                                          keep_metadata, output_format, jpeg_quality,
                                                          person_generation)))
