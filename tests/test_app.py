@@ -72,7 +72,7 @@ def test_exactly_three_public_endpoints_with_inputs_first_and_defaults_after(cli
         params = [p["parameter_name"] for p in endpoint["parameters"]]
         # api_key was added last (bring your own key): positional callers of the earlier parameters keep working.
         assert params == [*firsts[name], "model", "aspect_ratio", "size", "temperature", "top_p", "top_k", "seed",
-                          "count", "output", "api_key"]
+                          "count", "output", "thinking", "show_thoughts", "search", "image_search", "api_key"]
         assert all(p["parameter_has_default"] for p in endpoint["parameters"][len(firsts[name]):])
         assert [r["component"] for r in endpoint["returns"]] == ["Gallery", "Markdown"]
     with urllib.request.urlopen(app_url + "config", timeout=10) as response:
@@ -273,6 +273,8 @@ ELEM_IDS = {  # the browser tests' locators: keep them stable
     "history-export-file", "pnginfo-tab", "pnginfo-image", "pnginfo-preview", "pnginfo-message", "pnginfo-text",
     "pnginfo-use-button", "batch-tab", "batch-file", "batch-text", "batch-estimate-button", "batch-plan",
     "batch-run-button", "batch-cancel-button", "batch-progress", "batch-gallery", "batch-summary", "batch-zip",
+    "model-notes", "gemini3-controls", "thinking", "show-thoughts", "search", "image-search", "thoughts",
+    "thought-gallery", "sources",
 }
 
 

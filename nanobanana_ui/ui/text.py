@@ -140,7 +140,7 @@ def model_info(spec: ModelSpec, size: str | None) -> str:
     image · sizes 512, 1K · up to 14 input images", and its status when it is retiring (or gone)."""
     line = f"{spec.price_summary(size)} · sizes {', '.join(spec.sizes)} · up to {spec.max_input_images} input images"
     if spec.status in (RETIRING, SHUT_DOWN):
-        line += f" · **{plain(spec.lifecycle())}**"
+        line += f" · **{spec.lifecycle()}**"  # registry data, not user text
     return line
 
 
