@@ -153,3 +153,20 @@ def test_public_mode_without_a_key_shows_the_registry_and_how_to_see_yours(setti
     choices = asyncio.run(_in(replace(settings, public=True, api_key=None), scenario))
     assert choices.availability.notes == (NO_KEY_NOTE,) and not choices.pending
     assert choices.availability.ids == tuple(spec.id for spec in known_models())
+
+
+def test_restored_settings_bring_the_gemini3_controls_back_as_the_model_has_them():
+    from nanobanana_ui.ui.actions import form_values
+
+    nb2 = form_values({"model": NB2, "thinking": "high", "show_thoughts": True, "search": True,
+                       "image_search": True}, None, FLASH)
+    assert {name: (nb2[name]["value"], nb2[name]["visible"]) for name in
+            ("thinking", "show_thoughts", "search", "image_search")} == \
+        {"thinking": ("high", True), "show_thoughts": (True, True), "search": (True, True),
+         "image_search": (True, True)}
+    pro = form_values({"model": PRO, "thinking": "high", "search": True, "image_search": True}, None, FLASH)
+    assert (pro["thinking"]["value"], pro["thinking"]["visible"]) == (MODEL_DEFAULT, False)  # Pro has no levels
+    assert pro["search"]["value"] is True and pro["image_search"]["value"] is False
+    assert pro["show_thoughts"]["value"] is False  # complete settings: absent means "off"
+    partial = form_values({"prompt": "a cat", "seed": 3}, NB2, FLASH, complete=False)  # an AUTOMATIC1111 image
+    assert "thinking" not in partial and "search" not in partial
