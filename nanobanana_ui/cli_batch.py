@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
+from .cli_gemini_batch import add_gemini_batch_options, run_gemini_batch_cli
 from .config import load_settings
 from .errors import InputError
 from .request import ImageOptions, image_records
@@ -35,6 +36,7 @@ def add_batch_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
                                                        "limit, NANOBANANA_RPM)")
     batch.add_argument("--dry-run", action="store_true", help="validate and print the plan and estimate; send nothing")
     batch.add_argument("--yes", "-y", action="store_true", help=f"no confirmation above ${CONFIRM_ABOVE_USD:.2f}")
+    add_gemini_batch_options(batch)
 
 
 def _say(text: str) -> None:
@@ -71,12 +73,19 @@ async def _main(args: argparse.Namespace) -> int:
             return error.exit_code
         for row, note in dict.fromkeys((item.row, request.note) for item, request in plan.requests if request.note):
             _say(f"note: line {row}: {note}")  # a shut-down model id, sent as its replacement
+        if args.gemini_batch:
+            return await run_gemini_batch_cli(args, studio, plan, out_dir, _print_json, _confirmed, defaults)
+        if args.no_wait or args.cancel:
+            raise InputError("--no-wait and --cancel go with --gemini-batch.")
         to_send = len(plan.requests) - plan.already_done
         pace = f"{settings.rpm}/min" if not studio.offline else "no limit (offline emulator)"
         _say(f"batch {args.file.name}: {len(plan.items)} item(s), {len(plan.requests)} request(s); "
              f"{plan.already_done} done in an earlier run, {to_send} to send; output {out_dir}")
         _say(f"estimated cost {_money(plan.estimated_cost_usd)} (at most: cache hits are free); rate limit {pace}")
         if args.dry_run:
+            from .batch.gemini_jobs import batch_estimate
+
+            _say(f"with --gemini-batch (Gemini Batch Mode, results within 24 h): {_money(batch_estimate(plan))}")
             for item in plan.items:
                 inputs = f", {len(item.images)} image(s)" if item.images else ""
                 _say(f"  line {item.row}: {item.mode.value} x{item.count}{inputs}: {item.prompt[:70]}")
@@ -144,13 +153,16 @@ def _print_json(outcome: ItemOutcome, out_dir: Path) -> None:
         line = outcome.record
         print(json.dumps({**common, "prompt": outcome.prompt, "variation": outcome.variation,
                           "model": line.get("model"), "mode": line.get("mode"), "error": outcome.error,
-                          "error_type": outcome.error_type, "exit_code": outcome.exit_code}, ensure_ascii=False),
+                          "error_type": outcome.error_type, "exit_code": outcome.exit_code,
+                          **({"job": line["job"]} if line.get("job") else {})}, ensure_ascii=False),
               flush=True)
         return
     # The manifest line is the result's record (ImageResult.to_record), with the batch's names, status and cost.
     record = {**outcome.record, "cached": outcome.status == "cached", "cost_usd": outcome.cost_usd}
+    batch = {"job": record["job"], "price": "batch"} if record.get("job") else {}  # Gemini Batch Mode
     for line in image_records(record):
-        print(json.dumps({**line, "path": str(out_dir / line["path"]), **common}, ensure_ascii=False), flush=True)
+        print(json.dumps({**line, "path": str(out_dir / line["path"]), **common, **batch}, ensure_ascii=False),
+              flush=True)
 
 
 def run_batch_command(args: argparse.Namespace) -> int:

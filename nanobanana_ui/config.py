@@ -47,6 +47,10 @@ class Settings:
     visitor_rpm: int = 10  # NANOBANANA_VISITOR_RPM: requests per minute per visitor in public mode
     max_upload_mb: float | None = None  # NANOBANANA_MAX_UPLOAD_MB; None: 10 in public mode, else 50
     key_clients: int = 32  # at most this many visitors' keys have a client open at once (least recently used go)
+    # Gemini Batch Mode: its poll intervals are multiplied by this (tests and benchmarks shorten them with
+    # NANOBANANA_BATCH_POLL_SCALE, matching the emulator's sped-up batch clock).
+    batch_poll_scale: float = 1.0
+    batch_pause_at: str | None = None  # NANOBANANA_BATCH_PAUSE_AT: a test hook that stops a run at a named point
     keep_metadata: bool = False  # NANOBANANA_KEEP_METADATA, --keep-metadata: send input images' GPS/EXIF as they are
     # Google Cloud (see README "Google Cloud"): NANOBANANA_BACKEND=vertex, or the SDK's GOOGLE_GENAI_USE_VERTEXAI=true.
     backend: str = "gemini"  # "gemini" (AI Studio key) or "vertex" (Vertex AI: project credentials, or express key)
@@ -218,6 +222,10 @@ def load_settings(
         values["visitor_rpm"] = _number(*found, int, 1)
     if found := lookup("NANOBANANA_MAX_UPLOAD_MB"):
         values["max_upload_mb"] = _number(*found, float, 0.1)
+    if found := lookup("NANOBANANA_BATCH_POLL_SCALE"):
+        values["batch_poll_scale"] = _number(*found, float, 0)
+    if found := lookup("NANOBANANA_BATCH_PAUSE_AT"):
+        values["batch_pause_at"] = found[1].strip()
     if found := lookup("NANOBANANA_KEEP_METADATA"):
         values["keep_metadata"] = _flag(*found)
     values.update(_google_cloud(lookup, env))

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from conftest import TEST_KEY
 from servers import ROOT, app_env
 
@@ -130,6 +131,7 @@ def _cli_processes(emulator, home: Path, count: int, per_process: int) -> list[s
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for n in range(count)]
 
 
+@pytest.mark.slow  # several subprocesses (CLI runs, the app)
 def test_three_processes_on_one_key_cause_no_429_at_the_servers_limit(emulator, tmp_path):
     emulator.rate_limit, emulator.rate_window_s = 3, 1.0  # the server's own per-window limit, as Google's
     runs = _cli_processes(emulator, tmp_path / "home", count=3, per_process=4)
@@ -142,6 +144,7 @@ def test_three_processes_on_one_key_cause_no_429_at_the_servers_limit(emulator, 
     assert busiest_window([r.received_at for r in seen], 1.0) <= 3
 
 
+@pytest.mark.slow  # several subprocesses (CLI runs, the app)
 def test_the_app_and_a_cli_batch_on_one_key_share_one_window(emulator, tmp_path):
     from gradio_client import Client
     from servers import start_app, stop_app

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from ..sending import EventSink
     from ..studio import Studio
 
-__all__ = ["BatchSummary", "ItemOutcome", "run_batch"]
+__all__ = ["BatchSummary", "ItemOutcome", "base_line", "failed_outcome", "image_stem", "place_images", "run_batch"]
 
 _STAGING = ".staging"  # the Studio saves here; each image is then put under its batch name
 
@@ -136,22 +136,23 @@ async def run_batch(studio: Studio, plan: BatchPlan, *, out_dir: Path, concurren
 
 async def _one(studio: Studio, item: BatchItem, request: ImageRequest, out_dir: Path, staging: Path,
                seen_results: set[str], **run_kwargs: Any) -> ItemOutcome:
-    base = _base_line(item, request)
+    base = base_line(item, request)
     try:
         result = await studio.run(request, out_dir=staging, **run_kwargs)
     except StudioError as error:
-        return _failed(item, request, base, error.message, type(error).__name__, error.exit_code)
+        return failed_outcome(item, request, base, error.message, type(error).__name__, error.exit_code)
     except NotSent:
         raise
     except Exception as error:  # noqa: BLE001 - a bug in one item must not stop the batch
-        return _failed(item, request, base, f"unexpected {type(error).__name__}: {error}", type(error).__name__, 1)
+        return failed_outcome(item, request, base, f"unexpected {type(error).__name__}: {error}",
+                              type(error).__name__, 1)
     # Identical requests in flight at once share one call and one result: only the first pays for it.
-    shared = result.id in seen_results
-    seen_results.add(result.id)
+    shared = (result.answer_id or result.id) in seen_results
+    seen_results.add(result.answer_id or result.id)
     try:
-        paths = await asyncio.to_thread(_place, result, out_dir, image_stem(item, request.options.variation))
+        paths = await asyncio.to_thread(place_images, result, out_dir, image_stem(item, request.options.variation))
     except OSError as error:
-        return _failed(item, request, base, f"could not save the image: {error}", "OSError", 1)
+        return failed_outcome(item, request, base, f"could not save the image: {error}", "OSError", 1)
     status = "cached" if result.cached or shared else "done"
     cost = 0.0 if status == "cached" else result.cost_usd
     record = result.to_record()
@@ -162,7 +163,7 @@ async def _one(studio: Studio, item: BatchItem, request: ImageRequest, out_dir: 
                        error=None, error_type=None, variation=request.options.variation, record=line)
 
 
-def _place(result: ImageResult, out_dir: Path, stem: str) -> list[Path]:
+def place_images(result: ImageResult, out_dir: Path, stem: str) -> list[Path]:
     """Put each of a result's images under its batch name, atomically (replacing a killed run's leftover)."""
     paths = []
     for index, image in enumerate(result.images):
@@ -182,15 +183,17 @@ def _place(result: ImageResult, out_dir: Path, stem: str) -> list[Path]:
     return paths
 
 
-def _base_line(item: BatchItem, request: ImageRequest) -> dict[str, Any]:
+def base_line(item: BatchItem, request: ImageRequest) -> dict[str, Any]:
+    """The manifest fields every line of a request has, whatever its outcome (Gemini Batch Mode adds `job`)."""
     return {"row": item.row, "prompt": item.prompt, "variation": request.options.variation, "name": item.name,
             "key": request.cache_key(), "model": request.model, "mode": request.mode.value,
             "seed": request.options.seed, "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             **({"note": request.note} if request.note else {})}
 
 
-def _failed(item: BatchItem, request: ImageRequest, base: dict[str, Any], message: str, kind: str,
-            code: int) -> ItemOutcome:
+def failed_outcome(item: BatchItem, request: ImageRequest, base: dict[str, Any], message: str, kind: str,
+                   code: int) -> ItemOutcome:
+    """A failed request's outcome and manifest line (status "failed", the message, its error type and exit code)."""
     line = {**base, "status": "failed", "paths": [], "cost_usd": 0.0, "error": message, "error_type": kind,
             "exit_code": code}
     return ItemOutcome(row=item.row, prompt=item.prompt, status="failed", paths=(), cost_usd=0.0, error=message,

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from ..models import get_model, known_models
 from .answers import answer, fault_content, model_entry, usage_metadata
+from .batches import BatchService
 from .faults import UNREGISTERED, Fault, fails, fault_reply, not_found_reply
 from .quota import ArrivalWindow, Setting, check_rate_limit, check_rate_window, format_delay
 from .types import API_PATH, JsonObject, RecordedRequest, Reply, error_reply, record_request
@@ -49,6 +52,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         code, extra, body = reply
+        if isinstance(body, Path):  # a file (batch results): streamed in chunks, never read whole
+            self._send_file(code, extra, body)
+            return
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.send_response(code)
         self.send_header("Content-Type", extra.pop("Content-Type", "application/json; charset=UTF-8"))
@@ -58,7 +64,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    do_GET = do_POST = _serve
+    def _send_file(self, code: int, extra: dict[str, str], path: Path) -> None:
+        self.send_response(code)
+        for name, value in extra.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(path.stat().st_size))
+        self.end_headers()
+        with open(path, "rb") as handle:
+            shutil.copyfileobj(handle, self.wfile, 1024 * 1024)
+
+    do_GET = do_POST = do_DELETE = _serve
 
 
 class GeminiEmulator:
@@ -98,6 +113,9 @@ class GeminiEmulator:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
+        # Batch Mode and the Files API (see batches.py): tests reach its clock, faults and jobs as `.batches`.
+        self.batches = BatchService(base_url=lambda: self.base_url, gate=self._gate,
+                                    include_thoughts=lambda: self.include_thoughts)
         self.tokens = TokenIssuer()  # POST /token: OAuth access tokens for Vertex calls (see vertex.py)
 
     def start(self) -> GeminiEmulator:
@@ -151,7 +169,7 @@ class GeminiEmulator:
     @property
     def generate_requests(self) -> list[RecordedRequest]:
         """Only the generateContent (and streamGenerateContent) requests."""
-        return [r for r in self.requests if r.path.endswith(("generateContent", "GenerateContent"))]
+        return [r for r in self.requests if r.path.endswith((":generateContent", ":streamGenerateContent"))]
 
     def allow_models(self, api_key: str, models: Iterable[str]) -> None:
         """Let this key use (and list) only these models; the others answer 404 NOT_FOUND for it."""
@@ -180,6 +198,7 @@ class GeminiEmulator:
             self._faults.clear()
             self._listing_faults.clear()
             self._window.clear()
+        self.batches.reset()
 
     def _handle(self, method: str, url: str, headers: dict[str, str], raw: bytes) -> Reply | None:
         if method == "POST" and urlsplit(url).path == "/token":
@@ -196,11 +215,16 @@ class GeminiEmulator:
             rec.received_at = time.monotonic()
             self._requests.append(rec)
             fault, wait = self._arrive(rec) if generate else (None, None)
+        reply: Reply | None
         try:
-            reply = self._route(rec, method, match, action, fault, wait)
+            if self.batches.claims(rec.path):  # batchGenerateContent, batches/..., the Files API: see batches.py
+                reply = self.batches.handle(rec, method, raw)
+            else:
+                reply = self._route(rec, method, match, action, fault, wait)
         except Exception as exc:  # noqa: BLE001 - a bug in the emulator should still look like an HTTP answer
             reply = error_reply(500, "INTERNAL", f"Emulator error: {exc!r}")
         rec.status = 0 if reply is None else reply[0]
+        rec.reply_body = reply[2] if reply is not None and isinstance(reply[2], dict) else None
         return reply
 
     def _arrive(self, rec: RecordedRequest) -> tuple[Fault | None, float | None]:
