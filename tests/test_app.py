@@ -77,7 +77,8 @@ def test_exactly_four_public_endpoints_with_inputs_first_and_defaults_after(clie
         # api_key was added last (bring your own key): positional callers of the earlier parameters keep working;
         # /edit's optional mask (region edits) came after, just before it.
         assert params == [*firsts[name], "model", "aspect_ratio", "size", "temperature", "top_p", "top_k", "seed",
-                          "count", "output", *(["mask"] if name == "/edit" else []), "api_key"]
+                          "count", "output", "thinking", "show_thoughts", "search", "image_search",
+                          *(["mask"] if name == "/edit" else []), "api_key"]
         assert all(p["parameter_has_default"] for p in endpoint["parameters"][len(firsts[name]):])
         assert [r["component"] for r in endpoint["returns"]] == ["Gallery", "Markdown"]
     with urllib.request.urlopen(app_url + "config", timeout=10) as response:
@@ -321,6 +322,8 @@ ELEM_IDS = {  # the browser tests' locators: keep them stable
     "pnginfo-use-button", "batch-tab", "batch-file", "batch-text", "batch-estimate-button", "batch-plan",
     "batch-run-button", "batch-cancel-button", "batch-progress", "batch-gallery", "batch-summary", "batch-zip",
     "keep-metadata", "vertex-options", "output-format", "jpeg-quality", "person-generation",
+    "model-notes", "gemini3-controls", "thinking", "show-thoughts", "search", "image-search", "thoughts",
+    "thought-gallery", "sources",
 }
 
 

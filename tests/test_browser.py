@@ -25,8 +25,8 @@ from nanobanana_ui.emulator import Fault, GeminiEmulator
 
 UI_KEY = "browser-test-key"
 WAIT_MS = 20_000  # the machine is shared and slow at times; a real failure still ends the wait
-PRO = "Nano Banana Pro (Gemini 3 Pro Image)"
-FLASH = "Nano Banana (Gemini 2.5 Flash Image)"
+PRO = "Nano Banana Pro (Gemini 3 Pro Image) · $0.1344 per image"  # the dropdown's label: name and price at 1K
+FLASH = "Nano Banana (Gemini 2.5 Flash Image) · $0.0387 per image"
 pytestmark = pytest.mark.browser  # skip with -m "not browser" (the inner loop)
 
 

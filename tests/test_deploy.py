@@ -22,7 +22,8 @@ import yaml
 from servers import ROOT, app_env, free_port, start_app, stop_app
 
 TOOLS = {"generate": ["prompt"], "edit": ["image", "prompt"], "compose": ["images", "prompt"]}
-OPTIONS = ["model", "aspect_ratio", "size", "temperature", "top_p", "top_k", "seed", "count", "output"]
+OPTIONS = ["model", "aspect_ratio", "size", "temperature", "top_p", "top_k", "seed", "count", "output", "thinking",
+           "show_thoughts", "search", "image_search"]
 SCRIPT = ROOT / "scripts" / "container-setup.sh"
 
 

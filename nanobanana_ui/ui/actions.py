@@ -23,7 +23,17 @@ from ..images import load_input_path
 from ..models import get_model
 from ..request import Mode
 from . import text
-from .controls import AUTO, IMAGE_AND_TEXT, IMAGE_ONLY, aspect_choices, gallery_paths, size_choices, size_value
+from .controls import (
+    AUTO,
+    IMAGE_AND_TEXT,
+    IMAGE_ONLY,
+    MODEL_DEFAULT,
+    aspect_choices,
+    gallery_paths,
+    gemini3_controls,
+    size_choices,
+    size_value,
+)
 from .session import existing, image_options
 
 __all__ = [
@@ -159,10 +169,25 @@ def form_values(settings: dict[str, Any], current_model: str | None, default_mod
         values["top_k"] = given["top_k"] or 0
     if "seed" in given:
         values["seed"] = -1 if given["seed"] is None else given["seed"]
+    values.update(_gemini3_values(settings, spec, complete))
     if isinstance(settings.get("prompt"), str):
         values[{Mode.GENERATE: "prompt", Mode.EDIT: "edit_prompt", Mode.COMPOSE: "compose_prompt"}[mode]] = \
             settings["prompt"]
     return values
+
+
+def _gemini3_values(settings: dict[str, Any], spec: Any, complete: bool) -> dict[str, Any]:
+    """The Gemini 3 controls for restored settings: shown as the model has them, a value it lacks reset."""
+    defaults: dict[str, Any] = {"thinking": MODEL_DEFAULT, "show_thoughts": False, "search": False,
+                                "image_search": False}
+    given = {k: settings[k] for k in defaults if settings.get(k) is not None}
+    if not complete and not given:
+        return {}
+    values = {**defaults, **given}
+    controls = gemini3_controls(spec, values["thinking"], values["show_thoughts"], values["search"],
+                                values["image_search"])
+    return {name: gr.update(**{"value": values[name], **controls[name]})
+            for name in defaults if complete or name in given}
 
 
 def reuse_settings(entry: HistoryEntry | None, inputs: tuple[str, ...], default_model: str) -> dict[str, Any]:
@@ -173,7 +198,8 @@ def reuse_settings(entry: HistoryEntry | None, inputs: tuple[str, ...], default_
     values = form_values({"mode": entry.mode, "model": entry.model, "prompt": entry.prompt,
                           "aspect_ratio": options.aspect_ratio, "size": options.size,
                           "temperature": options.temperature, "top_p": options.top_p, "top_k": options.top_k,
-                          "seed": options.seed}, None, default_model)
+                          "seed": options.seed, "thinking": options.thinking, "show_thoughts": options.show_thoughts,
+                          "search": options.search, "image_search": options.image_search}, None, default_model)
     values["output"] = IMAGE_AND_TEXT if options.with_text else IMAGE_ONLY
     found = existing(inputs)
     if entry.mode == Mode.EDIT.value and found:

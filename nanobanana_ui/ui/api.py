@@ -16,10 +16,10 @@ import gradio as gr
 
 from ..models import get_model, known_models
 from .components import let_studio_judge_uploads
-from .controls import AUTO, IMAGE_AND_TEXT, MAX_UI_COUNT, OUTPUT_CHOICES, model_choices
+from .controls import AUTO, IMAGE_AND_TEXT, MAX_UI_COUNT, MODEL_DEFAULT, OUTPUT_CHOICES, model_choices
 from .runner import Runner
 
-__all__ = ["all_aspect_ratios", "all_sizes", "public_endpoints"]
+__all__ = ["all_aspect_ratios", "all_sizes", "all_thinking_levels", "public_endpoints"]
 
 _SIZE_ORDER = ("512", "1K", "2K", "4K")
 
@@ -33,6 +33,11 @@ def all_sizes() -> list[str]:
 def all_aspect_ratios() -> list[str]:
     """"auto", then every aspect ratio some model in the registry offers."""
     return [AUTO, *dict.fromkeys(ratio for spec in known_models() for ratio in spec.aspect_ratios)]
+
+
+def all_thinking_levels() -> list[str]:
+    """"" (the model's default), then every thinking level some model in the registry offers."""
+    return [MODEL_DEFAULT, *dict.fromkeys(level for spec in known_models() for level in spec.thinking_levels)]
 
 
 def public_endpoints(runner: Runner, *, outputs: list[Any], api_key: gr.Textbox, session: gr.State,
@@ -57,6 +62,12 @@ def public_endpoints(runner: Runner, *, outputs: list[Any], api_key: gr.Textbox,
             gr.Number(value=-1, precision=0, minimum=-1, maximum=2**31 - 1, label="Seed"),
             gr.Number(value=1, precision=0, minimum=1, maximum=MAX_UI_COUNT, label="Number of images"),
             gr.Radio(list(OUTPUT_CHOICES), value=IMAGE_AND_TEXT, label="Output"),
+            # Gemini 3 controls (added after `output`, before `api_key`, each with a default): every model's
+            # levels; the Studio refuses one the model asked for lacks, before any call.
+            gr.Dropdown(all_thinking_levels(), value=MODEL_DEFAULT, label="Thinking level", allow_custom_value=True),
+            gr.Checkbox(value=False, label="Show thinking"),
+            gr.Checkbox(value=False, label="Google Search grounding"),
+            gr.Checkbox(value=False, label="Image search"),
         ]
         # The region to change in an edit (white = change it); a plain file, so the Studio judges it (size, empty,
         # full, not an image) with its own message rather than Gradio re-encoding or refusing it first.

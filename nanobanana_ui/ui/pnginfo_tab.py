@@ -124,7 +124,8 @@ class PngInfoTab:
         self.image.change(self.inspected, [self.image], [self.message, self.text, self.found, self.preview],
                           **PRIVATE)
         self.targets = ["main_tabs", "mode_tabs", "prompt", "edit_prompt", "compose_prompt", "model", "aspect_ratio",
-                        "size", "temperature", "top_p", "top_k", "seed"]
+                        "size", "temperature", "top_p", "top_k", "seed", "thinking", "show_thoughts", "search",
+                        "image_search"]
         self.use.click(self.use_clicked, [self.found, self.form["model"]], self.form.components(*self.targets),
                        **PRIVATE)
 

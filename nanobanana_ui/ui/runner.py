@@ -124,8 +124,9 @@ class Runner:
 
     async def generate(self, prompt: str, model: str = "", aspect_ratio: str = AUTO, size: str = "",
                        temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1,
-                       count: int = 1, output: str = IMAGE_AND_TEXT, api_key: str = "", session: Session | None = None,
-                       request: gr.Request | None = None,
+                       count: int = 1, output: str = IMAGE_AND_TEXT, thinking: str = "", show_thoughts: bool = False,
+                       search: bool = False, image_search: bool = False, api_key: str = "",
+                       session: Session | None = None, request: gr.Request | None = None,
                        progress: gr.Progress = gr.Progress(),  # noqa: B008 (how Gradio asks for it)
                        *, extras: PageExtras | None = None) -> Outputs:
         """Make new images from a text description with Gemini; returns the PNG files and a status line per image.
@@ -144,17 +145,22 @@ class Runner:
             seed: a number to make results more repeatable (best effort); -1 for none.
             count: how many images to make, 1 to 4, as parallel calls (each one is a paid request).
             output: "Image + text" (the model may add a few words) or "Image only".
+            thinking: the thinking level, "minimal" or "high", on models that have it (3.1 Flash); "" for the default.
+            show_thoughts: also return the model's interim thought images (free; shown, never saved as outputs).
+            search: ground the image in Google Search (Pro and 3.1 Flash); the sources come back with it.
+            image_search: Google image search as well as web search (3.1 Flash only; implies search).
             api_key: your own Gemini API key, used for this request only and never stored; needed on a public demo.
         """
-        form = FormSettings(model, aspect_ratio, size, temperature, top_p, top_k, seed, count, output)
-        return await self._make(Mode.GENERATE, prompt, (), form, session, progress, api_key, request,
-                                extras)
+        form = FormSettings(model, aspect_ratio, size, temperature, top_p, top_k, seed, count, output,
+                            thinking, show_thoughts, search, image_search)
+        return await self._make(Mode.GENERATE, prompt, (), form, session, progress, api_key, request, extras)
 
     async def edit(self, image: str | None, prompt: str, model: str = "", aspect_ratio: str = AUTO, size: str = "",
                    temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1, count: int = 1,
-                   output: str = IMAGE_AND_TEXT, mask: str | None = None, api_key: str = "",
-                   session: Session | None = None,
-                   request: gr.Request | None = None, progress: gr.Progress = gr.Progress(),  # noqa: B008
+                   output: str = IMAGE_AND_TEXT, thinking: str = "", show_thoughts: bool = False,
+                   search: bool = False, image_search: bool = False, mask: str | None = None, api_key: str = "",
+                   session: Session | None = None, request: gr.Request | None = None,
+                   progress: gr.Progress = gr.Progress(),  # noqa: B008
                    *, extras: PageExtras | None = None) -> Outputs:
         """Edit one image as the prompt says (change, add or remove things, restyle); returns the new PNG files.
 
@@ -175,17 +181,23 @@ class Runner:
             seed: a number to make results more repeatable (best effort); -1 for none.
             count: how many images to make, 1 to 4, as parallel calls (each one is a paid request).
             output: "Image + text" (the model may add a few words) or "Image only".
+            thinking: the thinking level, "minimal" or "high", on models that have it (3.1 Flash); "" for the default.
+            show_thoughts: also return the model's interim thought images (free; shown, never saved as outputs).
+            search: ground the image in Google Search (Pro and 3.1 Flash); the sources come back with it.
+            image_search: Google image search as well as web search (3.1 Flash only; implies search).
             mask: optional image file of the image's size, white where it may change; None for a plain edit.
             api_key: your own Gemini API key, used for this request only and never stored; needed on a public demo.
         """
-        form = FormSettings(model, aspect_ratio, size, temperature, top_p, top_k, seed, count, output)
+        form = FormSettings(model, aspect_ratio, size, temperature, top_p, top_k, seed, count, output,
+                            thinking, show_thoughts, search, image_search)
         return await self._make(Mode.EDIT, prompt, (image,) if image else (), form, session, progress, api_key, request,
                                 extras, mask=mask or None)
 
     async def compose(self, images: list | None, prompt: str, model: str = "", aspect_ratio: str = AUTO,
                       size: str = "", temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1,
-                      count: int = 1, output: str = IMAGE_AND_TEXT, api_key: str = "",
-                      session: Session | None = None, request: gr.Request | None = None,
+                      count: int = 1, output: str = IMAGE_AND_TEXT, thinking: str = "",
+                      show_thoughts: bool = False, search: bool = False, image_search: bool = False,
+                      api_key: str = "", session: Session | None = None, request: gr.Request | None = None,
                       progress: gr.Progress = gr.Progress(),  # noqa: B008
                       *, extras: PageExtras | None = None) -> Outputs:
         """Make one image from several input images as the prompt says; returns the new PNG files.
@@ -205,15 +217,21 @@ class Runner:
             seed: a number to make results more repeatable (best effort); -1 for none.
             count: how many images to make, 1 to 4, as parallel calls (each one is a paid request).
             output: "Image + text" (the model may add a few words) or "Image only".
+            thinking: the thinking level, "minimal" or "high", on models that have it (3.1 Flash); "" for the default.
+            show_thoughts: also return the model's interim thought images (free; shown, never saved as outputs).
+            search: ground the image in Google Search (Pro and 3.1 Flash); the sources come back with it.
+            image_search: Google image search as well as web search (3.1 Flash only; implies search).
             api_key: your own Gemini API key, used for this request only and never stored; needed on a public demo.
         """
-        form = FormSettings(model, aspect_ratio, size, temperature, top_p, top_k, seed, count, output)
+        form = FormSettings(model, aspect_ratio, size, temperature, top_p, top_k, seed, count, output,
+                            thinking, show_thoughts, search, image_search)
         return await self._make(Mode.COMPOSE, prompt, gallery_paths(images), form, session, progress, api_key, request,
                                 extras)
 
     async def refine(self, parent_id: str, instruction: str, model: str = "", aspect_ratio: str = AUTO,
                      size: str = "", temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1,
-                     count: int = 1, output: str = IMAGE_AND_TEXT, api_key: str = "",
+                     count: int = 1, output: str = IMAGE_AND_TEXT, thinking: str = "", show_thoughts: bool = False,
+                     search: bool = False, image_search: bool = False, api_key: str = "",
                      session: Session | None = None, request: gr.Request | None = None,
                      progress: gr.Progress = gr.Progress()) -> Outputs:  # noqa: B008
         """Refine an earlier result by its id: the whole conversation path is sent, then the instruction.
@@ -234,10 +252,15 @@ class Runner:
             seed: a number to make results more repeatable (best effort); -1 for none.
             count: how many branches to make, 1 to 4, as parallel calls (each one is a paid request).
             output: "Image + text" (the model may add a few words) or "Image only".
+            thinking: the thinking level, "minimal" or "high", on models that have it (3.1 Flash); "" for the default.
+            show_thoughts: also return the model's interim thought images (free; shown, never saved as outputs).
+            search: ground the image in Google Search (Pro and 3.1 Flash); the sources come back with it.
+            image_search: Google image search as well as web search (3.1 Flash only; implies search).
             api_key: your own Gemini API key, used for this request only and never stored; needed on a public demo.
         """
         studio = self.studio_for(api_key, request)
-        form = FormSettings(model, aspect_ratio, size, temperature, top_p, top_k, seed, count, output)
+        form = FormSettings(model, aspect_ratio, size, temperature, top_p, top_k, seed, count, output,
+                            thinking, show_thoughts, search, image_search)
         count = form.image_count()
         if not 1 <= count <= MAX_UI_COUNT:
             raise gr.Error(f"The page makes 1 to {MAX_UI_COUNT} images at a time (got {count}); "

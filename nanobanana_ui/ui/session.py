@@ -58,6 +58,9 @@ class Session:
     next_variation: int = 1
     selected: int | None = None  # index into entries, from the session gallery
     shown: tuple[str, ...] = ()  # the images in the output gallery
+    # The last run's results, for what the result area shows beside the images (sources, thought images);
+    # held for this visitor's page only, never written anywhere.
+    last_results: tuple[ImageResult, ...] = ()
     shown_selected: int = 0
     compose_selected: int | None = None
 
@@ -80,6 +83,7 @@ class Session:
         self.selected = None
         self.shown = tuple(path for entry in new for path in image_paths(entry))
         self.shown_selected = 0
+        self.last_results = tuple(results)
 
     def entry(self, index: int | None) -> HistoryEntry | None:
         """The entry at an index, or None when there is none."""

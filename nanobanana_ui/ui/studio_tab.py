@@ -22,15 +22,21 @@ from .controls import (
     AUTO,
     IMAGE_AND_TEXT,
     MAX_UI_COUNT,
+    MODEL_DEFAULT,
     OUTPUT_CHOICES,
     aspect_choices,
     aspect_value,
+    available_choices,
     gallery_paths,
+    gemini3_controls,
     model_choices,
     size_choices,
     size_value,
+    thinking_choices,
 )
 from .extras import ExtraControls
+from .model_panel import visitor_models
+from .result_extras import thought_pictures
 from .runner import Outputs, Runner
 from .session import Session
 
@@ -44,6 +50,7 @@ SCROLL_TO_RESULT = """() => {
     document.getElementById('out-gallery')?.scrollIntoView({behavior: 'smooth', block: 'start'});
   }
 }"""
+DISCOVERY_TICK_S = 2.0  # how often the page asks whether this key's model listing has arrived (until it has)
 RESULT_HEIGHT = 720  # px: the result gallery's box; images are fitted inside it whole (object_fit="contain")
 
 
@@ -140,13 +147,15 @@ class StudioTab:
                         self.output_to_edit = gr.Button("Send to Edit", elem_id="output-to-edit-button")
                     self.out_files = gr.File(label="Original files", file_count="multiple", interactive=False,
                                              elem_id="out-files")
+                    self._result_extras()
             self._session_panel()
         self.form = StudioForm({
             "main_tabs": main_tabs, "mode_tabs": self.mode_tabs, "prompt": self.prompt,
             "edit_image": self.edit_image, "edit_prompt": self.edit_prompt, "compose_images": self.compose_images,
             "compose_prompt": self.compose_prompt, "compose_limit": self.compose_limit, "model": self.model,
             "aspect_ratio": self.aspect, "size": self.size, "temperature": self.temperature, "top_p": self.top_p,
-            "top_k": self.top_k, "seed": self.seed, "output": self.output})
+            "top_k": self.top_k, "seed": self.seed, "output": self.output, "thinking": self.thinking,
+            "show_thoughts": self.show_thoughts, "search": self.search, "image_search": self.image_search})
         return self.form
 
     def _settings(self, spec: ModelSpec) -> None:
@@ -154,6 +163,9 @@ class StudioTab:
             self.model = gr.Dropdown(model_choices(self.default_model), value=self.default_model, label="Model",
                                      allow_custom_value=True, elem_id="model")
             self.model_info = gr.Markdown(text.model_info(spec, spec.default_size), elem_id="model-info")
+            # Why a registry model is missing from the dropdown (this key's listing), filled once discovery answers.
+            self.model_notes = gr.Markdown("", elem_id="model-notes")
+            self.discovery_timer = gr.Timer(DISCOVERY_TICK_S, active=True)
             with gr.Row():
                 # The page offers the chosen model's ratios and sizes (the API advertises every model's).
                 self.aspect = gr.Dropdown(aspect_choices(spec), value=AUTO, label="Aspect ratio",
@@ -161,6 +173,17 @@ class StudioTab:
                                           allow_custom_value=True, elem_id="aspect-ratio")
                 self.size = gr.Dropdown(size_choices(spec), value=spec.default_size, label="Image size",
                                         allow_custom_value=True, elem_id="size")
+            with gr.Row(elem_id="gemini3-controls"):
+                # Gemini 3 controls, drawn from the model's capabilities like the sizes: hidden where it lacks them.
+                self.thinking = gr.Dropdown(thinking_choices(spec), value=MODEL_DEFAULT, label="Thinking level",
+                                            visible=bool(spec.thinking_levels), elem_id="thinking")
+                self.show_thoughts = gr.Checkbox(False, label="Show thinking", visible=spec.thoughts,
+                                                 info="The interim images, in a strip beside the result (free)",
+                                                 elem_id="show-thoughts")
+                self.search = gr.Checkbox(False, label="Google Search grounding", visible=spec.search,
+                                          info="Sources appear under the result", elem_id="search")
+                self.image_search = gr.Checkbox(False, label="Image search", visible=spec.image_search,
+                                                elem_id="image-search")
             with gr.Row():
                 self.temperature = gr.Slider(0, 2, value=1.0, step=0.05, label="Temperature", elem_id="temperature")
                 self.top_p = gr.Slider(0, 1, value=0.95, step=0.01, label="Top-p", elem_id="top-p")
@@ -175,6 +198,15 @@ class StudioTab:
                 self.output = gr.Radio(list(OUTPUT_CHOICES), value=IMAGE_AND_TEXT, label="Output",
                                        elem_id="output-mode")
                 self.extras.layout()  # keep photo metadata; Vertex AI's output controls (hidden elsewhere)
+
+    def _result_extras(self) -> None:
+        # Thought images are shown here only, never in the output gallery or the original files.
+        with gr.Accordion("Thinking (interim images)", open=False, visible=False,
+                          elem_id="thoughts") as self.thoughts_box:
+            self.thought_gallery = gr.Gallery(label="The model's interim images", format="png", columns=4,
+                                              height=220, interactive=False, object_fit="contain",
+                                              elem_id="thought-gallery")
+        self.sources = gr.HTML("", elem_id="sources")
 
     def _session_panel(self) -> None:
         gr.Markdown("## This session")
@@ -197,16 +229,25 @@ class StudioTab:
                 self.output]
 
     @property
+    def gemini3_inputs(self) -> list[Component]:
+        """The Gemini 3 controls, in the API's parameter order (after the settings, before api_key)."""
+        return [self.thinking, self.show_thoughts, self.search, self.image_search]
+
+    @property
     def run_outputs(self) -> list[Component]:
         """Everything a run changes: the result, the status, the session and its panel."""
         return [self.out_gallery, self.status, self.session, self.session_gallery, self.session_summary,
-                self.session_details, self.out_files]
+                self.session_details, self.out_files, self.sources, self.thoughts_box, self.thought_gallery]
 
     def shown(self, outputs: Outputs) -> dict[Component, Any]:
-        """A run's outputs on the page: the result and status, the session and its panel."""
+        """A run's outputs on the page: the result and status, its sources and thought images, the session."""
         session = outputs.session
+        thoughts = thought_pictures(session.last_results)
         return {self.out_gallery: outputs.files, self.status: outputs.status, self.session: session,
-                **self.session_views(session), self.out_files: list(session.shown) or None}
+                **self.session_views(session), self.out_files: list(session.shown) or None,
+                self.sources: text.sources_html(session.last_results),
+                self.thoughts_box: gr.Accordion(visible=bool(thoughts), open=False),
+                self.thought_gallery: thoughts or None}
 
     def session_views(self, session: Session) -> dict[Component, Any]:
         """The session panel from the session: thumbnails, totals, the picked entry's details."""
@@ -221,7 +262,7 @@ class StudioTab:
         """Connect the tab's events (the public API's are in api.py)."""
         runs = {"concurrency_limit": self.runner.studio.settings.concurrency, "concurrency_id": "studio",
                 "show_progress_on": [self.out_gallery, self.status], **PRIVATE}
-        settings, tail = self.settings_inputs, [self.api_key, self.session]
+        settings, tail = [*self.settings_inputs, *self.gemini3_inputs], [self.api_key, self.session]
         for button, handler, inputs in (
             (self.generate_button, self.generate, [self.prompt]),
             (self.edit_button, self.edit, [self.edit_image, self.edit_prompt]),
@@ -234,10 +275,16 @@ class StudioTab:
         self.variation_button.click(self.new_variation, [self.session, self.api_key], self.run_outputs,
                                     **runs).then(self.runner.meter, None, self.meter, **PRIVATE)
 
-        self.model.change(self.model_changed, [self.model, self.aspect, self.size, self.compose_images],
-                          [self.aspect, self.size, self.compose_limit], **PRIVATE).then(
+        self.model.change(self.model_changed,
+                          [self.model, self.aspect, self.size, self.compose_images, *self.gemini3_inputs],
+                          [self.aspect, self.size, self.compose_limit, *self.gemini3_inputs], **PRIVATE).then(
             self.size_changed, [self.model, self.size], [self.model_info], **PRIVATE)
         self.size.change(self.size_changed, [self.model, self.size], [self.model_info], **PRIVATE)
+        # The dropdown follows this key's listing: asked on a short timer from page load until it has answered,
+        # and again when the visitor enters another key.
+        models_out = [self.model, self.model_notes, self.discovery_timer]
+        self.discovery_timer.tick(self.refresh_models, [self.model, self.api_key], models_out, **PRIVATE)
+        self.api_key.blur(self.refresh_models, [self.model, self.api_key], models_out, **PRIVATE)
         self.edit_image.upload(self.edit_uploaded, [self.edit_image], [self.edit_image], **PRIVATE)
         compose_views = [self.compose_images, self.compose_limit, self.session]
         self.compose_images.upload(self.compose_uploaded, [self.model, self.compose_images, self.session],
@@ -267,43 +314,48 @@ class StudioTab:
     # -- runs (the page's; api.py wires the public endpoints straight to the Runner) ---------------------------
 
     async def generate(self, prompt: str, model: str, aspect_ratio: str, size: str, temperature: float,
-                       top_p: float, top_k: int, seed: int, count: int, output: str, api_key: str,
+                       top_p: float, top_k: int, seed: int, count: int, output: str, thinking: str,
+                       show_thoughts: bool, search: bool, image_search: bool, api_key: str,
                        session: Session | None, keep_metadata: bool, output_format: str, jpeg_quality: float,
                        person_generation: str, request: gr.Request,
                        progress: gr.Progress = gr.Progress()) -> Any:  # noqa: B008 (how Gradio asks for it)
         """Generate clicked: run it, or say why not in a toast (the page keeps what it showed)."""
         with refusals_as_warnings():
             return self.shown(await self.runner.generate(prompt, model, aspect_ratio, size, temperature, top_p,
-                                                         top_k, seed, count, output, api_key, session, request,
+                                                         top_k, seed, count, output, thinking, show_thoughts,
+                                                         search, image_search, api_key, session, request,
                                                          progress, extras=self.extras.values(
                                                              keep_metadata, output_format, jpeg_quality,
                                                              person_generation)))
         return no_change()
 
     async def edit(self, image: str | None, prompt: str, model: str, aspect_ratio: str, size: str,
-                   temperature: float, top_p: float, top_k: int, seed: int, count: int, output: str, api_key: str,
+                   temperature: float, top_p: float, top_k: int, seed: int, count: int, output: str,
+                   thinking: str, show_thoughts: bool, search: bool, image_search: bool, api_key: str,
                    session: Session | None, keep_metadata: bool, output_format: str, jpeg_quality: float,
                    person_generation: str, request: gr.Request,
                    progress: gr.Progress = gr.Progress()) -> Any:  # noqa: B008
         """Edit clicked: run it, or say why not in a toast."""
         with refusals_as_warnings():
             return self.shown(await self.runner.edit(image, prompt, model, aspect_ratio, size, temperature, top_p,
-                                                     top_k, seed, count, output, None, api_key, session, request,
-                                                     progress, extras=self.extras.values(
-                                                         keep_metadata, output_format, jpeg_quality,
-                                                         person_generation)))
+                                                     top_k, seed, count, output, thinking, show_thoughts, search,
+                                                     image_search, None, api_key, session, request, progress,
+                                                     extras=self.extras.values(keep_metadata, output_format,
+                                                                               jpeg_quality, person_generation)))
         return no_change()
 
     async def compose(self, images: list[Any] | None, prompt: str, model: str, aspect_ratio: str, size: str,
                       temperature: float, top_p: float, top_k: int, seed: int, count: int, output: str,
+                      thinking: str, show_thoughts: bool, search: bool, image_search: bool,
                       api_key: str, session: Session | None, keep_metadata: bool, output_format: str,
                       jpeg_quality: float, person_generation: str, request: gr.Request,
                       progress: gr.Progress = gr.Progress()) -> Any:  # noqa: B008
         """Compose clicked: run it, or say why not in a toast."""
         with refusals_as_warnings():
             return self.shown(await self.runner.compose(images, prompt, model, aspect_ratio, size, temperature,
-                                                        top_p, top_k, seed, count, output, api_key, session,
-                                                        request, progress, extras=self.extras.values(
+                                                        top_p, top_k, seed, count, output, thinking, show_thoughts,
+                                                        search, image_search, api_key, session, request,
+                                                        progress, extras=self.extras.values(
                                                             keep_metadata, output_format, jpeg_quality,
                                                             person_generation)))
         return no_change()
@@ -317,11 +369,25 @@ class StudioTab:
 
     # -- the settings ----------------------------------------------------------------------------------------
 
-    def model_changed(self, model: str, aspect_ratio: str, size: str, compose_images: Sequence[Any] | None) -> Any:
-        """Redraw the controls from the model's capabilities (the price line follows, from size_changed)."""
+    def model_changed(self, model: str, aspect_ratio: str, size: str, compose_images: Sequence[Any] | None,
+                      thinking: str = MODEL_DEFAULT, show_thoughts: bool = False, search: bool = False,
+                      image_search: bool = False) -> Any:
+        """Redraw the controls from the model's capabilities (the price line follows, from size_changed): the
+        Gemini 3 controls it lacks are hidden and reset, so nothing it cannot do is sent."""
         values = model_controls(model, aspect_ratio, size, self.default_model)
+        extras = gemini3_controls(self._spec(model), thinking, show_thoughts, search, image_search)
         return {self.aspect: values["aspect_ratio"], self.size: values["size"],
-                self.compose_limit: self.compose_changed(model, compose_images)}
+                self.compose_limit: self.compose_changed(model, compose_images),
+                **{component: gr.update(**extras[name]) for name, component in
+                   zip(("thinking", "show_thoughts", "search", "image_search"), self.gemini3_inputs, strict=True)}}
+
+    def refresh_models(self, model: str, api_key: str, request: gr.Request) -> Any:
+        """The dropdown's choices from the models this visitor's key can use, the note on hidden ones; the timer
+        stops once the listing has answered (or cannot)."""
+        choices = visitor_models(self.runner, api_key, request)
+        return {self.model: gr.update(choices=available_choices(choices.availability, model or self.default_model)),
+                self.model_notes: text.model_notes(choices.availability.notes),
+                self.discovery_timer: gr.Timer(active=choices.pending)}
 
     def size_changed(self, model: str, size: str) -> str:
         """The model line for a new size (the price depends on it)."""

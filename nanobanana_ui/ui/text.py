@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import html
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from urllib.parse import urlsplit
 
 from ..costs import status_text
 from ..errors import StudioError
 from ..history import HistoryEntry
 from ..limits import DailyUsage
-from ..models import ModelSpec, get_model, known_models
+from ..models import RETIRING, SHUT_DOWN, ModelSpec, get_model, known_models
 from ..request import ImageOptions, ImageResult
 from .session import Session, image_options
 
 __all__ = [
     "KEY_HELP", "OFFLINE_BANNER", "PUBLIC_BANNER", "PUBLIC_METER",
     "compose_limit", "daily_meter", "entry_caption", "entry_details", "history_summary",
-    "model_info", "options_summary", "plain", "run_status", "status_line",
+    "model_info", "model_notes", "options_summary", "plain", "run_status", "sources_html", "status_line",
 ]
 
 PUBLIC_BANNER = (
@@ -134,11 +136,44 @@ def daily_meter(usage: DailyUsage, offline: bool) -> str:
 
 
 def model_info(spec: ModelSpec, size: str | None) -> str:
-    """What the selected model costs and takes, e.g. "$0.0387 per 1K image · up to 3 input images"."""
-    size = size if size in spec.sizes else spec.default_size
-    price = spec.image_price(size)
-    cost = f"${price:.4f} per {size} image" if price is not None else "price unknown"
-    return f"{cost} · sizes {', '.join(spec.sizes)} · up to {spec.max_input_images} input images"
+    """What the selected model costs and takes, e.g. "$0.0672 per 1K image · $6.72 per 100 · batch $0.0336 per
+    image · sizes 512, 1K · up to 14 input images", and its status when it is retiring (or gone)."""
+    line = f"{spec.price_summary(size)} · sizes {', '.join(spec.sizes)} · up to {spec.max_input_images} input images"
+    if spec.status in (RETIRING, SHUT_DOWN):
+        line += f" · **{spec.lifecycle()}**"  # registry data, not user text
+    return line
+
+
+def model_notes(notes: Sequence[str]) -> str:
+    """The note under the model dropdown: why a registry model is hidden, or why the whole registry is shown."""
+    return "\n\n".join(f"<small>{plain(note)}</small>" for note in notes)
+
+
+def _safe_link(uri: str) -> str | None:
+    """The link itself when it is a web address (http or https), else None: a source must not run script."""
+    return uri if urlsplit(uri).scheme in ("http", "https") else None
+
+
+def sources_html(results: Sequence[ImageResult]) -> str:
+    """The Search grounding under the result: each source's title as a link (titles escaped), then Google's
+    search-suggestions snippet exactly as given (Google requires it shown unchanged). "" without Search."""
+    parts: list[str] = []
+    seen: set[tuple[str, str]] = set()
+    items = []
+    for result in results:
+        for source in result.sources:
+            if (source.title, source.uri) in seen:
+                continue
+            seen.add((source.title, source.uri))
+            title = html.escape(source.title or source.uri)
+            link = _safe_link(source.uri)
+            items.append(f'<li><a href="{html.escape(link)}" target="_blank" rel="noopener noreferrer">{title}</a></li>'
+                         if link else f"<li>{title}</li>")
+    if items:
+        parts.append('<div class="sources"><strong>Sources</strong><ul>' + "".join(items) + "</ul></div>")
+    for snippet in dict.fromkeys(result.search_entry_point for result in results if result.search_entry_point):
+        parts.append(f'<div class="search-entry-point">{snippet}</div>')
+    return "\n".join(parts)
 
 
 def compose_limit(spec: ModelSpec, count: int) -> str:
