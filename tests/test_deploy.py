@@ -21,7 +21,8 @@ import pytest
 import yaml
 from servers import ROOT, app_env, free_port, start_app, stop_app
 
-TOOLS = {"generate": ["prompt"], "edit": ["image", "prompt"], "compose": ["images", "prompt"]}
+TOOLS = {"generate": ["prompt"], "edit": ["image", "prompt"], "compose": ["images", "prompt"],
+         "refine": ["parent_id", "instruction"]}
 OPTIONS = ["model", "aspect_ratio", "size", "temperature", "top_p", "top_k", "seed", "count", "output", "thinking",
            "show_thoughts", "search", "image_search"]
 SCRIPT = ROOT / "scripts" / "container-setup.sh"
@@ -116,7 +117,7 @@ def test_share_without_a_tunnel_says_so_and_keeps_serving_locally_with_the_uploa
 
 
 @pytest.mark.slow
-def test_mcp_schema_lists_exactly_the_three_tools_with_their_parameters(tmp_path):
+def test_mcp_schema_lists_exactly_the_four_tools_with_their_parameters(tmp_path):
     env = app_env(NANOBANANA_HOME=str(tmp_path / "home"), GRADIO_TEMP_DIR=str(tmp_path / "gradio"))
     process, url = start_app(env, "--mcp", "--offline")
     try:
@@ -138,8 +139,8 @@ def test_mcp_schema_lists_exactly_the_three_tools_with_their_parameters(tmp_path
         if mask:  # the MCP tool describes the mask to the agent
             assert "white where it may change" in schema["properties"]["mask"]["description"]
             assert "byte-identical" in tools[name]["description"]
-        assert "prompt" in schema["required"] and set(schema["required"]) <= set(firsts)  # a Gallery has a default
-        assert tools[name]["description"].startswith(("Make new images", "Edit one image", "Make one image"))
+        assert firsts[-1] in schema["required"] and set(schema["required"]) <= set(firsts)  # a Gallery has a default
+        assert tools[name]["description"].startswith(("Make new images", "Edit one image", "Make one image", "Refine an earlier"))
         # Every parameter explained in full: Gradio reads one line per parameter from the docstring's Args.
         assert all(prop.get("description", "").endswith(".") for prop in schema["properties"].values()), schema
     assert "Traceback" not in log and "gr.State input" not in log
