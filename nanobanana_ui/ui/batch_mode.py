@@ -37,7 +37,8 @@ __all__ = ["BATCH_MODE", "HEADERS", "INTERACTIVE", "RUN_MODES", "GeminiJobs", "a
 INTERACTIVE = "Now, at the rate limit"
 BATCH_MODE = "Gemini Batch Mode (50% off, results within 24 h)"
 RUN_MODES = [INTERACTIVE, BATCH_MODE]
-HEADERS = ["Job", "State", "Age", "Rows", "Done", "Failed", "Cost", "File"]
+HEADERS = ["Job", "State", "Age", "Rows", "Done", "Failed", "Cost", "File", "Folder"]
+PASTED = "pasted-prompts.txt"  # the File column's name for prompts pasted into the tab
 PUBLIC_REFUSAL = ("Gemini Batch Mode is not offered on this public demo (its jobs list is shared by the whole "
                   "server): run the batch now, at the rate limit.")
 
@@ -63,7 +64,7 @@ def _cost(view: GeminiJobView) -> str:
 def job_rows(views: list[GeminiJobView]) -> list[list[Any]]:
     """The jobs list's rows (HEADERS' columns), newest first."""
     return [[view.job or view.display_name, view.state, age_text(view.age_s), view.rows, view.done, view.failed,
-             _cost(view), Path(view.file).name if view.file else view.folder.name] for view in views]
+             _cost(view), Path(view.file).name if view.file else "", view.folder.name] for view in views]
 
 
 def _choices(views: list[GeminiJobView]) -> list[tuple[str, str]]:
@@ -194,7 +195,7 @@ class GeminiJobs:
             path = Path(file)
             fmt, base = path.suffix.lower().lstrip("."), path.resolve().parent
         else:  # pasted prompts: kept as a .txt file, read as the tab reads them
-            path = scratch / "pasted.txt"
+            path = scratch / PASTED
             path.write_text(text or "", encoding="utf-8")
             fmt, base = "txt", self.page.studio.settings.home
         return _Source(str(path), {"fmt": fmt, "base_dir": str(base), "defaults": defaults, "model": model})
