@@ -45,7 +45,7 @@ async def refresh_until(jobs: GeminiJobs, name: str, state: str) -> dict:
     """Refresh (the tab's button) until the picked job shows `state`; a bounded wait, never a time assertion."""
     for _ in range(200):
         views = await jobs.refresh(name, "", visitor())
-        if any(row[1] == state for row in views["jobs"]):
+        if any(row[1] == state for row in views["jobs"]["value"]):
             return views
         await asyncio.sleep(0.05)
     raise AssertionError(f"the job never reached {state}: {views['jobs']}")
@@ -71,7 +71,7 @@ def test_submit_returns_at_once_then_refresh_fetch_and_the_list_after_a_restart(
     job = emulator.batches.jobs[0]
     assert first["summary"].startswith(f"**Submitted to Gemini Batch Mode** as `{job.name}` (PENDING): 2 request(s)")
     assert "$0.0387 at the batch price" in first["summary"]  # 2 × $0.0387 / 2
-    assert first["jobs"][0][:4] == [job.name, "PENDING", first["jobs"][0][2], 2]
+    assert first["jobs"]["value"][0][:4] == [job.name, "PENDING", first["jobs"]["value"][0][2], 2]
     assert "already submitted" in again["summary"] and "nothing was sent again" in again["summary"]
     sent = creates(emulator)[0].body["batch"]["inputConfig"]["requests"]["requests"]
     assert [r["metadata"]["key"] for r in sent] == ["row-1-v0", "row-2-v0"]
@@ -79,7 +79,8 @@ def test_submit_returns_at_once_then_refresh_fetch_and_the_list_after_a_restart(
     assert sent[1]["request"]["contents"][0]["parts"][0]["text"] == "an owl at night"
     assert "is PENDING" in early["summary"] or "is RUNNING" in early["summary"]
     assert "gallery" not in early
-    assert refreshed["jobs"][0][1] == "SUCCEEDED" and refreshed["jobs"][0][4] == 0  # polled; not fetched yet
+    polled = refreshed["jobs"]["value"][0]
+    assert polled[1] == "SUCCEEDED" and polled[4] == 0  # polled (state), not fetched yet (done)
 
     assert len(fetched["gallery"]) == 2 and all(Path(p).is_file() for p, _ in fetched["gallery"])
     assert fetched["gallery"][0][1] == "row 1: a red fox"
@@ -92,7 +93,7 @@ def test_submit_returns_at_once_then_refresh_fetch_and_the_list_after_a_restart(
     with zipfile.ZipFile(archive) as zipped:
         names = zipped.namelist()
     assert "manifest.jsonl" in names and sum(n.endswith(".png") for n in names) == 2
-    row = fetched["jobs"][0]
+    row = fetched["jobs"]["value"][0]
     assert row[1] == "SUCCEEDED" and row[4:7] == [2, 0, "$0.0387"]
 
     async def restarted(studio):  # a new Studio and tab over the same data directory
@@ -103,8 +104,8 @@ def test_submit_returns_at_once_then_refresh_fetch_and_the_list_after_a_restart(
 
     calls = len(emulator.requests)
     listed, shown = in_studio(fast_settings, restarted)
-    assert listed["jobs"] == [[job.name, "SUCCEEDED", listed["jobs"][0][2], 2, 2, 0, "$0.0387", "pasted-prompts.txt",
-                               folder.name]]
+    rows = listed["jobs"]["value"]
+    assert rows == [[job.name, "SUCCEEDED", rows[0][2], 2, 2, 0, "$0.0387", "pasted-prompts.txt", folder.name]]
     assert listed["job"]["choices"][0][1] == job.display_name
     assert len(shown["gallery"]) == 2 and f"Job `{job.name}` is SUCCEEDED" in shown["summary"]
     assert len(emulator.requests) == calls  # the list and a finished job's results come from disk
@@ -124,9 +125,9 @@ def test_cancel_a_pending_job_from_the_list(fast_settings, emulator, tmp_path):
 
     submitted, cancelled = in_studio(fast_settings, scenario)
     job = emulator.batches.jobs[0]
-    assert len(job.requests) == 3 and submitted["jobs"][0][-2] == "shots.csv"
+    assert len(job.requests) == 3 and submitted["jobs"]["value"][0][-2] == "shots.csv"
     assert any(r.path.endswith(f"{job.name}:cancel") for r in emulator.requests)
-    assert cancelled["jobs"][0][1] == "CANCELLED"
+    assert cancelled["jobs"]["value"][0][1] == "CANCELLED"
     assert "3 without a result" in cancelled["summary"]
     with pytest.raises(gr.Error, match="already finished"):
         in_studio(fast_settings, lambda studio: jobs_of(studio).cancel(submitted["job"]["value"], "", visitor()))

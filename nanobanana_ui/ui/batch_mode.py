@@ -138,7 +138,7 @@ class GeminiJobs:
         views = (studio or self.page.studio).gemini_batches.list_jobs()
         names = [view.display_name for view in views]
         value = selected if selected in names else (names[0] if names else None)
-        return {"jobs": job_rows(views), "job": gr.update(choices=_choices(views), value=value)}
+        return {"jobs": gr.update(value=job_rows(views)), "job": gr.update(choices=_choices(views), value=value)}
 
     async def submit(self, file: str | None, text: str, model: str = "", aspect_ratio: str = AUTO, size: str = "",
                      temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1,

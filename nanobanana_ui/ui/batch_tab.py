@@ -319,10 +319,12 @@ class BatchTab:
                                            visible=False, elem_id="batch-zip")
             with gr.Accordion("Gemini Batch Mode jobs (this data directory)", open=True,
                               visible=self.jobs_page.offered, elem_id="batch-jobs-panel"):
-                self.jobs = gr.Dataframe(headers=HEADERS, value=[], interactive=False, wrap=True,
-                                         elem_id="batch-jobs")
+                listed = self.jobs_page.listing()  # as the journal on disk has it now; again each time the tab opens
+                self.jobs = gr.Dataframe(headers=HEADERS, value=listed["jobs"]["value"], interactive=False,
+                                         wrap=True, elem_id="batch-jobs")
                 with gr.Row():
-                    self.job = gr.Dropdown(label="Job", choices=[], value=None, scale=3, elem_id="batch-job")
+                    self.job = gr.Dropdown(label="Job", choices=listed["job"]["choices"], value=listed["job"]["value"],
+                                           scale=3, elem_id="batch-job")
                     self.refresh = gr.Button("Refresh", elem_id="batch-jobs-refresh")
                     self.fetch = gr.Button("Fetch", variant="primary", elem_id="batch-jobs-fetch")
                     self.cancel_job = gr.Button("Cancel job", variant="stop", elem_id="batch-jobs-cancel")
