@@ -181,3 +181,31 @@ def test_public_mode_offers_no_batch_mode(fast_settings, emulator):
 
 def test_age_text():
     assert [age_text(s) for s in (5, 600, 7200, 3 * 86400)] == ["5 s", "10 min", "2 h", "3 d"]
+
+
+def test_a_cli_job_outside_the_data_directory_is_fetched_into_its_folder_and_zipped(fast_settings, emulator, tmp_path,
+                                                                                  monkeypatch, capsys):
+    from test_gemini_batch import cli_env
+
+    from nanobanana_ui.cli import main
+
+    emulator.batches.seconds_per_state = 60
+    for name, value in cli_env(emulator, fast_settings.home).items():
+        monkeypatch.setenv(name, value)
+    prompts = tmp_path / "cats.txt"
+    prompts.write_text("a cat\na dog\n")
+    assert main(["batch", str(prompts), "--gemini-batch", "--no-wait", "--out", str(tmp_path / "cli-out")]) == 0
+    capsys.readouterr()
+    emulator.batches.set_state(emulator.batches.jobs[0].name, "SUCCEEDED")
+
+    async def scenario(studio):
+        jobs = jobs_of(studio)
+        name = jobs.listing()["job"]["value"]
+        return await jobs.fetch(name, "", visitor())
+
+    fetched = in_studio(fast_settings, scenario)
+    assert fetched["gallery"] == [] and "2 image(s) in" in fetched["progress"]  # not served: only in the ZIP
+    assert len(list((tmp_path / "cli-out").glob("*.png"))) == 2
+    with zipfile.ZipFile(fetched["archive"]["value"]) as zipped:
+        assert sum(n.endswith(".png") for n in zipped.namelist()) == 2
+    assert fetched["jobs"]["value"][0][-2:] == ["cats.txt", "cli-out"]

@@ -242,17 +242,22 @@ class GeminiJobs:
             summary = await studio.gemini_batches.cancel(display_name=selected)
         return {**self.listing(studio, selected), "summary": summary_text(summary)}
 
+    def _zip_path(self, folder: Path) -> Path:
+        self.page.root.mkdir(parents=True, exist_ok=True)
+        return self.page.root / f"{folder.name}.zip"
+
     def _results(self, folder: Path, job: str | None) -> dict[str, Any]:
         """The run folder as an interactive run ends: its images in the gallery and a ZIP of the folder."""
         from .batch_tab import zip_folder
 
         shown = folder_images(folder, job)
-        archive = None
-        if folder.is_dir():
-            self.page.root.mkdir(parents=True, exist_ok=True)
-            archive = str(zip_folder(folder, self.page.root / f"{folder.name}.zip"))
-        return {"gallery": shown, "progress": f"**{len(shown)} image{'s' if len(shown) != 1 else ''}** from "
-                                              f"`{folder.name}`",
+        archive = str(zip_folder(folder, self._zip_path(folder))) if folder.is_dir() else None
+        progress = f"**{len(shown)} image{'s' if len(shown) != 1 else ''}** from `{folder.name}`"
+        if not folder.resolve().is_relative_to(self.page.root.resolve()):
+            # A CLI run's --out folder elsewhere: the page serves only NANOBANANA_HOME/batches (and the ZIP there).
+            shown, progress = [], f"{len(shown)} image(s) in `{folder}`: outside the data directory's batches/, " \
+                                  "so only in the ZIP here"
+        return {"gallery": shown, "progress": progress,
                 "archive": gr.update(value=archive, visible=archive is not None)}
 
 
