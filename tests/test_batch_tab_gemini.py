@@ -209,3 +209,19 @@ def test_a_cli_job_outside_the_data_directory_is_fetched_into_its_folder_and_zip
     with zipfile.ZipFile(fetched["archive"]["value"]) as zipped:
         assert sum(n.endswith(".png") for n in zipped.namelist()) == 2
     assert fetched["jobs"]["value"][0][-2:] == ["cats.txt", "cli-out"]
+
+
+def test_a_click_on_a_row_picks_its_job(fast_settings, emulator):
+    emulator.batches.seconds_per_state = 60
+
+    async def scenario(studio):
+        jobs = jobs_of(studio)
+        await jobs.submit(None, "a red fox", request=visitor())
+        await jobs.submit(None, "an owl", request=visitor())
+        return jobs.listing(), jobs.picked(1), jobs.picked(5)
+
+    listed, second_row, beyond = in_studio(fast_settings, scenario)
+    owl, fox = emulator.batches.jobs[1], emulator.batches.jobs[0]
+    assert [row[0] for row in listed["jobs"]["value"]] == [owl.name, fox.name]  # newest first
+    assert second_row["value"] == fox.display_name
+    assert beyond == gr.skip()  # a row the list no longer has: the picker stays as it was

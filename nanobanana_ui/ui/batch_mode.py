@@ -140,6 +140,11 @@ class GeminiJobs:
         value = selected if selected in names else (names[0] if names else None)
         return {"jobs": gr.update(value=job_rows(views)), "job": gr.update(choices=_choices(views), value=value)}
 
+    def picked(self, row: int) -> Any:
+        """The job picker's value for a row of the jobs list (unchanged if the list moved meanwhile)."""
+        views = self.page.studio.gemini_batches.list_jobs() if self.offered else []
+        return gr.update(value=views[row].display_name) if 0 <= row < len(views) else gr.skip()
+
     async def submit(self, file: str | None, text: str, model: str = "", aspect_ratio: str = AUTO, size: str = "",
                      temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1,
                      output: str = IMAGE_AND_TEXT, api_key: str = "",

@@ -54,6 +54,8 @@ NOTE = ("One prompt per line (blank lines and `#` comments skipped), or a .csv /
         "`seed`, `count`, `name`. The Studio tab's settings (model, aspect ratio, size, temperature, top-p, "
         "top-k, seed, output) are the defaults a row can override. Runs go at the pace of the rate limit; a run "
         "cancelled or with failures resumes when you run the same input again.")
+BATCH_NOTE = (" Gemini Batch Mode sends the batch as one job at half price instead: results within 24 h, in the jobs "
+              "list below.")
 
 
 FORMATS = (".txt", ".csv", ".jsonl")
@@ -300,7 +302,7 @@ class BatchTab:
                                         file_types=[".txt", ".csv", ".jsonl"], type="filepath", elem_id="batch-file")
                     self.text = gr.Textbox(label="Or paste prompts, one per line", lines=8, elem_id="batch-text",
                                            placeholder="A red fox in the snow\nAn owl at night, watercolour")
-                    gr.Markdown(NOTE)
+                    gr.Markdown(NOTE + (BATCH_NOTE if self.jobs_page.offered else ""))
                     # Public mode: no Batch Mode (its jobs list is the whole data directory's, not a visitor's).
                     self.mode = gr.Radio(RUN_MODES, value=INTERACTIVE, label="Run", elem_id="batch-run-mode",
                                          visible=self.jobs_page.offered)
@@ -351,6 +353,7 @@ class BatchTab:
             self.cancel_job.click(self.jobs_clicked("cancel"), [self.job, api_key], jobs_views, **PRIVATE)
             # The list is read from disk when the page opens: it survives a restart.
             self.tab.select(self.listed, None, [self.jobs, self.job], **PRIVATE)
+            self.jobs.select(self.row_picked, None, [self.job], **PRIVATE)  # a click on a row picks its job
 
     async def estimate_clicked(self, file: str | None, text: str, model: str, aspect_ratio: str, size: str,
                                temperature: float, top_p: float, top_k: int, seed: int, output: str, api_key: str,
@@ -397,3 +400,7 @@ class BatchTab:
 
         clicked.__name__ = f"batch_jobs_{action}"
         return clicked
+
+    def row_picked(self, event: gr.SelectData) -> Any:
+        """A click on a row of the jobs list picks that job (rows are listed newest first, as on disk)."""
+        return self.jobs_page.picked(event.index[0] if isinstance(event.index, (list, tuple)) else event.index)
