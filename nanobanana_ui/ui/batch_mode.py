@@ -159,7 +159,8 @@ class GeminiJobs:
             model_id = form.model_id(self.page.studio.settings.model)
             async with self._lock:
                 folder = self._folders.get(batch.fingerprint)
-                if folder is None or Journal(folder).open_record() is None:
+                earlier = None if folder is None else Journal(folder).open_record()
+                if folder is None or earlier is None:
                     folder = self.page.folder_for(batch, self.page_state())[0]
                 plan = await asyncio.to_thread(plan_batch, studio, batch.items, out_dir=folder, model=model_id)
                 if not plan.requests:
@@ -178,7 +179,7 @@ class GeminiJobs:
         if summary.finished:  # nothing to submit (all done or cached): shown like an interactive run
             return {**views, **self._results(folder, None), "summary": summary_text(summary)}
         state = (summary.state or "").removeprefix("JOB_STATE_") or "PENDING"
-        new = summary.message.startswith("submitted")
+        new = earlier is None
         head = (f"**Submitted to Gemini Batch Mode** as `{summary.job}` ({state}): {summary.submitted} request(s), "
                 f"estimated {_money(batch_estimate(plan))} at the batch price."
                 if new else f"**This input's job `{summary.job}` is already submitted** ({state}): nothing was sent "
