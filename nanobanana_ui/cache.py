@@ -32,6 +32,9 @@ class CachedEntry:
     sources: tuple[dict[str, str], ...] = ()  # Google Search sources {"title", "uri"}; thought images: never cached
     search_entry_point: str | None = None
     paths: tuple[Path, ...] = ()  # where each image's bytes are, found at lookup (not stored)
+    # The model's turn as returned (turns.parts_to_json form; its images are blobs here too). None: not stored, as
+    # in entries made before refinements existed.
+    model_parts: list[dict[str, Any]] | None = None
 
 
 _STORED = frozenset(f.name for f in fields(CachedEntry)) - {"paths"}
@@ -79,6 +82,21 @@ class ResultCache:
             paths.append(path)
         self._cache.set(self._entry_prefix + key, {"images": shas, **entry_fields})
         return paths
+
+    def keep_blob(self, data: bytes) -> str:
+        """Store bytes content-addressed (e.g. a model turn's raw images) and return their digest."""
+        sha = hashlib.sha256(data).hexdigest()
+        if self.image_path(sha) is None:
+            self._cache.set(BLOB_PREFIX + sha, io.BytesIO(data), read=True)
+        return sha
+
+    def blob(self, sha256: str) -> bytes | None:
+        """The bytes stored under a digest (checked), or None when gone."""
+        path = self.image_path(sha256)
+        try:
+            return path.read_bytes() if path is not None else None
+        except FileNotFoundError:  # evicted between the check and the read
+            return None
 
     def image_path(self, sha256: str) -> Path | None:
         """The file holding an image's bytes, after checking they still match the digest."""

@@ -1,4 +1,4 @@
-"""The command line: generate, edit, compose and batch through the Studio service, with --json for scripts.
+"""The command line: generate, edit, compose, refine and batch through the Studio service, with --json for scripts.
 
 Exit codes: 0 success, 1 unexpected error, 2 bad input or usage, 3 key missing/invalid/denied, 4 rate limit or
 quota, 5 no image (prompt blocked, image withheld, text-only reply), 6 service or network failure, 130 interrupted.
@@ -16,6 +16,7 @@ from typing import Any
 
 from .cli_batch import add_batch_parser, run_batch_command
 from .cli_models import add_models_parser, run_models_command
+from .cli_refine import add_refine_parser, draw_tree, run_refine
 from .config import load_settings
 from .costs import cost_text
 from .errors import InputError, StudioError
@@ -89,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     compose = commands.add_parser("compose", parents=[shared], help="combine several images with an instruction")
     compose.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
     compose.add_argument("--prompt", required=True)
+    add_refine_parser(commands, shared)
     add_batch_parser(commands, _shared_options(batch=True))
     add_models_parser(commands)
     history = commands.add_parser("history", help="list past requests, newest first (or check them: --verify)")
@@ -99,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--json", action="store_true", help="one JSON object per entry on stdout")
     history.add_argument("--verify", action="store_true", help="check every entry's files; exit 1 on problems")
     history.add_argument("--repair", action="store_true", help="with --verify: fix what it finds")
+    history.add_argument("--tree", metavar="ID", help="draw the conversation this id belongs to: turn numbers, "
+                                                      "short ids (refine takes them) and instructions")
     return parser
 
 
@@ -111,6 +115,8 @@ def _print_result(result: ImageResult, as_json: bool, thought_paths: tuple[Path,
             continue
         cost = cost_text(record["cost_usd"], cached=result.cached)
         print(f"{record['path']}  ({record['width']}x{record['height']}, {cost}, {result.elapsed_s:.1f} s)")
+        if result.parent:  # a refinement: where it sits in its conversation
+            print(f"  id {result.id}, turn {result.turn}, refines {result.parent}")
     if as_json:
         return
     if result.text:
@@ -181,6 +187,8 @@ def _report(error: StudioError, *, as_json: bool = False, prompt: str | None = N
 def _history(args: argparse.Namespace) -> int:
     from .history import HistoryStore
 
+    if args.tree is not None:
+        return _tree(args.tree)
     if args.limit < 1:
         raise InputError(f"--limit must be at least 1 (got {args.limit}).")
     store = HistoryStore(load_settings().home)
@@ -210,6 +218,24 @@ def _history(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tree(entry_id: str) -> int:
+    from .studio import Studio
+
+    studio = Studio(load_settings())
+    try:
+        tree = studio.conversation_tree(entry_id)
+    finally:
+        asyncio.run(studio.aclose())
+    wanted = entry_id.strip()
+    marked = next((e.id for _, e in tree if e.id == wanted), None) or next(
+        (e.id for _, e in tree if e.id.startswith(wanted) or e.id.endswith(wanted)), wanted)
+    turns = max(entry.turn for _, entry in tree)
+    print(f"conversation {tree[0][1].id}: {len(tree)} entries, {turns} turn(s) deep")
+    for line in draw_tree(tree, marked):
+        print(line)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code and never lets a traceback reach the user."""
     args = build_parser().parse_args(argv)
@@ -220,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
             return _history(args)
         if args.command == "batch":
             return run_batch_command(args)
+        if args.command == "refine":
+            return asyncio.run(run_refine(args, lambda result: _print_result(result, args.json),
+                                          lambda error: _report(error, as_json=args.json, prompt=args.prompt)))
         return asyncio.run(_run(args))
     except StudioError as error:
         _report(error, as_json=getattr(args, "json", False), prompt=getattr(args, "prompt", None))

@@ -9,6 +9,7 @@ from typing import Any
 from .errors import BadResponseError, ImageWithheldError, PromptBlockedError, TextOnlyError, map_error
 from .request import ImageRequest, Source, ThoughtImage, Usage
 from .transport import SendObserver, SendTracer
+from .turns import Turn, TurnPart
 from .vertex import VertexAccess, map_vertex_error
 
 __all__ = ["BackendReply", "GeminiBackend", "build_config", "build_contents", "parse_response"]
@@ -37,15 +38,40 @@ class BackendReply:
     sources: tuple[Source, ...] = ()  # Google Search grounding chunks: web pages, and images with image search
     search_entry_point: str | None = None  # Google's search-suggestions HTML, to be shown as given
     search_queries: int = 0  # searches the answer reports having run (what Google charges for)
+    model_parts: tuple[TurnPart, ...] = ()  # the candidate's content as returned: every part, thoughts, signatures
+
+
+def _sdk_part(part: TurnPart) -> Any:
+    from google.genai import types
+
+    if part.data is not None:
+        blob = types.Blob(data=part.data, mime_type=part.mime_type)
+        return types.Part(inline_data=blob, thought=part.thought or None, thought_signature=part.thought_signature)
+    return types.Part(text=part.text or "", thought=part.thought or None, thought_signature=part.thought_signature)
+
+
+def _sdk_content(turn: Turn) -> Any:
+    from google.genai import types
+
+    return types.Content(role=turn.role, parts=[_sdk_part(part) for part in turn.parts])
 
 
 def build_contents(request: ImageRequest) -> list[Any]:
-    """The user turn: the prompt verbatim as the first part, then each input image inline, in order."""
+    """The earlier turns of a refinement (as stored), then the user turn: the prompt verbatim, then each image."""
     from google.genai import types
 
     parts = [types.Part.from_text(text=request.prompt)]
     parts += [types.Part.from_bytes(data=image.data, mime_type=image.mime_type) for image in request.images]
-    return [types.Content(role="user", parts=parts)]
+    return [*(_sdk_content(turn) for turn in request.history), types.Content(role="user", parts=parts)]
+
+
+def _turn_part(part: Any) -> TurnPart:
+    """One SDK part as plain data, nothing dropped: the next turn must send it back exactly."""
+    blob = part.inline_data
+    if blob is not None and blob.data is not None:
+        return TurnPart(data=bytes(blob.data), mime_type=blob.mime_type or "application/octet-stream",
+                        thought=bool(part.thought), thought_signature=part.thought_signature)
+    return TurnPart(text=part.text or "", thought=bool(part.thought), thought_signature=part.thought_signature)
 
 
 def build_config(request: ImageRequest) -> Any:
@@ -152,10 +178,11 @@ def parse_response(response: Any) -> BackendReply:
             texts.append(part.text)
     text = "\n".join(texts).strip()
     if images:
+        model_parts = tuple(_turn_part(part) for part in parts)
         sources, entry, queries = _grounding(candidate)
         return BackendReply(tuple(images), text, finish, _usage(response.usage_metadata),
                             thought_images=tuple(thoughts), sources=sources, search_entry_point=entry,
-                            search_queries=queries)
+                            search_queries=queries, model_parts=model_parts)
     if finish and finish not in ("STOP", "FINISH_REASON_UNSPECIFIED"):
         hint = _WITHHELD_HINTS.get(finish, "Gemini finished without an image")
         said = f" It said: {text}" if text else ""

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .images import InputImage
+from .turns import Turn, TurnPart, path_digest
 
 __all__ = [
     "RECORD_KEYS", "GeneratedImage", "ImageOptions", "ImageRequest", "ImageResult", "Mode", "Source", "ThoughtImage",
@@ -81,6 +82,9 @@ class ImageRequest:
     prompt: str
     images: tuple[InputImage, ...] = ()
     options: ImageOptions = field(default_factory=ImageOptions)
+    # A refinement: the whole path from the root, sent before this user turn (earlier user turns and each earlier
+    # model turn exactly as returned). Empty for a one-shot request.
+    history: tuple[Turn, ...] = ()
     # Why `model` is not the id that was asked for (a shut-down id sent as its replacement); not part of the key.
     note: str | None = field(default=None, compare=False)
 
@@ -94,6 +98,8 @@ class ImageRequest:
             "images": [image.sha256 for image in self.images],
             "options": self.options.to_dict(),
         }
+        if self.history:  # only refinements carry it, so one-shot keys stay what they were
+            canonical["history"] = path_digest(self.history)
         blob = json.dumps(canonical, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
@@ -108,6 +114,7 @@ class ImageRequest:
             "images": [{"name": i.name, "sha256": i.sha256, "mime_type": i.mime_type,
                         **({"stripped": list(i.stripped)} if i.stripped else {})} for i in self.images],
             "options": self.options.to_dict(), **({"note": self.note} if self.note else {}),
+            **({"history_turns": len(self.history)} if self.history else {}),
         }
 
 
@@ -189,6 +196,10 @@ class ImageResult:
     cached: bool = False
     saved_usd: float = 0.0  # what a cache hit would have cost
     elapsed_s: float = 0.0
+    parent: str | None = None  # the history id of the result this one refines (None: the root of a conversation)
+    turn: int = 1  # 1 for a root, 2 for its first refinement, ...
+    model_turn: tuple[TurnPart, ...] = ()  # the model's content exactly as returned (empty: not known)
+    answer_id: str = ""  # the same for callers who shared one in-flight call (each still gets its own `id`)
     # Google Search grounding (empty without search): the sources, and Google's search-suggestions HTML snippet,
     # which must be shown as given. Kept on a cache hit.
     sources: tuple[Source, ...] = ()
@@ -211,6 +222,7 @@ class ImageResult:
             "images": [{"path": None if image.path is None else str(image.path), "width": image.width,
                         "height": image.height, "sha256": image.sha256} for image in self.images],
             "sources": [source.to_dict() for source in self.sources],  # always a list: empty without Search
+            "parent": self.parent, "turn": self.turn,  # where a result sits in its conversation (refine)
             # Only when the model asked for was replaced (a shut-down id): why `model` differs from what was asked.
             **({"note": self.request.note} if self.request.note else {}),
         }
@@ -218,7 +230,7 @@ class ImageResult:
 
 RECORD_KEYS = (  # the keys of one --json line per image (generate/edit/compose, and batch with `row`, `status`)
     "path", "prompt", "model", "mode", "cached", "cost_usd", "saved_usd", "finish_reason", "text", "width", "height",
-    "sha256", "variation", "seed", "tokens", "elapsed_s", "id", "sources",
+    "sha256", "variation", "seed", "tokens", "elapsed_s", "id", "sources", "parent", "turn",
 )
 
 

@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from .backends import BackendCapabilities, capabilities_for
 from .cache import CachedEntry, ResultCache
 from .config import Settings
+from .conversation import ConversationError, Refinement, build_refinement
 from .costs import cost_from_usage, search_cost
 from .discovery import Availability, ListingStore, ModelDiscovery
 from .errors import InputError, ModelNotFoundError, ShutDownModelError, StudioError
 from .gemini import BackendReply
-from .history import HistoryStore
+from .history import HistoryEntry, HistoryStore
+from .history.store import new_entry_id
 from .limits import DailyBudget, DailyUsage
 from .models import get_model
 from .outputs import dimensions, save_images, save_thought_images, with_provenance
@@ -33,7 +35,8 @@ from .retry import RetryPolicy
 from .sending import EventSink, GuardedSender
 from .shared_limits import shared_limiter_for
 from .transport import SendObserver
-from .validation import ImageSource, build_request
+from .turns import TurnPart, parts_from_json, parts_to_json
+from .validation import ImageSource, build_request, load_inputs
 from .vertex import VertexAccess, resolve_vertex_access
 
 if TYPE_CHECKING:
@@ -267,13 +270,21 @@ class Studio:
         `on_event` receives a line for each rate-limit wait and retry. An identical request already in flight is
         not sent again: this call shares its answer. Outcomes, failures too, go into the history under `owner`.
         """
+        return await self._run(request, use_cache=use_cache, out_dir=out_dir, on_event=on_event, owner=owner)
+
+    async def _run(self, request: ImageRequest, *, use_cache: bool, out_dir: Path | None, on_event: EventSink | None,
+                   owner: str | None, parent: str | None = None, turn: int = 1) -> ImageResult:
         started = time.perf_counter()
         try:
             result = await self._answer(request, use_cache, out_dir, on_event, started)
         except StudioError as error:
-            await self._record("record_failure", request, error, elapsed_s=time.perf_counter() - started, owner=owner)
+            await self._record("record_failure", request, error, elapsed_s=time.perf_counter() - started, owner=owner,
+                               parent=parent, turn=turn)
             raise
-        await self._record("record_result", result, owner=owner)
+        # Each caller gets its own id (two callers may share one in-flight answer): the id its history entry has,
+        # so an id printed by --json is the one `refine` and `history` take.
+        result = replace(result, id=new_entry_id(), parent=parent, turn=turn, answer_id=result.answer_id or result.id)
+        await self._record("record_result", result, owner=owner, entry_id=result.id)
         return result
 
     async def _record(self, method: str, *args: object, **kwargs: object) -> None:
@@ -315,8 +326,22 @@ class Studio:
         result = self._result(request, images, entry.text, entry.finish_reason, Usage(**entry.usage),
                               cost=0.0, cached=True, saved=entry.cost_usd or 0.0, out_dir=out_dir, started=started)
         # The sources come back with the image; the thought images were never cached, so a hit has none.
-        return replace(result, sources=tuple(Source.from_dict(s) for s in entry.sources),
+        return replace(result, model_turn=self._cached_model_turn(entry),
+                       sources=tuple(Source.from_dict(s) for s in entry.sources),
                        search_entry_point=entry.search_entry_point)
+
+    def _cached_model_turn(self, entry: CachedEntry) -> tuple[TurnPart, ...]:
+        """The model turn a cache entry kept, or () when it kept none or lost its bytes (then the bypass is used)."""
+        def read(sha: str, mime: str) -> bytes:
+            data = self.cache.blob(sha)
+            if data is None:
+                raise KeyError(sha)
+            return data
+
+        try:
+            return parts_from_json(entry.model_parts or (), read)
+        except (KeyError, ValueError):
+            return ()
 
     def _keep(self, request: ImageRequest, reply: BackendReply, out_dir: Path, started: float,
               price_factor: float = 1.0) -> ImageResult:
@@ -333,19 +358,25 @@ class Studio:
         # Cached as saved (provenance included), so the saved files and the cache share one copy of the bytes.
         marked = [(with_provenance(data, mime, request, reply.text, reply.finish_reason), mime)
                   for data, mime in reply.images]
+        for part in reply.model_parts:  # the model turn's images as returned: the next turn sends them back
+            if part.data is not None:
+                self.cache.keep_blob(part.data)
         grounding: dict[str, object] = {}
         if reply.sources or reply.search_entry_point:
             grounding = {"sources": tuple(source.to_dict() for source in reply.sources),
                          "search_entry_point": reply.search_entry_point}
         paths = self.cache.store(request.cache_key(), marked, {
             "text": reply.text, "finish_reason": reply.finish_reason, "usage": asdict(reply.usage), "cost_usd": cost,
+            "model_parts": parts_to_json(reply.model_parts) if reply.model_parts else None,
             **grounding})  # only with Search: entries without it stay readable by earlier versions
         stored = [(data, mime, path) for (data, mime), path in zip(marked, paths, strict=True)]
         result = self._result(request, stored, reply.text, reply.finish_reason, reply.usage,
                               cost=cost, cached=False, saved=0.0, out_dir=out_dir, started=started)
+        # Thought images are never outputs nor cached; the model turn (thought parts included) is kept whole.
         thoughts = reply.thought_images if request.options.show_thoughts else ()
-        return replace(result, sources=reply.sources, search_entry_point=reply.search_entry_point,
-                       search_cost_usd=searched, thought_images=thoughts)
+        return replace(result, model_turn=reply.model_parts, sources=reply.sources,
+                       search_entry_point=reply.search_entry_point, search_cost_usd=searched,
+                       thought_images=thoughts)
 
     def save_thoughts(self, result: ImageResult, *, out_dir: Path | None = None) -> tuple[Path, ...]:
         """Write a result's thought images to OUT/thoughts/ (never beside the outputs, never in the history)."""
@@ -391,6 +422,114 @@ class Studio:
 
         first = request.options.variation
         return list(await asyncio.gather(*(one(first + i) for i in range(count))))
+
+    # -- conversations -----------------------------------------------------------------------------------------
+
+    def _unknown(self, entry_id: str) -> ConversationError:
+        return ConversationError(f"No result with id {entry_id!r} in your history. Use an `id` printed by "
+                                 "generate/edit/compose --json or listed by `history --json`.")
+
+    def conversation_path(self, entry_id: str, *, owner: str | None = None) -> list[HistoryEntry]:
+        """The entries from the conversation's root to this one, root first (blocking: run it off the event loop).
+
+        `owner` given: only that owner's entries (in public mode it is required). An unknown, foreign or broken id
+        raises ConversationError (exit code 2), the same message for unknown and foreign.
+        """
+        if self.settings.public and owner is None:
+            raise ConversationError("In public mode only the owner of a conversation can continue it, and this "
+                                    "request says nobody's. Nothing was sent.")
+        full = self.history.resolve_id(entry_id, owner=owner)
+        path = self.history.path_to(full, owner=owner) if full else []
+        if not path:
+            raise self._unknown(entry_id)
+        if path[0].parent is not None:
+            raise ConversationError(f"An earlier turn of this conversation (entry {path[0].parent}) was deleted "
+                                    "from the history, so the path cannot be sent. Start afresh with `edit` on this "
+                                    "image. Nothing was sent.")
+        return path
+
+    def branches(self, entry_id: str, *, owner: str | None = None) -> list[HistoryEntry]:
+        """The refinements made from this entry (its branches), oldest first (blocking)."""
+        parent = self.conversation_path(entry_id, owner=owner)[-1]
+        return self.history.children(parent.id, owner=owner)
+
+    def conversation_tree(self, entry_id: str, *, owner: str | None = None) -> list[tuple[int, HistoryEntry]]:
+        """Every entry of the conversation this one belongs to, depth first from its root, with each depth (blocking).
+
+        Failed refinements are included (they show what was tried); a deleted ancestor makes the topmost entry
+        still held the root.
+        """
+        if self.settings.public and owner is None:
+            raise ConversationError("In public mode a conversation is shown only to its owner.")
+        full = self.history.resolve_id(entry_id, owner=owner)
+        path = self.history.path_to(full, owner=owner) if full else []
+        if not path:
+            raise self._unknown(entry_id)
+        tree: list[tuple[int, HistoryEntry]] = []
+        stack = [(0, path[0])]
+        while stack:
+            depth, entry = stack.pop()
+            tree.append((depth, entry))
+            stack += [(depth + 1, child) for child in reversed(self.history.children(entry.id, owner=owner))]
+        return tree
+
+    async def prepare_refine(self, *, parent_id: str, instruction: str, images: Sequence[ImageSource] = (),
+                             model: str | None = None, options: ImageOptions | None = None,
+                             owner: str | None = None) -> Refinement:
+        """Check a refinement and build its request (the whole path), without sending anything.
+
+        The model defaults to the parent's; an aspect ratio or size left unset follows the parent's.
+        """
+        path = await asyncio.to_thread(self.conversation_path, parent_id, owner=owner)
+        parent = path[-1]
+        if not parent.ok or not parent.images:
+            why = parent.error or "it has no image"
+            raise ConversationError(f"Entry {parent.id} has no image to refine ({why}). Refine an entry that made "
+                                    "one (history --tree shows the conversation).")
+        base = self.build_request(Mode.GENERATE, instruction, (), model=model or parent.model, options=options)
+        inputs = await asyncio.to_thread(load_inputs, tuple(images))
+        return await asyncio.to_thread(build_refinement, path, self.history.read_file, base, inputs)
+
+    async def refine(self, *, parent_id: str, instruction: str, images: Sequence[ImageSource] = (),
+                     model: str | None = None, options: ImageOptions | None = None, owner: str | None = None,
+                     use_cache: bool = True, out_dir: Path | None = None,
+                     on_event: EventSink | None = None) -> ImageResult:
+        """Continue the conversation of a result: `instruction` (and optional new images) sent after its whole path.
+
+        The new result is a child of `parent_id` (refining one parent twice makes two branches); its `id`, `parent`
+        and `turn` are set, and it goes into the history under `owner`. Only the owner may refine an entry.
+        """
+        plan = await self.prepare_refine(parent_id=parent_id, instruction=instruction, images=images, model=model,
+                                         options=options, owner=owner)
+        return await self.run_refinement(plan, use_cache=use_cache, out_dir=out_dir, on_event=on_event, owner=owner)
+
+    async def run_refinement(self, plan: Refinement, *, use_cache: bool = True, out_dir: Path | None = None,
+                             on_event: EventSink | None = None, owner: str | None = None) -> ImageResult:
+        """Send a prepared refinement (from the cache when its whole path was answered before: $0, no call)."""
+        return await self._run(plan.request, use_cache=use_cache, out_dir=out_dir, on_event=on_event, owner=owner,
+                               parent=plan.parent, turn=plan.turn)
+
+    async def rerun(self, *, entry_id: str, owner: str | None = None, use_cache: bool = True,
+                    out_dir: Path | None = None, on_event: EventSink | None = None) -> ImageResult:
+        """Send a history entry's request again, from the history alone (its stored inputs; no session needed).
+
+        A refinement is re-run as a new branch from the same parent. Entries from before inputs were kept, whose
+        request had input images, raise ConversationError (the images must be given again).
+        """
+        path = await asyncio.to_thread(self.conversation_path, entry_id, owner=owner)
+        entry = path[-1]
+        options = ImageOptions(**{key: value for key, value in entry.options.items()
+                                  if key in ImageOptions.__dataclass_fields__})
+        if len(entry.inputs) < len(entry.input_hashes):
+            raise ConversationError(f"Entry {entry.id} is from before the history kept input images: add its "
+                                    f"{len(entry.input_hashes)} image(s) again (edit or compose). Nothing was sent.")
+        images = [file.path for file in entry.inputs]
+        if entry.parent is not None:
+            return await self.refine(parent_id=entry.parent, instruction=entry.prompt, images=images,
+                                     model=entry.model, options=options, owner=owner, use_cache=use_cache,
+                                     out_dir=out_dir, on_event=on_event)
+        request = self.build_request(Mode(entry.mode), entry.prompt, images, model=entry.model, options=options)
+        return await self.run(request, use_cache=use_cache, out_dir=out_dir, on_event=on_event, owner=owner)
 
     async def _generate(self, request: ImageRequest, *, observer: SendObserver | None = None) -> BackendReply:
         try:

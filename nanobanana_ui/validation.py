@@ -13,8 +13,8 @@ from .models import Capability, ModelSpec, known_models, models_with, resolve
 from .request import ImageOptions, ImageRequest, Mode
 
 __all__ = [
-    "MAX_PROMPT_CHARS", "THINKING_LEVELS", "ImageSource", "build_request", "normalize_options", "unencodable_at",
-    "unencodable_problem", "validate_options",
+    "MAX_PROMPT_CHARS", "THINKING_LEVELS", "ImageSource", "build_request", "load_inputs", "normalize_options",
+    "unencodable_at", "unencodable_problem", "validate_options",
 ]
 
 MAX_PROMPT_CHARS = 30_000  # the image models take about 32k input tokens; refuse clearly rather than get a 400
@@ -155,3 +155,10 @@ def build_request(mode: Mode, prompt: str, images: Sequence[ImageSource] = (), *
     inputs = tuple(_as_input(source, i, keep_metadata) for i, source in enumerate(images))
     check_request_size(inputs)
     return ImageRequest(mode=mode, model=spec.id, prompt=prompt, images=inputs, options=options, note=note)
+
+
+def load_inputs(images: Sequence[ImageSource]) -> tuple[InputImage, ...]:
+    """Normalise input images ready to send (each checked like an edit's), and check their total size."""
+    inputs = tuple(_as_input(source, i) for i, source in enumerate(images))
+    check_request_size(inputs)
+    return inputs

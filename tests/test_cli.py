@@ -49,13 +49,14 @@ def test_generate_json_with_options(keyed_env, capsys, tmp_path):
 def test_one_result_record_for_generate_batch_and_history(keyed_env, capsys, tmp_path):
     """The --json record (ImageResult.to_record, one line per image) is the same for generate, batch and history."""
     keys = ["path", "prompt", "model", "mode", "cached", "cost_usd", "saved_usd", "finish_reason", "text", "width",
-            "height", "sha256", "variation", "seed", "tokens", "elapsed_s", "id", "sources"]
+            "height", "sha256", "variation", "seed", "tokens", "elapsed_s", "id", "sources", "parent", "turn"]
     assert main(["generate", "one record", "--json", "--seed", "3", "--out", str(tmp_path / "g")]) == 0
     [made] = json_lines(capsys.readouterr().out)
     assert list(made) == keys
     sent = keyed_env.generate_requests[0]
     assert made["prompt"] == sent.prompt == "one record" and made["seed"] == sent.generation_config["seed"] == 3
     assert (made["mode"], made["variation"], made["cached"], made["saved_usd"]) == ("generate", 0, False, 0.0)
+    assert (made["parent"], made["turn"]) == (None, 1)  # a root; refinements carry their parent and turn
     assert set(made["tokens"]) == {"prompt", "output", "total"} and made["tokens"]["output"] > 0
     with Image.open(made["path"]) as image:
         assert [made["width"], made["height"]] == list(image.size)
@@ -74,7 +75,8 @@ def test_one_result_record_for_generate_batch_and_history(keyed_env, capsys, tmp
     assert main(["history", "--json", "--limit", "1"]) == 0
     [entry] = json_lines(capsys.readouterr().out)
     assert list(entry) == ["id", "time", "mode", "model", "prompt", "paths", "cost_usd", "cached", "finish_reason",
-                           "text", "tokens", "elapsed_s", "options", "error", "error_type", "sources"]
+                           "text", "tokens", "elapsed_s", "options", "error", "error_type", "sources", "parent",
+                           "turn"]
     assert (entry["prompt"], entry["cached"], entry["tokens"]) == ("one record", True, made["tokens"])
 
 

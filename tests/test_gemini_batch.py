@@ -417,11 +417,13 @@ def test_dry_run_shows_interactive_and_batch_cost(emulator, tmp_path, monkeypatc
     for name, value in cli_env(emulator, tmp_path / "home").items():
         monkeypatch.setenv(name, value)
     path = write_file(tmp_path, "prompt,count\na fox,3\na cat,\n")
+    per_image = get_model(load_settings().model).image_price(None)  # the default model's price
     assert main(["batch", str(path), "--gemini-batch", "--dry-run"]) == 0
     err = capsys.readouterr().err
-    assert "estimated cost: interactive $0.15, Gemini Batch Mode $0.08 (50% off" in err
+    assert f"estimated cost: interactive ${4 * per_image:.2f}, Gemini Batch Mode ${2 * per_image:.2f} (50% off" in err
     assert main(["batch", str(path), "--dry-run"]) == 0
-    assert "with --gemini-batch (Gemini Batch Mode, results within 24 h): $0.08" in capsys.readouterr().err
+    assert (f"with --gemini-batch (Gemini Batch Mode, results within 24 h): ${2 * per_image:.2f}"
+            in capsys.readouterr().err)
     assert emulator.requests == []
 
 
@@ -512,7 +514,8 @@ def test_the_data_directory_lists_refreshes_fetches_and_cancels_jobs(emulator, t
     listed, refreshed, fetched, cancelled, after = in_studio(settings, scenario)
     assert [(v.job, v.state, v.rows, v.open) for v in listed] == [(second.name, "PENDING", 1, True),
                                                                    (first.name, "PENDING", 2, True)]
-    assert listed[1].file == str(path) and listed[1].estimated_cost_usd == pytest.approx(0.0387, abs=1e-3)
+    per_image = get_model(settings.model).image_price(None)
+    assert listed[1].file == str(path) and listed[1].estimated_cost_usd == pytest.approx(per_image, abs=1e-3)
     assert refreshed.state == "SUCCEEDED"
     assert fetched.done == 2 and fetched.finished
     lines = manifest(tmp_path / "one")

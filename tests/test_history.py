@@ -31,14 +31,18 @@ ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = [
     ("index", "entries_model", "CREATE INDEX entries_model ON entries (model, id)"),
     ("index", "entries_owner", "CREATE INDEX entries_owner ON entries (owner, id)"),
+    ("index", "entries_parent", "CREATE INDEX entries_parent ON entries (parent, id)"),
+    ("index", "files_sha256", "CREATE INDEX files_sha256 ON files (sha256)"),
     ("index", "images_sha256", "CREATE INDEX images_sha256 ON images (sha256)"),
     ("index", "sqlite_autoindex_entries_1", None),
+    ("index", "sqlite_autoindex_files_1", None),
     ("index", "sqlite_autoindex_images_1", None),
     ("table", "entries", "CREATE TABLE entries ( id TEXT PRIMARY KEY, created TEXT NOT NULL, mode TEXT NOT NULL, "
      "model TEXT NOT NULL, prompt TEXT NOT NULL, options TEXT NOT NULL DEFAULT '{}', input_hashes TEXT NOT NULL "
      "DEFAULT '[]', text TEXT NOT NULL DEFAULT '', finish_reason TEXT, prompt_tokens INTEGER, output_tokens INTEGER, "
      "total_tokens INTEGER, cost_usd REAL, cached INTEGER NOT NULL DEFAULT 0, elapsed_s REAL, error TEXT, "
-     "error_type TEXT, owner TEXT , sources TEXT NOT NULL DEFAULT '[]', search_entry_point TEXT)"),
+     "error_type TEXT, owner TEXT , sources TEXT NOT NULL DEFAULT '[]', search_entry_point TEXT, parent TEXT, "
+     "turn INTEGER NOT NULL DEFAULT 1, model_turn TEXT)"),
     ("table", "entries_fts",
      "CREATE VIRTUAL TABLE entries_fts USING fts5(prompt, content='entries', content_rowid='rowid')"),
     ("table", "entries_fts_config", "CREATE TABLE 'entries_fts_config'(k PRIMARY KEY, v) WITHOUT ROWID"),
@@ -46,6 +50,9 @@ SCHEMA = [
     ("table", "entries_fts_docsize", "CREATE TABLE 'entries_fts_docsize'(id INTEGER PRIMARY KEY, sz BLOB)"),
     ("table", "entries_fts_idx",
      "CREATE TABLE 'entries_fts_idx'(segid, term, pgno, PRIMARY KEY(segid, term)) WITHOUT ROWID"),
+    ("table", "files", "CREATE TABLE files ( entry_id TEXT NOT NULL REFERENCES entries (id) ON DELETE CASCADE, "
+     "kind TEXT NOT NULL CHECK (kind IN ('input', 'model')), position INTEGER NOT NULL, sha256 TEXT NOT NULL, "
+     "mime_type TEXT NOT NULL, PRIMARY KEY (entry_id, kind, position) )"),
     ("table", "images", "CREATE TABLE images ( entry_id TEXT NOT NULL REFERENCES entries (id) ON DELETE CASCADE, "
      "position INTEGER NOT NULL, sha256 TEXT NOT NULL, mime_type TEXT NOT NULL, width INTEGER NOT NULL, "
      "height INTEGER NOT NULL, file_name TEXT NOT NULL, PRIMARY KEY (entry_id, position) )"),
@@ -90,7 +97,7 @@ def stored_files(home: Path) -> list[Path]:
 
 def test_schema_is_pinned(store):
     assert schema(store.home / "history.sqlite3") == SCHEMA
-    assert store._db.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert store._db.execute("PRAGMA user_version").fetchone()[0] == 4
     assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 

@@ -15,7 +15,7 @@ from conftest import png_bytes
 from PIL import Image, PngImagePlugin
 
 from nanobanana_ui.history import HistoryStore
-from nanobanana_ui.images import load_input_image
+from nanobanana_ui.images import load_input_image, load_input_path
 from nanobanana_ui.outputs import save_output
 from nanobanana_ui.pngmeta import embed_png_text, provenance_chunks
 from nanobanana_ui.request import GeneratedImage, ImageOptions, ImageRequest, ImageResult, Mode
@@ -232,12 +232,18 @@ def test_rerun_of_an_edit_needs_its_input(settings, emulator, tmp_path):
             _, _, session = await tab.runner.generate("a tree", progress=Progress())
             made = str(session.entries[0].images[0].path)
             await tab.runner.edit(made, "add snow", progress=Progress())  # an earlier output: in the history
-            await tab.runner.edit(str(photo), "add rain", progress=Progress())  # an upload: not stored
+            await tab.runner.edit(str(photo), "add rain", progress=Progress())  # an upload: stored too
             browse = tab.refresh(Browse())["browse"]
             tab.select(browse, select(1))  # "add snow"
             _, status, _, _ = run_result(tab, await tab.tab.rerun(browse, None, "", None, Progress(), vary=False))
             assert status.startswith("cached · $0")
-            tab.select(browse, select(0))  # "add rain": its input is only known by hash...
+            tab.select(browse, select(0))  # "add rain": an upload, kept by the history since conversations
+            _, status, _, _ = run_result(tab, await tab.tab.rerun(browse, None, "", None, Progress(), vary=False))
+            assert status.startswith("cached · $0")
+            # An entry from before the history kept inputs knows its upload only by hash...
+            sha = load_input_path(photo).sha256
+            studio.history._db.execute("DELETE FROM files WHERE kind = 'input' AND sha256 = ?", (sha,))
+            studio.history.files.path_for(sha, "image/png").unlink()
             with pytest.raises(gr.Error, match="1 of them is no longer available: the history keeps the images"):
                 await tab.tab.rerun(browse, None, "", None, Progress(), vary=False)
             with pytest.warns(UserWarning, match="no longer available"):  # the button: a toast, nothing changes

@@ -147,8 +147,8 @@ async def _one(studio: Studio, item: BatchItem, request: ImageRequest, out_dir: 
         return failed_outcome(item, request, base, f"unexpected {type(error).__name__}: {error}",
                               type(error).__name__, 1)
     # Identical requests in flight at once share one call and one result: only the first pays for it.
-    shared = result.id in seen_results
-    seen_results.add(result.id)
+    shared = (result.answer_id or result.id) in seen_results
+    seen_results.add(result.answer_id or result.id)
     try:
         paths = await asyncio.to_thread(place_images, result, out_dir, image_stem(item, request.options.variation))
     except OSError as error:

@@ -3,6 +3,7 @@
 from .faults import Fault
 from .quota import busiest_window
 from .server import OFFLINE_API_KEY, GeminiEmulator, shared_emulator
-from .types import RecordedRequest
+from .types import RecordedPart, RecordedRequest, RecordedTurn
 
-__all__ = ["OFFLINE_API_KEY", "Fault", "GeminiEmulator", "RecordedRequest", "busiest_window", "shared_emulator"]
+__all__ = ["OFFLINE_API_KEY", "Fault", "GeminiEmulator", "RecordedPart", "RecordedRequest", "RecordedTurn",
+           "busiest_window", "shared_emulator"]

@@ -10,7 +10,8 @@ from PIL import Image
 from ..models import ModelSpec, get_model, pixel_size
 from .faults import Fault
 from .gemini3 import grounding_metadata, refusal, thought_parts, thought_tokens
-from .pictures import history_image, nearest_ratio, open_image, png_base64, render
+from .pictures import history_image, nearest_ratio, open_image, png_base64, refined, render
+from .signatures import check_signatures, sign, signs
 from .types import HELP, JsonObject, RecordedRequest, Reply, error_reply, inline_data
 
 _IMAGE_MIME = ("image/png", "image/jpeg", "image/webp", "image/heic", "image/heif")
@@ -24,12 +25,17 @@ def _candidate(parts: list[JsonObject]) -> JsonObject:
     return {"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}
 
 
+def input_token_limit(name: str) -> int:
+    """The model's input token limit, as the API lists it (inputTokenLimit)."""
+    return 32768 if name.startswith("gemini-2") else 65536
+
+
 def model_entry(name: str) -> JsonObject:
     """The models.get / models.list entry for a model id."""
     spec = get_model(name)
     return {"name": f"models/{name}", "version": "emulator", "displayName": spec.label,
             "description": f"Offline emulator stand-in for {spec.label}.",
-            "inputTokenLimit": 32768 if name.startswith("gemini-2") else 65536, "outputTokenLimit": 32768,
+            "inputTokenLimit": input_token_limit(name), "outputTokenLimit": 32768,
             "supportedGenerationMethods": ["generateContent", "countTokens"], "temperature": 1.0,
             "topP": 0.95, "topK": 64, "maxTemperature": 2.0}
 
@@ -88,6 +94,14 @@ def _invalid(rec: RecordedRequest, spec: ModelSpec, inputs: list[Image.Image]) -
     for failed, message in checks:
         if failed:
             return error_reply(400, "INVALID_ARGUMENT", message)
+    contents = (rec.body or {}).get("contents") or []
+    unsigned = check_signatures(contents) if signs(spec) and isinstance(contents, list) else None
+    if unsigned is not None:  # like the Gemini API: a model turn must come back with the signatures it was given
+        return error_reply(400, "INVALID_ARGUMENT", unsigned)
+    tokens, limit = usage_metadata(rec, spec)["promptTokenCount"], input_token_limit(model or "")
+    if tokens > limit:
+        return error_reply(400, "INVALID_ARGUMENT",
+                           f"The input token count ({tokens}) exceeds the maximum number of tokens allowed ({limit}).")
     for data in rec.images:
         img = open_image(data)
         if img is None:
@@ -108,10 +122,14 @@ def answer(rec: RecordedRequest, spec: ModelSpec, include_thoughts: bool) -> Rep
         return invalid
     controls = rec.controls
     show_thoughts = include_thoughts or (controls.include_thoughts and spec.thoughts)
-    inputs = inputs or history_image(rec.body)  # multi-turn: "now make it blue" edits the last image
+    contents = [c for c in (rec.body or {}).get("contents") or [] if isinstance(c, dict)]
+    turn = sum(1 for c in contents if c.get("role", "user") == "user")
+    # Multi-turn: "now make it blue" edits the last image of the earlier turns.
+    earlier = history_image({"contents": contents[:-1]}) if turn > 1 else []
     image_config = rec.generation_config.get("imageConfig") or {}
     size = image_config.get("imageSize") or spec.default_size
-    ratio = image_config.get("aspectRatio") or (nearest_ratio(inputs[0], spec) if inputs else "1:1")
+    shape = earlier or inputs
+    ratio = image_config.get("aspectRatio") or (nearest_ratio(shape[0], spec) if shape else "1:1")
     modalities = [str(m).upper() for m in rec.generation_config.get("responseModalities") or ["TEXT", "IMAGE"]]
     parts: list[JsonObject] = []
     out: dict[str, int] = {}
@@ -122,12 +140,19 @@ def answer(rec: RecordedRequest, spec: ModelSpec, include_thoughts: bool) -> Rep
         # Like the real model: the same seed draws the same picture; without one, every answer differs.
         seed = rec.generation_config.get("seed")
         variety = f"seed {seed}" if seed is not None else secrets.token_hex(8)
-        img = render(rec.model or "", rec.prompt, inputs, pixel_size(spec, ratio, size), variety)  # its table
+        if earlier and turn > 1:
+            img = refined(rec.model or "", rec.prompt, earlier[0], inputs, pixel_size(spec, ratio, size), turn)
+        else:
+            img = render(rec.model or "", rec.prompt, inputs, pixel_size(spec, ratio, size), variety)  # its table
         parts.append({"inlineData": {"mimeType": "image/png", "data": png_base64(img)}})
         out["IMAGE"] = spec.output_image_tokens.get(size, 1290)
         if show_thoughts:
-            parts[-1]["thoughtSignature"] = base64.b64encode(secrets.token_bytes(24)).decode()
             parts[:0] = thought_parts(img, controls)
+    if signs(spec):  # Gemini 3: every answer image, and the first text part when it comes before any image
+        answer_parts = [p for p in parts if not p.get("thought")]
+        for index, part in enumerate(answer_parts):
+            if "inlineData" in part or (index == 0 and "text" in part and len(answer_parts) > 1):
+                part["thoughtSignature"] = sign(part)
     rec.reply_images = [base64.b64decode(p["inlineData"]["data"]) for p in parts if "inlineData" in p]
     candidate = _candidate(parts)
     if controls.search:  # the supports point into the answer's words (not a thought summary)

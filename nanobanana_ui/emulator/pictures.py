@@ -78,6 +78,31 @@ def render(model: str, prompt: str, inputs: list[Image.Image], size: tuple[int, 
     return img
 
 
+def refined(model: str, prompt: str, earlier: Image.Image, extra: list[Image.Image], size: tuple[int, int],
+             turn: int) -> Image.Image:
+    """A refinement, drawn visibly from the previous model image: that image lightly tinted (a colour per turn),
+    any image added this turn inset at the right, and a badge with the turn number and the instruction."""
+    tint = _TURN_TINTS[turn % len(_TURN_TINTS)]
+    img = Image.blend(_fit(earlier, size), Image.new("RGB", size, tint), 0.2)
+    w, h = size
+    for i, extra_img in enumerate(extra[:3]):  # images added mid-conversation: small, along the right edge
+        cell = (w // 5, h // 5)
+        img.paste(_fit(extra_img, cell), (w - cell[0] - 8, h // 4 + i * (cell[1] + 8)))
+    fs = max(10, min(min(w, h) // 28, w // 22))
+    draw = ImageDraw.Draw(img)
+    band = int(fs * 2.9)
+    draw.rectangle((0, 0, w, band), fill=(0, 0, 0))
+    draw.text((fs // 2, fs // 3), _LABEL, font=_font(fs), fill=(255, 214, 0))
+    draw.text((fs // 2, int(fs * 1.6)), f"{model} · {w}x{h}", font=_font(max(8, fs * 4 // 5)), fill=(255, 255, 255))
+    badge = f"turn {turn}: {textwrap.shorten(prompt, 60, placeholder='...')}"
+    draw.rectangle((0, h - int(fs * 1.8), w, h), fill=(0, 0, 0))
+    draw.text((fs // 2, h - int(fs * 1.5)), badge, font=_font(fs), fill=tint)
+    return img
+
+
+_TURN_TINTS = ((255, 96, 96), (96, 200, 255), (120, 255, 120), (255, 200, 64), (200, 120, 255))
+
+
 def nearest_ratio(img: Image.Image, spec: ModelSpec) -> str:
     """The model's aspect ratio closest to the image's shape."""
     def distance(ratio: str) -> float:

@@ -224,6 +224,7 @@ class GeminiEmulator:
         except Exception as exc:  # noqa: BLE001 - a bug in the emulator should still look like an HTTP answer
             reply = error_reply(500, "INTERNAL", f"Emulator error: {exc!r}")
         rec.status = 0 if reply is None else reply[0]
+        rec.reply_body = reply[2] if reply is not None and isinstance(reply[2], dict) else None
         return reply
 
     def _arrive(self, rec: RecordedRequest) -> tuple[Fault | None, float | None]:

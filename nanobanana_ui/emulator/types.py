@@ -14,8 +14,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 __all__ = [
-    "API_PATH", "HELP", "Controls", "JsonObject", "RecordedRequest", "Reply", "VertexCall", "decode_b64",
-    "error_reply", "inline_data", "part_kind", "read_controls", "record_request", "user_parts",
+    "API_PATH", "HELP", "Controls", "JsonObject", "RecordedPart", "RecordedRequest", "RecordedTurn", "Reply",
+    "VertexCall", "decode_b64", "error_reply", "inline_data", "part_kind", "read_controls", "record_request",
+    "recorded_turns", "user_parts",
 ]
 
 JsonObject = dict[str, Any]  # a JSON object as json.loads returns it
@@ -48,6 +49,46 @@ def error_reply(code: int, status: str, message: str, details: list[JsonObject] 
     return code, headers or {}, {"error": err}
 
 
+@dataclass(frozen=True)
+class RecordedPart:
+    """One part of a received content: its kind, text or image bytes, thought flag and signature (decoded)."""
+
+    kind: str  # "text", "image" or the part's first key
+    text: str | None = None
+    data: bytes | None = None
+    mime_type: str | None = None
+    thought: bool = False
+    signature: bytes | None = None  # the thoughtSignature's bytes (None: absent)
+    signature_text: str | None = None  # the thoughtSignature as it came over the wire
+
+
+@dataclass(frozen=True)
+class RecordedTurn:
+    """One received content (a turn of the conversation): its role and parts, in order."""
+
+    role: str
+    parts: tuple[RecordedPart, ...]
+
+
+def _recorded_part(part: JsonObject) -> RecordedPart:
+    inline = inline_data(part)
+    wire = part.get("thoughtSignature", part.get("thought_signature"))
+    return RecordedPart(
+        kind=part_kind(part), text=str(part["text"]) if "text" in part else None,
+        data=(decode_b64(inline.get("data", "")) or b"") if inline else None,
+        mime_type=str(inline.get("mimeType") or inline.get("mime_type") or "") if inline else None,
+        thought=bool(part.get("thought")), signature=decode_b64(wire) if isinstance(wire, str) else None,
+        signature_text=wire if isinstance(wire, str) else None)
+
+
+def recorded_turns(body: JsonObject | None) -> list[RecordedTurn]:
+    """Every content of a request body, in order, as RecordedTurns (multi-turn requests have several)."""
+    turns = []
+    for content in (body or {}).get("contents") or []:
+        if isinstance(content, dict):
+            parts = tuple(_recorded_part(p) for p in content.get("parts") or [] if isinstance(p, dict))
+            turns.append(RecordedTurn(role=str(content.get("role", "user")), parts=parts))
+    return turns
 def _camel_or_snake(data: Any, camel: str, snake: str) -> Any:
     # The SDK sends the insides of thinkingConfig and searchTypes in snake_case, the rest camelCase: read both.
     if not isinstance(data, dict):
@@ -112,6 +153,8 @@ class RecordedRequest:
     received_at: float = 0.0  # time.monotonic() at arrival; requests are recorded in this order
     reply_images: list[bytes] = field(default_factory=list)  # PNGs the emulator answered with, thought images too
     status: int = 0  # the HTTP status answered, set before the reply is sent; 0 until then and for a dropped connection
+    turns: list[RecordedTurn] = field(default_factory=list)  # every content received, in order (multi-turn)
+    reply_body: JsonObject | None = None  # the JSON the emulator answered with (set with `status`)
     thinking_config: JsonObject = field(default_factory=dict)  # generationConfig.thinkingConfig as sent
     tools: list[Any] = field(default_factory=list)  # the body's "tools" as sent
     controls: Controls = field(default_factory=Controls)  # both read: thinking level, thoughts, search, image search
@@ -148,6 +191,7 @@ def record_request(method: str, url: str, headers: dict[str, str], raw: bytes) -
         rec.images.append(decode_b64(inline.get("data", "")) or b"")
         rec.image_mime_types.append(str(inline.get("mimeType") or inline.get("mime_type") or ""))
     rec.generation_config = (rec.body or {}).get("generationConfig") or {}
+    rec.turns = recorded_turns(rec.body)
     thinking = rec.generation_config.get("thinkingConfig") if isinstance(rec.generation_config, dict) else None
     rec.thinking_config = thinking if isinstance(thinking, dict) else {}
     tools = (rec.body or {}).get("tools")

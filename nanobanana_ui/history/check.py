@@ -10,6 +10,8 @@ from .files import TEMP_PREFIX, ImageFiles, sha256_file
 
 __all__ = ["Problems", "find_problems", "repair"]
 
+_KINDS = {"input": "input image", "model": "model-turn image"}
+
 
 @dataclass
 class Problems:
@@ -18,12 +20,15 @@ class Problems:
     broken: list[tuple[str, int, Path, str]] = field(default_factory=list)  # entry id, position, path, why
     orphans: list[Path] = field(default_factory=list)
     temps: list[Path] = field(default_factory=list)
+    lost: list[tuple[str, str, int, Path, str]] = field(default_factory=list)  # entry id, kind, position, path, why
 
     def lines(self) -> list[str]:
         """One human-readable line per problem."""
         return ([f"entry {entry_id}: image {number + 1} {why}: {path}" for entry_id, number, path, why in self.broken]
                 + [f"orphan file (no entry uses it): {path}" for path in self.orphans]
-                + [f"leftover temporary file: {path}" for path in self.temps])
+                + [f"leftover temporary file: {path}" for path in self.temps]
+                + [f"entry {entry_id}: {_KINDS[kind]} {number + 1} {why}: {path}"
+                   for entry_id, kind, number, path, why in self.lost])
 
 
 def find_problems(db: sqlite3.Connection, files: ImageFiles) -> Problems:
@@ -43,6 +48,15 @@ def find_problems(db: sqlite3.Connection, files: ImageFiles) -> Problems:
             problems.broken.append((entry_id, position, path, "file is missing"))
         elif digests[path] != sha:
             problems.broken.append((entry_id, position, path, "bytes do not match their sha256"))
+    for entry_id, kind, position, sha, mime in db.execute(
+            "SELECT entry_id, kind, position, sha256, mime_type FROM files ORDER BY entry_id, kind, position"):
+        path = files.path_for(sha, mime)
+        wanted.add(path)
+        if path not in digests:
+            digests[path] = sha256_file(path) if path.is_file() else ""
+        if digests[path] != sha:
+            problems.lost.append((entry_id, kind, position, path,
+                                  "file is missing" if not digests[path] else "bytes do not match their sha256"))
     for path in files.all_files():
         if path.name.startswith(TEMP_PREFIX):
             problems.temps.append(path)
@@ -59,9 +73,18 @@ def repair(db: sqlite3.Connection, files: ImageFiles) -> list[str]:
     orphans and temp files; returns one line per fix."""
     problems = find_problems(db, files)
     done = []
-    if problems.broken:
+    if problems.broken or problems.lost:
         db.execute("BEGIN IMMEDIATE")
         try:
+            for entry_id, kind, position, _, why in problems.lost:
+                # Without the file the entry's turn is rebuilt as for entries older than conversations: inputs
+                # not kept are left out, and a model turn not kept is its output with the documented bypass.
+                db.execute("DELETE FROM files WHERE entry_id = ? AND kind = ? AND position = ?",
+                           (entry_id, kind, position))
+                if kind == "model":
+                    db.execute("UPDATE entries SET model_turn = NULL WHERE id = ?", (entry_id,))
+                done.append(f"entry {entry_id}: dropped {_KINDS[kind]} {position + 1} ({why}); "
+                            "its conversation continues without it")
             for entry_id, position, _, why in problems.broken:
                 db.execute("DELETE FROM images WHERE entry_id = ? AND position = ?", (entry_id, position))
                 db.execute("UPDATE entries SET error = 'image file missing', error_type = 'MissingImage' "
@@ -71,7 +94,8 @@ def repair(db: sqlite3.Connection, files: ImageFiles) -> list[str]:
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        for _, _, path, why in problems.broken:  # an altered file is no longer that digest's bytes
+        for path, why in [(p, w) for _, _, p, w in problems.broken] + [(p, w) for *_, p, w in problems.lost]:
+            # an altered file is no longer that digest's bytes
             if why != "file is missing" and path.is_file():
                 path.unlink()
                 done.append(f"removed altered file {path}")

@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["HistoryEntry", "HistoryImage", "entry_from_row", "manifest_record"]
+__all__ = ["HistoryEntry", "HistoryImage", "StoredFile", "entry_from_row", "manifest_record"]
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,15 @@ class HistoryImage:
     mime_type: str
     width: int
     height: int
+    path: Path
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A file an entry needs besides its outputs (an input image), stored by the digest of its bytes."""
+
+    sha256: str
+    mime_type: str
     path: Path
 
 
@@ -46,6 +55,10 @@ class HistoryEntry:
     owner: str | None
     sources: tuple[dict[str, str], ...] = ()  # Google Search grounding: {"title", "uri"} (and "image_uri")
     search_entry_point: str | None = None  # Google's search-suggestions HTML, to be shown as given
+    parent: str | None = None  # the entry this one refines (None: the root of its conversation)
+    turn: int = 1
+    model_turn: list[dict[str, Any]] | None = None  # the model's turn as returned (turns.parts_to_json form)
+    inputs: tuple[StoredFile, ...] = ()  # the input images as sent (kept since conversations; older entries: none)
 
     @property
     def ok(self) -> bool:
@@ -59,12 +72,13 @@ class HistoryEntry:
             "prompt": self.prompt, "paths": [str(image.path) for image in self.images], "cost_usd": self.cost_usd,
             "cached": self.cached, "finish_reason": self.finish_reason, "text": self.text, "tokens": self.tokens,
             "elapsed_s": self.elapsed_s, "options": self.options, "error": self.error, "error_type": self.error_type,
-            "sources": list(self.sources),
+            "sources": list(self.sources), "parent": self.parent, "turn": self.turn,
         }
 
 
-def entry_from_row(row: sqlite3.Row, images: tuple[HistoryImage, ...]) -> HistoryEntry:
-    """A HistoryEntry from an `entries` row and its images."""
+def entry_from_row(row: sqlite3.Row, images: tuple[HistoryImage, ...],
+                   inputs: tuple[StoredFile, ...] = ()) -> HistoryEntry:
+    """A HistoryEntry from an `entries` row, its images and its stored input files."""
     return HistoryEntry(
         id=row["id"], created=datetime.fromisoformat(row["created"]), mode=row["mode"], model=row["model"],
         prompt=row["prompt"], options=json.loads(row["options"]), input_hashes=tuple(json.loads(row["input_hashes"])),
@@ -72,7 +86,8 @@ def entry_from_row(row: sqlite3.Row, images: tuple[HistoryImage, ...]) -> Histor
         tokens={"prompt": row["prompt_tokens"], "output": row["output_tokens"], "total": row["total_tokens"]},
         cost_usd=row["cost_usd"], cached=bool(row["cached"]), elapsed_s=row["elapsed_s"], error=row["error"],
         error_type=row["error_type"], owner=row["owner"], sources=tuple(json.loads(row["sources"] or "[]")),
-        search_entry_point=row["search_entry_point"])
+        search_entry_point=row["search_entry_point"], parent=row["parent"], turn=int(row["turn"] or 1),
+        model_turn=json.loads(row["model_turn"]) if row["model_turn"] else None, inputs=inputs)
 
 
 def manifest_record(entry: HistoryEntry, files: list[str]) -> dict[str, Any]:

@@ -123,6 +123,13 @@ class ImageFiles:
         write_atomic(target, source.read_bytes())
         return target
 
+    def place_bytes(self, data: bytes, sha256: str, mime_type: str) -> Path:
+        """Store bytes under their digest (an input or a model turn's image); a no-op when held. Locked."""
+        target = self.path_for(sha256, mime_type)
+        if not target.exists():
+            write_atomic(target, data)
+        return target
+
     def remove(self, sha256: str, mime_type: str) -> None:
         """Delete an image's file and its thumbnails. Locked."""
         self.path_for(sha256, mime_type).unlink(missing_ok=True)

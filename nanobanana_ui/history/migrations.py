@@ -10,7 +10,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-__all__ = ["MIGRATIONS", "has_fts", "m001_initial", "m002_prompt_search", "m003_search_sources", "migrate",
+__all__ = ["MIGRATIONS", "has_fts", "m001_initial", "m002_prompt_search", "m003_search_sources",
+           "m004_conversations", "migrate",
            "schema_version"]
 
 
@@ -83,8 +84,32 @@ def m003_search_sources(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE entries ADD COLUMN search_entry_point TEXT")
 
 
+def m004_conversations(db: sqlite3.Connection) -> None:
+    """Conversations: each entry's parent and turn, the model's turn as returned, and the files a path needs.
+
+    `model_turn` is JSON (turns.parts_to_json: signatures as standard base64, images by digest); NULL means not
+    known (entries from before this migration, failures). `files` lists the content-addressed files an entry needs
+    besides its outputs: its input images (kind 'input') and its model turn's images exactly as returned ('model').
+    Older entries become roots (turn 1) whose inputs were not kept.
+    """
+    db.execute("ALTER TABLE entries ADD COLUMN parent TEXT")
+    db.execute("ALTER TABLE entries ADD COLUMN turn INTEGER NOT NULL DEFAULT 1")
+    db.execute("ALTER TABLE entries ADD COLUMN model_turn TEXT")
+    db.execute("CREATE INDEX entries_parent ON entries (parent, id)")
+    db.execute("""
+        CREATE TABLE files (
+            entry_id TEXT NOT NULL REFERENCES entries (id) ON DELETE CASCADE,
+            kind TEXT NOT NULL CHECK (kind IN ('input', 'model')),
+            position INTEGER NOT NULL,
+            sha256 TEXT NOT NULL,
+            mime_type TEXT NOT NULL,
+            PRIMARY KEY (entry_id, kind, position)
+        )""")
+    db.execute("CREATE INDEX files_sha256 ON files (sha256)")
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial, m002_prompt_search,
-                                                                m003_search_sources)
+                                                                m003_search_sources, m004_conversations)
 
 
 def schema_version(db: sqlite3.Connection) -> int:

@@ -7,6 +7,7 @@ the rows that used them are gone, so a process killed at any point leaves at wor
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import secrets
@@ -22,8 +23,9 @@ from typing import Any
 from ..errors import NoImageError, StudioError
 from ..outputs import extension_for
 from ..request import ImageRequest, ImageResult
+from ..turns import parts_to_json
 from . import check
-from .entries import HistoryEntry, HistoryImage, entry_from_row, manifest_record
+from .entries import HistoryEntry, HistoryImage, StoredFile, entry_from_row, manifest_record
 from .files import TEMP_PREFIX, ImageFiles, render_thumbnail, sha256_file
 from .migrations import has_fts, migrate
 
@@ -32,7 +34,7 @@ __all__ = ["DB_NAME", "HistoryStore", "new_entry_id"]
 DB_NAME = "history.sqlite3"
 _ENTRY_COLUMNS = ("id", "created", "mode", "model", "prompt", "options", "input_hashes", "text", "finish_reason",
                   "prompt_tokens", "output_tokens", "total_tokens", "cost_usd", "cached", "elapsed_s", "error",
-                  "error_type", "owner", "sources", "search_entry_point")
+                  "error_type", "owner", "sources", "search_entry_point", "parent", "turn", "model_turn")
 
 
 def new_entry_id(now_ns: int | None = None) -> str:
@@ -65,8 +67,11 @@ class HistoryStore:
 
     # -- writing ---------------------------------------------------------------------------------------------
 
-    def record_result(self, result: ImageResult, *, owner: str | None = None) -> str:
-        """Record a success (or cache hit) with its saved images; returns the new entry's id."""
+    def record_result(self, result: ImageResult, *, owner: str | None = None, entry_id: str | None = None) -> str:
+        """Record a success (or cache hit) with its saved images, inputs and model turn; returns the entry's id.
+
+        `entry_id` (default: a new one) lets the caller hand out the id before the row exists (the Studio does).
+        """
         found = []
         for image in result.images:
             if image.path is not None and Path(image.path).is_file():
@@ -76,30 +81,53 @@ class HistoryStore:
                         prompt_tokens=usage.prompt_tokens, output_tokens=usage.output_tokens,
                         total_tokens=usage.total_tokens, cost_usd=result.cost_usd, cached=int(result.cached),
                         elapsed_s=result.elapsed_s, search_entry_point=result.search_entry_point,
-                        sources=json.dumps([source.to_dict() for source in result.sources], ensure_ascii=False))
+                        sources=json.dumps([source.to_dict() for source in result.sources], ensure_ascii=False),
+                        parent=result.parent, turn=result.turn,
+                        model_turn=json.dumps(parts_to_json(result.model_turn)) if result.model_turn else None)
+        if entry_id is not None:
+            row.update(id=entry_id, created=_created(entry_id))
         if len(found) < len(result.images):
             row.update(error="image file missing", error_type="MissingImage")
+        model_files = [(part.data, part.mime_type or "application/octet-stream")
+                       for part in result.model_turn if part.data is not None]
         with self.files.lock():
             images = [(image, self.files.place(path, sha, image.mime_type), sha, path.name)
                       for image, path, sha in found]
+            extra = self._place_turn_files(result.request, model_files)
             with self._write() as db:  # only now, with every file complete, does the row appear
                 db.execute(f"INSERT INTO entries ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                            tuple(row.values()))
                 db.executemany("INSERT INTO images VALUES (?, ?, ?, ?, ?, ?, ?)", [
                     (row["id"], position, sha, image.mime_type, image.width, image.height, name)
                     for position, (image, _, sha, name) in enumerate(images)])
+                db.executemany("INSERT INTO files VALUES (?, ?, ?, ?, ?)", [(row["id"], *item) for item in extra])
         return str(row["id"])
 
+    def _place_turn_files(self, request: ImageRequest,
+                          model_files: Sequence[tuple[bytes, str]]) -> list[tuple[str, int, str, str]]:
+        """Store a request's input images and a model turn's images by digest (under the lock); their file rows."""
+        rows = []
+        for kind, blobs in (("input", [(image.data, image.mime_type) for image in request.images]),
+                            ("model", list(model_files))):
+            for position, (data, mime) in enumerate(blobs):
+                sha = hashlib.sha256(data).hexdigest()
+                self.files.place_bytes(data, sha, mime)
+                rows.append((kind, position, sha, mime))
+        return rows
+
     def record_failure(self, request: ImageRequest, error: StudioError, *, elapsed_s: float,
-                       owner: str | None = None) -> str:
-        """Record a failed request with its error message and type; returns the new entry's id."""
+                       owner: str | None = None, parent: str | None = None, turn: int = 1) -> str:
+        """Record a failed request (its inputs kept, to try again) with its error; returns the new entry's id."""
         words = error.text if isinstance(error, NoImageError) else ""
         reason = error.reason if isinstance(error, NoImageError) else None
         row = self._row(request, owner, text=words, finish_reason=reason, elapsed_s=elapsed_s,
-                        error=self._clean(error.message), error_type=type(error).__name__)
-        with self._write() as db:
-            db.execute(f"INSERT INTO entries ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                       tuple(row.values()))
+                        error=self._clean(error.message), error_type=type(error).__name__, parent=parent, turn=turn)
+        with self.files.lock():
+            extra = self._place_turn_files(request, ())
+            with self._write() as db:
+                db.execute(f"INSERT INTO entries ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                           tuple(row.values()))
+                db.executemany("INSERT INTO files VALUES (?, ?, ?, ?, ?)", [(row["id"], *item) for item in extra])
         return str(row["id"])
 
     def delete(self, entry_id: str, *, owner: str | None = None) -> bool:
@@ -109,12 +137,15 @@ class HistoryStore:
                 if db.execute("SELECT 1 FROM entries WHERE id = ?" + self._owned(owner),
                               (entry_id, *self._owner_args(owner))).fetchone() is None:
                     return False
-                images = db.execute("SELECT DISTINCT sha256, mime_type FROM images WHERE entry_id = ?",
-                                    (entry_id,)).fetchall()
+                images = db.execute("SELECT sha256, mime_type FROM images WHERE entry_id = ? UNION "
+                                    "SELECT sha256, mime_type FROM files WHERE entry_id = ?",
+                                    (entry_id, entry_id)).fetchall()
                 db.execute("DELETE FROM images WHERE entry_id = ?", (entry_id,))
+                db.execute("DELETE FROM files WHERE entry_id = ?", (entry_id,))
                 db.execute("DELETE FROM entries WHERE id = ?", (entry_id,))
                 unused = [(sha, mime) for sha, mime in images
-                          if db.execute("SELECT 1 FROM images WHERE sha256 = ?", (sha,)).fetchone() is None]
+                          if db.execute("SELECT 1 FROM images WHERE sha256 = ? UNION ALL "
+                                        "SELECT 1 FROM files WHERE sha256 = ?", (sha, sha)).fetchone() is None]
             for sha, mime in unused:  # after the commit: a kill here leaves orphans, never a dangling row
                 self.files.remove(sha, mime)
         return True
@@ -144,6 +175,51 @@ class HistoryStore:
                                     (entry_id, *self._owner_args(owner))).fetchall()
             entries = self._entries(rows)
         return entries[0] if entries else None
+
+    def path_to(self, entry_id: str, *, owner: str | None = None) -> list[HistoryEntry]:
+        """The conversation path from its root to this entry, root first (empty if the entry is absent or not the
+        owner's; stops early at an ancestor that was deleted, so check that the first entry is a root)."""
+        path: list[HistoryEntry] = []
+        seen: set[str] = set()
+        current: str | None = entry_id
+        while current is not None and current not in seen:
+            seen.add(current)
+            entry = self.get(current, owner=owner)
+            if entry is None:
+                break
+            path.append(entry)
+            current = entry.parent
+        return path[::-1]
+
+    def resolve_id(self, text: str, *, owner: str | None = None) -> str | None:
+        """The full id for an id, or for a unique start or end of one (6+ characters, as `history --tree` shows)."""
+        text = text.strip()
+        if self.get(text, owner=owner) is not None:
+            return text
+        if len(text) < 6 or not re.fullmatch(r"[0-9a-f-]+", text):
+            return None
+        with self._lock:
+            rows = self._db.execute("SELECT id FROM entries WHERE (id LIKE ? OR id LIKE ?)" + self._owned(owner)
+                                    + " LIMIT 2", (text + "%", "%" + text, *self._owner_args(owner))).fetchall()
+        return str(rows[0][0]) if len(rows) == 1 else None
+
+    def children(self, entry_id: str, *, owner: str | None = None) -> list[HistoryEntry]:
+        """The entries that refine this one (its branches), oldest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM entries WHERE parent = ?" + self._owned(owner) + " ORDER BY id",
+                                    (entry_id, *self._owner_args(owner))).fetchall()
+            return self._entries(rows)
+
+    def read_file(self, sha256: str, mime_type: str) -> bytes:
+        """The bytes of a stored file (output, input or model-turn image), checked against their digest.
+
+        Raises FileNotFoundError when the file is gone or altered.
+        """
+        path = self.files.path_for(sha256, mime_type)
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise FileNotFoundError(f"{path} no longer holds the bytes it was stored with")
+        return data
 
     def thumbnail(self, image: HistoryImage, size: int = 192) -> Path:
         """A small WEBP of the image, made on first request and kept under home/thumbs."""
@@ -256,7 +332,16 @@ class HistoryStore:
                 images[image["entry_id"]].append(HistoryImage(
                     sha256=image["sha256"], mime_type=image["mime_type"], width=image["width"],
                     height=image["height"], path=self.files.path_for(image["sha256"], image["mime_type"])))
-        return [entry_from_row(row, tuple(images[row["id"]])) for row in rows]
+        inputs: dict[str, list[StoredFile]] = {entry_id: [] for entry_id in ids}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            for item in self._db.execute(
+                    f"SELECT * FROM files WHERE kind = 'input' AND entry_id IN ({', '.join('?' * len(chunk))}) "
+                    "ORDER BY entry_id, position", chunk):
+                inputs[item["entry_id"]].append(StoredFile(
+                    sha256=item["sha256"], mime_type=item["mime_type"],
+                    path=self.files.path_for(item["sha256"], item["mime_type"])))
+        return [entry_from_row(row, tuple(images[row["id"]]), tuple(inputs[row["id"]])) for row in rows]
 
 
 class _Transaction:
