@@ -107,7 +107,9 @@ class GeminiBatches:
                                    if k in ImageOptions.__dataclass_fields__})
         items = parse_batch_text(text, fmt=str(spec.get("fmt") or "txt"), base_dir=Path(spec.get("base_dir") or "."),
                                  defaults=defaults)
-        plan = plan_batch(self.studio, items, out_dir=folder, model=spec.get("model"))
+        # The job's own model, not this Studio's default (NANOBANANA_MODEL may differ from the submitting run's):
+        # planned on another model, every result's key would match no row and be reported unmapped.
+        plan = plan_batch(self.studio, items, out_dir=folder, model=spec.get("model") or record.model)
         run = GeminiBatchRun(self.studio, plan, out_dir=folder)
         try:
             return await (run.cancel() if cancel else run.run(wait=False))

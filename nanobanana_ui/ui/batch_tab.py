@@ -36,10 +36,12 @@ from ..batch import (
     read_batch_file,
     run_batch,
 )
+from ..batch.gemini_jobs import batch_estimate
 from ..models import get_model
 from ..outputs import slugify
 from ..studio import Studio
 from .actions import no_change, refusals_as_warnings
+from .batch_mode import BATCH_MODE, HEADERS, INTERACTIVE, RUN_MODES, GeminiJobs
 from .controls import AUTO, IMAGE_AND_TEXT, FormSettings
 from .runner import Runner, no_owner, studio_errors
 from .text import plain
@@ -52,6 +54,8 @@ NOTE = ("One prompt per line (blank lines and `#` comments skipped), or a .csv /
         "`seed`, `count`, `name`. The Studio tab's settings (model, aspect ratio, size, temperature, top-p, "
         "top-k, seed, output) are the defaults a row can override. Runs go at the pace of the rate limit; a run "
         "cancelled or with failures resumes when you run the same input again.")
+BATCH_NOTE = (" Gemini Batch Mode sends the batch as one job at half price instead: results within 24 h, in the jobs "
+              "list below.")
 
 
 FORMATS = (".txt", ".csv", ".jsonl")
@@ -113,12 +117,19 @@ def summary_line(summary: BatchSummary, total: int, folder: Path) -> str:
     return "\n".join(lines)
 
 
-def plan_text(plan: BatchPlan, folder: Path, resuming: bool) -> str:
-    """The estimate as Markdown: items, requests, what is already done, the estimated cost."""
+def plan_text(plan: BatchPlan, folder: Path, resuming: bool, batch_mode: bool = False) -> str:
+    """The estimate as Markdown: items, requests, what is already done, the estimated cost (with `batch_mode`,
+    the interactive and the Gemini Batch Mode price side by side)."""
     cost = "unknown" if plan.estimated_cost_usd is None else f"${plan.estimated_cost_usd:.4f}"
     items, requests = len(plan.items), len(plan.requests)
     lines = [f"**{items} item{'s' if items != 1 else ''}, {requests} request{'s' if requests != 1 else ''}** · "
              f"estimated cost {cost} (cache hits cost nothing)"]
+    if batch_mode:
+        half = batch_estimate(plan)
+        lines[0] = (f"**{items} item{'s' if items != 1 else ''}, {requests} request{'s' if requests != 1 else ''}** · "
+                    f"estimated cost {cost} now, at the rate limit · "
+                    f"{'unknown' if half is None else f'${half:.4f}'} in Gemini Batch Mode (50% off, within 24 h) "
+                    "(cache hits cost nothing)")
     if plan.already_done:
         lines.append(f"{plan.already_done} already done in `{folder.name}`: Run resumes there.")
     elif resuming:
@@ -208,7 +219,8 @@ class BatchPage:
                 _, plan, folder, resuming = await self._plan(file, text, form, state or BatchState(), studio)
             except BatchFileError as error:
                 return bad_rows_text(error)
-        return plan_text(plan, folder, resuming)
+        both = not studio.settings.public and studio.capabilities.batch_mode  # where Batch Mode is offered
+        return plan_text(plan, folder, resuming, batch_mode=both)
 
     async def cancel(self, request: gr.Request) -> str:
         """Stop this visitor's run: no new request starts; the ones in flight finish and are recorded."""
@@ -278,10 +290,11 @@ class BatchTab:
 
     def __init__(self, page: BatchPage) -> None:
         self.page = page
+        self.jobs_page = GeminiJobs(page)  # Gemini Batch Mode: submit, and this data directory's jobs
 
     def layout(self) -> gr.Tab:
         """Upload or paste prompts, estimate, run with progress, cancel, watch the results arrive, download a ZIP."""
-        with gr.Tab("Batch", id="batch", elem_id="batch-tab") as tab:
+        with gr.Tab("Batch", id="batch", elem_id="batch-tab") as self.tab:
             self.state = gr.State(BatchState())
             with gr.Row():
                 with gr.Column(scale=2):
@@ -289,7 +302,10 @@ class BatchTab:
                                         file_types=[".txt", ".csv", ".jsonl"], type="filepath", elem_id="batch-file")
                     self.text = gr.Textbox(label="Or paste prompts, one per line", lines=8, elem_id="batch-text",
                                            placeholder="A red fox in the snow\nAn owl at night, watercolour")
-                    gr.Markdown(NOTE)
+                    gr.Markdown(NOTE + (BATCH_NOTE if self.jobs_page.offered else ""))
+                    # Public mode: no Batch Mode (its jobs list is the whole data directory's, not a visitor's).
+                    self.mode = gr.Radio(RUN_MODES, value=INTERACTIVE, label="Run", elem_id="batch-run-mode",
+                                         visible=self.jobs_page.offered)
                     with gr.Row():
                         self.estimate = gr.Button("Estimate", elem_id="batch-estimate-button")
                         self.run = gr.Button("Run", variant="primary", elem_id="batch-run-button")
@@ -303,20 +319,41 @@ class BatchTab:
                     self.summary = gr.Markdown(elem_id="batch-summary")
                     self.archive = gr.File(label="This run (images + manifest.jsonl)", interactive=False,
                                            visible=False, elem_id="batch-zip")
+            with gr.Accordion("Gemini Batch Mode jobs (this data directory)", open=True,
+                              visible=self.jobs_page.offered, elem_id="batch-jobs-panel"):
+                listed = self.jobs_page.listing()  # as the journal on disk has it now; again each time the tab opens
+                self.jobs = gr.Dataframe(headers=HEADERS, value=listed["jobs"]["value"], interactive=False,
+                                         wrap=True, elem_id="batch-jobs")
+                with gr.Row():
+                    self.job = gr.Dropdown(label="Job", choices=listed["job"]["choices"], value=listed["job"]["value"],
+                                           scale=3, elem_id="batch-job")
+                    self.refresh = gr.Button("Refresh", elem_id="batch-jobs-refresh")
+                    self.fetch = gr.Button("Fetch", variant="primary", elem_id="batch-jobs-fetch")
+                    self.cancel_job = gr.Button("Cancel job", variant="stop", elem_id="batch-jobs-cancel")
         self.views = {"gallery": self.gallery, "progress": self.progress, "summary": self.summary,
-                      "archive": self.archive, "plan": self.plan, "state": self.state}
-        return tab
+                      "archive": self.archive, "plan": self.plan, "state": self.state, "jobs": self.jobs,
+                      "job": self.job}
+        return self.tab
 
     def wire(self, settings_inputs: list[Any], api_key: Any, concurrency_limit: int) -> None:
         """Connect the tab's events; `settings_inputs` are the Studio's settings, in the API's order."""
         settings = [s for s in settings_inputs if s.elem_id != "count"]  # a row's `count` says how many; default 1
         inputs = [self.file, self.text, *settings, api_key, self.state]
+        run_inputs = [*inputs, self.mode]
         self.estimate.click(self.estimate_clicked, inputs, [self.plan], **PRIVATE)
         # Its own pool: a batch holds its slot for the whole run, and must not starve the Studio's single requests
         # (every request still goes through the Studio's shared rate limiter and budget).
-        self.run.click(self.run_clicked, inputs, list(self.views.values()), concurrency_limit=concurrency_limit,
+        self.run.click(self.run_clicked, run_inputs, list(self.views.values()), concurrency_limit=concurrency_limit,
                        concurrency_id="batch", **PRIVATE)
         self.cancel.click(self.page.cancel, None, [self.progress], **PRIVATE)
+        if self.jobs_page.offered:
+            jobs_views = [self.jobs, self.job, self.gallery, self.progress, self.summary, self.archive]
+            self.refresh.click(self.jobs_clicked("refresh"), [self.job, api_key], jobs_views, **PRIVATE)
+            self.fetch.click(self.jobs_clicked("fetch"), [self.job, api_key], jobs_views, **PRIVATE)
+            self.cancel_job.click(self.jobs_clicked("cancel"), [self.job, api_key], jobs_views, **PRIVATE)
+            # The list is read from disk when the page opens: it survives a restart.
+            self.tab.select(self.listed, None, [self.jobs, self.job], **PRIVATE)
+            self.jobs.select(self.row_picked, None, [self.job], **PRIVATE)  # a click on a row picks its job
 
     async def estimate_clicked(self, file: str | None, text: str, model: str, aspect_ratio: str, size: str,
                                temperature: float, top_p: float, top_k: int, seed: int, output: str, api_key: str,
@@ -329,14 +366,41 @@ class BatchTab:
 
     async def run_clicked(self, file: str | None, text: str, model: str, aspect_ratio: str, size: str,
                           temperature: float, top_p: float, top_k: int, seed: int, output: str, api_key: str,
-                          state: BatchState | None, request: gr.Request,
+                          state: BatchState | None, mode: str, request: gr.Request,
                           progress: gr.Progress = gr.Progress()) -> AsyncIterator[Any]:  # noqa: B008
-        """Run: the views as results arrive, or why not (a toast; the page stays as it was)."""
+        """Run: the views as results arrive, or why not (a toast; the page stays as it was); in Gemini Batch
+        Mode, the job's name and state at once."""
         finished = False
         with refusals_as_warnings():
+            if mode == BATCH_MODE:
+                views = await self.jobs_page.submit(file, text, model, aspect_ratio, size, temperature, top_p,
+                                                    top_k, seed, output, api_key, request)
+                yield {self.views[name]: value for name, value in views.items()}
+                return
             async for views in self.page.run(file, text, model, aspect_ratio, size, temperature, top_p, top_k, seed,
                                              output, api_key, state, request, progress):
                 yield {self.views[name]: value for name, value in views.items()}
             finished = True
         if not finished:
             yield no_change()  # refused: the page keeps what it showed
+
+    def listed(self) -> Any:
+        """The jobs list as the journal on disk has it (no API call)."""
+        views = self.jobs_page.listing()
+        return {self.views[name]: value for name, value in views.items()}
+
+    def jobs_clicked(self, action: str) -> Callable[..., Any]:
+        """The handler of Refresh, Fetch or Cancel job: the jobs list and what the action shows, or a toast."""
+        async def clicked(selected: str | None, api_key: str, request: gr.Request) -> Any:
+            with refusals_as_warnings():
+                handler = getattr(self.jobs_page, action)
+                views = await handler(selected, api_key, request)
+                return {self.views[name]: value for name, value in views.items()}
+            return no_change()
+
+        clicked.__name__ = f"batch_jobs_{action}"
+        return clicked
+
+    def row_picked(self, event: gr.SelectData) -> Any:
+        """A click on a row of the jobs list picks that job (rows are listed newest first, as on disk)."""
+        return self.jobs_page.picked(event.index[0] if isinstance(event.index, (list, tuple)) else event.index)
