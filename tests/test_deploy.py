@@ -140,7 +140,8 @@ def test_mcp_schema_lists_exactly_the_four_tools_with_their_parameters(tmp_path)
             assert "white where it may change" in schema["properties"]["mask"]["description"]
             assert "byte-identical" in tools[name]["description"]
         assert firsts[-1] in schema["required"] and set(schema["required"]) <= set(firsts)  # a Gallery has a default
-        assert tools[name]["description"].startswith(("Make new images", "Edit one image", "Make one image", "Refine an earlier"))
+        assert tools[name]["description"].startswith(("Make new images", "Edit one image", "Make one image",
+                                                       "Refine an earlier"))
         # Every parameter explained in full: Gradio reads one line per parameter from the docstring's Args.
         assert all(prop.get("description", "").endswith(".") for prop in schema["properties"].values()), schema
     assert "Traceback" not in log and "gr.State input" not in log
