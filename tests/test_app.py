@@ -273,6 +273,8 @@ ELEM_IDS = {  # the browser tests' locators: keep them stable
     "history-export-file", "pnginfo-tab", "pnginfo-image", "pnginfo-preview", "pnginfo-message", "pnginfo-text",
     "pnginfo-use-button", "batch-tab", "batch-file", "batch-text", "batch-estimate-button", "batch-plan",
     "batch-run-button", "batch-cancel-button", "batch-progress", "batch-gallery", "batch-summary", "batch-zip",
+    "batch-run-mode", "batch-jobs-panel", "batch-jobs", "batch-job", "batch-jobs-refresh", "batch-jobs-fetch",
+    "batch-jobs-cancel",
 }
 
 
