@@ -324,6 +324,8 @@ ELEM_IDS = {  # the browser tests' locators: keep them stable
     "keep-metadata", "vertex-options", "output-format", "jpeg-quality", "person-generation",
     "model-notes", "gemini3-controls", "thinking", "show-thoughts", "search", "image-search", "thoughts",
     "thought-gallery", "sources",
+    "batch-run-mode", "batch-jobs-panel", "batch-jobs", "batch-job", "batch-jobs-refresh", "batch-jobs-fetch",
+    "batch-jobs-cancel",
 }
 
 
