@@ -198,7 +198,7 @@ def test_edit_with_a_mask_changes_only_the_region(client, emu, app_url, tmp_path
     assert (a[40:80, 60:100] != b[40:80, 60:100]).any(axis=-1).mean() > 0.9  # the answer went in
     # Positionally too: the mask is the parameter just before api_key.
     client.predict(handle_file(str(photo)), "a red hat", "", "auto", "", 1.0, 0.95, 0, -1, 1, "Image + text",
-                   handle_file(str(mask)), api_name="/edit")
+                   "", False, False, False, handle_file(str(mask)), api_name="/edit")
     assert len(emu.generate_requests) == 1  # the same request again: a cache hit, no second call
 
     small = tmp_path / "small.png"
