@@ -37,7 +37,8 @@ async def edit_clicked(tab: StudioTab, path: str, keep: bool, output_format: str
                        person: str = "") -> dict:
     """The Edit button's handler with the form's defaults and these Advanced values, as the page calls it."""
     return await tab.edit(path, "make it sunny", tab.default_model, "auto", "", 1.0, 0.95, 0, -1, 1, "Image + text",
-                          "", Session(), keep, output_format, quality, person, None, Progress())
+                          "", False, False, False, "", Session(),
+                          keep, output_format, quality, person, None, Progress())
 
 
 def test_png_info_names_what_was_stripped_from_an_app_made_images_inputs(settings, emulator, tmp_path):
@@ -103,7 +104,8 @@ def test_vertex_controls_are_hidden_on_the_gemini_api_and_send_nothing(settings,
         assert not any(c.visible for c in (extras.output_format, extras.jpeg_quality, extras.person_generation))
         assert extras.keep_metadata.visible  # the checkbox is everyone's
         await tab.generate("a pear", tab.default_model, "auto", "", 1.0, 0.95, 0, -1, 1, "Image + text", "",
-                           Session(), False, PNG, 90, "", None, Progress())  # the hidden defaults
+                           False, False, False, "", Session(),
+                           False, PNG, 90, "", None, Progress())  # the hidden defaults
 
     in_studio(settings, scenario)
     [request] = emulator.generate_requests  # sent, with no Vertex option the Gemini API would refuse
@@ -118,7 +120,8 @@ def test_vertex_controls_are_shown_on_vertex_and_reach_the_request(vertex_settin
         assert all(c.visible for c in (extras.output_format, extras.jpeg_quality, extras.person_generation))
         assert [value for _, value in extras.person_generation.choices][1:] == list(VERTEX_AI.person_generation)
         await tab.generate("a crowd at a market", tab.default_model, "auto", "", 1.0, 0.95, 0, -1, 1,
-                           "Image + text", "", Session(), False, JPEG, 75, "ALLOW_ADULT", None, Progress())
+                           "Image + text", "", False, False, False, "", Session(),
+                           False, JPEG, 75, "ALLOW_ADULT", None, Progress())
         return studio.history.page(limit=1)[0]
 
     entry = in_studio(vertex_settings, scenario)
