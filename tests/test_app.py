@@ -326,6 +326,8 @@ ELEM_IDS = {  # the browser tests' locators: keep them stable
     "thought-gallery", "sources",
     "batch-run-mode", "batch-jobs-panel", "batch-jobs", "batch-job", "batch-jobs-refresh", "batch-jobs-fetch",
     "batch-jobs-cancel",
+    "region-panel", "region-editor", "region-feather", "region-extend", "region-anchor", "before-after", "compare",
+    "compare-left-pick", "compare-left", "compare-right-pick", "compare-right",
 }
 
 

@@ -36,9 +36,12 @@ def studio_tab(studio) -> StudioTab:
 async def edit_clicked(tab: StudioTab, path: str, keep: bool, output_format: str = PNG, quality: float = 90,
                        person: str = "") -> dict:
     """The Edit button's handler with the form's defaults and these Advanced values, as the page calls it."""
-    return await tab.edit(path, "make it sunny", tab.default_model, "auto", "", 1.0, 0.95, 0, -1, 1, "Image + text",
-                          "", False, False, False, "", Session(),
-                          keep, output_format, quality, person, None, Progress())
+    return await tab.edit(image=path, prompt="make it sunny", painted=None, feather=8, extend_to="none",
+                          anchor="center", model=tab.default_model, aspect_ratio="auto", size="", temperature=1.0,
+                          top_p=0.95, top_k=0, seed=-1, count=1, output="Image + text", thinking="",
+                          show_thoughts=False, search=False, image_search=False, api_key="", session=Session(),
+                          keep_metadata=keep, output_format=output_format, jpeg_quality=quality,
+                          person_generation=person, request=None, progress=Progress())
 
 
 def test_png_info_names_what_was_stripped_from_an_app_made_images_inputs(settings, emulator, tmp_path):

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import gradio as gr
 
@@ -161,7 +161,8 @@ class Runner:
                    search: bool = False, image_search: bool = False, mask: str | None = None, api_key: str = "",
                    session: Session | None = None, request: gr.Request | None = None,
                    progress: gr.Progress = gr.Progress(),  # noqa: B008
-                   *, extras: PageExtras | None = None) -> Outputs:
+                   *, extras: PageExtras | None = None, feather: int | None = None, extend_to: str | None = None,
+                   anchor: str | None = None) -> Outputs:
         """Edit one image as the prompt says (change, add or remove things, restyle); returns the new PNG files.
 
         Each result comes with a status line: cost (or "cached · $0"), finish reason and the model's words.
@@ -190,8 +191,10 @@ class Runner:
         """
         form = FormSettings(model, aspect_ratio, size, temperature, top_p, top_k, seed, count, output,
                             thinking, show_thoughts, search, image_search)
+        # feather, extend_to and anchor (keyword-only: not API parameters) come from the page's region controls.
+        region = {"mask": mask or None, "feather": feather, "extend_to": extend_to, "anchor": anchor}
         return await self._make(Mode.EDIT, prompt, (image,) if image else (), form, session, progress, api_key, request,
-                                extras, mask=mask or None)
+                                extras, region=region)
 
     async def compose(self, images: list | None, prompt: str, model: str = "", aspect_ratio: str = AUTO,
                       size: str = "", temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1,
@@ -316,7 +319,7 @@ class Runner:
     async def _make(self, mode: Mode, prompt: str | None, inputs: tuple[str, ...], form: FormSettings,
                     session: Session | None, progress: gr.Progress, api_key: str = "",
                     request: gr.Request | None = None, extras: PageExtras | None = None,
-                    mask: str | None = None) -> Outputs:
+                    region: dict[str, Any] | None = None) -> Outputs:
         studio = self.studio_for(api_key, request)  # first: without a key, nothing else happens
         count = form.image_count()
         if not 1 <= count <= MAX_UI_COUNT:
@@ -329,7 +332,8 @@ class Runner:
             options = form.options(get_model(model))
             image_request = studio.build_request(mode, prompt or "", inputs, model=model,
                                                  options=extras.apply(options) if extras else options,
-                                                 keep_metadata=extras.keep_metadata if extras else None, mask=mask)
+                                                 keep_metadata=extras.keep_metadata if extras else None,
+                                                 **(region or {}))
         return await self.run(image_request, inputs, count, session if session is not None else Session(), progress,
                               owner=self.owner_of(request), studio=studio, visitor=request)
 

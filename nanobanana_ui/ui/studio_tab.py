@@ -17,6 +17,7 @@ from ..models import ModelSpec, get_model
 from ..request import Mode
 from . import actions, text
 from .actions import TAB_IDS, StudioForm, no_change, refusals_as_warnings, refuse
+from .compare_view import CompareView
 from .components import let_studio_judge_uploads
 from .controls import (
     AUTO,
@@ -36,6 +37,7 @@ from .controls import (
 )
 from .extras import ExtraControls
 from .model_panel import visitor_models
+from .region_panel import RegionPanel, before_after, region_arguments, slider_component
 from .result_extras import thought_pictures
 from .runner import Outputs, Runner
 from .session import Session
@@ -95,6 +97,7 @@ class StudioTab:
         self.spec: ModelSpec = get_model(default_model)
         studio = runner.studio
         self.extras = ExtraControls(studio.capabilities, studio.settings.keep_metadata)
+        self.region, self.compare = RegionPanel(), CompareView()
 
     # -- layout ----------------------------------------------------------------------------------------------
 
@@ -118,6 +121,7 @@ class StudioTab:
                                 sources=["upload", "clipboard", "webcam"], elem_id="edit-image"))
                             self.edit_prompt = gr.Textbox(label="Change to make", lines=2, elem_id="edit-prompt",
                                                           placeholder="Make the sky stormy")
+                            self.region.layout(spec)  # paint a region, feather, extend the canvas (optional)
                             self.edit_button = gr.Button("Edit", variant="primary", elem_id="edit-button")
                         with gr.Tab("Compose", id=TAB_IDS[Mode.COMPOSE], elem_id="compose-tab"):
                             self.compose_limit = gr.Markdown(text.compose_limit(spec, 0), elem_id="compose-limit")
@@ -140,6 +144,7 @@ class StudioTab:
                         label="Result", format="png", columns=2, interactive=False, height=RESULT_HEIGHT,
                         object_fit="contain",  # a wide or tall result is shown whole, never cropped
                         buttons=["download", "fullscreen"], elem_id="out-gallery")
+                    self.before_after = slider_component()  # every edit: its input and output
                     self.status = gr.Markdown(label="Status", elem_id="status")
                     self.meter = gr.Markdown(elem_id="meter")
                     with gr.Row():
@@ -148,6 +153,7 @@ class StudioTab:
                     self.out_files = gr.File(label="Original files", file_count="multiple", interactive=False,
                                              elem_id="out-files")
                     self._result_extras()
+            self.compare.layout()  # a run of several images: two of them side by side, full width
             self._session_panel()
         self.form = StudioForm({
             "main_tabs": main_tabs, "mode_tabs": self.mode_tabs, "prompt": self.prompt,
@@ -237,7 +243,8 @@ class StudioTab:
     def run_outputs(self) -> list[Component]:
         """Everything a run changes: the result, the status, the session and its panel."""
         return [self.out_gallery, self.status, self.session, self.session_gallery, self.session_summary,
-                self.session_details, self.out_files, self.sources, self.thoughts_box, self.thought_gallery]
+                self.session_details, self.out_files, self.sources, self.thoughts_box, self.thought_gallery,
+                self.before_after, *self.compare.outputs]
 
     def shown(self, outputs: Outputs) -> dict[Component, Any]:
         """A run's outputs on the page: the result and status, its sources and thought images, the session."""
@@ -247,7 +254,8 @@ class StudioTab:
                 **self.session_views(session), self.out_files: list(session.shown) or None,
                 self.sources: text.sources_html(session.last_results),
                 self.thoughts_box: gr.Accordion(visible=bool(thoughts), open=False),
-                self.thought_gallery: thoughts or None}
+                self.thought_gallery: thoughts or None, self.before_after: before_after(session),
+                **self.compare.shown(session)}
 
     def session_views(self, session: Session) -> dict[Component, Any]:
         """The session panel from the session: thumbnails, totals, the picked entry's details."""
@@ -265,7 +273,7 @@ class StudioTab:
         settings, tail = [*self.settings_inputs, *self.gemini3_inputs], [self.api_key, self.session]
         for button, handler, inputs in (
             (self.generate_button, self.generate, [self.prompt]),
-            (self.edit_button, self.edit, [self.edit_image, self.edit_prompt]),
+            (self.edit_button, self.edit, [self.edit_image, self.edit_prompt, *self.region.inputs]),
             (self.compose_button, self.compose, [self.compose_images, self.compose_prompt]),
         ):
             button.click(None, None, None, js=SCROLL_TO_RESULT, **PRIVATE)
@@ -286,6 +294,8 @@ class StudioTab:
         self.discovery_timer.tick(self.refresh_models, [self.model, self.api_key], models_out, **PRIVATE)
         self.api_key.blur(self.refresh_models, [self.model, self.api_key], models_out, **PRIVATE)
         self.edit_image.upload(self.edit_uploaded, [self.edit_image], [self.edit_image], **PRIVATE)
+        self.region.wire(self.edit_image, self.model, self._spec)
+        self.compare.wire(self.session)
         compose_views = [self.compose_images, self.compose_limit, self.session]
         self.compose_images.upload(self.compose_uploaded, [self.model, self.compose_images, self.session],
                                    compose_views, **PRIVATE)
@@ -329,19 +339,23 @@ class StudioTab:
                                                              person_generation)))
         return no_change()
 
-    async def edit(self, image: str | None, prompt: str, model: str, aspect_ratio: str, size: str,
+    async def edit(self, image: str | None, prompt: str, painted: dict[str, Any] | None, feather: float,
+                   extend_to: str | None, anchor: str | None, model: str, aspect_ratio: str, size: str,
                    temperature: float, top_p: float, top_k: int, seed: int, count: int, output: str,
                    thinking: str, show_thoughts: bool, search: bool, image_search: bool, api_key: str,
                    session: Session | None, keep_metadata: bool, output_format: str, jpeg_quality: float,
                    person_generation: str, request: gr.Request,
                    progress: gr.Progress = gr.Progress()) -> Any:  # noqa: B008
-        """Edit clicked: run it, or say why not in a toast."""
-        with refusals_as_warnings():
+        """Edit clicked: run it (a region edit when a region is painted or the canvas extended), or say why not in
+        a toast."""
+        with refusals_as_warnings(), region_arguments(image, painted, feather, extend_to, anchor) as region:
+            mask = region.pop("mask", None)
             return self.shown(await self.runner.edit(image, prompt, model, aspect_ratio, size, temperature, top_p,
                                                      top_k, seed, count, output, thinking, show_thoughts, search,
-                                                     image_search, None, api_key, session, request, progress,
+                                                     image_search, mask, api_key, session, request, progress,
                                                      extras=self.extras.values(keep_metadata, output_format,
-                                                                               jpeg_quality, person_generation)))
+                                                                               jpeg_quality, person_generation),
+                                                     **region))
         return no_change()
 
     async def compose(self, images: list[Any] | None, prompt: str, model: str, aspect_ratio: str, size: str,
