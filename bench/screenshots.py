@@ -3,9 +3,10 @@
 Run: python bench/screenshots.py [--out docs/screenshots]
 Starts `python app.py` without a key (the built-in emulator answers with placeholder images, and the offline banner
 shows), then in Debian's Chromium (apt-get install -y chromium): generates two images (Generate tab, with history),
-edits a drawn picture (Edit tab), composes two drawn pictures (Compose tab), opens an entry in the History tab and
-reads the composed image's parameters in PNG Info, saving generate.png, edit.png, compose.png, history.png and
-pnginfo.png. The PNGs are reduced to 256 colours to keep each one small enough to commit.
+edits a painted region of a drawn picture (Edit tab, with the before/after slider), composes two drawn pictures
+(Compose tab), opens an entry in the History tab and reads the composed image's parameters in PNG Info, saving
+generate.png, edit.png, compose.png, history.png and pnginfo.png. The PNGs are reduced to 256 colours to keep each
+one small enough to commit.
 """
 
 from __future__ import annotations
@@ -78,6 +79,22 @@ def shoot(page: Page, path: Path) -> None:
     print(f"{path}: {path.stat().st_size // 1024} KB")
 
 
+def paint_sky(page: Page) -> None:
+    """Brush a few strokes over the sky on the Edit tab's canvas (the picture is centred on it)."""
+    canvas = page.locator("#region-editor canvas").first
+    expect(canvas).to_be_visible()
+    canvas.scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
+    box = canvas.bounding_box()
+    x, y, w, h = box["x"], box["y"], box["width"], box["height"]
+    for row in (0.30, 0.34, 0.38):
+        page.mouse.move(x + w * 0.3, y + h * row)
+        page.mouse.down()
+        page.mouse.move(x + w * 0.6, y + h * row, steps=15)
+        page.mouse.up()
+    page.evaluate("window.scrollTo(0, 0)")
+
+
 def run(page: Page, out: Path, inputs: Path) -> None:
     page.set_default_timeout(WAIT_MS)
     expect.set_options(timeout=WAIT_MS)
@@ -93,6 +110,7 @@ def run(page: Page, out: Path, inputs: Path) -> None:
     page.locator("#edit-tab-button").click()
     page.locator("#edit-image input[type=file]").set_input_files(landscape(inputs / "house.png"))
     expect(page.locator("#edit-image img")).to_be_visible()
+    paint_sky(page)  # a region edit: only the painted sky may change; the slider under the result compares
     page.locator("#edit-prompt textarea").fill("make the sky stormy, with lightning over the hill")
     page.locator("#edit-button").click()
     expect(history).to_have_count(3)
