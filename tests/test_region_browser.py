@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import without_text_chunks
 from PIL import Image, ImageFilter
 from playwright.sync_api import Page, expect, sync_playwright
 from servers import CHROMIUM, CHROMIUM_ARGS, app_env, start_app, stop_app
@@ -163,3 +164,31 @@ def test_a_painted_region_with_an_extend_is_refused_as_a_toast_and_nothing_is_se
     assert emu.generate_requests == []
     expect(page.locator("#history-gallery .thumbnail-item")).to_have_count(0)
     expect(page.locator("#before-after")).to_be_hidden()
+
+
+def test_two_results_are_compared_side_by_side_at_full_width(page, emu):
+    page.locator("#advanced").get_by_role("button", name="Advanced").click()
+    count = page.locator("#count input[type=number]")
+    for _ in range(5):  # typed as the accordion mounts, a value can be reset (see test_browser.set_seed)
+        count.fill("2")
+        count.press("Enter")
+        page.wait_for_timeout(200)
+        if count.input_value() == "2":
+            break
+    page.locator("#prompt textarea").fill("two owls at night")
+    page.locator("#generate-button").click()
+    expect(page.locator("#out-gallery img")).to_have_count(2)
+    compare = page.locator("#compare")
+    expect(compare).to_be_visible()
+    expect(page.locator("#before-after")).to_be_hidden()  # a generation has no "before"
+    left, right = page.locator("#compare-left img"), page.locator("#compare-right img")
+    expect(left).to_be_visible()
+    expect(right).to_be_visible()
+    replies = [r.reply_images[0] for r in emu.generate_requests]
+    assert len(replies) == 2
+    shown = [without_text_chunks(fetch(page, image.get_attribute("src"))) for image in (left, right)]
+    assert sorted(shown) == sorted(replies) and shown[0] != shown[1]  # the two different results
+    assert left.bounding_box()["width"] > 400 and right.bounding_box()["x"] > left.bounding_box()["x"] + 400
+    page.locator("#compare-right-pick input").click()
+    page.locator("#compare-right-pick").get_by_role("option", name="Image 1", exact=True).click()
+    expect(right).to_have_attribute("src", left.get_attribute("src"))  # the same picture on both sides now

@@ -31,7 +31,7 @@ __all__ = ["EDITOR_SIDE", "NO_EXTEND", "PAINTED_ALPHA", "RegionPanel", "before_a
            "extend_choices", "painted_mask", "region_arguments", "upright_size"]
 
 NO_EXTEND = "none"  # the extend picker's "do not extend" value
-EDITOR_SIDE = 2048  # px: the painting canvas's longest side; a larger image is shown smaller, its mask scaled back
+EDITOR_SIDE = 1024  # px: the painting canvas's longest side; a larger image is shown smaller, its mask scaled back
 # The brush paints at half opacity, so the picture stays visible under the strokes; its layer pixels then hold alpha
 # ~127. A pixel is in the region from alpha 64 up: the strokes' soft rims below that are left out, like the CLI's
 # threshold at 50% of the brush.
