@@ -62,6 +62,9 @@ def test_painted_layers_become_one_white_mask_and_nothing_painted_is_none():
     expected[5:10, 5:10] = expected[15:25, 20:30] = True  # both layers; the faint rim is not the region
     assert np.array_equal(np.asarray(mask) == 255, expected) and set(np.unique(np.asarray(mask))) == {0, 255}
     assert painted_mask(editor_value(layer((40, 30))), (40, 30)) is None  # an empty (or fully erased) layer
+    faint = Image.new("RGBA", (40, 30), (0, 0, 0, 0))
+    faint.paste((255, 0, 160, 20), (5, 5, 10, 10))
+    assert painted_mask(editor_value(faint), (40, 30)).getbbox() is None  # touched, too faint: empty, refused
     assert painted_mask(editor_value(), (40, 30)) is None and painted_mask(None, (40, 30)) is None
 
 
@@ -150,7 +153,8 @@ def test_a_painted_region_is_edited_through_the_studio_and_the_slider_shows_inpu
 
 
 @pytest.mark.parametrize(("what", "message"), [
-    ("full", "covers the whole image"),
+    ("full", "The mask painted-region.png covers the whole image"),
+    ("faint", "The mask painted-region.png is empty"),
     ("other shape", "paint the mask on this image"),
     ("own ratio", "already 4:3"),
     ("mask and extend", "cannot be combined"),
@@ -160,7 +164,10 @@ def test_a_refused_region_is_a_toast_that_sends_nothing_and_changes_nothing(sett
                                                                             message):
     image = tmp_path / "photo.png"
     Image.new("RGB", (320, 240), (20, 120, 200)).save(image)
-    strokes = {"full": layer((320, 240), (0, 0, 320, 240)), "other shape": layer((100, 100), (10, 10, 50, 50))}
+    faint = Image.new("RGBA", (320, 240), (0, 0, 0, 0))
+    faint.paste((255, 0, 160, 20), (10, 10, 50, 50))
+    strokes = {"full": layer((320, 240), (0, 0, 320, 240)), "other shape": layer((100, 100), (10, 10, 50, 50)),
+               "faint": faint}
     painted = editor_value(strokes.get(what, layer((320, 240), (10, 10, 50, 50))))
     if what == "own ratio":
         painted = None

@@ -11,7 +11,7 @@ same `mask` the CLI's `--mask` and the API's /edit use; the Studio judges it (em
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -77,19 +77,22 @@ def editor_background(path: str | None) -> Image.Image | None:
 
 def painted_mask(value: Mapping[str, Any] | None, size: tuple[int, int] | None) -> Image.Image | None:
     """The editor's painted strokes, on every layer, as an 'L' mask of `size` (255 = the region); None when nothing
-    is painted (a plain edit).
+    is painted (a plain edit). Strokes too faint to count give an empty mask, which the Studio refuses (it says so).
 
     The editor's canvas is the picture shown (perhaps smaller than the image): a mask of the same shape is scaled up
     to the image's size; one of another shape is left as painted, for the Studio to refuse as the wrong size.
     """
     layers = [layer for layer in (value or {}).get("layers") or [] if isinstance(layer, Image.Image)]
     region: Image.Image | None = None
+    touched = False
     for layer in layers:
-        alpha = layer.convert("RGBA").getchannel("A").point(lambda v: 255 if v >= PAINTED_ALPHA else 0)
+        alpha = layer.convert("RGBA").getchannel("A")
+        touched = touched or alpha.getbbox() is not None
+        alpha = alpha.point(lambda v: 255 if v >= PAINTED_ALPHA else 0)
         if region is not None and alpha.size != region.size:
             alpha = alpha.resize(region.size, Image.Resampling.NEAREST)
         region = alpha if region is None else ImageChops.lighter(region, alpha)  # the union of the layers
-    if region is None or region.getbbox() is None:
+    if region is None or not touched:
         return None
     if size and region.size != size and _same_shape(region.size, size):
         region = region.resize(size, Image.Resampling.NEAREST)
@@ -119,7 +122,7 @@ def region_arguments(image: str | None, painted: Mapping[str, Any] | None, feath
     with tempfile.TemporaryDirectory(prefix="nanobanana-mask-") as folder:
         path = None
         if mask is not None:
-            path = str(Path(folder) / "mask.png")
+            path = str(Path(folder) / "painted-region.png")  # the name the Studio's messages give it
             mask.save(path, "PNG")
         yield {"mask": path, "feather": px, "extend_to": extend, "anchor": (anchor or "center") if extend else None}
 
@@ -162,11 +165,16 @@ class RegionPanel:
         """The region controls, in the order the Studio tab's edit handler takes them."""
         return [self.editor, self.feather, self.extend, self.anchor]
 
-    def wire(self, edit_image: gr.Image, model: gr.Dropdown, spec_of: Any) -> None:
-        """The canvas follows the image to edit; the extend picker follows the model's ratios."""
+    def wire(self, edit_image: gr.Image, model: gr.Dropdown, spec_of: Callable[[str], ModelSpec]) -> None:
+        """The canvas follows the image to edit; the extend picker follows the model's ratios (`spec_of`: a model
+        id, or "" for the default, to its ModelSpec)."""
+        self.spec_of = spec_of
         edit_image.change(self.image_changed, [edit_image], [self.editor], api_visibility="private")
-        model.change(lambda name, value: self.model_changed(spec_of(name), value), [model, self.extend],
-                     [self.extend], api_visibility="private")
+        model.change(self.model_picked, [model, self.extend], [self.extend], api_visibility="private")
+
+    def model_picked(self, model: str, extend_to: str | None) -> Any:
+        """Another model picked: the extend picker follows its ratios."""
+        return self.model_changed(self.spec_of(model), extend_to)
 
     @staticmethod
     def image_changed(path: str | None) -> Any:
