@@ -32,7 +32,7 @@ from .request import ImageOptions, ImageRequest, Mode
 from .validation import build_request
 
 __all__ = ["ANCHORS", "CONTEXT", "DEFAULT_FEATHER", "MAX_FEATHER", "MIN_CONTEXT", "Region", "build_region_request",
-           "crop_box", "extend_placement", "load_mask", "parse_ratio", "region_words"]
+           "crop_box", "extend_placement", "load_mask", "parse_ratio", "region_words", "with_source_name"]
 
 ANCHORS = ("center", "left", "right", "top", "bottom")
 DEFAULT_FEATHER = 8  # px: enough to hide a seam on a 1-4K picture, small enough to keep the edit where it was painted
@@ -273,6 +273,19 @@ def build_region_request(image: ImageSourceLike, prompt: str, *, model: str, opt
     return replace(base, images=(crop_input, mask_input), region=region)
 
 
+def with_source_name(request: ImageRequest, name: str) -> ImageRequest:
+    """A region request whose original is called `name` (a re-run from the history's copy keeps the name it had)."""
+    if request.region is None or len(request.images) != 2:
+        return request
+    crop, hint = request.images
+    images = (replace(crop, name=_sent_name(name, "region")), replace(hint, name=_sent_name(name, "mask")))
+    return replace(request, region=replace(request.region, source_name=name), images=images)
+
+
+def _sent_name(name: str, what: str) -> str:
+    return f"{name} ({what})"
+
+
 def _check_extend(ratio: str, size: tuple[int, int], ratios: tuple[str, ...], label: str, asked: str | None) -> None:
     a, b = parse_ratio(ratio)
     if ratio not in ratios:
@@ -343,7 +356,7 @@ def _inputs(picture: Image.Image, hint: Image.Image, name: str) -> tuple[InputIm
     # JPEG q95 for opaque pictures: a reference for the model only (the original's pixels never come from it), and
     # several times faster to encode than PNG for a large crop. Alpha needs PNG.
     data = _png(picture) if picture.mode == "RGBA" else _jpeg(picture)
-    return load_input_image(data, f"{name} (region)"), load_input_image(_png(hint), f"{name} (mask)")
+    return load_input_image(data, _sent_name(name, "region")), load_input_image(_png(hint), _sent_name(name, "mask"))
 
 
 def _png(im: Image.Image) -> bytes:

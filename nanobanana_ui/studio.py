@@ -31,7 +31,7 @@ from .models import get_model
 from .outputs import dimensions, save_images, save_thought_images, with_provenance
 from .partitions import key_partition
 from .region_blend import blend_answer, prepare_blend
-from .regions import Region, build_region_request
+from .regions import Region, build_region_request, with_source_name
 from .request import ImageOptions, ImageRequest, ImageResult, Mode, Source, Usage
 from .retry import RetryPolicy
 from .sending import EventSink, GuardedSender
@@ -598,13 +598,13 @@ class Studio:
         request = self.build_request(Mode.EDIT, entry.prompt, (source,), model=entry.model, options=options,
                                      mask=mask, feather=record.get("feather"), extend_to=record.get("extend_to"),
                                      anchor=record.get("anchor"))
-        assert request.region is not None  # a mask or extend-to makes a region edit
-        region = replace(request.region, source_name=str(record.get("source_name") or request.region.source_name))
-        if region.cache_part() != {key: value for key, value in record.items() if key != "source_name"}:
+        if request.region is not None and record.get("source_name"):
+            request = with_source_name(request, str(record["source_name"]))
+        if request.region is None or request.region.describe() != record:
             raise ConversationError(f"Entry {entry.id}'s region edit cannot be repeated exactly (its crop or canvas "
                                     "would come out different, e.g. after a change to the model's aspect ratios): "
                                     "open the original in Edit and paint the region again. Nothing was sent.")
-        return replace(request, region=region)
+        return request
 
     def region_of(self, entry: HistoryEntry) -> Region:
         """A region edit entry's region as recorded (crop box or canvas, feather), with its kept original and mask.

@@ -46,7 +46,7 @@ __all__ = ["PAGE_SIZE", "THUMB_SIZE", "Browse", "HistoryTab", "Library", "Librar
 PAGE_SIZE = 24
 THUMB_SIZE = 192
 PRIVATE: dict[str, Any] = {"api_visibility": "private"}
-_MIMES = ("image/png", "image/jpeg", "image/webp")
+_MIMES = ("image/png", "image/jpeg", "image/webp", "image/gif")
 _EXPORT_TTL_S = 3600  # exports older than this are removed when the next one is made
 _NO_SELECTION = "Click a thumbnail to see everything about that request."
 
@@ -175,7 +175,10 @@ class Library:
 
     def rebuild(self, entry: HistoryEntry, session: Session | None = None) -> tuple[ImageRequest, tuple[str, ...]]:
         """The ImageRequest an entry recorded, and its input files; inputs are found by hash among the history's
-        images and the visitor's uploads this session, or the request cannot be repeated (said clearly)."""
+        images and the visitor's uploads this session, or the request cannot be repeated (said clearly).
+
+        A region edit is rebuilt exactly, with the mask the history keeps (Studio.rebuild_request); its original is
+        kept too, so it is found here by its hash."""
         inputs = [self._find_input(sha, session) for sha in entry.input_hashes]
         missing = sum(path is None for path in inputs)
         if missing:
@@ -186,6 +189,8 @@ class Library:
                 f"{entry.mode.capitalize()} and run it from there.")
         paths = tuple(str(path) for path in inputs)
         with studio_errors():
+            if entry.region is not None:  # the kept mask, crop, feather, extend ratio and anchor: the same request
+                return self.studio.rebuild_request(entry, paths), paths
             image_request = self.studio.build_request(Mode(entry.mode), entry.prompt, paths, model=entry.model,
                                                       options=image_options(entry.options))
         return image_request, paths
