@@ -214,3 +214,59 @@ def test_the_cli_refines_a_masked_edit_inside_its_mask(emulator, settings, tmp_p
     assert_same_outside(opened(Path(made["path"])), original, band(mask_png, 6))
     assert emulator.generate_requests[-1].status == 200
     assert DEFAULT_FEATHER != 6  # the recorded feather, not the default, was used (band(…, 6) above)
+
+
+# -- the History tab ------------------------------------------------------------------------------------------------
+
+def test_the_history_tab_reruns_a_masked_edit_and_its_refinement_exactly(settings, emulator):
+    import asyncio
+
+    import gradio as gr
+    from test_history_tab import Progress, Tab, run_result, select
+
+    from nanobanana_ui.ui.history_tab import Browse
+
+    original, mask_png, root = masked_edit(settings, model=PRO)
+    child = in_studio(settings, lambda s: s.refine(parent_id=root.id, instruction="make it blue"))
+    assert len(emulator.generate_requests) == 2
+
+    async def scenario():
+        async with Studio(settings) as studio:
+            tab = Tab(studio)
+            browse = tab.refresh(Browse())["browse"]  # newest first: [0] the refinement, [1] the masked edit
+            tab.select(browse, select(1))
+            assert browse.selected == root.id
+            files, status, session, tabs = run_result(tab, await tab.tab.rerun(browse, None, "", None, Progress(),
+                                                                                vary=False))
+            assert status.startswith("cached · $0") and tabs.selected == "studio"
+            made = session.entries[0]
+            assert studio.history.get(made.id).region == json.loads(json.dumps(root.request.region.describe()))
+            assert made.images[0].sha256 == root.images[0].sha256
+            # New variation: past the cache, the same crop and mask sent, the outside untouched.
+            _, status, session, _ = run_result(tab, await tab.tab.rerun(browse, None, "", None, Progress(),
+                                                                         vary=True))
+            assert "cached" not in status and len(emulator.generate_requests) == 3
+            assert emulator.generate_requests[-1].images == emulator.generate_requests[0].images
+            assert_same_outside(opened(session.entries[0].images[0].path), original, band(mask_png, 6))
+
+            tab.select(browse, select(0))  # the refinement: a new branch of the same parent, from the cache
+            _, status, session, _ = run_result(tab, await tab.tab.rerun(browse, None, "", None, Progress(),
+                                                                         vary=False))
+            assert status.startswith(f"Turn 2 (refines {root.id})") and "\ncached · $0" in status
+            branch = studio.history.get(session.entries[0].id)
+            assert (branch.parent, branch.turn, branch.region) == (root.id, 2, child_entry_region(studio))
+            assert session.entries[0].images[0].sha256 == child.images[0].sha256
+
+            studio.history.mask_path(studio.history.get(root.id)).unlink()  # the kept mask is gone
+            tab.select(browse, select(1))
+            with pytest.raises(gr.Error, match="The mask of masked edit .* is no longer in the history"):
+                await tab.tab.rerun(browse, None, "", None, Progress(), vary=False)
+            tab.select(browse, select(0))
+            with pytest.raises(gr.Error, match="is no longer in the history"):
+                await tab.tab.rerun(browse, None, "", None, Progress(), vary=False)
+
+    def child_entry_region(studio: Studio):
+        return studio.history.get(child.id).region
+
+    asyncio.run(scenario())
+    assert len(emulator.generate_requests) == 3

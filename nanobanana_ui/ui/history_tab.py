@@ -9,6 +9,10 @@ thousands of entries); search by prompt, filters by model and mode; an opened en
 a cache hit), varied (the next variation number the cache does not hold), sent to Edit or Compose, downloaded,
 deleted (a second click confirms) or exported with the rest of its page as a ZIP.
 
+A re-run repeats the request exactly: a region edit with the original and mask the history keeps (same crop, feather,
+extend ratio and anchor), a refinement as a new branch of the same parent (a region edit's refinement blended into
+its original again); when a kept file is gone, it says so and nothing is sent.
+
 `owner_of(request)` says whose entries a visitor sees: None (everything) on a private install; the public mode can
 pass the visitor's id, and every read, delete and export here is then limited to that owner's entries.
 """
@@ -20,7 +24,7 @@ import secrets
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -409,12 +413,30 @@ class HistoryTab:
         refused (gr.Error) when it cannot be repeated."""
         studio = self.runner.studio_for(api_key, request)
         entry = self.library.selected(browse, request)
+        if entry.parent is not None:  # a refinement: the same turn again, a new branch of the same parent
+            return await self._rerun_refinement(entry, studio, session, request, progress, vary=vary)
         image_request, inputs = await asyncio.to_thread(self.library.rebuild, entry, session)
         if vary:
             number = await asyncio.to_thread(self.library.next_variation, image_request, studio)
             image_request = image_request.with_variation(number)
         outputs = await self.runner.run(image_request, inputs, 1, session or Session(), progress,
                                         owner=self.owner_of(request), studio=studio, visitor=request)
+        return {**self.studio_tab.shown(outputs), self.form["main_tabs"]: gr.Tabs(selected="studio")}
+
+    async def _rerun_refinement(self, entry: HistoryEntry, studio: Studio, session: Session | None,
+                                request: gr.Request | None, progress: gr.Progress, *, vary: bool) -> dict[Any, Any]:
+        """A refinement's turn sent again after its whole path (a region edit's stays in its region: blended into
+        its original); `vary`: under the next variation number the cache does not hold."""
+        owner = self.owner_of(request)
+        with studio_errors(self.runner.public):
+            plan = await studio.prepare_refine(parent_id=entry.parent or "", instruction=entry.prompt,
+                                               images=[file.path for file in entry.inputs], model=entry.model,
+                                               options=image_options(entry.options), owner=owner)
+        if vary:
+            number = await asyncio.to_thread(self.library.next_variation, plan.request, studio)
+            plan = replace(plan, request=plan.request.with_variation(number))
+        outputs = await self.runner.run_refinement(plan, session or Session(), progress, owner=owner, studio=studio,
+                                                   visitor=request)
         return {**self.studio_tab.shown(outputs), self.form["main_tabs"]: gr.Tabs(selected="studio")}
 
 
