@@ -270,3 +270,20 @@ def test_the_history_tab_reruns_a_masked_edit_and_its_refinement_exactly(setting
 
     asyncio.run(scenario())
     assert len(emulator.generate_requests) == 3
+
+
+def test_png_info_on_a_masked_edit_points_to_the_exact_rerun_and_keeps_the_crop_ratio_out(settings, emulator):
+    from nanobanana_ui.ui.pnginfo_tab import PngInfo
+
+    _, _, root = masked_edit(settings)
+    pnginfo = PngInfo(FLASH)
+    message, text, found, _ = pnginfo.inspect(str(root.images[0].path))
+    region = root.request.region
+    assert f"Mask sha256: {region.mask_sha256}" in text and found["settings"]["aspect_ratio"] == "1:1"
+    assert "restores: prompt, mode, model. It is a masked edit" in message  # not the crop's aspect ratio
+    assert (f"It is a masked edit (mask sha256 {region.mask_sha256[:12]}..., feather 6): its original and mask are "
+            "not in the file. To repeat it exactly, open it in the History tab and click *Re-run*") in message
+    values = pnginfo.use(found, FLASH)
+    # The crop's ratio is not carried to the next edit (a masked edit refuses another ratio than its crop's).
+    assert values["aspect_ratio"]["value"] == "auto" and values["edit_prompt"] == "a red hat"
+    assert values["mode_tabs"].selected == "edit"
