@@ -174,6 +174,28 @@ def test_a_region_refinement_replayed_from_the_cache_costs_nothing(settings, emu
     assert_same_outside(opened(again.images[0].path), original, band(mask_png, 6))
 
 
+def test_a_masked_edit_without_its_model_turn_sends_the_crop_of_its_output(settings, emulator):
+    from nanobanana_ui.turns import BYPASS_TEXT
+
+    original, mask_png, root = masked_edit(settings, model=PRO)
+
+    async def scenario(studio: Studio):
+        # As a cache hit whose model turn was not stored: the turn is rebuilt from the saved output.
+        studio.history._db.execute("UPDATE entries SET model_turn = NULL WHERE id = ?", (root.id,))
+        return await studio.refine(parent_id=root.id, instruction="make it blue")
+
+    child = in_studio(settings, scenario)
+    last = emulator.generate_requests[-1]
+    assert last.status == 200 and child.turn == 2
+    model = last.turns[1]
+    assert [p.signature_text for p in model.parts] == [BYPASS_TEXT, BYPASS_TEXT]
+    # The model's turn is about the crop: the saved output's crop box, not the whole picture.
+    sent = Image.open(io.BytesIO(model.parts[1].data))
+    expected = opened(root.images[0].path).crop(root.request.region.box)
+    assert sent.size == root.request.region.canvas and np.array_equal(np.asarray(sent), np.asarray(expected))
+    assert_same_outside(opened(child.images[0].path), original, band(mask_png, 6))
+
+
 def test_an_extend_refined_keeps_the_original_in_place(settings, emulator):
     original = noise((160, 120), "RGB")
     root = in_studio(settings, lambda s: s.edit(encode(original), "a beach", extend_to="16:9", anchor="left",
