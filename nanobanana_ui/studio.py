@@ -577,7 +577,7 @@ class Studio:
         return ConversationError(f"Entry {entry.id} is from before the history kept input images: add its "
                                  f"{len(entry.input_hashes)} image(s) again (edit or compose). Nothing was sent.")
 
-    def rebuild_request(self, entry: HistoryEntry, images: Sequence[ImageSource] | None = None) -> ImageRequest:
+    def rebuild_request(self, entry: HistoryEntry, *, images: Sequence[ImageSource] | None = None) -> ImageRequest:
         """The one-shot request a history entry recorded, built again: the same cache key (blocking: disk work).
 
         `images` replaces the entry's input images (default: those the history kept). A region edit is rebuilt from
@@ -593,8 +593,10 @@ class Studio:
                 images = [file.path for file in entry.inputs]
             return self.build_request(Mode(entry.mode), entry.prompt, images, model=entry.model, options=options)
         record = entry.region
-        source: ImageSource = images[0] if images else self._kept_original(entry)
-        mask = self._kept_mask(entry) if record.get("kind") == "mask" else None
+        source: ImageSource = images[0] if images else self._read_kept(
+            self._kept_original(entry), entry.input_hashes[0] if entry.input_hashes else "", "original image", entry)
+        mask = self._read_kept(self._kept_mask(entry), str(record.get("mask_sha256")), "mask", entry) \
+            if record.get("kind") == "mask" else None
         request = self.build_request(Mode.EDIT, entry.prompt, (source,), model=entry.model, options=options,
                                      mask=mask, feather=record.get("feather"), extend_to=record.get("extend_to"),
                                      anchor=record.get("anchor"))

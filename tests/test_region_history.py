@@ -114,6 +114,12 @@ def test_a_rerun_whose_mask_or_original_is_gone_says_so_and_sends_nothing(settin
             await studio.refine(parent_id=first.id, instruction="bluer")
 
     in_studio(settings, altered)
+
+    async def altered_rerun(studio: Studio):
+        with pytest.raises(ConversationError, match=f"The mask of region edit {first.id} no longer holds the bytes"):
+            await studio.rerun(entry_id=first.id)
+
+    in_studio(settings, altered_rerun)
     assert len(emulator.generate_requests) == 1
 
 

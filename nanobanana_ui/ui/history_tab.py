@@ -194,7 +194,7 @@ class Library:
         paths = tuple(str(path) for path in inputs)
         with studio_errors():
             if entry.region is not None:  # the kept mask, crop, feather, extend ratio and anchor: the same request
-                return self.studio.rebuild_request(entry, paths), paths
+                return self.studio.rebuild_request(entry, images=paths), paths
             image_request = self.studio.build_request(Mode(entry.mode), entry.prompt, paths, model=entry.model,
                                                       options=image_options(entry.options))
         return image_request, paths
