@@ -20,7 +20,7 @@ from PIL import Image
 
 from .errors import InputError
 from .history import HistoryEntry
-from .images import InputImage
+from .images import InputImage, to_8bit
 from .models import ModelSpec, get_model
 from .regions import Region, region_words
 from .request import ImageOptions, ImageRequest, Mode
@@ -123,8 +123,12 @@ def _as_answered(entry: HistoryEntry, data: bytes) -> bytes:
         return data
     try:
         with Image.open(io.BytesIO(data)) as image:
-            buffer = io.BytesIO()
-            image.crop(box).save(buffer, "PNG")
+            crop = image.crop(box)
+        if crop.mode not in ("L", "RGB", "RGBA"):  # as a model answers: 8-bit (a 16-bit or palette original's mode)
+            crop = to_8bit(crop) if crop.mode.startswith("I") else crop.convert(
+                "RGBA" if "A" in crop.getbands() or "transparency" in crop.info else "RGB")
+        buffer = io.BytesIO()
+        crop.save(buffer, "PNG")
     except (OSError, ValueError) as error:
         raise ValueError(f"unreadable output: {error}") from None
     return buffer.getvalue()
@@ -174,6 +178,8 @@ def _inherit(options: ImageOptions | None, parent: HistoryEntry, spec: ModelSpec
 def _region_options(options: ImageOptions, parent: HistoryEntry, spec: ModelSpec) -> ImageOptions:
     """A region refinement's options: the region edit's aspect ratio (its crop's or canvas's), which must not change."""
     ratio = parent.options.get("aspect_ratio")
+    if ratio is None:  # not recorded: the answer is scaled back to the crop whatever its shape
+        return options
     if options.aspect_ratio not in (None, ratio):
         raise ConversationError(f"A refinement of a region edit keeps its {ratio} crop, so an aspect ratio does not "
                                 "apply: leave it out.")

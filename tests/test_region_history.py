@@ -180,10 +180,11 @@ def test_a_region_refinement_replayed_from_the_cache_costs_nothing(settings, emu
     assert_same_outside(opened(again.images[0].path), original, band(mask_png, 6))
 
 
-def test_a_masked_edit_without_its_model_turn_sends_the_crop_of_its_output(settings, emulator):
+@pytest.mark.parametrize("mode", ["RGB", "P"])
+def test_a_masked_edit_without_its_model_turn_sends_the_crop_of_its_output(settings, emulator, mode):
     from nanobanana_ui.turns import BYPASS_TEXT
 
-    original, mask_png, root = masked_edit(settings, model=PRO)
+    original, mask_png, root = masked_edit(settings, model=PRO, mode=mode)
 
     async def scenario(studio: Studio):
         # As a cache hit whose model turn was not stored: the turn is rebuilt from the saved output.
@@ -197,7 +198,7 @@ def test_a_masked_edit_without_its_model_turn_sends_the_crop_of_its_output(setti
     assert [p.signature_text for p in model.parts] == [BYPASS_TEXT, BYPASS_TEXT]
     # The model's turn is about the crop: the saved output's crop box, not the whole picture.
     sent = Image.open(io.BytesIO(model.parts[1].data))
-    expected = opened(root.images[0].path).crop(root.request.region.box)
+    expected = opened(root.images[0].path).crop(root.request.region.box).convert("RGB")  # 8-bit, as answers are
     assert sent.size == root.request.region.canvas and np.array_equal(np.asarray(sent), np.asarray(expected))
     assert_same_outside(opened(child.images[0].path), original, band(mask_png, 6))
 
