@@ -263,8 +263,11 @@ def test_the_history_tab_reruns_a_masked_edit_and_its_refinement_exactly(setting
         async with Studio(settings) as studio:
             tab = Tab(studio)
             browse = tab.refresh(Browse())["browse"]  # newest first: [0] the refinement, [1] the masked edit
-            tab.select(browse, select(1))
+            shown = tab.select(browse, select(1))["details"]
             assert browse.selected == root.id
+            box = ", ".join(map(str, root.request.region.box))
+            assert (f"Region: masked edit · mask `{root.request.region.mask_sha256[:12]}` · crop box {box} · "
+                    "feather 6 px (Re-run repeats it exactly") in shown
             files, status, session, tabs = run_result(tab, await tab.tab.rerun(browse, None, "", None, Progress(),
                                                                                 vary=False))
             assert status.startswith("cached · $0") and tabs.selected == "studio"
