@@ -326,6 +326,10 @@ ELEM_IDS = {  # the browser tests' locators: keep them stable
     "thought-gallery", "sources",
     "batch-run-mode", "batch-jobs-panel", "batch-jobs", "batch-job", "batch-jobs-refresh", "batch-jobs-fetch",
     "batch-jobs-cancel",
+    "output-to-refine-button", "refine-tab", "refine-id", "refine-open", "refine-summary", "refine-current",
+    "refine-slider", "refine-compare-a", "refine-compare-b", "refine-path", "refine-instruction", "refine-branch-note",
+    "refine-estimate", "refine-button", "refine-undo", "refine-to-edit", "refine-to-compose", "refine-download",
+    "refine-status", "refine-branches",
 }
 
 
