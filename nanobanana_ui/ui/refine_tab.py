@@ -190,8 +190,8 @@ class RefineTab:
                     with gr.Row():
                         self.compare_a = gr.Dropdown([], label="Before", elem_id="refine-compare-a")
                         self.compare_b = gr.Dropdown([], label="After", elem_id="refine-compare-b")
-            self.path = gr.Gallery(label="Path, root first (click a turn to select it)", columns=8, height=170,
-                                   allow_preview=False, object_fit="contain", interactive=False,
+            self.path = gr.Gallery(label="Path, root first (click a turn to select it)", columns=6, height=230,
+                                   fit_columns=False, allow_preview=False, object_fit="contain", interactive=False,
                                    elem_id="refine-path")
             self.instruction = gr.Textbox(label="Instruction", placeholder="make it night", lines=2,
                                           elem_id="refine-instruction")
@@ -200,13 +200,14 @@ class RefineTab:
             with gr.Row():
                 self.refine = gr.Button("Refine", variant="primary", elem_id="refine-button")
                 self.undo = gr.Button("Undo (select the parent)", elem_id="refine-undo")
-                self.to_edit = gr.Button("Send to Edit", elem_id="refine-to-edit")
-                self.to_compose = gr.Button("Add to Compose", elem_id="refine-to-compose")
-                self.download = gr.DownloadButton("Download original", elem_id="refine-download")
             self.status = gr.Markdown(elem_id="refine-status")
-            self.branches = gr.Gallery(label="Branches of the selected turn (click one to follow it)", columns=8,
-                                       height=170, allow_preview=False, object_fit="contain", interactive=False,
-                                       elem_id="refine-branches")
+            with gr.Row():
+                self.to_edit = gr.Button("Send to Edit", size="sm", elem_id="refine-to-edit")
+                self.to_compose = gr.Button("Add to Compose", size="sm", elem_id="refine-to-compose")
+                self.download = gr.DownloadButton("Download original", size="sm", elem_id="refine-download")
+            self.branches = gr.Gallery(label="Branches of the selected turn (click one to follow it)", columns=6,
+                                       height=230, fit_columns=False, allow_preview=False, object_fit="contain",
+                                       interactive=False, elem_id="refine-branches")
             self.place = gr.State(Place())
 
     @property
