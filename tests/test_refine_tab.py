@@ -185,3 +185,32 @@ def test_the_tab_refuses_another_visitors_id(emulator, tmp_path):
     theirs, refined, mine, calls = asyncio.run(scenario(replace(settings)))
     assert theirs == gr.skip() and refined == gr.skip() and calls == 1  # nothing sent for the other visitor
     assert mine["refine-slider"] is None and len(mine["refine-path"]["value"]) == 1
+
+
+def test_a_failed_refinement_is_no_thumbnail_and_cannot_be_refined(emulator, settings):
+    from nanobanana_ui.emulator import Fault
+
+    async def scenario():
+        async with Studio(settings) as studio:
+            root = await studio.generate("a lighthouse", model=PRO)
+            tab = make_tab(studio)
+            place = by_name(tab, await tab.opened(entry_id=root.id, instruction="", request=None))["place"]
+            emulator.fail_next(Fault.blocked("SAFETY"))
+            with pytest.warns(UserWarning, match="(?i)block"):
+                await tab.refined(place=place, instruction="something unsafe", api_key="", request=None)
+            good = by_name(tab, await tab.refined(place=place, instruction="make it night", api_key="",
+                                                  request=None))
+            failed = next(c for c in studio.branches(root.id) if not c.ok)
+            back = by_name(tab, await tab.opened(entry_id=root.id, instruction="", request=None))
+            followed = by_name(tab, await tab.branch_selected(place=back["place"], instruction="", evt=Picked(0),
+                                                              request=None))
+            opened_failed = by_name(tab, await tab.opened(entry_id=failed.id, instruction="", request=None))
+            return good, back, followed, opened_failed, len(studio.branches(root.id))
+
+    good, back, followed, opened_failed, children = asyncio.run(scenario())
+    assert children == 2  # the history keeps the failed try as a branch
+    assert [c for _, c in back["refine-branches"]] == ["turn 2: make it night"]  # only the one with an image
+    assert followed["refine-id"] == good["refine-id"]
+    assert opened_failed["refine-current"] is None and opened_failed["refine-path"]["selected_index"] is None
+    assert opened_failed["refine-estimate"].startswith("The next turn cannot be sent: ")
+    assert opened_failed["refine-download"] is None

@@ -39,9 +39,10 @@ PLACEHOLDER = "…"  # priced in place of an instruction not typed yet (a few ch
 class Place:
     """Where the visitor is in a conversation (kept in gr.State): the line shown and the turn selected on it."""
 
-    line: tuple[str, ...] = ()  # entry ids, root first: the path strip
+    line: tuple[str, ...] = ()  # entry ids, root first, down to the line's tip
     selected: str | None = None  # the selected turn (on the line)
-    branches: tuple[str, ...] = ()  # the selected turn's children, as the branches strip shows them
+    strip: tuple[str, ...] = ()  # the path strip's turns (the line's entries that have an image), in order
+    branches: tuple[str, ...] = ()  # the selected turn's children that have an image, as their strip shows them
 
     def at(self, index: int | None, ids: Sequence[str]) -> str | None:
         """The id at a strip's clicked index (None when out of range)."""
@@ -69,6 +70,17 @@ class Turns(NamedTuple):
     def image(self) -> str | None:
         """The selected turn's first image file (the stored original)."""
         return first_image(self.entry)
+
+    @property
+    def strip(self) -> list[HistoryEntry]:
+        """The line's turns that have an image (a failed refinement has none), as the path strip shows them."""
+        return [e for e in self.line if e.images]
+
+    @property
+    def strip_position(self) -> int | None:
+        """The selected turn's place on the path strip (None when it has no image)."""
+        ids = [e.id for e in self.strip]
+        return ids.index(self.entry.id) if self.entry.id in ids else None
 
     @property
     def path(self) -> list[tuple[str, str]]:
@@ -223,18 +235,20 @@ class RefineTab:
         """The views for a selected turn (refused, gr.Error, when the id is not the visitor's)."""
         turns = await asyncio.to_thread(self.view.turns, entry_id, request, line=place.line if place else ())
         estimate = await self.view.estimate(turns.entry.id, instruction, request)
-        choices = [(caption(e), e.id) for e in turns.line if e.images]
+        choices = [(caption(e), e.id) for e in turns.strip]
         parent = turns.parent
-        place = Place(tuple(e.id for e in turns.line), turns.entry.id, tuple(c.id for c in turns.branches))
+        branches = [c for c in turns.branches if c.images]
+        place = Place(tuple(e.id for e in turns.line), turns.entry.id, tuple(e.id for e in turns.strip),
+                      tuple(c.id for c in branches))
         return {
             self.entry_id: turns.entry.id, self.summary: turns.summary, self.current: turns.image,
             self.slider: turns.before_after,
             self.compare_a: gr.update(choices=choices, value=parent.id if parent else None),
             self.compare_b: gr.update(choices=choices, value=turns.entry.id),
-            self.path: gr.update(value=turns.path, selected_index=turns.position),
+            self.path: gr.update(value=turns.path, selected_index=turns.strip_position),
             self.branch_note: branch_note(turns), self.estimate: estimate, self.refine: refine_label(turns),
             self.download: first_image(turns.entry),
-            self.branches: [(image, caption(c)) for c in turns.branches if (image := first_image(c))] or None,
+            self.branches: [(first_image(c), caption(c)) for c in branches] or None,
             self.place: place,
         }
 
@@ -247,7 +261,7 @@ class RefineTab:
     async def path_selected(self, place: Place, instruction: str, evt: gr.SelectData, request: gr.Request) -> Any:
         """A path thumbnail clicked: select that turn, keeping the line."""
         with refusals_as_warnings():
-            picked = place.at(evt.index, place.line)
+            picked = place.at(evt.index, place.strip)
             if picked is None:
                 raise refuse(NOTHING_OPEN)
             return await self.show(picked, instruction, request, place)
