@@ -15,6 +15,7 @@ from conftest import TEST_KEY
 from nanobanana_ui.config import Settings
 from nanobanana_ui.studio import Studio
 from nanobanana_ui.ui.actions import StudioForm
+from nanobanana_ui.ui.history_tab import Browse
 from nanobanana_ui.ui.refine_tab import ESTIMATE_NOTE, Place, RefineTab, RefineView
 from nanobanana_ui.ui.runner import Runner, no_owner, visitor_owner
 
@@ -137,9 +138,15 @@ def test_send_to_edit_add_to_compose_and_open_from_the_studio(emulator, settings
             place = opened["place"]
             edit = tab.sent_to_edit(place=place, request=None)
             compose = tab.added_to_compose(place=place, compose_images=None, model=PRO, request=None)
-            return outputs, opened, edit, compose
+            from_history = by_name(tab, await tab.from_history(browse=Browse(selected=outputs.session.last_ids[0]),
+                                                               instruction="", request=None))
+            with pytest.warns(UserWarning, match="Open an entry first"):
+                nothing = await tab.from_history(browse=Browse(), instruction="", request=None)
+            return outputs, opened, edit, compose, from_history, nothing
 
-    outputs, opened, edit, compose = asyncio.run(scenario())
+    outputs, opened, edit, compose, from_history, nothing = asyncio.run(scenario())
+    assert from_history["refine-id"] == opened["refine-id"] and from_history["main_tabs"].selected == "refine"
+    assert nothing == gr.skip()
     assert outputs.session.shown_id == outputs.session.last_ids[0] == opened["refine-id"]
     assert opened["main_tabs"].selected == "refine"
     assert edit["edit_image"] == opened["refine-current"] and edit["mode_tabs"].selected == "edit"

@@ -22,6 +22,7 @@ from ..history import HistoryEntry
 from ..studio import Studio
 from . import actions
 from .actions import StudioForm, no_change, refusals_as_warnings, refuse
+from .history_tab import Browse
 from .runner import Runner
 from .session import Session
 
@@ -348,9 +349,21 @@ class RefineTab:
             return {**views, self.form["main_tabs"]: gr.Tabs(selected="refine")}
         return no_change()
 
-    def wire(self, api_key: gr.Textbox, *, opener: gr.Button | None = None, session: gr.State | None = None) -> None:
+    async def from_history(self, browse: Browse | None, instruction: str, request: gr.Request) -> Any:
+        """The History tab's Refine button: open the opened entry here and show this tab."""
+        with refusals_as_warnings():
+            if browse is None or browse.selected is None:
+                raise refuse("Open an entry first: click its thumbnail.")
+            views = await self.show(browse.selected, instruction, request)
+            assert self.form is not None
+            return {**views, self.form["main_tabs"]: gr.Tabs(selected="refine")}
+        return no_change()
+
+    def wire(self, api_key: gr.Textbox, *, opener: gr.Button | None = None, session: gr.State | None = None,
+             history: tuple[gr.Button, gr.State] | None = None) -> None:
         """Connect the tab's events (all private: /refine is the public one); `opener` (the Studio result's Refine
-        button) opens the picked result of `session` here."""
+        button) opens the picked result of `session` here, `history` (the History tab's Refine button and its
+        browse state) the opened entry."""
         views = self.views
         self.load.click(self.opened, [self.entry_id, self.instruction], views, **PRIVATE)
         self.entry_id.submit(self.opened, [self.entry_id, self.instruction], views, **PRIVATE)
@@ -373,4 +386,8 @@ class RefineTab:
                                   **PRIVATE)
             if opener is not None and session is not None:
                 opener.click(self.from_studio, [session, self.instruction], [*views, self.form["main_tabs"]],
+                             **PRIVATE)
+            if history is not None:
+                button, browse = history
+                button.click(self.from_history, [browse, self.instruction], [*views, self.form["main_tabs"]],
                              **PRIVATE)
