@@ -17,10 +17,12 @@ def cost_from_usage(spec: ModelSpec, usage: Usage) -> float | None:
         return None
     # Output tokens the response did not attribute to a modality are charged as image tokens (the dearer kind).
     unattributed = max(usage.output_tokens - usage.image_tokens - usage.text_tokens, 0)
+    # Thinking (thoughtsTokenCount, not part of the candidates' count) is billed as text output: Google's price list
+    # reads "text and thinking" for the Gemini 3 image models. Interim thought images themselves are free.
     dollars = (
         usage.prompt_tokens * spec.price.input
         + (usage.image_tokens + unattributed) * spec.price.output_image
-        + usage.text_tokens * spec.price.output_text
+        + (usage.text_tokens + usage.thought_tokens) * spec.price.output_text
     ) / 1e6
     return round(dollars, 6)
 

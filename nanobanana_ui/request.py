@@ -140,7 +140,7 @@ class Usage:
     image_tokens: int = 0
     text_tokens: int = 0
     total_tokens: int = 0
-    thought_tokens: int = 0  # the model's thinking (usageMetadata.thoughtsTokenCount): reported, not charged here
+    thought_tokens: int = 0  # the model's thinking (usageMetadata.thoughtsTokenCount), charged as text output
 
     def to_record(self) -> dict[str, int]:
         """The token counts as every JSON record shows them: `prompt`, `output`, `total`."""

@@ -244,7 +244,7 @@ def test_cancel_stops_starting_new_requests(settings, emulator, tmp_path):
 
 
 def test_default_concurrency_follows_the_rate_limit(settings, emulator, tmp_path):
-    emulator.delay_s = 1.0
+    emulator.delay_s = 2.5  # long enough that six arrivals fit before the first answer even on a loaded machine
     limited = settings.__class__(**{**settings.__dict__, "rpm": 6})
     items = [BatchItem(row=n, prompt=f"p{n}", mode=Mode.GENERATE, images=(), model=None, options=ImageOptions())
              for n in range(1, 7)]

@@ -104,9 +104,13 @@ def test_thinking_level_and_include_thoughts_reach_the_wire(settings, emulator):
     [image] = result.images
     assert without_text_chunks(image.path.read_bytes()) == sent.reply_images[-1]
     assert images_in(settings.output_dir) == [image.path]  # the outputs folder holds the final image only
-    # Thought images are free: the cost is the tokens' alone, and the thinking tokens are reported, not charged.
+    # Thought images are free: the cost is the tokens' alone; the thinking tokens are billed as text output.
+    spec = get_model(NB2)
     assert result.usage.thought_tokens > 0
-    assert result.cost_usd == pytest.approx(cost_from_usage(get_model(NB2), result.usage))
+    without_thinking = cost_from_usage(spec, replace(result.usage, thought_tokens=0))
+    thinking = result.usage.thought_tokens * spec.price.output_text / 1e6
+    # Both sides are rounded to 6 decimals on their own, hence the tolerance of two units in the last place.
+    assert thinking > 0 and result.cost_usd == pytest.approx(without_thinking + thinking, abs=2e-6)
     assert result.search_cost_usd == 0 and result.sources == ()
 
 
