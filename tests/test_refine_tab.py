@@ -217,6 +217,7 @@ def test_a_failed_refinement_is_no_thumbnail_and_cannot_be_refined(emulator, set
     good, back, followed, opened_failed, children = asyncio.run(scenario())
     assert children == 2  # the history keeps the failed try as a branch
     assert [c for _, c in back["refine-branches"]] == ["turn 2: make it night"]  # only the one with an image
+    assert back["refine-button"] == "Branch from turn 1" and "1 branch from here" in back["refine-summary"]
     assert followed["refine-id"] == good["refine-id"]
     assert opened_failed["refine-current"] is None and opened_failed["refine-path"]["selected_index"] is None
     assert opened_failed["refine-estimate"].startswith("The next turn cannot be sent: ")

@@ -55,7 +55,7 @@ class Turns(NamedTuple):
 
     entry: HistoryEntry  # the selected turn
     line: list[HistoryEntry]  # root first, down to the line's tip (the selected turn is on it)
-    branches: list[HistoryEntry]  # the selected turn's children, oldest first
+    branches: list[HistoryEntry]  # the selected turn's children that have an image, oldest first
 
     @property
     def position(self) -> int:
@@ -159,7 +159,7 @@ class RefineView:
             children = self.studio.branches(entry.id, owner=self.owner_of(request))
         except StudioError as error:
             raise refuse(error.message) from None
-        return Turns(entry, shown, children)
+        return Turns(entry, shown, [c for c in children if c.images])  # a failed try is no branch to show
 
     def image_of(self, entry_id: str | None, request: gr.Request | None = None) -> str | None:
         """One turn's image (for the slider), owner-checked (blocking)."""
@@ -238,7 +238,7 @@ class RefineTab:
         estimate = await self.view.estimate(turns.entry.id, instruction, request)
         choices = [(caption(e), e.id) for e in turns.strip]
         parent = turns.parent
-        branches = [c for c in turns.branches if c.images]
+        branches = turns.branches
         place = Place(tuple(e.id for e in turns.line), turns.entry.id, tuple(e.id for e in turns.strip),
                       tuple(c.id for c in branches))
         return {
