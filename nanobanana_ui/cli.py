@@ -1,7 +1,8 @@
 """The command line: generate, edit, compose, refine and batch through the Studio service, with --json for scripts.
 
 Exit codes: 0 success, 1 unexpected error, 2 bad input or usage, 3 key missing/invalid/denied, 4 rate limit or
-quota, 5 no image (prompt blocked, image withheld, text-only reply), 6 service or network failure, 130 interrupted.
+quota, 5 no image (prompt blocked, image withheld, text-only reply), 6 service or network failure, 130 interrupted,
+141 the output's reader went away (a closed pipe).
 `history --verify` exits 0 when the history is sound (after `--repair`: once repaired), 1 when problems remain.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,9 @@ from .regions import ANCHORS, DEFAULT_FEATHER
 from .request import ImageOptions, ImageResult, Mode, image_records
 from .validation import THINKING_LEVELS, unencodable_at
 
-__all__ = ["build_parser", "main", "output_options"]
+__all__ = ["SIGPIPE_EXIT", "build_parser", "main", "output_options"]
+
+SIGPIPE_EXIT = 141  # what a shell reports for a tool stopped by a closed pipe (128 + SIGPIPE)
 
 
 def _shared_options(*, batch: bool = False) -> argparse.ArgumentParser:
@@ -266,6 +270,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`... --json | head`): what was made is saved; stop quietly, as a shell tool would, and
+        # point stdout at /dev/null so Python's flush at exit does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return SIGPIPE_EXIT
     except Exception as error:  # noqa: BLE001 - the promise is: never a traceback
         print(f"error: unexpected {type(error).__name__}: {error}", file=sys.stderr)
         return 1

@@ -4,17 +4,25 @@ A refinement sends the whole path from the root: each earlier user turn (its tex
 model turn exactly as the API returned it. Turns the model did not produce (entries from before conversations were
 kept, cache hits whose model turn was not stored, turns made by another model) carry Google's documented bypass
 signature instead; a model without signatures (Gemini 2.5 Flash Image) is sent none at all.
+
+A region edit's conversation is about what the model saw: its crop (or extended canvas) and mask, sent again in the
+first user turn with the words that framed them. Its refinements carry the same region, so each answer is blended
+into the region edit's original with the same mask, crop box and feather (regions.py, region_blend.py).
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
+from PIL import Image
+
 from .errors import InputError
 from .history import HistoryEntry
-from .images import InputImage
+from .images import InputImage, to_8bit
 from .models import ModelSpec, get_model
+from .regions import Region, region_words
 from .request import ImageOptions, ImageRequest, Mode
 from .turns import BYPASS_SIGNATURE, Turn, TurnPart, parts_from_json
 
@@ -95,6 +103,37 @@ def _lost(entry: HistoryEntry, turn: int) -> ConversationError:
         "Nothing was sent.")
 
 
+def _sent_text(entry: HistoryEntry) -> str:
+    """The text an entry's user turn sent: its prompt, framed as a region edit's was (regions.region_words)."""
+    if entry.region is None:
+        return entry.prompt
+    return region_words(str(entry.region.get("kind")), entry.prompt, follow_up=entry.parent is not None)
+
+
+def _crop_of(entry: HistoryEntry) -> tuple[int, int, int, int] | None:
+    """A masked edit's crop box: its saved output is the original's size, but the model answered the crop."""
+    box = (entry.region or {}).get("crop_box") if (entry.region or {}).get("kind") == "mask" else None
+    return (int(box[0]), int(box[1]), int(box[2]), int(box[3])) if isinstance(box, list) and len(box) == 4 else None
+
+
+def _as_answered(entry: HistoryEntry, data: bytes) -> bytes:
+    """A saved output as the model's turn had it: a masked edit's crop of it (the conversation is about the crop)."""
+    box = _crop_of(entry)
+    if box is None:
+        return data
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            crop = image.crop(box)
+        if crop.mode not in ("L", "RGB", "RGBA"):  # as a model answers: 8-bit (a 16-bit or palette original's mode)
+            crop = to_8bit(crop) if crop.mode.startswith("I") else crop.convert(
+                "RGBA" if "A" in crop.getbands() or "transparency" in crop.info else "RGB")
+        buffer = io.BytesIO()
+        crop.save(buffer, "PNG")
+    except (OSError, ValueError) as error:
+        raise ValueError(f"unreadable output: {error}") from None
+    return buffer.getvalue()
+
+
 def path_turns(path: Sequence[HistoryEntry], read_file: Callable[[str, str], bytes], *,
                target: ModelSpec) -> tuple[Turn, ...]:
     """The contents for a path of entries (root first): user and model turn for each, ready for `target`.
@@ -105,14 +144,15 @@ def path_turns(path: Sequence[HistoryEntry], read_file: Callable[[str, str], byt
     turns: list[Turn] = []
     for number, entry in enumerate(path, start=1):
         try:
-            user = [TurnPart(text=entry.prompt)]
+            user = [TurnPart(text=_sent_text(entry))]
             user += [TurnPart(data=read_file(f.sha256, f.mime_type), mime_type=f.mime_type) for f in entry.inputs]
             if entry.model_turn is not None:
                 model = parts_from_json(entry.model_turn, read_file)
                 own = get_model(entry.model).id == target.id
             else:  # not kept (older entry, or a cache hit without it): the words and the images as saved
                 model = ((TurnPart(text=entry.text),) if entry.text else ()) + tuple(
-                    TurnPart(data=read_file(image.sha256, image.mime_type), mime_type=image.mime_type)
+                    TurnPart(data=_as_answered(entry, read_file(image.sha256, image.mime_type)),
+                             mime_type="image/png" if _crop_of(entry) else image.mime_type)
                     for image in entry.images)
                 own = False
         except (FileNotFoundError, KeyError, ValueError):
@@ -135,12 +175,32 @@ def _inherit(options: ImageOptions | None, parent: HistoryEntry, spec: ModelSpec
     return options
 
 
+def _region_options(options: ImageOptions, parent: HistoryEntry, spec: ModelSpec) -> ImageOptions:
+    """A region refinement's options: the region edit's aspect ratio (its crop's or canvas's), which must not change."""
+    ratio = parent.options.get("aspect_ratio")
+    if ratio is None:  # not recorded: the answer is scaled back to the crop whatever its shape
+        return options
+    if options.aspect_ratio not in (None, ratio):
+        raise ConversationError(f"A refinement of a region edit keeps its {ratio} crop, so an aspect ratio does not "
+                                "apply: leave it out.")
+    if ratio not in spec.aspect_ratios:
+        raise ConversationError(f"{spec.label} does not make {ratio} images, which this region edit's crop needs: "
+                                f"refine it with {get_model(parent.model).label}.")
+    return replace(options, aspect_ratio=ratio)
+
+
 def build_refinement(path: Sequence[HistoryEntry], read_file: Callable[[str, str], bytes], base: ImageRequest,
-                     inputs: tuple[InputImage, ...]) -> Refinement:
+                     inputs: tuple[InputImage, ...], *, region: Region | None = None) -> Refinement:
     """The refinement of the path's last entry, from a validated one-shot request (`base`: instruction, model and
-    options) and the images added in this turn. Raises ConversationError before anything is sent."""
+    options) and the images added in this turn. Raises ConversationError before anything is sent.
+
+    `region`: the parent is a region edit (masked or extend-to), whose region this is (regions.Region.from_record):
+    the request carries it, so the answer is blended into the same original, with the same mask, crop and feather.
+    """
     spec = get_model(base.model)
     parent = path[-1]
+    if region is not None:
+        base = replace(base, options=_region_options(base.options, parent, spec))
     if not supports_multi_turn(spec):
         raise ConversationError(f"{spec.label} is not made for multi-turn editing; refine with another model "
                                 "(--model gemini-3.1-flash-image, for example).")
@@ -149,8 +209,8 @@ def build_refinement(path: Sequence[HistoryEntry], read_file: Callable[[str, str
                                 f"this turn adds {len(inputs)}.")
     history = path_turns(path, read_file, target=spec)
     request = replace(base, mode=Mode.EDIT, images=inputs, history=history,
-                      options=_inherit(base.options, parent, spec))
-    new_turn = Turn("user", (TurnPart(text=base.prompt),) + tuple(
+                      options=_inherit(base.options, parent, spec), region=region)
+    new_turn = Turn("user", (TurnPart(text=request.model_prompt()),) + tuple(
         TurnPart(data=image.data, mime_type=image.mime_type) for image in inputs))
     per_pair = [estimate_turn_tokens(history[i], spec) + estimate_turn_tokens(history[i + 1], spec)
                 for i in range(0, len(history), 2)]

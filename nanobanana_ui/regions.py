@@ -32,7 +32,7 @@ from .request import ImageOptions, ImageRequest, Mode
 from .validation import build_request
 
 __all__ = ["ANCHORS", "CONTEXT", "DEFAULT_FEATHER", "MAX_FEATHER", "MIN_CONTEXT", "Region", "build_region_request",
-           "crop_box", "extend_placement", "load_mask", "parse_ratio"]
+           "crop_box", "extend_placement", "load_mask", "parse_ratio", "region_words", "with_source_name"]
 
 ANCHORS = ("center", "left", "right", "top", "bottom")
 DEFAULT_FEATHER = 8  # px: enough to hide a seam on a 1-4K picture, small enough to keep the edit where it was painted
@@ -60,6 +60,25 @@ _EXTEND_WORDS = (
     "picture. Fill the white area so that the scene continues naturally beyond the original edges (same light, "
     "perspective and style), keep the original part as it is, at the same place and scale, and leave no grey border "
     "or frame. Direction for the new area: {prompt}")
+# A refinement continues the conversation about the crop or canvas: the picture and mask were given in the first turn,
+# so the follow-up only restates the rule (the model's last answer is the picture now). The blend enforces it anyway.
+_MASK_FOLLOW_UP = (
+    "Edit the picture you made last, again only inside the area that is white in the mask given earlier; keep the "
+    "framing, scale and perspective identical, so the result still lines up pixel for pixel. The change to make: "
+    "{prompt}")
+_EXTEND_FOLLOW_UP = (
+    "Change the picture you made last, keeping the original part (black in the mask given earlier) as it is, at the "
+    "same place and scale, with no border or frame. The change to make: {prompt}")
+
+
+def region_words(kind: str, prompt: str, *, follow_up: bool = False) -> str:
+    """The text a region edit sends: how to read the crop (or canvas) and mask, then `prompt` verbatim.
+
+    `follow_up`: the words of a refinement of a region edit, sent after the conversation's earlier turns.
+    """
+    if follow_up:
+        return (_MASK_FOLLOW_UP if kind == "mask" else _EXTEND_FOLLOW_UP).format(prompt=prompt)
+    return (_MASK_WORDS if kind == "mask" else _EXTEND_WORDS).format(prompt=prompt)
 
 
 @dataclass(frozen=True)
@@ -94,9 +113,45 @@ class Region:
         """What of the region shapes the answer (the file name does not)."""
         return {k: v for k, v in self.describe().items() if k != "source_name"}
 
-    def model_prompt(self, prompt: str) -> str:
-        """The text sent to the model: how to read the two images, then the user's instruction verbatim."""
-        return (_MASK_WORDS if self.kind == "mask" else _EXTEND_WORDS).format(prompt=prompt)
+    def model_prompt(self, prompt: str, *, follow_up: bool = False) -> str:
+        """The text sent to the model: how to read the two images (or, `follow_up`, the rule restated for a
+        refinement), then the user's instruction verbatim."""
+        return region_words(self.kind, prompt, follow_up=follow_up)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any], *, source: bytes, mask_png: bytes | None) -> Region:
+        """The region a history entry recorded (`describe()`'s form), with the original's and the mask's bytes.
+
+        The crop box (or the original's place on the canvas) is the recorded one, never worked out again, so a
+        refinement blends into the very region its conversation is about. A malformed record raises InputError.
+        """
+        try:
+            kind = str(record["kind"])
+            size = _pair(record["size"])
+            feather = int(record["feather"])
+            if kind == "mask":
+                box = _box(record["crop_box"])
+                return cls("mask", str(record["source_sha256"]), str(record.get("source_name") or "image"), size, box,
+                           (box[2] - box[0], box[3] - box[1]), feather, mask_sha256=str(record["mask_sha256"]),
+                           source=source, mask_png=mask_png)
+            if kind == "extend":
+                return cls("extend", str(record["source_sha256"]), str(record.get("source_name") or "image"), size,
+                           _box(record["original_box"]), _pair(record["canvas"]), feather,
+                           extend_to=str(record["extend_to"]), anchor=str(record["anchor"]), source=source)
+        except (KeyError, TypeError, ValueError):
+            pass
+        raise InputError("This entry's region edit record is incomplete, so it cannot be repeated or refined: run "
+                         "the region edit again from the original image.")
+
+
+def _pair(value: Any) -> tuple[int, int]:
+    a, b = (int(v) for v in value)
+    return a, b
+
+
+def _box(value: Any) -> tuple[int, int, int, int]:
+    a, b, c, d = (int(v) for v in value)
+    return a, b, c, d
 
 
 def parse_ratio(text: str) -> tuple[int, int]:
@@ -218,6 +273,19 @@ def build_region_request(image: ImageSourceLike, prompt: str, *, model: str, opt
     return replace(base, images=(crop_input, mask_input), region=region)
 
 
+def with_source_name(request: ImageRequest, name: str) -> ImageRequest:
+    """A region request whose original is called `name` (a re-run from the history's copy keeps the name it had)."""
+    if request.region is None or len(request.images) != 2:
+        return request
+    crop, hint = request.images
+    images = (replace(crop, name=_sent_name(name, "region")), replace(hint, name=_sent_name(name, "mask")))
+    return replace(request, region=replace(request.region, source_name=name), images=images)
+
+
+def _sent_name(name: str, what: str) -> str:
+    return f"{name} ({what})"
+
+
 def _check_extend(ratio: str, size: tuple[int, int], ratios: tuple[str, ...], label: str, asked: str | None) -> None:
     a, b = parse_ratio(ratio)
     if ratio not in ratios:
@@ -288,7 +356,7 @@ def _inputs(picture: Image.Image, hint: Image.Image, name: str) -> tuple[InputIm
     # JPEG q95 for opaque pictures: a reference for the model only (the original's pixels never come from it), and
     # several times faster to encode than PNG for a large crop. Alpha needs PNG.
     data = _png(picture) if picture.mode == "RGBA" else _jpeg(picture)
-    return load_input_image(data, f"{name} (region)"), load_input_image(_png(hint), f"{name} (mask)")
+    return load_input_image(data, _sent_name(name, "region")), load_input_image(_png(hint), _sent_name(name, "mask"))
 
 
 def _png(im: Image.Image) -> bytes:

@@ -127,8 +127,10 @@ class ImageRequest:
         return described
 
     def model_prompt(self) -> str:
-        """The text sent to the model: the prompt verbatim, or for a region edit the prompt with how to read it."""
-        return self.prompt if self.region is None else self.region.model_prompt(self.prompt)
+        """The text sent to the model: the prompt verbatim, or for a region edit the prompt with how to read it
+        (for a refinement of one, the rule restated: the crop and mask went in the first turn)."""
+        return self.prompt if self.region is None else self.region.model_prompt(self.prompt,
+                                                                                 follow_up=bool(self.history))
 
 
 @dataclass(frozen=True)

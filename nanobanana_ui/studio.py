@@ -31,7 +31,7 @@ from .models import get_model
 from .outputs import dimensions, save_images, save_thought_images, with_provenance
 from .partitions import key_partition
 from .region_blend import blend_answer, prepare_blend
-from .regions import build_region_request
+from .regions import Region, build_region_request, with_source_name
 from .request import ImageOptions, ImageRequest, ImageResult, Mode, Source, Usage
 from .retry import RetryPolicy
 from .sending import EventSink, GuardedSender
@@ -68,6 +68,12 @@ class ModelLister(Protocol):
     """A backend that can list its key's models (GeminiBackend does; a test double may not)."""
 
     def list_generate_models(self) -> tuple[str, ...]: ...  # noqa: D102
+
+
+def _entry_options(entry: HistoryEntry) -> ImageOptions:
+    """The options a history entry recorded, as ImageOptions (keys this version does not know are left out)."""
+    return ImageOptions(**{key: value for key, value in entry.options.items()
+                           if key in ImageOptions.__dataclass_fields__})
 
 
 class Studio:
@@ -515,8 +521,10 @@ class Studio:
             raise ConversationError(f"Entry {parent.id} has no image to refine ({why}). Refine an entry that made "
                                     "one (history --tree shows the conversation).")
         base = self.build_request(Mode.GENERATE, instruction, (), model=model or parent.model, options=options)
+        # A region edit's refinement goes on in the region: blended into the same original, mask, crop and feather.
+        region = None if parent.region is None else await asyncio.to_thread(self.region_of, parent)
         inputs = await asyncio.to_thread(load_inputs, tuple(images))
-        return await asyncio.to_thread(build_refinement, path, self.history.read_file, base, inputs)
+        return await asyncio.to_thread(build_refinement, path, self.history.read_file, base, inputs, region=region)
 
     async def refine(self, *, parent_id: str, instruction: str, images: Sequence[ImageSource] = (),
                      model: str | None = None, options: ImageOptions | None = None, owner: str | None = None,
@@ -526,6 +534,12 @@ class Studio:
 
         The new result is a child of `parent_id` (refining one parent twice makes two branches); its `id`, `parent`
         and `turn` are set, and it goes into the history under `owner`. Only the owner may refine an entry.
+
+        Refining a region edit (masked or extend-to) stays in its region: the conversation about the crop (or canvas)
+        goes on, and the new answer is blended into the region edit's ORIGINAL with the same mask, crop box and
+        feather (or at the same place on the canvas), so every pixel outside the mask and its feather band (every
+        pixel of the original, for an extend) stays byte-identical to the original, turn after turn. The original
+        and the mask come from the history; when either is gone, ConversationError says so and nothing is sent.
         """
         plan = await self.prepare_refine(parent_id=parent_id, instruction=instruction, images=images, model=model,
                                          options=options, owner=owner)
@@ -541,23 +555,108 @@ class Studio:
                     out_dir: Path | None = None, on_event: EventSink | None = None) -> ImageResult:
         """Send a history entry's request again, from the history alone (its stored inputs; no session needed).
 
-        A refinement is re-run as a new branch from the same parent. Entries from before inputs were kept, whose
-        request had input images, raise ConversationError (the images must be given again).
+        A refinement is re-run as a new branch from the same parent. A region edit is re-run exactly (its kept
+        original and mask, crop, feather, extend ratio and anchor: the same cache key, so a cache hit costs $0).
+        Entries whose inputs the history no longer holds raise ConversationError (the images must be given again).
         """
         path = await asyncio.to_thread(self.conversation_path, entry_id, owner=owner)
         entry = path[-1]
-        options = ImageOptions(**{key: value for key, value in entry.options.items()
-                                  if key in ImageOptions.__dataclass_fields__})
-        if len(entry.inputs) < len(entry.input_hashes):
-            raise ConversationError(f"Entry {entry.id} is from before the history kept input images: add its "
-                                    f"{len(entry.input_hashes)} image(s) again (edit or compose). Nothing was sent.")
-        images = [file.path for file in entry.inputs]
         if entry.parent is not None:
-            return await self.refine(parent_id=entry.parent, instruction=entry.prompt, images=images,
-                                     model=entry.model, options=options, owner=owner, use_cache=use_cache,
+            # A refinement's stored inputs are the images its own turn added (a region's original is the parent's).
+            if entry.region is None and len(entry.inputs) < len(entry.input_hashes):
+                raise self._inputs_gone(entry)
+            return await self.refine(parent_id=entry.parent, instruction=entry.prompt,
+                                     images=[file.path for file in entry.inputs], model=entry.model,
+                                     options=_entry_options(entry), owner=owner, use_cache=use_cache,
                                      out_dir=out_dir, on_event=on_event)
-        request = self.build_request(Mode(entry.mode), entry.prompt, images, model=entry.model, options=options)
+        request = await asyncio.to_thread(self.rebuild_request, entry)
         return await self.run(request, use_cache=use_cache, out_dir=out_dir, on_event=on_event, owner=owner)
+
+    @staticmethod
+    def _inputs_gone(entry: HistoryEntry) -> ConversationError:
+        return ConversationError(f"Entry {entry.id} is from before the history kept input images: add its "
+                                 f"{len(entry.input_hashes)} image(s) again (edit or compose). Nothing was sent.")
+
+    def rebuild_request(self, entry: HistoryEntry, *, images: Sequence[ImageSource] | None = None) -> ImageRequest:
+        """The one-shot request a history entry recorded, built again: the same cache key (blocking: disk work).
+
+        `images` replaces the entry's input images (default: those the history kept). A region edit is rebuilt from
+        its original (`images[0]`, or the one the history kept) and its kept mask, with its feather, extend ratio
+        and anchor, and checked against its record (mask hash, crop box or canvas); an original or mask that is
+        gone, or a region that would come out different, raises ConversationError before anything is sent.
+        """
+        options = _entry_options(entry)
+        if entry.region is None:
+            if images is None:
+                if len(entry.inputs) < len(entry.input_hashes):
+                    raise self._inputs_gone(entry)
+                images = [file.path for file in entry.inputs]
+            return self.build_request(Mode(entry.mode), entry.prompt, images, model=entry.model, options=options)
+        record = entry.region
+        source: ImageSource = images[0] if images else self._read_kept(
+            self._kept_original(entry), entry.input_hashes[0] if entry.input_hashes else "", "original image", entry)
+        mask = self._read_kept(self._kept_mask(entry), str(record.get("mask_sha256")), "mask", entry) \
+            if record.get("kind") == "mask" else None
+        request = self.build_request(Mode.EDIT, entry.prompt, (source,), model=entry.model, options=options,
+                                     mask=mask, feather=record.get("feather"), extend_to=record.get("extend_to"),
+                                     anchor=record.get("anchor"))
+        if request.region is not None and record.get("source_name"):
+            request = with_source_name(request, str(record["source_name"]))
+        if request.region is None or request.region.describe() != record:
+            raise ConversationError(f"Entry {entry.id}'s region edit cannot be repeated exactly (its crop or canvas "
+                                    "would come out different, e.g. after a change to the model's aspect ratios): "
+                                    "open the original in Edit and paint the region again. Nothing was sent.")
+        return request
+
+    def region_of(self, entry: HistoryEntry) -> Region:
+        """A region edit entry's region as recorded (crop box or canvas, feather), with its kept original and mask.
+
+        Blocking (disk work). What is gone from the history raises ConversationError, and nothing is sent.
+        """
+        if entry.region is None:
+            raise ConversationError(f"Entry {entry.id} is not a region edit.")
+        mask = None
+        if entry.region.get("kind") == "mask":
+            mask = self._read_kept(self._kept_mask(entry), str(entry.region.get("mask_sha256")), "mask", entry)
+        source = self._read_kept(self._kept_original(entry), entry.input_hashes[0] if entry.input_hashes else "",
+                                 "original image", entry)
+        return Region.from_record(entry.region, source=source, mask_png=mask)
+
+    def _kept_original(self, entry: HistoryEntry) -> Path:
+        """The region edit's original as the history keeps it (or, for entries from before that, an earlier output
+        with the same bytes); ConversationError when it is gone."""
+        kept = self.history.kept_input(entry, "source")
+        found = kept.path if kept is not None else self.history.find_file(entry.input_hashes[0]) \
+            if entry.input_hashes else None
+        if found is None:
+            raise ConversationError(
+                f"The original image of region edit {entry.id} is no longer in the history (`history --verify` "
+                "reports lost files), so it cannot be repeated or refined: open the original in Edit and paint the "
+                "region again. Nothing was sent.")
+        return found
+
+    def _kept_mask(self, entry: HistoryEntry) -> Path:
+        """The masked edit's mask as the history keeps it; ConversationError when it is gone."""
+        found = self.history.mask_path(entry)
+        if found is None:
+            raise ConversationError(
+                f"The mask of masked edit {entry.id} (sha256 {str((entry.region or {}).get('mask_sha256'))[:12]}) is "
+                "no longer in the history (`history --verify` reports lost files), so it cannot be repeated or "
+                "refined: open the original in Edit and paint the mask again. Nothing was sent.")
+        return found
+
+    @staticmethod
+    def _read_kept(path: Path, sha256: str, what: str, entry: HistoryEntry) -> bytes:
+        """A kept file's bytes, checked against the digest the entry recorded (an altered file is a lost one)."""
+        try:
+            data = path.read_bytes()
+        except OSError:
+            data = b""
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise ConversationError(f"The {what} of region edit {entry.id} no longer holds the bytes it was kept "
+                                    "with (`history --verify` reports it): open the original in Edit and paint the "
+                                    "region again. Nothing was sent.")
+        return data
 
     async def _generate(self, request: ImageRequest, *, observer: SendObserver | None = None) -> BackendReply:
         try:

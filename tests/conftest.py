@@ -43,6 +43,13 @@ def module_emulator():
 
 
 @pytest.fixture
+def emu(module_emulator):
+    """The module's emulator with no recorded requests and no pending faults (test_emulator has its own `emu`)."""
+    module_emulator.reset()
+    return module_emulator
+
+
+@pytest.fixture
 def settings(emulator, tmp_path) -> Settings:
     """Settings as a user with a key and a relay base URL would have them, pointed at the emulator.
 

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -16,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-sync"]
+WAIT_MS = 20_000  # how long a browser test waits for the page: generous, since CI may share the machine
 
 
 def free_port() -> int:
@@ -61,3 +64,51 @@ def stop_app(process: subprocess.Popen) -> str:
         process.kill()
         output, _ = process.communicate()
     return output
+
+
+def emulator_app_env(emulator, tmp_path_factory, **extra: str) -> dict[str, str]:
+    """The app's environment: API calls to `emulator`, a fresh data dir and Gradio temp dir, plus `extra`."""
+    return app_env(NANOBANANA_BASE_URL=emulator.base_url, NANOBANANA_HOME=str(tmp_path_factory.mktemp("home")),
+                   GRADIO_TEMP_DIR=str(tmp_path_factory.mktemp("gradio")), **extra)
+
+
+@contextmanager
+def running_app(env: dict[str, str], *secrets: str) -> Iterator[str]:
+    """`python app.py` for the block: yields its URL; afterwards its log must hold no traceback and no secret."""
+    process, url = start_app(env)
+    try:
+        yield url
+    finally:
+        log = stop_app(process)
+    assert "Traceback" not in log, log
+    assert not [secret for secret in secrets if secret in log], "a key was printed to the app's log"
+
+
+@contextmanager
+def chromium() -> Iterator[object]:
+    """Debian's Chromium through Playwright, headless, for one test module."""
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "Chromium is missing: apt-get install -y chromium"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def open_studio(page, url: str):
+    """Point `page` at the app and wait until the Studio tab is ready; the page, with the tests' waiting time."""
+    from playwright.sync_api import expect
+
+    page.set_default_timeout(WAIT_MS)
+    expect.set_options(timeout=WAIT_MS)
+    page.goto(url)
+    expect(page.locator("#generate-button")).to_be_visible()
+    return page
+
+
+def visit(browser, url: str, width: int = 1280, height: int = 1000):
+    """A new browser context (a new Gradio session: a new visitor) showing the app at this window size."""
+    return open_studio(browser.new_context(viewport={"width": width, "height": height}).new_page(), url)

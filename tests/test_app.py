@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from conftest import without_text_chunks
 from PIL import Image
-from servers import ROOT, app_env, start_app, stop_app
+from servers import ROOT, app_env, running_app
 
 from nanobanana_ui.emulator import Fault
 from nanobanana_ui.models import pixel_size
@@ -34,17 +34,8 @@ def app_url(module_emulator, tmp_path_factory):
     env = app_env(GEMINI_API_KEY=UI_KEY, NANOBANANA_BASE_URL=module_emulator.base_url, NANOBANANA_HOME=str(home),
                   NANOBANANA_MODEL="gemini-2.5-flash-image",
                   GRADIO_TEMP_DIR=str(tmp_path_factory.mktemp("gradio")))
-    process, url = start_app(env)
-    yield url
-    log = stop_app(process)
-    assert UI_KEY not in log
-
-
-@pytest.fixture
-def emu(module_emulator):
-    """The module's emulator with no recorded requests and no pending faults."""
-    module_emulator.reset()
-    return module_emulator
+    with running_app(env, UI_KEY) as url:
+        yield url
 
 
 @pytest.fixture
@@ -131,7 +122,8 @@ def test_generate_sends_every_option_from_the_parameters(client, emu):
                                       "imageConfig": {"aspectRatio": "16:9", "imageSize": "2K"}}
     with Image.open(returned_files(gallery)[0]) as image:
         assert image.size == pixel_size("gemini-3.1-flash-image", "16:9", "2K") == (2752, 1536)
-    assert "$0.1008" in status
+    cost = float(re.search(r"\$(\d+\.\d{4})", status).group(1))
+    assert 0.1008 < cost < 0.1018  # the 2K image ($0.1008), plus the prompt's and the minimal thinking's tokens
 
 
 def test_several_images_are_parallel_calls_each_its_own_variation(client, emu):

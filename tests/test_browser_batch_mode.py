@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from playwright.sync_api import Page, expect
-from servers import app_env, start_app, stop_app
+from servers import app_env, running_app
 from test_browser import (  # noqa: F401 (fixtures: this module's Playwright and Chromium, as test_browser's)
     UI_KEY,
     WAIT_MS,
@@ -45,10 +45,8 @@ def batch_app(module_emulator, tmp_path_factory):
     env = app_env(GEMINI_API_KEY=UI_KEY, NANOBANANA_BASE_URL=module_emulator.base_url,
                   NANOBANANA_MODEL="gemini-2.5-flash-image", NANOBANANA_HOME=str(home),
                   GRADIO_TEMP_DIR=str(tmp_path_factory.mktemp("gradio-batch")))
-    process, url = start_app(env)
-    yield url, module_emulator
-    log = stop_app(process)
-    assert "Traceback" not in log and UI_KEY not in log, log
+    with running_app(env, UI_KEY) as url:
+        yield url, module_emulator
 
 
 def test_the_jobs_list_refreshes_and_fetches_a_job_then_run_submits_one(page: Page, batch_app):

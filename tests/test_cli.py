@@ -12,7 +12,7 @@ import pytest
 from conftest import TEST_KEY, png_bytes
 from PIL import Image
 
-from nanobanana_ui.cli import main
+from nanobanana_ui.cli import SIGPIPE_EXIT, main
 
 REQUIRED = {"path", "prompt", "model", "cached", "cost_usd", "finish_reason", "tokens"}
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,6 +155,23 @@ def test_real_process_without_a_key_runs_offline(tmp_path):
     [record] = json_lines(done.stdout)
     assert Path(record["path"]).is_file() and Path(record["path"]).is_relative_to(tmp_path / "home")
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_a_closed_pipe_stops_quietly_and_keeps_the_image(emulator, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GEMINI", "GOOGLE", "NANO"))}
+    env.update(GEMINI_API_KEY=TEST_KEY, NANOBANANA_BASE_URL=emulator.base_url, NANOBANANA_HOME=str(tmp_path / "home"),
+               PYTHONPATH=str(ROOT))
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # like `| head -c 0`: the reader is gone before the record is printed
+    try:
+        done = subprocess.run([sys.executable, "-m", "nanobanana_ui", "generate", "a red fox", "--json"], cwd=tmp_path,
+                              env=env, stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (SIGPIPE_EXIT, "")  # no "unexpected BrokenPipeError", no traceback
+    assert len(emulator.generate_requests) == 1
+    assert len(list((tmp_path / "home" / "outputs").glob("*.png"))) == 1  # the image made is kept
 
 
 @pytest.mark.slow

@@ -167,7 +167,6 @@ def test_input_lines_equal_the_sdks_own_conversion(fast_settings, tmp_path):
         assert json.loads(quick) == json.loads(sdk)
 
 
-
 def test_inline_job_writes_every_row_like_the_interactive_batch_at_half_price(fast_settings, emulator, tmp_path):
     path = write_file(tmp_path, "prompt,count,aspect_ratio\na red fox,2,16:9\na blue whale,1,\n")
     out = tmp_path / "run"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from playwright.sync_api import Page, expect
-from servers import app_env, start_app, stop_app
+from servers import emulator_app_env, open_studio, running_app
 from test_browser import (  # noqa: F401 (fixtures)
     WAIT_MS,
     browser,
@@ -32,27 +32,13 @@ def app_url(module_emulator, tmp_path_factory):
     """`python app.py` on the default model (3.1 Flash); the key lacks Lite and has an unknown image model."""
     module_emulator.models = (*module_emulator.models, NEW)
     module_emulator.allow_models(UI_KEY, [NB2, PRO, FLASH, NEW])
-    env = app_env(GEMINI_API_KEY=UI_KEY, NANOBANANA_BASE_URL=module_emulator.base_url,
-                  NANOBANANA_HOME=str(tmp_path_factory.mktemp("home")),
-                  GRADIO_TEMP_DIR=str(tmp_path_factory.mktemp("gradio")))
-    process, url = start_app(env)
-    yield url
-    log = stop_app(process)
-    assert "Traceback" not in log and UI_KEY not in log, log
-
-
-@pytest.fixture
-def emu(module_emulator):
-    module_emulator.reset()
-    return module_emulator
+    with running_app(emulator_app_env(module_emulator, tmp_path_factory, GEMINI_API_KEY=UI_KEY), UI_KEY) as url:
+        yield url
 
 
 @pytest.fixture
 def studio(page: Page, app_url) -> Page:
-    page.set_default_timeout(WAIT_MS)
-    expect.set_options(timeout=WAIT_MS)
-    page.goto(app_url)
-    expect(page.locator("#generate-button")).to_be_visible()
+    open_studio(page, app_url)
     # The listing answers in the background; the page picks it up on its timer and says why Lite is hidden.
     expect(page.locator("#model-notes")).to_contain_text("Nano Banana 2 Lite")
     expect(page.locator("#model-notes")).to_contain_text("is hidden")

@@ -13,49 +13,25 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from playwright.sync_api import Page, expect, sync_playwright
-from servers import CHROMIUM, CHROMIUM_ARGS, app_env, start_app, stop_app
+from playwright.sync_api import Page, expect
+from servers import chromium, emulator_app_env, running_app, visit
 
 pytestmark = pytest.mark.browser
 
 KEY = "fakeTypedKey-refusals-0123456789abcdefgh"
-WAIT_MS = 20_000
 ERROR_PILL = "[data-testid=status-tracker] span.error"
 
 
 @pytest.fixture(scope="module")
 def public_url(module_emulator, tmp_path_factory):
-    env = app_env(NANOBANANA_PUBLIC="1", NANOBANANA_BASE_URL=module_emulator.base_url,
-                  NANOBANANA_HOME=str(tmp_path_factory.mktemp("home")),
-                  GRADIO_TEMP_DIR=str(tmp_path_factory.mktemp("gradio")))
-    process, url = start_app(env)
-    yield url
-    log = stop_app(process)
-    assert "Traceback" not in log and KEY not in log, log
+    with running_app(emulator_app_env(module_emulator, tmp_path_factory, NANOBANANA_PUBLIC="1"), KEY) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def browser():
-    assert Path(CHROMIUM).exists(), "Chromium is missing: apt-get install -y chromium"
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium() as browser:
         yield browser
-        browser.close()
-
-
-@pytest.fixture
-def emu(module_emulator):
-    module_emulator.reset()
-    return module_emulator
-
-
-def visit(browser, url: str, width: int = 1280, height: int = 1000) -> Page:
-    page = browser.new_context(viewport={"width": width, "height": height}).new_page()
-    page.set_default_timeout(WAIT_MS)
-    expect.set_options(timeout=WAIT_MS)
-    page.goto(url)
-    expect(page.locator("#generate-button")).to_be_visible()
-    return page
 
 
 def write_png(path: Path, color: tuple[int, int, int], size=(96, 64)) -> Path:

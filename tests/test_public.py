@@ -39,12 +39,6 @@ def public_app(module_emulator, tmp_path_factory):
     assert output is not None and KEY_A not in output and KEY_B not in output  # the app's whole log
 
 
-@pytest.fixture
-def emu(module_emulator):
-    module_emulator.reset()
-    return module_emulator
-
-
 def client(url):
     from gradio_client import Client
 

@@ -4,45 +4,26 @@ request. Needs Debian's Chromium (see test_browser.py)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
-from servers import CHROMIUM, CHROMIUM_ARGS, app_env, start_app, stop_app
+from playwright.sync_api import Page, expect
+from servers import chromium, emulator_app_env, running_app, visit
 
 KEY_A = "fakeBrowserVisitorA-0123456789abcdefghij"
 KEY_B = "fakeBrowserVisitorB-jihgfedcba9876543210"
-WAIT_MS = 20_000
 pytestmark = pytest.mark.browser  # skip with -m "not browser" (the inner loop)
 
 
 @pytest.fixture(scope="module")
 def public_url(module_emulator, tmp_path_factory):
-    env = app_env(NANOBANANA_PUBLIC="1", NANOBANANA_BASE_URL=module_emulator.base_url,
-                  NANOBANANA_HOME=str(tmp_path_factory.mktemp("home")),
-                  GRADIO_TEMP_DIR=str(tmp_path_factory.mktemp("gradio")))
-    process, url = start_app(env)
-    yield url
-    log = stop_app(process)
-    assert "Traceback" not in log and KEY_A not in log and KEY_B not in log, log
+    env = emulator_app_env(module_emulator, tmp_path_factory, NANOBANANA_PUBLIC="1")
+    with running_app(env, KEY_A, KEY_B) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def browser():
-    assert Path(CHROMIUM).exists(), "Chromium is missing: apt-get install -y chromium"
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium() as browser:
         yield browser
-        browser.close()
-
-
-def visit(browser, url) -> Page:
-    page = browser.new_context(viewport={"width": 1280, "height": 1000}).new_page()
-    page.set_default_timeout(WAIT_MS)
-    expect.set_options(timeout=WAIT_MS)
-    page.goto(url)
-    expect(page.locator("#generate-button")).to_be_visible()
-    return page
 
 
 def generate(page: Page, prompt: str, key: str | None) -> None:

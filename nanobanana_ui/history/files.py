@@ -15,7 +15,7 @@ from PIL import Image
 
 from ..outputs import extension_for
 
-__all__ = ["TEMP_PREFIX", "ImageFiles", "render_thumbnail", "sha256_file", "write_atomic"]
+__all__ = ["TEMP_PREFIX", "ImageFiles", "render_thumbnail", "sha256_file", "sniff_mime", "write_atomic"]
 
 TEMP_PREFIX = ".tmp-"  # a file with this prefix is a write in progress, or the leftover of a killed one
 
@@ -27,6 +27,15 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def sniff_mime(data: bytes) -> str:
+    """The MIME type of image bytes, from their content (not a name); "image/png" when Pillow cannot tell."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.get_format_mimetype() or "image/png"
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return "image/png"
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -26,12 +26,13 @@ from ..request import ImageRequest, ImageResult
 from ..turns import parts_to_json
 from . import check
 from .entries import HistoryEntry, HistoryImage, StoredFile, entry_from_row, manifest_record
-from .files import TEMP_PREFIX, ImageFiles, render_thumbnail, sha256_file
+from .files import TEMP_PREFIX, ImageFiles, render_thumbnail, sha256_file, sniff_mime
 from .migrations import has_fts, migrate
 
 __all__ = ["DB_NAME", "HistoryStore", "new_entry_id"]
 
 DB_NAME = "history.sqlite3"
+_IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif")  # the types files are stored under
 _ENTRY_COLUMNS = ("id", "created", "mode", "model", "prompt", "options", "input_hashes", "text", "finish_reason",
                   "prompt_tokens", "output_tokens", "total_tokens", "cost_usd", "cached", "elapsed_s", "error",
                   "error_type", "owner", "sources", "search_entry_point", "parent", "turn", "model_turn", "region")
@@ -118,12 +119,20 @@ class HistoryStore:
         return rows
 
     def _place_inputs(self, request: ImageRequest) -> list[tuple[str, str, str]]:
-        """Store the inputs a request's entry keeps (a region edit's mask, so it can be re-run); (role, sha, mime)."""
+        """Store the inputs a request's entry keeps (a region edit's original and mask, so that it can be re-run and
+        refined: what was sent is only a crop of them); (role, sha, mime)."""
         region = request.region
-        if region is None or region.mask_png is None or region.mask_sha256 is None:
+        if region is None:
             return []
-        self.files.place_bytes(region.mask_png, region.mask_sha256, "image/png")
-        return [("mask", region.mask_sha256, "image/png")]
+        kept = []
+        if region.source:  # the original's exact bytes: its digest is in the region's cache key
+            mime = sniff_mime(region.source)
+            self.files.place_bytes(region.source, region.source_sha256, mime)
+            kept.append(("source", region.source_sha256, mime))
+        if region.mask_png is not None and region.mask_sha256 is not None:
+            self.files.place_bytes(region.mask_png, region.mask_sha256, "image/png")
+            kept.append(("mask", region.mask_sha256, "image/png"))
+        return kept
 
     def record_failure(self, request: ImageRequest, error: StudioError, *, elapsed_s: float,
                        owner: str | None = None, parent: str | None = None, turn: int = 1) -> str:
@@ -195,6 +204,27 @@ class HistoryStore:
         """The mask file a region edit's entry keeps (white = the region), or None when it has none on disk."""
         sha = (entry.region or {}).get("mask_sha256")
         return self.mask_file(sha) if isinstance(sha, str) else None
+
+    def kept_input(self, entry: HistoryEntry, role: str) -> StoredFile | None:
+        """An input the entry keeps besides what it sent (`role` 'source': a region edit's original; 'mask': its
+        mask), or None when it keeps none or its file is gone."""
+        with self._lock:
+            row = self._db.execute("SELECT sha256, mime_type FROM inputs WHERE entry_id = ? AND role = ?",
+                                   (entry.id, role)).fetchone()
+        if row is None:
+            return None
+        path = self.files.path_for(row["sha256"], row["mime_type"])
+        return StoredFile(sha256=row["sha256"], mime_type=row["mime_type"], path=path) if path.is_file() else None
+
+    def find_file(self, sha256: str) -> Path | None:
+        """A stored image file with this digest, whatever its type (an output, an input, a kept original), or None."""
+        if not re.fullmatch(r"[0-9a-f]{64}", sha256 or ""):
+            return None
+        for mime in _IMAGE_TYPES:
+            path = self.files.path_for(sha256, mime)
+            if path.is_file():
+                return path
+        return None
 
     def mask_file(self, sha256: str) -> Path | None:
         """The kept mask with this SHA-256 (as PNG Info reads it from an image's provenance), or None."""

@@ -9,6 +9,10 @@ thousands of entries); search by prompt, filters by model and mode; an opened en
 a cache hit), varied (the next variation number the cache does not hold), sent to Edit or Compose, downloaded,
 deleted (a second click confirms) or exported with the rest of its page as a ZIP.
 
+A re-run repeats the request exactly: a region edit with the original and mask the history keeps (same crop, feather,
+extend ratio and anchor), a refinement as a new branch of the same parent (a region edit's refinement blended into
+its original again); when a kept file is gone, it says so and nothing is sent.
+
 `owner_of(request)` says whose entries a visitor sees: None (everything) on a private install; the public mode can
 pass the visitor's id, and every read, delete and export here is then limited to that owner's entries.
 """
@@ -20,7 +24,7 @@ import secrets
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -46,7 +50,7 @@ __all__ = ["PAGE_SIZE", "THUMB_SIZE", "Browse", "HistoryTab", "Library", "Librar
 PAGE_SIZE = 24
 THUMB_SIZE = 192
 PRIVATE: dict[str, Any] = {"api_visibility": "private"}
-_MIMES = ("image/png", "image/jpeg", "image/webp")
+_MIMES = ("image/png", "image/jpeg", "image/webp", "image/gif")
 _EXPORT_TTL_S = 3600  # exports older than this are removed when the next one is made
 _NO_SELECTION = "Click a thumbnail to see everything about that request."
 
@@ -175,7 +179,10 @@ class Library:
 
     def rebuild(self, entry: HistoryEntry, session: Session | None = None) -> tuple[ImageRequest, tuple[str, ...]]:
         """The ImageRequest an entry recorded, and its input files; inputs are found by hash among the history's
-        images and the visitor's uploads this session, or the request cannot be repeated (said clearly)."""
+        images and the visitor's uploads this session, or the request cannot be repeated (said clearly).
+
+        A region edit is rebuilt exactly, with the mask the history keeps (Studio.rebuild_request); its original is
+        kept too, so it is found here by its hash."""
         inputs = [self._find_input(sha, session) for sha in entry.input_hashes]
         missing = sum(path is None for path in inputs)
         if missing:
@@ -186,6 +193,8 @@ class Library:
                 f"{entry.mode.capitalize()} and run it from there.")
         paths = tuple(str(path) for path in inputs)
         with studio_errors():
+            if entry.region is not None:  # the kept mask, crop, feather, extend ratio and anchor: the same request
+                return self.studio.rebuild_request(entry, images=paths), paths
             image_request = self.studio.build_request(Mode(entry.mode), entry.prompt, paths, model=entry.model,
                                                       options=image_options(entry.options))
         return image_request, paths
@@ -406,12 +415,30 @@ class HistoryTab:
         refused (gr.Error) when it cannot be repeated."""
         studio = self.runner.studio_for(api_key, request)
         entry = self.library.selected(browse, request)
+        if entry.parent is not None:  # a refinement: the same turn again, a new branch of the same parent
+            return await self._rerun_refinement(entry, studio, session, request, progress, vary=vary)
         image_request, inputs = await asyncio.to_thread(self.library.rebuild, entry, session)
         if vary:
             number = await asyncio.to_thread(self.library.next_variation, image_request, studio)
             image_request = image_request.with_variation(number)
         outputs = await self.runner.run(image_request, inputs, 1, session or Session(), progress,
                                         owner=self.owner_of(request), studio=studio, visitor=request)
+        return {**self.studio_tab.shown(outputs), self.form["main_tabs"]: gr.Tabs(selected="studio")}
+
+    async def _rerun_refinement(self, entry: HistoryEntry, studio: Studio, session: Session | None,
+                                request: gr.Request | None, progress: gr.Progress, *, vary: bool) -> dict[Any, Any]:
+        """A refinement's turn sent again after its whole path (a region edit's stays in its region: blended into
+        its original); `vary`: under the next variation number the cache does not hold."""
+        owner = self.owner_of(request)
+        with studio_errors(self.runner.public):
+            plan = await studio.prepare_refine(parent_id=entry.parent or "", instruction=entry.prompt,
+                                               images=[file.path for file in entry.inputs], model=entry.model,
+                                               options=image_options(entry.options), owner=owner)
+        if vary:
+            number = await asyncio.to_thread(self.library.next_variation, plan.request, studio)
+            plan = replace(plan, request=plan.request.with_variation(number))
+        outputs = await self.runner.run_refinement(plan, session or Session(), progress, owner=owner, studio=studio,
+                                                   visitor=request)
         return {**self.studio_tab.shown(outputs), self.form["main_tabs"]: gr.Tabs(selected="studio")}
 
 

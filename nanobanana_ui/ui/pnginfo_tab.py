@@ -22,7 +22,7 @@ from ..privacy import personal_fields, stripped_inputs
 from . import text
 from .actions import StudioForm, form_values, no_change, refusals_as_warnings, refuse
 
-__all__ = ["EMPTY", "MAX_BYTES", "PngInfo", "PngInfoTab", "describe", "privacy_note"]
+__all__ = ["EMPTY", "MAX_BYTES", "PngInfo", "PngInfoTab", "describe", "privacy_note", "restorable"]
 
 PRIVATE: dict[str, Any] = {"api_visibility": "private"}
 
@@ -33,13 +33,31 @@ _FIELDS = {"prompt": "prompt", "mode": "mode", "model": "model", "aspect_ratio":
            "temperature": "temperature", "top_p": "top-p", "top_k": "top-k", "seed": "seed"}
 
 
+def _region(settings: dict[str, Any]) -> bool:
+    """True for a region edit's settings (a masked edit or an extend-to)."""
+    return any(key in settings for key in ("mask_sha256", "extend_to"))
+
+
+def restorable(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings "Use these settings" puts in the form: a region edit's aspect ratio is its crop's (or the
+    extend's), not a choice to carry over to the next edit, so it is left at auto."""
+    return {k: v for k, v in settings.items() if k != "aspect_ratio"} if _region(settings) else settings
+
+
 def describe(info: ImageInfo) -> str:
     """The one-line message, plus what "Use these settings" would restore."""
     if not info.settings:
         return info.message + " Nothing here for *Use these settings*."
-    restored = ", ".join(label for key, label in _FIELDS.items() if key in info.settings)
+    settings = restorable(info.settings)
+    restored = ", ".join(label for key, label in _FIELDS.items() if key in settings)
     inputs = (" Its input images are not in the file: add them in that tab." if info.settings.get("mode") in
               ("edit", "compose") else "")
+    if _region(info.settings):  # the mask is not in the file; the history keeps it with the original
+        what = (f"a masked edit (mask sha256 {str(info.settings.get('mask_sha256'))[:12]}..., feather "
+                f"{info.settings.get('feather')})" if "mask_sha256" in info.settings else
+                f"an extend to {info.settings.get('extend_to')} (anchor {info.settings.get('anchor')})")
+        inputs = (f" It is {what}: its original and mask are not in the file. To repeat it exactly, open it in the "
+                  "History tab and click *Re-run* (the history keeps both).")
     return f"{info.message} *Use these settings* restores: {restored}.{inputs}"
 
 
@@ -90,7 +108,7 @@ class PngInfo:
             raise refuse("This image has no settings to use: drop an image made by this app (or one with "
                          "generation parameters) first.")
         # Ours says everything that was sent (absent = the model's default); others give the prompt and seed.
-        return form_values(settings, current_model, self.default_model,
+        return form_values(restorable(settings), current_model, self.default_model,
                            complete=(found or {}).get("source") == "nanobanana")
 
 

@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import gradio as gr
 
+from ..conversation import Refinement
 from ..errors import NetworkError, ServiceTimeoutError, StudioError
 from ..models import get_model
 from ..request import ImageRequest, ImageResult, Mode
@@ -294,6 +295,23 @@ class Runner:
         status = run_status(outcomes, lambda error: visitor_message(error, self.public))
         ids = ", ".join(result.id for result in results if result.id)  # what a next /refine takes
         return Outputs(list(session.shown), f"Turn {plan.turn} (refines {plan.parent}) · id {ids}\n{status}", session)
+
+    async def run_refinement(self, plan: Refinement, session: Session, progress: gr.Progress,
+                             owner: str | None = None, studio: Studio | None = None,
+                             visitor: gr.Request | None = None) -> Outputs:
+        """Send one prepared refinement for a visitor (History's re-run of a refinement: a new branch of its
+        parent); the result goes on top of their session. Refused (gr.Error) over the limit, or when it failed."""
+        studio = studio or self.studio
+        self.count_requests(visitor, 1)
+        progress(0.0, desc=f"Turn {plan.turn}: refining...")
+        with studio_errors(self.public):
+            result = await studio.run_refinement(plan, owner=owner, out_dir=self.out_dir(visitor),
+                                                 on_event=lambda line: progress(0.5, desc=line))
+        session.record(plan.request, (), 1, [result])
+        progress(1.0, desc="Done")
+        status = run_status([result], lambda error: visitor_message(error, self.public))
+        return Outputs(list(session.shown), f"Turn {plan.turn} (refines {plan.parent}) · id {result.id}\n{status}",
+                       session)
 
     @staticmethod
     def _parent_model(studio: Studio, parent_id: str, owner: str | None) -> str:

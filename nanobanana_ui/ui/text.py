@@ -109,6 +109,13 @@ def entry_details(entry: HistoryEntry) -> str:
     if entry.input_hashes:
         lines.append(f"Input images: {len(entry.input_hashes)} (the history keeps outputs only; inputs by hash: "
                      + ", ".join(f"`{sha[:12]}`" for sha in entry.input_hashes) + ")")
+    region = entry.region or {}
+    if region:  # what a re-run repeats besides the prompt and settings (the history keeps the mask and the original)
+        what = (f"masked edit · mask `{str(region.get('mask_sha256'))[:12]}` · crop box "
+                f"{', '.join(map(str, region.get('crop_box') or ()))}" if region.get("kind") == "mask" else
+                f"extend to {region.get('extend_to')} · anchor {region.get('anchor')}")
+        lines.append(f"Region: {what} · feather {region.get('feather')} px (Re-run repeats it exactly; refining it "
+                     "changes only this region)")
     if entry.images:
         # Sizes and types only: on a shared server a full path says more about the machine than a visitor needs.
         lines.append("Images: " + ", ".join(f"{image.width}×{image.height} {image.mime_type.split('/')[-1].upper()}"
