@@ -4,9 +4,10 @@ Run: python bench/screenshots.py [--out docs/screenshots]
 Starts `python app.py` without a key (the built-in emulator answers with placeholder images, and the offline banner
 shows), then in Debian's Chromium (apt-get install -y chromium): generates two images (Generate tab, with history),
 edits a painted region of a drawn picture (Edit tab, with the before/after slider), composes two drawn pictures
-(Compose tab), opens an entry in the History tab and reads the composed image's parameters in PNG Info, saving
-generate.png, edit.png, compose.png, history.png and pnginfo.png. The PNGs are reduced to 256 colours to keep each
-one small enough to commit.
+(Compose tab), opens an entry in the History tab and reads the composed image's parameters in PNG Info, then opens the
+first result in the Refine tab, refines it twice and branches from turn 2, saving generate.png, edit.png,
+compose.png, history.png, pnginfo.png and refine.png. The PNGs are reduced to 256 colours to keep each one small
+enough to commit.
 """
 
 from __future__ import annotations
@@ -140,6 +141,36 @@ def run(page: Page, out: Path, inputs: Path) -> None:
     page.locator("#pnginfo-image input[type=file]").set_input_files(saved)
     expect(page.locator("#pnginfo-message")).to_contain_text("Nano Banana Studio")
     shoot(page, out / "pnginfo.png")
+
+    refine(page, out)
+
+
+def refine(page: Page, out: Path) -> None:
+    """The Refine tab after two refinements and a branch from turn 2, turn 2 selected (its two branches shown)."""
+    page.locator("#studio-tab-button").click()
+    page.locator("#generate-tab-button").click()
+    page.locator("#prompt textarea").fill("a lighthouse on a cliff at dusk, oil painting")
+    page.locator("#generate-button").click()
+    expect(page.locator("#history-gallery .thumbnail-item")).to_have_count(5)
+    page.locator("#output-to-refine-button").click()
+    expect(page.locator("#refine-summary")).to_contain_text("Turn 1")
+    for turn, instruction in enumerate(["make it night, with the lamp lit", "add a full moon over the sea"], 2):
+        page.locator("#refine-instruction textarea").fill(instruction)
+        page.locator("#refine-button").click()
+        expect(page.locator("#refine-status")).to_contain_text(f"Turn {turn} (refines ")
+    page.locator("#refine-path .thumbnail-item").nth(1).click()
+    expect(page.locator("#refine-button")).to_have_text("Branch from turn 2")
+    page.locator("#refine-instruction textarea").fill("add falling snow")
+    page.locator("#refine-button").click()
+    expect(page.locator("#refine-path .thumbnail-item")).to_have_count(3)
+    expect(page.locator("#refine-status")).to_contain_text("Turn 3 (refines ")
+    page.locator("#refine-undo").click()
+    expect(page.locator("#refine-branches .thumbnail-item")).to_have_count(2)
+    page.locator("#refine-instruction textarea").fill("turn the lighthouse's beam red")
+    page.locator("#refine-instruction textarea").blur()
+    expect(page.locator("#refine-estimate")).to_contain_text("Next: turn 3")
+    expect(page.locator("#refine-slider img")).to_have_count(2)
+    shoot(page, out / "refine.png")
 
 
 def main() -> None:

@@ -320,6 +320,11 @@ ELEM_IDS = {  # the browser tests' locators: keep them stable
     "batch-jobs-cancel",
     "region-panel", "region-editor", "region-feather", "region-extend", "region-anchor", "before-after", "compare",
     "compare-left-pick", "compare-left", "compare-right-pick", "compare-right",
+    "output-to-refine-button", "history-refine", "refine-tab", "refine-id", "refine-open", "refine-summary",
+    "refine-current",
+    "refine-slider", "refine-compare-a", "refine-compare-b", "refine-path", "refine-instruction", "refine-branch-note",
+    "refine-estimate", "refine-button", "refine-undo", "refine-to-edit", "refine-to-compose", "refine-download",
+    "refine-status", "refine-branches",
 }
 
 

@@ -265,6 +265,8 @@ class HistoryTab:
                     with gr.Row():
                         self.to_edit = gr.Button("Send to Edit", elem_id="history-send-to-edit")
                         self.to_compose = gr.Button("Add to Compose", elem_id="history-add-to-compose")
+                        # Opens the entry in the Refine tab (wired there: refine_tab.RefineTab.wire).
+                        self.to_refine = gr.Button("Refine", elem_id="history-refine")
                     with gr.Row():
                         self.download = gr.DownloadButton("Download original", elem_id="history-download")
                         self.delete = gr.Button("Delete", elem_id="history-delete")

@@ -63,7 +63,7 @@ def build_app(studio: Studio, owner_of: Callable[[gr.Request | None], str | None
             batch_tab.layout()
             pnginfo_tab = PngInfoTab(PngInfo(settings.model), form)
             pnginfo_tab.layout()
-            refine_tab = RefineTab(RefineView(studio, owner_of), runner)
+            refine_tab = RefineTab(RefineView(studio, owner_of), runner, form)
             refine_tab.layout()
         public_endpoints(runner, outputs=[studio_tab.out_gallery, studio_tab.status, session], api_key=api_key,
                          session=session, default_model=settings.model)
@@ -71,7 +71,8 @@ def build_app(studio: Studio, owner_of: Callable[[gr.Request | None], str | None
         history_tab.wire()
         batch_tab.wire(studio_tab.settings_inputs, api_key, settings.concurrency)
         pnginfo_tab.wire()
-        refine_tab.wire(api_key)
+        refine_tab.wire(api_key, opener=studio_tab.output_to_refine, session=session,
+                        history=(history_tab.to_refine, history_tab.browse))
         demo.load(runner.meter, None, studio_tab.meter, api_visibility="private")
         demo.unload(runner.forget)  # the visitor's key's client is closed when their page goes
     demo.queue(max_size=QUEUE_MAX_SIZE)

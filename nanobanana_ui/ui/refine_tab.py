@@ -1,42 +1,134 @@
 """The Refine tab: a result's conversation (its path as thumbnails, its branches, before/after) and the next turn.
 
-`RefineView` reads a conversation from the history for one visitor (their owner id); `RefineTab` lays it out and
-wires it. Refining goes through the Runner (the same checks, limits and key as the /refine endpoint).
+`RefineView` reads a conversation from the history for one visitor (their owner id) and prices the next turn;
+`RefineTab` lays it out and wires it. Refining goes through the Runner (the same checks, limits and key as the
+/refine endpoint). The tab remembers where the visitor is in a `Place`: the line of turns shown as the path strip
+(root to its tip) and the turn selected on it; Undo selects the parent and keeps the line, so a later turn is one
+click away again. Every handler returns a dict keyed by component; a refusal is a warning toast.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import gradio as gr
+from gradio.components import Component
 
 from ..errors import StudioError
 from ..history import HistoryEntry
 from ..studio import Studio
+from . import actions
+from .actions import StudioForm, no_change, refusals_as_warnings, refuse
+from .history_tab import Browse
 from .runner import Runner
+from .session import Session
 
-__all__ = ["ESTIMATE_NOTE", "RefineTab", "RefineView", "Turns"]
+__all__ = ["ESTIMATE_NOTE", "Place", "RefineTab", "RefineView", "Turns"]
 
 PRIVATE: dict[str, Any] = {"api_visibility": "private"}
 ESTIMATE_NOTE = ("Each refinement sends the whole path again: input tokens (and the cost of a turn) grow with "
                  "every turn.")
+NOTHING_OPEN = "Open a result first: its id (History, `--json`), or the Refine button under a Studio result."
+ROOT_ALREADY = "This is the root of its conversation: there is no earlier turn."
+PLACEHOLDER = "…"  # priced in place of an instruction not typed yet (a few characters: nothing in the estimate)
+
+
+@dataclass
+class Place:
+    """Where the visitor is in a conversation (kept in gr.State): the line shown and the turn selected on it."""
+
+    line: tuple[str, ...] = ()  # entry ids, root first, down to the line's tip
+    selected: str | None = None  # the selected turn (on the line)
+    strip: tuple[str, ...] = ()  # the path strip's turns (the line's entries that have an image), in order
+    branches: tuple[str, ...] = ()  # the selected turn's children that have an image, as their strip shows them
+
+    def at(self, index: int | None, ids: Sequence[str]) -> str | None:
+        """The id at a strip's clicked index (None when out of range)."""
+        return ids[index] if isinstance(index, int) and 0 <= index < len(ids) else None
 
 
 class Turns(NamedTuple):
-    """What the tab shows for a selected entry."""
+    """What the tab shows for a selected turn on a line."""
 
-    selected: str  # the selected entry's id
-    image: str | None  # its first image file
-    path: list[tuple[str, str]]  # (image file, "turn N: instruction"), root first
-    branches: str  # markdown: the selected turn's children
-    before_after: tuple[str, str] | None  # (parent's image, selected image) for the slider; None for a root
-    summary: str  # turn count, the path's cost, the estimate note
-    parent: str | None
+    entry: HistoryEntry  # the selected turn
+    line: list[HistoryEntry]  # root first, down to the line's tip (the selected turn is on it)
+    branches: list[HistoryEntry]  # the selected turn's children that have an image, oldest first
+
+    @property
+    def position(self) -> int:
+        """The selected turn's place on the line."""
+        return [e.id for e in self.line].index(self.entry.id)
+
+    @property
+    def parent(self) -> HistoryEntry | None:
+        """The selected turn's parent (None for a root)."""
+        return self.line[self.position - 1] if self.position > 0 else None
+
+    @property
+    def image(self) -> str | None:
+        """The selected turn's first image file (the stored original)."""
+        return first_image(self.entry)
+
+    @property
+    def strip(self) -> list[HistoryEntry]:
+        """The line's turns that have an image (a failed refinement has none), as the path strip shows them."""
+        return [e for e in self.line if e.images]
+
+    @property
+    def strip_position(self) -> int | None:
+        """The selected turn's place on the path strip (None when it has no image)."""
+        ids = [e.id for e in self.strip]
+        return ids.index(self.entry.id) if self.entry.id in ids else None
+
+    @property
+    def path(self) -> list[tuple[str, str]]:
+        """The path strip: (image file, "turn N: instruction") for each turn of the line that has an image."""
+        return [(image, caption(e)) for e in self.line if (image := first_image(e))]
+
+    @property
+    def before_after(self) -> tuple[str, str] | None:
+        """The slider's default: the parent's image and the selected one (None for a root)."""
+        before, after = first_image(self.parent) if self.parent else None, self.image
+        return (before, after) if before and after else None
+
+    @property
+    def summary(self) -> str:
+        """The turn count, the branches, and what the path to the selected turn cost."""
+        cost = sum(e.cost_usd or 0.0 for e in self.line[:self.position + 1])
+        tip = self.line[-1]
+        count = len(self.branches)
+        where = (f"**Turn {self.entry.turn}** of {tip.turn} on this line" if tip.id != self.entry.id
+                 else f"**Turn {self.entry.turn}**")
+        forks = f" · {count} branch{'es' if count != 1 else ''} from here" if count else ""
+        return f"{where}{forks} · the path to it cost ${cost:.4f} · id `{self.entry.id}`"
 
 
-def _first_image(entry: HistoryEntry) -> str | None:
-    return str(entry.images[0].path) if entry.images else None
+def first_image(entry: HistoryEntry | None) -> str | None:
+    """The entry's first image file, as stored in the history (None when it has none)."""
+    return str(entry.images[0].path) if entry is not None and entry.images else None
+
+
+def caption(entry: HistoryEntry) -> str:
+    """A turn's label: its number and instruction (shortened)."""
+    prompt = entry.prompt if len(entry.prompt) <= 60 else entry.prompt[:59] + "…"
+    return f"turn {entry.turn}: {prompt}"
+
+
+def refine_label(turns: Turns) -> str:
+    """The send button says what it will do: continue a leaf, or start a new branch beside existing ones."""
+    return f"Branch from turn {turns.entry.turn}" if turns.branches else f"Refine turn {turns.entry.turn}"
+
+
+def branch_note(turns: Turns) -> str:
+    """Why the send button starts a branch (or that it continues the line)."""
+    count = len(turns.branches)
+    if not count:
+        return "Refining continues this line from the selected turn."
+    return (f"Turn {turns.entry.turn} already has {count} branch{'es' if count != 1 else ''} (below): sending "
+            "starts a **new branch** from it; the others stay as they are.")
 
 
 class RefineView:
@@ -46,71 +138,256 @@ class RefineView:
         self.studio = studio
         self.owner_of = owner_of
 
-    def turns(self, entry_id: str, request: gr.Request | None = None) -> Turns:
-        """The selected entry's path, branches and before/after; gr.Error for an unknown (or another's) id."""
-        owner = self.owner_of(request)
+    def _path(self, entry_id: str | None, request: gr.Request | None) -> list[HistoryEntry]:
+        if not (entry_id or "").strip():
+            raise refuse(NOTHING_OPEN)
         try:
-            path = self.studio.conversation_path((entry_id or "").strip(), owner=owner)
-            children = self.studio.branches(path[-1].id, owner=owner)
+            return self.studio.conversation_path((entry_id or "").strip(), owner=self.owner_of(request))
         except StudioError as error:
-            raise gr.Error(error.message, print_exception=False) from None
+            raise refuse(error.message) from None
+
+    def turns(self, entry_id: str, request: gr.Request | None = None, *, line: Sequence[str] = ()) -> Turns:
+        """The selected turn, the line it is shown on, its branches (blocking); refused for an unknown (or
+        another's) id. `line`: the ids shown so far; kept when the selected turn is on it, else the path to it."""
+        path = self._path(entry_id, request)
         entry = path[-1]
-        shown = [(image, f"turn {e.turn}: {e.prompt}") for e in path if (image := _first_image(e))]
-        branches = "\n".join(f"- `{c.id}` turn {c.turn}: {c.prompt}" for c in children) or "No branches yet."
-        before = _first_image(path[-2]) if len(path) > 1 else None
-        after = _first_image(entry)
-        cost = sum(e.cost_usd or 0.0 for e in path)
-        summary = f"Turn {entry.turn} of this path · the path cost ${cost:.4f}. {ESTIMATE_NOTE}"
-        return Turns(entry.id, after, shown, branches, (before, after) if before and after else None, summary,
-                     entry.parent)
+        shown = path
+        if entry.id in line and line[-1] != entry.id:  # a turn of the line shown: keep the line (down to its tip)
+            tip = self._path(line[-1], request)
+            shown = tip if entry.id in [e.id for e in tip] else path
+        try:
+            children = self.studio.branches(entry.id, owner=self.owner_of(request))
+        except StudioError as error:
+            raise refuse(error.message) from None
+        return Turns(entry, shown, [c for c in children if c.images])  # a failed try is no branch to show
+
+    def image_of(self, entry_id: str | None, request: gr.Request | None = None) -> str | None:
+        """One turn's image (for the slider), owner-checked (blocking)."""
+        return first_image(self._path(entry_id, request)[-1]) if entry_id else None
+
+    async def estimate(self, entry_id: str, instruction: str, request: gr.Request | None = None) -> str:
+        """What the next turn from this one will send and cost, before sending; why not, when it cannot be sent."""
+        try:
+            plan = await self.studio.prepare_refine(parent_id=entry_id, instruction=(instruction or "").strip()
+                                                    or PLACEHOLDER, owner=self.owner_of(request))
+        except StudioError as error:
+            return f"The next turn cannot be sent: {error.message}"
+        cost = "an unknown price" if plan.estimated_cost_usd is None else f"about ${plan.estimated_cost_usd:.4f}"
+        return (f"Next: turn {plan.turn} sends the {plan.turn - 1} earlier turn{'s' if plan.turn != 2 else ''} "
+                f"again, about {plan.input_tokens:,} input tokens: {cost}. {ESTIMATE_NOTE}")
 
 
 class RefineTab:
     """The Refine tab's layout and events."""
 
-    def __init__(self, view: RefineView, runner: Runner) -> None:
+    def __init__(self, view: RefineView, runner: Runner, form: StudioForm | None = None) -> None:
         self.view = view
         self.runner = runner
+        self.form = form  # the Studio tab's form, for Send to Edit and Add to Compose
 
     def layout(self) -> None:
         """Lay the tab out (inside gr.Tabs)."""
-        with gr.Tab("Refine", id="refine"):
+        with gr.Tab("Refine", id="refine", elem_id="refine-tab"):
             with gr.Row():
-                self.entry_id = gr.Textbox(label="Result id", placeholder="an id from History or --json", scale=3)
-                self.load = gr.Button("Open", scale=1)
+                self.entry_id = gr.Textbox(label="Result id", placeholder="an id from History or --json", scale=3,
+                                           max_lines=1, elem_id="refine-id")
+                self.load = gr.Button("Open", scale=1, elem_id="refine-open")
+            self.summary = gr.Markdown(NOTHING_OPEN, elem_id="refine-summary")
             with gr.Row():
-                self.current = gr.Image(label="Current image", type="filepath", interactive=False, height=480)
-                self.slider = gr.ImageSlider(label="Before / after (parent · this turn)", type="filepath")
-            self.instruction = gr.Textbox(label="Instruction", placeholder="make it night", lines=2)
+                with gr.Column(scale=1):
+                    self.current = gr.Image(label="Selected turn", type="filepath", interactive=False, height=440,
+                                            buttons=["fullscreen"], elem_id="refine-current")
+                with gr.Column(scale=1):
+                    self.slider = gr.ImageSlider(label="Before / after", type="filepath", interactive=False,
+                                                 height=440, elem_id="refine-slider")
+                    with gr.Row():
+                        self.compare_a = gr.Dropdown([], label="Before", elem_id="refine-compare-a")
+                        self.compare_b = gr.Dropdown([], label="After", elem_id="refine-compare-b")
+            self.path = gr.Gallery(label="Path, root first (click a turn to select it)", columns=6, height=230,
+                                   fit_columns=False, allow_preview=False, object_fit="contain", interactive=False,
+                                   elem_id="refine-path")
+            self.instruction = gr.Textbox(label="Instruction", placeholder="make it night", lines=2,
+                                          elem_id="refine-instruction")
+            self.branch_note = gr.Markdown("", elem_id="refine-branch-note")
+            self.estimate = gr.Markdown(ESTIMATE_NOTE, elem_id="refine-estimate")
             with gr.Row():
-                self.refine = gr.Button("Refine", variant="primary")
-                self.undo = gr.Button("Undo (select the parent)")
-            self.summary = gr.Markdown(ESTIMATE_NOTE)
-            self.path = gr.Gallery(label="Path (root first)", columns=6, height=180)
-            self.branches = gr.Markdown()
-            self.status = gr.Markdown()
-            self.parent = gr.State(None)
+                self.refine = gr.Button("Refine", variant="primary", elem_id="refine-button")
+                self.undo = gr.Button("Undo (select the parent)", elem_id="refine-undo")
+            self.status = gr.Markdown(elem_id="refine-status")
+            with gr.Row():
+                self.to_edit = gr.Button("Send to Edit", size="sm", elem_id="refine-to-edit")
+                self.to_compose = gr.Button("Add to Compose", size="sm", elem_id="refine-to-compose")
+                self.download = gr.DownloadButton("Download original", size="sm", elem_id="refine-download")
+            self.branches = gr.Gallery(label="Branches of the selected turn (click one to follow it)", columns=6,
+                                       height=230, fit_columns=False, allow_preview=False, object_fit="contain",
+                                       interactive=False, elem_id="refine-branches")
+            self.place = gr.State(Place())
 
-    def _show(self, entry_id: str, request: gr.Request) -> tuple[Any, ...]:
-        turns = self.view.turns(entry_id, request)
-        return (turns.selected, turns.image, turns.before_after, turns.path, turns.branches, turns.summary,
-                turns.parent)
+    @property
+    def views(self) -> list[Component]:
+        """Everything selecting a turn changes."""
+        return [self.entry_id, self.summary, self.current, self.slider, self.compare_a, self.compare_b, self.path,
+                self.branch_note, self.estimate, self.refine, self.download, self.branches, self.place]
 
-    def _undo(self, parent: str | None, request: gr.Request) -> tuple[Any, ...]:
-        if not parent:
-            raise gr.Error("This is the root of its conversation: there is no earlier turn.", print_exception=False)
-        return self._show(parent, request)
+    # -- showing a turn --------------------------------------------------------------------------------------
 
-    async def _refine(self, entry_id: str, instruction: str, api_key: str, request: gr.Request) -> tuple[Any, ...]:
-        outputs = await self.runner.refine(entry_id, instruction, api_key=api_key, request=request)
-        new_id = outputs.status.split(" · id ", 1)[1].split("\n", 1)[0].split(",")[0].strip()
-        return (*self._show(new_id, request), outputs.status)
+    async def show(self, entry_id: str, instruction: str, request: gr.Request | None,
+                   place: Place | None = None) -> dict[Component, Any]:
+        """The views for a selected turn (refused, gr.Error, when the id is not the visitor's)."""
+        turns = await asyncio.to_thread(self.view.turns, entry_id, request, line=place.line if place else ())
+        estimate = await self.view.estimate(turns.entry.id, instruction, request)
+        choices = [(caption(e), e.id) for e in turns.strip]
+        parent = turns.parent
+        branches = turns.branches
+        place = Place(tuple(e.id for e in turns.line), turns.entry.id, tuple(e.id for e in turns.strip),
+                      tuple(c.id for c in branches))
+        return {
+            self.entry_id: turns.entry.id, self.summary: turns.summary, self.current: turns.image,
+            self.slider: turns.before_after,
+            self.compare_a: gr.update(choices=choices, value=parent.id if parent else None),
+            self.compare_b: gr.update(choices=choices, value=turns.entry.id),
+            self.path: gr.update(value=turns.path, selected_index=turns.strip_position),
+            self.branch_note: branch_note(turns), self.estimate: estimate, self.refine: refine_label(turns),
+            self.download: first_image(turns.entry),
+            self.branches: [(first_image(c), caption(c)) for c in branches] or None,
+            self.place: place,
+        }
 
-    def wire(self, api_key: gr.Textbox) -> None:
-        """Connect the tab's events (all private: /refine is the public one)."""
-        shown = [self.entry_id, self.current, self.slider, self.path, self.branches, self.summary, self.parent]
-        self.load.click(self._show, [self.entry_id], shown, **PRIVATE)
-        self.entry_id.submit(self._show, [self.entry_id], shown, **PRIVATE)
-        self.undo.click(self._undo, [self.parent], shown, **PRIVATE)
-        self.refine.click(self._refine, [self.entry_id, self.instruction, api_key], [*shown, self.status],
-                          **PRIVATE)
+    async def opened(self, entry_id: str, instruction: str, request: gr.Request) -> Any:
+        """Open clicked (or Enter in the id box): that turn, on the path to it."""
+        with refusals_as_warnings():
+            return await self.show(entry_id, instruction, request)
+        return no_change()
+
+    async def path_selected(self, place: Place, instruction: str, evt: gr.SelectData, request: gr.Request) -> Any:
+        """A path thumbnail clicked: select that turn, keeping the line."""
+        with refusals_as_warnings():
+            picked = place.at(evt.index, place.strip)
+            if picked is None:
+                raise refuse(NOTHING_OPEN)
+            return await self.show(picked, instruction, request, place)
+        return no_change()
+
+    async def branch_selected(self, place: Place, instruction: str, evt: gr.SelectData,
+                              request: gr.Request) -> Any:
+        """A branch thumbnail clicked: follow that branch (it becomes the line's tip)."""
+        with refusals_as_warnings():
+            picked = place.at(evt.index, place.branches)
+            if picked is None:
+                raise refuse(NOTHING_OPEN)
+            return await self.show(picked, instruction, request)
+        return no_change()
+
+    async def undone(self, place: Place, instruction: str, request: gr.Request) -> Any:
+        """Undo: select the parent of the selected turn (the later turns stay on the strip, one click away)."""
+        with refusals_as_warnings():
+            if place.selected is None:
+                raise refuse(NOTHING_OPEN)
+            index = place.line.index(place.selected)
+            if index == 0:
+                raise refuse(ROOT_ALREADY)
+            return await self.show(place.line[index - 1], instruction, request, place)
+        return no_change()
+
+    async def compared(self, before: str | None, after: str | None, request: gr.Request) -> Any:
+        """The slider for any two turns picked."""
+        with refusals_as_warnings():
+            images = (await asyncio.to_thread(self.view.image_of, before, request),
+                      await asyncio.to_thread(self.view.image_of, after, request))
+            return {self.slider: images if all(images) else None}
+        return no_change()
+
+    async def estimated(self, place: Place, instruction: str, request: gr.Request) -> Any:
+        """The estimate again, for the instruction as typed."""
+        if place.selected is None:
+            return no_change()
+        return {self.estimate: await self.view.estimate(place.selected, instruction, request)}
+
+    # -- actions ---------------------------------------------------------------------------------------------
+
+    async def refined(self, place: Place, instruction: str, api_key: str, request: gr.Request,
+                      progress: gr.Progress = gr.Progress()) -> Any:  # noqa: B008 (how Gradio asks for it)
+        """Refine (or Branch from here): the selected turn's path and the instruction; the new turn is selected."""
+        with refusals_as_warnings():
+            if place.selected is None:
+                raise refuse(NOTHING_OPEN)
+            outputs = await self.runner.refine(place.selected, instruction, api_key=api_key, request=request,
+                                               progress=progress)
+            new_id = outputs.session.last_ids[0]  # the first branch made; count is 1 on the page
+            return {**await self.show(new_id, "", request), self.status: outputs.status, self.instruction: ""}
+        return no_change()
+
+    def _selected(self, place: Place, request: gr.Request | None) -> HistoryEntry:
+        if place.selected is None:
+            raise refuse(actions.NOTHING_PICKED)
+        return self.view.turns(place.selected, request).entry
+
+    def sent_to_edit(self, place: Place, request: gr.Request) -> Any:
+        """Send to Edit: the selected turn's image into the Studio's Edit tab."""
+        with refusals_as_warnings():
+            assert self.form is not None
+            return self.form.updates(actions.send_to_edit(self._selected(place, request)))
+        return no_change()
+
+    def added_to_compose(self, place: Place, compose_images: Sequence[Any] | None, model: str,
+                         request: gr.Request) -> Any:
+        """Add to Compose: the selected turn's image appended to the Studio's Compose tab."""
+        with refusals_as_warnings():
+            assert self.form is not None
+            return self.form.updates(actions.add_to_compose(self._selected(place, request), compose_images, model,
+                                                            self.runner.studio.settings.model))
+        return no_change()
+
+    async def from_studio(self, session: Session | None, instruction: str, request: gr.Request) -> Any:
+        """The Studio result's Refine button: open the picked result here and show this tab."""
+        with refusals_as_warnings():
+            entry_id = session.shown_id if session is not None else None
+            if entry_id is None:
+                raise refuse(actions.NOTHING_PICKED)
+            views = await self.show(entry_id, instruction, request)
+            assert self.form is not None
+            return {**views, self.form["main_tabs"]: gr.Tabs(selected="refine")}
+        return no_change()
+
+    async def from_history(self, browse: Browse | None, instruction: str, request: gr.Request) -> Any:
+        """The History tab's Refine button: open the opened entry here and show this tab."""
+        with refusals_as_warnings():
+            if browse is None or browse.selected is None:
+                raise refuse("Open an entry first: click its thumbnail.")
+            views = await self.show(browse.selected, instruction, request)
+            assert self.form is not None
+            return {**views, self.form["main_tabs"]: gr.Tabs(selected="refine")}
+        return no_change()
+
+    def wire(self, api_key: gr.Textbox, *, opener: gr.Button | None = None, session: gr.State | None = None,
+             history: tuple[gr.Button, gr.State] | None = None) -> None:
+        """Connect the tab's events (all private: /refine is the public one); `opener` (the Studio result's Refine
+        button) opens the picked result of `session` here, `history` (the History tab's Refine button and its
+        browse state) the opened entry."""
+        views = self.views
+        self.load.click(self.opened, [self.entry_id, self.instruction], views, **PRIVATE)
+        self.entry_id.submit(self.opened, [self.entry_id, self.instruction], views, **PRIVATE)
+        self.path.select(self.path_selected, [self.place, self.instruction], views, **PRIVATE)
+        self.branches.select(self.branch_selected, [self.place, self.instruction], views, **PRIVATE)
+        self.undo.click(self.undone, [self.place, self.instruction], views, **PRIVATE)
+        for dropdown in (self.compare_a, self.compare_b):
+            dropdown.input(self.compared, [self.compare_a, self.compare_b], [self.slider], **PRIVATE)
+        self.instruction.blur(self.estimated, [self.place, self.instruction], [self.estimate], **PRIVATE)
+        runs = {"concurrency_limit": self.runner.studio.settings.concurrency, "concurrency_id": "studio",
+                "show_progress_on": [self.current, self.status], **PRIVATE}
+        self.refine.click(self.refined, [self.place, self.instruction, api_key],
+                          [*views, self.status, self.instruction], **runs)
+        if self.form is not None:
+            self.to_edit.click(self.sent_to_edit, [self.place],
+                               self.form.components("edit_image", "main_tabs", "mode_tabs"), **PRIVATE)
+            self.to_compose.click(self.added_to_compose, [self.place, self.form["compose_images"],
+                                                          self.form["model"]],
+                                  self.form.components("compose_images", "compose_limit", "main_tabs", "mode_tabs"),
+                                  **PRIVATE)
+            if opener is not None and session is not None:
+                opener.click(self.from_studio, [session, self.instruction], [*views, self.form["main_tabs"]],
+                             **PRIVATE)
+            if history is not None:
+                button, browse = history
+                button.click(self.from_history, [browse, self.instruction], [*views, self.form["main_tabs"]],
+                             **PRIVATE)

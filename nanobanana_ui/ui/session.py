@@ -97,6 +97,18 @@ class Session:
         return self.entry(self.selected if self.selected is not None else 0)
 
     @property
+    def last_ids(self) -> tuple[str, ...]:
+        """The history ids of the last run's results, in order (what the Refine tab and /refine take)."""
+        return tuple(result.id for result in self.last_results if result.id)
+
+    @property
+    def shown_id(self) -> str | None:
+        """The history id of the output image picked in the output gallery (the first when none was picked)."""
+        image = self.shown_image
+        return next((result.id for result in self.last_results
+                     if result.id and any(str(i.path) == image for i in result.images if i.path)), None)
+
+    @property
     def shown_image(self) -> str | None:
         """The output image picked in the output gallery (the first when none was picked)."""
         if not self.shown:

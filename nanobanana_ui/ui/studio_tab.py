@@ -150,6 +150,8 @@ class StudioTab:
                     with gr.Row():
                         self.variation_button = gr.Button("New variation", elem_id="new-variation-button")
                         self.output_to_edit = gr.Button("Send to Edit", elem_id="output-to-edit-button")
+                        # Opens the picked result in the Refine tab (wired there: refine_tab.RefineTab.wire).
+                        self.output_to_refine = gr.Button("Refine", elem_id="output-to-refine-button")
                     self.out_files = gr.File(label="Original files", file_count="multiple", interactive=False,
                                              elem_id="out-files")
                     self._result_extras()
