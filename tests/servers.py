@@ -67,9 +67,12 @@ def stop_app(process: subprocess.Popen) -> str:
 
 
 def emulator_app_env(emulator, tmp_path_factory, **extra: str) -> dict[str, str]:
-    """The app's environment: API calls to `emulator`, a fresh data dir and Gradio temp dir, plus `extra`."""
-    return app_env(NANOBANANA_BASE_URL=emulator.base_url, NANOBANANA_HOME=str(tmp_path_factory.mktemp("home")),
-                   GRADIO_TEMP_DIR=str(tmp_path_factory.mktemp("gradio")), **extra)
+    """The app's environment: API calls to `emulator`, a fresh data and Gradio temp dir, then `extra` (which wins)."""
+    env = {"NANOBANANA_BASE_URL": emulator.base_url}
+    if "NANOBANANA_HOME" not in extra:
+        env["NANOBANANA_HOME"] = str(tmp_path_factory.mktemp("home"))
+    env["GRADIO_TEMP_DIR"] = str(tmp_path_factory.mktemp("gradio"))
+    return app_env(**env, **extra)
 
 
 @contextmanager

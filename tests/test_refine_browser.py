@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
-from servers import ROOT, app_env, start_app, stop_app
+from servers import ROOT, app_env, emulator_app_env, open_studio, running_app
 from test_browser import (  # noqa: F401 (fixtures)
     WAIT_MS,
     browser,
@@ -39,27 +39,15 @@ def home(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def app_url(module_emulator, home, tmp_path_factory):
     """`python app.py` on Nano Banana Pro, its calls sent to this module's emulator."""
-    env = app_env(GEMINI_API_KEY=UI_KEY, NANOBANANA_BASE_URL=module_emulator.base_url, NANOBANANA_MODEL=PRO,
-                  NANOBANANA_HOME=str(home), GRADIO_TEMP_DIR=str(tmp_path_factory.mktemp("gradio")))
-    process, url = start_app(env)
-    yield url
-    log = stop_app(process)
-    assert "Traceback" not in log and UI_KEY not in log, log
-
-
-@pytest.fixture
-def emu(module_emulator):
-    module_emulator.reset()
-    return module_emulator
+    env = emulator_app_env(module_emulator, tmp_path_factory, GEMINI_API_KEY=UI_KEY, NANOBANANA_MODEL=PRO,
+                           NANOBANANA_HOME=str(home))
+    with running_app(env, UI_KEY) as url:
+        yield url
 
 
 @pytest.fixture
 def studio(page: Page, app_url) -> Page:
-    page.set_default_timeout(WAIT_MS)
-    expect.set_options(timeout=WAIT_MS)
-    page.goto(app_url)
-    expect(page.locator("#generate-button")).to_be_visible()
-    return page
+    return open_studio(page, app_url)
 
 
 def cli(home: Path, *args: str) -> str:

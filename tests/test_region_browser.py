@@ -16,15 +16,14 @@ import numpy as np
 import pytest
 from conftest import without_text_chunks
 from PIL import Image, ImageFilter
-from playwright.sync_api import Page, expect, sync_playwright
-from servers import CHROMIUM, CHROMIUM_ARGS, app_env, start_app, stop_app
+from playwright.sync_api import Page, expect
+from servers import chromium, emulator_app_env, running_app, visit
 from test_regions import noise
 
 from nanobanana_ui.pngmeta import read_image_info
 from nanobanana_ui.regions import DEFAULT_FEATHER
 
 UI_KEY = "region-browser-key"
-WAIT_MS = 20_000
 pytestmark = pytest.mark.browser
 
 
@@ -35,40 +34,23 @@ def home(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def app_url(module_emulator, home, tmp_path_factory):
-    env = app_env(GEMINI_API_KEY=UI_KEY, NANOBANANA_BASE_URL=module_emulator.base_url,
-                  NANOBANANA_MODEL="gemini-2.5-flash-image", NANOBANANA_HOME=str(home),
-                  GRADIO_TEMP_DIR=str(tmp_path_factory.mktemp("gradio")))
-    process, url = start_app(env)
-    yield url
-    log = stop_app(process)
-    assert "Traceback" not in log and UI_KEY not in log, log
+    env = emulator_app_env(module_emulator, tmp_path_factory, GEMINI_API_KEY=UI_KEY,
+                           NANOBANANA_MODEL="gemini-2.5-flash-image", NANOBANANA_HOME=str(home))
+    with running_app(env, UI_KEY) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def browser():
-    assert Path(CHROMIUM).exists(), "Chromium is missing: apt-get install -y chromium"
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture
 def page(browser, app_url) -> Page:
-    context = browser.new_context(viewport={"width": 1280, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(WAIT_MS)
-    expect.set_options(timeout=WAIT_MS)
-    page.goto(app_url)
-    expect(page.locator("#generate-button")).to_be_visible()
+    page = visit(browser, app_url)
     yield page
-    context.close()
-
-
-@pytest.fixture
-def emu(module_emulator):
-    module_emulator.reset()
-    return module_emulator
+    page.context.close()
 
 
 def fetch(page: Page, src: str) -> bytes:
