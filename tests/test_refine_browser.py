@@ -19,7 +19,6 @@ import pytest
 from playwright.sync_api import Page, expect
 from servers import ROOT, app_env, emulator_app_env, open_studio, running_app
 from test_browser import (  # noqa: F401 (fixtures)
-    WAIT_MS,
     browser,
     browser_context_args,
     browser_type_launch_args,
