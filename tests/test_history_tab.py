@@ -7,6 +7,7 @@ import asyncio
 import io
 import json
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import gradio as gr
@@ -25,6 +26,7 @@ from nanobanana_ui.ui.pnginfo_tab import PngInfo
 from nanobanana_ui.ui.runner import Runner
 from nanobanana_ui.ui.session import Session
 from nanobanana_ui.ui.studio_tab import StudioTab
+from nanobanana_ui.ui.text import entry_details
 
 FLASH, PRO = "gemini-2.5-flash-image", "gemini-3-pro-image-preview"
 
@@ -154,7 +156,9 @@ def test_open_download_delete_with_confirmation(library, tmp_path):
     entry = library.store.get(browse.selected)
     assert entry.prompt == "an owl number 29" and value(opened["download"]) == str(entry.images[0].path)
     assert "The model's words: words 29" in details and "$0.0390" in details and f"`{PRO}`" in details
-    assert "Input images: 1 (the history keeps outputs only" in details and "seed 29" in details
+    assert "Input images: 1 (kept in the history; by hash: " in details and "seed 29" in details
+    older = entry_details(replace(entry, inputs=()))  # an entry from before the history kept inputs
+    assert "Input images: 1 (not kept: an entry from before the history kept inputs; by hash: " in older
     asked = library.delete_clicked(browse)  # first click: asks
     assert "Click Delete again" in asked["details"] and asked["delete"]["value"] == "Confirm delete"
     assert "items" not in asked  # the page stays as it is

@@ -107,7 +107,9 @@ def entry_details(entry: HistoryEntry) -> str:
     if entry.text.strip():
         lines.append(f"The model's words: {plain(entry.text.strip())}")
     if entry.input_hashes:
-        lines.append(f"Input images: {len(entry.input_hashes)} (the history keeps outputs only; inputs by hash: "
+        # Entries made before the history kept inputs (m004) name their inputs by hash only: Re-run needs them again.
+        kept = "kept in the history" if entry.inputs else "not kept: an entry from before the history kept inputs"
+        lines.append(f"Input images: {len(entry.input_hashes)} ({kept}; by hash: "
                      + ", ".join(f"`{sha[:12]}`" for sha in entry.input_hashes) + ")")
     region = entry.region or {}
     if region:  # what a re-run repeats besides the prompt and settings (the history keeps the mask and the original)
