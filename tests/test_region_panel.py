@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from conftest import in_studio
 from PIL import Image, ImageFilter
+from test_privacy_ui import studio_tab
 from test_regions import noise
 
 from nanobanana_ui.regions import DEFAULT_FEATHER
@@ -26,7 +27,6 @@ from nanobanana_ui.ui.region_panel import (
     region_arguments,
     upright_size,
 )
-from nanobanana_ui.ui.runner import Runner
 from nanobanana_ui.ui.session import Session
 from nanobanana_ui.ui.studio_tab import StudioTab
 
@@ -104,16 +104,6 @@ def test_the_canvas_follows_the_image_upright_and_at_most_editor_side(tmp_path):
     text = tmp_path / "notes.png"
     text.write_text("not an image")
     assert RegionPanel.image_changed(str(text)) is None and RegionPanel.image_changed(None) is None
-
-
-def studio_tab(studio) -> StudioTab:
-    """A StudioTab laid out in a Blocks that is never launched (call with an event loop running)."""
-    tab = StudioTab(Runner(studio), studio.settings.model)
-    with gr.Blocks():
-        session, api_key = gr.State(Session()), gr.Textbox()
-        with gr.Tabs() as main_tabs:
-            tab.layout(main_tabs, session, api_key)
-    return tab
 
 
 async def edit_clicked(tab: StudioTab, image: str, *, painted=None, feather=DEFAULT_FEATHER, extend_to=NO_EXTEND,
