@@ -20,9 +20,9 @@ from PIL import Image
 
 from .errors import InputError
 from .history import HistoryEntry
-from .images import InputImage, to_8bit
+from .images import InputImage
 from .models import ModelSpec, get_model
-from .regions import Region, region_words
+from .regions import Region, region_words, sendable
 from .request import ImageOptions, ImageRequest, Mode
 from .turns import BYPASS_SIGNATURE, Turn, TurnPart, parts_from_json
 
@@ -123,10 +123,7 @@ def _as_answered(entry: HistoryEntry, data: bytes) -> bytes:
         return data
     try:
         with Image.open(io.BytesIO(data)) as image:
-            crop = image.crop(box)
-        if crop.mode not in ("L", "RGB", "RGBA"):  # as a model answers: 8-bit (a 16-bit or palette original's mode)
-            crop = to_8bit(crop) if crop.mode.startswith("I") else crop.convert(
-                "RGBA" if "A" in crop.getbands() or "transparency" in crop.info else "RGB")
+            crop = sendable(image.crop(box))  # as a model answers: 8-bit (a 16-bit or palette original's mode)
         buffer = io.BytesIO()
         crop.save(buffer, "PNG")
     except (OSError, ValueError) as error:

@@ -26,6 +26,7 @@ from .privacy import personal_fields, strip_personal
 __all__ = [
     "MAX_INLINE_BYTES", "MAX_REQUEST_BYTES", "MAX_SIDE", "MAX_SOURCE_PIXELS", "InputImage",
     "check_request_size", "fit_size", "image_size", "load_input_image", "load_input_path", "open_oriented", "to_8bit",
+    "upright_size",
 ]
 
 
@@ -134,6 +135,15 @@ def image_size(data: bytes) -> tuple[int, int]:
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         with _open(bytes(data), "image") as im:
             return im.size
+
+
+def upright_size(data: bytes) -> tuple[int, int]:
+    """(width, height) of an image's bytes once its EXIF orientation is applied, reading only its header."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with _open(bytes(data), "image") as im:
+            width, height = im.size
+            return (height, width) if _orientation(im) in (5, 6, 7, 8) else (width, height)  # 5-8 turn a quarter
 
 
 def open_oriented(data: bytes, name: str = "image") -> Image.Image:

@@ -32,7 +32,7 @@ from .request import ImageOptions, ImageRequest, Mode
 from .validation import build_request
 
 __all__ = ["ANCHORS", "CONTEXT", "DEFAULT_FEATHER", "MAX_FEATHER", "MIN_CONTEXT", "Region", "build_region_request",
-           "crop_box", "extend_placement", "load_mask", "parse_ratio", "region_words", "with_source_name"]
+           "crop_box", "extend_placement", "load_mask", "parse_ratio", "region_words", "sendable", "with_source_name"]
 
 ANCHORS = ("center", "left", "right", "top", "bottom")
 DEFAULT_FEATHER = 8  # px: enough to hide a seam on a 1-4K picture, small enough to keep the edit where it was painted
@@ -262,10 +262,10 @@ def build_region_request(image: ImageSourceLike, prompt: str, *, model: str, opt
         box = (x, y, x + original.width, y + original.height)
         region = Region("extend", source_sha, name, original.size, box, canvas, feather, extend_to=ratio,
                         anchor=anchor or "center", source=data)
-        sendable = _sendable(original)
-        fill: int | tuple[int, ...] = _FILL if sendable.mode == "L" else (_FILL, _FILL, _FILL, 255)[:len(sendable.mode)]
-        picture = Image.new(sendable.mode, canvas, fill)
-        picture.paste(sendable, (x, y))
+        placed = sendable(original)
+        fill: int | tuple[int, ...] = _FILL if placed.mode == "L" else (_FILL, _FILL, _FILL, 255)[:len(placed.mode)]
+        picture = Image.new(placed.mode, canvas, fill)
+        picture.paste(placed, (x, y))
         hint = Image.new("L", canvas, 255)
         hint.paste(0, box)
     crop_input, mask_input = _inputs(picture, hint, name)
@@ -335,7 +335,7 @@ def _grow_to(box: tuple[int, int, int, int], ratio: str, size: tuple[int, int]) 
     return x0, y0, x1, y0 + new
 
 
-def _sendable(im: Image.Image) -> Image.Image:
+def sendable(im: Image.Image) -> Image.Image:
     """The picture as the model can take it: 8-bit L, RGB or RGBA (palette expanded, 16-bit scaled, CMYK to RGB)."""
     if im.mode in ("L", "RGB", "RGBA"):
         return im
@@ -348,7 +348,7 @@ def _sendable(im: Image.Image) -> Image.Image:
 
 def _inputs(picture: Image.Image, hint: Image.Image, name: str) -> tuple[InputImage, InputImage]:
     """The picture and its mask as input images of the same size (downscaled together to the model's limit)."""
-    picture = _sendable(picture)
+    picture = sendable(picture)
     if max(picture.size) > MAX_SIDE:
         target = fit_size(picture.size, MAX_SIDE)
         picture = picture.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)

@@ -593,10 +593,8 @@ class Studio:
                 images = [file.path for file in entry.inputs]
             return self.build_request(Mode(entry.mode), entry.prompt, images, model=entry.model, options=options)
         record = entry.region
-        source: ImageSource = images[0] if images else self._read_kept(
-            self._kept_original(entry), entry.input_hashes[0] if entry.input_hashes else "", "original image", entry)
-        mask = self._read_kept(self._kept_mask(entry), str(record.get("mask_sha256")), "mask", entry) \
-            if record.get("kind") == "mask" else None
+        source: ImageSource = images[0] if images else self._kept_source_bytes(entry)
+        mask = self._kept_mask_bytes(entry)
         request = self.build_request(Mode.EDIT, entry.prompt, (source,), model=entry.model, options=options,
                                      mask=mask, feather=record.get("feather"), extend_to=record.get("extend_to"),
                                      anchor=record.get("anchor"))
@@ -615,19 +613,29 @@ class Studio:
         """
         if entry.region is None:
             raise ConversationError(f"Entry {entry.id} is not a region edit.")
-        mask = None
-        if entry.region.get("kind") == "mask":
-            mask = self._read_kept(self._kept_mask(entry), str(entry.region.get("mask_sha256")), "mask", entry)
-        source = self._read_kept(self._kept_original(entry), entry.input_hashes[0] if entry.input_hashes else "",
-                                 "original image", entry)
-        return Region.from_record(entry.region, source=source, mask_png=mask)
+        return Region.from_record(entry.region, source=self._kept_source_bytes(entry),
+                                  mask_png=self._kept_mask_bytes(entry))
+
+    def _kept_source_bytes(self, entry: HistoryEntry) -> bytes:
+        """The region edit's original, checked against the digest it was recorded with."""
+        sha256 = entry.input_hashes[0] if entry.input_hashes else ""
+        return self._read_kept(self._kept_original(entry), sha256, "original image", entry)
+
+    def _kept_mask_bytes(self, entry: HistoryEntry) -> bytes | None:
+        """The masked edit's mask, checked against its recorded digest; None for an extend-to (it has no mask)."""
+        record = entry.region or {}
+        if record.get("kind") != "mask":
+            return None
+        return self._read_kept(self._kept_mask(entry), str(record.get("mask_sha256")), "mask", entry)
 
     def _kept_original(self, entry: HistoryEntry) -> Path:
         """The region edit's original as the history keeps it (or, for entries from before that, an earlier output
         with the same bytes); ConversationError when it is gone."""
         kept = self.history.kept_input(entry, "source")
-        found = kept.path if kept is not None else self.history.find_file(entry.input_hashes[0]) \
-            if entry.input_hashes else None
+        if kept is not None:
+            found: Path | None = kept.path
+        else:
+            found = self.history.find_file(entry.input_hashes[0]) if entry.input_hashes else None
         if found is None:
             raise ConversationError(
                 f"The original image of region edit {entry.id} is no longer in the history (`history --verify` "

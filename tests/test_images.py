@@ -9,6 +9,7 @@ import struct
 import zlib
 
 import pytest
+from conftest import png_bytes
 from PIL import Image
 
 from nanobanana_ui import images
@@ -64,9 +65,20 @@ def test_public_api_is_pinned():
     assert sorted(images.__all__) == sorted([
         "MAX_INLINE_BYTES", "MAX_REQUEST_BYTES", "MAX_SIDE", "MAX_SOURCE_PIXELS", "InputImage",
         "check_request_size", "fit_size", "image_size", "load_input_image", "load_input_path", "open_oriented",
-        "to_8bit",
+        "to_8bit", "upright_size",
     ])
     assert issubclass(ImageInputError, InputError)
+
+
+def test_upright_size_turns_by_the_exif_orientation_reading_only_the_header():
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90: the picture stands upright as 64 wide, 96 high
+    buffer = io.BytesIO()
+    Image.new("RGB", (96, 64), (1, 2, 3)).save(buffer, "JPEG", exif=exif)
+    assert images.upright_size(buffer.getvalue()) == (64, 96)
+    assert images.upright_size(png_bytes(size=(96, 64))) == (96, 64)
+    with pytest.raises(ImageInputError):
+        images.upright_size(b"not an image")
 
 
 @pytest.mark.parametrize(("fmt", "mime"), [("PNG", "image/png"), ("JPEG", "image/jpeg"), ("WEBP", "image/webp")])

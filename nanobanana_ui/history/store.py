@@ -15,7 +15,7 @@ import sqlite3
 import threading
 import time
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -381,26 +381,26 @@ class HistoryStore:
             clauses.append("error IS NULL")
         return " AND ".join(clauses), tuple(args)
 
+    def _rows_of(self, query: str, ids: list[str]) -> Iterator[sqlite3.Row]:
+        """The rows of `query` (its `{ids}` is the list of entry ids) for these entries, 500 ids at a time (SQLite
+        limits how many parameters one statement may take)."""
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            yield from self._db.execute(query.format(ids=", ".join("?" * len(chunk))), chunk)
+
     def _entries(self, rows: list[sqlite3.Row]) -> list[HistoryEntry]:
         ids = [row["id"] for row in rows]
         images: dict[str, list[HistoryImage]] = {entry_id: [] for entry_id in ids}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            for image in self._db.execute(
-                    f"SELECT * FROM images WHERE entry_id IN ({', '.join('?' * len(chunk))}) "
-                    "ORDER BY entry_id, position", chunk):
-                images[image["entry_id"]].append(HistoryImage(
-                    sha256=image["sha256"], mime_type=image["mime_type"], width=image["width"],
-                    height=image["height"], path=self.files.path_for(image["sha256"], image["mime_type"])))
+        for image in self._rows_of("SELECT * FROM images WHERE entry_id IN ({ids}) ORDER BY entry_id, position", ids):
+            images[image["entry_id"]].append(HistoryImage(
+                sha256=image["sha256"], mime_type=image["mime_type"], width=image["width"],
+                height=image["height"], path=self.files.path_for(image["sha256"], image["mime_type"])))
         inputs: dict[str, list[StoredFile]] = {entry_id: [] for entry_id in ids}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            for item in self._db.execute(
-                    f"SELECT * FROM files WHERE kind = 'input' AND entry_id IN ({', '.join('?' * len(chunk))}) "
-                    "ORDER BY entry_id, position", chunk):
-                inputs[item["entry_id"]].append(StoredFile(
-                    sha256=item["sha256"], mime_type=item["mime_type"],
-                    path=self.files.path_for(item["sha256"], item["mime_type"])))
+        for item in self._rows_of("SELECT * FROM files WHERE kind = 'input' AND entry_id IN ({ids}) "
+                                  "ORDER BY entry_id, position", ids):
+            inputs[item["entry_id"]].append(StoredFile(
+                sha256=item["sha256"], mime_type=item["mime_type"],
+                path=self.files.path_for(item["sha256"], item["mime_type"])))
         return [entry_from_row(row, tuple(images[row["id"]]), tuple(inputs[row["id"]])) for row in rows]
 
 

@@ -20,6 +20,7 @@ import gradio as gr
 from gradio.components import Component
 from PIL import Image, ImageChops
 
+from .. import images
 from ..errors import StudioError
 from ..images import open_oriented, to_8bit
 from ..models import ModelSpec
@@ -37,8 +38,6 @@ EDITOR_SIDE = 1024  # px: the painting canvas's longest side; a larger image is 
 # threshold at 50% of the brush.
 PAINTED_ALPHA = 64
 BRUSH_COLOUR = ("rgb(255, 0, 160)", 0.5)
-_ORIENTATION = 0x0112
-_TRANSPOSED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 
 
 def extend_choices(spec: ModelSpec) -> list[tuple[str, str]]:
@@ -49,12 +48,9 @@ def extend_choices(spec: ModelSpec) -> list[tuple[str, str]]:
 def upright_size(path: str) -> tuple[int, int] | None:
     """An image file's width and height once its EXIF orientation is applied (None when it cannot be read)."""
     try:
-        with Image.open(path) as im:
-            width, height = im.size
-            turned = im.getexif().get(_ORIENTATION, 1) in _TRANSPOSED
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-        return None
-    return (height, width) if turned else (width, height)
+        return images.upright_size(Path(path).read_bytes())
+    except (StudioError, OSError):
+        return None  # the upload's own handler says what is wrong with it
 
 
 def editor_background(path: str | None) -> Image.Image | None:

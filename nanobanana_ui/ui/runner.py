@@ -72,6 +72,11 @@ def visitor_owner(request: gr.Request | None) -> str | None:
     return f"session:{session}" if session else None
 
 
+def _turn_line(plan: Refinement, ids: str) -> str:
+    """A refinement's first status line: its turn, its parent and the new id(s), which a next /refine takes."""
+    return f"Turn {plan.turn} (refines {plan.parent}) · id {ids}"
+
+
 class Runner:
     """Runs the page's requests through the visitor's Studio (their own key's, or the host's) and records them in
     the visitor's session and, under the visitor's owner id, in the history."""
@@ -297,7 +302,7 @@ class Runner:
         progress(1.0, desc="Done")
         status = run_status(outcomes, lambda error: visitor_message(error, self.public))
         ids = ", ".join(result.id for result in results if result.id)  # what a next /refine takes
-        return Outputs(list(session.shown), f"Turn {plan.turn} (refines {plan.parent}) · id {ids}\n{status}", session)
+        return Outputs(list(session.shown), f"{_turn_line(plan, ids)}\n{status}", session)
 
     async def run_refinement(self, plan: Refinement, session: Session, progress: gr.Progress,
                              owner: str | None = None, studio: Studio | None = None,
@@ -313,8 +318,7 @@ class Runner:
         session.record(plan.request, (), 1, [result])
         progress(1.0, desc="Done")
         status = run_status([result], lambda error: visitor_message(error, self.public))
-        return Outputs(list(session.shown), f"Turn {plan.turn} (refines {plan.parent}) · id {result.id}\n{status}",
-                       session)
+        return Outputs(list(session.shown), f"{_turn_line(plan, result.id or '')}\n{status}", session)
 
     @staticmethod
     def _parent_model(studio: Studio, parent_id: str, owner: str | None) -> str:
