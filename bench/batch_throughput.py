@@ -22,10 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from rate_limit import ideal_seconds  # noqa: E402
 
-from nanobanana_ui.batch import plan_batch, read_batch_file, run_batch  # noqa: E402
-from nanobanana_ui.config import Settings  # noqa: E402
+from nanobanana_ui.domain.config import Settings  # noqa: E402
 from nanobanana_ui.emulator import GeminiEmulator, busiest_window  # noqa: E402
-from nanobanana_ui.studio import Studio  # noqa: E402
+from nanobanana_ui.service.batch import plan_batch, read_batch_file, run_batch  # noqa: E402
+from nanobanana_ui.service.studio import Studio  # noqa: E402
 
 
 async def run(args: argparse.Namespace, emulator: GeminiEmulator, home: Path, batch_file: Path,

@@ -19,9 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from google import genai  # noqa: E402
 from google.genai import types  # noqa: E402
 
-from nanobanana_ui.config import Settings  # noqa: E402
+from nanobanana_ui.domain.config import Settings  # noqa: E402
 from nanobanana_ui.emulator import GeminiEmulator  # noqa: E402
-from nanobanana_ui.studio import Studio  # noqa: E402
+from nanobanana_ui.service.studio import Studio  # noqa: E402
 
 
 async def bare_sdk_call(client: genai.Client, prompt: str) -> float:

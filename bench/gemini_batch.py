@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from google import genai  # noqa: E402
 from google.genai import types  # noqa: E402
 
-from nanobanana_ui.batch import GeminiBatchRun, plan_batch, read_batch_file  # noqa: E402
-from nanobanana_ui.config import Settings  # noqa: E402
-from nanobanana_ui.studio import Studio  # noqa: E402
+from nanobanana_ui.domain.config import Settings  # noqa: E402
+from nanobanana_ui.service.batch import GeminiBatchRun, plan_batch, read_batch_file  # noqa: E402
+from nanobanana_ui.service.studio import Studio  # noqa: E402
 
 
 def serve(queue: Any, state_seconds: float) -> None:

@@ -46,9 +46,9 @@ def fill(home: Path, count: int) -> float:
     """Record `count` entries with their own 256x256 PNGs, as the Studio would; returns the seconds it took."""
     from PIL import Image
 
-    from nanobanana_ui.history import HistoryStore
-    from nanobanana_ui.outputs import save_output
-    from nanobanana_ui.request import GeneratedImage, ImageOptions, ImageRequest, ImageResult, Mode
+    from nanobanana_ui.domain.request import GeneratedImage, ImageOptions, ImageRequest, ImageResult, Mode
+    from nanobanana_ui.imaging.outputs import save_output
+    from nanobanana_ui.storage.history import HistoryStore
 
     started = time.perf_counter()
     store = HistoryStore(home)
@@ -71,8 +71,8 @@ def measure(home: Path, warm_rounds: int) -> dict:
     """In a fresh process: the first page cold and warm, a search page, and the memory they took."""
     import gradio  # noqa: F401 - the app has it loaded; keep its import out of the memory delta
 
-    from nanobanana_ui.config import Settings
-    from nanobanana_ui.studio import Studio
+    from nanobanana_ui.domain.config import Settings
+    from nanobanana_ui.service.studio import Studio
     from nanobanana_ui.ui.history_tab import PAGE_SIZE, Library
 
     before = rss_bytes()

@@ -17,10 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nanobanana_ui.config import Settings  # noqa: E402
+from nanobanana_ui.domain.config import Settings  # noqa: E402
+from nanobanana_ui.domain.request import Mode  # noqa: E402
 from nanobanana_ui.emulator import GeminiEmulator, busiest_window  # noqa: E402
-from nanobanana_ui.request import Mode  # noqa: E402
-from nanobanana_ui.studio import Studio  # noqa: E402
+from nanobanana_ui.service.studio import Studio  # noqa: E402
 
 
 def ideal_seconds(requests: int, limit: int, window: float, call: float) -> float:

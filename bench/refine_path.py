@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nanobanana_ui.config import Settings  # noqa: E402
+from nanobanana_ui.domain.config import Settings  # noqa: E402
 from nanobanana_ui.emulator import GeminiEmulator  # noqa: E402
-from nanobanana_ui.studio import Studio  # noqa: E402
+from nanobanana_ui.service.studio import Studio  # noqa: E402
 
 KEY = "bench-key-not-secret"
 

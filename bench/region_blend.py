@@ -24,9 +24,9 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nanobanana_ui import region_blend  # noqa: E402
-from nanobanana_ui.models import pixel_size  # noqa: E402
-from nanobanana_ui.regions import build_region_request  # noqa: E402
+from nanobanana_ui.domain.models import pixel_size  # noqa: E402
+from nanobanana_ui.imaging import region_blend  # noqa: E402
+from nanobanana_ui.service.regions import build_region_request  # noqa: E402
 
 SIZE = (4000, 3000)
 

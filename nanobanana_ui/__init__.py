@@ -1,9 +1,9 @@
 """Nano Banana Studio: generate, edit and compose images with Google's Gemini image models."""
 
-from .config import Settings, load_settings
-from .errors import StudioError
-from .request import GeneratedImage, ImageOptions, ImageRequest, ImageResult, Mode, Usage
-from .studio import Studio
+from .domain.config import Settings, load_settings
+from .domain.errors import StudioError
+from .domain.request import GeneratedImage, ImageOptions, ImageRequest, ImageResult, Mode, Usage
+from .service.studio import Studio
 
 __all__ = [
     "GeneratedImage", "ImageOptions", "ImageRequest", "ImageResult", "Mode", "Settings", "Studio", "StudioError",

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import gradio as gr
 
-    from .config import Settings
-    from .studio import Studio
+    from .domain.config import Settings
+    from .service.studio import Studio
 
 __all__ = ["build", "main", "parse_args"]
 
@@ -82,8 +82,8 @@ def patch_mcp_tool_outputs() -> None:
 
 def load(args: argparse.Namespace) -> Settings:
     """The Settings for these options (--auth wins over NANOBANANA_AUTH); a bad value exits 2, as in the CLI."""
-    from .config import load_settings, parse_auth
-    from .errors import StudioError
+    from .domain.config import load_settings, parse_auth
+    from .domain.errors import StudioError
 
     try:
         return load_settings({"offline": True if args.offline else None,
@@ -99,8 +99,8 @@ def build(args: argparse.Namespace, settings: Settings | None = None) -> tuple[g
     # Gradio 6's run history keeps every run's inputs (the visitor's API key too) in the browser's localStorage
     # and shows them on a "Runs" page: off, for launches other than main()'s (which passes run_history=False).
     os.environ["GRADIO_RUN_HISTORY"] = "False"
-    from .errors import StudioError
-    from .studio import Studio
+    from .domain.errors import StudioError
+    from .service.studio import Studio
     from .ui import build_app
 
     try:

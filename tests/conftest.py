@@ -9,9 +9,9 @@ import os
 import pytest
 from PIL import Image
 
-from nanobanana_ui.config import Settings
+from nanobanana_ui.domain.config import Settings
 from nanobanana_ui.emulator import GeminiEmulator
-from nanobanana_ui.studio import Studio
+from nanobanana_ui.service.studio import Studio
 
 TEST_KEY = "test-key-not-secret"
 FLASH_25 = "gemini-2.5-flash-image"

@@ -18,9 +18,9 @@ from conftest import without_text_chunks
 from PIL import Image
 from servers import ROOT, app_env, running_app
 
+from nanobanana_ui.domain.models import pixel_size
 from nanobanana_ui.emulator import Fault
-from nanobanana_ui.models import pixel_size
-from nanobanana_ui.regions import DEFAULT_FEATHER
+from nanobanana_ui.service.regions import DEFAULT_FEATHER
 
 UI_KEY = "ui-test-key"
 PUBLIC = {"/generate", "/edit", "/compose", "/refine"}
@@ -79,7 +79,7 @@ def test_exactly_four_public_endpoints_with_inputs_first_and_defaults_after(clie
 
 
 def test_the_api_advertises_every_models_choices_an_int_count_and_compose_images_as_files(client):
-    from nanobanana_ui.models import known_models
+    from nanobanana_ui.domain.models import known_models
 
     api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     params = {name: {p["parameter_name"]: p for p in endpoint["parameters"]} for name, endpoint in api.items()}
@@ -378,7 +378,7 @@ def test_page_has_the_stable_elem_ids_and_no_banner_with_a_key(app_url):
 
 
 def test_model_change_redraws_the_controls_from_the_model():
-    from nanobanana_ui.models import get_model
+    from nanobanana_ui.domain.models import get_model
     from nanobanana_ui.ui.studio_tab import model_controls
     from nanobanana_ui.ui.text import compose_limit, model_info
 
@@ -399,8 +399,8 @@ def test_model_change_redraws_the_controls_from_the_model():
 
 
 def test_form_values_become_image_options():
-    from nanobanana_ui.models import get_model
-    from nanobanana_ui.request import ImageOptions
+    from nanobanana_ui.domain.models import get_model
+    from nanobanana_ui.domain.request import ImageOptions
     from nanobanana_ui.ui.controls import FormSettings
 
     flash, two = get_model("gemini-2.5-flash-image"), get_model("gemini-3.1-flash-image")
@@ -413,7 +413,7 @@ def run_in_studio(settings, scenario):
     """Run `await scenario(runner, default_model)` against a Studio on the test's emulator."""
     import asyncio
 
-    from nanobanana_ui.studio import Studio
+    from nanobanana_ui.service.studio import Studio
     from nanobanana_ui.ui.runner import Runner
 
     async def main():
@@ -447,7 +447,7 @@ def test_history_newest_first_and_new_variation_goes_past_the_cache(settings, em
 def test_reuse_send_to_edit_and_add_to_compose(settings, emulator, tmp_path):
     import gradio as gr
 
-    from nanobanana_ui.history import HistoryEntry
+    from nanobanana_ui.storage.history import HistoryEntry
     from nanobanana_ui.ui import actions
 
     photo = write_png(tmp_path / "photo.png", (10, 200, 10))

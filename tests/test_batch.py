@@ -16,7 +16,10 @@ import pytest
 from conftest import TEST_KEY, in_studio, png_bytes
 from servers import ROOT, app_env
 
-from nanobanana_ui.batch import (
+from nanobanana_ui.cli.main import main
+from nanobanana_ui.domain.request import ImageOptions, Mode
+from nanobanana_ui.emulator import Fault
+from nanobanana_ui.service.batch import (
     BatchFileError,
     BatchItem,
     parse_batch_text,
@@ -24,9 +27,6 @@ from nanobanana_ui.batch import (
     read_batch_file,
     run_batch,
 )
-from nanobanana_ui.cli import main
-from nanobanana_ui.emulator import Fault
-from nanobanana_ui.request import ImageOptions, Mode
 
 
 def run_file(settings, path: Path, out: Path, **run_kwargs):

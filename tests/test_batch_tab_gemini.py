@@ -187,7 +187,7 @@ def test_a_cli_job_outside_the_data_directory_is_fetched_into_its_folder_and_zip
                                                                                   monkeypatch, capsys):
     from test_gemini_batch import cli_env
 
-    from nanobanana_ui.cli import main
+    from nanobanana_ui.cli.main import main
 
     emulator.batches.seconds_per_state = 60
     for name, value in cli_env(emulator, fast_settings.home).items():

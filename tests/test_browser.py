@@ -361,8 +361,8 @@ def test_offline_meter_says_nothing_is_spent_after_an_image(page, offline_url):
 
 
 def test_png_info_reads_a_dropped_image_and_use_these_settings_fills_the_form(studio, emu, tmp_path):
-    from nanobanana_ui.pngmeta import embed_png_text, provenance_chunks
-    from nanobanana_ui.request import ImageOptions, ImageRequest, Mode
+    from nanobanana_ui.domain.request import ImageOptions, ImageRequest, Mode
+    from nanobanana_ui.imaging.pngmeta import embed_png_text, provenance_chunks
 
     options = ImageOptions(aspect_ratio="16:9", size="2K", temperature=0.4, top_p=0.5, top_k=20, seed=7)
     request = ImageRequest(mode=Mode.GENERATE, model="gemini-3-pro-image-preview", prompt="a lighthouse, at dusk",
@@ -407,8 +407,8 @@ def earlier_home(module_emulator, tmp_path_factory):
     import asyncio
     from concurrent.futures import ThreadPoolExecutor
 
-    from nanobanana_ui.config import Settings
-    from nanobanana_ui.studio import Studio
+    from nanobanana_ui.domain.config import Settings
+    from nanobanana_ui.service.studio import Studio
 
     home = tmp_path_factory.mktemp("earlier-home")
     settings = Settings(api_key=UI_KEY, base_url=module_emulator.base_url, home=home, timeout_s=10,
@@ -466,7 +466,7 @@ def test_history_tab_shows_what_an_earlier_process_made_and_reruns_it_from_the_c
 
 
 def test_history_tab_downloads_deletes_after_a_second_click_and_exports(page, earlier_url, earlier_home, emu):
-    from nanobanana_ui.history import HistoryStore
+    from nanobanana_ui.storage.history import HistoryStore
 
     open_history(page, earlier_url)
     page.locator("#history-mode input").click()

@@ -20,8 +20,8 @@ from test_browser import (  # noqa: F401 (fixtures: this module's Playwright and
     playwright,
 )
 
-from nanobanana_ui.config import Settings
-from nanobanana_ui.studio import Studio
+from nanobanana_ui.domain.config import Settings
+from nanobanana_ui.service.studio import Studio
 from nanobanana_ui.ui.batch_mode import BATCH_MODE, GeminiJobs
 from nanobanana_ui.ui.batch_tab import BatchPage
 

@@ -7,9 +7,9 @@ import os
 import pytest
 from conftest import in_studio, png_bytes
 
+from nanobanana_ui.domain.errors import ServerError, TextOnlyError
+from nanobanana_ui.domain.request import ImageOptions, ImageRequest, Mode
 from nanobanana_ui.emulator import Fault
-from nanobanana_ui.errors import ServerError, TextOnlyError
-from nanobanana_ui.request import ImageOptions, ImageRequest, Mode
 
 
 def test_repeat_is_a_hit_with_no_call_and_no_cost(settings, emulator):
@@ -90,7 +90,7 @@ def test_a_damaged_cached_image_is_fetched_again(settings, emulator):
 
 
 def test_cache_size_is_bounded(emulator, tmp_path):
-    from nanobanana_ui.cache import ResultCache
+    from nanobanana_ui.storage.cache import ResultCache
 
     cache = ResultCache(tmp_path / "c", size_limit=200_000)
     try:
@@ -106,10 +106,10 @@ def test_cache_size_is_bounded(emulator, tmp_path):
 def test_an_unreadable_image_from_the_api_is_a_service_error_and_not_cached(settings):
     import asyncio
 
-    from nanobanana_ui.errors import BadResponseError
-    from nanobanana_ui.gemini import BackendReply
-    from nanobanana_ui.request import Usage
-    from nanobanana_ui.studio import Studio
+    from nanobanana_ui.backends.gemini import BackendReply
+    from nanobanana_ui.domain.errors import BadResponseError
+    from nanobanana_ui.domain.request import Usage
+    from nanobanana_ui.service.studio import Studio
 
     class GarbageBackend:  # a relay that mangles images
         async def generate(self, request, *, observer=None):

@@ -12,7 +12,7 @@ import pytest
 from conftest import TEST_KEY, png_bytes
 from PIL import Image
 
-from nanobanana_ui.cli import SIGPIPE_EXIT, main
+from nanobanana_ui.cli.main import SIGPIPE_EXIT, main
 
 REQUIRED = {"path", "prompt", "model", "cached", "cost_usd", "finish_reason", "tokens"}
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,7 +92,7 @@ def test_second_run_is_cached(keyed_env, capsys):
 
 
 def test_the_cli_and_the_page_word_cost_and_status_alike(keyed_env, capsys):
-    from nanobanana_ui.costs import cost_text, status_text
+    from nanobanana_ui.domain.costs import cost_text, status_text
 
     assert [cost_text(0.03874, cached=False), cost_text(None), cost_text(0.04, cached=True)] == [
         "$0.0387", "cost unknown", "cached · $0"]

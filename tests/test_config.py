@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from nanobanana_ui.config import load_settings
-from nanobanana_ui.errors import ConfigError
+from nanobanana_ui.domain.config import load_settings
+from nanobanana_ui.domain.errors import ConfigError
 
 
 def test_defaults(tmp_path):

@@ -7,11 +7,11 @@ import json
 
 from conftest import TEST_KEY, in_studio
 
-from nanobanana_ui.config import Settings
-from nanobanana_ui.discovery import LISTING_TTL_S, RETRY_AFTER_S
+from nanobanana_ui.backends.discovery import LISTING_TTL_S, RETRY_AFTER_S
+from nanobanana_ui.domain.config import Settings
+from nanobanana_ui.domain.models import known_models
 from nanobanana_ui.emulator import Fault, GeminiEmulator
-from nanobanana_ui.models import known_models
-from nanobanana_ui.studio import Studio
+from nanobanana_ui.service.studio import Studio
 
 NB2, PRO, LITE, FLASH = ("gemini-3.1-flash-image", "gemini-3-pro-image", "gemini-3.1-flash-lite-image",
                          "gemini-2.5-flash-image")

@@ -16,8 +16,8 @@ from google import genai
 from google.genai import errors, types
 from PIL import Image
 
+from nanobanana_ui.domain.models import get_model, pixel_size
 from nanobanana_ui.emulator import OFFLINE_API_KEY, Fault, GeminiEmulator, busiest_window, shared_emulator
-from nanobanana_ui.models import get_model, pixel_size
 
 FLASH = "gemini-2.5-flash-image"
 PRO = "gemini-3-pro-image"

@@ -7,9 +7,9 @@ import socket
 import pytest
 from conftest import TEST_KEY, in_studio
 
-from nanobanana_ui import errors
-from nanobanana_ui.cli import main
-from nanobanana_ui.config import Settings
+from nanobanana_ui.cli.main import main
+from nanobanana_ui.domain import errors
+from nanobanana_ui.domain.config import Settings
 from nanobanana_ui.emulator import Fault
 
 CASES = [

@@ -11,13 +11,13 @@ from conftest import TEST_KEY, in_studio, without_text_chunks
 from google import genai
 from google.genai import errors, types
 
-from nanobanana_ui.batch import BatchFileError, plan_batch, read_batch_file, run_batch
-from nanobanana_ui.cli import main
-from nanobanana_ui.costs import cost_from_usage
+from nanobanana_ui.cli.main import main
+from nanobanana_ui.domain.costs import cost_from_usage
+from nanobanana_ui.domain.errors import UnsupportedOptionError
+from nanobanana_ui.domain.models import get_model, models_with
+from nanobanana_ui.domain.request import ImageOptions, ImageRequest, Mode
 from nanobanana_ui.emulator import GeminiEmulator
-from nanobanana_ui.errors import UnsupportedOptionError
-from nanobanana_ui.models import get_model, models_with
-from nanobanana_ui.request import ImageOptions, ImageRequest, Mode
+from nanobanana_ui.service.batch import BatchFileError, plan_batch, read_batch_file, run_batch
 
 FLASH = "gemini-2.5-flash-image"
 PRO = "gemini-3-pro-image"  # an alias of the registry's Pro entry today, its primary id after the GA rename
@@ -358,7 +358,7 @@ def test_emulator_reports_thinking_tokens_per_model_and_level(client):
 def test_cache_entries_without_search_keep_their_old_shape_and_newer_keys_are_skipped(tmp_path):
     from conftest import png_bytes
 
-    from nanobanana_ui.cache import ResultCache
+    from nanobanana_ui.storage.cache import ResultCache
 
     cache = ResultCache(tmp_path / "cache", 10**8)
     try:
@@ -381,7 +381,7 @@ def test_emulator_grounding_supports_point_into_the_answer_not_the_thoughts(clie
 
 
 def test_saved_image_carries_the_controls_for_png_info(settings, emulator):
-    from nanobanana_ui.pngmeta import read_image_info
+    from nanobanana_ui.imaging.pngmeta import read_image_info
 
     options = ImageOptions(thinking="high", image_search=True)
     result = in_studio(settings, lambda s: s.generate("a comet", model=NB2, options=options))

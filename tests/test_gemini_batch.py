@@ -17,17 +17,17 @@ from google import genai
 from google.genai import types
 from servers import ROOT, app_env
 
-from nanobanana_ui.batch import plan_batch, read_batch_file, run_batch
-from nanobanana_ui.batch.gemini_api import poll_delays
-from nanobanana_ui.batch.gemini_jobs import GeminiBatchRun
-from nanobanana_ui.batch.gemini_journal import Journal
-from nanobanana_ui.cli import main
-from nanobanana_ui.config import load_settings
-from nanobanana_ui.costs import cost_from_usage
+from nanobanana_ui.cli.main import main
+from nanobanana_ui.domain.config import load_settings
+from nanobanana_ui.domain.costs import cost_from_usage
+from nanobanana_ui.domain.errors import InputError
+from nanobanana_ui.domain.models import get_model
+from nanobanana_ui.domain.request import Usage
 from nanobanana_ui.emulator import Fault
-from nanobanana_ui.errors import InputError
-from nanobanana_ui.models import get_model
-from nanobanana_ui.request import Usage
+from nanobanana_ui.service.batch import plan_batch, read_batch_file, run_batch
+from nanobanana_ui.service.batch.gemini_api import poll_delays
+from nanobanana_ui.service.batch.gemini_jobs import GeminiBatchRun
+from nanobanana_ui.service.batch.gemini_journal import Journal
 
 FAST = 0.3  # the emulator's seconds per batch state in these tests
 
@@ -143,9 +143,9 @@ def test_poll_intervals_back_off_to_at_least_30_s_after_the_first_minute():
 def test_input_lines_equal_the_sdks_own_conversion(fast_settings, tmp_path):
     from conftest import png_bytes
 
-    from nanobanana_ui.batch.gemini_api import BatchApi, WireLines, file_line
-    from nanobanana_ui.request import ImageOptions, Mode
-    from nanobanana_ui.retry import RetryPolicy
+    from nanobanana_ui.domain.request import ImageOptions, Mode
+    from nanobanana_ui.quota.retry import RetryPolicy
+    from nanobanana_ui.service.batch.gemini_api import BatchApi, WireLines, file_line
 
     (tmp_path / "in.png").write_bytes(png_bytes())
 
@@ -329,7 +329,7 @@ def test_no_wait_then_cancel_then_rerun(fast_settings, emulator, tmp_path):
 
 
 def test_a_second_run_of_the_same_folder_at_once_is_refused(fast_settings, emulator, tmp_path):
-    from nanobanana_ui.batch.gemini_journal import FolderLock
+    from nanobanana_ui.service.batch.gemini_journal import FolderLock
 
     path = write_file(tmp_path, "a\n", "one.txt")
     held = FolderLock(tmp_path / "run")

@@ -18,13 +18,13 @@ import pytest
 from conftest import TEST_KEY, in_studio, png_bytes
 from PIL import Image
 
-from nanobanana_ui.cli import main
+from nanobanana_ui.cli.main import main
+from nanobanana_ui.domain.errors import PromptBlockedError, StudioError
+from nanobanana_ui.domain.request import GeneratedImage, ImageRequest, ImageResult, Mode
 from nanobanana_ui.emulator.faults import Fault
-from nanobanana_ui.errors import PromptBlockedError, StudioError
-from nanobanana_ui.history import HistoryStore
-from nanobanana_ui.history.migrations import m001_initial, migrate
-from nanobanana_ui.outputs import save_output
-from nanobanana_ui.request import GeneratedImage, ImageRequest, ImageResult, Mode
+from nanobanana_ui.imaging.outputs import save_output
+from nanobanana_ui.storage.history import HistoryStore
+from nanobanana_ui.storage.history.migrations import m001_initial, migrate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -213,9 +213,9 @@ def test_kill_mid_save_leaves_nothing_broken(tmp_path):
         import os, sys
         from pathlib import Path
         from PIL import Image
-        from nanobanana_ui.history import HistoryStore
-        from nanobanana_ui.outputs import save_output
-        from nanobanana_ui.request import GeneratedImage, ImageRequest, ImageResult, Mode
+        from nanobanana_ui.storage.history import HistoryStore
+        from nanobanana_ui.imaging.outputs import save_output
+        from nanobanana_ui.domain.request import GeneratedImage, ImageRequest, ImageResult, Mode
         home = Path(sys.argv[1])
         store = HistoryStore(home)
         print("ready", flush=True)

@@ -15,12 +15,12 @@ import pytest
 from conftest import png_bytes
 from PIL import Image, PngImagePlugin
 
-from nanobanana_ui.history import HistoryStore
-from nanobanana_ui.images import load_input_image, load_input_path
-from nanobanana_ui.outputs import save_output
-from nanobanana_ui.pngmeta import embed_png_text, provenance_chunks
-from nanobanana_ui.request import GeneratedImage, ImageOptions, ImageRequest, ImageResult, Mode
-from nanobanana_ui.studio import Studio
+from nanobanana_ui.domain.request import GeneratedImage, ImageOptions, ImageRequest, ImageResult, Mode
+from nanobanana_ui.imaging.images import load_input_image, load_input_path
+from nanobanana_ui.imaging.outputs import save_output
+from nanobanana_ui.imaging.pngmeta import embed_png_text, provenance_chunks
+from nanobanana_ui.service.studio import Studio
+from nanobanana_ui.storage.history import HistoryStore
 from nanobanana_ui.ui.history_tab import PAGE_SIZE, Browse, HistoryTab, Library
 from nanobanana_ui.ui.pnginfo_tab import PngInfo
 from nanobanana_ui.ui.runner import Runner

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import nanobanana_ui
-from nanobanana_ui import errors
+from nanobanana_ui.domain import errors
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,6 +65,6 @@ def test_modules_share_only_public_names_and_the_quota_clock_is_a_leaf():
                if name.startswith("_") and not name.startswith("__")]
     assert private == [], "a private name used by another module should be public (or stay in its module)"
     imports = _package_imports()
-    assert "limits" not in {module for where, module, _ in imports if where == "nanobanana_ui/errors.py"}
-    assert not [module for where, module, _ in imports if where == "nanobanana_ui/quota_clock.py"]
+    assert "limits" not in {module for where, module, _ in imports if where == "nanobanana_ui/domain/errors.py"}
+    assert not [module for where, module, _ in imports if where == "nanobanana_ui/domain/quota_clock.py"]
     assert not [module for where, module, _ in imports if where == "nanobanana_ui/emulator/types.py"]

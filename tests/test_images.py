@@ -1,4 +1,4 @@
-"""Tests for nanobanana_ui.images: every fixture is generated here with Pillow, nothing binary is committed."""
+"""Tests for nanobanana_ui.imaging.images: every fixture is generated here with Pillow, nothing binary is committed."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pytest
 from conftest import png_bytes
 from PIL import Image
 
-from nanobanana_ui import images
-from nanobanana_ui.errors import ImageInputError, InputError
-from nanobanana_ui.images import (
+from nanobanana_ui.domain.errors import ImageInputError, InputError
+from nanobanana_ui.imaging import images
+from nanobanana_ui.imaging.images import (
     MAX_INLINE_BYTES,
     MAX_REQUEST_BYTES,
     InputImage,

@@ -14,12 +14,12 @@ import pytest
 from conftest import TEST_KEY, in_studio
 from servers import ROOT, app_env
 
-from nanobanana_ui import errors
-from nanobanana_ui.config import Settings
+from nanobanana_ui.domain import errors
+from nanobanana_ui.domain.config import Settings
+from nanobanana_ui.domain.request import Mode
 from nanobanana_ui.emulator import Fault
-from nanobanana_ui.limits import DailyBudget, RateLimiter, next_pacific_midnight, pacific_day
-from nanobanana_ui.request import Mode
-from nanobanana_ui.retry import RetryPolicy
+from nanobanana_ui.quota.limits import DailyBudget, RateLimiter, next_pacific_midnight, pacific_day
+from nanobanana_ui.quota.retry import RetryPolicy
 
 FAST_RETRIES = RetryPolicy(max_attempts=5, max_total_wait_s=30, base_delay_s=0.05)
 
@@ -205,8 +205,8 @@ def test_parallel_requests_and_their_retries_never_exceed_the_servers_window(set
 
 
 def test_the_backend_tells_its_observer_when_the_body_left_and_the_token_never_reaches_the_server(emulator):
-    from nanobanana_ui.gemini import GeminiBackend
-    from nanobanana_ui.validation import build_request
+    from nanobanana_ui.backends.gemini import GeminiBackend
+    from nanobanana_ui.service.validation import build_request
 
     told: list[tuple[int, float]] = []
 

@@ -17,7 +17,7 @@ from test_browser import (  # noqa: F401 (fixtures)
     sha,
 )
 
-from nanobanana_ui.models import get_model
+from nanobanana_ui.domain.models import get_model
 from nanobanana_ui.ui.controls import choice_label
 
 UI_KEY = "model-browser-key"

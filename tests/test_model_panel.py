@@ -11,10 +11,10 @@ from pathlib import Path
 from conftest import TEST_KEY, png_bytes
 from PIL import Image
 
-from nanobanana_ui.discovery import Availability
-from nanobanana_ui.models import get_model, known_models
-from nanobanana_ui.request import ImageOptions, Source, ThoughtImage
-from nanobanana_ui.studio import Studio
+from nanobanana_ui.backends.discovery import Availability
+from nanobanana_ui.domain.models import get_model, known_models
+from nanobanana_ui.domain.request import ImageOptions, Source, ThoughtImage
+from nanobanana_ui.service.studio import Studio
 from nanobanana_ui.ui.controls import MODEL_DEFAULT, FormSettings, available_choices, gemini3_controls
 from nanobanana_ui.ui.model_panel import NO_KEY_NOTE, visitor_models
 from nanobanana_ui.ui.result_extras import thought_pictures

@@ -9,11 +9,11 @@ from dataclasses import replace
 import pytest
 from conftest import TEST_KEY, in_studio, png_bytes
 
-from nanobanana_ui import models
-from nanobanana_ui.cli import main
-from nanobanana_ui.config import Settings
-from nanobanana_ui.errors import ShutDownModelError
-from nanobanana_ui.models import (
+from nanobanana_ui.cli.main import main
+from nanobanana_ui.domain import models
+from nanobanana_ui.domain.config import Settings
+from nanobanana_ui.domain.errors import ShutDownModelError
+from nanobanana_ui.domain.models import (
     all_models,
     default_model_id,
     find_model,
@@ -22,7 +22,7 @@ from nanobanana_ui.models import (
     pixel_size,
     resolve,
 )
-from nanobanana_ui.request import ImageOptions, ImageRequest, Mode
+from nanobanana_ui.domain.request import ImageOptions, ImageRequest, Mode
 
 NB2, PRO, LITE, FLASH = ("gemini-3.1-flash-image", "gemini-3-pro-image", "gemini-3.1-flash-lite-image",
                          "gemini-2.5-flash-image")
@@ -211,8 +211,8 @@ class Progress:
 def test_api_png_info_and_history_rerun_use_the_replacement(settings, emulator, tmp_path):
     """Handler level (the UI package is being restructured): /generate's status, PNG Info's "Use these settings"
     and a history re-run, each with a preview id, send the GA id and say so."""
-    from nanobanana_ui.pngmeta import embed_png_text, provenance_chunks
-    from nanobanana_ui.studio import Studio
+    from nanobanana_ui.imaging.pngmeta import embed_png_text, provenance_chunks
+    from nanobanana_ui.service.studio import Studio
     from nanobanana_ui.ui.history_tab import Library
     from nanobanana_ui.ui.pnginfo_tab import PngInfo
     from nanobanana_ui.ui.runner import Runner
@@ -250,8 +250,8 @@ def test_api_png_info_and_history_rerun_use_the_replacement(settings, emulator, 
 
 
 def studio_result(request: ImageRequest, folder):
-    from nanobanana_ui.outputs import save_output
-    from nanobanana_ui.request import GeneratedImage, ImageResult
+    from nanobanana_ui.domain.request import GeneratedImage, ImageResult
+    from nanobanana_ui.imaging.outputs import save_output
 
     path = save_output(png_bytes(), folder, "old-entry.png")
     return ImageResult(id="old", request=request, images=(GeneratedImage("x", "image/png", 64, 48, path),),
@@ -263,8 +263,8 @@ def studio_result(request: ImageRequest, folder):
 
 def test_page_and_cli_share_one_cache_entry(keyed_env, capsys):
     """The page sends its sliders' defaults (temperature 1.0, top-p 0.95, size 1K); the CLI sends none of them."""
-    from nanobanana_ui.config import load_settings
-    from nanobanana_ui.studio import Studio
+    from nanobanana_ui.domain.config import load_settings
+    from nanobanana_ui.service.studio import Studio
     from nanobanana_ui.ui.runner import Runner
 
     async def page():
@@ -393,7 +393,7 @@ def test_emulator_lists_todays_ids_and_answers_404_for_shut_down_ones(emulator):
 
 
 def test_a_size_or_ratio_the_model_lacks_is_refused_naming_the_models_that_have_it(settings, emulator):
-    from nanobanana_ui.errors import UnsupportedOptionError
+    from nanobanana_ui.domain.errors import UnsupportedOptionError
 
     for options, named in ((ImageOptions(size="512"), f"Models with 512 images: Nano Banana 2 ({NB2})."),
                            (ImageOptions(aspect_ratio="1:8"),

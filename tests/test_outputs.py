@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from nanobanana_ui.outputs import output_name, save_output, slugify
+from nanobanana_ui.imaging.outputs import output_name, save_output, slugify
 
 
 def test_slug_is_short_ascii_and_never_empty():

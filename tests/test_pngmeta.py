@@ -13,9 +13,10 @@ from datetime import datetime, timezone
 import pytest
 from PIL import Image, PngImagePlugin
 
-from nanobanana_ui import pngmeta
-from nanobanana_ui.images import load_input_image
-from nanobanana_ui.pngmeta import (
+from nanobanana_ui.domain.request import ImageOptions, ImageRequest, Mode
+from nanobanana_ui.imaging import pngmeta
+from nanobanana_ui.imaging.images import load_input_image
+from nanobanana_ui.imaging.pngmeta import (
     PARAMETERS_KEY,
     REQUEST_KEY,
     embed_png_text,
@@ -23,7 +24,6 @@ from nanobanana_ui.pngmeta import (
     provenance_chunks,
     read_image_info,
 )
-from nanobanana_ui.request import ImageOptions, ImageRequest, Mode
 
 A1111 = ("masterpiece, a castle on a hill, (sunset:1.2)\nat golden hour\n"
          "Negative prompt: blurry, lowres\nbad hands\n"

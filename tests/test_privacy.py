@@ -11,11 +11,11 @@ import zlib
 from conftest import TEST_KEY, in_studio
 from PIL import Image, PngImagePlugin
 
-from nanobanana_ui.cli import main
-from nanobanana_ui.config import load_settings
-from nanobanana_ui.images import load_input_image
-from nanobanana_ui.pngmeta import read_image_info
-from nanobanana_ui.privacy import personal_fields, strip_personal, stripped_inputs
+from nanobanana_ui.cli.main import main
+from nanobanana_ui.domain.config import load_settings
+from nanobanana_ui.imaging.images import load_input_image
+from nanobanana_ui.imaging.pngmeta import read_image_info
+from nanobanana_ui.imaging.privacy import personal_fields, strip_personal, stripped_inputs
 
 SERIAL, OWNER, LATITUDE = "SN-98765-XYZ", "Jane Doe", (51.0, 30.0, 12.5)
 XMP = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'

@@ -8,7 +8,7 @@ from conftest import in_studio, png_bytes
 from test_privacy import LATITUDE, OWNER, SERIAL, has_gps, photo
 from test_vertex import rsa_keys, vertex_settings  # noqa: F401 (fixtures)
 
-from nanobanana_ui.backends import GEMINI_API, VERTEX_AI
+from nanobanana_ui.backends.capabilities import GEMINI_API, VERTEX_AI
 from nanobanana_ui.ui.extras import JPEG, KEEP_METADATA_LABEL, PNG, ExtraControls
 from nanobanana_ui.ui.pnginfo_tab import PngInfo
 from nanobanana_ui.ui.runner import Runner
@@ -135,7 +135,7 @@ def test_vertex_controls_are_shown_on_vertex_and_reach_the_request(vertex_settin
 
 
 def test_page_extras_become_image_options():
-    from nanobanana_ui.request import ImageOptions
+    from nanobanana_ui.domain.request import ImageOptions
 
     gemini, vertex = ExtraControls(GEMINI_API, False), ExtraControls(VERTEX_AI, False)
     assert gemini.values(None, PNG, 90, "").apply(ImageOptions()) == ImageOptions()

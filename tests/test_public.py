@@ -13,14 +13,14 @@ import pytest
 from conftest import TEST_KEY
 from servers import app_env, start_app, stop_app
 
-from nanobanana_ui.config import Settings, load_settings
+from nanobanana_ui.domain.config import Settings, load_settings
+from nanobanana_ui.domain.errors import InvalidKeyError, MissingKeyError, RateLimitError
 from nanobanana_ui.emulator import Fault
-from nanobanana_ui.errors import InvalidKeyError, MissingKeyError, RateLimitError
-from nanobanana_ui.studio import Studio
+from nanobanana_ui.service.studio import Studio
+from nanobanana_ui.service.visitors import MISSING_KEY_MESSAGE, KeyRing, VisitorLimits
 from nanobanana_ui.ui.batch_tab import BatchPage
 from nanobanana_ui.ui.history_tab import Library
 from nanobanana_ui.ui.runner import Runner, visitor_owner
-from nanobanana_ui.visitors import MISSING_KEY_MESSAGE, KeyRing, VisitorLimits
 
 KEY_A = "fakeVisitorA-0123456789abcdefghijklmnopq"
 KEY_B = "fakeVisitorB-zyxwvutsrqponmlkjihgfedcba9"

@@ -19,11 +19,11 @@ from google import genai
 from google.genai import errors, types
 from PIL import Image
 
-from nanobanana_ui.cli import main
-from nanobanana_ui.conversation import ConversationError, TurnsDontFitError
+from nanobanana_ui.cli.main import main
+from nanobanana_ui.domain.turns import BYPASS_TEXT
 from nanobanana_ui.emulator import RecordedRequest
-from nanobanana_ui.studio import Studio
-from nanobanana_ui.turns import BYPASS_TEXT
+from nanobanana_ui.service.conversation import ConversationError, TurnsDontFitError
+from nanobanana_ui.service.studio import Studio
 
 ROOT = Path(__file__).resolve().parents[1]
 PRO = "gemini-3-pro-image"  # an alias of the preview id in today's registry
@@ -275,8 +275,8 @@ def test_unknown_id_on_the_cli_is_a_clear_exit_2(emulator, settings, capsys, mon
 
 
 def test_the_tree_draws_nested_branches():
-    from nanobanana_ui.cli_refine import draw_tree
-    from nanobanana_ui.history.entries import HistoryEntry
+    from nanobanana_ui.cli.refine import draw_tree
+    from nanobanana_ui.storage.history.entries import HistoryEntry
 
     def entry(entry_id: str, turn: int, prompt: str) -> HistoryEntry:
         return HistoryEntry(id=f"18ecba98a1b2ddd1-{entry_id}", created=None, mode="edit", model=PRO, prompt=prompt,
@@ -294,8 +294,8 @@ def test_the_tree_draws_nested_branches():
 def test_an_entry_from_before_the_migration_becomes_a_root_and_can_be_refined(emulator, settings):
     import hashlib
 
-    from nanobanana_ui.history.migrations import m001_initial, m002_prompt_search
-    from nanobanana_ui.history.store import new_entry_id
+    from nanobanana_ui.storage.history.migrations import m001_initial, m002_prompt_search
+    from nanobanana_ui.storage.history.store import new_entry_id
 
     home = settings.home
     home.mkdir(parents=True)
@@ -321,8 +321,8 @@ def test_an_entry_from_before_the_migration_becomes_a_root_and_can_be_refined(em
 
 
 def test_an_image_added_mid_conversation_and_a_failed_turn_stay_in_the_tree(emulator, settings):
+    from nanobanana_ui.domain.errors import PromptBlockedError
     from nanobanana_ui.emulator import Fault
-    from nanobanana_ui.errors import PromptBlockedError
 
     added = png_bytes(size=(40, 40), color=(0, 200, 0))
 
@@ -351,7 +351,7 @@ def test_an_image_added_mid_conversation_and_a_failed_turn_stay_in_the_tree(emul
 
 
 def test_thought_parts_go_back_in_order_with_their_flags(tmp_path):
-    from nanobanana_ui.config import Settings
+    from nanobanana_ui.domain.config import Settings
     from nanobanana_ui.emulator import GeminiEmulator
 
     with GeminiEmulator(include_thoughts=True) as emu:
@@ -409,7 +409,7 @@ def test_a_cache_hit_whose_model_turn_was_not_stored_is_sent_with_the_bypass(emu
 
 def test_thought_images_and_sources_with_a_refinement(emulator, settings):
     """Issue 10's controls and refine together: thoughts asked in the request go back whole, never as outputs."""
-    from nanobanana_ui.request import ImageOptions
+    from nanobanana_ui.domain.request import ImageOptions
 
     nb2 = "gemini-3.1-flash-image"
 

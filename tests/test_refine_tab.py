@@ -12,8 +12,8 @@ import gradio as gr
 import pytest
 from conftest import TEST_KEY
 
-from nanobanana_ui.config import Settings
-from nanobanana_ui.studio import Studio
+from nanobanana_ui.domain.config import Settings
+from nanobanana_ui.service.studio import Studio
 from nanobanana_ui.ui.actions import StudioForm
 from nanobanana_ui.ui.history_tab import Browse
 from nanobanana_ui.ui.refine_tab import ESTIMATE_NOTE, Place, RefineTab, RefineView

@@ -20,8 +20,8 @@ from playwright.sync_api import Page, expect
 from servers import chromium, emulator_app_env, running_app, visit
 from test_regions import noise
 
-from nanobanana_ui.pngmeta import read_image_info
-from nanobanana_ui.regions import DEFAULT_FEATHER
+from nanobanana_ui.imaging.pngmeta import read_image_info
+from nanobanana_ui.service.regions import DEFAULT_FEATHER
 
 UI_KEY = "region-browser-key"
 pytestmark = pytest.mark.browser

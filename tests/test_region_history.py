@@ -18,9 +18,9 @@ from PIL import Image
 from test_refine import assert_model_turn_is_reply
 from test_regions import DEFAULT_FEATHER, assert_same_outside, band, encode, noise, rect_mask
 
-from nanobanana_ui.conversation import ConversationError
-from nanobanana_ui.regions import region_words
-from nanobanana_ui.studio import Studio
+from nanobanana_ui.service.conversation import ConversationError
+from nanobanana_ui.service.regions import region_words
+from nanobanana_ui.service.studio import Studio
 
 FLASH = "gemini-2.5-flash-image"
 PRO = "gemini-3-pro-image"  # signs its answers: a refinement must send the signatures back
@@ -182,7 +182,7 @@ def test_a_region_refinement_replayed_from_the_cache_costs_nothing(settings, emu
 
 @pytest.mark.parametrize("mode", ["RGB", "P"])
 def test_a_masked_edit_without_its_model_turn_sends_the_crop_of_its_output(settings, emulator, mode):
-    from nanobanana_ui.turns import BYPASS_TEXT
+    from nanobanana_ui.domain.turns import BYPASS_TEXT
 
     original, mask_png, root = masked_edit(settings, model=PRO, mode=mode)
 
@@ -221,7 +221,7 @@ def test_an_extend_refined_keeps_the_original_in_place(settings, emulator):
 def test_a_region_refinement_keeps_the_crops_aspect_ratio(settings, emulator):
     _, _, root = masked_edit(settings, model=PRO)
     other = next(r for r in ("16:9", "9:16", "1:1") if r != root.request.options.aspect_ratio)
-    from nanobanana_ui.request import ImageOptions
+    from nanobanana_ui.domain.request import ImageOptions
 
     with pytest.raises(ConversationError, match="keeps its .* crop, so an aspect ratio does not apply"):
         in_studio(settings, lambda s: s.refine(parent_id=root.id, instruction="x",

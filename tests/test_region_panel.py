@@ -14,7 +14,7 @@ from PIL import Image, ImageFilter
 from test_privacy_ui import studio_tab
 from test_regions import noise
 
-from nanobanana_ui.regions import DEFAULT_FEATHER
+from nanobanana_ui.service.regions import DEFAULT_FEATHER
 from nanobanana_ui.ui import region_panel
 from nanobanana_ui.ui.compare_view import CompareView
 from nanobanana_ui.ui.extras import PNG
@@ -215,7 +215,7 @@ def test_before_after_is_for_edits_and_compare_for_runs_of_two_or_more(settings,
 
 
 def test_the_extend_picker_follows_the_model():
-    from nanobanana_ui.models import get_model
+    from nanobanana_ui.domain.models import get_model
     flash = get_model("gemini-2.5-flash-image")
     update = RegionPanel.model_changed(flash, "16:9")
     assert update["value"] == "16:9" and update["choices"][0] == ("Don't extend", NO_EXTEND)

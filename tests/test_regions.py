@@ -16,13 +16,13 @@ import pytest
 from conftest import in_studio
 from PIL import Image, ImageFilter, ImageOps
 
-from nanobanana_ui.costs import estimate_request_cost
-from nanobanana_ui.errors import InputError, StudioError
-from nanobanana_ui.models import get_model, known_models, pixel_size
-from nanobanana_ui.pngmeta import read_image_info
-from nanobanana_ui.region_blend import blend_answer
-from nanobanana_ui.regions import ANCHORS, DEFAULT_FEATHER, build_region_request
-from nanobanana_ui.request import ImageOptions
+from nanobanana_ui.domain.costs import estimate_request_cost
+from nanobanana_ui.domain.errors import InputError, StudioError
+from nanobanana_ui.domain.models import get_model, known_models, pixel_size
+from nanobanana_ui.domain.request import ImageOptions
+from nanobanana_ui.imaging.pngmeta import read_image_info
+from nanobanana_ui.imaging.region_blend import blend_answer
+from nanobanana_ui.service.regions import ANCHORS, DEFAULT_FEATHER, build_region_request
 
 MODEL = "gemini-2.5-flash-image"
 ROOT = Path(__file__).resolve().parents[1]
@@ -360,7 +360,7 @@ def test_png_writer_joins_bands_into_one_valid_png(mode):
     import struct
     import zlib
 
-    from nanobanana_ui.pngwrite import deflate_rows, write_png
+    from nanobanana_ui.imaging.pngwrite import deflate_rows, write_png
 
     picture = noise((97, 61), mode)
     pixels = np.asarray(picture)
@@ -380,7 +380,7 @@ def test_png_writer_joins_bands_into_one_valid_png(mode):
 
 @pytest.mark.parametrize("columns", [(0, 97), (0, 1), (10, 40), (96, 97), (0, 30), (50, 97)])
 def test_png_writer_rows_framed_ahead_then_filled(columns):
-    from nanobanana_ui.pngwrite import deflate_rows, fill_rows, frame_rows, write_png
+    from nanobanana_ui.imaging.pngwrite import deflate_rows, fill_rows, frame_rows, write_png
 
     before = np.asarray(noise((97, 61), "RGB"))
     after = before.copy()

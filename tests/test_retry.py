@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from nanobanana_ui import errors
-from nanobanana_ui.retry import RetryPolicy, is_retryable
+from nanobanana_ui.domain import errors
+from nanobanana_ui.quota.retry import RetryPolicy, is_retryable
 
 RETRIED = [
     errors.RateLimitError("per minute", retry_after_s=3, quota_id="GenerateRequestsPerMinutePerProjectPerModel"),

@@ -17,13 +17,13 @@ from conftest import TEST_KEY
 from servers import ROOT, app_env
 
 from nanobanana_ui.emulator import busiest_window
-from nanobanana_ui.shared_limits import SharedRateLimiter, limiter_file_name, shared_limiter_for
+from nanobanana_ui.quota.shared_limits import SharedRateLimiter, limiter_file_name, shared_limiter_for
 
 HOLDER = """
 import asyncio, sys, time
 from pathlib import Path
 sys.path.insert(0, {root!r})
-from nanobanana_ui.shared_limits import SharedRateLimiter
+from nanobanana_ui.quota.shared_limits import SharedRateLimiter
 
 async def main():
     limiter = SharedRateLimiter(2, {window}, Path({path!r}))

@@ -8,13 +8,13 @@ import pytest
 from conftest import TEST_KEY, in_studio, png_bytes, without_text_chunks
 from PIL import Image
 
-from nanobanana_ui.config import Settings
-from nanobanana_ui.costs import cost_from_usage
+from nanobanana_ui.domain.config import Settings
+from nanobanana_ui.domain.costs import cost_from_usage
+from nanobanana_ui.domain.errors import ImageInputError, InputError, UnsupportedOptionError
+from nanobanana_ui.domain.models import get_model, pixel_size
+from nanobanana_ui.domain.request import ImageOptions, Mode
 from nanobanana_ui.emulator import Fault, GeminiEmulator
-from nanobanana_ui.errors import ImageInputError, InputError, UnsupportedOptionError
-from nanobanana_ui.models import get_model, pixel_size
-from nanobanana_ui.request import ImageOptions, Mode
-from nanobanana_ui.studio import Studio
+from nanobanana_ui.service.studio import Studio
 
 
 def test_generate_sends_prompt_verbatim_and_every_option(settings, emulator):
@@ -236,7 +236,7 @@ def test_offline_placeholders_cost_nothing(tmp_path):
 
 
 def test_saved_pngs_carry_their_parameters_and_a_hit_shares_the_file(settings, emulator):
-    from nanobanana_ui.pngmeta import read_image_info
+    from nanobanana_ui.imaging.pngmeta import read_image_info
 
     options = ImageOptions(aspect_ratio="16:9", temperature=0.5, seed=9)
     first = in_studio(settings, lambda s: s.generate("a provenance fox", options=options))

@@ -11,11 +11,11 @@ from conftest import in_studio
 from PIL import Image
 from test_privacy import has_gps, photo
 
-from nanobanana_ui.backends import GEMINI_API, VERTEX_AI
-from nanobanana_ui.cli import main
-from nanobanana_ui.config import Settings, load_settings
-from nanobanana_ui.errors import AuthError, ConfigError, InvalidKeyError, UnsupportedOptionError
-from nanobanana_ui.request import ImageOptions
+from nanobanana_ui.backends.capabilities import GEMINI_API, VERTEX_AI
+from nanobanana_ui.cli.main import main
+from nanobanana_ui.domain.config import Settings, load_settings
+from nanobanana_ui.domain.errors import AuthError, ConfigError, InvalidKeyError, UnsupportedOptionError
+from nanobanana_ui.domain.request import ImageOptions
 
 PROJECT, EMAIL = "banana-test-project", "studio@banana-test-project.iam.gserviceaccount.com"
 MODEL = "gemini-3.1-flash-image"  # the default model
@@ -245,15 +245,15 @@ def test_capabilities_say_what_vertex_lacks():
 
 
 def test_studio_capabilities_follow_the_backend(vertex_settings, settings):
-    from nanobanana_ui.studio import Studio
+    from nanobanana_ui.service.studio import Studio
 
     assert Studio(vertex_settings).capabilities is VERTEX_AI
     assert Studio(settings).capabilities is GEMINI_API
 
 
 def test_a_visitors_own_key_on_a_vertex_host_uses_the_gemini_api_not_the_hosts_project(vertex_settings, emulator):
-    from nanobanana_ui.studio import Studio
-    from nanobanana_ui.visitors import KeyRing
+    from nanobanana_ui.service.studio import Studio
+    from nanobanana_ui.service.visitors import KeyRing
 
     async def scenario():
         async with Studio(vertex_settings.with_overrides(public=True)) as host:

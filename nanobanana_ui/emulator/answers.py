@@ -7,7 +7,7 @@ import secrets
 
 from PIL import Image
 
-from ..models import ModelSpec, get_model, pixel_size
+from ..domain.models import ModelSpec, get_model, pixel_size
 from .faults import Fault
 from .gemini3 import grounding_metadata, refusal, thought_parts, thought_tokens
 from .pictures import history_image, nearest_ratio, open_image, png_base64, refined, render

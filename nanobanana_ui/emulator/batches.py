@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-from ..models import get_model
+from ..domain.models import get_model
 from .answers import answer as model_answer
 from .faults import Fault, fault_reply
 from .types import Reply, error_reply, record_request

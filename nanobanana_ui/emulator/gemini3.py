@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 from PIL import Image, ImageFilter
 
-from ..models import ModelSpec
+from ..domain.models import ModelSpec
 from .pictures import png_base64
 from .types import Controls
 

@@ -10,7 +10,7 @@ import textwrap
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
-from ..models import ModelSpec
+from ..domain.models import ModelSpec
 from .types import JsonObject, decode_b64, inline_data
 
 _LABEL = "OFFLINE EMULATOR · placeholder image"

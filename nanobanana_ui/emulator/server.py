@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from ..models import get_model, known_models
+from ..domain.models import get_model, known_models
 from .answers import answer, fault_content, model_entry, usage_metadata
 from .batches import BatchService
 from .faults import UNREGISTERED, Fault, fails, fault_reply, not_found_reply

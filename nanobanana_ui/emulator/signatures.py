@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import secrets
 
-from ..models import ModelSpec
+from ..domain.models import ModelSpec
 from .types import JsonObject, decode_b64, inline_data
 
 __all__ = ["BYPASS_VALUES", "check_signatures", "decode_signature", "sign", "signs"]

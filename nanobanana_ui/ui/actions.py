@@ -17,11 +17,11 @@ from typing import Any
 import gradio as gr
 from gradio.components import Component
 
-from ..errors import StudioError
-from ..history import HistoryEntry
-from ..images import load_input_path
-from ..models import get_model
-from ..request import Mode
+from ..domain.errors import StudioError
+from ..domain.models import get_model
+from ..domain.request import Mode
+from ..imaging.images import load_input_path
+from ..storage.history import HistoryEntry
 from . import text
 from .controls import (
     AUTO,

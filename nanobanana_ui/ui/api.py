@@ -14,7 +14,7 @@ from typing import Any
 
 import gradio as gr
 
-from ..models import get_model, known_models
+from ..domain.models import get_model, known_models
 from .components import let_studio_judge_uploads
 from .controls import AUTO, IMAGE_AND_TEXT, MAX_UI_COUNT, MODEL_DEFAULT, OUTPUT_CHOICES, model_choices
 from .runner import Runner

@@ -20,13 +20,13 @@ from typing import Any
 
 import gradio as gr
 
-from ..batch import plan_batch
-from ..batch.gemini_jobs import GeminiBatchRun, GeminiBatchSummary, batch_estimate, check_one_model
-from ..batch.gemini_journal import Journal
-from ..batch.gemini_service import GeminiJobView
-from ..batch.manifest import MANIFEST_NAME
-from ..models import get_model
-from ..studio import Studio
+from ..domain.models import get_model
+from ..service.batch import plan_batch
+from ..service.batch.gemini_jobs import GeminiBatchRun, GeminiBatchSummary, batch_estimate, check_one_model
+from ..service.batch.gemini_journal import Journal
+from ..service.batch.gemini_service import GeminiJobView
+from ..service.batch.manifest import MANIFEST_NAME
+from ..service.studio import Studio
 from .actions import refuse
 from .controls import AUTO, IMAGE_AND_TEXT, FormSettings
 from .runner import studio_errors

@@ -25,7 +25,9 @@ from typing import Any
 
 import gradio as gr
 
-from ..batch import (
+from ..domain.models import get_model
+from ..imaging.outputs import slugify
+from ..service.batch import (
     BatchFileError,
     BatchItem,
     BatchPlan,
@@ -36,10 +38,8 @@ from ..batch import (
     read_batch_file,
     run_batch,
 )
-from ..batch.gemini_jobs import batch_estimate
-from ..models import get_model
-from ..outputs import slugify
-from ..studio import Studio
+from ..service.batch.gemini_jobs import batch_estimate
+from ..service.studio import Studio
 from .actions import no_change, refusals_as_warnings
 from .batch_mode import BATCH_MODE, HEADERS, INTERACTIVE, RUN_MODES, GeminiJobs
 from .controls import AUTO, IMAGE_AND_TEXT, FormSettings

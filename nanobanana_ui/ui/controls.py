@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..discovery import Availability
-from ..models import ModelSpec, get_model, known_models
-from ..request import ImageOptions
+from ..backends.discovery import Availability
+from ..domain.models import ModelSpec, get_model, known_models
+from ..domain.request import ImageOptions
 
 __all__ = [
     "AUTO", "IMAGE_AND_TEXT", "IMAGE_ONLY", "MAX_UI_COUNT", "MODEL_DEFAULT", "OUTPUT_CHOICES", "FormSettings",

@@ -13,8 +13,8 @@ from dataclasses import dataclass, replace
 import gradio as gr
 from gradio.components import Component
 
-from ..backends import BackendCapabilities
-from ..request import ImageOptions
+from ..backends.capabilities import BackendCapabilities
+from ..domain.request import ImageOptions
 
 __all__ = ["JPEG", "KEEP_METADATA_LABEL", "MODEL_DEFAULT", "PNG", "ExtraControls", "PageExtras"]
 

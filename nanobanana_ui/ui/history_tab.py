@@ -33,11 +33,11 @@ from typing import Any
 import gradio as gr
 from PIL import Image, ImageDraw
 
-from ..history import HistoryEntry, HistoryStore
-from ..images import load_input_path
-from ..models import known_models
-from ..request import ImageRequest, Mode
-from ..studio import Studio
+from ..domain.models import known_models
+from ..domain.request import ImageRequest, Mode
+from ..imaging.images import load_input_path
+from ..service.studio import Studio
+from ..storage.history import HistoryEntry, HistoryStore
 from . import actions
 from .actions import StudioForm, no_change, refusals_as_warnings, refuse
 from .runner import Runner, no_owner, studio_errors

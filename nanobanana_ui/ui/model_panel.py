@@ -10,9 +10,9 @@ from typing import NamedTuple
 
 import gradio as gr
 
-from ..discovery import Availability
-from ..errors import StudioError
-from ..models import known_models
+from ..backends.discovery import Availability
+from ..domain.errors import StudioError
+from ..domain.models import known_models
 from .runner import Runner
 
 __all__ = ["NO_KEY_NOTE", "ModelChoices", "visitor_models"]

@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 import gradio as gr
 
-from ..studio import Studio
-from ..visitors import KeyRing
+from ..service.studio import Studio
+from ..service.visitors import KeyRing
 from . import text
 from .api import public_endpoints
 from .batch_tab import BatchPage, BatchTab

@@ -17,8 +17,8 @@ from typing import Any
 
 import gradio as gr
 
-from ..pngmeta import ImageInfo, read_image_info
-from ..privacy import personal_fields, stripped_inputs
+from ..imaging.pngmeta import ImageInfo, read_image_info
+from ..imaging.privacy import personal_fields, stripped_inputs
 from . import text
 from .actions import StudioForm, form_values, no_change, refusals_as_warnings, refuse
 

@@ -17,9 +17,9 @@ from typing import Any, NamedTuple
 import gradio as gr
 from gradio.components import Component
 
-from ..errors import StudioError
-from ..history import HistoryEntry
-from ..studio import Studio
+from ..domain.errors import StudioError
+from ..service.studio import Studio
+from ..storage.history import HistoryEntry
 from . import actions
 from .actions import StudioForm, no_change, refusals_as_warnings, refuse
 from .history_tab import Browse

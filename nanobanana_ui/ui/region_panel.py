@@ -20,12 +20,12 @@ import gradio as gr
 from gradio.components import Component
 from PIL import Image, ImageChops
 
-from .. import images
-from ..errors import StudioError
-from ..images import open_oriented, to_8bit
-from ..models import ModelSpec
-from ..regions import ANCHORS, DEFAULT_FEATHER, MAX_FEATHER
-from ..request import Mode
+from ..domain.errors import StudioError
+from ..domain.models import ModelSpec
+from ..domain.request import Mode
+from ..imaging import images
+from ..imaging.images import open_oriented, to_8bit
+from ..service.regions import ANCHORS, DEFAULT_FEATHER, MAX_FEATHER
 from .session import Session
 
 __all__ = ["EDITOR_SIDE", "NO_EXTEND", "PAINTED_ALPHA", "RegionPanel", "before_after", "editor_background",

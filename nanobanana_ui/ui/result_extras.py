@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from PIL import Image
 
-from ..request import ImageResult
+from ..domain.request import ImageResult
 
 __all__ = ["thought_pictures"]
 

@@ -14,12 +14,12 @@ from typing import Any, NamedTuple
 
 import gradio as gr
 
-from ..conversation import Refinement
-from ..errors import NetworkError, ServiceTimeoutError, StudioError
-from ..models import get_model
-from ..request import ImageRequest, ImageResult, Mode
-from ..studio import Studio
-from ..visitors import KeyRing, VisitorLimits
+from ..domain.errors import NetworkError, ServiceTimeoutError, StudioError
+from ..domain.models import get_model
+from ..domain.request import ImageRequest, ImageResult, Mode
+from ..service.conversation import Refinement
+from ..service.studio import Studio
+from ..service.visitors import KeyRing, VisitorLimits
 from .controls import AUTO, IMAGE_AND_TEXT, MAX_UI_COUNT, FormSettings, gallery_paths
 from .extras import PageExtras
 from .session import Session

@@ -11,8 +11,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..history import HistoryEntry, HistoryImage
-from ..request import ImageOptions, ImageRequest, ImageResult
+from ..domain.request import ImageOptions, ImageRequest, ImageResult
+from ..storage.history import HistoryEntry, HistoryImage
 
 __all__ = ["MAX_SESSION", "Session", "entry_from_result", "existing", "image_options"]
 

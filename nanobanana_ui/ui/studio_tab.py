@@ -13,8 +13,8 @@ from typing import Any
 import gradio as gr
 from gradio.components import Component
 
-from ..models import ModelSpec, get_model
-from ..request import Mode
+from ..domain.models import ModelSpec, get_model
+from ..domain.request import Mode
 from . import actions, text
 from .actions import TAB_IDS, StudioForm, no_change, refusals_as_warnings, refuse
 from .compare_view import CompareView

@@ -7,12 +7,12 @@ import re
 from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
-from ..costs import status_text
-from ..errors import StudioError
-from ..history import HistoryEntry
-from ..limits import DailyUsage
-from ..models import RETIRING, SHUT_DOWN, ModelSpec, get_model, known_models
-from ..request import ImageOptions, ImageResult
+from ..domain.costs import status_text
+from ..domain.errors import StudioError
+from ..domain.models import RETIRING, SHUT_DOWN, ModelSpec, get_model, known_models
+from ..domain.request import ImageOptions, ImageResult
+from ..quota.limits import DailyUsage
+from ..storage.history import HistoryEntry
 from .session import Session, image_options
 
 __all__ = [

@@ -1,0 +1,1 @@
+"""Imaging: input images, personal-metadata stripping, PNG metadata and writing, saved outputs, region blending."""

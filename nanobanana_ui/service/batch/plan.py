@@ -1,0 +1,72 @@
+"""Planning a batch: build and validate every request before anything is sent, and estimate its cost."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ...domain.costs import estimate_cost, search_cost
+from ...domain.errors import InputError
+from ...domain.models import get_model
+from ...domain.request import ImageRequest
+from .items import BatchFileError, BatchItem
+from .manifest import finished_lines
+
+if TYPE_CHECKING:
+    from ..studio import Studio
+
+__all__ = ["BatchPlan", "plan_batch"]
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """Every request of a batch, built and validated, with the cost estimate of those still to send."""
+
+    items: tuple[BatchItem, ...]
+    requests: tuple[tuple[BatchItem, ImageRequest], ...]  # one per image: count N → variations 0..N-1
+    estimated_cost_usd: float | None  # of the requests still to send (at most: cache hits are free); None: unknown
+    already_done: int  # requests finished in an earlier run (from the run folder's manifest)
+
+
+def plan_batch(studio: Studio, items: Sequence[BatchItem], *, out_dir: Path, model: str | None = None) -> BatchPlan:
+    """Build every request (studio.build_request) and report all bad rows together; nothing is sent.
+
+    A row's own model wins over `model`, which wins over the studio's default.
+    """
+    from ..studio import MAX_COUNT
+
+    requests: list[tuple[BatchItem, ImageRequest]] = []
+    problems: list[str] = []
+    for item in items:
+        if not 1 <= item.count <= MAX_COUNT:
+            problems.append(f"line {item.row}: count must be between 1 and {MAX_COUNT} (got {item.count})")
+            continue
+        try:
+            request = studio.build_request(item.mode, item.prompt, item.images, model=item.model or model,
+                                           options=item.options)
+        except InputError as error:
+            problems.append(f"line {item.row}: {error.message}")
+            continue
+        requests.extend((item, request.with_variation(v)) for v in range(item.count))
+    if problems:
+        raise BatchFileError(problems)
+    finished = finished_lines(Path(out_dir))
+    to_send = [request for item, request in requests if (item.row, request.cache_key()) not in finished]
+    return BatchPlan(items=tuple(items), requests=tuple(requests), estimated_cost_usd=_estimate(studio, to_send),
+                     already_done=len(requests) - len(to_send))
+
+
+def _estimate(studio: Studio, requests: Sequence[ImageRequest]) -> float | None:
+    if studio.offline:  # the emulator's placeholders are free
+        return 0.0
+    total = 0.0
+    for request in requests:
+        spec = get_model(request.model)
+        cost = estimate_cost(spec, request.options.size)
+        if cost is None:
+            return None
+        # A searched request is expected to run one web query (and one image query with image search).
+        total += cost + search_cost(spec, int(request.options.search) + int(request.options.image_search))
+    return round(total, 6)

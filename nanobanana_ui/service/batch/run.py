@@ -1,0 +1,206 @@
+"""Running a batch plan: at the pace of the shared rate limiter, each outcome saved and written to the manifest.
+
+Resume: a request with a "done"/"cached" manifest line (same row and cache key) whose files are present is reported
+as "earlier" and not sent. If a kill lands between the API's answer and the manifest line, the result cache already
+holds the answer (Studio stores it before returning), so the re-run gets it as a cache hit for $0; only requests
+still in flight at the kill can be paid twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ...domain.errors import StudioError
+from ...domain.request import ImageRequest, ImageResult
+from ...imaging.outputs import extension_for, slugify
+from ..sending import NotSent, stop_sending
+from .items import BatchItem
+from .manifest import Manifest, finished_lines
+from .plan import BatchPlan
+
+if TYPE_CHECKING:
+    from ..sending import EventSink
+    from ..studio import Studio
+
+__all__ = ["BatchSummary", "ItemOutcome", "base_line", "failed_outcome", "image_stem", "place_images", "run_batch"]
+
+_STAGING = ".staging"  # the Studio saves here; each image is then put under its batch name
+
+
+@dataclass(frozen=True)
+class ItemOutcome:
+    """What became of one request of a batch."""
+
+    row: int
+    prompt: str
+    status: str  # "done" | "cached" | "failed" | "earlier" (finished in an earlier run)
+    paths: tuple[Path, ...]
+    cost_usd: float | None
+    error: str | None
+    error_type: str | None
+    variation: int
+    record: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)  # its manifest line
+    exit_code: int = 0  # the CLI exit code of a failure
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    """Counts of a run (per request), this run's cost, the failures, and whether it was cancelled."""
+
+    done: int
+    cached: int
+    failed: int
+    earlier: int
+    cost_usd: float
+    failures: tuple[ItemOutcome, ...]
+    cancelled: bool
+
+
+def image_stem(item: BatchItem, variation: int) -> str:
+    """"0007_red-fox" (or the row's name), "_v1" for variation 1."""
+    base = slugify(item.name, 80) if item.name else slugify(item.prompt)
+    return f"{item.row:04d}_{base}" + (f"_v{variation}" if variation else "")
+
+
+async def run_batch(studio: Studio, plan: BatchPlan, *, out_dir: Path, concurrency: int | None = None,
+                    on_outcome: Callable[[ItemOutcome], None] | None = None, cancel: asyncio.Event | None = None,
+                    use_cache: bool = True, owner: str | None = None,
+                    on_event: EventSink | None = None) -> BatchSummary:
+    """Run every request of the plan not finished earlier; one failure never stops the others.
+
+    The rate limiter sets the pace: `concurrency` defaults to the rate limit (studio.settings.rpm) and can only lower
+    it. `cancel` set: no new request starts, those in flight finish, and the summary says cancelled. `on_outcome`
+    gets every outcome as it happens, "earlier" ones first. Requests still waiting for a rate-limit slot when
+    `cancel` is set are not sent at all (they have no outcome and run next time).
+    """
+    out_dir = Path(out_dir)
+    staging = out_dir / _STAGING
+    await asyncio.to_thread(shutil.rmtree, staging, True)  # leftovers of a killed run: their answers are cached
+    finished = await asyncio.to_thread(finished_lines, out_dir)
+    manifest = await asyncio.to_thread(Manifest, out_dir)
+    outcomes: list[ItemOutcome] = []
+    seen_results: set[str] = set()
+    not_sent: list[ImageRequest] = []
+
+    def report(outcome: ItemOutcome) -> None:
+        outcomes.append(outcome)
+        if on_outcome is not None:
+            on_outcome(outcome)
+
+    pending: asyncio.Queue[tuple[BatchItem, ImageRequest]] = asyncio.Queue()
+    for item, request in plan.requests:
+        line = finished.get((item.row, request.cache_key()))
+        if line is not None:
+            report(_earlier(item, request, line, out_dir))
+        else:
+            pending.put_nowait((item, request))
+    limit = studio.settings.rpm if concurrency is None else max(1, min(concurrency, studio.settings.rpm))
+
+    async def worker() -> None:
+        stop_sending.set(cancel)  # this worker's task only: once cancelled, requests waiting for a slot stay unsent
+        while not (cancel is not None and cancel.is_set()):
+            try:
+                item, request = pending.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            try:
+                outcome = await _one(studio, item, request, out_dir, staging, seen_results,
+                                     use_cache=use_cache, owner=owner, on_event=on_event)
+            except NotSent:  # cancelled while it waited for the rate limit: not sent, not paid, runs next time
+                not_sent.append(request)
+                continue
+            await asyncio.to_thread(manifest.append, outcome.record)
+            report(outcome)
+
+    try:
+        await asyncio.gather(*(worker() for _ in range(min(limit, max(pending.qsize(), 1)))))
+    finally:
+        manifest.close()
+        await asyncio.to_thread(shutil.rmtree, staging, True)
+    by = {s: [o for o in outcomes if o.status == s] for s in ("done", "cached", "failed", "earlier")}
+    order = {(item.row, request.options.variation): n for n, (item, request) in enumerate(plan.requests)}
+    failures = sorted(by["failed"], key=lambda o: order.get((o.row, o.variation), 0))
+    return BatchSummary(done=len(by["done"]), cached=len(by["cached"]), failed=len(failures),
+                        earlier=len(by["earlier"]), cost_usd=round(sum(o.cost_usd or 0.0 for o in outcomes
+                                                                       if o.status != "earlier"), 6),
+                        failures=tuple(failures), cancelled=cancel is not None and cancel.is_set())
+
+
+async def _one(studio: Studio, item: BatchItem, request: ImageRequest, out_dir: Path, staging: Path,
+               seen_results: set[str], **run_kwargs: Any) -> ItemOutcome:
+    base = base_line(item, request)
+    try:
+        result = await studio.run(request, out_dir=staging, **run_kwargs)
+    except StudioError as error:
+        return failed_outcome(item, request, base, error.message, type(error).__name__, error.exit_code)
+    except NotSent:
+        raise
+    except Exception as error:  # noqa: BLE001 - a bug in one item must not stop the batch
+        return failed_outcome(item, request, base, f"unexpected {type(error).__name__}: {error}",
+                              type(error).__name__, 1)
+    # Identical requests in flight at once share one call and one result: only the first pays for it.
+    shared = (result.answer_id or result.id) in seen_results
+    seen_results.add(result.answer_id or result.id)
+    try:
+        paths = await asyncio.to_thread(place_images, result, out_dir, image_stem(item, request.options.variation))
+    except OSError as error:
+        return failed_outcome(item, request, base, f"could not save the image: {error}", "OSError", 1)
+    status = "cached" if result.cached or shared else "done"
+    cost = 0.0 if status == "cached" else result.cost_usd
+    record = result.to_record()
+    images = [{**image, "path": path.name} for path, image in zip(paths, record.pop("images"), strict=True)]
+    line = {**base, **record, "status": status, "paths": [p.name for p in paths], "cost_usd": cost,
+            "cached": status == "cached", "error": None, "error_type": None, "images": images}
+    return ItemOutcome(row=item.row, prompt=item.prompt, status=status, paths=tuple(paths), cost_usd=cost,
+                       error=None, error_type=None, variation=request.options.variation, record=line)
+
+
+def place_images(result: ImageResult, out_dir: Path, stem: str) -> list[Path]:
+    """Put each of a result's images under its batch name, atomically (replacing a killed run's leftover)."""
+    paths = []
+    for index, image in enumerate(result.images):
+        suffix = f"_{index + 1}" if len(result.images) > 1 else ""
+        target = out_dir / f"{stem}{suffix}{extension_for(image.mime_type)}"
+        if image.path is None:
+            raise OSError("the image was not saved")
+        tmp = out_dir / f".{target.name}.{uuid.uuid4().hex[:8]}.tmp"
+        try:
+            os.link(image.path, tmp)  # the same bytes as the staged file (itself often the cache's copy)
+        except OSError:
+            shutil.copyfile(image.path, tmp)
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
+        os.replace(tmp, target)
+        paths.append(target)
+    return paths
+
+
+def base_line(item: BatchItem, request: ImageRequest) -> dict[str, Any]:
+    """The manifest fields every line of a request has, whatever its outcome (Gemini Batch Mode adds `job`)."""
+    return {"row": item.row, "prompt": item.prompt, "variation": request.options.variation, "name": item.name,
+            "key": request.cache_key(), "model": request.model, "mode": request.mode.value,
+            "seed": request.options.seed, "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **({"note": request.note} if request.note else {})}
+
+
+def failed_outcome(item: BatchItem, request: ImageRequest, base: dict[str, Any], message: str, kind: str,
+                   code: int) -> ItemOutcome:
+    """A failed request's outcome and manifest line (status "failed", the message, its error type and exit code)."""
+    line = {**base, "status": "failed", "paths": [], "cost_usd": 0.0, "error": message, "error_type": kind,
+            "exit_code": code}
+    return ItemOutcome(row=item.row, prompt=item.prompt, status="failed", paths=(), cost_usd=0.0, error=message,
+                       error_type=kind, variation=request.options.variation, record=line, exit_code=code)
+
+
+def _earlier(item: BatchItem, request: ImageRequest, line: dict[str, Any], out_dir: Path) -> ItemOutcome:
+    return ItemOutcome(row=item.row, prompt=item.prompt, status="earlier",
+                       paths=tuple(out_dir / p for p in line["paths"]), cost_usd=line.get("cost_usd"), error=None,
+                       error_type=None, variation=request.options.variation, record=line)

@@ -1,0 +1,111 @@
+"""Sending one request: the daily budget, the shared rate limiter and the retry policy, wrapped around the backend.
+
+Every attempt, retries included, is counted by the budget and takes a rate-limiter slot, because the server counts
+every request that arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from typing import Protocol
+
+from ..backends.gemini import BackendReply
+from ..backends.transport import SendObserver
+from ..domain.errors import StudioError
+from ..domain.request import ImageRequest
+from ..quota.limits import DailyBudget, RateLimiter, Slot
+from ..quota.retry import RetryPolicy, describe_failure
+
+__all__ = ["EventSink", "GuardedSender", "NotSent", "stop_sending"]
+
+log = logging.getLogger(__name__)
+EventSink = Callable[[str], None]  # receives one human line per wait or retry ("retrying in 4.2 s ...")
+# Set by a caller that may give up (a batch being cancelled): once the event is set, a request still waiting for its
+# rate-limit slot (or between retries) is not sent but raises NotSent. Tasks inherit it, so the Studio's fetch sees it.
+stop_sending: ContextVar[asyncio.Event | None] = ContextVar("stop_sending", default=None)
+
+
+class NotSent(Exception):  # noqa: N818 - not an error the user made: the caller asked to stop
+    """The request was not sent because its caller stopped sending (see `stop_sending`); nothing was paid."""
+
+
+class _Generate(Protocol):
+    def __call__(self, request: ImageRequest, *, observer: SendObserver | None = None) -> Awaitable[BackendReply]: ...
+
+
+class GuardedSender:
+    """Sends requests within the user's limits, retrying what is worth retrying."""
+
+    def __init__(self, generate: _Generate, *, policy: RetryPolicy, limiter: RateLimiter | None = None,
+                 budget: DailyBudget | None = None, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        self._generate = generate
+        self._policy = policy
+        self._limiter = limiter
+        self._budget = budget
+        self._sleep = sleep
+
+    async def send(self, request: ImageRequest, on_event: EventSink | None = None) -> BackendReply:
+        """One request to its final outcome: a reply, or the last error once retrying cannot help."""
+        tell = on_event or (lambda line: None)
+        attempt, waited = 0, 0.0
+        while True:
+            attempt += 1
+            try:
+                return await self._send_once(request, tell)
+            except StudioError as error:
+                delay = self._policy.next_delay(error, attempt, waited)
+                if delay is None:
+                    if attempt > 1:
+                        log.warning("giving up after %d attempts: %s", attempt, error.message)
+                    raise
+                line = (f"{describe_failure(error)}; retrying in {delay:.1f} s "
+                        f"(attempt {attempt + 1} of {self._policy.max_attempts})")
+                log.warning(line)
+                tell(line)
+                await self._sleep(delay)
+                waited += delay
+
+    async def _send_once(self, request: ImageRequest, tell: EventSink) -> BackendReply:
+        if self._limiter is None:
+            stop = stop_sending.get()
+            if stop is not None and stop.is_set():
+                raise NotSent("stopped before sending")
+            return await self._generate(request)
+
+        def waiting(seconds: float | None) -> None:
+            line = f"waiting for rate limit: {seconds:.0f} s" if seconds is not None else "waiting for rate limit"
+            log.info(line)
+            tell(line)
+
+        async with await self._acquire(self._limiter, waiting) as slot:
+            stop = stop_sending.get()
+            if stop is not None and stop.is_set():
+                slot.give_back()
+                raise NotSent("stopped before sending")
+            if self._budget is not None:
+                await asyncio.to_thread(self._budget.reserve)
+            return await self._generate(request, observer=slot)  # the slot learns when the request left
+
+    @staticmethod
+    async def _acquire(limiter: RateLimiter, waiting: Callable[[float | None], None]) -> Slot:
+        """The limiter's slot; with `stop_sending` set while waiting for it, give up the wait (NotSent)."""
+        stop = stop_sending.get()
+        if stop is None:
+            return await limiter.acquire(on_wait=waiting)
+        acquiring = asyncio.ensure_future(limiter.acquire(on_wait=waiting))
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({acquiring, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not acquiring.done():
+                acquiring.cancel()  # the limiter takes the waiter out of its queue (or returns a slot just granted)
+                with contextlib.suppress(asyncio.CancelledError):
+                    await acquiring
+        if acquiring.cancelled():
+            raise NotSent("stopped while waiting for the rate limit")
+        return acquiring.result()  # a slot; the caller gives it back if stop_sending is set by now

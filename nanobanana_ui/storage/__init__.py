@@ -1,0 +1,1 @@
+"""Storage: the result cache and the history (SQLite plus content-addressed files)."""
