@@ -14,7 +14,8 @@ import gradio as gr
 import pytest
 from conftest import in_studio
 
-from nanobanana_ui.ui.batch_tab import BatchPage, BatchState
+from nanobanana_ui.ui.batch_runs import BatchState
+from nanobanana_ui.ui.batch_tab import BatchPage
 
 
 class Progress:

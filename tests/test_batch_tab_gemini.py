@@ -16,7 +16,8 @@ from conftest import TEST_KEY, in_studio
 from test_vertex import rsa_keys, vertex_settings  # noqa: F401 (fixtures)
 
 from nanobanana_ui.ui.batch_mode import BATCH_MODE, HEADERS, INTERACTIVE, GeminiJobs, age_text
-from nanobanana_ui.ui.batch_tab import BatchPage, BatchState, BatchTab
+from nanobanana_ui.ui.batch_runs import BatchState
+from nanobanana_ui.ui.batch_tab import BatchPage, BatchTab
 from nanobanana_ui.ui.controls import AUTO, IMAGE_AND_TEXT
 
 FAST = 0.3  # the emulator's seconds per batch state

@@ -24,7 +24,7 @@ from nanobanana_ui.domain.errors import InputError
 from nanobanana_ui.domain.models import get_model
 from nanobanana_ui.domain.request import Usage
 from nanobanana_ui.emulator import Fault
-from nanobanana_ui.service.batch import plan_batch, read_batch_file, run_batch
+from nanobanana_ui.service.batch import GeminiBatches, plan_batch, read_batch_file, run_batch
 from nanobanana_ui.service.batch.gemini_api import poll_delays
 from nanobanana_ui.service.batch.gemini_jobs import GeminiBatchRun
 from nanobanana_ui.service.batch.gemini_journal import Journal
@@ -501,7 +501,7 @@ def test_the_data_directory_lists_refreshes_fetches_and_cancels_jobs(emulator, t
     settings = load_settings()  # as the app would after a restart
 
     async def scenario(studio):
-        jobs = studio.gemini_batches
+        jobs = GeminiBatches(studio)
         listed = jobs.list_jobs()
         emulator.batches.set_state(first.name, "SUCCEEDED")
         refreshed = await jobs.refresh(display_name=first.display_name)

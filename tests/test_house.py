@@ -68,3 +68,64 @@ def test_modules_share_only_public_names_and_the_quota_clock_is_a_leaf():
     assert "limits" not in {module for where, module, _ in imports if where == "nanobanana_ui/domain/errors.py"}
     assert not [module for where, module, _ in imports if where == "nanobanana_ui/domain/quota_clock.py"]
     assert not [module for where, module, _ in imports if where == "nanobanana_ui/emulator/types.py"]
+
+
+# The layers, lowest first: a module may import its own layer and the layers below it, never one above, not even
+# lazily inside a function or under TYPE_CHECKING. Layers on one line are side by side and never import each other.
+LAYERS = [
+    {"domain"},
+    {"imaging", "quota", "backends", "emulator"},
+    {"storage"},
+    {"service"},
+    {"cli", "ui"},
+    {"__init__", "__main__", "webapp"},  # the entry points: the package's API, the command line, the web app
+]
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Every module of the package and the package modules it imports (anywhere in its body)."""
+    import ast
+
+    files = {_module_name(path): path for path in (ROOT / "nanobanana_ui").rglob("*.py")}
+    graph: dict[str, set[str]] = {name: set() for name in files}
+    for name, path in files.items():
+        package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                base = ".".join(package[:len(package) - node.level + 1] + [node.module or ""]).strip(".") \
+                    if node.level else node.module or ""
+                submodules = {f"{base}.{alias.name}" for alias in node.names} & files.keys()
+                graph[name] |= submodules or ({base} & files.keys())
+            elif isinstance(node, ast.Import):
+                graph[name] |= {alias.name for alias in node.names} & files.keys()
+        graph[name].discard(name)
+    return graph
+
+
+def _layer(module: str) -> int:
+    parts = module.split(".")
+    room = parts[1] if len(parts) > 1 else "__init__"
+    return next(rank for rank, rooms in enumerate(LAYERS) if room in rooms)
+
+
+def test_the_package_has_no_import_cycles():
+    from graphlib import CycleError, TopologicalSorter
+
+    try:
+        TopologicalSorter(_import_graph()).prepare()
+    except CycleError as error:
+        pytest.fail(f"import cycle: {' -> '.join(error.args[1])}")
+
+
+def test_imports_only_go_down_the_layers_and_the_root_holds_only_entry_points():
+    graph = _import_graph()
+    upward = [f"{a} -> {b}" for a, imported in graph.items() for b in imported
+              if _layer(b) > _layer(a) or (_layer(b) == _layer(a) and a.split(".")[1:2] != b.split(".")[1:2])]
+    assert upward == [], "a lower layer imports a higher one (or a neighbour): move the code or invert the call"
+    root_modules = sorted(p.name for p in (ROOT / "nanobanana_ui").glob("*.py"))
+    assert root_modules == ["__init__.py", "__main__.py", "webapp.py"]

@@ -18,8 +18,8 @@ from PIL import Image
 from test_refine import assert_model_turn_is_reply
 from test_regions import DEFAULT_FEATHER, assert_same_outside, band, encode, noise, rect_mask
 
+from nanobanana_ui.domain.region import region_words
 from nanobanana_ui.service.conversation import ConversationError
-from nanobanana_ui.service.regions import region_words
 from nanobanana_ui.service.studio import Studio
 
 FLASH = "gemini-2.5-flash-image"

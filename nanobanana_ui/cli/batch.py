@@ -13,6 +13,7 @@ from ..domain.config import load_settings
 from ..domain.errors import InputError
 from ..domain.request import ImageOptions, image_records
 from .gemini_batch import add_gemini_batch_options, run_gemini_batch_cli
+from .options import output_options
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -50,7 +51,6 @@ def _money(value: float | None) -> str:
 async def _main(args: argparse.Namespace) -> int:
     from ..service.batch import BatchFileError, plan_batch, read_batch_file, run_batch
     from ..service.studio import Studio
-    from .main import output_options
 
     if args.concurrency is not None and args.concurrency < 1:
         raise InputError(f"--concurrency must be at least 1 (got {args.concurrency}).")

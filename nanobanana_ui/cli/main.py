@@ -14,7 +14,6 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 from ..domain.config import load_settings
 from ..domain.costs import cost_text
@@ -24,9 +23,10 @@ from ..service.regions import ANCHORS, DEFAULT_FEATHER
 from ..service.validation import THINKING_LEVELS, unencodable_at
 from .batch import add_batch_parser, run_batch_command
 from .models import add_models_parser, run_models_command
+from .options import output_options
 from .refine import add_refine_parser, draw_tree, run_refine
 
-__all__ = ["SIGPIPE_EXIT", "build_parser", "main", "output_options"]
+__all__ = ["SIGPIPE_EXIT", "build_parser", "main"]
 
 SIGPIPE_EXIT = 141  # what a shell reports for a tool stopped by a closed pipe (128 + SIGPIPE)
 
@@ -171,13 +171,6 @@ async def _run(args: argparse.Namespace) -> int:
         print("(offline: these are placeholder images from the built-in emulator; set GEMINI_API_KEY for real ones)",
               file=sys.stderr)
     return failures[0].exit_code if failures else 0
-
-
-def output_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The Vertex-only output options of a command line, as ImageOptions fields (absent flags: absent)."""
-    return {"output_mime_type": f"image/{args.output_format}" if args.output_format else None,
-            "output_quality": args.jpeg_quality,
-            "person_generation": args.person_generation.upper() if args.person_generation else None}
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, object]:

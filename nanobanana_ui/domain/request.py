@@ -7,13 +7,11 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..imaging.images import InputImage
+from .inputs import InputImage
+from .region import Region
 from .turns import Turn, TurnPart, path_digest
-
-if TYPE_CHECKING:
-    from ..service.regions import Region
 
 __all__ = [
     "RECORD_KEYS", "GeneratedImage", "ImageOptions", "ImageRequest", "ImageResult", "Mode", "Source", "ThoughtImage",

@@ -14,19 +14,19 @@ import os
 import struct
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import cast
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..domain.errors import ImageInputError
+from ..domain.inputs import InputImage
 from .privacy import personal_fields, strip_personal
 
 __all__ = [
-    "MAX_INLINE_BYTES", "MAX_REQUEST_BYTES", "MAX_SIDE", "MAX_SOURCE_PIXELS", "InputImage",
-    "check_request_size", "fit_size", "image_size", "load_input_image", "load_input_path", "open_oriented", "to_8bit",
-    "upright_size",
+    "MAX_INLINE_BYTES", "MAX_REQUEST_BYTES", "MAX_SIDE", "MAX_SOURCE_PIXELS", "check_request_size", "fit_size",
+    "image_size", "load_input_image", "load_input_path", "open_oriented", "to_8bit", "upright_size",
 ]
 
 
@@ -55,18 +55,6 @@ _MODE_NAMES = {
 _ORIENTATION_TAG = 0x0112
 
 
-@dataclass(frozen=True)
-class InputImage:
-    """One normalised input image, exactly as it will be sent, plus what was changed to get there."""
-
-    data: bytes = field(repr=False)
-    mime_type: str
-    sha256: str
-    width: int
-    height: int
-    name: str
-    notes: tuple[str, ...] = ()
-    stripped: tuple[str, ...] = ()  # personal metadata fields removed (names like "EXIF:GPSLatitude", never values)
 
 
 def load_input_path(path: str | os.PathLike[str], *, keep_metadata: bool = False) -> InputImage:

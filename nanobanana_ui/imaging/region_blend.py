@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
 
-    from ..service.regions import Region
+    from ..domain.region import Region
 
 __all__ = ["PNG_MODES", "blend_answer", "feather_alpha", "original_image", "prepare_blend"]
 

@@ -28,7 +28,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .limits import RateLimiter, Slot
+from .limits import RateLimiter, Slot, shared_rate_limiter
+from .partitions import stable_salt
 
 __all__ = ["POLL_S", "SharedRateLimiter", "limiter_file_name", "shared_limiter_for"]
 
@@ -250,8 +251,6 @@ def shared_limiter_for(endpoint: str, limit: int, window_s: float, *, home: Path
 
     Falls back to the per-process limiter, with a warning, when the data directory cannot hold the shared file.
     """
-    from ..service.visitors import stable_salt
-    from .limits import shared_rate_limiter
 
     try:
         salt = stable_salt(home)

@@ -19,12 +19,13 @@ from dataclasses import dataclass, replace
 from PIL import Image
 
 from ..domain.errors import InputError
+from ..domain.inputs import InputImage
 from ..domain.models import ModelSpec, get_model
+from ..domain.region import Region, region_words
 from ..domain.request import ImageOptions, ImageRequest, Mode
 from ..domain.turns import BYPASS_SIGNATURE, Turn, TurnPart, parts_from_json
-from ..imaging.images import InputImage
 from ..storage.history import HistoryEntry
-from .regions import Region, region_words, sendable
+from .regions import sendable
 
 __all__ = ["ConversationError", "Refinement", "TurnsDontFitError", "build_refinement", "context_tokens",
            "estimate_turn_tokens", "keeps_signatures", "path_turns", "supports_multi_turn"]

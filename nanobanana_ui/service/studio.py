@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from ..backends.capabilities import BackendCapabilities, capabilities_for
 from ..backends.discovery import Availability, ListingStore, ModelDiscovery
@@ -25,6 +25,7 @@ from ..domain.config import Settings
 from ..domain.costs import cost_from_usage, estimate_request_cost, search_cost
 from ..domain.errors import InputError, ModelNotFoundError, ShutDownModelError, StudioError
 from ..domain.models import get_model
+from ..domain.region import Region
 from ..domain.request import ImageOptions, ImageRequest, ImageResult, Mode, Source, Usage
 from ..domain.turns import TurnPart, parts_from_json, parts_to_json
 from ..imaging.outputs import dimensions, save_images, save_thought_images, with_provenance
@@ -37,12 +38,9 @@ from ..storage.cache import CachedEntry, ResultCache
 from ..storage.history import HistoryEntry, HistoryStore
 from ..storage.history.store import new_entry_id
 from .conversation import ConversationError, Refinement, build_refinement
-from .regions import Region, build_region_request, with_source_name
+from .regions import build_region_request, with_source_name
 from .sending import EventSink, GuardedSender
 from .validation import ImageSource, build_request, load_inputs
-
-if TYPE_CHECKING:
-    from .batch.gemini_service import GeminiBatches
 
 __all__ = ["MAX_COUNT", "Backend", "ModelLister", "Studio"]
 
@@ -185,13 +183,6 @@ class Studio:
                 budget = self.budget
             self._sender = GuardedSender(self._generate, policy=self.retry_policy, limiter=limiter, budget=budget)
         return self._sender
-
-    @property
-    def gemini_batches(self) -> GeminiBatches:
-        """This data directory's Gemini Batch Mode jobs: list, refresh, fetch, cancel (for the Batch tab)."""
-        from .batch.gemini_service import GeminiBatches
-
-        return GeminiBatches(self)
 
     def usage_today(self) -> DailyUsage:
         """Requests sent today against the budget, today's cost and cache savings (Pacific days)."""

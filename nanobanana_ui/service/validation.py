@@ -8,9 +8,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from ..domain.errors import InputError, UnsupportedOptionError
+from ..domain.inputs import InputImage
 from ..domain.models import Capability, ModelSpec, known_models, models_with, resolve
 from ..domain.request import ImageOptions, ImageRequest, Mode
-from ..imaging.images import InputImage, check_request_size, load_input_image, load_input_path
+from ..imaging.images import check_request_size, load_input_image, load_input_path
 
 __all__ = [
     "MAX_PROMPT_CHARS", "THINKING_LEVELS", "ImageSource", "build_request", "load_inputs", "normalize_options",

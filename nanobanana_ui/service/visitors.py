@@ -24,7 +24,7 @@ from ..domain.errors import InvalidKeyError, MissingKeyError, RateLimitError
 from ..quota.partitions import key_partition, salted_hash, stable_salt
 from .studio import Studio
 
-__all__ = ["KEY_PAGE", "MISSING_KEY_MESSAGE", "KeyRing", "VisitorLimits", "stable_salt"]
+__all__ = ["KEY_PAGE", "MISSING_KEY_MESSAGE", "KeyRing", "VisitorLimits"]
 
 log = logging.getLogger(__name__)
 KEY_PAGE = "https://aistudio.google.com/apikey"

@@ -1,5 +1,5 @@
 """The Batch tab's Gemini Batch Mode side: submit the tab's input as one job (50% off, results within 24 h) and
-list, refresh, fetch and cancel this data directory's jobs, through the service (`Studio.gemini_batches`).
+list, refresh, fetch and cancel this data directory's jobs, through the service (`GeminiBatches`).
 
 Submitting returns at once with the job's name and state; nothing waits 24 h. The same input submitted again while
 its job is open goes to the same run folder, whose journal finds the open job: it is watched, never sent twice. The
@@ -24,10 +24,11 @@ from ..domain.models import get_model
 from ..service.batch import plan_batch
 from ..service.batch.gemini_jobs import GeminiBatchRun, GeminiBatchSummary, batch_estimate, check_one_model
 from ..service.batch.gemini_journal import Journal
-from ..service.batch.gemini_service import GeminiJobView
+from ..service.batch.gemini_service import GeminiBatches, GeminiJobView
 from ..service.batch.manifest import MANIFEST_NAME
 from ..service.studio import Studio
 from .actions import refuse
+from .batch_runs import BatchState, zip_folder
 from .controls import AUTO, IMAGE_AND_TEXT, FormSettings
 from .runner import studio_errors
 from .text import plain
@@ -135,14 +136,14 @@ class GeminiJobs:
         """The jobs list and the job picker, read from disk (the journal), keeping `selected` if it is listed."""
         if not self.offered:
             return {"jobs": gr.update(value=[]), "job": gr.update(choices=[], value=None)}
-        views = (studio or self.page.studio).gemini_batches.list_jobs()
+        views = GeminiBatches(studio or self.page.studio).list_jobs()
         names = [view.display_name for view in views]
         value = selected if selected in names else (names[0] if names else None)
         return {"jobs": gr.update(value=job_rows(views)), "job": gr.update(choices=_choices(views), value=value)}
 
     def picked(self, row: int) -> Any:
         """The job picker's value for a row of the jobs list (unchanged if the list moved meanwhile)."""
-        views = self.page.studio.gemini_batches.list_jobs() if self.offered else []
+        views = GeminiBatches(self.page.studio).list_jobs() if self.offered else []
         return gr.update(value=views[row].display_name) if 0 <= row < len(views) else gr.skip()
 
     async def submit(self, file: str | None, text: str, model: str = "", aspect_ratio: str = AUTO, size: str = "",
@@ -190,8 +191,6 @@ class GeminiJobs:
     @staticmethod
     def page_state() -> Any:
         """A fresh BatchState: a new submission gets a new run folder."""
-        from .batch_tab import BatchState
-
         return BatchState()
 
     def _source(self, file: str | None, text: str, form: FormSettings, model: str, scratch: Path) -> _Source:
@@ -210,7 +209,7 @@ class GeminiJobs:
                       request: gr.Request | None = None) -> dict[str, Any]:
         """Ask the API for the state of every open job, then list them all."""
         studio = self._studio(api_key, request)
-        jobs = studio.gemini_batches
+        jobs = GeminiBatches(studio)
         with studio_errors():
             for view in jobs.list_jobs():
                 if view.open and view.job is not None:
@@ -223,7 +222,7 @@ class GeminiJobs:
         studio = self._studio(api_key, request)
         if not selected:
             raise refuse("Pick a job in the list first.")
-        jobs = studio.gemini_batches
+        jobs = GeminiBatches(studio)
         with studio_errors():
             view = jobs.get(display_name=selected)
             summary = await jobs.fetch(display_name=selected) if view.open else None
@@ -245,7 +244,7 @@ class GeminiJobs:
         if not selected:
             raise refuse("Pick a job in the list first.")
         with studio_errors():
-            summary = await studio.gemini_batches.cancel(display_name=selected)
+            summary = await GeminiBatches(studio).cancel(display_name=selected)
         return {**self.listing(studio, selected), "summary": summary_text(summary)}
 
     def _zip_path(self, folder: Path) -> Path:
@@ -254,8 +253,6 @@ class GeminiJobs:
 
     def _results(self, folder: Path, job: str | None) -> dict[str, Any]:
         """The run folder as an interactive run ends: its images in the gallery and a ZIP of the folder."""
-        from .batch_tab import zip_folder
-
         shown = folder_images(folder, job)
         archive = str(zip_folder(folder, self._zip_path(folder))) if folder.is_dir() else None
         progress = f"**{len(shown)} image{'s' if len(shown) != 1 else ''}** from `{folder.name}`"

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
-import zipfile
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,11 +41,12 @@ from ..service.batch.gemini_jobs import batch_estimate
 from ..service.studio import Studio
 from .actions import no_change, refusals_as_warnings
 from .batch_mode import BATCH_MODE, HEADERS, INTERACTIVE, RUN_MODES, GeminiJobs
+from .batch_runs import BatchState, zip_folder
 from .controls import AUTO, IMAGE_AND_TEXT, FormSettings
 from .runner import Runner, no_owner, studio_errors
 from .text import plain
 
-__all__ = ["BatchPage", "BatchState", "BatchTab", "zip_folder"]
+__all__ = ["BatchPage", "BatchTab"]
 
 PRIVATE: dict[str, Any] = {"api_visibility": "private"}
 NOTE = ("One prompt per line (blank lines and `#` comments skipped), or a .csv / .jsonl file with a `prompt` column "
@@ -61,15 +61,6 @@ BATCH_NOTE = (" Gemini Batch Mode sends the batch as one job at half price inste
 FORMATS = (".txt", ".csv", ".jsonl")
 
 
-@dataclass
-class BatchState:
-    """One visitor's last run (gr.State): which input and settings it was, its folder, whether it completed."""
-
-    fingerprint: str = ""
-    folder: str = ""
-    complete: bool = False
-
-
 @dataclass(frozen=True)
 class BatchInput:
     """The items read from the upload or the pasted text, with what names and identifies them."""
@@ -77,20 +68,6 @@ class BatchInput:
     items: list[BatchItem]
     slug: str
     fingerprint: str
-
-
-def zip_folder(folder: Path, dest: Path) -> Path:
-    """Zip every file of a run folder (images and manifest.jsonl; hidden files left out) into dest."""
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(folder.rglob("*")):
-            relative = path.relative_to(folder)
-            if path.is_file() and not any(part.startswith(".") for part in relative.parts):
-                # PNGs are compressed already: stored as they are
-                kind = zipfile.ZIP_STORED if path.suffix.lower() == ".png" else zipfile.ZIP_DEFLATED
-                archive.write(path, relative.as_posix(), compress_type=kind)
-    tmp.replace(dest)
-    return dest
 
 
 def counts_line(outcomes: list[ItemOutcome], total: int, cancelling: bool = False) -> str:

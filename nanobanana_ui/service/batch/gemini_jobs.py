@@ -33,6 +33,7 @@ from ...domain.errors import (
     StudioError,
 )
 from ...domain.request import ImageRequest
+from ..studio import Studio
 from .gemini_api import BatchApi, WireLines, inline_request, poll_delays
 from .gemini_journal import FolderLock, JobRecord, Journal, add_to_index
 from .items import BatchItem

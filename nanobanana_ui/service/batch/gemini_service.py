@@ -11,19 +11,17 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ...domain.errors import InputError
 from ...domain.request import ImageOptions
+from ..studio import Studio
 from .gemini_api import BatchApi
 from .gemini_jobs import GeminiBatchRun, GeminiBatchSummary
 from .gemini_journal import JobRecord, Journal, index_entries
 from .items import parse_batch_text
 from .manifest import MANIFEST_NAME
 from .plan import plan_batch
-
-if TYPE_CHECKING:
-    from ..studio import Studio
 
 __all__ = ["GeminiBatches", "GeminiJobView"]
 

@@ -5,17 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ...domain.costs import estimate_cost, search_cost
 from ...domain.errors import InputError
 from ...domain.models import get_model
 from ...domain.request import ImageRequest
+from ..studio import MAX_COUNT, Studio
 from .items import BatchFileError, BatchItem
 from .manifest import finished_lines
-
-if TYPE_CHECKING:
-    from ..studio import Studio
 
 __all__ = ["BatchPlan", "plan_batch"]
 
@@ -35,8 +32,6 @@ def plan_batch(studio: Studio, items: Sequence[BatchItem], *, out_dir: Path, mod
 
     A row's own model wins over `model`, which wins over the studio's default.
     """
-    from ..studio import MAX_COUNT
-
     requests: list[tuple[BatchItem, ImageRequest]] = []
     problems: list[str] = []
     for item in items:

@@ -22,13 +22,13 @@ from ...domain.errors import StudioError
 from ...domain.request import ImageRequest, ImageResult
 from ...imaging.outputs import extension_for, slugify
 from ..sending import NotSent, stop_sending
+from ..studio import Studio
 from .items import BatchItem
 from .manifest import Manifest, finished_lines
 from .plan import BatchPlan
 
 if TYPE_CHECKING:
     from ..sending import EventSink
-    from ..studio import Studio
 
 __all__ = ["BatchSummary", "ItemOutcome", "base_line", "failed_outcome", "image_stem", "place_images", "run_batch"]
 
