@@ -220,6 +220,8 @@ class ImageResult:
     search_cost_usd: float = 0.0  # the search's own charge, included in cost_usd (0 on a cache hit)
     # With show_thoughts: the interim images, in order; never on a cache hit (they are not cached).
     thought_images: tuple[ThoughtImage, ...] = ()
+    # A transparent result (service.transparency): method, calls, their ids, and any fallback; None otherwise.
+    transparent: dict[str, Any] | None = None
 
     def to_record(self) -> dict[str, Any]:
         """The one JSON-able form of a result, which the CLI, the batch manifest and its --json all print.
@@ -239,6 +241,7 @@ class ImageResult:
             # Only when the model asked for was replaced (a shut-down id): why `model` differs from what was asked.
             **({"note": self.request.note} if self.request.note else {}),
             **({"region": self.request.region.describe()} if self.request.region is not None else {}),
+            **({"transparent": self.transparent} if self.transparent else {}),
         }
 
 
@@ -262,5 +265,7 @@ def image_records(record: dict[str, Any]) -> list[dict[str, Any]]:
             line["note"] = record["note"]
         if "region" in record:  # a region edit's provenance (mask sha256, crop box, feather, or extend)
             line["region"] = record["region"]
+        if "transparent" in record:  # a transparent result: how it was made (method, calls, ids, fallback)
+            line["transparent"] = record["transparent"]
         lines.append(line)
     return lines

@@ -8,6 +8,7 @@ import secrets
 from PIL import Image
 
 from ..domain.models import ModelSpec, get_model, pixel_size
+from .cutout import Cutouts, asked_background, cutout_picture
 from .faults import Fault
 from .gemini3 import grounding_metadata, refusal, thought_parts, thought_tokens
 from .pictures import history_image, nearest_ratio, open_image, png_base64, refined, render
@@ -110,8 +111,17 @@ def _invalid(rec: RecordedRequest, spec: ModelSpec, inputs: list[Image.Image]) -
     return None
 
 
-def answer(rec: RecordedRequest, spec: ModelSpec, include_thoughts: bool) -> Reply:
+def _first_text(contents: list[JsonObject]) -> str:
+    """The text of a conversation's first user turn (what a cut-out's subject follows on every turn)."""
+    parts = contents[0].get("parts") or [] if contents else []
+    return " ".join(str(p["text"]) for p in parts if isinstance(p, dict) and "text" in p)
+
+
+def answer(rec: RecordedRequest, spec: ModelSpec, include_thoughts: bool, cutouts: Cutouts | None = None) -> Reply:
     """The normal answer: a text part and a placeholder image, as the request's modalities ask; or a 400.
+
+    A prompt asking for a flat white, black or key-colour background is answered with the known cut-out subject over
+    it (cutout.py), the same subject on every turn of the conversation; `cutouts` holds the tests' knobs.
 
     Thought parts come first when the request asks for them (thinkingConfig.includeThoughts, on a model that
     thinks) or the emulator was made with include_thoughts; groundingMetadata comes with googleSearch.
@@ -140,7 +150,11 @@ def answer(rec: RecordedRequest, spec: ModelSpec, include_thoughts: bool) -> Rep
         # Like the real model: the same seed draws the same picture; without one, every answer differs.
         seed = rec.generation_config.get("seed")
         variety = f"seed {seed}" if seed is not None else secrets.token_hex(8)
-        if earlier and turn > 1:
+        background = None if cutouts is None else asked_background(rec.prompt)
+        ignore, shift = cutouts.take(turn) if cutouts is not None and background is not None else (False, (0, 0))
+        if background is not None and not ignore:
+            img = cutout_picture(pixel_size(spec, ratio, size), background, _first_text(contents), shift)
+        elif earlier and turn > 1:
             img = refined(rec.model or "", rec.prompt, earlier[0], inputs, pixel_size(spec, ratio, size), turn)
         else:
             img = render(rec.model or "", rec.prompt, inputs, pixel_size(spec, ratio, size), variety)  # its table

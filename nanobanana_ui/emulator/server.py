@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 from ..domain.models import get_model, known_models
 from .answers import answer, fault_content, model_entry, usage_metadata
 from .batches import BatchService
+from .cutout import Cutouts
 from .faults import UNREGISTERED, Fault, fails, fault_reply, not_found_reply
 from .quota import ArrivalWindow, Setting, check_rate_limit, check_rate_window, format_delay
 from .types import API_PATH, JsonObject, RecordedRequest, Reply, error_reply, record_request
@@ -116,6 +117,7 @@ class GeminiEmulator:
         # Batch Mode and the Files API (see batches.py): tests reach its clock, faults and jobs as `.batches`.
         self.batches = BatchService(base_url=lambda: self.base_url, gate=self._gate,
                                     include_thoughts=lambda: self.include_thoughts)
+        self.cutouts = Cutouts()  # cut-out answers' knobs: shift the subject of a later turn, ignore the background
         self.tokens = TokenIssuer()  # POST /token: OAuth access tokens for Vertex calls (see vertex.py)
 
     def start(self) -> GeminiEmulator:
@@ -199,6 +201,7 @@ class GeminiEmulator:
             self._listing_faults.clear()
             self._window.clear()
         self.batches.reset()
+        self.cutouts.reset()
 
     def _handle(self, method: str, url: str, headers: dict[str, str], raw: bytes) -> Reply | None:
         if method == "POST" and urlsplit(url).path == "/token":
@@ -310,7 +313,7 @@ class GeminiEmulator:
             retry = format_delay(wait - (time.monotonic() - rec.received_at))
             return fault_reply(replace(Fault.rate_limit(retry), quota_value=str(self.rate_limit)), rec.model)
         spec = get_model(rec.model or "")
-        reply = fault_content(rec, spec, fault) if fault else answer(rec, spec, self.include_thoughts)
+        reply = fault_content(rec, spec, fault) if fault else answer(rec, spec, self.include_thoughts, self.cutouts)
         if rec.vertex is not None:  # Vertex alone honours imageConfig.imageOutputOptions
             reply, jpegs = jpeg_output(reply, rec.generation_config)
             rec.reply_images = jpegs or rec.reply_images

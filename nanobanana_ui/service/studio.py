@@ -281,26 +281,34 @@ class Studio:
         return await self.run(request, use_cache=use_cache, out_dir=out_dir, on_event=on_event, owner=owner)
 
     async def run(self, request: ImageRequest, *, use_cache: bool = True, out_dir: Path | None = None,
-                  on_event: EventSink | None = None, owner: str | None = None) -> ImageResult:
+                  on_event: EventSink | None = None, owner: str | None = None,
+                  finish: Callable[[ImageResult], ImageResult] | None = None) -> ImageResult:
         """Answer one request: from the cache when possible (no call, $0), else from the API; save the images.
 
         `on_event` receives a line for each rate-limit wait and retry. An identical request already in flight is
         not sent again: this call shares its answer. Outcomes, failures too, go into the history under `owner`.
+        `finish` (run in a worker thread, with the result's id set) may replace the result before it is recorded:
+        transparency.py adds the transparent PNG that way.
         """
-        return await self._run(request, use_cache=use_cache, out_dir=out_dir, on_event=on_event, owner=owner)
+        return await self._run(request, use_cache=use_cache, out_dir=out_dir, on_event=on_event, owner=owner,
+                               finish=finish)
 
     async def _run(self, request: ImageRequest, *, use_cache: bool, out_dir: Path | None, on_event: EventSink | None,
-                   owner: str | None, parent: str | None = None, turn: int = 1) -> ImageResult:
+                   owner: str | None, parent: str | None = None, turn: int = 1,
+                   finish: Callable[[ImageResult], ImageResult] | None = None) -> ImageResult:
         started = time.perf_counter()
         try:
             result = await self._answer(request, use_cache, out_dir, on_event, started)
+            # Each caller gets its own id (two callers may share one in-flight answer): the id its history entry has,
+            # so an id printed by --json is the one `refine` and `history` take.
+            result = replace(result, id=new_entry_id(), parent=parent, turn=turn,
+                             answer_id=result.answer_id or result.id)
+            if finish is not None:
+                result = await asyncio.to_thread(finish, result)
         except StudioError as error:
             await self._record("record_failure", request, error, elapsed_s=time.perf_counter() - started, owner=owner,
                                parent=parent, turn=turn)
             raise
-        # Each caller gets its own id (two callers may share one in-flight answer): the id its history entry has,
-        # so an id printed by --json is the one `refine` and `history` take.
-        result = replace(result, id=new_entry_id(), parent=parent, turn=turn, answer_id=result.answer_id or result.id)
         await self._record("record_result", result, owner=owner, entry_id=result.id)
         return result
 
@@ -537,10 +545,12 @@ class Studio:
         return await self.run_refinement(plan, use_cache=use_cache, out_dir=out_dir, on_event=on_event, owner=owner)
 
     async def run_refinement(self, plan: Refinement, *, use_cache: bool = True, out_dir: Path | None = None,
-                             on_event: EventSink | None = None, owner: str | None = None) -> ImageResult:
-        """Send a prepared refinement (from the cache when its whole path was answered before: $0, no call)."""
+                             on_event: EventSink | None = None, owner: str | None = None,
+                             finish: Callable[[ImageResult], ImageResult] | None = None) -> ImageResult:
+        """Send a prepared refinement (from the cache when its whole path was answered before: $0, no call);
+        `finish` as for `run`."""
         return await self._run(plan.request, use_cache=use_cache, out_dir=out_dir, on_event=on_event, owner=owner,
-                               parent=plan.parent, turn=plan.turn)
+                               parent=plan.parent, turn=plan.turn, finish=finish)
 
     async def rerun(self, *, entry_id: str, owner: str | None = None, use_cache: bool = True,
                     out_dir: Path | None = None, on_event: EventSink | None = None) -> ImageResult:
