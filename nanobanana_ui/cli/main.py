@@ -25,6 +25,7 @@ from .batch import add_batch_parser, run_batch_command
 from .models import add_models_parser, run_models_command
 from .options import output_options
 from .refine import add_refine_parser, draw_tree, run_refine
+from .transparent import add_transparent_options, describe_transparent, run_transparent
 
 __all__ = ["SIGPIPE_EXIT", "build_parser", "main"]
 
@@ -60,6 +61,8 @@ def _shared_options(*, batch: bool = False) -> argparse.ArgumentParser:
                        help="Vertex AI only: whether people may be drawn")
     group.add_argument("--keep-metadata", action="store_true", help="send input images with their GPS, camera "
                        "serial and owner metadata (default: removed; also NANOBANANA_KEEP_METADATA=1)")
+    if not batch:  # a batch file has a `transparent` column instead
+        add_transparent_options(group)
     return shared
 
 
@@ -132,6 +135,8 @@ def _print_result(result: ImageResult, as_json: bool, thought_paths: tuple[Path,
             print(f"  id {result.id}, turn {result.turn}, refines {result.parent}")
     if as_json:
         return
+    if result.transparent:
+        print(f"  {describe_transparent(result.transparent)}")
     if result.text:
         print(f"  model said: {result.text}")
     for source in result.sources:
@@ -155,8 +160,10 @@ async def _run(args: argparse.Namespace) -> int:
         request = studio.build_request(mode, args.prompt, images, model=args.model, options=options, **region)
         if request.note:  # e.g. a shut-down preview id sent as its GA replacement
             print(f"note: {request.note}", file=sys.stderr, flush=True)
-        outcomes = await studio.run_variations(request, args.count, use_cache=not args.no_cache, out_dir=args.out,
-                                               on_event=lambda line: print(line, file=sys.stderr, flush=True))
+        say = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+        outcomes = await run_transparent(studio, request, args, say) if args.transparent else \
+            await studio.run_variations(request, args.count, use_cache=not args.no_cache, out_dir=args.out,
+                                        on_event=say)
         failures = [o for o in outcomes if isinstance(o, StudioError)]
         for outcome in outcomes:
             if isinstance(outcome, StudioError):
