@@ -288,3 +288,45 @@ def test_cli_transparent_json_and_refusals(keyed_env, emulator, capsys, tmp_path
     code = main(["generate", PROMPT, "--model", LITE, "--transparent"])
     assert code == 2 and "transparent key" in capsys.readouterr().err
     assert emulator.generate_requests == []
+
+
+def test_batch_transparent_column_runs_both_methods_and_refuses_lite_difference(emulator, flash, tmp_path):
+    from nanobanana_ui.service.batch.gemini_jobs import check_one_model
+    from nanobanana_ui.service.batch.items import BatchFileError, read_batch_file
+    from nanobanana_ui.service.batch.plan import plan_batch
+    from nanobanana_ui.service.batch.run import run_batch
+
+    path = tmp_path / "stickers.csv"
+    path.write_text("prompt,size,aspect_ratio,transparent\n"
+                    f'"{PROMPT}",512,1:1,true\n'
+                    "a blue fish,512,1:1,key\n"
+                    "an opaque red fox,512,1:1,\n")
+    items = read_batch_file(path)
+    assert [item.transparent for item in items] == ["difference", "key", None]
+    out = tmp_path / "out"
+
+    async def scenario(studio):
+        plan = plan_batch(studio, items, out_dir=out)
+        with pytest.raises(InputError, match="cannot make transparent"):
+            check_one_model(plan)
+        return plan, await run_batch(studio, plan, out_dir=out)
+
+    plan, summary = in_studio(flash, scenario)
+    assert (summary.done, summary.failed) == (3, 0)
+    assert len(emulator.generate_requests) == 4  # 2 + 1 + 1
+    modes = {}
+    for png in out.glob("*.png"):
+        with Image.open(png) as image:
+            modes[png.name] = image.mode
+    assert sorted(modes.values()) == ["RGB", "RGBA", "RGBA"]
+    bad = tmp_path / "bad.csv"
+    bad.write_text(f"prompt,model,transparent\na cat,{LITE},yes\na dog,,glass\n")
+    with pytest.raises(BatchFileError, match="line 3: transparent 'glass'"):
+        read_batch_file(bad)
+    bad.write_text(f"prompt,model,transparent\na cat,{LITE},yes\n")
+
+    async def lite_plan(studio):
+        plan_batch(studio, read_batch_file(bad), out_dir=out)
+
+    with pytest.raises(BatchFileError, match="line 2: .*transparent key"):
+        in_studio(flash, lite_plan)

@@ -68,6 +68,11 @@ def request_key(row: int, variation: int) -> str:
 
 def check_one_model(plan: BatchPlan) -> str:
     """The plan's one model; a file whose rows use several is refused (a job runs one model), naming the lines."""
+    transparent = sorted({item.row for item, _ in plan.requests if item.transparent})
+    if transparent:  # the two calls of difference matting cannot be chained in one job, and a key needs the hook
+        listed = ", ".join(map(str, transparent[:8]))
+        raise InputError(f"Gemini Batch Mode cannot make transparent PNGs (line(s) {listed}): run this file "
+                         "without --gemini-batch, or leave the transparent column empty.")
     lines: dict[str, list[int]] = {}
     for item, request in plan.requests:
         rows = lines.setdefault(request.model, [])

@@ -12,13 +12,14 @@ from typing import Any
 
 from ...domain.errors import InputError
 from ...domain.request import ImageOptions, Mode
+from ..transparency import parse_transparent
 from ..validation import unencodable_problem
 
 __all__ = ["COLUMNS", "FORMATS", "BatchFileError", "BatchItem", "parse_batch_text", "read_batch_file"]
 
 FORMATS = ("txt", "csv", "jsonl")
 COLUMNS = ("prompt", "mode", "images", "model", "aspect_ratio", "size", "temperature", "top_p", "top_k", "seed",
-           "count", "name", "thinking", "show_thoughts", "search", "image_search")
+           "count", "name", "thinking", "show_thoughts", "search", "image_search", "transparent")
 _OPTION_NAMES = {f.name for f in fields(ImageOptions)}
 _Row = tuple[int, "dict[str, Any] | str"]  # a row's line number and its raw values, or what is wrong with it
 
@@ -35,6 +36,7 @@ class BatchItem:
     options: ImageOptions  # the row's options over the shared defaults (variation 0)
     count: int = 1
     name: str | None = None
+    transparent: str | None = None  # "difference" or "key": a transparent PNG (service.transparency); None: opaque
 
 
 class BatchFileError(InputError):
@@ -177,13 +179,23 @@ def _level(value: Any) -> str:
     return value.strip().lower()
 
 
+def _transparent(value: Any) -> str | None:
+    """A transparent cell: empty/false (opaque), true or "difference" (two calls), or "key" (one call)."""
+    try:
+        chosen = parse_transparent(value)
+    except InputError:
+        raise ValueError from None
+    return None if chosen is None else chosen.method
+
+
 # Each converted column: its converter, and what the value must be ("temperature 'hot' is not a number").
 _CONVERTERS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "temperature": (_number(float), "a number"), "top_p": (_number(float), "a number"),
     "top_k": (_number(int), "a whole number"), "seed": (_number(int), "a whole number"),
     "count": (_number(int), "a whole number"), "thinking": (_level, "a thinking level (minimal or high)"),
     "show_thoughts": (_flag, "true or false"), "search": (_flag, "true or false"),
-    "image_search": (_flag, "true or false")}
+    "image_search": (_flag, "true or false"),
+    "transparent": (_transparent, "empty, true (difference matting) or key")}
 
 
 def _item(line: int, raw: dict[str, Any], base_dir: Path, defaults: ImageOptions,
@@ -225,7 +237,7 @@ def _item(line: int, raw: dict[str, Any], base_dir: Path, defaults: ImageOptions
     overrides = {k: v for k, v in values.items() if k in _OPTION_NAMES}
     return BatchItem(row=line, prompt=str(prompt), mode=mode, images=tuple(images), model=values.get("model") or None,
                      options=replace(defaults, variation=0, **overrides), count=int(count),
-                     name=values.get("name") or None)
+                     name=values.get("name") or None, transparent=values.get("transparent"))
 
 
 def _images(value: object, base_dir: Path, problems: list[str]) -> tuple[Path, ...]:

@@ -11,6 +11,7 @@ from ...domain.errors import InputError
 from ...domain.models import get_model
 from ...domain.request import ImageRequest
 from ..studio import MAX_COUNT, Studio
+from ..transparency import Transparency, check_transparency
 from .items import BatchFileError, BatchItem
 from .manifest import finished_lines
 
@@ -41,6 +42,8 @@ def plan_batch(studio: Studio, items: Sequence[BatchItem], *, out_dir: Path, mod
         try:
             request = studio.build_request(item.mode, item.prompt, item.images, model=item.model or model,
                                            options=item.options)
+            if item.transparent:  # refused before anything is sent: a region, JPEG, difference on Lite
+                check_transparency(request, Transparency(method="key" if item.transparent == "key" else "difference"))
         except InputError as error:
             problems.append(f"line {item.row}: {error.message}")
             continue
@@ -49,6 +52,9 @@ def plan_batch(studio: Studio, items: Sequence[BatchItem], *, out_dir: Path, mod
         raise BatchFileError(problems)
     finished = finished_lines(Path(out_dir))
     to_send = [request for item, request in requests if (item.row, request.cache_key()) not in finished]
+    # Difference matting is two calls per image: its second call is counted as one more request.
+    to_send += [request for item, request in requests if item.transparent == "difference"
+                and (item.row, request.cache_key()) not in finished]
     return BatchPlan(items=tuple(items), requests=tuple(requests), estimated_cost_usd=_estimate(studio, to_send),
                      already_done=len(requests) - len(to_send))
 

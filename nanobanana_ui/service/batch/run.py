@@ -23,6 +23,7 @@ from ...domain.request import ImageRequest, ImageResult
 from ...imaging.outputs import extension_for, slugify
 from ..sending import NotSent, stop_sending
 from ..studio import Studio
+from ..transparency import Method, Transparency, make_transparent
 from .items import BatchItem
 from .manifest import Manifest, finished_lines
 from .plan import BatchPlan
@@ -138,7 +139,11 @@ async def _one(studio: Studio, item: BatchItem, request: ImageRequest, out_dir: 
                seen_results: set[str], **run_kwargs: Any) -> ItemOutcome:
     base = base_line(item, request)
     try:
-        result = await studio.run(request, out_dir=staging, **run_kwargs)
+        if item.transparent:  # a transparent PNG: one or two calls (service.transparency)
+            result = await make_transparent(studio, request, Transparency(method=_method(item.transparent)),
+                                            out_dir=staging, **run_kwargs)
+        else:
+            result = await studio.run(request, out_dir=staging, **run_kwargs)
     except StudioError as error:
         return failed_outcome(item, request, base, error.message, type(error).__name__, error.exit_code)
     except NotSent:
@@ -161,6 +166,10 @@ async def _one(studio: Studio, item: BatchItem, request: ImageRequest, out_dir: 
             "cached": status == "cached", "error": None, "error_type": None, "images": images}
     return ItemOutcome(row=item.row, prompt=item.prompt, status=status, paths=tuple(paths), cost_usd=cost,
                        error=None, error_type=None, variation=request.options.variation, record=line)
+
+
+def _method(text: str) -> Method:
+    return "key" if text == "key" else "difference"
 
 
 def place_images(result: ImageResult, out_dir: Path, stem: str) -> list[Path]:
