@@ -66,10 +66,11 @@ def test_exactly_four_public_endpoints_with_inputs_first_and_defaults_after(clie
     for name, endpoint in api["named_endpoints"].items():
         params = [p["parameter_name"] for p in endpoint["parameters"]]
         # api_key was added last (bring your own key): positional callers of the earlier parameters keep working;
-        # /edit's optional mask (region edits) came after, just before it.
+        # /edit's optional mask (region edits) came after, just before it; then transparent (not on /refine).
         assert params == [*firsts[name], "model", "aspect_ratio", "size", "temperature", "top_p", "top_k", "seed",
                           "count", "output", "thinking", "show_thoughts", "search", "image_search",
-                          *(["mask"] if name == "/edit" else []), "api_key"]
+                          *(["mask"] if name == "/edit" else []),
+                          *(["transparent"] if name != "/refine" else []), "api_key"]
         assert all(p["parameter_has_default"] for p in endpoint["parameters"][len(firsts[name]):])
         assert [r["component"] for r in endpoint["returns"]] == ["Gallery", "Markdown"]
     with urllib.request.urlopen(app_url + "config", timeout=10) as response:
@@ -188,7 +189,7 @@ def test_edit_with_a_mask_changes_only_the_region(client, emu, app_url, tmp_path
     a, b = np.asarray(out), np.asarray(original)
     assert np.array_equal(a[~may_change], b[~may_change])  # byte-identical outside the mask and its feather band
     assert (a[40:80, 60:100] != b[40:80, 60:100]).any(axis=-1).mean() > 0.9  # the answer went in
-    # Positionally too: the mask is the parameter just before api_key.
+    # Positionally too: the mask is the parameter just after image_search.
     client.predict(handle_file(str(photo)), "a red hat", "", "auto", "", 1.0, 0.95, 0, -1, 1, "Image + text",
                    "", False, False, False, handle_file(str(mask)), api_name="/edit")
     assert len(emu.generate_requests) == 1  # the same request again: a cache hit, no second call
@@ -198,6 +199,31 @@ def test_edit_with_a_mask_changes_only_the_region(client, emu, app_url, tmp_path
     with pytest.raises(AppError, match=r"is 80x60 but the image is 160x120"):
         client.predict(handle_file(str(photo)), "a red hat", mask=handle_file(str(small)), api_name="/edit")
     assert len(emu.generate_requests) == 1
+
+
+def test_transparent_parameter_makes_an_rgba_png_in_two_calls_and_refuses_a_region(client, emu, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    gallery, status = client.predict("a glass of orange juice", model="gemini-3.1-flash-image", size="512",
+                                     aspect_ratio="1:1", transparent="difference", api_name="/generate")
+    assert len(emu.generate_requests) == 2 and "transparent: difference matting, 2 calls" in status
+    [path] = returned_files(gallery)
+    with Image.open(path) as image:
+        assert image.mode == "RGBA" and image.getextrema()[3] == (0, 255)
+    gallery, status = client.predict("a glass of orange juice", model="gemini-3.1-flash-image", size="512",
+                                     aspect_ratio="1:1", transparent="key", api_name="/generate")
+    assert len(emu.generate_requests) == 3 and "chroma key #00FF00, 1 call" in status
+    photo, mask = write_png(tmp_path / "p.png", (9, 9, 9)), tmp_path / "m.png"
+    region = Image.new("L", (64, 48), 0)
+    region.paste(255, (10, 10, 30, 30))
+    region.save(mask)
+    with pytest.raises(AppError, match="--mask or --extend-to"):
+        client.predict(handle_file(str(photo)), "a hat", mask=handle_file(str(mask)), transparent="difference",
+                       api_name="/edit")
+    with pytest.raises(AppError, match="transparent must be"):
+        client.predict("a cat", transparent="glass", api_name="/generate")
+    assert len(emu.generate_requests) == 3
 
 
 def test_compose_sends_the_images_in_order_with_the_options(client, emu, tmp_path):
@@ -320,6 +346,7 @@ ELEM_IDS = {  # the browser tests' locators: keep them stable
     "batch-jobs-cancel",
     "region-panel", "region-editor", "region-feather", "region-extend", "region-anchor", "before-after", "compare",
     "compare-left-pick", "compare-left", "compare-right-pick", "compare-right",
+    "transparent-controls", "transparent", "transparent-method", "backdrop", "transparent-style",
     "output-to-refine-button", "history-refine", "refine-tab", "refine-id", "refine-open", "refine-summary",
     "refine-current",
     "refine-slider", "refine-compare-a", "refine-compare-b", "refine-path", "refine-instruction", "refine-branch-note",

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import Any
 
 from ..domain.errors import StudioError
 from ..domain.request import ImageRequest, ImageResult
 from ..service.studio import Studio
-from ..service.transparency import FALLBACKS, METHODS, parse_transparent, transparent_variations
+from ..service.transparency import (
+    FALLBACKS,
+    METHODS,
+    describe_transparent,
+    parse_transparent,
+    transparent_variations,
+)
 
-__all__ = ["add_transparent_options", "describe_transparent", "run_transparent"]
+__all__ = ["add_transparent_options", "describe_transparent", "run_transparent"]  # describe_transparent: the service's
 
 
 def add_transparent_options(group: argparse._ArgumentGroup) -> None:
@@ -31,11 +36,3 @@ async def run_transparent(studio: Studio, request: ImageRequest, args: argparse.
     assert transparency is not None
     return await transparent_variations(studio, request, transparency, args.count, use_cache=not args.no_cache,
                                         out_dir=args.out, on_event=say)
-
-
-def describe_transparent(info: dict[str, Any]) -> str:
-    """One line on how a transparent result was made: method, calls, and any fallback."""
-    if info.get("method") == "key":
-        return f"transparent: chroma key {info.get('key_colour')}, 1 call"
-    line = f"transparent: difference matting, {info.get('calls')} calls (ids {' '.join(info.get('ids') or [])})"
-    return f"{line}; {info['note']}" if info.get("note") else line

@@ -38,8 +38,8 @@ from .conversation import Refinement, supports_multi_turn
 from .sending import EventSink
 
 __all__ = ["BLACK_WORDS", "FALLBACKS", "METHODS", "WHITE_WORDS", "Fallback", "Method", "Transparency",
-           "TransparencyError", "check_transparency", "estimate_calls", "key_words", "make_transparent",
-           "parse_transparent", "pick_key", "transparent_variations"]
+           "TransparencyError", "check_transparency", "describe_transparent", "estimate_calls", "key_words",
+           "make_transparent", "parse_transparent", "pick_key", "transparent_variations"]
 
 Method = Literal["difference", "key"]
 Fallback = Literal["key", "retry"]
@@ -102,6 +102,14 @@ def key_words(name: str, colour: tuple[int, int, int]) -> str:
     return (f"Background: flat pure chroma-key {name} ({hex_colour}), perfectly even, with no shadow, floor, "
             f"reflection, gradient or texture, and no {name} on the subject itself. Show the whole subject, not cut "
             "off by the frame.")
+
+
+def describe_transparent(info: dict[str, Any]) -> str:
+    """One line on how a transparent result was made: method, calls, and any fallback."""
+    if info.get("method") == "key":
+        return f"transparent: chroma key {info.get('key_colour')}, 1 call"
+    line = f"transparent: difference matting, {info.get('calls')} calls (ids {' '.join(info.get('ids') or [])})"
+    return f"{line}; {info['note']}" if info.get("note") else line
 
 
 def check_transparency(request: ImageRequest, transparency: Transparency) -> None:

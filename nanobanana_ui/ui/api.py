@@ -4,8 +4,8 @@ The page's buttons call the Studio tab's handlers, which turn a refusal into a w
 refusal as an error (gradio_client raises AppError), so the public events call the Runner directly. Their inputs are
 hidden components that describe the API: every model's sizes and aspect ratios (the Studio judges them against the
 model asked for), `count` as an int, Compose's `images` as a plain list of image files. Parameter names and order
-are the API (the Runner's signatures): the image(s) and prompt first, `api_key` last (/edit's optional `mask` just
-before it).
+are the API (the Runner's signatures): the image(s) and prompt first, `api_key` last, with `transparent` just before
+it (and /edit's optional `mask` before that).
 """
 
 from __future__ import annotations
@@ -72,12 +72,16 @@ def public_endpoints(runner: Runner, *, outputs: list[Any], api_key: gr.Textbox,
         # The region to change in an edit (white = change it); a plain file, so the Studio judges it (size, empty,
         # full, not an image) with its own message rather than Gradio re-encoding or refusing it first.
         mask = gr.File(label="Mask (white = the region to change)", type="filepath")
+        # "" opaque, "difference" (2 calls) or "key" (1 call): an RGBA PNG (service.transparency); after the others.
+        transparent = gr.Dropdown(["", "difference", "key"], value="", label="Transparent background",
+                                  allow_custom_value=True)
         trigger = gr.Button()
     # One pool for every generation event: they all wait on the same API and quota, not on this machine.
     pool: dict[str, Any] = {"concurrency_limit": runner.studio.settings.concurrency, "concurrency_id": "studio"}
     endpoints: list[tuple[Any, list[Any], list[Any], str]] = [
-        (runner.generate, [prompt], [], "generate"), (runner.edit, [image, prompt], [mask], "edit"),
-        (runner.compose, [images, prompt], [], "compose")]
+        (runner.generate, [prompt], [transparent], "generate"), (runner.edit, [image, prompt], [mask, transparent],
+                                                                   "edit"),
+        (runner.compose, [images, prompt], [transparent], "compose")]
     for fn, inputs, extra, name in endpoints:
         # api_key comes last of the API's parameters: callers that pass the others by position keep working.
         trigger.click(fn, [*inputs, *settings, *extra, api_key, session], outputs, api_name=name,

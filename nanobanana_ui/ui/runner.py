@@ -19,6 +19,13 @@ from ..domain.models import get_model
 from ..domain.request import ImageRequest, ImageResult, Mode
 from ..service.conversation import Refinement
 from ..service.studio import Studio
+from ..service.transparency import (
+    Transparency,
+    check_transparency,
+    describe_transparent,
+    parse_transparent,
+    transparent_variations,
+)
 from ..service.visitors import KeyRing, VisitorLimits
 from .controls import AUTO, IMAGE_AND_TEXT, MAX_UI_COUNT, FormSettings, gallery_paths
 from .extras import PageExtras
@@ -131,7 +138,7 @@ class Runner:
     async def generate(self, prompt: str, model: str = "", aspect_ratio: str = AUTO, size: str = "",
                        temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1,
                        count: int = 1, output: str = IMAGE_AND_TEXT, thinking: str = "", show_thoughts: bool = False,
-                       search: bool = False, image_search: bool = False, api_key: str = "",
+                       search: bool = False, image_search: bool = False, transparent: str = "", api_key: str = "",
                        session: Session | None = None, request: gr.Request | None = None,
                        progress: gr.Progress = gr.Progress(),  # noqa: B008 (how Gradio asks for it)
                        *, extras: PageExtras | None = None) -> Outputs:
@@ -155,16 +162,21 @@ class Runner:
             show_thoughts: also return the model's interim thought images (free; shown, never saved as outputs).
             search: ground the image in Google Search (Pro and 3.1 Flash); the sources come back with it.
             image_search: Google image search as well as web search (3.1 Flash only; implies search).
+            transparent: "" for an opaque image; "difference" for an RGBA PNG by difference matting (2 calls: the
+                subject on white, then the same picture on black; keeps glass and hair); "key" for one call on a
+                chroma-key colour (works on every model, worse at glass and hair).
             api_key: your own Gemini API key, used for this request only and never stored; needed on a public demo.
         """
         form = FormSettings(model, aspect_ratio, size, temperature, top_p, top_k, seed, count, output,
                             thinking, show_thoughts, search, image_search)
-        return await self._make(Mode.GENERATE, prompt, (), form, session, progress, api_key, request, extras)
+        return await self._make(Mode.GENERATE, prompt, (), form, session, progress, api_key, request, extras,
+                                transparent=transparent)
 
     async def edit(self, image: str | None, prompt: str, model: str = "", aspect_ratio: str = AUTO, size: str = "",
                    temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1, count: int = 1,
                    output: str = IMAGE_AND_TEXT, thinking: str = "", show_thoughts: bool = False,
-                   search: bool = False, image_search: bool = False, mask: str | None = None, api_key: str = "",
+                   search: bool = False, image_search: bool = False, mask: str | None = None,
+                   transparent: str = "", api_key: str = "",
                    session: Session | None = None, request: gr.Request | None = None,
                    progress: gr.Progress = gr.Progress(),  # noqa: B008
                    *, extras: PageExtras | None = None, feather: int | None = None, extend_to: str | None = None,
@@ -193,6 +205,9 @@ class Runner:
             search: ground the image in Google Search (Pro and 3.1 Flash); the sources come back with it.
             image_search: Google image search as well as web search (3.1 Flash only; implies search).
             mask: optional image file of the image's size, white where it may change; None for a plain edit.
+            transparent: "" for an opaque image; "difference" for an RGBA PNG by difference matting (2 calls: the
+                subject on white, then the same picture on black; keeps glass and hair); "key" for one call on a
+                chroma-key colour (works on every model, worse at glass and hair).
             api_key: your own Gemini API key, used for this request only and never stored; needed on a public demo.
         """
         form = FormSettings(model, aspect_ratio, size, temperature, top_p, top_k, seed, count, output,
@@ -200,13 +215,14 @@ class Runner:
         # feather, extend_to and anchor (keyword-only: not API parameters) come from the page's region controls.
         region = {"mask": mask or None, "feather": feather, "extend_to": extend_to, "anchor": anchor}
         return await self._make(Mode.EDIT, prompt, (image,) if image else (), form, session, progress, api_key, request,
-                                extras, region=region)
+                                extras, region=region, transparent=transparent)
 
     async def compose(self, images: list | None, prompt: str, model: str = "", aspect_ratio: str = AUTO,
                       size: str = "", temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1,
                       count: int = 1, output: str = IMAGE_AND_TEXT, thinking: str = "",
                       show_thoughts: bool = False, search: bool = False, image_search: bool = False,
-                      api_key: str = "", session: Session | None = None, request: gr.Request | None = None,
+                      transparent: str = "", api_key: str = "", session: Session | None = None,
+                      request: gr.Request | None = None,
                       progress: gr.Progress = gr.Progress(),  # noqa: B008
                       *, extras: PageExtras | None = None) -> Outputs:
         """Make one image from several input images as the prompt says; returns the new PNG files.
@@ -230,12 +246,15 @@ class Runner:
             show_thoughts: also return the model's interim thought images (free; shown, never saved as outputs).
             search: ground the image in Google Search (Pro and 3.1 Flash); the sources come back with it.
             image_search: Google image search as well as web search (3.1 Flash only; implies search).
+            transparent: "" for an opaque image; "difference" for an RGBA PNG by difference matting (2 calls: the
+                subject on white, then the same picture on black; keeps glass and hair); "key" for one call on a
+                chroma-key colour (works on every model, worse at glass and hair).
             api_key: your own Gemini API key, used for this request only and never stored; needed on a public demo.
         """
         form = FormSettings(model, aspect_ratio, size, temperature, top_p, top_k, seed, count, output,
                             thinking, show_thoughts, search, image_search)
         return await self._make(Mode.COMPOSE, prompt, gallery_paths(images), form, session, progress, api_key, request,
-                                extras)
+                                extras, transparent=transparent)
 
     async def refine(self, parent_id: str, instruction: str, model: str = "", aspect_ratio: str = AUTO,
                      size: str = "", temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1,
@@ -341,7 +360,7 @@ class Runner:
     async def _make(self, mode: Mode, prompt: str | None, inputs: tuple[str, ...], form: FormSettings,
                     session: Session | None, progress: gr.Progress, api_key: str = "",
                     request: gr.Request | None = None, extras: PageExtras | None = None,
-                    region: dict[str, Any] | None = None) -> Outputs:
+                    region: dict[str, Any] | None = None, transparent: str = "") -> Outputs:
         studio = self.studio_for(api_key, request)  # first: without a key, nothing else happens
         count = form.image_count()
         if not 1 <= count <= MAX_UI_COUNT:
@@ -356,16 +375,20 @@ class Runner:
                                                  options=extras.apply(options) if extras else options,
                                                  keep_metadata=extras.keep_metadata if extras else None,
                                                  **(region or {}))
+            transparency = parse_transparent(transparent)
+            if transparency is not None:  # refused here, before any call (a region, JPEG, matting on Lite)
+                check_transparency(image_request, transparency)
         return await self.run(image_request, inputs, count, session if session is not None else Session(), progress,
-                              owner=self.owner_of(request), studio=studio, visitor=request)
+                              owner=self.owner_of(request), studio=studio, visitor=request, transparency=transparency)
 
     async def run(self, request: ImageRequest, inputs: tuple[str, ...], count: int, session: Session,
                   progress: gr.Progress, owner: str | None = None, studio: Studio | None = None,
-                  visitor: gr.Request | None = None) -> Outputs:
+                  visitor: gr.Request | None = None, transparency: Transparency | None = None) -> Outputs:
         """Run a built request `count` times (parallel variations) for a visitor, with progress; the results go
-        on top of their session. Refused (gr.Error) over the visitor's limit, or when every call failed."""
+        on top of their session. Refused (gr.Error) over the visitor's limit, or when every call failed.
+        With `transparency`, each image is a transparent PNG (one or two calls each: service.transparency)."""
         studio = studio or self.studio
-        self.count_requests(visitor, count)
+        self.count_requests(visitor, count * (transparency.calls if transparency else 1))
         label = get_model(request.model).label.split(" (")[0]
         progress(0.0, desc=f"{label}: making {'an image' if count == 1 else f'{count} images in parallel'}...")
         finished: list[ImageResult | StudioError] = []
@@ -379,8 +402,14 @@ class Runner:
             progress(len(finished) / count, desc=line)
 
         with studio_errors(self.public):
-            outcomes = await studio.run_variations(request, count, on_result=one_more, on_event=waiting_or_retrying,
-                                                   owner=owner, out_dir=self.out_dir(visitor))
+            if transparency is not None:
+                outcomes = await transparent_variations(studio, request, transparency, count, on_result=one_more,
+                                                        on_event=waiting_or_retrying, owner=owner,
+                                                        out_dir=self.out_dir(visitor))
+            else:
+                outcomes = await studio.run_variations(request, count, on_result=one_more,
+                                                       on_event=waiting_or_retrying, owner=owner,
+                                                       out_dir=self.out_dir(visitor))
         results = [outcome for outcome in outcomes if isinstance(outcome, ImageResult)]
         failures = [outcome for outcome in outcomes if isinstance(outcome, StudioError)]
         if not results:
@@ -390,5 +419,6 @@ class Runner:
         session.record(request, inputs, count, results)
         progress(1.0, desc="Done")
         status = run_status(list(outcomes), lambda error: visitor_message(error, self.public))
-        status = "\n".join(filter(None, [request.note, status]))  # the note: a replaced model id
+        made = [describe_transparent(result.transparent) for result in results if result.transparent]
+        status = "\n".join(filter(None, [request.note, status, *made]))  # the note: a replaced model id
         return Outputs(list(session.shown), status, session)

@@ -41,6 +41,7 @@ from .region_panel import RegionPanel, before_after, region_arguments, slider_co
 from .result_extras import thought_pictures
 from .runner import Outputs, Runner
 from .session import Session
+from .transparent_view import DIFFERENCE, TransparentControls, transparent_value
 
 __all__ = ["SCROLL_TO_RESULT", "StudioTab", "compose_move", "compose_remove", "model_controls"]
 
@@ -97,6 +98,7 @@ class StudioTab:
         self.spec: ModelSpec = get_model(default_model)
         studio = runner.studio
         self.extras = ExtraControls(studio.capabilities, studio.settings.keep_metadata)
+        self.transparency = TransparentControls()
         self.region, self.compare = RegionPanel(), CompareView()
 
     # -- layout ----------------------------------------------------------------------------------------------
@@ -181,6 +183,7 @@ class StudioTab:
                                           allow_custom_value=True, elem_id="aspect-ratio")
                 self.size = gr.Dropdown(size_choices(spec), value=spec.default_size, label="Image size",
                                         allow_custom_value=True, elem_id="size")
+            self.transparency.layout()  # "Transparent background": transparent_view.py
             with gr.Row(elem_id="gemini3-controls"):
                 # Gemini 3 controls, drawn from the model's capabilities like the sizes: hidden where it lacks them.
                 self.thinking = gr.Dropdown(thinking_choices(spec), value=MODEL_DEFAULT, label="Thinking level",
@@ -279,12 +282,14 @@ class StudioTab:
             (self.compose_button, self.compose, [self.compose_images, self.compose_prompt]),
         ):
             button.click(None, None, None, js=SCROLL_TO_RESULT, **PRIVATE)
-            button.click(handler, [*inputs, *settings, *tail, *self.extras.inputs], self.run_outputs, **runs).then(
+            button.click(handler, [*inputs, *settings, *tail, *self.extras.inputs, *self.transparency.inputs],
+                         self.run_outputs, **runs).then(
                 self.runner.meter, None, self.meter, **PRIVATE)  # failures count against the budget too
         self.variation_button.click(None, None, None, js=SCROLL_TO_RESULT, **PRIVATE)
         self.variation_button.click(self.new_variation, [self.session, self.api_key], self.run_outputs,
                                     **runs).then(self.runner.meter, None, self.meter, **PRIVATE)
 
+        self.transparency.wire()
         self.model.change(self.model_changed,
                           [self.model, self.aspect, self.size, self.compose_images, *self.gemini3_inputs],
                           [self.aspect, self.size, self.compose_limit, *self.gemini3_inputs], **PRIVATE).then(
@@ -330,12 +335,15 @@ class StudioTab:
                        show_thoughts: bool, search: bool, image_search: bool, api_key: str,
                        session: Session | None, keep_metadata: bool, output_format: str, jpeg_quality: float,
                        person_generation: str, request: gr.Request,
-                       progress: gr.Progress = gr.Progress()) -> Any:  # noqa: B008 (how Gradio asks for it)
+                       progress: gr.Progress = gr.Progress(),  # noqa: B008 (how Gradio asks for it)
+                       transparent: bool = False, transparent_method: str = DIFFERENCE) -> Any:
         """Generate clicked: run it, or say why not in a toast (the page keeps what it showed)."""
         with refusals_as_warnings():
             return self.shown(await self.runner.generate(prompt, model, aspect_ratio, size, temperature, top_p,
                                                          top_k, seed, count, output, thinking, show_thoughts,
-                                                         search, image_search, api_key, session, request,
+                                                         search, image_search,
+                                                         transparent_value(transparent, transparent_method),
+                                                         api_key, session, request,
                                                          progress, extras=self.extras.values(
                                                              keep_metadata, output_format, jpeg_quality,
                                                              person_generation)))
@@ -347,14 +355,17 @@ class StudioTab:
                    thinking: str, show_thoughts: bool, search: bool, image_search: bool, api_key: str,
                    session: Session | None, keep_metadata: bool, output_format: str, jpeg_quality: float,
                    person_generation: str, request: gr.Request,
-                   progress: gr.Progress = gr.Progress()) -> Any:  # noqa: B008
+                   progress: gr.Progress = gr.Progress(),  # noqa: B008
+                   transparent: bool = False, transparent_method: str = DIFFERENCE) -> Any:
         """Edit clicked: run it (a region edit when a region is painted or the canvas extended), or say why not in
         a toast."""
         with refusals_as_warnings(), region_arguments(image, painted, feather, extend_to, anchor) as region:
             mask = region.pop("mask", None)
             return self.shown(await self.runner.edit(image, prompt, model, aspect_ratio, size, temperature, top_p,
                                                      top_k, seed, count, output, thinking, show_thoughts, search,
-                                                     image_search, mask, api_key, session, request, progress,
+                                                     image_search, mask,
+                                                     transparent_value(transparent, transparent_method), api_key,
+                                                     session, request, progress,
                                                      extras=self.extras.values(keep_metadata, output_format,
                                                                                jpeg_quality, person_generation),
                                                      **region))
@@ -365,12 +376,15 @@ class StudioTab:
                       thinking: str, show_thoughts: bool, search: bool, image_search: bool,
                       api_key: str, session: Session | None, keep_metadata: bool, output_format: str,
                       jpeg_quality: float, person_generation: str, request: gr.Request,
-                      progress: gr.Progress = gr.Progress()) -> Any:  # noqa: B008
+                      progress: gr.Progress = gr.Progress(),  # noqa: B008
+                      transparent: bool = False, transparent_method: str = DIFFERENCE) -> Any:
         """Compose clicked: run it, or say why not in a toast."""
         with refusals_as_warnings():
             return self.shown(await self.runner.compose(images, prompt, model, aspect_ratio, size, temperature,
                                                         top_p, top_k, seed, count, output, thinking, show_thoughts,
-                                                        search, image_search, api_key, session, request,
+                                                        search, image_search,
+                                                        transparent_value(transparent, transparent_method),
+                                                        api_key, session, request,
                                                         progress, extras=self.extras.values(
                                                             keep_metadata, output_format, jpeg_quality,
                                                             person_generation)))
