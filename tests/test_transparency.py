@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
@@ -330,3 +331,23 @@ def test_batch_transparent_column_runs_both_methods_and_refuses_lite_difference(
 
     with pytest.raises(BatchFileError, match="line 2: .*transparent key"):
         in_studio(flash, lite_plan)
+
+
+def test_a_transparent_result_goes_on_to_edit_and_refine_with_the_alpha_stated(emulator, flash):
+    async def scenario(studio):
+        request = studio.build_request(Mode.GENERATE, PROMPT, (), options=SMALL)
+        made = await make_transparent(studio, request, Transparency())
+        edit = studio.build_request(Mode.EDIT, "add a straw", (made.images[0].path,))
+        again = studio.build_request(Mode.EDIT, "add a straw", (made.images[0].path,))
+        refined = await studio.refine(parent_id=made.id, instruction="add a straw")
+        return made, edit, again, refined
+
+    made, edit, _, refined = in_studio(flash, scenario)
+    assert "see-through parts" in edit.note and "--transparent" in edit.note
+    with Image.open(io.BytesIO(edit.images[0].data)) as sent:
+        assert sent.mode == "RGBA"  # the alpha is sent as it is; the model's answer will be opaque
+    assert refined.parent == made.id and refined.turn == 3
+    # Refining goes on from what the model answered in turn 2 (the subject on black), with its signature.
+    last = emulator.generate_requests[-1]
+    assert [turn.role for turn in last.turns] == ["user", "model", "user", "model", "user"]
+    assert last.turns[3].parts[-1].data == emulator.generate_requests[1].reply_images[-1]

@@ -40,6 +40,7 @@ from ..storage.history.store import new_entry_id
 from .conversation import ConversationError, Refinement, build_refinement
 from .regions import build_region_request, with_source_name
 from .sending import EventSink, GuardedSender
+from .transparency import with_alpha_note
 from .validation import ImageSource, build_request, load_inputs
 
 __all__ = ["MAX_COUNT", "Backend", "ModelLister", "Studio"]
@@ -241,9 +242,9 @@ class Studio:
         if region and (mode is not Mode.EDIT or len(images) != 1):
             raise InputError("A mask, feather, extend-to or anchor applies to an edit of one image only.")
         try:
-            if not region:
-                return build_request(mode, prompt, images, model=model or self.settings.model, options=options,
-                                     keep_metadata=keep)
+            if not region:  # an input with alpha gets a note: the answer will be opaque (transparency.py)
+                return with_alpha_note(build_request(mode, prompt, images, model=model or self.settings.model,
+                                                     options=options, keep_metadata=keep))
             # A region edit sends a crop or canvas re-encoded from pixels alone: no metadata of the original is sent.
             return build_region_request(images[0], prompt, model=model or self.settings.model, options=options,
                                         mask=mask, feather=feather, extend_to=extend_to, anchor=anchor)

@@ -39,7 +39,7 @@ from .sending import EventSink
 
 __all__ = ["BLACK_WORDS", "FALLBACKS", "METHODS", "WHITE_WORDS", "Fallback", "Method", "Transparency",
            "TransparencyError", "check_transparency", "describe_transparent", "estimate_calls", "key_words",
-           "make_transparent", "parse_transparent", "pick_key", "transparent_variations"]
+           "make_transparent", "parse_transparent", "pick_key", "transparent_variations", "with_alpha_note"]
 
 Method = Literal["difference", "key"]
 Fallback = Literal["key", "retry"]
@@ -110,6 +110,27 @@ def describe_transparent(info: dict[str, Any]) -> str:
         return f"transparent: chroma key {info.get('key_colour')}, 1 call"
     line = f"transparent: difference matting, {info.get('calls')} calls (ids {' '.join(info.get('ids') or [])})"
     return f"{line}; {info['note']}" if info.get("note") else line
+
+
+def with_alpha_note(request: ImageRequest) -> ImageRequest:
+    """The request with a note when an input image has see-through parts: the model answers opaque pictures."""
+    import io
+
+    seen = []
+    for number, image in enumerate(request.images, start=1):
+        if image.mime_type not in ("image/png", "image/webp"):
+            continue
+        try:
+            with Image.open(io.BytesIO(image.data)) as opened:
+                if opened.mode in ("RGBA", "LA") and opened.getchannel("A").getextrema()[0] < 255:
+                    seen.append(str(number))
+        except (OSError, ValueError):
+            continue
+    if not seen:
+        return request
+    note = (f"input image {', '.join(seen)} has see-through parts: the model cannot keep an alpha channel, so its "
+            "answer is opaque (turn on Transparent background, --transparent, to cut the result out again)")
+    return replace(request, note="; ".join(filter(None, [request.note, note])))
 
 
 def check_transparency(request: ImageRequest, transparency: Transparency) -> None:
