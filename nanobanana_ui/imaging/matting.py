@@ -89,32 +89,76 @@ def _outline(solid: NDArray[np.bool_]) -> int:
     return int(solid.sum() - inner.sum())
 
 
-def difference_matte(white: NDArray[np.uint8], black: NDArray[np.uint8]) -> Matte:
-    """Solve alpha and colour from the same subject on pure white and on pure black (same size, RGB)."""
-    if white.shape != black.shape or white.ndim != 3 or white.shape[2] != 3:
-        raise ValueError(f"the two pictures differ in size ({white.shape[:2]} and {black.shape[:2]})")
-    # Integer planes throughout (a 4K picture is 17 million pixels): alpha in 0-255, colours in 0-255.
+def _busy_box(white: NDArray[np.uint8], black: NDArray[np.uint8]) -> tuple[slice, slice]:
+    """The rows and columns where either picture is not its clean background (outside: alpha snaps to 0)."""
+    height, width = white.shape[:2]
+    rows = np.flatnonzero((white.reshape(height, -1).min(axis=1) < 254) | (black.reshape(height, -1).max(axis=1) > 1))
+    if rows.size == 0:
+        return slice(0, 0), slice(0, 0)
+    band = slice(int(rows[0]), int(rows[-1]) + 1)
+    cols = np.flatnonzero((white[band].min(axis=0).min(axis=1) < 254) | (black[band].max(axis=0).max(axis=1) > 1))
+    return band, slice(int(cols[0]), int(cols[-1]) + 1)
+
+
+# 255 / (2a) for each alpha a: twice the premultiplied colour times this is the straight colour (0 for a clear pixel).
+_UNPREMULTIPLY = np.concatenate([[0.0], 255.0 / (2.0 * np.arange(1, 256))]).astype(np.float32)
+
+
+def _solve_rows(white: NDArray[np.uint8], black: NDArray[np.uint8], out: NDArray[np.uint8]) -> tuple[int, int]:
+    """Solve some rows into `out` (RGBA); (subject pixels, disagreeing pixels) among them."""
     w = white.astype(np.int16)
     b = black.astype(np.int16)
     d0, d1, d2 = (w[..., c] - b[..., c] for c in range(3))  # (1 - alpha) * 255 in every channel, when consistent
     low, high = np.minimum(d0, d1), np.maximum(d0, d1)
     middle = np.maximum(low, np.minimum(high, d2))  # the median of the three: robust to one clipped channel
     least, most = np.minimum(low, d2), np.maximum(high, d2)
-    del d0, d1, d2, low, high
     alpha = np.clip(255 - middle, 0, 255)
     snap = round(_SNAP * 255)
     alpha[alpha <= snap] = 0
     alpha[alpha >= 255 - snap] = 255
     subject = alpha > 0
     # Channels that disagree, or black brighter than white: not one subject in one place (it moved, or changed).
-    disagreeing = subject & (((most - least) > _DISAGREE) | (least < -_DISAGREE))
+    most -= least
+    disagreeing = subject & ((most > _DISAGREE) | (least < -_DISAGREE))
     # Twice the premultiplied colour: black itself plus white less its background share (two estimates, averaged).
-    twice = np.clip(b + w - 255 + alpha[..., None], 0, 2 * alpha[..., None]).astype(np.int32)
-    divisor = np.maximum(alpha, 1).astype(np.int32)[..., None]
-    out = np.empty((*alpha.shape, 4), dtype=np.uint8)
-    out[..., :3] = np.minimum((twice * 255 + divisor) // (2 * divisor), 255)
+    b += w
+    b -= 255
+    b += alpha[..., None]
+    np.clip(b, 0, 2 * alpha[..., None], out=b)
+    colour = b * _UNPREMULTIPLY[alpha][..., None]
+    colour += 0.5
+    np.minimum(colour, 255.0, out=colour)
+    out[..., :3] = colour
     out[..., 3] = alpha
-    return Matte(out, int(subject.sum()), int(disagreeing.sum()), _outline(alpha >= 128))
+    return int(np.count_nonzero(subject)), int(np.count_nonzero(disagreeing))
+
+
+_ROWS = 64  # rows solved at once: their temporaries stay in the processor's cache
+
+
+def difference_matte(white: NDArray[np.uint8], black: NDArray[np.uint8]) -> Matte:
+    """Solve alpha and colour from the same subject on pure white and on pure black (same size, RGB).
+
+    Only the box where either picture differs from its clean background is solved (outside it alpha snaps to 0),
+    in bands of rows on two threads (numpy lets go of the GIL): a 4K picture is 17 million pixels.
+    """
+    if white.shape != black.shape or white.ndim != 3 or white.shape[2] != 3:
+        raise ValueError(f"the two pictures differ in size ({white.shape[:2]} and {black.shape[:2]})")
+    out = np.zeros((*white.shape[:2], 4), dtype=np.uint8)
+    rows, cols = _busy_box(white, black)
+    if rows.stop <= rows.start:
+        return Matte(out, 0, 0, 0)
+    bands = [slice(top, min(top + _ROWS, rows.stop)) for top in range(rows.start, rows.stop, _ROWS)]
+
+    def solve(band: slice) -> tuple[int, int]:
+        return _solve_rows(white[band, cols], black[band, cols], out[band, cols])
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        counts = list(pool.map(solve, bands))
+    solid = out[rows, cols, 3] >= 128
+    return Matte(out, sum(c[0] for c in counts), sum(c[1] for c in counts), _outline(solid))
 
 
 def key_for(colour: tuple[int, int, int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -134,7 +178,11 @@ def chroma_key(image: NDArray[np.uint8], colour: tuple[int, int, int], *, gain: 
     high, low = key_for(colour)
     if not high:
         raise ValueError("the key colour must be bright in at least one channel")
-    p = image.astype(np.float32)
+    out = np.zeros((*image.shape[:2], 4), dtype=np.uint8)
+    rows, cols = _off_key_box(image, colour)  # outside it every pixel is the key: clear
+    if rows.stop <= rows.start:
+        return Matte(out, 0, 0)
+    p = image[rows, cols].astype(np.float32)
     planes = [p[..., c] for c in range(3)]
     excess = _least([planes[c] for c in high]) - (_most([planes[c] for c in low]) if low else 0.0)
     span = float(min(colour[i] for i in high) - (max(colour[i] for i in low) if low else 0))
@@ -147,7 +195,25 @@ def chroma_key(image: NDArray[np.uint8], colour: tuple[int, int, int], *, gain: 
         spill = np.maximum(_least([premultiplied[..., c] for c in high]) - ceiling, 0.0)
         for c in high:
             premultiplied[..., c] -= spill
-    return Matte(_straight(premultiplied, alpha), int((alpha > 0).sum()), 0)
+    out[rows, cols] = _straight(premultiplied, alpha)
+    return Matte(out, int((alpha > 0).sum()), 0)
+
+
+def _off_key_box(image: NDArray[np.uint8], colour: tuple[int, int, int]) -> tuple[slice, slice]:
+    """The rows and columns holding a pixel more than 1 away from the key colour in some channel."""
+    def off(axis: int, part: NDArray[np.uint8]) -> NDArray[np.bool_]:
+        found = np.zeros(part.shape[1 - axis], dtype=bool)
+        for c, value in enumerate(colour):
+            plane = part[..., c]
+            found |= plane.min(axis=axis) < value - 1 if value >= 128 else plane.max(axis=axis) > value + 1
+        return found
+
+    rows = np.flatnonzero(off(1, image))
+    if rows.size == 0:
+        return slice(0, 0), slice(0, 0)
+    band = slice(int(rows[0]), int(rows[-1]) + 1)
+    cols = np.flatnonzero(off(0, image[band]))
+    return band, slice(int(cols[0]), int(cols[-1]) + 1)
 
 
 def _least(planes: list[NDArray[np.float32]]) -> NDArray[np.float32]:

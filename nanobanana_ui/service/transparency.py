@@ -122,7 +122,9 @@ def with_alpha_note(request: ImageRequest) -> ImageRequest:
             continue
         try:
             with Image.open(io.BytesIO(image.data)) as opened:
-                if opened.mode in ("RGBA", "LA") and opened.getchannel("A").getextrema()[0] < 255:
+                extrema = opened.getchannel("A").getextrema() if opened.mode in ("RGBA", "LA") else (255, 255)
+                lowest = extrema[0] if isinstance(extrema, tuple) else 255
+                if isinstance(lowest, (int, float)) and lowest < 255:
                     seen.append(str(number))
         except (OSError, ValueError):
             continue
