@@ -351,3 +351,32 @@ def test_a_transparent_result_goes_on_to_edit_and_refine_with_the_alpha_stated(e
     last = emulator.generate_requests[-1]
     assert [turn.role for turn in last.turns] == ["user", "model", "user", "model", "user"]
     assert last.turns[3].parts[-1].data == emulator.generate_requests[1].reply_images[-1]
+
+
+def test_a_subject_that_moves_again_after_the_retry_is_keyed_from_call_1(emulator, flash):
+    emulator.cutouts.shift_next(3, times=2)
+
+    async def scenario(studio):
+        request = studio.build_request(Mode.GENERATE, PROMPT, (), options=SMALL)
+        return await make_transparent(studio, request, Transparency(fallback="retry"))
+
+    result = in_studio(flash, scenario)
+    assert len(emulator.generate_requests) == 3
+    assert result.transparent["fallback"] == "key" and result.transparent["calls"] == 3
+
+
+def test_a_difference_row_counts_twice_in_the_batch_estimate(emulator, flash, tmp_path):
+    from nanobanana_ui.service.batch.items import read_batch_file
+    from nanobanana_ui.service.batch.plan import plan_batch
+
+    estimates = {}
+    for value in ("", "true", "key"):
+        path = tmp_path / f"one{value}.csv"
+        path.write_text(f"prompt,transparent\na red apple,{value}\n")
+        estimates[value] = in_studio(flash, lambda studio, path=path: _plan(plan_batch, read_batch_file, studio,
+                                                                             path, tmp_path))
+    assert estimates["true"] == pytest.approx(2 * estimates[""]) and estimates["key"] == estimates[""]
+
+
+async def _plan(plan_batch, read_batch_file, studio, path, tmp_path):
+    return plan_batch(studio, read_batch_file(path), out_dir=tmp_path / "out").estimated_cost_usd
