@@ -347,6 +347,7 @@ ELEM_IDS = {  # the browser tests' locators: keep them stable
     "region-panel", "region-editor", "region-feather", "region-extend", "region-anchor", "before-after", "compare",
     "compare-left-pick", "compare-left", "compare-right-pick", "compare-right",
     "transparent-controls", "transparent", "transparent-method", "backdrop", "transparent-style",
+    "transparent-estimate",
     "output-to-refine-button", "history-refine", "refine-tab", "refine-id", "refine-open", "refine-summary",
     "refine-current",
     "refine-slider", "refine-compare-a", "refine-compare-b", "refine-path", "refine-instruction", "refine-branch-note",

@@ -380,3 +380,33 @@ def test_a_difference_row_counts_twice_in_the_batch_estimate(emulator, flash, tm
 
 async def _plan(plan_batch, read_batch_file, studio, path, tmp_path):
     return plan_batch(studio, read_batch_file(path), out_dir=tmp_path / "out").estimated_cost_usd
+
+
+class _Progress:
+    def __call__(self, *args, **kwargs):
+        pass
+
+
+def test_the_page_runs_transparent_images_and_new_variation_keeps_them_transparent(emulator, flash):
+    from nanobanana_ui.ui.runner import Runner
+    from nanobanana_ui.ui.transparent_view import KEY, estimate_text, transparent_value
+
+    assert transparent_value(False, KEY) == "" and transparent_value(True, KEY) == "key"
+    assert transparent_value(True, "anything else") == "difference"
+    assert estimate_text(True, "difference", FLASH, "1K").startswith("<small>2 calls per image")
+    assert estimate_text(True, KEY, LITE, "").startswith("<small>1 call per image") and not estimate_text(False, KEY,
+                                                                                                          FLASH, "1K")
+
+    async def scenario(studio):
+        runner = Runner(studio)
+        files, status, session = await runner.generate(PROMPT, size="512", aspect_ratio="1:1",
+                                                       transparent="difference", progress=_Progress())
+        again = await runner.new_variation(session, progress=_Progress())
+        return files, status, again
+
+    files, status, again = in_studio(flash, scenario)
+    assert "transparent: difference matting, 2 calls" in status
+    assert len(emulator.generate_requests) == 4 and "transparent: difference matting" in again.status
+    for path in (files[0], again.files[0]):
+        with Image.open(path) as image:
+            assert image.mode == "RGBA"

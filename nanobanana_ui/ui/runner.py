@@ -355,7 +355,8 @@ class Runner:
             raise gr.Error("Nothing to vary yet: make an image first, then ask for a new variation.")
         image_request = session.last_request.with_variation(session.next_variation)
         return await self.run(image_request, session.last_inputs, session.last_count, session, progress,
-                              owner=self.owner_of(request), studio=studio, visitor=request)
+                              owner=self.owner_of(request), studio=studio, visitor=request,
+                              transparency=session.last_transparent)
 
     async def _make(self, mode: Mode, prompt: str | None, inputs: tuple[str, ...], form: FormSettings,
                     session: Session | None, progress: gr.Progress, api_key: str = "",
@@ -417,6 +418,7 @@ class Runner:
         if failures:
             gr.Warning(f"{len(failures)} of {count} images failed: {visitor_message(failures[0], self.public)}")
         session.record(request, inputs, count, results)
+        session.last_transparent = transparency
         progress(1.0, desc="Done")
         status = run_status(list(outcomes), lambda error: visitor_message(error, self.public))
         made = [describe_transparent(result.transparent) for result in results if result.transparent]

@@ -55,6 +55,7 @@ class Session:
     last_request: ImageRequest | None = None
     last_inputs: tuple[str, ...] = ()
     last_count: int = 1
+    last_transparent: Any = None  # the last run's Transparency (service.transparency), so New variation keeps it
     next_variation: int = 1
     selected: int | None = None  # index into entries, from the session gallery
     shown: tuple[str, ...] = ()  # the images in the output gallery
@@ -69,6 +70,7 @@ class Session:
         self.last_request = request
         self.last_inputs = inputs
         self.last_count = count
+        self.last_transparent = None  # Runner.run sets it again for a transparent run
         self.next_variation = request.options.variation + count
         new = [entry_from_result(result) for result in results]
         for entry, result in zip(new, results, strict=True):

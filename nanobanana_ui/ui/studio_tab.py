@@ -289,7 +289,7 @@ class StudioTab:
         self.variation_button.click(self.new_variation, [self.session, self.api_key], self.run_outputs,
                                     **runs).then(self.runner.meter, None, self.meter, **PRIVATE)
 
-        self.transparency.wire()
+        self.transparency.wire(self.model, self.size)
         self.model.change(self.model_changed,
                           [self.model, self.aspect, self.size, self.compose_images, *self.gemini3_inputs],
                           [self.aspect, self.size, self.compose_limit, *self.gemini3_inputs], **PRIVATE).then(

@@ -11,7 +11,12 @@ from __future__ import annotations
 import gradio as gr
 from gradio.components import Component
 
-__all__ = ["BACKDROP_CSS", "DIFFERENCE", "KEY", "TransparentControls", "transparent_value"]
+from ..domain.errors import StudioError
+from ..domain.models import get_model
+from ..domain.request import ImageOptions, ImageRequest, Mode
+from ..service.transparency import Transparency, estimate_calls
+
+__all__ = ["BACKDROP_CSS", "DIFFERENCE", "KEY", "TransparentControls", "estimate_text", "transparent_value"]
 
 DIFFERENCE = "Difference matting (2 calls)"
 KEY = "Chroma key (1 call)"
@@ -38,6 +43,22 @@ def transparent_value(enabled: bool | None, method: str | None) -> str:
     return "key" if method == KEY else "difference"
 
 
+def estimate_text(enabled: bool | None, method: str | None, model: str, size: str | None) -> str:
+    """What one transparent image takes, e.g. "2 calls per image · about $0.1355", or "" when the box is off."""
+    if not enabled:
+        return ""
+    transparency = Transparency("key" if method == KEY else "difference")
+    try:
+        spec = get_model(model)
+        request = ImageRequest(Mode.GENERATE, spec.id, "", options=ImageOptions(size=size or None))
+        calls, cost = estimate_calls(request, transparency)
+    except (StudioError, KeyError, ValueError):
+        return ""
+    price = "price unknown" if cost is None else f"about ${cost:.4f}"
+    words = "the second reads the first's picture" if calls == 2 else "on a key colour"
+    return f"<small>{calls} call{'s' if calls > 1 else ''} per image ({words}) · {price}</small>"
+
+
 class TransparentControls:
     """The checkbox, the method and the backdrop toggle (call `layout` inside the settings, `wire` once)."""
 
@@ -49,6 +70,7 @@ class TransparentControls:
             self.method = gr.Radio([DIFFERENCE, KEY], value=DIFFERENCE, label="Method", elem_id="transparent-method",
                                    info="Matting keeps glass and hair; a key works on every model")
             self.backdrop = gr.Radio(["Light", "Dark"], value="Light", label="Backdrop", elem_id="backdrop")
+        self.estimate = gr.Markdown("", elem_id="transparent-estimate")
         gr.HTML(BACKDROP_CSS, elem_id="transparent-style", padding=False)
 
     @property
@@ -56,6 +78,9 @@ class TransparentControls:
         """The components `transparent_value` reads, to append to a run's inputs."""
         return [self.enabled, self.method]
 
-    def wire(self) -> None:
-        """The backdrop toggle: a class on the result gallery, set in the browser."""
+    def wire(self, model: Component, size: Component) -> None:
+        """The backdrop toggle (a class on the result gallery, set in the browser) and the calls-and-cost line."""
         self.backdrop.change(None, [self.backdrop], None, js=_TOGGLE, api_visibility="private")
+        for source in (self.enabled, self.method, model, size):
+            source.change(estimate_text, [self.enabled, self.method, model, size], self.estimate,
+                          api_visibility="private")
