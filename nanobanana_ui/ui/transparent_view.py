@@ -78,7 +78,7 @@ class TransparentControls:
         """The components `transparent_value` reads, to append to a run's inputs."""
         return [self.enabled, self.method]
 
-    def wire(self, model: Component, size: Component) -> None:
+    def wire(self, model: gr.Dropdown, size: gr.Dropdown) -> None:
         """The backdrop toggle (a class on the result gallery, set in the browser) and the calls-and-cost line."""
         self.backdrop.change(None, [self.backdrop], None, js=_TOGGLE, api_visibility="private")
         for source in (self.enabled, self.method, model, size):
