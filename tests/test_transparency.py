@@ -95,10 +95,11 @@ def test_difference_matting_two_calls_one_conversation_cost_history_provenance(e
         request = studio.build_request(Mode.GENERATE, PROMPT, (), options=SMALL)
         result = await make_transparent(studio, request, Transparency())
         entries = studio.history.page(limit=10)
-        return result, entries
+        return result, entries, studio.usage_today()
 
-    result, entries = in_studio(flash, scenario)
+    result, entries, usage = in_studio(flash, scenario)
     first, second = emulator.generate_requests
+    assert usage.requests == 2 and usage.cost_usd == pytest.approx(result.cost_usd)  # the meter counts both calls
     assert first.prompt == f"{PROMPT}\n\n{WHITE_WORDS}"
     assert second.prompt == BLACK_WORDS
     # Call 2 is the next turn of call 1's conversation: the model's image went back with its thought signature.
