@@ -411,3 +411,15 @@ def test_the_page_runs_transparent_images_and_new_variation_keeps_them_transpare
     for path in (files[0], again.files[0]):
         with Image.open(path) as image:
             assert image.mode == "RGBA"
+
+
+def test_only_call_1_searches(emulator, flash):
+    async def scenario(studio):
+        request = studio.build_request(Mode.GENERATE, PROMPT, (), options=ImageOptions(size="512",
+                                                                                       aspect_ratio="1:1",
+                                                                                       search=True))
+        return await make_transparent(studio, request, Transparency())
+
+    in_studio(flash, scenario)
+    first, second = emulator.generate_requests
+    assert first.controls.search and not second.controls.search

@@ -299,8 +299,10 @@ async def make_transparent(studio: StudioLike, request: ImageRequest, transparen
     share = await asyncio.to_thread(lambda: background_share(_pixels(white.images[0]), WHITE))
     if share < _ON_BACKGROUND:
         raise _not_on(white, WHITE, "pure white", share, "call 1")
+    # Call 2 repaints the background only: no new Google Search (call 1's grounding is in the conversation).
+    options = replace(request.options, search=False, image_search=False)
     plan = await studio.prepare_refine(parent_id=white.id, instruction=BLACK_WORDS, model=white.request.model,
-                                       options=request.options, owner=owner)
+                                       options=options, owner=owner)
     state = _Solve(white=white, user=request, out_dir=out, last=transparency.fallback == "key")
     calls = [white]
     black = await studio.run_refinement(plan, use_cache=use_cache, out_dir=out, on_event=on_event, owner=owner,
