@@ -200,7 +200,6 @@ class _Solve:
     last: bool = False
     matte: Matte | None = None
     on_black: float = 1.0
-    fell_back: bool = False
     note: str = ""
     info: dict[str, Any] = field(default_factory=dict)
     calls: list[ImageResult] = field(default_factory=list)
@@ -261,7 +260,6 @@ def _solve_black(state: _Solve, black: ImageResult) -> ImageResult:
                             "ids": [state.white.id, *(call.id for call in calls)],
                             "white": _call_record(state.white), "black": _call_record(black)}
     if moved:
-        state.fell_back = True
         state.note = f"{why}: fell back to a chroma key of the white picture (call 1)"
         rgba = chroma_key(white_pixels, WHITE).rgba
         info.update(fallback="key", note=state.note)
@@ -308,7 +306,7 @@ async def make_transparent(studio: StudioLike, request: ImageRequest, transparen
     black = await studio.run_refinement(plan, use_cache=use_cache, out_dir=out, on_event=on_event, owner=owner,
                                         finish=lambda result: _solve_black(state, result))
     calls.append(black)
-    if not state.last and len(black.images) == 1:  # misaligned, and the user chose to try call 2 once more
+    if not state.info:  # not solved: misaligned, and the user chose to try call 2 once more
         if on_event is not None:
             on_event(f"transparent: {state.note}; sending call 2 once more")
         state.last, state.calls = True, [black]
