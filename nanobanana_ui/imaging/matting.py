@@ -105,10 +105,11 @@ _UNPREMULTIPLY = np.concatenate([[0.0], 255.0 / (2.0 * np.arange(1, 256))]).asty
 
 
 def _solve_rows(white: NDArray[np.uint8], black: NDArray[np.uint8], out: NDArray[np.uint8]) -> tuple[int, int]:
-    """Solve some rows into `out` (RGBA); (subject pixels, disagreeing pixels) among them."""
-    w = white.astype(np.int16)
-    b = black.astype(np.int16)
-    d0, d1, d2 = (w[..., c] - b[..., c] for c in range(3))  # (1 - alpha) * 255 in every channel, when consistent
+    """Solve some rows into `out` (RGBA); (subject pixels, disagreeing pixels) among them.
+
+    Channel by channel (planes, not interleaved pixels): numpy is about twice as fast on them.
+    """
+    d0, d1, d2 = (white[..., c].astype(np.int16) - black[..., c] for c in range(3))  # (1 - alpha) * 255 each
     low, high = np.minimum(d0, d1), np.maximum(d0, d1)
     middle = np.maximum(low, np.minimum(high, d2))  # the median of the three: robust to one clipped channel
     least, most = np.minimum(low, d2), np.maximum(high, d2)
@@ -120,15 +121,18 @@ def _solve_rows(white: NDArray[np.uint8], black: NDArray[np.uint8], out: NDArray
     # Channels that disagree, or black brighter than white: not one subject in one place (it moved, or changed).
     most -= least
     disagreeing = subject & ((most > _DISAGREE) | (least < -_DISAGREE))
-    # Twice the premultiplied colour: black itself plus white less its background share (two estimates, averaged).
-    b += w
-    b -= 255
-    b += alpha[..., None]
-    np.clip(b, 0, 2 * alpha[..., None], out=b)
-    colour = b * _UNPREMULTIPLY[alpha][..., None]
-    colour += 0.5
-    np.minimum(colour, 255.0, out=colour)
-    out[..., :3] = colour
+    # Twice the premultiplied colour is black itself plus white less its background share (two estimates,
+    # averaged): white + black - 255 * (1 - alpha); times 255 / (2 alpha) it is the straight colour.
+    shift = alpha - 255
+    scale = _UNPREMULTIPLY[alpha]
+    for c in range(3):
+        twice = white[..., c].astype(np.int16)
+        twice += black[..., c]
+        twice += shift
+        colour = twice * scale
+        np.clip(colour, 0.0, 255.0, out=colour)
+        colour += 0.5
+        out[..., c] = colour
     out[..., 3] = alpha
     return int(np.count_nonzero(subject)), int(np.count_nonzero(disagreeing))
 
