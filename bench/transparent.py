@@ -13,6 +13,7 @@ overall and 5% at edges, the 4K solve under 5% of a 3-second call.
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import statistics
 import sys
@@ -20,12 +21,19 @@ import time
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nanobanana_ui.domain.models import pixel_size  # noqa: E402
 from nanobanana_ui.emulator.cutout import cutout_picture, cutout_truth  # noqa: E402
-from nanobanana_ui.imaging.matting import chroma_key, difference_matte, encode_rgba, to_rgb_array  # noqa: E402
+from nanobanana_ui.imaging.matting import (  # noqa: E402
+    MISALIGNED,
+    chroma_key,
+    difference_matte,
+    encode_rgba,
+    to_rgb_array,
+)
 
 SUBJECT = "a glass of orange juice, sticker style"
 SIZES = {"1K": pixel_size("gemini-3.1-flash-image", "1:1", "1K"),
@@ -75,7 +83,25 @@ def main() -> None:
             print(f"{label:>4} {size[0]}x{size[1]:<6} {name:10} {overall:8.2%} {edges:8.2%} {glass:8.2%}   "
                   f"{alone:6.3f}s {alone / args.call_s:6.1%} {alone_cpu:5.3f}s   "
                   f"{with_png:6.3f}s {with_png / args.call_s:6.1%} {png_cpu:5.3f}s")
+    alignment(SIZES["1K"])
     cutout_truth.cache_clear()
+
+
+def alignment(size: tuple[int, int]) -> None:
+    """The alignment check's figure (disagreeing pixels per outline pixel; misaligned above MISALIGNED)."""
+    white = to_rgb_array(cutout_picture(size, (255, 255, 255), SUBJECT))
+    shifts = {dx: difference_matte(white, to_rgb_array(cutout_picture(size, (0, 0, 0), SUBJECT, (dx, 0))))
+              for dx in (0, 1, 2, 4)}
+    line = ", ".join(f"{dx} px {matte.disagreement:.3f}" for dx, matte in shifts.items())
+    print(f"alignment at {size[0]}x{size[1]} (threshold {MISALIGNED}): subject moved by {line}")
+
+    def jpeg(pixels: np.ndarray) -> np.ndarray:
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, "JPEG", quality=75)
+        return to_rgb_array(Image.open(buffer))
+
+    black = to_rgb_array(cutout_picture(size, (0, 0, 0), SUBJECT))
+    print(f"an aligned pair after JPEG quality 75: {difference_matte(jpeg(white), jpeg(black)).disagreement:.4f}")
 
 
 if __name__ == "__main__":
