@@ -26,7 +26,7 @@ __all__ = ["MISALIGNED", "Matte", "background_share", "chroma_key", "difference_
 WHITE = (255, 255, 255)
 BLACK = (0, 0, 0)
 # Misaligned: disagreeing pixels above this share of the outline's length. Measured on the emulator's subject at 1K:
-# 0 for an aligned pair (JPEG quality 75 included), 0.19 for a one-pixel shift, 0.43 for four pixels.
+# 0.004 for an aligned pair after JPEG quality 75, 0.37 for a one-pixel shift, 0.82 for four (bench/transparent.py).
 MISALIGNED = 0.1
 _DISAGREE = 40  # channel spread (or black above white) in 0-255 units beyond rounding, JPEG noise and small drift
 _SNAP = 0.012  # alpha within this of 0 or 1 is rounding noise: snapped, so flat areas come out exactly clear or solid
@@ -43,7 +43,7 @@ class Matte:
 
     @property
     def disagreement(self) -> float:
-        """Disagreeing pixels per pixel of the subject's outline (0 for a pair that agrees; about 0.2 for 1 px)."""
+        """Disagreeing pixels per pixel of the subject's outline (0 for a pair that agrees; about 0.4 for 1 px)."""
         return self.disagreeing_pixels / max(self.outline_pixels, 1)
 
     @property
