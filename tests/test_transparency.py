@@ -423,3 +423,9 @@ def test_only_call_1_searches(emulator, flash):
     in_studio(flash, scenario)
     first, second = emulator.generate_requests
     assert first.controls.search and not second.controls.search
+
+
+def test_refine_refuses_the_transparent_flag_before_any_call(keyed_env, emulator, capsys):
+    assert main(["refine", "0123", "add a straw", "--transparent"]) == 2
+    assert "--transparent applies to generate, edit and compose" in capsys.readouterr().err
+    assert emulator.generate_requests == []

@@ -261,6 +261,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "batch":
             return run_batch_command(args)
         if args.command == "refine":
+            if args.transparent:  # the shared options offer it; a refinement is one more turn, always opaque
+                raise InputError("--transparent applies to generate, edit and compose: a refinement continues the "
+                                 "conversation as one opaque turn. Refine first, then `edit` the result with "
+                                 "--transparent. Nothing was sent.")
             return asyncio.run(run_refine(args, lambda result: _print_result(result, args.json),
                                           lambda error: _report(error, as_json=args.json, prompt=args.prompt)))
         return asyncio.run(_run(args))
