@@ -335,8 +335,8 @@ class StudioTab:
         with refusals_as_warnings():
             return self.shown(await self.runner.generate(prompt, model, aspect_ratio, size, temperature, top_p,
                                                          top_k, seed, count, output, thinking, show_thoughts,
-                                                         search, image_search, api_key, session, request,
-                                                         progress, extras=self.extras.values(
+                                                         search, image_search, api_key=api_key, session=session,
+                                                         request=request, progress=progress, extras=self.extras.values(
                                                              keep_metadata, output_format, jpeg_quality,
                                                              person_generation)))
         return no_change()
@@ -354,7 +354,8 @@ class StudioTab:
             mask = region.pop("mask", None)
             return self.shown(await self.runner.edit(image, prompt, model, aspect_ratio, size, temperature, top_p,
                                                      top_k, seed, count, output, thinking, show_thoughts, search,
-                                                     image_search, mask, api_key, session, request, progress,
+                                                     image_search, mask, api_key=api_key, session=session,
+                                                     request=request, progress=progress,
                                                      extras=self.extras.values(keep_metadata, output_format,
                                                                                jpeg_quality, person_generation),
                                                      **region))
@@ -370,8 +371,8 @@ class StudioTab:
         with refusals_as_warnings():
             return self.shown(await self.runner.compose(images, prompt, model, aspect_ratio, size, temperature,
                                                         top_p, top_k, seed, count, output, thinking, show_thoughts,
-                                                        search, image_search, api_key, session, request,
-                                                        progress, extras=self.extras.values(
+                                                        search, image_search, api_key=api_key, session=session,
+                                                        request=request, progress=progress, extras=self.extras.values(
                                                             keep_metadata, output_format, jpeg_quality,
                                                             person_generation)))
         return no_change()
