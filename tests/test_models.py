@@ -364,7 +364,8 @@ def test_emulator_lists_todays_ids_and_answers_404_for_shut_down_ones(emulator):
     client = genai.Client(api_key="k", vertexai=False,
                           http_options=types.HttpOptions(api_version="v1beta", base_url=emulator.base_url))
     listed = [m.name for m in client.models.list()]
-    assert listed == [f"models/{m}" for m in (NB2, PRO, LITE, FLASH)]
+    # The image models, then the registry's text model (the prompt enhancer's and image to prompt's).
+    assert listed == [f"models/{m}" for m in (NB2, PRO, LITE, FLASH, "gemini-3.1-flash-lite")]
     for old in (PRO_PREVIEW, NB2_PREVIEW, FLASH_PREVIEW):
         with pytest.raises(errors.ClientError) as caught:
             client.models.generate_content(model=old, contents="x")
