@@ -617,6 +617,9 @@ class Studio:
         and anchor, and checked against its record (mask hash, crop box or canvas); an original or mask that is
         gone, or a region that would come out different, raises ConversationError before anything is sent.
         """
+        if entry.mode not in {mode.value for mode in Mode}:  # prompt craft (enhance, describe): no image request
+            raise ConversationError(f"Entry {entry.id} is a prompt {entry.mode}, not an image request: nothing to "
+                                    "re-run. Nothing was sent.")
         options = _entry_options(entry)
         if entry.region is None:
             if images is None:

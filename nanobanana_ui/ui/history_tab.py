@@ -183,6 +183,9 @@ class Library:
 
         A region edit is rebuilt exactly, with the mask the history keeps (Studio.rebuild_request); its original is
         kept too, so it is found here by its hash."""
+        if entry.mode not in {mode.value for mode in Mode}:  # prompt craft (enhance, describe): words, not an image
+            raise refuse(f"This entry is a prompt {entry.mode.replace('-', ' for an edit: ')}, not an image: copy "
+                         "its prompt into the Studio tab to use it.")
         inputs = [self._find_input(sha, session) for sha in entry.input_hashes]
         missing = sum(path is None for path in inputs)
         if missing:
