@@ -1,8 +1,8 @@
 """The Studio tab's prompt craft panel: a searchable style picker, one field per {variable}, a preview of the prompt
 that will be sent, Enhance (with Accept and Undo), Describe an image, and Save as style.
 
-The panel keeps its choices in one gr.State ({"style", "values"}), which the Studio tab's runs read: the style and the
-values of the variables the run's own prompt holds.
+The runs of the Studio tab read the picker (the style id) and one gr.State of the variables' values by name (`inputs`),
+and send the values of the variables the run's own prompt holds.
 """
 
 from __future__ import annotations
@@ -39,12 +39,10 @@ def _variables(prompt: str | None) -> tuple[str, ...]:
         return ()
 
 
-def craft_arguments(prompt: str | None, state: dict[str, Any] | None) -> dict[str, Any]:
+def craft_arguments(prompt: str | None, style: str | None, values: dict[str, str] | None) -> dict[str, Any]:
     """The Runner's `style` and `variables` for a run of this prompt: only the values its own {variables} need."""
-    state = state or {}
-    values = state.get("values") or {}
-    wanted = _variables(prompt)
-    return {"style": state.get("style") or "", "variables": {name: values.get(name, "") for name in wanted}}
+    values = values or {}
+    return {"style": style or "", "variables": {name: values.get(name, "") for name in _variables(prompt)}}
 
 
 class PromptCraftPanel:
@@ -57,8 +55,8 @@ class PromptCraftPanel:
     def layout(self) -> None:
         """Lay out the panel (inside the Studio tab's left column)."""
         book = self.runner.studio.styles
-        self.state = gr.State({"style": NO_STYLE, "values": {}})
-        self.original = gr.State("")  # the prompt before Accept, for Undo
+        self.values = gr.State({})  # the variables' values by name (kept when the prompt changes)
+        self.original = gr.State(("", NO_STYLE))  # the prompt and style before Accept, for Undo
         with gr.Accordion("Prompt craft: style, variables, enhance", open=True, elem_id="prompt-craft"):
             self.style = gr.Dropdown(style_choices(book), value=NO_STYLE, label="Style (type to search)",
                                      filterable=True, elem_id="style-picker")
@@ -85,78 +83,89 @@ class PromptCraftPanel:
                                              max_lines=1, elem_id="style-name", scale=3)
                 self.save_style = gr.Button("Save as style", size="sm", elem_id="save-style", scale=1)
 
+    @property
+    def inputs(self) -> list[Any]:
+        """What a run reads: the style picker and the variables' values."""
+        return [self.style, self.values]
+
     def wire(self, prompt: gr.Textbox, edit_image: gr.Image, api_key: gr.Textbox) -> None:
         """Connect the panel to the Generate prompt, the Edit image and the key."""
         views = [*self.fields, self.preview]
-        prompt.change(self.prompt_changed, [prompt, self.state], views, **PRIVATE)
-        self.style.change(self.style_changed, [prompt, self.style, self.state],
-                          [self.state, self.style_info, self.preview], **PRIVATE)
+        prompt.change(self.prompt_changed, [prompt, self.style, self.values], views, **PRIVATE)
+        self.style.change(self.style_changed, [prompt, self.style, self.values], [self.style_info, self.preview],
+                          **PRIVATE)
         for index, field in enumerate(self.fields):
-            field.input(self.field_changer(index), [prompt, field, self.state], [self.state, self.preview],
-                        **PRIVATE)
-        self.enhance_button.click(self.enhance, [prompt, self.style, api_key],
+            field.change(self.field_changer(index), [prompt, field, self.style, self.values],
+                        [self.values, self.preview], **PRIVATE)
+        self.enhance_button.click(self.enhance, [prompt, self.style, self.values, api_key],
                                   [self.enhanced_box, self.before, self.after, self.enhance_status], **PRIVATE)
         self.describe_button.click(self.describe, [edit_image, api_key],
                                    [self.enhanced_box, self.before, self.after, self.enhance_status], **PRIVATE)
-        self.accept.click(self.accepted, [prompt, self.after], [prompt, self.original, self.enhanced_box, self.undo],
-                          **PRIVATE)
+        self.accept.click(self.accepted, [prompt, self.style, self.after],
+                          [prompt, self.original, self.enhanced_box, self.undo, self.style], **PRIVATE)
         self.dismiss.click(lambda: gr.update(visible=False), None, [self.enhanced_box], **PRIVATE)
-        self.undo.click(self.undone, [self.original], [prompt, self.undo], **PRIVATE)
+        self.undo.click(self.undone, [self.original], [prompt, self.undo, self.style], **PRIVATE)
         self.save_style.click(self.saved, [prompt, self.style_name], [self.style, self.style_name], **PRIVATE)
 
     # -- handlers --------------------------------------------------------------------------------------------
 
-    def _preview(self, prompt: str | None, state: dict[str, Any]) -> str:
+    def _preview(self, prompt: str | None, style: str | None, values: dict[str, str] | None) -> str:
         """The final prompt, or why it cannot be sent yet."""
         if not (prompt or "").strip():
             return ""
-        arguments = craft_arguments(prompt, state)
+        arguments = craft_arguments(prompt, style, values)
+        missing = [name for name, value in arguments["variables"].items() if not value.strip()]
+        if missing:
+            return "⚠ Fill in " + ", ".join("{" + name + "}" for name in missing) + " above."
         try:
             return craft_prompt(self.runner.studio.styles, prompt or "", style=arguments["style"] or None,
                                 variables=arguments["variables"]).prompt
         except TemplateError as error:
             return f"⚠ {error.message}"
 
-    def prompt_changed(self, prompt: str | None, state: dict[str, Any] | None) -> list[Any]:
+    def prompt_changed(self, prompt: str | None, style: str | None, values: dict[str, str] | None) -> list[Any]:
         """One field per {variable} of the prompt (values kept by name), and the preview."""
-        state = state or {"style": NO_STYLE, "values": {}}
         names = _variables(prompt)[:MAX_VARIABLES]
-        values = state.get("values") or {}
+        values = values or {}
         fields = [gr.update(visible=True, label=f"{{{names[n]}}}", value=values.get(names[n], ""))
                   if n < len(names) else gr.update(visible=False) for n in range(MAX_VARIABLES)]
-        return [*fields, self._preview(prompt, state)]
+        return [*fields, self._preview(prompt, style, values)]
 
     def style_changed(self, prompt: str | None, style: str | None,
-                      state: dict[str, Any] | None) -> tuple[dict[str, Any], str, str]:
+                      values: dict[str, str] | None) -> tuple[str, str]:
         """The chosen style: its description and suggestions, and the new preview."""
-        state = {**(state or {}), "style": style or NO_STYLE}
         chosen = self.runner.studio.styles.find(style) if style else None
         info = ""
         if chosen is not None:
             hints = ", ".join(filter(None, [chosen.model and f"model {chosen.model}",
                                             chosen.aspect_ratio and f"aspect ratio {chosen.aspect_ratio}"]))
             info = f"{chosen.description}" + (f" Suggested: {hints}." if hints else "")
-        return state, info, self._preview(prompt, state)
+        return info, self._preview(prompt, style, values)
 
     def field_changer(self, index: int) -> Any:
         """The handler of variable field `index`: its value kept under its variable's name."""
-        def changed(prompt: str | None, value: str, state: dict[str, Any] | None) -> tuple[dict[str, Any], str]:
+        def changed(prompt: str | None, value: str, style: str | None,
+                    values: dict[str, str] | None) -> tuple[dict[str, str], str]:
             names = _variables(prompt)
-            state = dict(state or {})
+            values = dict(values or {})
             if index < len(names):
-                state["values"] = {**(state.get("values") or {}), names[index]: value}
-            return state, self._preview(prompt, state)
+                values[names[index]] = value
+            return values, self._preview(prompt, style, values)
         return changed
 
-    async def enhance(self, prompt: str | None, style: str | None, api_key: str = "",
+    async def enhance(self, prompt: str | None, style: str | None, values: dict[str, str] | None, api_key: str = "",
                       request: gr.Request | None = None) -> Any:
-        """Enhance clicked: the rewrite beside the original, with its cost; or why not (the prompt is kept)."""
+        """Enhance clicked: the rewrite (of the prompt with its variables filled, in the style) beside the original,
+        with its cost; or why not (the prompt is kept)."""
         with refusals_as_warnings():
             studio = self.runner.studio_for(api_key, request)
-            self.runner.count_requests(request, 1)
             with studio_errors(self.runner.public):
-                result = await PromptCrafter(studio).enhance(prompt or "", style=style or None,
-                                                             owner=self.runner.owner_of(request))
+                idea = craft_prompt(studio.styles, prompt or "",
+                                    variables=craft_arguments(prompt, style, values)["variables"]).prompt
+                crafter = PromptCrafter(studio)
+                text_request = crafter.enhance_request(idea, style=style or None)
+                self.runner.count_requests(request, 1)
+                result = await crafter.run(text_request, owner=self.runner.owner_of(request))
             return self._shown(prompt or "", result.prompt, result.request.model, result.cost_usd, result.cached)
         return no_change()
 
@@ -179,16 +188,21 @@ class PromptCraftPanel:
         return [gr.update(visible=True), before, after, f"{model} · {money}"]
 
     @staticmethod
-    def accepted(prompt: str | None, rewrite: str | None) -> list[Any]:
-        """Accept: the rewrite becomes the Generate prompt; Undo brings the original back."""
+    def accepted(prompt: str | None, style: str | None, rewrite: str | None) -> list[Any]:
+        """Accept: the rewrite becomes the Generate prompt, and the style is cleared (the rewrite is written in it
+        already, and would be wrapped twice); Undo brings both back."""
         if not (rewrite or "").strip():
-            return [no_change(), no_change(), gr.update(visible=False), no_change()]
-        return [rewrite, prompt or "", gr.update(visible=False), gr.update(visible=True)]
+            return [no_change(), no_change(), gr.update(visible=False), no_change(), no_change()]
+        # The rewrite is text, not a template: its braces are sent as they are.
+        literal = (rewrite or "").replace("{", "{{").replace("}", "}}")
+        return [literal, (prompt or "", style or NO_STYLE), gr.update(visible=False), gr.update(visible=True),
+                NO_STYLE]
 
     @staticmethod
-    def undone(original: str | None) -> list[Any]:
-        """Undo: the prompt as it was before Accept."""
-        return [original or "", gr.update(visible=False)]
+    def undone(original: tuple[str, str] | None) -> list[Any]:
+        """Undo: the prompt and style as they were before Accept."""
+        prompt, style = original or ("", NO_STYLE)
+        return [prompt, gr.update(visible=False), style]
 
     def saved(self, prompt: str | None, name: str | None) -> Any:
         """Save as style: the Generate prompt becomes a user style (`{prompt}, ...` unless it holds {prompt})."""

@@ -282,8 +282,8 @@ class StudioTab:
             (self.compose_button, self.compose, [self.compose_images, self.compose_prompt]),
         ):
             button.click(None, None, None, js=SCROLL_TO_RESULT, **PRIVATE)
-            button.click(handler, [*inputs, *settings, *tail, *self.extras.inputs, self.craft.state], self.run_outputs,
-                         **runs).then(
+            button.click(handler, [*inputs, *settings, *tail, *self.extras.inputs, *self.craft.inputs],
+                         self.run_outputs, **runs).then(
                 self.runner.meter, None, self.meter, **PRIVATE)  # failures count against the budget too
         self.variation_button.click(None, None, None, js=SCROLL_TO_RESULT, **PRIVATE)
         self.variation_button.click(self.new_variation, [self.session, self.api_key], self.run_outputs,
@@ -334,7 +334,7 @@ class StudioTab:
                        top_p: float, top_k: int, seed: int, count: int, output: str, thinking: str,
                        show_thoughts: bool, search: bool, image_search: bool, api_key: str,
                        session: Session | None, keep_metadata: bool, output_format: str, jpeg_quality: float,
-                       person_generation: str, craft: dict[str, Any] | None = None,
+                       person_generation: str, style: str | None = None, values: dict[str, str] | None = None,
                        request: gr.Request | None = None,
                        progress: gr.Progress = gr.Progress()) -> Any:  # noqa: B008 (how Gradio asks for it)
         """Generate clicked: run it, or say why not in a toast (the page keeps what it showed)."""
@@ -344,7 +344,8 @@ class StudioTab:
                                                          search, image_search, api_key=api_key, session=session,
                                                          request=request, progress=progress, extras=self.extras.values(
                                                              keep_metadata, output_format, jpeg_quality,
-                                                             person_generation), **craft_arguments(prompt, craft)))
+                                                             person_generation),
+                                                         **craft_arguments(prompt, style, values)))
         return no_change()
 
     async def edit(self, image: str | None, prompt: str, painted: dict[str, Any] | None, feather: float,
@@ -352,7 +353,7 @@ class StudioTab:
                    temperature: float, top_p: float, top_k: int, seed: int, count: int, output: str,
                    thinking: str, show_thoughts: bool, search: bool, image_search: bool, api_key: str,
                    session: Session | None, keep_metadata: bool, output_format: str, jpeg_quality: float,
-                   person_generation: str, craft: dict[str, Any] | None = None,
+                   person_generation: str, style: str | None = None, values: dict[str, str] | None = None,
                    request: gr.Request | None = None,
                    progress: gr.Progress = gr.Progress()) -> Any:  # noqa: B008
         """Edit clicked: run it (a region edit when a region is painted or the canvas extended), or say why not in
@@ -365,14 +366,15 @@ class StudioTab:
                                                      request=request, progress=progress,
                                                      extras=self.extras.values(keep_metadata, output_format,
                                                                                jpeg_quality, person_generation),
-                                                     **region, **craft_arguments(prompt, craft)))
+                                                     **region, **craft_arguments(prompt, style, values)))
         return no_change()
 
     async def compose(self, images: list[Any] | None, prompt: str, model: str, aspect_ratio: str, size: str,
                       temperature: float, top_p: float, top_k: int, seed: int, count: int, output: str,
                       thinking: str, show_thoughts: bool, search: bool, image_search: bool,
                       api_key: str, session: Session | None, keep_metadata: bool, output_format: str,
-                      jpeg_quality: float, person_generation: str, craft: dict[str, Any] | None = None,
+                      jpeg_quality: float, person_generation: str, style: str | None = None,
+                      values: dict[str, str] | None = None,
                       request: gr.Request | None = None, progress: gr.Progress = gr.Progress()) -> Any:  # noqa: B008
         """Compose clicked: run it, or say why not in a toast."""
         with refusals_as_warnings():
@@ -381,7 +383,8 @@ class StudioTab:
                                                         search, image_search, api_key=api_key, session=session,
                                                         request=request, progress=progress, extras=self.extras.values(
                                                             keep_metadata, output_format, jpeg_quality,
-                                                            person_generation), **craft_arguments(prompt, craft)))
+                                                            person_generation),
+                                                        **craft_arguments(prompt, style, values)))
         return no_change()
 
     async def new_variation(self, session: Session | None, api_key: str, request: gr.Request,
