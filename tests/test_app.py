@@ -325,6 +325,10 @@ ELEM_IDS = {  # the browser tests' locators: keep them stable
     "refine-slider", "refine-compare-a", "refine-compare-b", "refine-path", "refine-instruction", "refine-branch-note",
     "refine-estimate", "refine-button", "refine-undo", "refine-to-edit", "refine-to-compose", "refine-download",
     "refine-status", "refine-branches",
+    # prompt craft (ui/prompt_craft.py)
+    "prompt-craft", "style-picker", "style-info", "variable-fields", *(f"variable-{n}" for n in range(8)),
+    "prompt-preview", "enhance-button", "describe-button", "enhanced-box", "enhance-before", "enhance-after",
+    "enhance-status", "enhance-accept", "enhance-dismiss", "enhance-undo", "style-name", "save-style",
 }
 
 
