@@ -208,15 +208,61 @@ def test_batch_row_lacking_a_variable_is_refused_with_its_line_before_any_call(k
 
 # -- the API (the Runner behind /generate, /edit, /compose, /refine) ----------------------------------------------
 
-def test_api_style_parameter_on_generate(settings, emulator):
+def test_api_style_parameter_on_every_endpoint(settings, emulator, tmp_path):
     from nanobanana_ui.ui.runner import Runner
+
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    a.write_bytes(png_bytes())
+    b.write_bytes(png_bytes(color=(10, 200, 10)))
 
     async def scenario():
         async with Studio(settings) as studio:
             runner = Runner(studio)
-            outputs = await runner.generate("a lighthouse", style="painting-impressionist")
-            return outputs
+            await runner.generate("a lighthouse", style="painting-impressionist")
+            await runner.edit(str(a), "make it snow", style="cinematic-noir")
+            await runner.compose([str(a), str(b)], "both together", style="3d-voxel")
+            parent = studio.history.page(limit=1)[0].id
+            await runner.refine(parent, "add a moon", style="painting-oil")
+            return studio.history.page(limit=1)[0]
 
-    outputs = asyncio.run(scenario())
-    assert outputs[0]
-    assert emulator.generate_requests[0].prompt.startswith("a lighthouse painted in the impressionist style")
+    refined = asyncio.run(scenario())
+    sent = [r.prompt for r in emulator.generate_requests]
+    assert sent[0].startswith("a lighthouse painted in the impressionist style")
+    assert sent[1].startswith("make it snow in the style of 1940s film noir")
+    assert sent[2].startswith("both together built from voxels")
+    assert sent[3].startswith("An oil painting of add a moon") and refined.craft == {"style": "painting-oil"}
+
+
+def test_page_panel_fields_preview_enhance_describe_accept_undo_and_save(settings, emulator, tmp_path):
+    from nanobanana_ui.ui.prompt_craft import MAX_VARIABLES, NO_STYLE, PromptCraftPanel, craft_arguments
+    from nanobanana_ui.ui.runner import Runner
+
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(png_bytes((80, 40), (240, 220, 40)))
+
+    async def scenario():
+        async with Studio(settings) as studio:
+            panel = PromptCraftPanel(Runner(studio))
+            shown = panel.prompt_changed("a {animal} in {place}", "photo-macro", {"animal": "fox"})
+            fields, preview = shown[:MAX_VARIABLES], shown[-1]
+            assert [f.get("label") for f in fields[:2]] == ["{animal}", "{place}"]
+            assert fields[0]["value"] == "fox" and not fields[2]["visible"]
+            assert preview == "⚠ Fill in {place} above."
+            values, preview = panel.field_changer(1)("a {animal} in {place}", "snow", "photo-macro", {"animal": "fox"})
+            assert values == {"animal": "fox", "place": "snow"} and preview.startswith("Macro photograph of a fox in")
+            assert craft_arguments("a {place}", "x", values) == {"style": "x", "variables": {"place": "snow"}}
+            enhanced = await panel.enhance("a {animal} in {place}", "photo-macro", values)
+            described = await panel.describe(str(photo))
+            accepted = panel.accepted("a {animal}", "photo-macro", "a {b} fox")
+            saved = panel.saved("moody teal light", "Moody teal")
+            return enhanced, described, accepted, saved, studio.styles
+
+    enhanced, described, accepted, saved, book = asyncio.run(scenario())
+    assert enhanced[2].startswith("Macro photograph of a fox in snow") and "Subject:" in enhanced[2]
+    assert "gemini-3.1-flash-lite" in enhanced[3]
+    assert "80x40" in described[2] and "yellow" in described[2]
+    sent = emulator.generate_requests
+    assert sent[0].prompt.startswith("Macro photograph of a fox in snow") and len(sent[1].images) == 1
+    assert accepted[0] == "a {{b}} fox" and accepted[1] == ("a {animal}", "photo-macro") and accepted[4] == NO_STYLE
+    assert PromptCraftPanel.undone(accepted[1])[::2] == ["a {animal}", "photo-macro"]
+    assert saved[0]["value"] == "moody-teal" and book.get("moody-teal").apply("a cat") == "a cat, moody teal light"
