@@ -172,16 +172,16 @@ def test_batch_template_expands_each_row_with_style_column_and_reruns_exactly(ke
     rows = tmp_path / "rows.csv"
     rows.write_text("animal,place,style\nfox,snow,illustration-ink\nowl,a {{dark}} forest,\n", encoding="utf-8")
     out = tmp_path / "run"
-    argv = ["batch", str(rows), "--template", "a {animal} in {place}", "--json", "--out", str(out), "--yes"]
+    argv = ["batch", str(rows), "--template", "a {animal} in {place}{{!}}", "--json", "--out", str(out), "--yes"]
     assert main(argv) == 0
     made = sorted(lines(capsys.readouterr().out), key=lambda r: r["row"])
     sent = sorted(r.prompt for r in keyed_env.generate_requests)
-    assert sent == sorted(["A detailed pen-and-ink drawing of a fox in snow: fine cross-hatching, black ink on white "
-                           "paper, no colour.", "a owl in a {{dark}} forest"])  # a value is never read as a template
-    assert [r["template"] for r in made] == ["a {animal} in {place}"] * 2
+    assert sent == sorted(["A detailed pen-and-ink drawing of a fox in snow{!}: fine cross-hatching, black ink on "
+                           "white paper, no colour.", "a owl in a {{dark}} forest{!}"])  # values are sent verbatim
+    assert [r["template"] for r in made] == ["a {animal} in {place}{{!}}"] * 2
     assert made[0]["variables"] == {"animal": "fox", "place": "snow"} and made[0]["style"] == "illustration-ink"
     manifest = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
-    assert {m["template"] for m in manifest} == {"a {animal} in {place}"}
+    assert {m["template"] for m in manifest} == {"a {animal} in {place}{{!}}"}
     assert main(argv) == 0  # a re-run remakes the same requests: all finished, nothing sent
     assert len(keyed_env.generate_requests) == 2
     assert {r["status"] for r in lines(capsys.readouterr().out)} <= {"earlier", "cached"}

@@ -127,3 +127,24 @@ def test_describe_for_edit_writes_the_instruction_between_two_images(keyed_env, 
     assert main(["prompt", "describe", str(before), "--for-edit"]) == 2
     assert "two images" in capsys.readouterr().err
     assert len(keyed_env.generate_requests) == 1
+
+
+def test_enhance_retries_a_rate_limit_counts_the_budget_and_meters_the_cost(settings, emulator):
+    from dataclasses import replace
+
+    from conftest import in_studio
+
+    from nanobanana_ui.service.prompt_craft import PromptCrafter
+
+    emulator.fail_next(Fault.rate_limit("0.2s"))
+    events: list[str] = []
+
+    async def scenario(studio):
+        result = await PromptCrafter(studio).enhance("a quiet harbour", on_event=events.append)
+        return result, studio.usage_today()
+
+    result, usage = in_studio(replace(settings, max_attempts=3), scenario)
+    assert [r.status for r in emulator.generate_requests] == [429, 200]  # the server's wait, then the answer
+    assert any("retrying in" in line for line in events)
+    assert usage.requests == 2 and result.cost_usd > 0
+    assert usage.cost_usd == pytest.approx(result.cost_usd, abs=1e-6)  # the meter counts micro-dollars
