@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,13 +18,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .templates import PromptCraft, Template, TemplateError, check_variable_name, parse_template
+from .templates import PromptCraft, Template, TemplateError, parse_template
 
 __all__ = ["SHIPPED", "STYLES_FILE", "USER", "CraftedPrompt", "Style", "StyleBook", "UnknownStyleError",
            "craft_prompt", "load_styles", "save_user_style", "shipped_styles"]
 
 STYLES_FILE = "styles.json"
 SHIPPED, USER = "shipped", "user"
+_STYLE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*\Z")
 
 
 class UnknownStyleError(TemplateError):
@@ -80,8 +82,8 @@ def _style(entry: Any, source: str) -> Style:
     for key in ("description", "model", "aspect_ratio"):
         if entry.get(key) is not None and not isinstance(entry[key], str):
             raise ValueError(f"style {style_id!r}: {key} must be text")
-    if any(ch.isspace() for ch in style_id):
-        raise ValueError(f"style id {style_id!r} has spaces")
+    if not _STYLE_ID.match(style_id):
+        raise ValueError(f"style id {style_id!r} must be letters, digits, - and _ (no spaces)")
     template = parse_template(entry["template"], what=f"style {style_id!r}'s template")
     if template.variables != ("prompt",):
         others = [name for name in template.variables if name != "prompt"]
@@ -177,7 +179,8 @@ def save_user_style(home: Path, *, style_id: str, name: str, category: str, temp
 
     The template must hold `{prompt}` (and no other variable); a bad one raises TemplateError and nothing is written.
     """
-    check_variable_name(style_id.replace("-", "_"), what="style id")
+    if not _STYLE_ID.match(style_id):
+        raise TemplateError(f"The style id {style_id!r} must be letters, digits, - and _ (e.g. 'my-look').")
     entry = {"id": style_id, "name": name or style_id, "category": category or "user", "template": template,
              "description": description, **({"model": model} if model else {}),
              **({"aspect_ratio": aspect_ratio} if aspect_ratio else {})}
