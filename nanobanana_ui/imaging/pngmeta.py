@@ -132,7 +132,7 @@ def read_image_info(data: bytes, name: str = "image") -> ImageInfo:
             with Image.open(io.BytesIO(data)) as im:
                 texts = _other_texts(im)
     except UnidentifiedImageError:
-        return ImageInfo(message=f"{name} is not an image (its format is not one Pillow recognises).")
+        return ImageInfo(message=f"{name} is not a picture this app can open (such as a PNG, JPEG or WebP file).")
     except (OSError, SyntaxError, EOFError, ValueError, TypeError, KeyError, IndexError, struct.error,
             zlib.error, Image.DecompressionBombError) as exc:
         return ImageInfo(message=f"{name} looks like an image but is damaged and could not be read ({exc}).")

@@ -37,7 +37,7 @@ from ..quota.shared_limits import shared_limiter_for
 from ..storage.cache import CachedEntry, ResultCache
 from ..storage.history import HistoryEntry, HistoryStore
 from ..storage.history.store import new_entry_id
-from .conversation import ConversationError, Refinement, build_refinement
+from .conversation import ConversationError, Refinement, UnknownResultError, build_refinement
 from .regions import build_region_request, with_source_name
 from .sending import EventSink, GuardedSender
 from .validation import ImageSource, build_request, load_inputs
@@ -451,8 +451,8 @@ class Studio:
     # -- conversations -----------------------------------------------------------------------------------------
 
     def _unknown(self, entry_id: str) -> ConversationError:
-        return ConversationError(f"No result with id {entry_id!r} in your history. Use an `id` printed by "
-                                 "generate/edit/compose --json or listed by `history --json`.")
+        return UnknownResultError(entry_id, f"No result with id {entry_id!r} in your history. Use an `id` printed "
+                                  "by generate/edit/compose --json or listed by `history --json`.")
 
     def conversation_path(self, entry_id: str, *, owner: str | None = None) -> list[HistoryEntry]:
         """The entries from the conversation's root to this one, root first (blocking: run it off the event loop).

@@ -18,6 +18,7 @@ import gradio as gr
 from gradio.components import Component
 
 from ..domain.errors import StudioError
+from ..service.conversation import UnknownResultError
 from ..service.studio import Studio
 from ..storage.history import HistoryEntry
 from . import actions
@@ -143,6 +144,9 @@ class RefineView:
             raise refuse(NOTHING_OPEN)
         try:
             return self.studio.conversation_path((entry_id or "").strip(), owner=self.owner_of(request))
+        except UnknownResultError as error:  # the service's words name CLI commands; the page names its own places
+            raise refuse(f"No result with id {error.entry_id!r} in your history. Open a picture in the History tab "
+                         "and press Refine, or press Refine under a result in the Studio tab.") from None
         except StudioError as error:
             raise refuse(error.message) from None
 
