@@ -218,7 +218,7 @@ def test_webp_with_exif_image_description():
 
 @pytest.mark.parametrize("data, expected", [
     (b"", "notes.png is empty"),
-    (b"hello, I am a text file\n" * 20, "notes.png is not an image"),
+    (b"hello, I am a text file\n" * 20, "notes.png is not a picture this app can open"),
     (b"\x89PNG\r\n\x1a\n\x00\x00", "notes.png looks like a PNG but is damaged"),
     (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 5, "notes.png looks like an image but is damaged"),
 ])
