@@ -126,7 +126,8 @@ def test_pages_newest_first_with_thumbnails_made_once(library, tmp_path):
     shown = library.older(browse)
     assert [c for _, c in shown["items"]] == [f"a red fox number {n} · generate" for n in range(5, -1, -1)]
     assert shown["info"].startswith("Page 2 of 2")
-    shown = library.older(browse)  # past the end: stays on the last page
+    with pytest.warns(UserWarning, match="last page: nothing is older"):  # a toast, not a silent button
+        shown = library.older(browse)  # past the end: stays on the last page
     assert shown["info"].startswith("Page 2 of 2")
     shown = library.newer(browse)
     assert {Path(p): Path(p).stat().st_mtime_ns for p, _ in shown["items"]} == made  # cached, not drawn again
@@ -369,7 +370,7 @@ def test_png_info_without_metadata_says_so_and_has_nothing_to_use(tmp_path):
     notes = tmp_path / "notes.png"
     notes.write_text("not an image")
     message, text, found, preview = pnginfo.inspect(str(notes))
-    assert "notes.png is not an image" in message and preview is None and found["settings"] == {}
+    assert "notes.png is not a picture this app can open" in message and preview is None and found["settings"] == {}
 
 
 def test_png_info_on_an_automatic1111_image_restores_prompt_and_seed_only(tmp_path):
@@ -386,3 +387,10 @@ def test_png_info_on_an_automatic1111_image_restores_prompt_and_seed_only(tmp_pa
     values = pnginfo.use(found, FLASH)
     assert values["prompt"] == "a castle on a hill" and values["seed"] == 1234
     assert not {"model", "aspect_ratio", "size", "temperature", "top_p", "top_k"} & values.keys()  # left alone
+
+
+def test_newer_and_older_on_an_empty_history_say_so(library):
+    for move in (library.newer, library.older):
+        with pytest.warns(UserWarning, match="Nothing has been made on this data directory yet"):
+            shown = move(Browse())
+        assert shown["items"] == [] and shown["browse"].page == 0

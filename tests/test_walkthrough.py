@@ -57,3 +57,10 @@ def test_png_info_on_a_file_that_is_not_a_picture_speaks_plainly():
     buffer = io.BytesIO()
     Image.new("RGB", (4, 4)).save(buffer, "PNG")
     assert read_image_info(buffer.getvalue(), "ok.png").message != info.message
+
+
+def test_download_original_with_nothing_open_says_what_to_do():
+    from nanobanana_ui.ui.refine_tab import Place, RefineTab
+
+    with pytest.warns(UserWarning, match="open a result first"):
+        RefineTab.download_clicked(None, Place())  # type: ignore[arg-type]  # uses no state of the tab

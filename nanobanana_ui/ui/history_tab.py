@@ -339,14 +339,24 @@ class HistoryTab:
         return self.show(browse, request)
 
     def newer(self, browse: Browse, request: gr.Request | None = None) -> dict[Any, Any]:
-        """The page before (newer entries)."""
+        """The page before (newer entries); at the first page (or on an empty history) a toast says why not."""
+        if browse.page <= 0:
+            gr.Warning(self._edge_note(browse, request, "This is the first page: nothing is newer."))
         browse.page = max(browse.page - 1, 0)
         return self.show(browse, request)
 
     def older(self, browse: Browse, request: gr.Request | None = None) -> dict[Any, Any]:
-        """The page after (older entries)."""
+        """The page after (older entries); at the last page (or on an empty history) a toast says why not."""
+        before = browse.page
         browse.page += 1
-        return self.show(browse, request)
+        shown = self.show(browse, request)  # clamps the page to the last one
+        if browse.page == before:
+            gr.Warning(self._edge_note(browse, request, "This is the last page: nothing is older."))
+        return shown
+
+    def _edge_note(self, browse: Browse, request: gr.Request | None, at_edge: str) -> str:
+        data = self.library.page_data(browse.search, browse.model, browse.mode, 0, self.owner_of(request))
+        return at_edge if data.total else page_info(0, 1, 0, bool(browse.search or browse.model or browse.mode))
 
     def select(self, browse: Browse, evt: gr.SelectData, request: gr.Request | None = None) -> dict[Any, Any]:
         """Open the entry the visitor clicked: details and the original file to download."""
