@@ -74,7 +74,7 @@ def test_the_readme_is_short_and_its_commands_are_the_ones_ci_runs():
     assert TEST_COMMAND in readme and INNER_LOOP in readme
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert TEST_COMMAND in ci.splitlines(), ".ci/run must run the README's test command verbatim"
-    assert "Python 3.11 or newer" in readme and "3.10" not in readme
+    assert "Python 3.11 or newer" in readme and "Python 3.10" not in readme
 
 
 def test_the_readmes_links_and_pictures_point_at_files_that_exist():
