@@ -8,7 +8,7 @@ import os
 import struct
 import time
 import zlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from PIL import Image, PngImagePlugin
@@ -66,7 +66,7 @@ def test_exports_are_pinned():
 
 
 def test_parameters_text_is_a1111_style():
-    created = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
+    created = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
     made = provenance_chunks(request(), text="Here you go", finish_reason="STOP", created=created)
     assert made[PARAMETERS_KEY] == (
         "a lighthouse at dusk\nModel: gemini-2.5-flash-image, Mode: generate, Aspect ratio: 16:9, Size: 1K, "

@@ -69,7 +69,7 @@ def add_gemini3_options(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--show-thoughts", action="store_true",
                        help="also get the interim thought images (free; written to OUT/thoughts/, never cached)")
     group.add_argument("--search", action="store_true", help="ground the image in Google Search (Gemini 3; "
-                       "each search is charged, see the README)")
+                       "each search is charged, see docs/cli.md)")
     group.add_argument("--image-search", action="store_true",
                        help="Google image search as well as web search (Gemini 3.1 Flash Image; implies --search)")
 

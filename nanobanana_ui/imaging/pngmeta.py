@@ -24,7 +24,7 @@ import zlib
 from collections.abc import Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
@@ -88,7 +88,7 @@ def provenance_chunks(request: ImageRequest, *, text: str = "", finish_reason: s
     record = {"version": 1, "app": APP_NAME, "request": request.describe(), "text": text,
               "finish_reason": finish_reason}
     if created is not None:
-        created = created if created.tzinfo else created.replace(tzinfo=timezone.utc)
+        created = created if created.tzinfo else created.replace(tzinfo=UTC)
         record["created"] = created.isoformat(timespec="seconds")
     return {PARAMETERS_KEY: f"{request.prompt}\n{line}", REQUEST_KEY: json.dumps(record, ensure_ascii=False)}
 

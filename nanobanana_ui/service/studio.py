@@ -667,7 +667,7 @@ class Studio:
         """Add the image models this key can use to a 404 message (best effort: a listing failure is ignored)."""
         try:
             available = await asyncio.wait_for(self.backend.list_image_models(), timeout=10)
-        except (StudioError, asyncio.TimeoutError):
+        except (TimeoutError, StudioError):
             return exc
         if not available:
             return exc

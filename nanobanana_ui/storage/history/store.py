@@ -16,7 +16,7 @@ import threading
 import time
 import zipfile
 from collections.abc import Iterator, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ def new_entry_id(now_ns: int | None = None) -> str:
 
 
 def _created(entry_id: str) -> str:
-    return datetime.fromtimestamp(int(entry_id.split("-")[0], 16) / 1e9, tz=timezone.utc).isoformat()
+    return datetime.fromtimestamp(int(entry_id.split("-")[0], 16) / 1e9, tz=UTC).isoformat()
 
 
 class HistoryStore:
