@@ -394,3 +394,20 @@ def test_newer_and_older_on_an_empty_history_say_so(library):
         with pytest.warns(UserWarning, match="Nothing has been made on this data directory yet"):
             shown = move(Browse())
         assert shown["items"] == [] and shown["browse"].page == 0
+
+
+def test_a_refinement_is_listed_as_one_with_its_turn_and_parent_and_has_its_own_filter(emulator, settings):
+    async def scenario():
+        async with Studio(settings) as studio:
+            root = await studio.generate("a lighthouse", model=PRO)
+            await studio.refine(parent_id=root.id, instruction="make it night")
+            await studio.edit(load_input_image(png_bytes(color=(9, 9, 9)), "photo.png"), "a red hat", model=PRO)
+            tab = Tab(studio)
+            shown = tab.filter(Browse(), "", "", "refine")
+            return root, shown, tab.filter(Browse(), "", "", "edit"), tab.select(shown["browse"], select(0))
+
+    root, shown, edits, opened = asyncio.run(scenario())
+    assert [c for _, c in shown["items"]] == ["make it night · refine, turn 2"]
+    assert [c for _, c in edits["items"]] == ["a red hat · edit"]  # a refinement is not listed as an edit
+    assert f"**Refinement, turn 2 (of `{root.id}`)**" in opened["details"]
+    assert len(emulator.generate_requests) == 3

@@ -110,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--search", metavar="TEXT", help="only entries whose prompt has these words")
     history.add_argument("--limit", type=int, default=20, help="how many entries (default 20)")
     history.add_argument("--model", help="only this model's entries")
-    history.add_argument("--mode", choices=[mode.value for mode in Mode], help="only generate, edit or compose")
+    history.add_argument("--mode", choices=[*(mode.value for mode in Mode), "refine"],
+                         help="only generate, edit or compose (first turns), or refine (refinements)")
     history.add_argument("--json", action="store_true", help="one JSON object per entry on stdout")
     history.add_argument("--verify", action="store_true", help="check every entry's files; exit 1 on problems")
     history.add_argument("--repair", action="store_true", help="with --verify: fix what it finds")

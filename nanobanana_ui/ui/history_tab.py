@@ -80,11 +80,15 @@ class LibraryPage:
     info: str
 
 
+REFINE = "refine"  # the Mode filter's choice for refinements (entries with a parent), beside the three modes
+
+
 def caption(entry: HistoryEntry) -> str:
     """The caption under a thumbnail: "failed" for failures, the prompt (shortened: it shows first), the mode."""
     prompt = " ".join(entry.prompt.split())
     prompt = prompt if len(prompt) <= 50 else prompt[:47] + "..."
-    return f"{'failed: ' if entry.error else ''}{prompt} · {entry.mode}"
+    what = f"refine, turn {entry.turn}" if entry.kind == "refine" else entry.mode
+    return f"{'failed: ' if entry.error else ''}{prompt} · {what}"
 
 
 def details(entry: HistoryEntry | None) -> str:
@@ -242,7 +246,8 @@ class HistoryTab:
                 self.model = gr.Dropdown([("All models", ""), *((spec.label, spec.id) for spec in known_models())],
                                          value="", label="Model", allow_custom_value=True, scale=2,
                                          elem_id="history-model")
-                self.mode = gr.Dropdown([("All modes", ""), *((m.value.capitalize(), m.value) for m in Mode)],
+                self.mode = gr.Dropdown([("All modes", ""), *((m.value.capitalize(), m.value) for m in Mode),
+                                         ("Refine", REFINE)],
                                         value="", label="Mode", scale=1, elem_id="history-mode")
             with gr.Row():
                 with gr.Column(scale=3):

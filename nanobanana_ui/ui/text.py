@@ -94,7 +94,9 @@ def entry_details(entry: HistoryEntry) -> str:
     """
     when = entry.created.astimezone().strftime("%Y-%m-%d %H:%M:%S")
     tokens = entry.tokens or {}
-    lines = [f"**{entry.mode.capitalize()}** · {when} · `{entry.model}`",
+    kind = (f"Refinement, turn {entry.turn} (of `{entry.parent}`)" if entry.kind == "refine"
+            else entry.mode.capitalize())
+    lines = [f"**{kind}** · {when} · `{entry.model}`",
              "> " + plain(entry.prompt).replace("\n", "\n> "),
              f"Settings: {options_summary(entry.model, image_options(entry.options))}"]
     if entry.error:

@@ -373,7 +373,11 @@ class HistoryStore:
         elif search and search.strip():
             clauses.append("prompt LIKE ? ESCAPE '\\'")
             args.append("%" + re.sub(r"([\\%_])", r"\\\1", search.strip()) + "%")
-        for column, value in (("model", model), ("mode", mode), ("owner", owner)):
+        if mode == "refine":  # refinements (turns after the first) are edits with a parent
+            clauses.append("parent IS NOT NULL")
+        elif mode is not None:  # generate / edit / compose: the first turns made that way
+            clauses.append("parent IS NULL")
+        for column, value in (("model", model), ("mode", None if mode == "refine" else mode), ("owner", owner)):
             if value is not None:
                 clauses.append(f"{column} = ?")
                 args.append(value)
