@@ -245,8 +245,10 @@ class Studio:
                 return build_request(mode, prompt, images, model=model or self.settings.model, options=options,
                                      keep_metadata=keep)
             # A region edit sends a crop or canvas re-encoded from pixels alone: no metadata of the original is sent.
+            # Its original is kept for re-runs: without personal metadata, unless asked (never in public mode).
             return build_region_request(images[0], prompt, model=model or self.settings.model, options=options,
-                                        mask=mask, feather=feather, extend_to=extend_to, anchor=anchor)
+                                        mask=mask, feather=feather, extend_to=extend_to, anchor=anchor,
+                                        keep_metadata=keep and not self.settings.public)
         except ShutDownModelError as error:
             available = self.available_models().ids
             raise ShutDownModelError(f"{error.message} Image models this key can use: {', '.join(available)}.",
