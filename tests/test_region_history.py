@@ -253,7 +253,7 @@ def test_the_history_tab_reruns_a_masked_edit_and_its_refinement_exactly(setting
     import gradio as gr
     from test_history_tab import Progress, Tab, run_result, select
 
-    from nanobanana_ui.ui.history_tab import Browse
+    from nanobanana_ui.ui.history_library import Browse
 
     original, mask_png, root = masked_edit(settings, model=PRO)
     child = in_studio(settings, lambda s: s.refine(parent_id=root.id, instruction="make it blue"))
