@@ -8,7 +8,7 @@ import re
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from conftest import TEST_KEY, in_studio
@@ -261,15 +261,15 @@ def test_budget_is_shared_by_concurrent_processes(emulator, tmp_path):
 
 
 def test_days_are_counted_in_pacific_time(tmp_path):
-    now = [datetime(2026, 11, 28, 7, 59, tzinfo=timezone.utc)]  # 23:59 on the 27th in Los Angeles (PST)
+    now = [datetime(2026, 11, 28, 7, 59, tzinfo=UTC)]  # 23:59 on the 27th in Los Angeles (PST)
     budget = DailyBudget(tmp_path, limit=1, clock=lambda: now[0])
     try:
         assert pacific_day(now[0]) == "2026-11-27"
-        assert next_pacific_midnight(now[0]) == datetime(2026, 11, 28, 8, 0, tzinfo=timezone.utc)
+        assert next_pacific_midnight(now[0]) == datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
         budget.reserve()
         with pytest.raises(errors.BudgetExceededError, match="0 h 1 min from now"):
             budget.reserve()
-        now[0] = datetime(2026, 11, 28, 8, 1, tzinfo=timezone.utc)
+        now[0] = datetime(2026, 11, 28, 8, 1, tzinfo=UTC)
         budget.reserve()  # a new Pacific day
         assert budget.usage().requests == 1 and budget.usage().day == "2026-11-28"
     finally:

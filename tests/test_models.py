@@ -213,7 +213,7 @@ def test_api_png_info_and_history_rerun_use_the_replacement(settings, emulator, 
     and a history re-run, each with a preview id, send the GA id and say so."""
     from nanobanana_ui.imaging.pngmeta import embed_png_text, provenance_chunks
     from nanobanana_ui.service.studio import Studio
-    from nanobanana_ui.ui.history_tab import Library
+    from nanobanana_ui.ui.history_library import Library
     from nanobanana_ui.ui.pnginfo_tab import PngInfo
     from nanobanana_ui.ui.runner import Runner
     from nanobanana_ui.ui.session import Session

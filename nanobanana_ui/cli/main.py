@@ -72,7 +72,7 @@ def add_gemini3_options(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--show-thoughts", action="store_true",
                        help="also get the interim thought images (free; written to OUT/thoughts/, never cached)")
     group.add_argument("--search", action="store_true", help="ground the image in Google Search (Gemini 3; "
-                       "each search is charged, see the README)")
+                       "each search is charged, see docs/cli.md)")
     group.add_argument("--image-search", action="store_true",
                        help="Google image search as well as web search (Gemini 3.1 Flash Image; implies --search)")
 
@@ -115,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--search", metavar="TEXT", help="only entries whose prompt has these words")
     history.add_argument("--limit", type=int, default=20, help="how many entries (default 20)")
     history.add_argument("--model", help="only this model's entries")
-    history.add_argument("--mode", choices=[mode.value for mode in Mode], help="only generate, edit or compose")
+    history.add_argument("--mode", choices=[*(mode.value for mode in Mode), "refine"],
+                         help="only generate, edit or compose (first turns), or refine (refinements)")
     history.add_argument("--json", action="store_true", help="one JSON object per entry on stdout")
     history.add_argument("--verify", action="store_true", help="check every entry's files; exit 1 on problems")
     history.add_argument("--repair", action="store_true", help="with --verify: fix what it finds")

@@ -23,7 +23,7 @@ _VERTEX_OPTIONS = ("output_mime_type", "output_quality", "person_generation")
 CACHE_KEY_VERSION = 1  # bump when the meaning of a request changes, so old entries stop matching
 
 
-class Mode(str, Enum):
+class Mode(str, Enum):  # noqa: UP042 (StrEnum would change str(Mode.EDIT) from "Mode.EDIT" to "edit")
     """What a request does with its inputs."""
 
     GENERATE = "generate"

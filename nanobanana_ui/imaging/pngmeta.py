@@ -25,7 +25,7 @@ import zlib
 from collections.abc import Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
@@ -90,7 +90,7 @@ def provenance_chunks(request: ImageRequest, *, text: str = "", finish_reason: s
     record = {"version": 1, "app": APP_NAME, "request": request.describe(), "text": text,
               "finish_reason": finish_reason}
     if created is not None:
-        created = created if created.tzinfo else created.replace(tzinfo=timezone.utc)
+        created = created if created.tzinfo else created.replace(tzinfo=UTC)
         record["created"] = created.isoformat(timespec="seconds")
     return {PARAMETERS_KEY: f"{request.prompt}\n{line}", REQUEST_KEY: json.dumps(record, ensure_ascii=False)}
 
@@ -134,7 +134,7 @@ def read_image_info(data: bytes, name: str = "image") -> ImageInfo:
             with Image.open(io.BytesIO(data)) as im:
                 texts = _other_texts(im)
     except UnidentifiedImageError:
-        return ImageInfo(message=f"{name} is not an image (its format is not one Pillow recognises).")
+        return ImageInfo(message=f"{name} is not a picture this app can open (such as a PNG, JPEG or WebP file).")
     except (OSError, SyntaxError, EOFError, ValueError, TypeError, KeyError, IndexError, struct.error,
             zlib.error, Image.DecompressionBombError) as exc:
         return ImageInfo(message=f"{name} looks like an image but is damaged and could not be read ({exc}).")

@@ -41,7 +41,7 @@ from ..quota.shared_limits import shared_limiter_for
 from ..storage.cache import CachedEntry, ResultCache
 from ..storage.history import HistoryEntry, HistoryStore
 from ..storage.history.store import new_entry_id
-from .conversation import ConversationError, Refinement, build_refinement
+from .conversation import ConversationError, Refinement, UnknownResultError, build_refinement
 from .regions import build_region_request, with_source_name
 from .sending import EventSink, GuardedSender
 from .validation import ImageSource, build_request, load_inputs
@@ -285,8 +285,10 @@ class Studio:
                 return build_request(mode, prompt, images, model=model or self.settings.model, options=options,
                                      keep_metadata=keep)
             # A region edit sends a crop or canvas re-encoded from pixels alone: no metadata of the original is sent.
+            # Its original is kept for re-runs: without personal metadata, unless asked (never in public mode).
             return build_region_request(images[0], prompt, model=model or self.settings.model, options=options,
-                                        mask=mask, feather=feather, extend_to=extend_to, anchor=anchor)
+                                        mask=mask, feather=feather, extend_to=extend_to, anchor=anchor,
+                                        keep_metadata=keep and not self.settings.public)
         except ShutDownModelError as error:
             available = self.available_models().ids
             raise ShutDownModelError(f"{error.message} Image models this key can use: {', '.join(available)}.",
@@ -491,8 +493,8 @@ class Studio:
     # -- conversations -----------------------------------------------------------------------------------------
 
     def _unknown(self, entry_id: str) -> ConversationError:
-        return ConversationError(f"No result with id {entry_id!r} in your history. Use an `id` printed by "
-                                 "generate/edit/compose --json or listed by `history --json`.")
+        return UnknownResultError(entry_id, f"No result with id {entry_id!r} in your history. Use an `id` printed "
+                                  "by generate/edit/compose --json or listed by `history --json`.")
 
     def conversation_path(self, entry_id: str, *, owner: str | None = None) -> list[HistoryEntry]:
         """The entries from the conversation's root to this one, root first (blocking: run it off the event loop).
@@ -718,7 +720,7 @@ class Studio:
         """Add the image models this key can use to a 404 message (best effort: a listing failure is ignored)."""
         try:
             available = await asyncio.wait_for(self.backend.list_image_models(), timeout=10)
-        except (StudioError, asyncio.TimeoutError):
+        except (TimeoutError, StudioError):
             return exc
         if not available:
             return exc

@@ -18,11 +18,12 @@ import gradio as gr
 from gradio.components import Component
 
 from ..domain.errors import StudioError
+from ..service.conversation import UnknownResultError
 from ..service.studio import Studio
 from ..storage.history import HistoryEntry
 from . import actions
 from .actions import StudioForm, no_change, refusals_as_warnings, refuse
-from .history_tab import Browse
+from .history_library import Browse
 from .runner import Runner
 from .session import Session
 
@@ -32,6 +33,7 @@ PRIVATE: dict[str, Any] = {"api_visibility": "private"}
 ESTIMATE_NOTE = ("Each refinement sends the whole path again: input tokens (and the cost of a turn) grow with "
                  "every turn.")
 NOTHING_OPEN = "Open a result first: its id (History, `--json`), or the Refine button under a Studio result."
+NOTHING_TO_DOWNLOAD = "Nothing to download yet: open a result first, then Download original gives its file."
 ROOT_ALREADY = "This is the root of its conversation: there is no earlier turn."
 PLACEHOLDER = "…"  # priced in place of an instruction not typed yet (a few characters: nothing in the estimate)
 
@@ -143,6 +145,9 @@ class RefineView:
             raise refuse(NOTHING_OPEN)
         try:
             return self.studio.conversation_path((entry_id or "").strip(), owner=self.owner_of(request))
+        except UnknownResultError as error:  # the service's words name CLI commands; the page names its own places
+            raise refuse(f"No result with id {error.entry_id!r} in your history. Open a picture in the History tab "
+                         "and press Refine, or press Refine under a result in the Studio tab.") from None
         except StudioError as error:
             raise refuse(error.message) from None
 
@@ -278,6 +283,12 @@ class RefineTab:
             return await self.show(picked, instruction, request)
         return no_change()
 
+    def download_clicked(self, place: Place | None) -> Any:
+        """Download original with no turn open: say what to do (with one open, the browser downloads the file)."""
+        if place is None or place.selected is None:
+            gr.Warning(NOTHING_TO_DOWNLOAD)
+        return no_change()
+
     async def undone(self, place: Place, instruction: str, request: gr.Request) -> Any:
         """Undo: select the parent of the selected turn (the later turns stay on the strip, one click away)."""
         with refusals_as_warnings():
@@ -370,6 +381,7 @@ class RefineTab:
         self.path.select(self.path_selected, [self.place, self.instruction], views, **PRIVATE)
         self.branches.select(self.branch_selected, [self.place, self.instruction], views, **PRIVATE)
         self.undo.click(self.undone, [self.place, self.instruction], views, **PRIVATE)
+        self.download.click(self.download_clicked, [self.place], None, **PRIVATE)
         for dropdown in (self.compare_a, self.compare_b):
             dropdown.input(self.compared, [self.compare_a, self.compare_b], [self.slider], **PRIVATE)
         self.instruction.blur(self.estimated, [self.place, self.instruction], [self.estimate], **PRIVATE)

@@ -14,7 +14,7 @@ import shutil
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -187,7 +187,7 @@ def base_line(item: BatchItem, request: ImageRequest) -> dict[str, Any]:
     """The manifest fields every line of a request has, whatever its outcome (Gemini Batch Mode adds `job`)."""
     return {"row": item.row, "prompt": item.prompt, "variation": request.options.variation, "name": item.name,
             "key": request.cache_key(), "model": request.model, "mode": request.mode.value,
-            "seed": request.options.seed, "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "seed": request.options.seed, "time": datetime.now(UTC).isoformat(timespec="seconds"),
             **({"note": request.note} if request.note else {})}
 
 

@@ -57,6 +57,11 @@ class HistoryEntry:
     search_entry_point: str | None = None  # Google's search-suggestions HTML, to be shown as given
     parent: str | None = None  # the entry this one refines (None: the root of its conversation)
     turn: int = 1
+
+    @property
+    def kind(self) -> str:
+        """What the entry is to a person: its mode, or "refine" for a refinement (a turn after the first)."""
+        return "refine" if self.parent else self.mode
     model_turn: list[dict[str, Any]] | None = None  # the model's turn as returned (turns.parts_to_json form)
     inputs: tuple[StoredFile, ...] = ()  # the input images as sent (kept since conversations; older entries: none)
     region: dict[str, Any] | None = None  # a region edit's: kind, mask_sha256, crop_box, feather, extend_to, ...

@@ -16,7 +16,7 @@ import threading
 import time
 import zipfile
 from collections.abc import Iterator, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,7 @@ def new_entry_id(now_ns: int | None = None) -> str:
 
 
 def _created(entry_id: str) -> str:
-    return datetime.fromtimestamp(int(entry_id.split("-")[0], 16) / 1e9, tz=timezone.utc).isoformat()
+    return datetime.fromtimestamp(int(entry_id.split("-")[0], 16) / 1e9, tz=UTC).isoformat()
 
 
 class HistoryStore:
@@ -407,7 +407,11 @@ class HistoryStore:
         elif search and search.strip():
             clauses.append("prompt LIKE ? ESCAPE '\\'")
             args.append("%" + re.sub(r"([\\%_])", r"\\\1", search.strip()) + "%")
-        for column, value in (("model", model), ("mode", mode), ("owner", owner)):
+        if mode == "refine":  # refinements (turns after the first) are edits with a parent
+            clauses.append("parent IS NOT NULL")
+        elif mode is not None:  # generate / edit / compose: the first turns made that way
+            clauses.append("parent IS NULL")
+        for column, value in (("model", model), ("mode", None if mode == "refine" else mode), ("owner", owner)):
             if value is not None:
                 clauses.append(f"{column} = ?")
                 args.append(value)
