@@ -266,3 +266,21 @@ def test_page_panel_fields_preview_enhance_describe_accept_undo_and_save(setting
     assert accepted[0] == "a {{b}} fox" and accepted[1] == ("a {animal}", "photo-macro") and accepted[4] == NO_STYLE
     assert PromptCraftPanel.undone(accepted[1])[::2] == ["a {animal}", "photo-macro"]
     assert saved[0]["value"] == "moody-teal" and book.get("moody-teal").apply("a cat") == "a cat, moody teal light"
+
+
+def test_batch_template_from_jsonl_with_var_defaults_and_a_column_that_is_neither(keyed_env, capsys, tmp_path):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"animal": "fox", "count": 2}\n{"animal": "hare", "place": "a meadow", "seed": 7}\n',
+                    encoding="utf-8")
+    out = tmp_path / "run"
+    assert main(["batch", str(rows), "--template", "a {animal} in {place}", "--var", "place=the snow", "--json",
+                 "--out", str(out), "--yes"]) == 0
+    sent = sorted(r.prompt for r in keyed_env.generate_requests)
+    assert sent == ["a fox in the snow", "a fox in the snow", "a hare in a meadow"]  # a row's cell wins over --var
+    assert [r.generation_config.get("seed") for r in keyed_env.generate_requests if "hare" in r.prompt] == [7]
+    capsys.readouterr()
+    extra = tmp_path / "extra.csv"
+    extra.write_text("animal,notes\nfox,x\n", encoding="utf-8")
+    assert main(["batch", str(extra), "--template", "a {animal}", "--yes"]) == 2
+    assert "column(s) 'notes' are neither template variables (animal) nor known columns" in capsys.readouterr().err
+    assert len(keyed_env.generate_requests) == 3
