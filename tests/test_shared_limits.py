@@ -354,3 +354,56 @@ def test_a_waiter_in_another_pid_namespace_is_served_in_its_turn(tmp_path):
 
     theirs_at, ours_at = asyncio.run(main())
     assert theirs_at < ours_at  # first come, first served across namespaces
+
+
+FAILS_TWICE_THEN_IDLES = """
+import asyncio, errno, os, sys
+from pathlib import Path
+sys.path.insert(0, {root!r})
+from nanobanana_ui.quota import shared_limits
+from nanobanana_ui.quota.shared_limits import SharedRateLimiter
+
+real_replace, failures = os.replace, [0]
+
+def replace(src, dst):
+    if failures[0] < 2:
+        failures[0] += 1
+        raise OSError(errno.ENOSPC, "No space left on device")
+    return real_replace(src, dst)
+
+async def main():
+    limiter = SharedRateLimiter(1, {window}, Path({path!r}))
+    waiting = asyncio.ensure_future(limiter.acquire())
+    await asyncio.sleep(0.1)
+    print("queued", flush=True)
+    shared_limits.os.replace = replace  # the disk fills up: the next two writes fail
+    async with await waiting:
+        print("served here", flush=True)
+    await asyncio.sleep(3600)  # alive and idle: never acquires again
+
+asyncio.run(main())
+"""
+
+
+def test_a_process_idle_after_a_write_error_leaves_no_ghost_for_the_others(tmp_path):
+    path = tmp_path / "quota" / "rate-idle.json"
+    ours, later = SharedRateLimiter(1, 0.5, path), SharedRateLimiter(1, 0.5, path)
+
+    async def main() -> None:
+        held = await ours.acquire()
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", FAILS_TWICE_THEN_IDLES.format(root=str(ROOT), window=0.5, path=str(path)),
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        assert child.stdout is not None
+        try:
+            assert (await asyncio.wait_for(child.stdout.readline(), 30)).strip() == b"queued"
+            assert (await asyncio.wait_for(child.stdout.readline(), 10)).strip() == b"served here"
+            async with held:  # would grant the idle process's stale ticket a slot it never returns
+                pass
+            async with await asyncio.wait_for(later.acquire(), timeout=5):
+                pass
+        finally:
+            child.kill()
+            await child.wait()
+
+    asyncio.run(main())

@@ -85,6 +85,7 @@ def _namespace() -> str:
 
 _NAMESPACE = _namespace()
 _LEASE_S = 30.0  # a ticket from another namespace lives this long after its owner last looked (every <= _IDLE_S)
+_MEND_RETRY_S = 1.0  # after a failed write, try this often to remove what it left in the file
 _SLOT_LEASE_S = 120.0  # the same for a slot in flight (its request left long before: uploads take seconds)
 
 
@@ -132,6 +133,8 @@ class SharedRateLimiter(RateLimiter):
         self._fallback = RateLimiter(limit, window_s)
         self._fallback_until = 0.0  # monotonic; until then (and while its slots count) the per-process limiter serves
         self._warned_malformed = False
+        self._mend_timer: threading.Timer | None = None
+        self._mend_timer_lock = threading.Lock()
 
     # --- the file ---------------------------------------------------------------------------------------------
 
@@ -321,9 +324,25 @@ class SharedRateLimiter(RateLimiter):
         self._try_mend()
 
     def _try_mend(self) -> None:
-        """One attempt at the file, to remove or settle what failed writes left there."""
+        """One attempt at the file, to remove or settle what failed writes left there; else try again later."""
         with contextlib.suppress(OSError), self._state() as state:
             self._grant_shared(state)
+        if self._orphans:
+            self._mend_later()
+
+    def _mend_later(self) -> None:
+        """Try `_try_mend` again in `_MEND_RETRY_S`, in the background (an idle process must not leave a ghost)."""
+        with self._mend_timer_lock:
+            if self._mend_timer is not None:
+                return
+            self._mend_timer = threading.Timer(_MEND_RETRY_S, self._mend_now)
+            self._mend_timer.daemon = True
+            self._mend_timer.start()
+
+    def _mend_now(self) -> None:
+        with self._mend_timer_lock:
+            self._mend_timer = None
+        self._try_mend()
 
     def _finish(self, slot_id: str, arrived_by: float | None, unused: bool) -> None:
         """A slot is done: counted until a window after its request surely arrived, or returned unused."""
@@ -340,6 +359,7 @@ class SharedRateLimiter(RateLimiter):
         except OSError as exc:
             self._orphans[slot_id] = until  # set (or dropped) by the next write that works
             self._fall_back(exc)
+            self._mend_later()
 
     def _fall_back(self, exc: OSError) -> None:
         """Count in this process only for a while (with a warning) when the shared file cannot be written."""
