@@ -159,6 +159,39 @@ def test_a_shared_slot_granted_to_a_caller_cancelled_that_moment_is_given_back(t
     assert _cancelled_just_as_granted(limiter, twice=twice) == 0
 
 
+def test_a_slot_that_arrives_after_the_stop_is_given_back_once():
+    from nanobanana_ui.service.sending import GuardedSender, NotSent, stop_sending
+
+    class Stubborn(RateLimiter):
+        """Grants at once, then finishes with the slot even when cancelled (as a wait_for can swallow a cancel)."""
+
+        async def acquire(self, on_wait=None):
+            slot = await super().acquire(on_wait)
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                return slot
+            return slot
+
+    limiter = Stubborn(1, window_s=60)
+
+    sent = []
+
+    async def generate(request, *, observer=None):
+        sent.append(request)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        stop_sending.set(stop)
+        asyncio.get_running_loop().call_later(0.05, stop.set)
+        sender = GuardedSender(generate, policy=RetryPolicy(max_attempts=1), limiter=limiter)
+        with pytest.raises(NotSent):
+            await sender.send(object())  # type: ignore[arg-type]
+
+    asyncio.run(main())
+    assert sent == [] and limiter._in_flight == 0 and limiter.used() == 0  # returned once, not twice
+
+
 # Retries, through the real SDK and the emulator.
 
 def test_a_503_storm_is_retried_with_growing_waits_then_succeeds(settings, emulator):

@@ -104,9 +104,8 @@ class GuardedSender:
             await _give_back_unused(acquiring)
             raise
         stopping.cancel()
-        if not acquiring.done():
+        if not acquiring.done():  # the stop came first: a slot granted meanwhile is returned here, exactly once
             await _give_back_unused(acquiring)
-        if acquiring.cancelled():
             raise NotSent("stopped while waiting for the rate limit")
         return acquiring.result()  # a slot; the caller gives it back if stop_sending is set by now
 
