@@ -113,6 +113,85 @@ def test_a_cancelled_waiter_leaves_the_queue():
     asyncio.run(main())
 
 
+def _cancelled_just_as_granted(limiter: RateLimiter, *, twice: bool = False) -> int:
+    """The sender waits for a slot with `stop_sending` set up; it is cancelled in the very step the slot is granted."""
+    from nanobanana_ui.service.sending import GuardedSender, stop_sending
+
+    real_acquire = limiter.acquire
+
+    async def main() -> int:
+        held = await limiter.acquire()  # the only slot: the sender has to wait
+        held.give_back()
+        outer: asyncio.Task[object] | None = None
+
+        async def granted_then_cancelled(on_wait=None):
+            slot = await real_acquire(on_wait)
+            assert outer is not None
+            outer.cancel()  # the caller gives up while the slot is being handed over: deterministic, no sleep
+            if twice:
+                asyncio.get_running_loop().call_soon(outer.cancel)  # and once more while it cleans up
+            return slot
+
+        limiter.acquire = granted_then_cancelled  # type: ignore[method-assign]
+        stop_sending.set(asyncio.Event())
+        outer = asyncio.create_task(GuardedSender._acquire(limiter, lambda seconds: None))
+        await asyncio.sleep(0.05)
+        async with held:  # returned: the slot goes to the waiting sender
+            pass
+        with pytest.raises(asyncio.CancelledError):
+            await outer
+        await asyncio.sleep(0.05)
+        return limiter.used()
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("twice", [False, True], ids=["cancelled", "cancelled-twice"])
+def test_a_slot_granted_to_a_caller_cancelled_that_moment_is_given_back(twice):
+    assert _cancelled_just_as_granted(RateLimiter(1, window_s=60), twice=twice) == 0
+
+
+@pytest.mark.parametrize("twice", [False, True], ids=["cancelled", "cancelled-twice"])
+def test_a_shared_slot_granted_to_a_caller_cancelled_that_moment_is_given_back(tmp_path, twice):
+    from nanobanana_ui.quota.shared_limits import SharedRateLimiter
+
+    limiter = SharedRateLimiter(1, 60.0, tmp_path / "quota" / "rate-cancel.json")
+    assert _cancelled_just_as_granted(limiter, twice=twice) == 0
+
+
+def test_a_slot_that_arrives_after_the_stop_is_given_back_once():
+    from nanobanana_ui.service.sending import GuardedSender, NotSent, stop_sending
+
+    class Stubborn(RateLimiter):
+        """Grants at once, then finishes with the slot even when cancelled (as a wait_for can swallow a cancel)."""
+
+        async def acquire(self, on_wait=None):
+            slot = await super().acquire(on_wait)
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                return slot
+            return slot
+
+    limiter = Stubborn(1, window_s=60)
+
+    sent = []
+
+    async def generate(request, *, observer=None):
+        sent.append(request)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        stop_sending.set(stop)
+        asyncio.get_running_loop().call_later(0.05, stop.set)
+        sender = GuardedSender(generate, policy=RetryPolicy(max_attempts=1), limiter=limiter)
+        with pytest.raises(NotSent):
+            await sender.send(object())  # type: ignore[arg-type]
+
+    asyncio.run(main())
+    assert sent == [] and limiter._in_flight == 0 and limiter.used() == 0  # returned once, not twice
+
+
 # Retries, through the real SDK and the emulator.
 
 def test_a_503_storm_is_retried_with_growing_waits_then_succeeds(settings, emulator):

@@ -7,7 +7,6 @@ every request that arrives.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
@@ -104,12 +103,38 @@ class GuardedSender(Generic[Req, Rep]):
         stopping = asyncio.ensure_future(stop.wait())
         try:
             await asyncio.wait({acquiring, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
+        except BaseException:  # cancelled (or worse) while waiting: leave no slot behind, even one just granted
             stopping.cancel()
-            if not acquiring.done():
-                acquiring.cancel()  # the limiter takes the waiter out of its queue (or returns a slot just granted)
-                with contextlib.suppress(asyncio.CancelledError):
-                    await acquiring
-        if acquiring.cancelled():
+            await _give_back_unused(acquiring)
+            raise
+        stopping.cancel()
+        if not acquiring.done():  # the stop came first: a slot granted meanwhile is returned here, exactly once
+            await _give_back_unused(acquiring)
             raise NotSent("stopped while waiting for the rate limit")
         return acquiring.result()  # a slot; the caller gives it back if stop_sending is set by now
+
+
+async def _give_back_unused(acquiring: asyncio.Future[Slot]) -> None:
+    """Stop waiting for a slot; a slot granted meanwhile (even in this very step) is returned unused.
+
+    A second cancellation while this cleans up is held until the slot is back, then raised.
+    """
+    if not acquiring.done():
+        acquiring.cancel()  # the limiter takes the waiter out of its queue (or returns a slot granted in its step)
+    cancelled_again = False
+    while not acquiring.done():
+        try:
+            await asyncio.wait({acquiring})  # never raises the acquire's own outcome
+        except asyncio.CancelledError:
+            cancelled_again = True
+    if not acquiring.cancelled() and acquiring.exception() is None:
+        slot = acquiring.result()
+        slot.give_back()
+        cleanup = asyncio.ensure_future(slot.__aexit__(None, None, None))
+        while not cleanup.done():
+            try:
+                await asyncio.wait({cleanup})
+            except asyncio.CancelledError:
+                cancelled_again = True
+    if cancelled_again:
+        raise asyncio.CancelledError

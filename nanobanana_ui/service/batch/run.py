@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...domain.errors import StudioError
 from ...domain.request import ImageRequest, ImageResult
-from ...imaging.outputs import extension_for, slugify
+from ...imaging.outputs import clone_file, extension_for, slugify
 from ..sending import NotSent, stop_sending
 from ..studio import Studio
 from .items import BatchItem
@@ -172,12 +172,7 @@ def place_images(result: ImageResult, out_dir: Path, stem: str) -> list[Path]:
         if image.path is None:
             raise OSError("the image was not saved")
         tmp = out_dir / f".{target.name}.{uuid.uuid4().hex[:8]}.tmp"
-        try:
-            os.link(image.path, tmp)  # the same bytes as the staged file (itself often the cache's copy)
-        except OSError:
-            shutil.copyfile(image.path, tmp)
-            with open(tmp, "rb+") as handle:
-                os.fsync(handle.fileno())
+        clone_file(image.path, tmp)  # a file of its own, never a hard link (a reflink where the file system offers one)
         os.replace(tmp, target)
         paths.append(target)
     return paths

@@ -27,7 +27,7 @@ from ...domain.turns import parts_to_json
 from ...imaging.outputs import extension_for
 from . import check
 from .entries import HistoryEntry, HistoryImage, StoredFile, entry_from_row, manifest_record
-from .files import TEMP_PREFIX, ImageFiles, render_thumbnail, sha256_file, sniff_mime
+from .files import TEMP_PREFIX, ImageFiles, render_thumbnail, sniff_mime
 from .migrations import has_fts, migrate
 
 __all__ = ["DB_NAME", "HistoryStore", "new_entry_id"]
@@ -75,10 +75,8 @@ class HistoryStore:
 
         `entry_id` (default: a new one) lets the caller hand out the id before the row exists (the Studio does).
         """
-        found = []
-        for image in result.images:
-            if image.path is not None and Path(image.path).is_file():
-                found.append((image, Path(image.path), sha256_file(Path(image.path))))
+        found = [(image, Path(image.path)) for image in result.images
+                 if image.path is not None and Path(image.path).is_file()]
         usage = result.usage
         row = self._row(result.request, owner, text=result.text, finish_reason=result.finish_reason,
                         prompt_tokens=usage.prompt_tokens, output_tokens=usage.output_tokens,
@@ -94,8 +92,7 @@ class HistoryStore:
         model_files = [(part.data, part.mime_type or "application/octet-stream")
                        for part in result.model_turn if part.data is not None]
         with self.files.lock():
-            images = [(image, self.files.place(path, sha, image.mime_type), sha, path.name)
-                      for image, path, sha in found]
+            images = [(image, *self.files.place_copy(path, image.mime_type), path.name) for image, path in found]
             extra = self._place_turn_files(result.request, model_files)
             inputs = self._place_inputs(result.request)
             with self._write() as db:  # only now, with every file complete, does the row appear
