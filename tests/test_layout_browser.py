@@ -152,13 +152,15 @@ def test_path_strip_scrolls_sideways_and_keeps_the_selected_turn_in_view(browser
     expect(items).to_have_count(TURNS)
     expect(page.locator("#refine-path .thumbnail-item.selected")).to_have_attribute("aria-label",
                                                                                      f"Thumbnail {TURNS} of {TURNS}")
-    strip = page.locator("#refine-path .grid-container").first
+    strip = page.locator("#refine-path .grid-container").first  # the grid of thumbnails (it scrolls)
 
     def in_view() -> bool:
-        seen, selected = strip.bounding_box(), page.locator("#refine-path .thumbnail-item.selected").bounding_box()
-        assert seen is not None and selected is not None
+        """The selected thumbnail lies wholly in what the strip shows: inside both the grid's and its frame's box."""
+        selected = page.locator("#refine-path .thumbnail-item.selected").bounding_box()
+        boxes = [strip.bounding_box(), box(page, "#refine-path .grid-wrap")]
+        assert selected is not None and None not in boxes
         return all(selected[at] >= seen[at] - 0.5 and selected[at] + selected[size] <= seen[at] + seen[size] + 0.5
-                   for at, size in (("x", "width"), ("y", "height")))
+                   for seen in boxes for at, size in (("x", "width"), ("y", "height")))
 
     assert soon(in_view), "the selected turn is out of the strip's view"
     scroll = strip.evaluate("w => [w.scrollWidth, w.clientWidth, getComputedStyle(w).overflowX]")
