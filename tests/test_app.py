@@ -66,10 +66,10 @@ def test_exactly_four_public_endpoints_with_inputs_first_and_defaults_after(clie
     for name, endpoint in api["named_endpoints"].items():
         params = [p["parameter_name"] for p in endpoint["parameters"]]
         # api_key was added last (bring your own key): positional callers of the earlier parameters keep working;
-        # /edit's optional mask (region edits) came after, just before it.
+        # /edit's optional mask (region edits) came after, then every endpoint's style (prompt craft), before it.
         assert params == [*firsts[name], "model", "aspect_ratio", "size", "temperature", "top_p", "top_k", "seed",
                           "count", "output", "thinking", "show_thoughts", "search", "image_search",
-                          *(["mask"] if name == "/edit" else []), "api_key"]
+                          *(["mask"] if name == "/edit" else []), "style", "api_key"]
         assert all(p["parameter_has_default"] for p in endpoint["parameters"][len(firsts[name]):])
         assert [r["component"] for r in endpoint["returns"]] == ["Gallery", "Markdown"]
     with urllib.request.urlopen(app_url + "config", timeout=10) as response:
@@ -327,6 +327,10 @@ ELEM_IDS = {  # the browser tests' locators: keep them stable
     "refine-slider", "refine-compare-a", "refine-compare-b", "refine-path", "refine-instruction", "refine-branch-note",
     "refine-estimate", "refine-button", "refine-undo", "refine-to-edit", "refine-to-compose", "refine-download",
     "refine-status", "refine-branches",
+    # prompt craft (ui/prompt_craft.py)
+    "prompt-craft", "style-picker", "style-info", "variable-fields", *(f"variable-{n}" for n in range(8)),
+    "prompt-preview", "enhance-button", "describe-button", "enhanced-box", "enhance-before", "enhance-after",
+    "enhance-status", "enhance-accept", "enhance-dismiss", "enhance-undo", "style-name", "save-style",
 }
 
 

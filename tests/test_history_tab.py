@@ -21,7 +21,8 @@ from nanobanana_ui.imaging.outputs import save_output
 from nanobanana_ui.imaging.pngmeta import embed_png_text, provenance_chunks
 from nanobanana_ui.service.studio import Studio
 from nanobanana_ui.storage.history import HistoryStore
-from nanobanana_ui.ui.history_tab import PAGE_SIZE, Browse, HistoryTab, Library
+from nanobanana_ui.ui.history_library import PAGE_SIZE, Browse, Library
+from nanobanana_ui.ui.history_tab import HistoryTab
 from nanobanana_ui.ui.pnginfo_tab import PngInfo
 from nanobanana_ui.ui.runner import Runner
 from nanobanana_ui.ui.session import Session

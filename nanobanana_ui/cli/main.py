@@ -24,7 +24,9 @@ from ..service.validation import THINKING_LEVELS, unencodable_at
 from .batch import add_batch_parser, run_batch_command
 from .models import add_models_parser, run_models_command
 from .options import output_options
+from .prompt import add_prompt_parser, run_prompt_command
 from .refine import add_refine_parser, draw_tree, run_refine
+from .styles import add_craft_options, add_styles_parser, craft_from_args, run_styles_command
 
 __all__ = ["SIGPIPE_EXIT", "build_parser", "main"]
 
@@ -47,6 +49,7 @@ def _shared_options(*, batch: bool = False) -> argparse.ArgumentParser:
         group.add_argument("--count", type=int, default=1, help="how many images, as parallel calls (1 to 100)")
     group.add_argument("--image-only", action="store_true", help="ask for the image without the model's text")
     add_gemini3_options(group)
+    add_craft_options(group)
     group.add_argument("--out", type=Path, help="folder for the run's images and manifest (default: "
                        "NANOBANANA_HOME/batches/<file name>)" if batch else
                        "folder for the images (default: NANOBANANA_HOME/outputs)")
@@ -106,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_refine_parser(commands, shared)
     add_batch_parser(commands, _shared_options(batch=True))
     add_models_parser(commands)
+    add_styles_parser(commands)
+    add_prompt_parser(commands)
     history = commands.add_parser("history", help="list past requests, newest first (or check them: --verify)")
     history.add_argument("--search", metavar="TEXT", help="only entries whose prompt has these words")
     history.add_argument("--limit", type=int, default=20, help="how many entries (default 20)")
@@ -153,7 +158,9 @@ async def _run(args: argparse.Namespace) -> int:
         images = {Mode.GENERATE: (), Mode.EDIT: (getattr(args, "image", None),),
                   Mode.COMPOSE: tuple(getattr(args, "images", ()))}[mode]
         region = {name: getattr(args, name, None) for name in ("mask", "feather", "extend_to", "anchor")}
-        request = studio.build_request(mode, args.prompt, images, model=args.model, options=options, **region)
+        crafted = craft_from_args(studio.styles, args.prompt, args)  # --var and --style: the final prompt
+        request = studio.build_request(mode, crafted.prompt, images, model=args.model, options=options, **region,
+                                       craft=crafted.craft)
         if request.note:  # e.g. a shut-down preview id sent as its GA replacement
             print(f"note: {request.note}", file=sys.stderr, flush=True)
         outcomes = await studio.run_variations(request, args.count, use_cache=not args.no_cache, out_dir=args.out,
@@ -254,6 +261,10 @@ def main(argv: list[str] | None = None) -> int:
             return _history(args)
         if args.command == "batch":
             return run_batch_command(args)
+        if args.command == "styles":
+            return run_styles_command(args)
+        if args.command == "prompt":
+            return run_prompt_command(args)
         if args.command == "refine":
             return asyncio.run(run_refine(args, lambda result: _print_result(result, args.json),
                                           lambda error: _report(error, as_json=args.json, prompt=args.prompt)))

@@ -12,6 +12,7 @@ from dotenv import dotenv_values
 
 from .errors import ConfigError
 from .models import default_model_id
+from .text_models import default_text_model_id
 
 __all__ = ["KEY_VARIABLES", "Settings", "load_settings", "parse_auth"]
 
@@ -31,6 +32,7 @@ class Settings:
     offline: bool = False
     base_url: str | None = None
     model: str = field(default_factory=default_model_id)
+    text_model: str = field(default_factory=default_text_model_id)  # NANOBANANA_TEXT_MODEL: enhancer, describe
     rpm: int = 60
     rpd: int = 1500
     cache_size_bytes: int = 2 * 1024**3
@@ -195,6 +197,8 @@ def load_settings(
         values["base_url"] = found[1].strip().rstrip("/")
     if found := lookup("NANOBANANA_MODEL"):
         values["model"] = found[1].strip()
+    if found := lookup("NANOBANANA_TEXT_MODEL"):
+        values["text_model"] = found[1].strip()
     if found := lookup("NANOBANANA_RPM"):
         values["rpm"] = _number(*found, int, 1)
     if found := lookup("NANOBANANA_RPD"):

@@ -10,7 +10,8 @@ Options that are None (the model's default, sent as absent) are omitted, never w
 is what was sent. ``Input images: N`` appears only when there were inputs (names and hashes are in the JSON chunk).
 Values containing a comma, newline or leading quote are JSON-quoted, as A1111 does. A region edit adds
 ``Region: mask, Mask sha256: ..., Crop box: "x0,y0,x1,y1", Feather: 8`` (or ``Region: extend, Extend to: 16:9,
-Anchor: left, Feather: 8``); the JSON chunk's ``request.region`` has every field.
+Anchor: left, Feather: 8``); the JSON chunk's ``request.region`` has every field. A styled prompt adds ``Style: ID``
+(the prompt written is the final one sent); the JSON chunk's request has ``style``, ``template`` and ``variables``.
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ def provenance_chunks(request: ImageRequest, *, text: str = "", finish_reason: s
     pairs = [("Model", request.model), ("Mode", request.mode.value), ("Aspect ratio", o.aspect_ratio),
              ("Size", o.size), ("Temperature", o.temperature), ("Top-p", o.top_p), ("Top-k", o.top_k),
              ("Seed", o.seed), ("Variation", o.variation), ("Input images", len(request.images) or None),
-             ("Thinking", o.thinking), ("Search", "image" if o.image_search else "web" if o.search else None)]
+             ("Thinking", o.thinking), ("Search", "image" if o.image_search else "web" if o.search else None),
+             ("Style", request.craft.style if request.craft is not None else None)]
     if request.region is not None:  # what a region edit adds: the mask's hash, crop box and feather, or the extend
         region = request.region.describe()
         pairs += [("Region", region["kind"]), ("Mask sha256", region.get("mask_sha256")),

@@ -11,12 +11,10 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
-from ..backends.gemini import BackendReply
 from ..backends.transport import SendObserver
 from ..domain.errors import StudioError
-from ..domain.request import ImageRequest
 from ..quota.limits import DailyBudget, RateLimiter, Slot
 from ..quota.retry import RetryPolicy, describe_failure
 
@@ -33,14 +31,20 @@ class NotSent(Exception):  # noqa: N818 - not an error the user made: the caller
     """The request was not sent because its caller stopped sending (see `stop_sending`); nothing was paid."""
 
 
-class _Generate(Protocol):
-    def __call__(self, request: ImageRequest, *, observer: SendObserver | None = None) -> Awaitable[BackendReply]: ...
+Req = TypeVar("Req")  # what is sent: an ImageRequest, or a TextRequest (prompt craft)
+Rep = TypeVar("Rep")  # what comes back: a BackendReply, or a TextReply
+_Req = TypeVar("_Req", contravariant=True)
+_Rep = TypeVar("_Rep", covariant=True)
 
 
-class GuardedSender:
+class _Generate(Protocol[_Req, _Rep]):
+    def __call__(self, request: _Req, *, observer: SendObserver | None = None) -> Awaitable[_Rep]: ...
+
+
+class GuardedSender(Generic[Req, Rep]):
     """Sends requests within the user's limits, retrying what is worth retrying."""
 
-    def __init__(self, generate: _Generate, *, policy: RetryPolicy, limiter: RateLimiter | None = None,
+    def __init__(self, generate: _Generate[Req, Rep], *, policy: RetryPolicy, limiter: RateLimiter | None = None,
                  budget: DailyBudget | None = None, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self._generate = generate
         self._policy = policy
@@ -48,7 +52,7 @@ class GuardedSender:
         self._budget = budget
         self._sleep = sleep
 
-    async def send(self, request: ImageRequest, on_event: EventSink | None = None) -> BackendReply:
+    async def send(self, request: Req, on_event: EventSink | None = None) -> Rep:
         """One request to its final outcome: a reply, or the last error once retrying cannot help."""
         tell = on_event or (lambda line: None)
         attempt, waited = 0, 0.0
@@ -69,7 +73,7 @@ class GuardedSender:
                 await self._sleep(delay)
                 waited += delay
 
-    async def _send_once(self, request: ImageRequest, tell: EventSink) -> BackendReply:
+    async def _send_once(self, request: Req, tell: EventSink) -> Rep:
         if self._limiter is None:
             stop = stop_sending.get()
             if stop is not None and stop.is_set():

@@ -23,7 +23,7 @@ from ..service.studio import Studio
 from ..storage.history import HistoryEntry
 from . import actions
 from .actions import StudioForm, no_change, refusals_as_warnings, refuse
-from .history_tab import Browse
+from .history_library import Browse
 from .runner import Runner
 from .session import Session
 from .style import SCROLL_TO_SELECTED_TURN

@@ -17,6 +17,7 @@ import gradio as gr
 from ..domain.errors import NetworkError, ServiceTimeoutError, StudioError
 from ..domain.models import get_model
 from ..domain.request import ImageRequest, ImageResult, Mode
+from ..domain.styles import craft_prompt
 from ..service.conversation import Refinement
 from ..service.studio import Studio
 from ..service.visitors import KeyRing, VisitorLimits
@@ -131,10 +132,10 @@ class Runner:
     async def generate(self, prompt: str, model: str = "", aspect_ratio: str = AUTO, size: str = "",
                        temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1,
                        count: int = 1, output: str = IMAGE_AND_TEXT, thinking: str = "", show_thoughts: bool = False,
-                       search: bool = False, image_search: bool = False, api_key: str = "",
+                       search: bool = False, image_search: bool = False, style: str = "", api_key: str = "",
                        session: Session | None = None, request: gr.Request | None = None,
                        progress: gr.Progress = gr.Progress(),  # noqa: B008 (how Gradio asks for it)
-                       *, extras: PageExtras | None = None) -> Outputs:
+                       *, extras: PageExtras | None = None, variables: dict[str, str] | None = None) -> Outputs:
         """Make new images from a text description with Gemini; returns the PNG files and a status line per image.
 
         The status gives the cost (or "cached · $0" when the same request was answered before), the finish reason
@@ -155,20 +156,22 @@ class Runner:
             show_thoughts: also return the model's interim thought images (free; shown, never saved as outputs).
             search: ground the image in Google Search (Pro and 3.1 Flash); the sources come back with it.
             image_search: Google image search as well as web search (3.1 Flash only; implies search).
+            style: a style id (see the `styles` command) whose template wraps the prompt; "" for none.
             api_key: your own Gemini API key, used for this request only and never stored; needed on a public demo.
         """
         form = FormSettings(model, aspect_ratio, size, temperature, top_p, top_k, seed, count, output,
                             thinking, show_thoughts, search, image_search)
-        return await self._make(Mode.GENERATE, prompt, (), form, session, progress, api_key, request, extras)
+        return await self._make(Mode.GENERATE, prompt, (), form, session, progress, api_key, request, extras,
+                                craft=(style, variables))
 
     async def edit(self, image: str | None, prompt: str, model: str = "", aspect_ratio: str = AUTO, size: str = "",
                    temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1, count: int = 1,
                    output: str = IMAGE_AND_TEXT, thinking: str = "", show_thoughts: bool = False,
-                   search: bool = False, image_search: bool = False, mask: str | None = None, api_key: str = "",
-                   session: Session | None = None, request: gr.Request | None = None,
+                   search: bool = False, image_search: bool = False, mask: str | None = None, style: str = "",
+                   api_key: str = "", session: Session | None = None, request: gr.Request | None = None,
                    progress: gr.Progress = gr.Progress(),  # noqa: B008
                    *, extras: PageExtras | None = None, feather: int | None = None, extend_to: str | None = None,
-                   anchor: str | None = None) -> Outputs:
+                   anchor: str | None = None, variables: dict[str, str] | None = None) -> Outputs:
         """Edit one image as the prompt says (change, add or remove things, restyle); returns the new PNG files.
 
         Each result comes with a status line: cost (or "cached · $0"), finish reason and the model's words.
@@ -193,6 +196,7 @@ class Runner:
             search: ground the image in Google Search (Pro and 3.1 Flash); the sources come back with it.
             image_search: Google image search as well as web search (3.1 Flash only; implies search).
             mask: optional image file of the image's size, white where it may change; None for a plain edit.
+            style: a style id (see the `styles` command) whose template wraps the prompt; "" for none.
             api_key: your own Gemini API key, used for this request only and never stored; needed on a public demo.
         """
         form = FormSettings(model, aspect_ratio, size, temperature, top_p, top_k, seed, count, output,
@@ -200,15 +204,15 @@ class Runner:
         # feather, extend_to and anchor (keyword-only: not API parameters) come from the page's region controls.
         region = {"mask": mask or None, "feather": feather, "extend_to": extend_to, "anchor": anchor}
         return await self._make(Mode.EDIT, prompt, (image,) if image else (), form, session, progress, api_key, request,
-                                extras, region=region)
+                                extras, region=region, craft=(style, variables))
 
     async def compose(self, images: list | None, prompt: str, model: str = "", aspect_ratio: str = AUTO,
                       size: str = "", temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1,
                       count: int = 1, output: str = IMAGE_AND_TEXT, thinking: str = "",
                       show_thoughts: bool = False, search: bool = False, image_search: bool = False,
-                      api_key: str = "", session: Session | None = None, request: gr.Request | None = None,
-                      progress: gr.Progress = gr.Progress(),  # noqa: B008
-                      *, extras: PageExtras | None = None) -> Outputs:
+                      style: str = "", api_key: str = "", session: Session | None = None,
+                      request: gr.Request | None = None, progress: gr.Progress = gr.Progress(),  # noqa: B008
+                      *, extras: PageExtras | None = None, variables: dict[str, str] | None = None) -> Outputs:
         """Make one image from several input images as the prompt says; returns the new PNG files.
 
         For example a product placed into a scene, or a person wearing a given outfit. Each result comes with a
@@ -235,12 +239,12 @@ class Runner:
         form = FormSettings(model, aspect_ratio, size, temperature, top_p, top_k, seed, count, output,
                             thinking, show_thoughts, search, image_search)
         return await self._make(Mode.COMPOSE, prompt, gallery_paths(images), form, session, progress, api_key, request,
-                                extras)
+                                extras, craft=(style, variables))
 
     async def refine(self, parent_id: str, instruction: str, model: str = "", aspect_ratio: str = AUTO,
                      size: str = "", temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1,
                      count: int = 1, output: str = IMAGE_AND_TEXT, thinking: str = "", show_thoughts: bool = False,
-                     search: bool = False, image_search: bool = False, api_key: str = "",
+                     search: bool = False, image_search: bool = False, style: str = "", api_key: str = "",
                      session: Session | None = None, request: gr.Request | None = None,
                      progress: gr.Progress = gr.Progress()) -> Outputs:  # noqa: B008
         """Refine an earlier result by its id: the whole conversation path is sent, then the instruction.
@@ -281,8 +285,10 @@ class Runner:
         with studio_errors(self.public):
             # All checks (the id and its owner, the instruction, the path's length) before any call.
             spec = get_model(chosen or self._parent_model(studio, parent_id, owner))
-            plan = await studio.prepare_refine(parent_id=(parent_id or "").strip(), instruction=instruction or "",
-                                               model=chosen, options=form.options(spec), owner=owner)
+            crafted = craft_prompt(studio.styles, instruction or "", style=style or None)
+            plan = await studio.prepare_refine(parent_id=(parent_id or "").strip(), instruction=crafted.prompt,
+                                               model=chosen, options=form.options(spec), owner=owner,
+                                               craft=crafted.craft)
         self.count_requests(request, count)
         progress(0.0, desc=f"Turn {plan.turn}: refining...")
         outcomes: list[ImageResult | StudioError] = []
@@ -341,7 +347,8 @@ class Runner:
     async def _make(self, mode: Mode, prompt: str | None, inputs: tuple[str, ...], form: FormSettings,
                     session: Session | None, progress: gr.Progress, api_key: str = "",
                     request: gr.Request | None = None, extras: PageExtras | None = None,
-                    region: dict[str, Any] | None = None) -> Outputs:
+                    region: dict[str, Any] | None = None,
+                    craft: tuple[str | None, dict[str, str] | None] = (None, None)) -> Outputs:
         studio = self.studio_for(api_key, request)  # first: without a key, nothing else happens
         count = form.image_count()
         if not 1 <= count <= MAX_UI_COUNT:
@@ -352,7 +359,9 @@ class Runner:
             # Everything that can be checked is checked here, before any call (prompt, images, options, limits).
             # The page's extras (keep metadata, Vertex output controls); an API call's request uses the setting.
             options = form.options(get_model(model))
-            image_request = studio.build_request(mode, prompt or "", inputs, model=model,
+            style, variables = craft  # the prompt's {variables} filled, then the style's template around it
+            crafted = craft_prompt(studio.styles, prompt or "", style=style or None, variables=variables)
+            image_request = studio.build_request(mode, crafted.prompt, inputs, model=model, craft=crafted.craft,
                                                  options=extras.apply(options) if extras else options,
                                                  keep_metadata=extras.keep_metadata if extras else None,
                                                  **(region or {}))

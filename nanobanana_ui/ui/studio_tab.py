@@ -37,6 +37,7 @@ from .controls import (
 )
 from .extras import ExtraControls
 from .model_panel import visitor_models
+from .prompt_craft import PromptCraftPanel, craft_arguments
 from .region_panel import RegionPanel, before_after, region_arguments, slider_component
 from .result_extras import thought_pictures
 from .runner import Outputs, Runner
@@ -98,6 +99,7 @@ class StudioTab:
         studio = runner.studio
         self.extras = ExtraControls(studio.capabilities, studio.settings.keep_metadata)
         self.region, self.compare = RegionPanel(), CompareView()
+        self.craft = PromptCraftPanel(runner)  # styles, {variables}, Enhance, Describe (prompt_craft.py)
 
     # -- layout ----------------------------------------------------------------------------------------------
 
@@ -138,6 +140,7 @@ class StudioTab:
                                 label="How to combine them", lines=2, elem_id="compose-prompt",
                                 placeholder="The cat from the first image wearing the hat")
                             self.compose_button = gr.Button("Compose", variant="primary", elem_id="compose-button")
+                    self.craft.layout()
                     self._settings(spec)
                 with gr.Column(scale=6):
                     self.out_gallery = gr.Gallery(
@@ -280,7 +283,8 @@ class StudioTab:
             (self.compose_button, self.compose, [self.compose_images, self.compose_prompt]),
         ):
             button.click(None, None, None, js=SCROLL_TO_RESULT, **PRIVATE)
-            button.click(handler, [*inputs, *settings, *tail, *self.extras.inputs], self.run_outputs, **runs).then(
+            button.click(handler, [*inputs, *settings, *tail, *self.extras.inputs, *self.craft.inputs],
+                         self.run_outputs, **runs).then(
                 self.runner.meter, None, self.meter, **PRIVATE)  # failures count against the budget too
         self.variation_button.click(None, None, None, js=SCROLL_TO_RESULT, **PRIVATE)
         self.variation_button.click(self.new_variation, [self.session, self.api_key], self.run_outputs,
@@ -299,6 +303,7 @@ class StudioTab:
         self.edit_image.upload(self.edit_uploaded, [self.edit_image], [self.edit_image], **PRIVATE)
         self.region.wire(self.edit_image, self.model, self._spec)
         self.compare.wire(self.session)
+        self.craft.wire(self.prompt, self.edit_image, self.api_key)
         compose_views = [self.compose_images, self.compose_limit, self.session]
         self.compose_images.upload(self.compose_uploaded, [self.model, self.compose_images, self.session],
                                    compose_views, **PRIVATE)
@@ -330,16 +335,18 @@ class StudioTab:
                        top_p: float, top_k: int, seed: int, count: int, output: str, thinking: str,
                        show_thoughts: bool, search: bool, image_search: bool, api_key: str,
                        session: Session | None, keep_metadata: bool, output_format: str, jpeg_quality: float,
-                       person_generation: str, request: gr.Request,
+                       person_generation: str, style: str | None = None, values: dict[str, str] | None = None,
+                       request: gr.Request | None = None,
                        progress: gr.Progress = gr.Progress()) -> Any:  # noqa: B008 (how Gradio asks for it)
         """Generate clicked: run it, or say why not in a toast (the page keeps what it showed)."""
         with refusals_as_warnings():
             return self.shown(await self.runner.generate(prompt, model, aspect_ratio, size, temperature, top_p,
                                                          top_k, seed, count, output, thinking, show_thoughts,
-                                                         search, image_search, api_key, session, request,
-                                                         progress, extras=self.extras.values(
+                                                         search, image_search, api_key=api_key, session=session,
+                                                         request=request, progress=progress, extras=self.extras.values(
                                                              keep_metadata, output_format, jpeg_quality,
-                                                             person_generation)))
+                                                             person_generation),
+                                                         **craft_arguments(prompt, style, values)))
         return no_change()
 
     async def edit(self, image: str | None, prompt: str, painted: dict[str, Any] | None, feather: float,
@@ -347,7 +354,8 @@ class StudioTab:
                    temperature: float, top_p: float, top_k: int, seed: int, count: int, output: str,
                    thinking: str, show_thoughts: bool, search: bool, image_search: bool, api_key: str,
                    session: Session | None, keep_metadata: bool, output_format: str, jpeg_quality: float,
-                   person_generation: str, request: gr.Request,
+                   person_generation: str, style: str | None = None, values: dict[str, str] | None = None,
+                   request: gr.Request | None = None,
                    progress: gr.Progress = gr.Progress()) -> Any:  # noqa: B008
         """Edit clicked: run it (a region edit when a region is painted or the canvas extended), or say why not in
         a toast."""
@@ -355,26 +363,29 @@ class StudioTab:
             mask = region.pop("mask", None)
             return self.shown(await self.runner.edit(image, prompt, model, aspect_ratio, size, temperature, top_p,
                                                      top_k, seed, count, output, thinking, show_thoughts, search,
-                                                     image_search, mask, api_key, session, request, progress,
+                                                     image_search, mask, api_key=api_key, session=session,
+                                                     request=request, progress=progress,
                                                      extras=self.extras.values(keep_metadata, output_format,
                                                                                jpeg_quality, person_generation),
-                                                     **region))
+                                                     **region, **craft_arguments(prompt, style, values)))
         return no_change()
 
     async def compose(self, images: list[Any] | None, prompt: str, model: str, aspect_ratio: str, size: str,
                       temperature: float, top_p: float, top_k: int, seed: int, count: int, output: str,
                       thinking: str, show_thoughts: bool, search: bool, image_search: bool,
                       api_key: str, session: Session | None, keep_metadata: bool, output_format: str,
-                      jpeg_quality: float, person_generation: str, request: gr.Request,
-                      progress: gr.Progress = gr.Progress()) -> Any:  # noqa: B008
+                      jpeg_quality: float, person_generation: str, style: str | None = None,
+                      values: dict[str, str] | None = None,
+                      request: gr.Request | None = None, progress: gr.Progress = gr.Progress()) -> Any:  # noqa: B008
         """Compose clicked: run it, or say why not in a toast."""
         with refusals_as_warnings():
             return self.shown(await self.runner.compose(images, prompt, model, aspect_ratio, size, temperature,
                                                         top_p, top_k, seed, count, output, thinking, show_thoughts,
-                                                        search, image_search, api_key, session, request,
-                                                        progress, extras=self.extras.values(
+                                                        search, image_search, api_key=api_key, session=session,
+                                                        request=request, progress=progress, extras=self.extras.values(
                                                             keep_metadata, output_format, jpeg_quality,
-                                                            person_generation)))
+                                                            person_generation),
+                                                        **craft_arguments(prompt, style, values)))
         return no_change()
 
     async def new_variation(self, session: Session | None, api_key: str, request: gr.Request,

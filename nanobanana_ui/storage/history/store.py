@@ -22,6 +22,7 @@ from typing import Any
 
 from ...domain.errors import NoImageError, StudioError
 from ...domain.request import ImageRequest, ImageResult
+from ...domain.text_request import TextRequest, TextResult
 from ...domain.turns import parts_to_json
 from ...imaging.outputs import extension_for
 from . import check
@@ -35,7 +36,8 @@ DB_NAME = "history.sqlite3"
 _IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif")  # the types files are stored under
 _ENTRY_COLUMNS = ("id", "created", "mode", "model", "prompt", "options", "input_hashes", "text", "finish_reason",
                   "prompt_tokens", "output_tokens", "total_tokens", "cost_usd", "cached", "elapsed_s", "error",
-                  "error_type", "owner", "sources", "search_entry_point", "parent", "turn", "model_turn", "region")
+                  "error_type", "owner", "sources", "search_entry_point", "parent", "turn", "model_turn", "region",
+                  "craft")
 
 
 def new_entry_id(now_ns: int | None = None) -> str:
@@ -150,6 +152,36 @@ class HistoryStore:
                 db.executemany("INSERT INTO files VALUES (?, ?, ?, ?, ?)", [(row["id"], *item) for item in extra])
                 db.executemany("INSERT INTO inputs VALUES (?, ?, ?, ?)", [(row["id"], *kept) for kept in inputs])
         return str(row["id"])
+
+    def record_text(self, request: TextRequest, *, result: TextResult | None = None,
+                    error: StudioError | None = None, elapsed_s: float = 0.0, owner: str | None = None,
+                    entry_id: str | None = None) -> str:
+        """Record a text-model request (mode `enhance`, `describe` or `describe-edit`): the prompt it wrote, or its
+        error, with its input images kept; returns the entry's id."""
+        entry_id = entry_id or new_entry_id()
+        row: dict[str, Any] = dict.fromkeys(_ENTRY_COLUMNS)
+        row.update(id=entry_id, created=_created(entry_id), mode=request.kind, model=request.model,
+                   prompt=self._clean(request.text), owner=owner, sources="[]", cached=0, elapsed_s=elapsed_s, turn=1,
+                   options=json.dumps({"style": request.style} if request.style else {}),
+                   input_hashes=json.dumps([image.sha256 for image in request.images]), text="")
+        if result is not None:
+            usage = result.usage
+            row.update(text=self._clean(result.prompt), finish_reason=result.finish_reason,
+                       prompt_tokens=usage.prompt_tokens, output_tokens=usage.output_tokens,
+                       total_tokens=usage.total_tokens, cost_usd=result.cost_usd, cached=int(result.cached))
+        if error is not None:
+            row.update(error=self._clean(error.message), error_type=type(error).__name__)
+        with self.files.lock():
+            kept = []
+            for position, image in enumerate(request.images):
+                sha = hashlib.sha256(image.data).hexdigest()
+                self.files.place_bytes(image.data, sha, image.mime_type)
+                kept.append((entry_id, "input", position, sha, image.mime_type))
+            with self._write() as db:
+                db.execute(f"INSERT INTO entries ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                           tuple(row.values()))
+                db.executemany("INSERT INTO files VALUES (?, ?, ?, ?, ?)", kept)
+        return entry_id
 
     def delete(self, entry_id: str, *, owner: str | None = None) -> bool:
         """Delete an entry and its image files (a file another entry also uses is kept); False if not found."""
@@ -348,6 +380,8 @@ class HistoryStore:
         if request.region is not None:  # the original, not the crop and mask sent: what a re-run starts from
             row.update(input_hashes=json.dumps([request.region.source_sha256]),
                        region=json.dumps(request.region.describe(), sort_keys=True))
+        if request.craft is not None:  # the style id, template and variables the prompt was made from
+            row["craft"] = self._clean(json.dumps(request.craft.to_dict(), sort_keys=True, ensure_ascii=False))
         row.update(fields)
         row["text"] = self._clean(row["text"] or "")
         return row
