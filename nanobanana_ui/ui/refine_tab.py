@@ -26,6 +26,7 @@ from .actions import StudioForm, no_change, refusals_as_warnings, refuse
 from .history_library import Browse
 from .runner import Runner
 from .session import Session
+from .style import SCROLL_TO_SELECTED_TURN
 
 __all__ = ["ESTIMATE_NOTE", "Place", "RefineTab", "RefineView", "Turns"]
 
@@ -204,7 +205,7 @@ class RefineTab:
                                             buttons=["fullscreen"], elem_id="refine-current")
                 with gr.Column(scale=1):
                     self.slider = gr.ImageSlider(label="Before / after", type="filepath", interactive=False,
-                                                 height=440, elem_id="refine-slider")
+                                                 max_height=440, elem_id="refine-slider")
                     with gr.Row():
                         self.compare_a = gr.Dropdown([], label="Before", elem_id="refine-compare-a")
                         self.compare_b = gr.Dropdown([], label="After", elem_id="refine-compare-b")
@@ -376,19 +377,19 @@ class RefineTab:
         button) opens the picked result of `session` here, `history` (the History tab's Refine button and its
         browse state) the opened entry."""
         views = self.views
-        self.load.click(self.opened, [self.entry_id, self.instruction], views, **PRIVATE)
-        self.entry_id.submit(self.opened, [self.entry_id, self.instruction], views, **PRIVATE)
-        self.path.select(self.path_selected, [self.place, self.instruction], views, **PRIVATE)
-        self.branches.select(self.branch_selected, [self.place, self.instruction], views, **PRIVATE)
-        self.undo.click(self.undone, [self.place, self.instruction], views, **PRIVATE)
+        shown = [self.load.click(self.opened, [self.entry_id, self.instruction], views, **PRIVATE),
+                 self.entry_id.submit(self.opened, [self.entry_id, self.instruction], views, **PRIVATE),
+                 self.path.select(self.path_selected, [self.place, self.instruction], views, **PRIVATE),
+                 self.branches.select(self.branch_selected, [self.place, self.instruction], views, **PRIVATE),
+                 self.undo.click(self.undone, [self.place, self.instruction], views, **PRIVATE)]
         self.download.click(self.download_clicked, [self.place], None, **PRIVATE)
         for dropdown in (self.compare_a, self.compare_b):
             dropdown.input(self.compared, [self.compare_a, self.compare_b], [self.slider], **PRIVATE)
         self.instruction.blur(self.estimated, [self.place, self.instruction], [self.estimate], **PRIVATE)
         runs = {"concurrency_limit": self.runner.studio.settings.concurrency, "concurrency_id": "studio",
                 "show_progress_on": [self.current, self.status], **PRIVATE}
-        self.refine.click(self.refined, [self.place, self.instruction, api_key],
-                          [*views, self.status, self.instruction], **runs)
+        shown.append(self.refine.click(self.refined, [self.place, self.instruction, api_key],
+                                       [*views, self.status, self.instruction], **runs))
         if self.form is not None:
             self.to_edit.click(self.sent_to_edit, [self.place],
                                self.form.components("edit_image", "main_tabs", "mode_tabs"), **PRIVATE)
@@ -397,9 +398,11 @@ class RefineTab:
                                   self.form.components("compose_images", "compose_limit", "main_tabs", "mode_tabs"),
                                   **PRIVATE)
             if opener is not None and session is not None:
-                opener.click(self.from_studio, [session, self.instruction], [*views, self.form["main_tabs"]],
-                             **PRIVATE)
+                shown.append(opener.click(self.from_studio, [session, self.instruction],
+                                          [*views, self.form["main_tabs"]], **PRIVATE))
             if history is not None:
                 button, browse = history
-                button.click(self.from_history, [browse, self.instruction], [*views, self.form["main_tabs"]],
-                             **PRIVATE)
+                shown.append(button.click(self.from_history, [browse, self.instruction],
+                                          [*views, self.form["main_tabs"]], **PRIVATE))
+        for event in shown:  # the selected turn, brought into the path strip's view (see style.py)
+            event.then(None, js=SCROLL_TO_SELECTED_TURN, **PRIVATE)

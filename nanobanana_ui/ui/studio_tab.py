@@ -187,7 +187,8 @@ class StudioTab:
             with gr.Row(elem_id="gemini3-controls"):
                 # Gemini 3 controls, drawn from the model's capabilities like the sizes: hidden where it lacks them.
                 self.thinking = gr.Dropdown(thinking_choices(spec), value=MODEL_DEFAULT, label="Thinking level",
-                                            visible=bool(spec.thinking_levels), elem_id="thinking")
+                                            visible=bool(spec.thinking_levels), min_width=180,  # "Model default"
+                                            elem_id="thinking")
                 self.show_thoughts = gr.Checkbox(False, label="Show thinking", visible=spec.thoughts,
                                                  info="The interim images, in a strip beside the result (free)",
                                                  elem_id="show-thoughts")
