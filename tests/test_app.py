@@ -66,10 +66,11 @@ def test_exactly_four_public_endpoints_with_inputs_first_and_defaults_after(clie
     for name, endpoint in api["named_endpoints"].items():
         params = [p["parameter_name"] for p in endpoint["parameters"]]
         # api_key was added last (bring your own key): positional callers of the earlier parameters keep working;
-        # /edit's optional mask (region edits) came after, just before it; then transparent (not on /refine).
+        # /edit's optional mask (region edits) came after, then every endpoint's style (prompt craft), then
+        # transparent (not on /refine), before it.
         assert params == [*firsts[name], "model", "aspect_ratio", "size", "temperature", "top_p", "top_k", "seed",
                           "count", "output", "thinking", "show_thoughts", "search", "image_search",
-                          *(["mask"] if name == "/edit" else []),
+                          *(["mask"] if name == "/edit" else []), "style",
                           *(["transparent"] if name != "/refine" else []), "api_key"]
         assert all(p["parameter_has_default"] for p in endpoint["parameters"][len(firsts[name]):])
         assert [r["component"] for r in endpoint["returns"]] == ["Gallery", "Markdown"]
@@ -298,15 +299,17 @@ def test_requests_from_different_visitors_run_concurrently(app_url, emu):
     assert max(arrivals) - min(arrivals) < 1.5  # served side by side: with a limit of 1 each waits for a 1.5 s call
 
 
-def readme_python_block(heading: str) -> str:
-    """The first ```python block after a README heading."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+def python_block(doc: str, heading: str) -> str:
+    """The first ```python block after a heading of a Markdown file (README.md, docs/...)."""
+    text = (ROOT / doc).read_text(encoding="utf-8")
     return re.search(r"```python\n(.*?)```", text[text.index(heading):], re.S).group(1)
 
 
-def test_the_readmes_gradio_client_examples_run_as_written(app_url, emu, tmp_path, monkeypatch, capsys):
-    code = readme_python_block("### HTTP API (gradio_client)")
+def test_the_docs_gradio_client_examples_run_as_written(app_url, emu, tmp_path, monkeypatch, capsys):
+    code = python_block("docs/api-and-mcp.md", "## HTTP API (gradio_client)")
     assert 'Client("http://127.0.0.1:7860/")' in code
+    readme = python_block("README.md", "## The HTTP API and MCP")  # the README's tour is a part of this block
+    assert [line for line in readme.splitlines() if line not in code.splitlines()] == []
     photo = tmp_path / "photo.jpg"
     Image.new("RGB", (64, 48), (30, 30, 200)).save(photo, format="JPEG")
     cat, hat = write_png(tmp_path / "cat.png", (200, 100, 0)), write_png(tmp_path / "hat.png", (0, 0, 0))
@@ -314,7 +317,7 @@ def test_the_readmes_gradio_client_examples_run_as_written(app_url, emu, tmp_pat
     mask.paste(255, (20, 10, 40, 30))
     mask.save(tmp_path / "mask.png")
     monkeypatch.chdir(tmp_path)
-    exec(compile(code.replace("http://127.0.0.1:7860/", app_url), "README.md", "exec"), {})  # noqa: S102
+    exec(compile(code.replace("http://127.0.0.1:7860/", app_url), "docs/api-and-mcp.md", "exec"), {})  # noqa: S102
     generate, edit, region, compose = emu.generate_requests
     assert region.part_kinds == ["text", "image", "image"]  # the mask example: a crop and its mask were sent
     assert generate.generation_config["imageConfig"] == {"aspectRatio": "16:9"}
@@ -353,6 +356,10 @@ ELEM_IDS = {  # the browser tests' locators: keep them stable
     "refine-slider", "refine-compare-a", "refine-compare-b", "refine-path", "refine-instruction", "refine-branch-note",
     "refine-estimate", "refine-button", "refine-undo", "refine-to-edit", "refine-to-compose", "refine-download",
     "refine-status", "refine-branches",
+    # prompt craft (ui/prompt_craft.py)
+    "prompt-craft", "style-picker", "style-info", "variable-fields", *(f"variable-{n}" for n in range(8)),
+    "prompt-preview", "enhance-button", "describe-button", "enhanced-box", "enhance-before", "enhance-after",
+    "enhance-status", "enhance-accept", "enhance-dismiss", "enhance-undo", "style-name", "save-style",
 }
 
 

@@ -108,8 +108,8 @@ def test_another_key_or_endpoint_has_its_own_listing(settings, emulator):
 
 
 def test_discovery_never_delays_a_request(settings, emulator):
-    """The listing is held (the emulator waits 30 s before answering it) while a request is made and answered."""
-    emulator.fail_next_listing(Fault.delay(8))
+    """The listing is held (the emulator waits 2 s before answering it) while a request is made and answered."""
+    emulator.fail_next_listing(Fault.delay(2))
 
     async def scenario(studio: Studio):
         first = studio.available_models()

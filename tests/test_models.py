@@ -213,7 +213,7 @@ def test_api_png_info_and_history_rerun_use_the_replacement(settings, emulator, 
     and a history re-run, each with a preview id, send the GA id and say so."""
     from nanobanana_ui.imaging.pngmeta import embed_png_text, provenance_chunks
     from nanobanana_ui.service.studio import Studio
-    from nanobanana_ui.ui.history_tab import Library
+    from nanobanana_ui.ui.history_library import Library
     from nanobanana_ui.ui.pnginfo_tab import PngInfo
     from nanobanana_ui.ui.runner import Runner
     from nanobanana_ui.ui.session import Session
@@ -364,7 +364,8 @@ def test_emulator_lists_todays_ids_and_answers_404_for_shut_down_ones(emulator):
     client = genai.Client(api_key="k", vertexai=False,
                           http_options=types.HttpOptions(api_version="v1beta", base_url=emulator.base_url))
     listed = [m.name for m in client.models.list()]
-    assert listed == [f"models/{m}" for m in (NB2, PRO, LITE, FLASH)]
+    # The image models, then the registry's text model (the prompt enhancer's and image to prompt's).
+    assert listed == [f"models/{m}" for m in (NB2, PRO, LITE, FLASH, "gemini-3.1-flash-lite")]
     for old in (PRO_PREVIEW, NB2_PREVIEW, FLASH_PREVIEW):
         with pytest.raises(errors.ClientError) as caught:
             client.models.generate_content(model=old, contents="x")

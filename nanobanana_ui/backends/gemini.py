@@ -8,7 +8,9 @@ from typing import Any
 
 from ..domain.errors import BadResponseError, ImageWithheldError, PromptBlockedError, TextOnlyError, map_error
 from ..domain.request import ImageRequest, Source, ThoughtImage, Usage
+from ..domain.text_request import TextRequest
 from ..domain.turns import Turn, TurnPart
+from .text import TextReply, build_text_config, build_text_contents, parse_text_response
 from .transport import SendObserver, SendTracer
 from .vertex import VertexAccess, map_vertex_error
 
@@ -239,6 +241,22 @@ class GeminiBackend:
             except Exception as exc:  # noqa: BLE001 - every SDK and transport error is mapped in one place
                 raise self._map_error(exc, model=request.model) from exc
         return parse_response(response)
+
+    async def generate_text(self, request: TextRequest, *, observer: SendObserver | None = None) -> TextReply:
+        """Send one text-model request (enhance, describe) and read its words; failures arrive as StudioErrors."""
+        from google.genai import types
+
+        config = build_text_config(request)
+        with contextlib.ExitStack() as stack:
+            if observer is not None:
+                headers = stack.enter_context(self._tracer.observe(observer))
+                config = config.model_copy(update={"http_options": types.HttpOptions(headers=headers)})
+            try:
+                response = await self._client.aio.models.generate_content(
+                    model=request.model, contents=build_text_contents(request), config=config)
+            except Exception as exc:  # noqa: BLE001 - every SDK and transport error is mapped in one place
+                raise self._map_error(exc, model=request.model) from exc
+        return parse_text_response(response)
 
     async def list_image_models(self) -> tuple[str, ...]:
         """Ids of the image-generation models this key can use (Vertex lists publisher models elsewhere: none)."""

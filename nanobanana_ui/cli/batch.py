@@ -37,6 +37,8 @@ def add_batch_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
                                                        "limit, NANOBANANA_RPM)")
     batch.add_argument("--dry-run", action="store_true", help="validate and print the plan and estimate; send nothing")
     batch.add_argument("--yes", "-y", action="store_true", help=f"no confirmation above ${CONFIRM_ABOVE_USD:.2f}")
+    batch.add_argument("--template", metavar="TEXT", help='a prompt with {variables}, e.g. "a {animal} in {place}": '
+                       "each .csv/.jsonl row fills them from its columns (a row lacking one is refused)")
     add_gemini_batch_options(batch)
 
 
@@ -64,8 +66,12 @@ async def _main(args: argparse.Namespace) -> int:
     async with Studio(settings) as studio:
         studio.connect()  # a Vertex setup problem is one line now, not one per row
         try:
-            items = read_batch_file(args.file, defaults=defaults)
-            plan = plan_batch(studio, items, out_dir=out_dir, model=args.model)
+            from .styles import variables_from_args, warn_style_problems
+
+            warn_style_problems(studio.styles)
+            items = read_batch_file(args.file, defaults=defaults, template=args.template,
+                                    variables=variables_from_args(args))
+            plan = plan_batch(studio, items, out_dir=out_dir, model=args.model, style=args.style)
         except BatchFileError as error:
             _say(f"error: {len(error.problems)} problem(s) in {args.file}; nothing was sent:")
             for problem in error.problems:

@@ -24,7 +24,9 @@ from ..service.validation import THINKING_LEVELS, unencodable_at
 from .batch import add_batch_parser, run_batch_command
 from .models import add_models_parser, run_models_command
 from .options import output_options
+from .prompt import add_prompt_parser, run_prompt_command
 from .refine import add_refine_parser, draw_tree, run_refine
+from .styles import add_craft_options, add_styles_parser, craft_from_args, run_styles_command
 from .transparent import add_transparent_options, describe_transparent, run_transparent
 
 __all__ = ["SIGPIPE_EXIT", "build_parser", "main"]
@@ -48,6 +50,7 @@ def _shared_options(*, batch: bool = False) -> argparse.ArgumentParser:
         group.add_argument("--count", type=int, default=1, help="how many images, as parallel calls (1 to 100)")
     group.add_argument("--image-only", action="store_true", help="ask for the image without the model's text")
     add_gemini3_options(group)
+    add_craft_options(group)
     group.add_argument("--out", type=Path, help="folder for the run's images and manifest (default: "
                        "NANOBANANA_HOME/batches/<file name>)" if batch else
                        "folder for the images (default: NANOBANANA_HOME/outputs)")
@@ -72,7 +75,7 @@ def add_gemini3_options(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--show-thoughts", action="store_true",
                        help="also get the interim thought images (free; written to OUT/thoughts/, never cached)")
     group.add_argument("--search", action="store_true", help="ground the image in Google Search (Gemini 3; "
-                       "each search is charged, see the README)")
+                       "each search is charged, see docs/cli.md)")
     group.add_argument("--image-search", action="store_true",
                        help="Google image search as well as web search (Gemini 3.1 Flash Image; implies --search)")
 
@@ -109,11 +112,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_refine_parser(commands, shared)
     add_batch_parser(commands, _shared_options(batch=True))
     add_models_parser(commands)
+    add_styles_parser(commands)
+    add_prompt_parser(commands)
     history = commands.add_parser("history", help="list past requests, newest first (or check them: --verify)")
     history.add_argument("--search", metavar="TEXT", help="only entries whose prompt has these words")
     history.add_argument("--limit", type=int, default=20, help="how many entries (default 20)")
     history.add_argument("--model", help="only this model's entries")
-    history.add_argument("--mode", choices=[mode.value for mode in Mode], help="only generate, edit or compose")
+    history.add_argument("--mode", choices=[*(mode.value for mode in Mode), "refine"],
+                         help="only generate, edit or compose (first turns), or refine (refinements)")
     history.add_argument("--json", action="store_true", help="one JSON object per entry on stdout")
     history.add_argument("--verify", action="store_true", help="check every entry's files; exit 1 on problems")
     history.add_argument("--repair", action="store_true", help="with --verify: fix what it finds")
@@ -157,7 +163,9 @@ async def _run(args: argparse.Namespace) -> int:
         images = {Mode.GENERATE: (), Mode.EDIT: (getattr(args, "image", None),),
                   Mode.COMPOSE: tuple(getattr(args, "images", ()))}[mode]
         region = {name: getattr(args, name, None) for name in ("mask", "feather", "extend_to", "anchor")}
-        request = studio.build_request(mode, args.prompt, images, model=args.model, options=options, **region)
+        crafted = craft_from_args(studio.styles, args.prompt, args)  # --var and --style: the final prompt
+        request = studio.build_request(mode, crafted.prompt, images, model=args.model, options=options, **region,
+                                       craft=crafted.craft)
         if request.note:  # e.g. a shut-down preview id sent as its GA replacement
             print(f"note: {request.note}", file=sys.stderr, flush=True)
         say = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
@@ -260,6 +268,10 @@ def main(argv: list[str] | None = None) -> int:
             return _history(args)
         if args.command == "batch":
             return run_batch_command(args)
+        if args.command == "styles":
+            return run_styles_command(args)
+        if args.command == "prompt":
+            return run_prompt_command(args)
         if args.command == "refine":
             if args.transparent:  # the shared options offer it; a refinement is one more turn, always opaque
                 raise InputError("--transparent applies to generate, edit and compose: a refinement continues the "

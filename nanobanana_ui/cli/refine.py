@@ -43,8 +43,11 @@ async def run_refine(args: argparse.Namespace, show: Callable[[ImageResult], Non
     if not 1 <= args.count <= 100:
         raise InputError(f"The number of images must be between 1 and 100 (got {args.count}).")
     async with Studio(settings) as studio:
-        plan = await studio.prepare_refine(parent_id=args.id, instruction=args.prompt, images=tuple(args.image),
-                                           model=args.model, options=options)
+        from .styles import craft_from_args
+
+        crafted = craft_from_args(studio.styles, args.prompt, args)  # --var and --style: the final instruction
+        plan = await studio.prepare_refine(parent_id=args.id, instruction=crafted.prompt, images=tuple(args.image),
+                                           model=args.model, options=options, craft=crafted.craft)
         cost = "" if plan.estimated_cost_usd is None else f", about ${plan.estimated_cost_usd:.4f} each if not cached"
         if studio.offline:
             cost = f", $0 offline{' (Gemini: ' + cost[2:] + ')' if cost else ''}"

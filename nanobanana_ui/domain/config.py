@@ -12,6 +12,7 @@ from dotenv import dotenv_values
 
 from .errors import ConfigError
 from .models import default_model_id
+from .text_models import default_text_model_id
 
 __all__ = ["KEY_VARIABLES", "Settings", "load_settings", "parse_auth"]
 
@@ -31,6 +32,7 @@ class Settings:
     offline: bool = False
     base_url: str | None = None
     model: str = field(default_factory=default_model_id)
+    text_model: str = field(default_factory=default_text_model_id)  # NANOBANANA_TEXT_MODEL: enhancer, describe
     rpm: int = 60
     rpd: int = 1500
     cache_size_bytes: int = 2 * 1024**3
@@ -41,7 +43,7 @@ class Settings:
     rate_window_s: float = 60.0  # the rate limit's window; only tests and benchmarks shorten it
     concurrency: int = 4  # web app: generation requests served at once (each waits on the API, not the CPU)
     auth: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # web app logins (NANOBANANA_AUTH, --auth)
-    # Public demos (bring your own key): see README "Public demos".
+    # Public demos (bring your own key): see docs/deployment.md, "Public demos".
     public: bool = False  # NANOBANANA_PUBLIC; on by default on Hugging Face Spaces (SYSTEM=spaces)
     allow_server_key: bool = False  # NANOBANANA_ALLOW_SERVER_KEY: in public mode, keyless visitors use the host's key
     visitor_rpm: int = 10  # NANOBANANA_VISITOR_RPM: requests per minute per visitor in public mode
@@ -52,7 +54,7 @@ class Settings:
     batch_poll_scale: float = 1.0
     batch_pause_at: str | None = None  # NANOBANANA_BATCH_PAUSE_AT: a test hook that stops a run at a named point
     keep_metadata: bool = False  # NANOBANANA_KEEP_METADATA, --keep-metadata: send input images' GPS/EXIF as they are
-    # Google Cloud (see README "Google Cloud"): NANOBANANA_BACKEND=vertex, or the SDK's GOOGLE_GENAI_USE_VERTEXAI=true.
+    # Google Cloud (see docs/vertex.md): NANOBANANA_BACKEND=vertex, or the SDK's GOOGLE_GENAI_USE_VERTEXAI=true.
     backend: str = "gemini"  # "gemini" (AI Studio key) or "vertex" (Vertex AI: project credentials, or express key)
     google_project: str | None = None  # GOOGLE_CLOUD_PROJECT
     google_location: str = "global"  # GOOGLE_CLOUD_LOCATION; the Gemini 3 image models need global
@@ -195,6 +197,8 @@ def load_settings(
         values["base_url"] = found[1].strip().rstrip("/")
     if found := lookup("NANOBANANA_MODEL"):
         values["model"] = found[1].strip()
+    if found := lookup("NANOBANANA_TEXT_MODEL"):
+        values["text_model"] = found[1].strip()
     if found := lookup("NANOBANANA_RPM"):
         values["rpm"] = _number(*found, int, 1)
     if found := lookup("NANOBANANA_RPD"):

@@ -11,6 +11,7 @@ from typing import Any
 
 from .inputs import InputImage
 from .region import Region
+from .templates import PromptCraft
 from .turns import Turn, TurnPart, path_digest
 
 __all__ = [
@@ -22,7 +23,7 @@ _VERTEX_OPTIONS = ("output_mime_type", "output_quality", "person_generation")
 CACHE_KEY_VERSION = 1  # bump when the meaning of a request changes, so old entries stop matching
 
 
-class Mode(str, Enum):
+class Mode(str, Enum):  # noqa: UP042 (StrEnum would change str(Mode.EDIT) from "Mode.EDIT" to "edit")
     """What a request does with its inputs."""
 
     GENERATE = "generate"
@@ -89,6 +90,9 @@ class ImageRequest:
     # Why `model` is not the id that was asked for (a shut-down id sent as its replacement); not part of the key.
     note: str | None = field(default=None, compare=False)
     region: Region | None = None  # a masked edit or an extend: what is sent is a crop or canvas of `region.source`
+    # How `prompt` was made (a style, a template and its variables); a record, not part of the key: `prompt` is
+    # already the final text sent.
+    craft: PromptCraft | None = field(default=None, compare=False)
 
     def cache_key(self) -> str:
         """A stable digest of everything that shapes the answer (never the API key)."""
@@ -122,6 +126,8 @@ class ImageRequest:
         }
         if self.region is not None:
             described["region"] = self.region.describe()
+        if self.craft is not None:
+            described.update(self.craft.to_dict())
         return described
 
     def model_prompt(self) -> str:
@@ -241,6 +247,7 @@ class ImageResult:
             # Only when the model asked for was replaced (a shut-down id): why `model` differs from what was asked.
             **({"note": self.request.note} if self.request.note else {}),
             **({"region": self.request.region.describe()} if self.request.region is not None else {}),
+            **(self.request.craft.to_dict() if self.request.craft is not None else {}),  # style, template, variables
             **({"transparent": self.transparent} if self.transparent else {}),
         }
 
@@ -249,6 +256,9 @@ RECORD_KEYS = (  # the keys of one --json line per image (generate/edit/compose,
     "path", "prompt", "model", "mode", "cached", "cost_usd", "saved_usd", "finish_reason", "text", "width", "height",
     "sha256", "variation", "seed", "tokens", "elapsed_s", "id", "sources", "parent", "turn",
 )
+
+
+_CRAFT_KEYS = ("style", "template", "variables")
 
 
 def image_records(record: dict[str, Any]) -> list[dict[str, Any]]:
@@ -265,6 +275,9 @@ def image_records(record: dict[str, Any]) -> list[dict[str, Any]]:
             line["note"] = record["note"]
         if "region" in record:  # a region edit's provenance (mask sha256, crop box, feather, or extend)
             line["region"] = record["region"]
+        for key in _CRAFT_KEYS:  # a styled or templated prompt: how it was made
+            if key in record:
+                line[key] = record[key]
         if "transparent" in record:  # a transparent result: how it was made (method, calls, ids, fallback)
             line["transparent"] = record["transparent"]
         lines.append(line)

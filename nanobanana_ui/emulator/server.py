@@ -14,11 +14,13 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from ..domain.models import get_model, known_models
+from ..domain.text_models import text_models
 from .answers import answer, fault_content, model_entry, usage_metadata
 from .batches import BatchService
 from .cutout import Cutouts
 from .faults import UNREGISTERED, Fault, fails, fault_reply, not_found_reply
 from .quota import ArrivalWindow, Setting, check_rate_limit, check_rate_window, format_delay
+from .text import is_text_model, text_answer
 from .types import API_PATH, JsonObject, RecordedRequest, Reply, error_reply, record_request
 from .vertex import TokenIssuer, jpeg_output, vertex_call
 
@@ -96,7 +98,8 @@ class GeminiEmulator:
                  rate_limit: int | None = None, rate_window_s: float = 60.0,
                  allowed_models: Mapping[str, Iterable[str]] | None = None) -> None:
         """Configure the emulator; nothing listens until start()."""
-        names = [spec.id for spec in known_models()] if models is None else models
+        # Default: the registry's image models that still exist, and its text models (kind: text).
+        names = [*(spec.id for spec in known_models()), *(m.id for m in text_models())] if models is None else models
         self.models = tuple(dict.fromkeys(n.removeprefix("models/") for n in names))
         self.allowed_models: dict[str, tuple[str, ...]] = {
             key: tuple(m.removeprefix("models/") for m in allowed) for key, allowed in (allowed_models or {}).items()}
@@ -313,6 +316,8 @@ class GeminiEmulator:
             retry = format_delay(wait - (time.monotonic() - rec.received_at))
             return fault_reply(replace(Fault.rate_limit(retry), quota_value=str(self.rate_limit)), rec.model)
         spec = get_model(rec.model or "")
+        if is_text_model(rec.model):  # the prompt enhancer and image to prompt: words, drawn from what was sent
+            return fault_content(rec, spec, fault) if fault else text_answer(rec, spec)
         reply = fault_content(rec, spec, fault) if fault else answer(rec, spec, self.include_thoughts, self.cutouts)
         if rec.vertex is not None:  # Vertex alone honours imageConfig.imageOutputOptions
             reply, jpegs = jpeg_output(reply, rec.generation_config)

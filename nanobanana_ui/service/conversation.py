@@ -27,7 +27,8 @@ from ..domain.turns import BYPASS_SIGNATURE, Turn, TurnPart, parts_from_json
 from ..storage.history import HistoryEntry
 from .regions import sendable
 
-__all__ = ["ConversationError", "Refinement", "TurnsDontFitError", "build_refinement", "context_tokens",
+__all__ = ["ConversationError", "Refinement", "TurnsDontFitError", "UnknownResultError", "build_refinement",
+           "context_tokens",
            "estimate_turn_tokens", "keeps_signatures", "path_turns", "supports_multi_turn"]
 
 # Input token limits (the models' documented context for image generation); an unknown model gets the smallest.
@@ -37,6 +38,14 @@ _TEXT_CHARS_PER_TOKEN = 4  # the usual estimate for English text
 
 class ConversationError(InputError):
     """A refinement that cannot be sent: unknown or foreign id, a failed parent, lost files, an unsuitable model."""
+
+
+class UnknownResultError(ConversationError):
+    """No result with this id in the (visitor's) history."""
+
+    def __init__(self, entry_id: str, message: str) -> None:
+        super().__init__(message)
+        self.entry_id = entry_id
 
 
 class TurnsDontFitError(ConversationError):

@@ -19,6 +19,7 @@ from typing import Protocol, runtime_checkable
 from ..backends.capabilities import BackendCapabilities, capabilities_for
 from ..backends.discovery import Availability, ListingStore, ModelDiscovery
 from ..backends.gemini import BackendReply
+from ..backends.text import TextReply
 from ..backends.transport import SendObserver
 from ..backends.vertex import VertexAccess, resolve_vertex_access
 from ..domain.config import Settings
@@ -27,17 +28,20 @@ from ..domain.errors import InputError, ModelNotFoundError, ShutDownModelError, 
 from ..domain.models import get_model
 from ..domain.region import Region
 from ..domain.request import ImageOptions, ImageRequest, ImageResult, Mode, Source, Usage
+from ..domain.styles import StyleBook, load_styles
+from ..domain.templates import PromptCraft
+from ..domain.text_request import TextRequest
 from ..domain.turns import TurnPart, parts_from_json, parts_to_json
 from ..imaging.outputs import dimensions, save_images, save_thought_images, with_provenance
 from ..imaging.region_blend import blend_answer, prepare_blend
-from ..quota.limits import DailyBudget, DailyUsage
+from ..quota.limits import DailyBudget, DailyUsage, RateLimiter
 from ..quota.partitions import key_partition
 from ..quota.retry import RetryPolicy
 from ..quota.shared_limits import shared_limiter_for
 from ..storage.cache import CachedEntry, ResultCache
 from ..storage.history import HistoryEntry, HistoryStore
 from ..storage.history.store import new_entry_id
-from .conversation import ConversationError, Refinement, build_refinement
+from .conversation import ConversationError, Refinement, UnknownResultError, build_refinement
 from .regions import build_region_request, with_source_name
 from .sending import EventSink, GuardedSender
 from .transparency import with_alpha_note
@@ -60,6 +64,14 @@ class Backend(Protocol):
 
     async def aclose(self) -> None:
         """Release the client."""
+
+
+@runtime_checkable
+class TextBackend(Protocol):
+    """A backend that can call text models (GeminiBackend does; a test double may not)."""
+
+    async def generate_text(self, request: TextRequest, *, observer: SendObserver | None = None) -> TextReply:
+        """Send one text-model request; a failure raises a StudioError."""
 
 
 @runtime_checkable
@@ -93,7 +105,8 @@ class Studio:
         self._history: HistoryStore | None = None
         self._history_lock = threading.Lock()  # opened in a worker thread; two at once must not open it twice
         self._budget: DailyBudget | None = None
-        self._sender: GuardedSender | None = None
+        self._sender: GuardedSender[ImageRequest, BackendReply] | None = None
+        self._text_sender: GuardedSender[TextRequest, TextReply] | None = None
         self._in_flight: dict[str, asyncio.Task[ImageResult]] = {}
         self.emulator_url: str | None = None
         self._vertex_access: VertexAccess | None = None
@@ -171,19 +184,31 @@ class Studio:
         return self._budget
 
     @property
-    def sender(self) -> GuardedSender:
+    def sender(self) -> GuardedSender[ImageRequest, BackendReply]:
         """Budget, rate limit and retries around the backend; the offline emulator has no quota to guard."""
         if self._sender is None:
-            limiter = budget = None
-            if not self.offline:
-                endpoint = self.settings.base_url or (self.vertex_access.endpoint if self.settings.vertex
-                                                      else _GEMINI_ENDPOINT)
-                # One window for every process on this data directory using the same key and endpoint.
-                limiter = shared_limiter_for(endpoint, self.settings.rpm, self.settings.rate_window_s,
-                                             home=self.settings.home, key=self.settings.api_key or "")
-                budget = self.budget
+            limiter, budget = self._guards()
             self._sender = GuardedSender(self._generate, policy=self.retry_policy, limiter=limiter, budget=budget)
         return self._sender
+
+    @property
+    def text_sender(self) -> GuardedSender[TextRequest, TextReply]:
+        """The same budget, rate limit and retry policy around the text model (prompt enhancer, image to prompt)."""
+        if self._text_sender is None:
+            limiter, budget = self._guards()
+            self._text_sender = GuardedSender(self._generate_text, policy=self.retry_policy, limiter=limiter,
+                                              budget=budget)
+        return self._text_sender
+
+    def _guards(self) -> tuple[RateLimiter | None, DailyBudget | None]:
+        """The shared rate limiter and the daily budget (none offline: the emulator has no quota to guard)."""
+        if self.offline:
+            return None, None
+        endpoint = self.settings.base_url or (self.vertex_access.endpoint if self.settings.vertex
+                                              else _GEMINI_ENDPOINT)
+        # One window for every process on this data directory using the same key and endpoint.
+        return shared_limiter_for(endpoint, self.settings.rpm, self.settings.rate_window_s, home=self.settings.home,
+                                  key=self.settings.api_key or ""), self.budget
 
     def usage_today(self) -> DailyUsage:
         """Requests sent today against the budget, today's cost and cache savings (Pacific days)."""
@@ -224,7 +249,7 @@ class Studio:
                       model: str | None = None, options: ImageOptions | None = None,
                       keep_metadata: bool | None = None, mask: ImageSource | None = None,
                       feather: int | None = None, extend_to: str | None = None,
-                      anchor: str | None = None) -> ImageRequest:
+                      anchor: str | None = None, craft: PromptCraft | None = None) -> ImageRequest:
         """Validate everything that can be checked before a call, and build the request.
 
         A shut-down model id is sent as its replacement (the request's `note` says so), or refused with the models
@@ -232,7 +257,22 @@ class Studio:
         says otherwise; an output option the backend lacks (JPEG output on the Gemini API...) is refused here.
         With `mask` (white = the region) or `extend_to` (a ratio; `anchor` center/left/right/top/bottom), an edit
         becomes a region edit: a crop or a larger canvas is sent, and the answer is blended back (regions.py).
+        `craft` records how `prompt` (already the final text) was made: see domain.styles.craft_prompt.
         """
+        return replace(self._build_request(mode, prompt, images, model=model, options=options,
+                                           keep_metadata=keep_metadata, mask=mask, feather=feather,
+                                           extend_to=extend_to, anchor=anchor), craft=craft)
+
+    @property
+    def styles(self) -> StyleBook:
+        """The style library: shipped styles merged with NANOBANANA_HOME/styles.json (read again each time)."""
+        return load_styles(self.settings.home)
+
+    def _build_request(self, mode: Mode, prompt: str, images: Sequence[ImageSource] = (), *,
+                       model: str | None = None, options: ImageOptions | None = None,
+                       keep_metadata: bool | None = None, mask: ImageSource | None = None,
+                       feather: int | None = None, extend_to: str | None = None,
+                       anchor: str | None = None) -> ImageRequest:
         options = options or ImageOptions()
         self.capabilities.check_options(options)
         if options.output_mime_type == self.capabilities.output_mime_types[0]:
@@ -246,8 +286,10 @@ class Studio:
                 return with_alpha_note(build_request(mode, prompt, images, model=model or self.settings.model,
                                                      options=options, keep_metadata=keep))
             # A region edit sends a crop or canvas re-encoded from pixels alone: no metadata of the original is sent.
+            # Its original is kept for re-runs: without personal metadata, unless asked (never in public mode).
             return build_region_request(images[0], prompt, model=model or self.settings.model, options=options,
-                                        mask=mask, feather=feather, extend_to=extend_to, anchor=anchor)
+                                        mask=mask, feather=feather, extend_to=extend_to, anchor=anchor,
+                                        keep_metadata=keep and not self.settings.public)
         except ShutDownModelError as error:
             available = self.available_models().ids
             raise ShutDownModelError(f"{error.message} Image models this key can use: {', '.join(available)}.",
@@ -460,8 +502,8 @@ class Studio:
     # -- conversations -----------------------------------------------------------------------------------------
 
     def _unknown(self, entry_id: str) -> ConversationError:
-        return ConversationError(f"No result with id {entry_id!r} in your history. Use an `id` printed by "
-                                 "generate/edit/compose --json or listed by `history --json`.")
+        return UnknownResultError(entry_id, f"No result with id {entry_id!r} in your history. Use an `id` printed "
+                                  "by generate/edit/compose --json or listed by `history --json`.")
 
     def conversation_path(self, entry_id: str, *, owner: str | None = None) -> list[HistoryEntry]:
         """The entries from the conversation's root to this one, root first (blocking: run it off the event loop).
@@ -509,7 +551,7 @@ class Studio:
 
     async def prepare_refine(self, *, parent_id: str, instruction: str, images: Sequence[ImageSource] = (),
                              model: str | None = None, options: ImageOptions | None = None,
-                             owner: str | None = None) -> Refinement:
+                             owner: str | None = None, craft: PromptCraft | None = None) -> Refinement:
         """Check a refinement and build its request (the whole path), without sending anything.
 
         The model defaults to the parent's; an aspect ratio or size left unset follows the parent's.
@@ -520,7 +562,8 @@ class Studio:
             why = parent.error or "it has no image"
             raise ConversationError(f"Entry {parent.id} has no image to refine ({why}). Refine an entry that made "
                                     "one (history --tree shows the conversation).")
-        base = self.build_request(Mode.GENERATE, instruction, (), model=model or parent.model, options=options)
+        base = self.build_request(Mode.GENERATE, instruction, (), model=model or parent.model, options=options,
+                                  craft=craft)
         # A region edit's refinement goes on in the region: blended into the same original, mask, crop and feather.
         region = None if parent.region is None else await asyncio.to_thread(self.region_of, parent)
         inputs = await asyncio.to_thread(load_inputs, tuple(images))
@@ -587,19 +630,23 @@ class Studio:
         and anchor, and checked against its record (mask hash, crop box or canvas); an original or mask that is
         gone, or a region that would come out different, raises ConversationError before anything is sent.
         """
+        if entry.mode not in {mode.value for mode in Mode}:  # prompt craft (enhance, describe): no image request
+            raise ConversationError(f"Entry {entry.id} is a prompt {entry.mode}, not an image request: nothing to "
+                                    "re-run. Nothing was sent.")
         options = _entry_options(entry)
         if entry.region is None:
             if images is None:
                 if len(entry.inputs) < len(entry.input_hashes):
                     raise self._inputs_gone(entry)
                 images = [file.path for file in entry.inputs]
-            return self.build_request(Mode(entry.mode), entry.prompt, images, model=entry.model, options=options)
+            return self.build_request(Mode(entry.mode), entry.prompt, images, model=entry.model, options=options,
+                                      craft=PromptCraft.from_dict(entry.craft))
         record = entry.region
         source: ImageSource = images[0] if images else self._kept_source_bytes(entry)
         mask = self._kept_mask_bytes(entry)
         request = self.build_request(Mode.EDIT, entry.prompt, (source,), model=entry.model, options=options,
                                      mask=mask, feather=record.get("feather"), extend_to=record.get("extend_to"),
-                                     anchor=record.get("anchor"))
+                                     anchor=record.get("anchor"), craft=PromptCraft.from_dict(entry.craft))
         if request.region is not None and record.get("source_name"):
             request = with_source_name(request, str(record["source_name"]))
         if request.region is None or request.region.describe() != record:
@@ -674,11 +721,17 @@ class Studio:
         except ModelNotFoundError as exc:
             raise await self._with_available_models(exc) from exc
 
+    async def _generate_text(self, request: TextRequest, *, observer: SendObserver | None = None) -> TextReply:
+        backend = self.backend
+        if not isinstance(backend, TextBackend):
+            raise StudioError("this backend cannot call text models")
+        return await backend.generate_text(request, observer=observer)
+
     async def _with_available_models(self, exc: ModelNotFoundError) -> ModelNotFoundError:
         """Add the image models this key can use to a 404 message (best effort: a listing failure is ignored)."""
         try:
             available = await asyncio.wait_for(self.backend.list_image_models(), timeout=10)
-        except (StudioError, asyncio.TimeoutError):
+        except (TimeoutError, StudioError):
             return exc
         if not available:
             return exc

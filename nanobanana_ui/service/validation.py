@@ -14,7 +14,8 @@ from ..domain.request import ImageOptions, ImageRequest, Mode
 from ..imaging.images import check_request_size, load_input_image, load_input_path
 
 __all__ = [
-    "MAX_PROMPT_CHARS", "THINKING_LEVELS", "ImageSource", "build_request", "load_inputs", "normalize_options",
+    "MAX_PROMPT_CHARS", "THINKING_LEVELS", "ImageSource", "build_request", "composers_hint", "load_inputs",
+    "normalize_options",
     "unencodable_at", "unencodable_problem", "validate_options",
 ]
 
@@ -145,6 +146,8 @@ def build_request(mode: Mode, prompt: str, images: Sequence[ImageSource] = (), *
     options = options or ImageOptions()
     validate_options(spec, options)
     options = normalize_options(spec, options)
+    if mode is Mode.COMPOSE and spec.max_input_images < 2:
+        raise InputError(f"{spec.label} cannot compose: it takes one input image. {composers_hint()}")
     if len(images) > spec.max_input_images:
         raise InputError(f"{spec.label} accepts at most {spec.max_input_images} input images; "
                          f"you gave {len(images)}. Remove some, or choose a model that takes more.")
@@ -156,6 +159,12 @@ def build_request(mode: Mode, prompt: str, images: Sequence[ImageSource] = (), *
     inputs = tuple(_as_input(source, i, keep_metadata) for i, source in enumerate(images))
     check_request_size(inputs)
     return ImageRequest(mode=mode, model=spec.id, prompt=prompt, images=inputs, options=options, note=note)
+
+
+def composers_hint() -> str:
+    """The models that can compose (take two or more input images), as a sentence naming them."""
+    names = [spec.label.split(" (")[0] for spec in known_models() if spec.max_input_images >= 2]
+    return f"Models that can compose: {', '.join(names)}." if names else "No model here can compose."
 
 
 def load_inputs(images: Sequence[ImageSource]) -> tuple[InputImage, ...]:

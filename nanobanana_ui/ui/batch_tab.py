@@ -88,7 +88,7 @@ def summary_line(summary: BatchSummary, total: int, folder: Path) -> str:
              + (f", {total - finished} not started" if total > finished else "")
              + f" · ${summary.cost_usd:.4f} · folder `{folder.name}`"]
     for failure in summary.failures[:10]:
-        lines.append(f"- row {failure.row}: {plain(failure.error or failure.status)}")
+        lines.append(f"- line {failure.row}: {plain(failure.error or failure.status)}")
     if len(summary.failures) > 10:
         lines.append(f"- ... and {len(summary.failures) - 10} more (see manifest.jsonl)")
     return "\n".join(lines)
@@ -202,7 +202,8 @@ class BatchPage:
     async def cancel(self, request: gr.Request) -> str:
         """Stop this visitor's run: no new request starts; the ones in flight finish and are recorded."""
         event = self._cancels.get(_session(request))
-        if event is None:
+        if event is None:  # a toast too: the progress line may be empty or scrolled away
+            gr.Warning("No batch is running on this page: there is nothing to cancel.")
             return "No batch is running."
         event.set()
         return "Cancelling: the requests in flight finish, no new one starts."
@@ -241,7 +242,7 @@ class BatchPage:
                    "state": state}
             while (outcome := await queue.get()) is not None:
                 outcomes.append(outcome)
-                shown.extend((str(path), f"row {outcome.row}: {outcome.prompt[:60]}") for path in outcome.paths)
+                shown.extend((str(path), f"line {outcome.row}: {outcome.prompt[:60]}") for path in outcome.paths)
                 line = counts_line(outcomes, total, cancel.is_set())
                 progress(len(outcomes) / total, desc=line.replace("**", ""))
                 yield {"gallery": list(shown), "progress": line, "state": state}

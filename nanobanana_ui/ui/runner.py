@@ -17,6 +17,7 @@ import gradio as gr
 from ..domain.errors import NetworkError, ServiceTimeoutError, StudioError
 from ..domain.models import get_model
 from ..domain.request import ImageRequest, ImageResult, Mode
+from ..domain.styles import craft_prompt
 from ..service.conversation import Refinement
 from ..service.studio import Studio
 from ..service.transparency import (
@@ -138,10 +139,11 @@ class Runner:
     async def generate(self, prompt: str, model: str = "", aspect_ratio: str = AUTO, size: str = "",
                        temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1,
                        count: int = 1, output: str = IMAGE_AND_TEXT, thinking: str = "", show_thoughts: bool = False,
-                       search: bool = False, image_search: bool = False, transparent: str = "", api_key: str = "",
+                       search: bool = False, image_search: bool = False, style: str = "", transparent: str = "",
+                       api_key: str = "",
                        session: Session | None = None, request: gr.Request | None = None,
                        progress: gr.Progress = gr.Progress(),  # noqa: B008 (how Gradio asks for it)
-                       *, extras: PageExtras | None = None) -> Outputs:
+                       *, extras: PageExtras | None = None, variables: dict[str, str] | None = None) -> Outputs:
         """Make new images from a text description with Gemini; returns the PNG files and a status line per image.
 
         The status gives the cost (or "cached · $0" when the same request was answered before), the finish reason
@@ -162,6 +164,7 @@ class Runner:
             show_thoughts: also return the model's interim thought images (free; shown, never saved as outputs).
             search: ground the image in Google Search (Pro and 3.1 Flash); the sources come back with it.
             image_search: Google image search as well as web search (3.1 Flash only; implies search).
+            style: a style id (see the `styles` command) whose template wraps the prompt; "" for none.
             transparent: "" for an opaque image; "difference" for an RGBA PNG by difference matting (2 calls: the
                 subject on white, then the same picture on black; keeps glass and hair); "key" for one call on a
                 chroma-key colour (works on every model, worse at glass and hair).
@@ -170,17 +173,18 @@ class Runner:
         form = FormSettings(model, aspect_ratio, size, temperature, top_p, top_k, seed, count, output,
                             thinking, show_thoughts, search, image_search)
         return await self._make(Mode.GENERATE, prompt, (), form, session, progress, api_key, request, extras,
+                                craft=(style, variables),
                                 transparent=transparent)
 
     async def edit(self, image: str | None, prompt: str, model: str = "", aspect_ratio: str = AUTO, size: str = "",
                    temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1, count: int = 1,
                    output: str = IMAGE_AND_TEXT, thinking: str = "", show_thoughts: bool = False,
-                   search: bool = False, image_search: bool = False, mask: str | None = None,
-                   transparent: str = "", api_key: str = "",
-                   session: Session | None = None, request: gr.Request | None = None,
+                   search: bool = False, image_search: bool = False, mask: str | None = None, style: str = "",
+                   transparent: str = "",
+                   api_key: str = "", session: Session | None = None, request: gr.Request | None = None,
                    progress: gr.Progress = gr.Progress(),  # noqa: B008
                    *, extras: PageExtras | None = None, feather: int | None = None, extend_to: str | None = None,
-                   anchor: str | None = None) -> Outputs:
+                   anchor: str | None = None, variables: dict[str, str] | None = None) -> Outputs:
         """Edit one image as the prompt says (change, add or remove things, restyle); returns the new PNG files.
 
         Each result comes with a status line: cost (or "cached · $0"), finish reason and the model's words.
@@ -205,6 +209,7 @@ class Runner:
             search: ground the image in Google Search (Pro and 3.1 Flash); the sources come back with it.
             image_search: Google image search as well as web search (3.1 Flash only; implies search).
             mask: optional image file of the image's size, white where it may change; None for a plain edit.
+            style: a style id (see the `styles` command) whose template wraps the prompt; "" for none.
             transparent: "" for an opaque image; "difference" for an RGBA PNG by difference matting (2 calls: the
                 subject on white, then the same picture on black; keeps glass and hair); "key" for one call on a
                 chroma-key colour (works on every model, worse at glass and hair).
@@ -215,16 +220,16 @@ class Runner:
         # feather, extend_to and anchor (keyword-only: not API parameters) come from the page's region controls.
         region = {"mask": mask or None, "feather": feather, "extend_to": extend_to, "anchor": anchor}
         return await self._make(Mode.EDIT, prompt, (image,) if image else (), form, session, progress, api_key, request,
-                                extras, region=region, transparent=transparent)
+                                extras, region=region, craft=(style, variables),
+                                transparent=transparent)
 
     async def compose(self, images: list | None, prompt: str, model: str = "", aspect_ratio: str = AUTO,
                       size: str = "", temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1,
                       count: int = 1, output: str = IMAGE_AND_TEXT, thinking: str = "",
                       show_thoughts: bool = False, search: bool = False, image_search: bool = False,
-                      transparent: str = "", api_key: str = "", session: Session | None = None,
-                      request: gr.Request | None = None,
-                      progress: gr.Progress = gr.Progress(),  # noqa: B008
-                      *, extras: PageExtras | None = None) -> Outputs:
+                      style: str = "", transparent: str = "", api_key: str = "", session: Session | None = None,
+                      request: gr.Request | None = None, progress: gr.Progress = gr.Progress(),  # noqa: B008
+                      *, extras: PageExtras | None = None, variables: dict[str, str] | None = None) -> Outputs:
         """Make one image from several input images as the prompt says; returns the new PNG files.
 
         For example a product placed into a scene, or a person wearing a given outfit. Each result comes with a
@@ -254,12 +259,13 @@ class Runner:
         form = FormSettings(model, aspect_ratio, size, temperature, top_p, top_k, seed, count, output,
                             thinking, show_thoughts, search, image_search)
         return await self._make(Mode.COMPOSE, prompt, gallery_paths(images), form, session, progress, api_key, request,
-                                extras, transparent=transparent)
+                                extras, craft=(style, variables),
+                                transparent=transparent)
 
     async def refine(self, parent_id: str, instruction: str, model: str = "", aspect_ratio: str = AUTO,
                      size: str = "", temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1,
                      count: int = 1, output: str = IMAGE_AND_TEXT, thinking: str = "", show_thoughts: bool = False,
-                     search: bool = False, image_search: bool = False, api_key: str = "",
+                     search: bool = False, image_search: bool = False, style: str = "", api_key: str = "",
                      session: Session | None = None, request: gr.Request | None = None,
                      progress: gr.Progress = gr.Progress()) -> Outputs:  # noqa: B008
         """Refine an earlier result by its id: the whole conversation path is sent, then the instruction.
@@ -300,8 +306,10 @@ class Runner:
         with studio_errors(self.public):
             # All checks (the id and its owner, the instruction, the path's length) before any call.
             spec = get_model(chosen or self._parent_model(studio, parent_id, owner))
-            plan = await studio.prepare_refine(parent_id=(parent_id or "").strip(), instruction=instruction or "",
-                                               model=chosen, options=form.options(spec), owner=owner)
+            crafted = craft_prompt(studio.styles, instruction or "", style=style or None)
+            plan = await studio.prepare_refine(parent_id=(parent_id or "").strip(), instruction=crafted.prompt,
+                                               model=chosen, options=form.options(spec), owner=owner,
+                                               craft=crafted.craft)
         self.count_requests(request, count)
         progress(0.0, desc=f"Turn {plan.turn}: refining...")
         outcomes: list[ImageResult | StudioError] = []
@@ -361,7 +369,9 @@ class Runner:
     async def _make(self, mode: Mode, prompt: str | None, inputs: tuple[str, ...], form: FormSettings,
                     session: Session | None, progress: gr.Progress, api_key: str = "",
                     request: gr.Request | None = None, extras: PageExtras | None = None,
-                    region: dict[str, Any] | None = None, transparent: str = "") -> Outputs:
+                    region: dict[str, Any] | None = None,
+                    craft: tuple[str | None, dict[str, str] | None] = (None, None),
+                    transparent: str = "") -> Outputs:
         studio = self.studio_for(api_key, request)  # first: without a key, nothing else happens
         count = form.image_count()
         if not 1 <= count <= MAX_UI_COUNT:
@@ -372,7 +382,9 @@ class Runner:
             # Everything that can be checked is checked here, before any call (prompt, images, options, limits).
             # The page's extras (keep metadata, Vertex output controls); an API call's request uses the setting.
             options = form.options(get_model(model))
-            image_request = studio.build_request(mode, prompt or "", inputs, model=model,
+            style, variables = craft  # the prompt's {variables} filled, then the style's template around it
+            crafted = craft_prompt(studio.styles, prompt or "", style=style or None, variables=variables)
+            image_request = studio.build_request(mode, crafted.prompt, inputs, model=model, craft=crafted.craft,
                                                  options=extras.apply(options) if extras else options,
                                                  keep_metadata=extras.keep_metadata if extras else None,
                                                  **(region or {}))

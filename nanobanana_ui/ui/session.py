@@ -7,7 +7,7 @@ Send to Edit, Add to Compose and Reuse settings treat an entry the same wherever
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ def entry_from_result(result: ImageResult, *, owner: str | None = None) -> Histo
     images = tuple(HistoryImage(image.sha256, image.mime_type, image.width, image.height, Path(image.path))
                    for image in result.images if image.path)
     return HistoryEntry(
-        id=result.id, created=datetime.now(timezone.utc), mode=request.mode.value, model=request.model,
+        id=result.id, created=datetime.now(UTC), mode=request.mode.value, model=request.model,
         prompt=request.prompt, options=request.options.to_dict(),
         input_hashes=tuple(image.sha256 for image in request.images), images=images, text=result.text,
         finish_reason=result.finish_reason,

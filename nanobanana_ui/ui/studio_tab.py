@@ -37,6 +37,7 @@ from .controls import (
 )
 from .extras import ExtraControls
 from .model_panel import visitor_models
+from .prompt_craft import PromptCraftPanel, craft_arguments
 from .region_panel import RegionPanel, before_after, region_arguments, slider_component
 from .result_extras import thought_pictures
 from .runner import Outputs, Runner
@@ -100,6 +101,7 @@ class StudioTab:
         self.extras = ExtraControls(studio.capabilities, studio.settings.keep_metadata)
         self.transparency = TransparentControls()
         self.region, self.compare = RegionPanel(), CompareView()
+        self.craft = PromptCraftPanel(runner)  # styles, {variables}, Enhance, Describe (prompt_craft.py)
 
     # -- layout ----------------------------------------------------------------------------------------------
 
@@ -140,6 +142,7 @@ class StudioTab:
                                 label="How to combine them", lines=2, elem_id="compose-prompt",
                                 placeholder="The cat from the first image wearing the hat")
                             self.compose_button = gr.Button("Compose", variant="primary", elem_id="compose-button")
+                    self.craft.layout()
                     self._settings(spec)
                 with gr.Column(scale=6):
                     self.out_gallery = gr.Gallery(
@@ -187,7 +190,8 @@ class StudioTab:
             with gr.Row(elem_id="gemini3-controls"):
                 # Gemini 3 controls, drawn from the model's capabilities like the sizes: hidden where it lacks them.
                 self.thinking = gr.Dropdown(thinking_choices(spec), value=MODEL_DEFAULT, label="Thinking level",
-                                            visible=bool(spec.thinking_levels), elem_id="thinking")
+                                            visible=bool(spec.thinking_levels), min_width=180,  # "Model default"
+                                            elem_id="thinking")
                 self.show_thoughts = gr.Checkbox(False, label="Show thinking", visible=spec.thoughts,
                                                  info="The interim images, in a strip beside the result (free)",
                                                  elem_id="show-thoughts")
@@ -282,7 +286,8 @@ class StudioTab:
             (self.compose_button, self.compose, [self.compose_images, self.compose_prompt]),
         ):
             button.click(None, None, None, js=SCROLL_TO_RESULT, **PRIVATE)
-            button.click(handler, [*inputs, *settings, *tail, *self.extras.inputs, *self.transparency.inputs],
+            button.click(handler, [*inputs, *settings, *tail, *self.extras.inputs, *self.craft.inputs,
+                                  *self.transparency.inputs],
                          self.run_outputs, **runs).then(
                 self.runner.meter, None, self.meter, **PRIVATE)  # failures count against the budget too
         self.variation_button.click(None, None, None, js=SCROLL_TO_RESULT, **PRIVATE)
@@ -303,6 +308,7 @@ class StudioTab:
         self.edit_image.upload(self.edit_uploaded, [self.edit_image], [self.edit_image], **PRIVATE)
         self.region.wire(self.edit_image, self.model, self._spec)
         self.compare.wire(self.session)
+        self.craft.wire(self.prompt, self.edit_image, self.api_key)
         compose_views = [self.compose_images, self.compose_limit, self.session]
         self.compose_images.upload(self.compose_uploaded, [self.model, self.compose_images, self.session],
                                    compose_views, **PRIVATE)
@@ -334,19 +340,21 @@ class StudioTab:
                        top_p: float, top_k: int, seed: int, count: int, output: str, thinking: str,
                        show_thoughts: bool, search: bool, image_search: bool, api_key: str,
                        session: Session | None, keep_metadata: bool, output_format: str, jpeg_quality: float,
-                       person_generation: str, request: gr.Request,
+                       person_generation: str, style: str | None = None, values: dict[str, str] | None = None,
+                       request: gr.Request | None = None,
                        progress: gr.Progress = gr.Progress(),  # noqa: B008 (how Gradio asks for it)
                        transparent: bool = False, transparent_method: str = DIFFERENCE) -> Any:
         """Generate clicked: run it, or say why not in a toast (the page keeps what it showed)."""
         with refusals_as_warnings():
             return self.shown(await self.runner.generate(prompt, model, aspect_ratio, size, temperature, top_p,
                                                          top_k, seed, count, output, thinking, show_thoughts,
-                                                         search, image_search,
-                                                         transparent_value(transparent, transparent_method),
-                                                         api_key, session, request,
-                                                         progress, extras=self.extras.values(
+                                                         search, image_search, api_key=api_key, session=session,
+                                                         transparent=transparent_value(transparent,
+                                                                                       transparent_method),
+                                                         request=request, progress=progress, extras=self.extras.values(
                                                              keep_metadata, output_format, jpeg_quality,
-                                                             person_generation)))
+                                                             person_generation),
+                                                         **craft_arguments(prompt, style, values)))
         return no_change()
 
     async def edit(self, image: str | None, prompt: str, painted: dict[str, Any] | None, feather: float,
@@ -354,7 +362,8 @@ class StudioTab:
                    temperature: float, top_p: float, top_k: int, seed: int, count: int, output: str,
                    thinking: str, show_thoughts: bool, search: bool, image_search: bool, api_key: str,
                    session: Session | None, keep_metadata: bool, output_format: str, jpeg_quality: float,
-                   person_generation: str, request: gr.Request,
+                   person_generation: str, style: str | None = None, values: dict[str, str] | None = None,
+                   request: gr.Request | None = None,
                    progress: gr.Progress = gr.Progress(),  # noqa: B008
                    transparent: bool = False, transparent_method: str = DIFFERENCE) -> Any:
         """Edit clicked: run it (a region edit when a region is painted or the canvas extended), or say why not in
@@ -363,31 +372,34 @@ class StudioTab:
             mask = region.pop("mask", None)
             return self.shown(await self.runner.edit(image, prompt, model, aspect_ratio, size, temperature, top_p,
                                                      top_k, seed, count, output, thinking, show_thoughts, search,
-                                                     image_search, mask,
-                                                     transparent_value(transparent, transparent_method), api_key,
-                                                     session, request, progress,
+                                                     image_search, mask, api_key=api_key, session=session,
+                                                     transparent=transparent_value(transparent,
+                                                                                   transparent_method),
+                                                     request=request, progress=progress,
                                                      extras=self.extras.values(keep_metadata, output_format,
                                                                                jpeg_quality, person_generation),
-                                                     **region))
+                                                     **region, **craft_arguments(prompt, style, values)))
         return no_change()
 
     async def compose(self, images: list[Any] | None, prompt: str, model: str, aspect_ratio: str, size: str,
                       temperature: float, top_p: float, top_k: int, seed: int, count: int, output: str,
                       thinking: str, show_thoughts: bool, search: bool, image_search: bool,
                       api_key: str, session: Session | None, keep_metadata: bool, output_format: str,
-                      jpeg_quality: float, person_generation: str, request: gr.Request,
-                      progress: gr.Progress = gr.Progress(),  # noqa: B008
+                      jpeg_quality: float, person_generation: str, style: str | None = None,
+                      values: dict[str, str] | None = None,
+                      request: gr.Request | None = None, progress: gr.Progress = gr.Progress(),  # noqa: B008
                       transparent: bool = False, transparent_method: str = DIFFERENCE) -> Any:
         """Compose clicked: run it, or say why not in a toast."""
         with refusals_as_warnings():
             return self.shown(await self.runner.compose(images, prompt, model, aspect_ratio, size, temperature,
                                                         top_p, top_k, seed, count, output, thinking, show_thoughts,
-                                                        search, image_search,
-                                                        transparent_value(transparent, transparent_method),
-                                                        api_key, session, request,
-                                                        progress, extras=self.extras.values(
+                                                        search, image_search, api_key=api_key, session=session,
+                                                        transparent=transparent_value(transparent,
+                                                                                   transparent_method),
+                                                        request=request, progress=progress, extras=self.extras.values(
                                                             keep_metadata, output_format, jpeg_quality,
-                                                            person_generation)))
+                                                            person_generation),
+                                                        **craft_arguments(prompt, style, values)))
         return no_change()
 
     async def new_variation(self, session: Session | None, api_key: str, request: gr.Request,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -151,7 +151,7 @@ def _view(record: JobRecord, folder: Path, file: str) -> GeminiJobView:
     else:
         state = (record.state or "JOB_STATE_PENDING").removeprefix("JOB_STATE_")
     try:
-        age = (datetime.now(timezone.utc) - datetime.fromisoformat(record.created_at)).total_seconds()
+        age = (datetime.now(UTC) - datetime.fromisoformat(record.created_at)).total_seconds()
     except ValueError:
         age = 0.0
     return GeminiJobView(display_name=record.display_name, job=record.job, folder=folder, file=file,

@@ -10,6 +10,7 @@ from ...domain.costs import estimate_cost, search_cost
 from ...domain.errors import InputError
 from ...domain.models import get_model
 from ...domain.request import ImageRequest
+from ...domain.templates import PromptCraft
 from ..studio import MAX_COUNT, Studio
 from ..transparency import Transparency, check_transparency
 from .items import BatchFileError, BatchItem
@@ -28,20 +29,28 @@ class BatchPlan:
     already_done: int  # requests finished in an earlier run (from the run folder's manifest)
 
 
-def plan_batch(studio: Studio, items: Sequence[BatchItem], *, out_dir: Path, model: str | None = None) -> BatchPlan:
+def plan_batch(studio: Studio, items: Sequence[BatchItem], *, out_dir: Path, model: str | None = None,
+               style: str | None = None) -> BatchPlan:
     """Build every request (studio.build_request) and report all bad rows together; nothing is sent.
 
-    A row's own model wins over `model`, which wins over the studio's default.
+    A row's own model wins over `model`, which wins over the studio's default; a row's `style` wins over `style`
+    (--style). The style's template wraps the row's prompt; the request records the style, template and variables.
     """
     requests: list[tuple[BatchItem, ImageRequest]] = []
     problems: list[str] = []
+    book = studio.styles
     for item in items:
         if not 1 <= item.count <= MAX_COUNT:
             problems.append(f"line {item.row}: count must be between 1 and {MAX_COUNT} (got {item.count})")
             continue
         try:
-            request = studio.build_request(item.mode, item.prompt, item.images, model=item.model or model,
-                                           options=item.options)
+            chosen = book.get(item.style or style or "") if (item.style or style) else None
+            craft = None
+            if chosen is not None or item.template is not None:
+                craft = PromptCraft(style=chosen.id if chosen else None, template=item.template,
+                                    variables=item.variables)
+            request = studio.build_request(item.mode, chosen.apply(item.prompt) if chosen else item.prompt,
+                                           item.images, model=item.model or model, options=item.options, craft=craft)
             if item.transparent:  # refused before anything is sent: a region, JPEG, difference on Lite
                 check_transparency(request, Transparency(method="key" if item.transparent == "key" else "difference"))
         except InputError as error:

@@ -14,13 +14,13 @@ import shutil
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...domain.errors import StudioError
 from ...domain.request import ImageRequest, ImageResult
-from ...imaging.outputs import extension_for, slugify
+from ...imaging.outputs import clone_file, extension_for, slugify
 from ..sending import NotSent, stop_sending
 from ..studio import Studio
 from ..transparency import Method, Transparency, make_transparent
@@ -181,12 +181,7 @@ def place_images(result: ImageResult, out_dir: Path, stem: str) -> list[Path]:
         if image.path is None:
             raise OSError("the image was not saved")
         tmp = out_dir / f".{target.name}.{uuid.uuid4().hex[:8]}.tmp"
-        try:
-            os.link(image.path, tmp)  # the same bytes as the staged file (itself often the cache's copy)
-        except OSError:
-            shutil.copyfile(image.path, tmp)
-            with open(tmp, "rb+") as handle:
-                os.fsync(handle.fileno())
+        clone_file(image.path, tmp)  # a file of its own, never a hard link (a reflink where the file system offers one)
         os.replace(tmp, target)
         paths.append(target)
     return paths
@@ -196,7 +191,7 @@ def base_line(item: BatchItem, request: ImageRequest) -> dict[str, Any]:
     """The manifest fields every line of a request has, whatever its outcome (Gemini Batch Mode adds `job`)."""
     return {"row": item.row, "prompt": item.prompt, "variation": request.options.variation, "name": item.name,
             "key": request.cache_key(), "model": request.model, "mode": request.mode.value,
-            "seed": request.options.seed, "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "seed": request.options.seed, "time": datetime.now(UTC).isoformat(timespec="seconds"),
             **({"note": request.note} if request.note else {})}
 
 

@@ -57,9 +57,15 @@ class HistoryEntry:
     search_entry_point: str | None = None  # Google's search-suggestions HTML, to be shown as given
     parent: str | None = None  # the entry this one refines (None: the root of its conversation)
     turn: int = 1
+
+    @property
+    def kind(self) -> str:
+        """What the entry is to a person: its mode, or "refine" for a refinement (a turn after the first)."""
+        return "refine" if self.parent else self.mode
     model_turn: list[dict[str, Any]] | None = None  # the model's turn as returned (turns.parts_to_json form)
     inputs: tuple[StoredFile, ...] = ()  # the input images as sent (kept since conversations; older entries: none)
     region: dict[str, Any] | None = None  # a region edit's: kind, mask_sha256, crop_box, feather, extend_to, ...
+    craft: dict[str, Any] | None = None  # how the prompt was made: style, template, variables (None: as typed)
 
     @property
     def ok(self) -> bool:
@@ -75,6 +81,7 @@ class HistoryEntry:
             "elapsed_s": self.elapsed_s, "options": self.options, "error": self.error, "error_type": self.error_type,
             "sources": list(self.sources), "parent": self.parent, "turn": self.turn,
             **({"region": self.region} if self.region else {}),
+            **(self.craft or {}),  # style, template, variables
         }
 
 
@@ -90,7 +97,8 @@ def entry_from_row(row: sqlite3.Row, images: tuple[HistoryImage, ...],
         error_type=row["error_type"], owner=row["owner"], sources=tuple(json.loads(row["sources"] or "[]")),
         search_entry_point=row["search_entry_point"], parent=row["parent"], turn=int(row["turn"] or 1),
         model_turn=json.loads(row["model_turn"]) if row["model_turn"] else None, inputs=inputs,
-        region=json.loads(row["region"]) if row["region"] else None)
+        region=json.loads(row["region"]) if row["region"] else None,
+        craft=json.loads(row["craft"]) if "craft" in row.keys() and row["craft"] else None)
 
 
 def manifest_record(entry: HistoryEntry, files: list[str]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Callable
 
 __all__ = ["MIGRATIONS", "has_fts", "m001_initial", "m002_prompt_search", "m003_search_sources",
-           "m004_conversations", "m005_region_inputs", "migrate", "schema_version"]
+           "m004_conversations", "m005_region_inputs", "m006_prompt_craft", "migrate", "schema_version"]
 
 
 def m001_initial(db: sqlite3.Connection) -> None:
@@ -125,10 +125,14 @@ def m005_region_inputs(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX inputs_sha256 ON inputs (sha256)")
 
 
+def m006_prompt_craft(db: sqlite3.Connection) -> None:
+    """Prompt craft: how an entry's prompt was made (JSON: style id, template, variables); NULL: as typed."""
+    db.execute("ALTER TABLE entries ADD COLUMN craft TEXT")
+
 
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial, m002_prompt_search,
                                                                 m003_search_sources, m004_conversations,
-                                                                m005_region_inputs)
+                                                                m005_region_inputs, m006_prompt_craft)
 
 
 def schema_version(db: sqlite3.Connection) -> int:
