@@ -282,6 +282,11 @@ def test_cli_transparent_json_and_refusals(keyed_env, emulator, capsys, tmp_path
         assert image.mode == "RGBA"
     code = main(["generate", PROMPT, "--size", "512", "--aspect-ratio", "1:1", "--transparent", "key", "--json"])
     assert code == 0 and json.loads(capsys.readouterr().out.strip())["transparent"]["method"] == "key"
+    # The bare flag before the prompt: the prompt is not taken as the flag's value.
+    code = main(["generate", "--transparent", PROMPT, "--size", "512", "--aspect-ratio", "1:1", "--json"])
+    assert code == 0
+    before = json.loads(capsys.readouterr().out.strip())
+    assert before["prompt"] == PROMPT and before["transparent"]["method"] == "difference"
     emulator.reset()
     source = tmp_path / "in.png"
     source.write_bytes(png_bytes((64, 64)))

@@ -27,7 +27,12 @@ from .options import output_options
 from .prompt import add_prompt_parser, run_prompt_command
 from .refine import add_refine_parser, draw_tree, run_refine
 from .styles import add_craft_options, add_styles_parser, craft_from_args, run_styles_command
-from .transparent import add_transparent_options, describe_transparent, run_transparent
+from .transparent import (
+    add_transparent_options,
+    describe_transparent,
+    run_transparent,
+    spell_out_bare_transparent,
+)
 
 __all__ = ["SIGPIPE_EXIT", "build_parser", "main"]
 
@@ -260,7 +265,7 @@ def _tree(entry_id: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code and never lets a traceback reach the user."""
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(spell_out_bare_transparent(sys.argv[1:] if argv is None else argv))
     try:
         if args.command == "models":
             return run_models_command(args)

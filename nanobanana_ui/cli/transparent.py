@@ -16,7 +16,8 @@ from ..service.transparency import (
     transparent_variations,
 )
 
-__all__ = ["add_transparent_options", "describe_transparent", "run_transparent"]  # describe_transparent: the service's
+__all__ = ["add_transparent_options", "describe_transparent", "run_transparent", "spell_out_bare_transparent"]
+# (describe_transparent is the service's own, offered here so that cli.main imports one module for the flag)
 
 
 def add_transparent_options(group: argparse._ArgumentGroup) -> None:
@@ -27,6 +28,16 @@ def add_transparent_options(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--transparent-fallback", choices=FALLBACKS, default="key",
                        help="with difference matting, when the model moved the subject between the two calls: key "
                             "out the white picture (default) or `retry` the second call once")
+
+
+def spell_out_bare_transparent(argv: list[str]) -> list[str]:
+    """`--transparent` not followed by a method becomes `--transparent=difference`, so that
+    `generate --transparent "a sticker"` reads the prompt as the prompt, not as the flag's value."""
+    out = list(argv)
+    for i, token in enumerate(out):
+        if token == "--transparent" and (i + 1 == len(out) or out[i + 1] not in METHODS):
+            out[i] = "--transparent=difference"
+    return out
 
 
 async def run_transparent(studio: Studio, request: ImageRequest, args: argparse.Namespace,
