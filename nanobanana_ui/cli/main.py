@@ -65,7 +65,8 @@ def _shared_options(*, batch: bool = False) -> argparse.ArgumentParser:
 
 def add_gemini3_options(group: argparse._ArgumentGroup) -> None:
     """--thinking, --show-thoughts, --search and --image-search (refused on models that lack them)."""
-    group.add_argument("--thinking", choices=THINKING_LEVELS, help="thinking level (Gemini 3.1 Flash Image)")
+    group.add_argument("--thinking", choices=THINKING_LEVELS, help="thinking level (2.1: minimal, medium, high; "
+                       "3.1 Flash: minimal, high)")
     group.add_argument("--show-thoughts", action="store_true",
                        help="also get the interim thought images (free; written to OUT/thoughts/, never cached)")
     group.add_argument("--search", action="store_true", help="ground the image in Google Search (Gemini 3; "

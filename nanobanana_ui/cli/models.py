@@ -36,7 +36,9 @@ def model_record(spec: ModelSpec, default: str) -> dict[str, Any]:
         "aspect_ratios": list(spec.aspect_ratios), "max_input_images": spec.max_input_images,
         "price_per_image": spec.price_table(), "default": spec.id == default, "since": spec.since,
         "shutdown": spec.shutdown, "replaced_by": spec.replaced_by, "multi_image": spec.multi_image,
-        "multi_turn": spec.multi_turn, "note": spec.note,
+        "multi_turn": spec.multi_turn, "note": spec.note, "source": spec.source,
+        "deprecated_since": spec.deprecated_since, "max_references": spec.max_references,
+        "reference_caps": spec.reference_caps, "thinking_levels": list(spec.thinking_levels),
     }
 
 
@@ -51,7 +53,7 @@ def estimate_rows(count: int, size: str | None = None) -> list[dict[str, Any]]:
             price = spec.image_price(each) if each in spec.sizes else None
             batch = spec.batch_price(each) if each in spec.sizes else None
             rows.append({
-                "id": spec.id, "label": spec.short_label, "size": each, "count": count,
+                "id": spec.id, "label": spec.short_label, "status": spec.status, "size": each, "count": count,
                 "per_image": None if price is None else round(price, 6),
                 "interactive": None if price is None else round(price * count, 2),
                 "batch": None if batch is None else round(batch * count, 2),
@@ -72,21 +74,23 @@ def _print_estimate(count: int, size: str | None) -> None:
     print(f"{count:,} image{'s' if count != 1 else ''} per model, {what}: interactive, and Gemini Batch Mode "
           f"(50% off), against the seed article's flat ${SEED_FLAT_USD} per image (${flat:,.2f}).")
     print("Output images only: input images, text and Search are extra.")
-    header = (f"{'model':<29} {'label':<18} {'size':>4} {'per image':>10} {'interactive':>12} {'batch':>11} "
-              f"{'flat $0.039':>12} {'interactive vs flat':>20}")
+    header = (f"{'model':<29} {'label':<18} {'status':<10} {'size':>4} {'per image':>10} {'interactive':>12} "
+              f"{'batch':>11} {'flat $0.039':>12} {'interactive vs flat':>20}")
     print(header)
     print("-" * len(header))
     for row in rows:
         if row["missing"]:
-            print(f"{row['id']:<29} {row['label']:<18} {row['size']:>4} {DASH:>10} {DASH:>12} {DASH:>11} "
-                  f"{_money(row['flat']):>12}   no {row['size']} (sizes: {', '.join(row['sizes'])})")
+            print(f"{row['id']:<29} {row['label']:<18} {row['status']:<10} {row['size']:>4} {DASH:>10} {DASH:>12} "
+                  f"{DASH:>11} {_money(row['flat']):>12}   no {row['size']} (sizes: {', '.join(row['sizes'])})")
             continue
         if row["interactive"] is None:
             versus = "price unknown"
+
         else:
             diff = row["interactive"] - row["flat"]
             versus = f"{'+' if diff >= 0 else '-'}${abs(diff):,.2f} ({row['interactive'] / row['flat']:.2f}x)"
-        print(f"{row['id']:<29} {row['label']:<18} {row['size']:>4} {'$' + format(row['per_image'], '.4f'):>10} "
+        per_image = "$" + format(row["per_image"], ".4f")
+        print(f"{row['id']:<29} {row['label']:<18} {row['status']:<10} {row['size']:>4} {per_image:>10} "
               f"{_money(row['interactive']):>12} {_money(row['batch']):>11} {_money(row['flat']):>12} "
               f"{versus:>20}")
 

@@ -83,7 +83,7 @@ def validate_options(spec: ModelSpec, options: ImageOptions) -> None:
     _check_range("Variation", options.variation, 0, 10**9)
 
 
-THINKING_LEVELS = ("minimal", "high")
+THINKING_LEVELS = ("minimal", "medium", "high")  # each model takes its own subset (the registry says which)
 
 
 def _offered_by(capability: Capability) -> str:
