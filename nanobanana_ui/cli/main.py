@@ -18,6 +18,7 @@ from pathlib import Path
 from ..domain.config import load_settings
 from ..domain.costs import cost_text
 from ..domain.errors import InputError, StudioError
+from ..domain.models import registry_warnings
 from ..domain.request import ImageOptions, ImageResult, Mode, image_records
 from ..service.regions import ANCHORS, DEFAULT_FEATHER
 from ..service.validation import THINKING_LEVELS, unencodable_at
@@ -247,6 +248,8 @@ def _tree(entry_id: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code and never lets a traceback reach the user."""
     args = build_parser().parse_args(argv)
+    for warning in registry_warnings():  # a broken user models.json: the shipped registry is used, and we say so
+        print(f"warning: {warning}", file=sys.stderr)
     try:
         if args.command == "models":
             return run_models_command(args)

@@ -376,7 +376,8 @@ class Studio:
         # Thought images are not charged; a search is, per query, on top of the tokens.
         spec = get_model(request.model)
         searched = 0.0 if self.offline else search_cost(spec, reply.search_queries)
-        tokens = 0.0 if self.offline else cost_from_usage(spec, reply.usage)
+        tokens = 0.0 if self.offline else cost_from_usage(spec, reply.usage, size=request.options.size,
+                                                          images=len(reply.images))
         if tokens is not None and price_factor != 1.0:  # Gemini Batch Mode: a share of the interactive token price
             tokens = tokens * price_factor
         cost = None if tokens is None else round(tokens + searched, 6)

@@ -1,0 +1,194 @@
+"""Issue 20: Nano Banana 2.1 as the default, the deprecated status, reference caps, and the user's own models.json."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import TEST_KEY, in_studio
+
+from nanobanana_ui.cli.main import main
+from nanobanana_ui.domain.errors import UnsupportedOptionError
+from nanobanana_ui.domain.models import default_model_id, find_model, get_model, known_models, registry_warnings
+from nanobanana_ui.domain.request import ImageOptions
+from nanobanana_ui.ui.controls import choice_label
+from nanobanana_ui.ui.text import model_info
+
+NB21, NB2, PRO, LITE, FLASH = ("gemini-nano-banana-2.1", "gemini-3.1-flash-image", "gemini-3-pro-image",
+                               "gemini-3.1-flash-lite-image", "gemini-2.5-flash-image")
+
+
+@pytest.fixture
+def keyed_env(emulator, monkeypatch, tmp_path):
+    monkeypatch.setenv("GEMINI_API_KEY", TEST_KEY)
+    monkeypatch.setenv("NANOBANANA_BASE_URL", emulator.base_url)
+    monkeypatch.setenv("NANOBANANA_HOME", str(tmp_path / "home"))
+    return emulator
+
+
+# --- the shipped registry --------------------------------------------------------------------------------------------
+
+
+def test_nano_banana_2_1_is_the_default_with_facts_capabilities():
+    spec = get_model(NB21)
+    assert default_model_id() == NB21 and known_models()[0] is spec
+    assert (spec.label, spec.status, spec.since) == ("Nano Banana 2.1", "ga", "2026-10-06")
+    assert spec.sizes == ("1K", "2K", "4K") and len(spec.aspect_ratios) == 14 and spec.max_input_images == 14
+    assert spec.thinking_levels == ("minimal", "medium", "high") and spec.search and spec.image_search
+    assert spec.multi_turn and spec.image_price("1K") == pytest.approx(0.0336)
+    assert "third-party" in spec.note.lower() and "third-party" in (find_model(NB21) and spec.note.lower())
+    assert spec.image_price("1K") < get_model(NB2).image_price("1K") / 1.9  # about half of 3.1 Flash's
+
+
+def test_3_1_flash_is_deprecated_with_its_successor_and_still_works(settings, emulator):
+    spec = get_model(NB2)
+    assert (spec.status, spec.deprecated_since, spec.replaced_by) == ("deprecated", "2026-10-06", NB21)
+    assert spec.usable and spec in known_models()
+    assert spec.lifecycle() == f"deprecated since 2026-10-06; successor {NB21}"
+    assert "(deprecated)" in choice_label(spec) and "(deprecated)" not in choice_label(get_model(NB21))
+    assert "**deprecated since 2026-10-06" in model_info(spec, "1K")
+    result = in_studio(settings, lambda studio: studio.generate("a fox", model=NB2))
+    assert result.images and [r.model for r in emulator.generate_requests] == [NB2]  # sent as asked, no note
+    assert result.request.note is None
+
+
+def test_models_list_and_estimate_show_the_deprecated_status(capsys):
+    assert main(["models"]) == 0
+    listing = capsys.readouterr().out
+    assert f"{NB2:32} Nano Banana 2 (Gemini 3.1 Flash Image): deprecated since 2026-10-06; successor {NB21}" in listing
+    assert f"default: {NB21}\n" in listing
+    assert main(["models", "--estimate", "1000", "--size", "1K"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    [row] = [line for line in table if line.startswith(NB2 + " ")]
+    assert " deprecated " in row and "$67.20" in row
+    [row] = [line for line in table if line.startswith(NB21 + " ")]
+    assert " ga " in row and "$33.60" in row and "$16.80" in row
+
+
+def test_reference_caps_are_registry_data():
+    assert (get_model(NB2).max_references, get_model(NB2).reference_caps) == (14, {"object": 10, "character": 4})
+    assert (get_model(PRO).max_references, get_model(PRO).reference_caps) == (
+        14, {"object": 6, "character": 5, "style": 3})
+    assert (get_model(NB21).max_references, get_model(NB21).reference_caps) == (14, None)
+    assert (get_model(LITE).max_references, get_model(FLASH).max_references) == (1, 3)
+
+
+def test_models_json_gives_source_and_reference_caps(capsys):
+    assert main(["models", "--json"]) == 0
+    records = {r["id"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert {r["source"] for r in records.values()} == {"registry"}
+    assert records[PRO]["reference_caps"] == {"object": 6, "character": 5, "style": 3}
+    assert records[NB2]["status"] == "deprecated" and records[NB2]["replaced_by"] == NB21
+    assert records[NB21]["default"] and records[NB21]["price_per_image"]["1K"] == {"interactive": 0.0336,
+                                                                                   "batch": 0.0168}
+
+
+def test_medium_thinking_goes_to_2_1_and_is_refused_on_3_1_flash(settings, emulator):
+    in_studio(settings, lambda studio: studio.generate("a fox", model=NB21, options=ImageOptions(thinking="medium")))
+    [sent] = emulator.generate_requests
+    assert sent.model == NB21 and sent.controls.thinking_level == "MEDIUM"
+    with pytest.raises(UnsupportedOptionError) as caught:
+        in_studio(settings, lambda studio: studio.generate("a fox", model=NB2, options=ImageOptions(thinking="medium")))
+    assert NB21 in caught.value.message and len(emulator.generate_requests) == 1
+
+
+def test_2_1_answers_with_its_own_pixel_sizes(settings, emulator):
+    result = in_studio(settings, lambda s: s.generate("a wide fox", model=NB21,
+                                                      options=ImageOptions(aspect_ratio="16:9", size="2K")))
+    assert (result.images[0].width, result.images[0].height) == (2752, 1536)
+
+
+# --- the user's models.json ------------------------------------------------------------------------------------------
+
+
+def write_user_registry(monkeypatch, tmp_path, data: object, *, via_home: bool = False) -> str:
+    path = tmp_path / ("home" if via_home else "conf") / "models.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(data if isinstance(data, str) else json.dumps(data), "utf-8")
+    if via_home:
+        monkeypatch.setenv("NANOBANANA_HOME", str(path.parent))
+    else:
+        monkeypatch.setenv("NANOBANANA_MODELS", str(path))
+    return str(path)
+
+
+def test_user_registry_adds_a_model_corrects_a_price_marks_deprecated_and_changes_the_default(
+        monkeypatch, tmp_path, capsys):
+    write_user_registry(monkeypatch, tmp_path, {"default": PRO, "models": [
+        {"id": "gemini-nano-banana-3", "label": "Nano Banana 3", "sizes": ["1K", "2K"], "pixel_table": "gemini-3",
+         "aspect_ratios": ["1:1", "16:9"], "max_input_images": 8, "price_per_image": {"1K": 0.05, "2K": 0.08}},
+        {"id": PRO, "price_per_image": {"1K": 0.12}},
+        {"id": LITE, "status": "deprecated", "deprecated_since": "2026-12-01", "replaced_by": NB21},
+    ]}, via_home=True)
+    assert registry_warnings() == ()
+    assert default_model_id() == PRO
+    new = get_model("gemini-nano-banana-3")
+    assert new.known and new.source == "user" and new.label == "Nano Banana 3" and new.max_input_images == 8
+    assert (new.image_price("1K"), new.image_price("2K"), new.batch_price("2K")) == (0.05, 0.08, 0.04)
+    pro = get_model(PRO)
+    assert pro.source == "user" and pro.image_price("1K") == 0.12 and pro.image_price("4K") == pytest.approx(0.24)
+    assert pro.sizes == ("1K", "2K", "4K") and pro.label == "Nano Banana Pro (Gemini 3 Pro Image)"  # field by field
+    lite = get_model(LITE)
+    assert lite.status == "deprecated" and lite.usable and lite.lifecycle().startswith("deprecated since 2026-12-01")
+    assert get_model(NB21).source == "registry"
+    assert main(["models", "--json"]) == 0
+    records = {r["id"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert records["gemini-nano-banana-3"]["source"] == "user" and records[PRO]["default"]
+    assert records[PRO]["price_per_image"]["1K"] == {"interactive": 0.12, "batch": 0.06}
+    assert records[NB21]["source"] == "registry" and not records[NB21]["default"]
+
+
+def test_a_user_model_generates(monkeypatch, tmp_path, settings, emulator):
+    write_user_registry(monkeypatch, tmp_path, {"models": [
+        {"id": "my-relay-banana", "label": "Relay banana", "price_per_image": {"1K": 0.02}}]})
+    emulator.models = (*emulator.models, "my-relay-banana")
+    result = in_studio(settings, lambda studio: studio.generate("a fox", model="my-relay-banana"))
+    assert result.images and result.cost_usd == pytest.approx(0.02)
+    assert [r.model for r in emulator.generate_requests] == ["my-relay-banana"]
+
+
+BAD_FILES = {
+    "invalid JSON": ('{"models": [', "not valid JSON"),
+    "unknown status": ({"models": [{"id": PRO, "status": "gone"}]},
+                       f"model {PRO!r}, field 'status': 'gone' is not a status"),
+    "negative price": ({"models": [{"id": PRO, "price_per_image": {"1K": -0.1}}]},
+                       f"model {PRO!r}, field 'price_per_image': 1K: -0.1 is negative"),
+    "negative token price": ({"models": [{"id": PRO, "price_per_million": {"output_image": -1}}]},
+                             f"model {PRO!r}, field 'price_per_million': output_image: -1 is negative"),
+    "missing id": ({"models": [{"label": "no id"}]}, 'model #1 has no "id" field'),
+    "duplicate id": ({"models": [{"id": "x-banana"}, {"id": "x-banana", "label": "again"}]},
+                     "model 'x-banana', field 'id': listed twice"),
+    "default names no model": ({"default": "gemini-nope", "models": []},
+                               f"field 'default': 'gemini-nope' names no model in the registry; the default stays "
+                               f"{NB21}"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_FILES))
+def test_a_broken_user_registry_warns_and_the_shipped_one_still_works(case, monkeypatch, tmp_path, capsys):
+    data, expected = BAD_FILES[case]
+    path = write_user_registry(monkeypatch, tmp_path, data)
+    [warning] = registry_warnings()
+    assert warning.startswith(f"{path}: ") and expected in warning
+    assert default_model_id() == NB21
+    pro = get_model(PRO)
+    assert pro.status == "ga" and pro.image_price("1K") == pytest.approx(0.1344)  # the bad field is ignored
+    assert [s.id for s in known_models()][:5] == [NB21, NB2, PRO, LITE, FLASH]
+    assert main(["models"]) == 0  # the app starts, and says what is wrong, on stderr
+    captured = capsys.readouterr()
+    assert f"warning: {warning}" in captured.err and f"default: {NB21}" in captured.out
+
+
+def test_a_bad_field_spares_the_rest_of_the_entry(monkeypatch, tmp_path):
+    write_user_registry(monkeypatch, tmp_path, {"models": [
+        {"id": PRO, "status": "gone", "price_per_image": {"1K": 0.11}}]})
+    [warning] = registry_warnings()
+    assert "field 'status'" in warning and get_model(PRO).image_price("1K") == 0.11
+
+
+def test_editing_the_user_registry_takes_effect_without_a_restart(monkeypatch, tmp_path):
+    path = write_user_registry(monkeypatch, tmp_path, {"models": [{"id": PRO, "price_per_image": {"1K": 0.11}}]})
+    assert get_model(PRO).image_price("1K") == 0.11
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump({"models": [{"id": PRO, "price_per_image": {"1K": 0.125}}], "_comment": "edited"}, handle)
+    assert get_model(PRO).image_price("1K") == 0.125
