@@ -192,3 +192,80 @@ def test_editing_the_user_registry_takes_effect_without_a_restart(monkeypatch, t
     with open(path, "w", encoding="utf-8") as handle:
         json.dump({"models": [{"id": PRO, "price_per_image": {"1K": 0.125}}], "_comment": "edited"}, handle)
     assert get_model(PRO).image_price("1K") == 0.125
+
+
+# --- discovery finds every image model --------------------------------------------------------------------------------
+
+NB3 = "gemini-nano-banana-3"  # unknown to the registry; "banana" in its id
+OMNI = "gemini-omni-7"  # unknown, and nothing in its id says image: only its description does
+
+
+def test_is_image_model_reads_the_id_the_display_name_and_the_description():
+    from nanobanana_ui.backends.discovery import is_image_model
+
+    assert is_image_model(NB21) and is_image_model("gemini-3.1-flash-image") and is_image_model("x-banana-9")
+    assert is_image_model(OMNI, "Gemini Omni 7", "Generates and edits images from text and photos.")
+    assert is_image_model("gemini-9", "Gemini 9 Image Generation", "")
+    assert is_image_model("gemini-9", "Gemini 9", "Native image generation, multi-turn editing.")
+    assert not is_image_model("gemini-3-flash", "Gemini 3 Flash", "Fast multimodal model: understands text, "
+                                                                  "images, audio and video.")
+    assert not is_image_model("imagen-4.0-generate-001", "Imagen 4", "Image generation")  # predict, not ours
+
+
+def test_discovery_offers_2_1_and_unknown_image_models_by_display_name_and_both_generate(settings, emulator):
+    emulator.add_model(NB3, "Nano Banana 3", "Our newest image generation model.")
+    emulator.add_model(OMNI, "Gemini Omni 7", "Generates and edits images from text and photos.")
+    emulator.add_model("gemini-3-flash", "Gemini 3 Flash", "Fast multimodal model that understands images.")
+    emulator.allow_models(TEST_KEY, [NB21, PRO, NB3, OMNI, "gemini-3-flash"])
+
+    async def scenario(studio):
+        studio.available_models()
+        assert studio.discovery.wait(60)
+        available = studio.available_models()
+        results = [await studio.generate("a fox", model=m) for m in (NB21, NB3, OMNI)]
+        return available, results
+
+    available, results = in_studio(settings, scenario)
+    assert available.listed and available.ids == (NB21, PRO, NB3, OMNI)  # registry first; the text model left out
+    nb3, omni = available.models[2:]
+    assert (nb3.label, omni.label) == ("Nano Banana 3", "Gemini Omni 7")  # as Google names them
+    assert nb3.source == omni.source == "discovered" and nb3.price is None and nb3.sizes == ("1K",)
+    assert choice_label(nb3) == "Nano Banana 3 · price unknown"
+    assert [r.model for r in emulator.generate_requests] == [NB21, NB3, OMNI]
+    assert all(r.images for r in results) and results[1].cost_usd is None  # price unknown
+
+
+def test_an_unknown_model_from_the_cli_and_a_batch_row(keyed_env, capsys, tmp_path):
+    keyed_env.add_model(NB3, "Nano Banana 3", "Image generation.")
+    assert main(["generate", "a fox", "--model", NB3, "--json"]) == 0
+    [record] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert record["model"] == NB3 and record["cost_usd"] is None
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"prompt": "a cat", "model": NB3}) + "\n")
+    assert main(["batch", str(rows), "--json", "--yes", "--out", str(tmp_path / "run")]) == 0
+    assert [r.model for r in keyed_env.generate_requests] == [NB3, NB3]
+    assert main(["generate", "a dog", "--model", NB3, "--size", "2K"]) == 2  # conservative checks: 1K only
+    assert "does not make 2K images" in capsys.readouterr().err and len(keyed_env.generate_requests) == 2
+
+
+def test_the_page_offers_and_uses_a_discovered_model(settings, emulator):
+    from nanobanana_ui.ui.controls import available_choices
+    from nanobanana_ui.ui.runner import Runner
+
+    emulator.add_model(OMNI, "Gemini Omni 7", "Generates and edits images from text and photos.")
+
+    class Progress:
+        def __call__(self, fraction, desc=None):
+            pass
+
+    async def scenario(studio):
+        studio.available_models()
+        assert studio.discovery.wait(60)
+        choices = available_choices(studio.available_models(), settings.model)
+        outputs = await Runner(studio).generate("a fox", model=OMNI, aspect_ratio="auto", size="1K", temperature=1.0,
+                                                top_p=0.95, top_k=0, seed=-1, progress=Progress())
+        return choices, outputs
+
+    choices, outputs = in_studio(settings, scenario)
+    assert ("Gemini Omni 7 · price unknown", OMNI) in choices
+    assert [r.model for r in emulator.generate_requests] == [OMNI] and "failed" not in outputs[1]

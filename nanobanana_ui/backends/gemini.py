@@ -9,6 +9,7 @@ from typing import Any
 from ..domain.errors import BadResponseError, ImageWithheldError, PromptBlockedError, TextOnlyError, map_error
 from ..domain.request import ImageRequest, Source, ThoughtImage, Usage
 from ..domain.turns import Turn, TurnPart
+from .discovery import ListedModel, is_image_model
 from .transport import SendObserver, SendTracer
 from .vertex import VertexAccess, map_vertex_error
 
@@ -194,6 +195,11 @@ def parse_response(response: Any) -> BackendReply:
     raise ImageWithheldError("Gemini returned neither an image nor text. Try again.", reason=finish)
 
 
+def _listed(model: Any) -> ListedModel:
+    """A models.list() entry as its id, display name and description."""
+    return ListedModel((model.name or "").removeprefix("models/"), model.display_name or "", model.description or "")
+
+
 class GeminiBackend:
     """An async google-genai client for one key and base URL; the SDK's own retry stays off (one retry layer)."""
 
@@ -246,14 +252,15 @@ class GeminiBackend:
             return ()
         try:
             pager = await self._client.aio.models.list()
-            names = [model.name async for model in pager]
+            models = [model async for model in pager]
         except Exception as exc:  # noqa: BLE001
             raise map_error(exc) from exc
-        ids = (name.removeprefix("models/") for name in names if name)
-        return tuple(sorted(i for i in ids if "image" in i and "imagen" not in i))
+        listed = (_listed(model) for model in models if model.name)
+        return tuple(sorted(m.id for m in listed if is_image_model(m.id, m.display_name, m.description)))
 
-    def list_generate_models(self) -> tuple[str, ...]:
-        """Every model id this key can call with generateContent (blocking: model discovery runs it in a thread).
+    def list_generate_models(self) -> tuple[ListedModel, ...]:
+        """Every model this key can call with generateContent, with its display name and description (blocking:
+        model discovery runs it in a thread).
 
         It uses the client's synchronous HTTP pool, which is separate from the async one the requests use.
         """
@@ -261,7 +268,7 @@ class GeminiBackend:
             models = list(self._client.models.list(config={"page_size": 200}))
         except Exception as exc:  # noqa: BLE001
             raise map_error(exc) from exc
-        return tuple((model.name or "").removeprefix("models/") for model in models
+        return tuple(_listed(model) for model in models
                      if model.name and "generateContent" in (model.supported_actions or ()))
 
     async def aclose(self) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from ..backends.capabilities import BackendCapabilities, capabilities_for
-from ..backends.discovery import Availability, ListingStore, ModelDiscovery
+from ..backends.discovery import Availability, ListedModel, ListingStore, ModelDiscovery
 from ..backends.gemini import BackendReply
 from ..backends.transport import SendObserver
 from ..backends.vertex import VertexAccess, resolve_vertex_access
@@ -65,7 +65,7 @@ class Backend(Protocol):
 class ModelLister(Protocol):
     """A backend that can list its key's models (GeminiBackend does; a test double may not)."""
 
-    def list_generate_models(self) -> tuple[str, ...]: ...  # noqa: D102
+    def list_generate_models(self) -> Sequence[str | ListedModel]: ...  # noqa: D102
 
 
 def _entry_options(entry: HistoryEntry) -> ImageOptions:
@@ -202,7 +202,7 @@ class Studio:
                                              clock=self._clock)
         return self._discovery
 
-    def _list_generate_models(self) -> tuple[str, ...]:
+    def _list_generate_models(self) -> Sequence[str | ListedModel]:
         """Run in discovery's thread: every model id this key can call with generateContent."""
         if self.settings.vertex and not self.offline:  # Vertex lists publisher models, not the Gemini API's ids
             raise StudioError("model listing is not used on Vertex AI")
