@@ -269,3 +269,49 @@ def test_the_page_offers_and_uses_a_discovered_model(settings, emulator):
     choices, outputs = in_studio(settings, scenario)
     assert ("Gemini Omni 7 · price unknown", OMNI) in choices
     assert [r.model for r in emulator.generate_requests] == [OMNI] and "failed" not in outputs[1]
+
+
+# --- requests Google does not store; no silent continuations ------------------------------------------------------
+
+
+def test_store_false_is_on_the_wire_for_the_gemini_api_by_default(settings, emulator):
+    result = in_studio(settings, lambda studio: studio.generate("a fox"))
+    [sent] = emulator.generate_requests
+    assert sent.sent_store and sent.store is False and sent.body["store"] is False
+    assert result.request.store is False and result.request.describe()["store"] is False  # in the provenance
+
+
+def test_store_opt_in_from_the_environment_and_the_cli(keyed_env, monkeypatch, capsys):
+    assert main(["generate", "a fox", "--store"]) == 0
+    monkeypatch.setenv("NANOBANANA_STORE", "1")
+    assert main(["generate", "a cat"]) == 0
+    assert [r.store for r in keyed_env.generate_requests] == [True, True]
+
+
+def test_store_is_never_sent_on_vertex_and_asking_for_it_there_is_refused(emulator, tmp_path):
+    from dataclasses import replace
+
+    from nanobanana_ui.domain.config import Settings
+    from nanobanana_ui.domain.errors import ConfigError
+
+    vertex = Settings(backend="vertex", api_key="vertex-express-test-key", base_url=emulator.base_url,
+                      home=tmp_path / "home", timeout_s=10, max_attempts=1)
+    in_studio(vertex, lambda studio: studio.generate("a pear"))
+    [sent] = emulator.generate_requests
+    assert sent.vertex is not None and not sent.sent_store
+    with pytest.raises(ConfigError) as caught:
+        in_studio(replace(vertex, store=True), lambda studio: studio.generate("a pear"))
+    assert "Gemini API only" in caught.value.message and "Vertex" in caught.value.message
+    assert len(emulator.generate_requests) == 1
+
+
+def test_a_continuation_answer_is_one_call_and_a_clear_outcome(settings, emulator):
+    from nanobanana_ui.domain.errors import ImageWithheldError
+    from nanobanana_ui.emulator import Fault
+
+    emulator.fail_next(Fault.continuation(), Fault.continuation(), Fault.continuation())
+    with pytest.raises(ImageWithheldError) as caught:
+        in_studio(settings, lambda studio: studio.generate("a crowded market"))
+    assert len(emulator.generate_requests) == 1  # the SDK's automatic continuation would have sent three
+    assert caught.value.reason == "CONTINUATION" and "stopped before it finished" in caught.value.message
+    assert "costs another call" in caught.value.message

@@ -25,6 +25,9 @@ _WITHHELD_HINTS = {
     "NO_IMAGE": "Gemini finished without making an image",
     "MAX_TOKENS": "Gemini ran out of output tokens before making an image",
 }
+CONTINUATION = "CONTINUATION"  # the answer hit the per-request limit; the SDK would re-send (and bill) to go on
+_CONTINUATION_MESSAGE = ("Gemini stopped before it finished (CONTINUATION: it reached the per-request limit) and made "
+                         "no image. Trying again costs another call.")
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,7 @@ def build_config(request: ImageRequest) -> Any:
                         if opts.image_search else None)
         tools = [types.Tool(google_search=types.GoogleSearch(search_types=search_types))]
     return types.GenerateContentConfig(
+        store=request.store,  # None (Vertex, or not decided here) is not sent
         response_modalities=["TEXT", "IMAGE"] if opts.with_text else ["IMAGE"],
         temperature=opts.temperature,
         top_p=opts.top_p,
@@ -185,6 +189,9 @@ def parse_response(response: Any) -> BackendReply:
         return BackendReply(tuple(images), text, finish, _usage(response.usage_metadata),
                             thought_images=tuple(thoughts), sources=sources, search_entry_point=entry,
                             search_queries=queries, model_parts=model_parts)
+    if finish == CONTINUATION:
+        raise ImageWithheldError(_CONTINUATION_MESSAGE + (f" It said: {text}" if text else ""), reason=finish,
+                                 text=text)
     if finish and finish not in ("STOP", "FINISH_REASON_UNSPECIFIED"):
         hint = _WITHHELD_HINTS.get(finish, "Gemini finished without an image")
         said = f" It said: {text}" if text else ""
@@ -204,7 +211,7 @@ class GeminiBackend:
     """An async google-genai client for one key and base URL; the SDK's own retry stays off (one retry layer)."""
 
     def __init__(self, *, api_key: str = "", base_url: str | None = None, timeout_s: float = 120.0,
-                 vertex: VertexAccess | None = None) -> None:
+                 vertex: VertexAccess | None = None, store: bool = False) -> None:
         from google import genai
         from google.genai import types
 
@@ -217,6 +224,7 @@ class GeminiBackend:
             async_client_args={"event_hooks": self._tracer.event_hooks()},  # for the rate limiter's count
         )
         self._vertex = vertex
+        self._store = store  # the Gemini API's `store` for requests that do not say (never sent on Vertex)
         self._map_error = map_error if vertex is None else map_vertex_error
         if vertex is None:
             # vertexai=False: GOOGLE_GENAI_USE_VERTEXAI in the environment must not reroute our calls.
@@ -235,6 +243,13 @@ class GeminiBackend:
         from google.genai import types
 
         config = build_config(request)
+        # One call per request: the SDK's automatic continuation would re-send (and bill) each hop unseen.
+        update: dict[str, Any] = {"automatic_continuation": False}
+        if self._vertex is None:  # Google stores requests unless told not to; Vertex takes no such field
+            update["store"] = self._store if request.store is None else request.store
+        else:
+            update["store"] = None
+        config = config.model_copy(update=update)
         with contextlib.ExitStack() as stack:
             if observer is not None:
                 headers = stack.enter_context(self._tracer.observe(observer))

@@ -59,6 +59,8 @@ def _shared_options(*, batch: bool = False) -> argparse.ArgumentParser:
     group.add_argument("--jpeg-quality", type=int, metavar="0-100", help="Vertex AI only, with --output-format jpeg")
     group.add_argument("--person-generation", choices=("allow_all", "allow_adult", "allow_none"),
                        help="Vertex AI only: whether people may be drawn")
+    group.add_argument("--store", action="store_true", help="let Google store these requests (the Gemini API's "
+                       "`store`; NANOBANANA_STORE=1). Off by default: requests are sent with store=false")
     group.add_argument("--keep-metadata", action="store_true", help="send input images with their GPS, camera "
                        "serial and owner metadata (default: removed; also NANOBANANA_KEEP_METADATA=1)")
     return shared
@@ -177,7 +179,8 @@ async def _run(args: argparse.Namespace) -> int:
 
 def _overrides(args: argparse.Namespace) -> dict[str, object]:
     """The settings a command line's flags override (flags left off change nothing)."""
-    return {"offline": True if args.offline else None, "keep_metadata": True if args.keep_metadata else None}
+    return {"offline": True if args.offline else None, "keep_metadata": True if args.keep_metadata else None,
+            "store": True if getattr(args, "store", False) else None}
 
 
 def _report(error: StudioError, *, as_json: bool = False, prompt: str | None = None) -> None:

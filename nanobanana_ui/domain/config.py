@@ -52,6 +52,7 @@ class Settings:
     batch_poll_scale: float = 1.0
     batch_pause_at: str | None = None  # NANOBANANA_BATCH_PAUSE_AT: a test hook that stops a run at a named point
     keep_metadata: bool = False  # NANOBANANA_KEEP_METADATA, --keep-metadata: send input images' GPS/EXIF as they are
+    store: bool = False  # NANOBANANA_STORE, --store: let Google store requests (the Gemini API's `store`; else false)
     # Google Cloud (see README "Google Cloud"): NANOBANANA_BACKEND=vertex, or the SDK's GOOGLE_GENAI_USE_VERTEXAI=true.
     backend: str = "gemini"  # "gemini" (AI Studio key) or "vertex" (Vertex AI: project credentials, or express key)
     google_project: str | None = None  # GOOGLE_CLOUD_PROJECT
@@ -228,6 +229,8 @@ def load_settings(
         values["batch_pause_at"] = found[1].strip()
     if found := lookup("NANOBANANA_KEEP_METADATA"):
         values["keep_metadata"] = _flag(*found)
+    if found := lookup("NANOBANANA_STORE"):
+        values["store"] = _flag(*found)
     values.update(_google_cloud(lookup, env))
     values.update({k: v for k, v in (explicit or {}).items() if v is not None})
     return Settings(**values)

@@ -89,6 +89,9 @@ class ImageRequest:
     # Why `model` is not the id that was asked for (a shut-down id sent as its replacement); not part of the key.
     note: str | None = field(default=None, compare=False)
     region: Region | None = None  # a masked edit or an extend: what is sent is a crop or canvas of `region.source`
+    # The Gemini API's `store` (may Google keep this request?): False unless the user opted in; None on Vertex AI,
+    # which does not take it. Recorded in the provenance; not part of the key (it does not shape the answer).
+    store: bool | None = field(default=None, compare=False)
 
     def cache_key(self) -> str:
         """A stable digest of everything that shapes the answer (never the API key)."""
@@ -119,6 +122,7 @@ class ImageRequest:
                         **({"stripped": list(i.stripped)} if i.stripped else {})} for i in self.images],
             "options": self.options.to_dict(), **({"note": self.note} if self.note else {}),
             **({"history_turns": len(self.history)} if self.history else {}),
+            **({"store": self.store} if self.store is not None else {}),
         }
         if self.region is not None:
             described["region"] = self.region.describe()

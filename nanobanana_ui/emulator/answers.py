@@ -70,6 +70,11 @@ def fault_content(rec: RecordedRequest, spec: ModelSpec, fault: Fault) -> Reply:
         return _envelope(rec, spec, None, promptFeedback={"blockReason": fault.reason})
     if fault.kind == "no_image":
         return _envelope(rec, spec, None, candidates=[{"finishReason": fault.reason, "index": 0}])
+    if fault.kind == "continuation":  # the answer stopped at the per-request limit; the token would resume it
+        token = base64.b64encode(b"emulator-continuation").decode()
+        candidate = {**_candidate([{"text": fault.message}]), "finishReason": "CONTINUATION",
+                     "continuationToken": token}
+        return _envelope(rec, spec, {"TEXT": _text_tokens(fault.message)}, candidates=[candidate])
     candidate = _candidate([{"text": fault.message}])
     return _envelope(rec, spec, {"TEXT": _text_tokens(fault.message)}, candidates=[candidate])
 

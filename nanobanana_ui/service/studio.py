@@ -40,6 +40,7 @@ from ..storage.history.store import new_entry_id
 from .conversation import ConversationError, Refinement, build_refinement
 from .regions import build_region_request, with_source_name
 from .sending import EventSink, GuardedSender
+from .storage_choice import request_store
 from .validation import ImageSource, build_request, load_inputs
 
 __all__ = ["MAX_COUNT", "Backend", "ModelLister", "Studio"]
@@ -122,13 +123,13 @@ class Studio:
 
                 self.emulator_url = shared_emulator().base_url
                 self._backend = GeminiBackend(api_key=OFFLINE_API_KEY, base_url=self.emulator_url,
-                                              timeout_s=self.settings.timeout_s)
+                                              timeout_s=self.settings.timeout_s, store=self.settings.store)
             elif self.settings.vertex:
                 self._backend = GeminiBackend(base_url=self.settings.base_url, timeout_s=self.settings.timeout_s,
                                               vertex=self.vertex_access)
             else:
                 self._backend = GeminiBackend(api_key=self.settings.api_key or "", base_url=self.settings.base_url,
-                                              timeout_s=self.settings.timeout_s)
+                                              timeout_s=self.settings.timeout_s, store=self.settings.store)
         return self._backend
 
     @property
@@ -240,13 +241,15 @@ class Studio:
         region = not (mask is None and extend_to is None and feather is None and anchor is None)
         if region and (mode is not Mode.EDIT or len(images) != 1):
             raise InputError("A mask, feather, extend-to or anchor applies to an edit of one image only.")
+        store = request_store(self.settings, vertex=self.settings.vertex and not self.offline)
         try:
             if not region:
-                return build_request(mode, prompt, images, model=model or self.settings.model, options=options,
-                                     keep_metadata=keep)
+                return replace(build_request(mode, prompt, images, model=model or self.settings.model,
+                                             options=options, keep_metadata=keep), store=store)
             # A region edit sends a crop or canvas re-encoded from pixels alone: no metadata of the original is sent.
-            return build_region_request(images[0], prompt, model=model or self.settings.model, options=options,
-                                        mask=mask, feather=feather, extend_to=extend_to, anchor=anchor)
+            return replace(build_region_request(images[0], prompt, model=model or self.settings.model,
+                                                options=options, mask=mask, feather=feather, extend_to=extend_to,
+                                                anchor=anchor), store=store)
         except ShutDownModelError as error:
             available = self.available_models().ids
             raise ShutDownModelError(f"{error.message} Image models this key can use: {', '.join(available)}.",

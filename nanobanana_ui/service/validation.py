@@ -98,6 +98,12 @@ def _check_gemini3_controls(spec: ModelSpec, options: ImageOptions) -> None:
         if options.thinking not in THINKING_LEVELS:
             raise UnsupportedOptionError(
                 f"Thinking level {options.thinking!r} is not one of: {', '.join(THINKING_LEVELS)}.")
+        if spec.thinking_levels and options.thinking not in spec.thinking_levels:
+            having = [f"{other.id} ({other.label})" for other in known_models()
+                      if options.thinking in other.thinking_levels]
+            raise UnsupportedOptionError(
+                f"{spec.label} takes thinking level {', '.join(spec.thinking_levels)}, not {options.thinking}; "
+                f"models with {options.thinking}: {', '.join(having) or 'none in the registry'}.")
         if options.thinking not in spec.thinking_levels:
             raise UnsupportedOptionError(
                 f"{spec.label} has no thinking level setting ({options.thinking}); "
