@@ -315,3 +315,105 @@ def test_a_continuation_answer_is_one_call_and_a_clear_outcome(settings, emulato
     assert len(emulator.generate_requests) == 1  # the SDK's automatic continuation would have sent three
     assert caught.value.reason == "CONTINUATION" and "stopped before it finished" in caught.value.message
     assert "costs another call" in caught.value.message
+
+
+# --- the default follows the key; a retired model costs one 404, once -----------------------------------------------
+
+
+def test_a_deprecated_model_answering_404_is_sent_once_to_its_successor_then_straight_there(settings, emulator):
+    emulator.shut_down(NB2)
+    note = f"{NB2} answered 404 (shut down?); used {NB21}"
+
+    async def scenario(studio):
+        events: list[str] = []
+        first = await studio.generate("a fox", model=NB2, on_event=events.append)
+        second = await studio.generate("a cat", model=NB2)
+        return events, first, second
+
+    events, first, second = in_studio(settings, scenario)
+    assert [r.model for r in emulator.generate_requests] == [NB2, NB21, NB21]  # one 404, once
+    assert [r.status for r in emulator.generate_requests] == [404, 200, 200]
+    assert first.request.model == second.request.model == NB21
+    assert first.request.note == second.request.note == note and f"note: {note}" in events
+    # Remembered for this key for a day, on disk: a new Studio (a restart) goes straight to the successor.
+    result = in_studio(settings, lambda studio: studio.generate("a dog", model=NB2))
+    assert result.request.note == note and [r.model for r in emulator.generate_requests][-1] == NB21
+    assert len(emulator.generate_requests) == 4
+
+
+def test_the_404_memory_lasts_a_day(settings, emulator):
+    from test_discovery import Clock
+
+    emulator.shut_down(NB2)
+    clock = Clock()
+    in_studio(settings, lambda studio: studio.generate("a fox", model=NB2), clock=clock)
+    clock.now += 24 * 3600 + 1
+    emulator.models = (*emulator.models, NB2)  # back again (or not: a day later it is tried once more)
+    result = in_studio(settings, lambda studio: studio.generate("a cat", model=NB2), clock=clock)
+    assert result.request.model == NB2 and result.request.note is None
+
+
+def test_a_ga_model_answering_404_is_not_switched(settings, emulator):
+    from nanobanana_ui.domain.errors import ModelNotFoundError
+
+    emulator.shut_down(PRO)
+    with pytest.raises(ModelNotFoundError):
+        in_studio(settings, lambda studio: studio.generate("a fox", model=PRO))
+    assert [r.model for r in emulator.generate_requests] == [PRO]  # never a silent change of model
+
+
+def test_the_default_follows_the_key_to_its_successor_chain(settings, emulator, monkeypatch, tmp_path):
+    from dataclasses import replace
+
+    # A user whose registry default is still 3.1 Flash, with a key that lacks it: replaced_by leads to 2.1.
+    write_user_registry(monkeypatch, tmp_path, {"default": NB2})
+    emulator.allow_models(TEST_KEY, [NB21, PRO])
+    follows = replace(settings, model=NB2)
+
+    async def scenario(studio):
+        studio.available_models()
+        assert studio.discovery.wait(60)
+        return await studio.generate("a fox")
+
+    result = in_studio(follows, scenario)
+    assert result.request.model == NB21
+    assert result.request.note == f"the default {NB2} is not in this key's model list; used {NB21}"
+    assert [r.model for r in emulator.generate_requests] == [NB21]
+
+
+def test_a_key_without_2_1_falls_back_to_its_nearest_predecessor(settings, emulator):
+    from dataclasses import replace
+
+    emulator.allow_models(TEST_KEY, [NB2, PRO, FLASH])
+
+    async def scenario(studio):
+        studio.available_models()
+        assert studio.discovery.wait(60)
+        return await studio.generate("a fox")
+
+    result = in_studio(replace(settings, model=NB21), scenario)
+    assert result.request.model == NB2 and "used gemini-3.1-flash-image" in result.request.note
+
+
+def test_an_explicit_model_is_used_as_given(settings, emulator, keyed_env, monkeypatch, capsys):
+    from dataclasses import replace
+
+    emulator.allow_models(TEST_KEY, [NB2, PRO])
+
+    async def scenario(studio):
+        studio.available_models()
+        assert studio.discovery.wait(60)
+        return await studio.generate("a fox")
+
+    from nanobanana_ui.domain.errors import ModelNotFoundError
+
+    with pytest.raises(ModelNotFoundError):  # NANOBANANA_MODEL=2.1: sent as given, the key's 404 shown
+        in_studio(replace(settings, model=NB21, model_explicit=True), scenario)
+    assert [r.model for r in emulator.generate_requests] == [NB21]
+    monkeypatch.setenv("NANOBANANA_MODEL", NB21)  # the same data directory: this key's listing is held on disk
+    assert main(["generate", "a cat"]) == 2
+    assert "not found" in capsys.readouterr().err.lower()
+    assert [r.model for r in emulator.generate_requests] == [NB21, NB21]
+    monkeypatch.delenv("NANOBANANA_MODEL")  # the default, unnamed: follows the key (2.1 -> 3.1 Flash, its predecessor)
+    assert main(["generate", "a cat"]) == 0
+    assert f"used {NB2}" in capsys.readouterr().err and emulator.generate_requests[-1].model == NB2

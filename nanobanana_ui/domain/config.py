@@ -31,6 +31,7 @@ class Settings:
     offline: bool = False
     base_url: str | None = None
     model: str = field(default_factory=default_model_id)
+    model_explicit: bool = False  # NANOBANANA_MODEL (or an explicit setting) named it: used as given, never followed
     rpm: int = 60
     rpd: int = 1500
     cache_size_bytes: int = 2 * 1024**3
@@ -196,6 +197,7 @@ def load_settings(
         values["base_url"] = found[1].strip().rstrip("/")
     if found := lookup("NANOBANANA_MODEL"):
         values["model"] = found[1].strip()
+        values["model_explicit"] = True
     if found := lookup("NANOBANANA_RPM"):
         values["rpm"] = _number(*found, int, 1)
     if found := lookup("NANOBANANA_RPD"):
@@ -233,4 +235,6 @@ def load_settings(
         values["store"] = _flag(*found)
     values.update(_google_cloud(lookup, env))
     values.update({k: v for k, v in (explicit or {}).items() if v is not None})
+    if (explicit or {}).get("model") is not None:
+        values["model_explicit"] = True
     return Settings(**values)

@@ -181,6 +181,12 @@ class GeminiEmulator:
             self.models = tuple(dict.fromkeys((*self.models, model_id)))
             self.model_info[model_id] = (display_name, description)
 
+    def shut_down(self, model_id: str) -> None:
+        """Shut a model down, as Google does: it leaves the listing and generateContent answers 404 NOT_FOUND."""
+        model_id = model_id.removeprefix("models/")
+        with self._lock:
+            self.models = tuple(m for m in self.models if m != model_id)
+
     def allow_models(self, api_key: str, models: Iterable[str]) -> None:
         """Let this key use (and list) only these models; the others answer 404 NOT_FOUND for it."""
         with self._lock:

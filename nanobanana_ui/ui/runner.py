@@ -390,5 +390,7 @@ class Runner:
         session.record(request, inputs, count, results)
         progress(1.0, desc="Done")
         status = run_status(list(outcomes), lambda error: visitor_message(error, self.public))
-        status = "\n".join(filter(None, [request.note, status]))  # the note: a replaced model id
+        # The notes: a replaced model id, and a model that answered 404 and was sent as its successor.
+        notes = dict.fromkeys([request.note, *(result.request.note for result in results)])
+        status = "\n".join(filter(None, [*notes, status]))
         return Outputs(list(session.shown), status, session)
