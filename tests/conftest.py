@@ -55,7 +55,7 @@ def settings(emulator, tmp_path) -> Settings:
 
     One attempt per request, so a scripted failure surfaces as its error; the retry tests set their own. The model is
     Nano Banana (2.5 Flash, 1K only, 3 inputs, $0.0387 an image): many tests rely on its fixed, simple capabilities;
-    the default (gemini-3.1-flash-image) has its own tests.
+    the default (gemini-nano-banana-2.1) has its own tests.
     """
     return Settings(api_key=TEST_KEY, base_url=emulator.base_url, home=tmp_path / "home", timeout_s=10, max_attempts=1,
                     model=FLASH_25)
