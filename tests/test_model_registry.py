@@ -417,3 +417,42 @@ def test_an_explicit_model_is_used_as_given(settings, emulator, keyed_env, monke
     monkeypatch.delenv("NANOBANANA_MODEL")  # the default, unnamed: follows the key (2.1 -> 3.1 Flash, its predecessor)
     assert main(["generate", "a cat"]) == 0
     assert f"used {NB2}" in capsys.readouterr().err and emulator.generate_requests[-1].model == NB2
+
+
+# --- models --available ------------------------------------------------------------------------------------------
+
+
+def listing_requests(emulator) -> list:
+    return [r for r in emulator.requests if r.method == "GET" and r.path == "/v1beta/models"]
+
+
+def test_models_available_lists_what_this_key_can_use_with_source_and_status(keyed_env, capsys):
+    keyed_env.add_model(NB3, "Nano Banana 3", "Our newest image generation model.")
+    keyed_env.allow_models(TEST_KEY, [NB21, NB2, PRO, NB3])
+    assert main(["models", "--available", "--json"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["id"], r["source"], r["status"]) for r in records] == [
+        (NB21, "registry", "ga"), (NB2, "registry", "deprecated"), (PRO, "registry", "ga"),
+        (NB3, "discovered", "ga")]
+    assert records[3]["label"] == "Nano Banana 3" and records[3]["price_per_image"]["1K"]["interactive"] is None
+    assert main(["models", "--available"]) == 0  # the day-old copy: no second listing
+    out = capsys.readouterr()
+    assert f"{NB3:32} Nano Banana 3: not in the registry; discovered; price unknown" in out.out
+    assert len(listing_requests(keyed_env)) == 1
+    keyed_env.add_model("gemini-nano-banana-4", "Nano Banana 4", "Image generation.")
+    keyed_env.allow_models(TEST_KEY, [NB21, NB3, "gemini-nano-banana-4"])
+    assert main(["models", "--available", "--refresh"]) == 0  # listed again, now
+    out = capsys.readouterr().out
+    assert "gemini-nano-banana-4" in out and PRO not in out and len(listing_requests(keyed_env)) == 2
+
+
+def test_models_available_without_a_key_lists_the_emulators_models(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("NANOBANANA_HOME", str(tmp_path / "home"))
+    assert main(["models", "--available"]) == 0
+    captured = capsys.readouterr()
+    assert "offline emulator's models" in captured.err and captured.out.startswith(NB21)
+
+
+def test_models_refresh_needs_available(capsys):
+    assert main(["models", "--refresh"]) == 2
+    assert "--refresh goes with --available" in capsys.readouterr().err

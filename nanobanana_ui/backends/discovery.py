@@ -171,6 +171,12 @@ class ModelDiscovery:
             self._thread.start()
         return True
 
+    def refresh(self) -> bool:
+        """Forget the held listing (memory and the day-old copy's freshness) and list again in the background."""
+        with self._lock:
+            self._listing, self._loaded, self._failed_at = None, True, None
+        return self.start()
+
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for a running listing to finish (for tests and scripts); True when none is running any more."""
         thread = self._thread

@@ -1,9 +1,13 @@
-"""The `models` command: the registry with statuses, `--json` for scripts, and `--estimate N` (the cost calculator)."""
+"""The `models` command: the registry with statuses, `--json` for scripts, `--estimate N` (the cost calculator) and
+`--available [--refresh]` (what this key can use now, from its model list)."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import sys
+import time
 from typing import Any
 
 from ..domain.config import load_settings
@@ -25,6 +29,11 @@ def add_models_parser(commands: argparse._SubParsersAction) -> None:  # type: ig
     models.add_argument("--json", action="store_true", help="one JSON object per model on stdout")
     models.add_argument("--estimate", type=int, metavar="N", help="what N images cost on each model, interactive "
                         f"and in Gemini Batch Mode (50%%), next to the flat ${SEED_FLAT_USD} per image")
+    models.add_argument("--available", action="store_true", help="what this key can use now, from its model "
+                        "list (kept a day): each model with its status and source (registry, user, discovered); "
+                        "without a key, the offline emulator's models")
+    models.add_argument("--refresh", action="store_true", help="with --available: list this key's models again now, "
+                        "ignoring the day-old copy")
     models.add_argument("--size", metavar="S", help="with --estimate: only this size (512, 1K, 2K or 4K); "
                         "default: every size each model makes")
 
@@ -111,8 +120,52 @@ def _print_list(default: str) -> None:
     print(f"default: {default}{known}")
 
 
+LISTING_WAIT_S = 30.0  # how long `models --available` waits for the key's model list
+
+
+def _run_available(as_json: bool, *, refresh: bool) -> int:
+    """`models --available`: the models this key can use now, from its listing; 1 when it could not be read."""
+    from ..service.studio import Studio  # imported here so `models` alone stays instant
+
+    settings = load_settings()
+    studio = Studio(settings)
+    try:
+        studio.connect()
+        discovery = studio.discovery
+        if refresh:
+            discovery.refresh()
+        else:
+            discovery.start()
+        discovery.wait(LISTING_WAIT_S)
+        availability = studio.available_models()
+    finally:
+        asyncio.run(studio.aclose())
+    if studio.offline:
+        print("No API key: these are the offline emulator's models (set GEMINI_API_KEY to see your key's).",
+              file=sys.stderr)
+    for note in availability.notes:
+        print(f"note: {note}", file=sys.stderr)
+    for spec in availability.models:
+        if as_json:
+            print(json.dumps(model_record(spec, settings.model), ensure_ascii=False), flush=True)
+            continue
+        price = spec.image_price(spec.default_size)
+        cost = f"${price:.4f} per {spec.default_size} image" if price is not None else "price unknown"
+        print(f"{spec.id:32} {spec.label}: {spec.lifecycle()}; {spec.source}; {cost}")
+    if not as_json and availability.fetched_at is not None:
+        age = time.time() - availability.fetched_at
+        print(f"listed {age / 60:.0f} min ago" if age >= 60 else "listed just now", file=sys.stderr)
+    return 0 if availability.listed else 1
+
+
 def run_models_command(args: argparse.Namespace) -> int:
     """Run `models`: the list, `--json` objects, or the `--estimate` table; returns the exit code."""
+    if args.refresh and not args.available:
+        raise InputError("--refresh goes with --available, e.g. `models --available --refresh`.")
+    if args.available:
+        if args.estimate is not None or args.size is not None:
+            raise InputError("--available lists models; --estimate and --size go without it.")
+        return _run_available(args.json, refresh=args.refresh)
     size = args.size
     if size is not None and args.estimate is None:
         raise InputError("--size goes with --estimate, e.g. `models --estimate 100 --size 2K`.")
