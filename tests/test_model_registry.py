@@ -456,3 +456,33 @@ def test_models_available_without_a_key_lists_the_emulators_models(monkeypatch, 
 def test_models_refresh_needs_available(capsys):
     assert main(["models", "--refresh"]) == 2
     assert "--refresh goes with --available" in capsys.readouterr().err
+
+
+def test_the_answering_model_version_is_in_the_provenance_and_a_reroute_is_noted(settings, emulator):
+    from PIL import Image
+
+    from nanobanana_ui.imaging.pngmeta import REQUEST_KEY
+
+    emulator.reroute(NB2, "gemini-nano-banana-2.1-001")
+
+    async def scenario(studio):
+        return await studio.generate("a fox", model=PRO), await studio.generate("a cat", model=NB2)
+
+    same, rerouted = in_studio(settings, scenario)
+    assert same.request.model_version == PRO and same.request.note is None
+    assert rerouted.request.model_version == "gemini-nano-banana-2.1-001"
+    assert rerouted.request.note == f"{NB2} was answered by gemini-nano-banana-2.1-001 (Google rerouted it)"
+    with Image.open(rerouted.images[0].path) as image:
+        record = json.loads(image.text[REQUEST_KEY])
+    assert record["request"]["model_version"] == "gemini-nano-banana-2.1-001" and record["request"]["store"] is False
+
+
+def test_the_cli_tells_a_404_successor_once_and_a_reroute(keyed_env, capsys):
+    keyed_env.shut_down(NB2)
+    keyed_env.reroute(NB21, "gemini-nano-banana-2.2")
+    assert main(["generate", "a fox", "--model", NB2, "--json"]) == 0
+    captured = capsys.readouterr()
+    [record] = [json.loads(line) for line in captured.out.splitlines()]
+    assert captured.err.count(f"{NB2} answered 404 (shut down?); used {NB21}") == 1
+    assert f"note: {NB21} was answered by gemini-nano-banana-2.2 (Google rerouted it)\n" in captured.err
+    assert record["model"] == NB21 and "answered 404" in record["note"]

@@ -43,6 +43,7 @@ class BackendReply:
     search_entry_point: str | None = None  # Google's search-suggestions HTML, to be shown as given
     search_queries: int = 0  # searches the answer reports having run (what Google charges for)
     model_parts: tuple[TurnPart, ...] = ()  # the candidate's content as returned: every part, thoughts, signatures
+    model_version: str | None = None  # the response's modelVersion: which model answered (Google reroutes some ids)
 
 
 def _sdk_part(part: TurnPart) -> Any:
@@ -188,7 +189,8 @@ def parse_response(response: Any) -> BackendReply:
         sources, entry, queries = _grounding(candidate)
         return BackendReply(tuple(images), text, finish, _usage(response.usage_metadata),
                             thought_images=tuple(thoughts), sources=sources, search_entry_point=entry,
-                            search_queries=queries, model_parts=model_parts)
+                            search_queries=queries, model_parts=model_parts,
+                            model_version=getattr(response, "model_version", None) or None)
     if finish == CONTINUATION:
         raise ImageWithheldError(_CONTINUATION_MESSAGE + (f" It said: {text}" if text else ""), reason=finish,
                                  text=text)

@@ -159,9 +159,22 @@ async def _run(args: argparse.Namespace) -> int:
         request = studio.build_request(mode, args.prompt, images, model=args.model, options=options, **region)
         if request.note:  # e.g. a shut-down preview id sent as its GA replacement
             print(f"note: {request.note}", file=sys.stderr, flush=True)
+        said: set[str] = set()
+
+        def tell(line: str) -> None:
+            said.add(line)
+            print(line, file=sys.stderr, flush=True)
+
         outcomes = await studio.run_variations(request, args.count, use_cache=not args.no_cache, out_dir=args.out,
-                                               on_event=lambda line: print(line, file=sys.stderr, flush=True))
+                                               on_event=tell)
         failures = [o for o in outcomes if isinstance(o, StudioError)]
+        # A note that came with the answer (a model that answered 404 and was sent to its successor, an id Google
+        # rerouted), unless it was said already while waiting.
+        said.add(f"note: {request.note}")
+        later = {part for o in outcomes if isinstance(o, ImageResult) and o.request.note
+                 for part in o.request.note.split("; ")}
+        for note in sorted(part for part in later if f"note: {part}" not in said):
+            print(f"note: {note}", file=sys.stderr, flush=True)
         for outcome in outcomes:
             if isinstance(outcome, StudioError):
                 _report(outcome, as_json=args.json, prompt=args.prompt)

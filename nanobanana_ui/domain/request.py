@@ -92,6 +92,8 @@ class ImageRequest:
     # The Gemini API's `store` (may Google keep this request?): False unless the user opted in; None on Vertex AI,
     # which does not take it. Recorded in the provenance; not part of the key (it does not shape the answer).
     store: bool | None = field(default=None, compare=False)
+    # The response's modelVersion (which model answered), recorded in the provenance; not part of the key.
+    model_version: str | None = field(default=None, compare=False)
 
     def cache_key(self) -> str:
         """A stable digest of everything that shapes the answer (never the API key)."""
@@ -123,6 +125,7 @@ class ImageRequest:
             "options": self.options.to_dict(), **({"note": self.note} if self.note else {}),
             **({"history_turns": len(self.history)} if self.history else {}),
             **({"store": self.store} if self.store is not None else {}),
+            **({"model_version": self.model_version} if self.model_version else {}),
         }
         if self.region is not None:
             described["region"] = self.region.describe()

@@ -103,6 +103,7 @@ class GeminiEmulator:
             key: tuple(m.removeprefix("models/") for m in allowed) for key, allowed in (allowed_models or {}).items()}
         self._listing_faults: list[Fault] = []
         self.model_info: dict[str, tuple[str | None, str | None]] = {}  # id -> (displayName, description)
+        self.model_versions: dict[str, str] = {}  # id -> the modelVersion it answers with (a rerouted id)
         self.valid_keys = None if valid_keys is None else frozenset(valid_keys)
         self.delay_s = delay_s
         self.include_thoughts = include_thoughts
@@ -180,6 +181,11 @@ class GeminiEmulator:
         with self._lock:
             self.models = tuple(dict.fromkeys((*self.models, model_id)))
             self.model_info[model_id] = (display_name, description)
+
+    def reroute(self, model_id: str, answered_by: str) -> None:
+        """Answer requests for `model_id` with modelVersion `answered_by`, as Google does when it reroutes an id."""
+        with self._lock:
+            self.model_versions[model_id.removeprefix("models/")] = answered_by
 
     def shut_down(self, model_id: str) -> None:
         """Shut a model down, as Google does: it leaves the listing and generateContent answers 404 NOT_FOUND."""
@@ -331,6 +337,8 @@ class GeminiEmulator:
         if rec.vertex is not None:  # Vertex alone honours imageConfig.imageOutputOptions
             reply, jpegs = jpeg_output(reply, rec.generation_config)
             rec.reply_images = jpegs or rec.reply_images
+        if reply[0] == 200 and isinstance(reply[2], dict) and rec.model in self.model_versions:
+            reply[2]["modelVersion"] = self.model_versions[rec.model]
         if sse and reply[0] == 200:
             return 200, {"Content-Type": "text/event-stream"}, b"data: " + json.dumps(reply[2]).encode() + b"\r\n\r\n"
         return reply

@@ -43,6 +43,7 @@ from .sending import EventSink, GuardedSender
 from .storage_choice import request_store
 from .successors import (
     RetiredModels,
+    answered_by,
     default_note,
     default_successor,
     may_retry_on_successor,
@@ -425,6 +426,7 @@ class Studio:
         return result
 
     def _replay(self, request: ImageRequest, entry: CachedEntry, out_dir: Path, started: float) -> ImageResult:
+        request = answered_by(request, entry.model_version)  # the same provenance as the answer it replays
         pairs = zip(entry.paths, entry.images, strict=True)
         images: list[tuple[bytes, str, Path | None]] = [(path.read_bytes(), mime, path) for path, (_, mime) in pairs]
         result = self._result(request, images, entry.text, entry.finish_reason, Usage(**entry.usage),
@@ -451,6 +453,7 @@ class Studio:
               price_factor: float = 1.0) -> ImageResult:
         for data, _ in reply.images:  # an unreadable image must fail here, before it is cached
             dimensions(data)
+        request = answered_by(request, reply.model_version)
         if request.region is not None:  # the answer is a crop or canvas: put it back into the original
             reply = replace(reply, images=tuple((blend_answer(request.region, data), "image/png")
                                                 for data, _ in reply.images))
@@ -475,6 +478,7 @@ class Studio:
                          "search_entry_point": reply.search_entry_point}
         paths = self.cache.store(request.cache_key(), marked, {
             "text": reply.text, "finish_reason": reply.finish_reason, "usage": asdict(reply.usage), "cost_usd": cost,
+            "model_version": reply.model_version,
             "model_parts": parts_to_json(reply.model_parts) if reply.model_parts else None,
             **grounding})  # only with Search: entries without it stay readable by earlier versions
         stored = [(data, mime, path) for (data, mime), path in zip(marked, paths, strict=True)]

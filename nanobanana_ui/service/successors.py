@@ -15,12 +15,14 @@ import os
 import threading
 import time
 from collections.abc import Callable, Collection
+from dataclasses import replace
 from pathlib import Path
 
 from ..domain.models import DEPRECATED, RETIRING, ModelSpec, all_models, find_model
+from ..domain.request import ImageRequest
 
-__all__ = ["REMEMBER_S", "RetiredModels", "default_note", "default_successor", "may_retry_on_successor", "retired_note",
-           "successor_for"]
+__all__ = ["REMEMBER_S", "RetiredModels", "answered_by", "default_note", "default_successor", "may_retry_on_successor",
+           "retired_note", "successor_for"]
 
 REMEMBER_S = 24 * 3600.0  # a model that answered 404 is sent as its successor for this long
 log = logging.getLogger(__name__)
@@ -129,3 +131,15 @@ def default_note(model_id: str, used: str) -> str:
 def may_retry_on_successor(spec: ModelSpec) -> bool:
     """Whether a 404 from this model is worth one more call on its successor (deprecated or retiring models)."""
     return spec.status in (DEPRECATED, RETIRING) and spec.replaced_by is not None
+
+
+def answered_by(request: ImageRequest, model_version: str | None) -> ImageRequest:
+    """The request with the response's modelVersion recorded (for the provenance), and a note when the model that
+    answered is not the id that was sent (Google reroutes some ids to newer models)."""
+    if not model_version:
+        return request
+    request = replace(request, model_version=model_version)
+    if model_version == request.model or model_version.startswith(request.model + "-"):
+        return request  # the same model (a dated version string of the same id is no reroute)
+    note = f"{request.model} was answered by {model_version} (Google rerouted it)"
+    return replace(request, note="; ".join(filter(None, (request.note, note))))
