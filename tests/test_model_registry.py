@@ -486,3 +486,23 @@ def test_the_cli_tells_a_404_successor_once_and_a_reroute(keyed_env, capsys):
     assert captured.err.count(f"{NB2} answered 404 (shut down?); used {NB21}") == 1
     assert f"note: {NB21} was answered by gemini-nano-banana-2.2 (Google rerouted it)\n" in captured.err
     assert record["model"] == NB21 and "answered 404" in record["note"]
+
+
+def test_the_page_setting_lets_google_store_one_run(settings, emulator):
+    from nanobanana_ui.ui.extras import PageExtras
+    from nanobanana_ui.ui.runner import Runner
+
+    class Progress:
+        def __call__(self, fraction, desc=None):
+            pass
+
+    async def scenario(studio):
+        runner = Runner(studio)
+        for store in (True, False):
+            await runner.generate(f"a fox {store}", model="", aspect_ratio="auto", size="1K", temperature=1.0,
+                                  top_p=0.95, top_k=0, seed=-1, progress=Progress(), extras=PageExtras(store=store))
+        await runner.generate("an API call", model="", aspect_ratio="auto", size="1K", temperature=1.0, top_p=0.95,
+                              top_k=0, seed=-1, progress=Progress())
+
+    in_studio(settings, scenario)
+    assert [r.store for r in emulator.generate_requests] == [True, False, False]  # the API: the host's setting

@@ -246,7 +246,7 @@ class Studio:
                       model: str | None = None, options: ImageOptions | None = None,
                       keep_metadata: bool | None = None, mask: ImageSource | None = None,
                       feather: int | None = None, extend_to: str | None = None,
-                      anchor: str | None = None) -> ImageRequest:
+                      anchor: str | None = None, store: bool | None = None) -> ImageRequest:
         """Validate everything that can be checked before a call, and build the request.
 
         A shut-down model id is sent as its replacement (the request's `note` says so), or refused with the models
@@ -263,7 +263,9 @@ class Studio:
         region = not (mask is None and extend_to is None and feather is None and anchor is None)
         if region and (mode is not Mode.EDIT or len(images) != 1):
             raise InputError("A mask, feather, extend-to or anchor applies to an edit of one image only.")
-        store = request_store(self.settings, vertex=self.settings.vertex and not self.offline)
+        # `store` (the page's setting) overrides the host's NANOBANANA_STORE for this request.
+        chosen = self.settings if store is None else replace(self.settings, store=store)
+        store = request_store(chosen, vertex=self.settings.vertex and not self.offline)
         try:
             if not region:
                 built = build_request(mode, prompt, images, model=model or self.settings.model, options=options,

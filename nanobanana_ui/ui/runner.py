@@ -355,6 +355,7 @@ class Runner:
             image_request = studio.build_request(mode, prompt or "", inputs, model=model,
                                                  options=extras.apply(options) if extras else options,
                                                  keep_metadata=extras.keep_metadata if extras else None,
+                                                 store=extras.store if extras else None,
                                                  **(region or {}))
         return await self.run(image_request, inputs, count, session if session is not None else Session(), progress,
                               owner=self.owner_of(request), studio=studio, visitor=request)

@@ -96,7 +96,7 @@ class StudioTab:
         self.runner, self.default_model = runner, default_model
         self.spec: ModelSpec = get_model(default_model)
         studio = runner.studio
-        self.extras = ExtraControls(studio.capabilities, studio.settings.keep_metadata)
+        self.extras = ExtraControls(studio.capabilities, studio.settings.keep_metadata, studio.settings.store)
         self.region, self.compare = RegionPanel(), CompareView()
 
     # -- layout ----------------------------------------------------------------------------------------------
@@ -329,7 +329,7 @@ class StudioTab:
                        top_p: float, top_k: int, seed: int, count: int, output: str, thinking: str,
                        show_thoughts: bool, search: bool, image_search: bool, api_key: str,
                        session: Session | None, keep_metadata: bool, output_format: str, jpeg_quality: float,
-                       person_generation: str, request: gr.Request,
+                       person_generation: str, store: bool, request: gr.Request,
                        progress: gr.Progress = gr.Progress()) -> Any:  # noqa: B008 (how Gradio asks for it)
         """Generate clicked: run it, or say why not in a toast (the page keeps what it showed)."""
         with refusals_as_warnings():
@@ -338,7 +338,7 @@ class StudioTab:
                                                          search, image_search, api_key, session, request,
                                                          progress, extras=self.extras.values(
                                                              keep_metadata, output_format, jpeg_quality,
-                                                             person_generation)))
+                                                             person_generation, store)))
         return no_change()
 
     async def edit(self, image: str | None, prompt: str, painted: dict[str, Any] | None, feather: float,
@@ -346,7 +346,7 @@ class StudioTab:
                    temperature: float, top_p: float, top_k: int, seed: int, count: int, output: str,
                    thinking: str, show_thoughts: bool, search: bool, image_search: bool, api_key: str,
                    session: Session | None, keep_metadata: bool, output_format: str, jpeg_quality: float,
-                   person_generation: str, request: gr.Request,
+                   person_generation: str, store: bool, request: gr.Request,
                    progress: gr.Progress = gr.Progress()) -> Any:  # noqa: B008
         """Edit clicked: run it (a region edit when a region is painted or the canvas extended), or say why not in
         a toast."""
@@ -356,7 +356,8 @@ class StudioTab:
                                                      top_k, seed, count, output, thinking, show_thoughts, search,
                                                      image_search, mask, api_key, session, request, progress,
                                                      extras=self.extras.values(keep_metadata, output_format,
-                                                                               jpeg_quality, person_generation),
+                                                                               jpeg_quality, person_generation,
+                                                                               store),
                                                      **region))
         return no_change()
 
@@ -364,7 +365,7 @@ class StudioTab:
                       temperature: float, top_p: float, top_k: int, seed: int, count: int, output: str,
                       thinking: str, show_thoughts: bool, search: bool, image_search: bool,
                       api_key: str, session: Session | None, keep_metadata: bool, output_format: str,
-                      jpeg_quality: float, person_generation: str, request: gr.Request,
+                      jpeg_quality: float, person_generation: str, store: bool, request: gr.Request,
                       progress: gr.Progress = gr.Progress()) -> Any:  # noqa: B008
         """Compose clicked: run it, or say why not in a toast."""
         with refusals_as_warnings():
@@ -373,7 +374,7 @@ class StudioTab:
                                                         search, image_search, api_key, session, request,
                                                         progress, extras=self.extras.values(
                                                             keep_metadata, output_format, jpeg_quality,
-                                                            person_generation)))
+                                                            person_generation, store)))
         return no_change()
 
     async def new_variation(self, session: Session | None, api_key: str, request: gr.Request,
