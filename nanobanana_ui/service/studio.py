@@ -135,6 +135,7 @@ class Studio:
                 self._backend = GeminiBackend(api_key=OFFLINE_API_KEY, base_url=self.emulator_url,
                                               timeout_s=self.settings.timeout_s, store=self.settings.store)
             elif self.settings.vertex:
+                request_store(self.settings, vertex=True)  # --store on Vertex: refused, saying why
                 self._backend = GeminiBackend(base_url=self.settings.base_url, timeout_s=self.settings.timeout_s,
                                               vertex=self.vertex_access)
             else:
