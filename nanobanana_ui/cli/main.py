@@ -172,7 +172,7 @@ async def _run(args: argparse.Namespace) -> int:
         # rerouted), unless it was said already while waiting.
         said.add(f"note: {request.note}")
         later = {part for o in outcomes if isinstance(o, ImageResult) and o.request.note
-                 for part in o.request.note.split("; ")}
+                 for part in o.request.note.split(" · ")}
         for note in sorted(part for part in later if f"note: {part}" not in said):
             print(f"note: {note}", file=sys.stderr, flush=True)
         for outcome in outcomes:

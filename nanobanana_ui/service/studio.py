@@ -42,6 +42,7 @@ from .regions import build_region_request, with_source_name
 from .sending import EventSink, GuardedSender
 from .storage_choice import request_store
 from .successors import (
+    NOTE_SEPARATOR,
     RetiredModels,
     answered_by,
     default_note,
@@ -289,7 +290,7 @@ class Studio:
     def _switched(self, request: ImageRequest, target: ModelSpec, note: str) -> ImageRequest:
         """The request sent to `target` instead, with its note (its options checked against the new model)."""
         validate_options(target, request.options)
-        return replace(request, model=target.id, note="; ".join(filter(None, (request.note, note))))
+        return replace(request, model=target.id, note=NOTE_SEPARATOR.join(filter(None, (request.note, note))))
 
     def _followed(self, request: ImageRequest) -> ImageRequest:
         """A model that answered 404 for this key today goes to its successor; the registry's default goes to the
@@ -311,17 +312,18 @@ class Studio:
         return request
 
     def _after_404(self, request: ImageRequest) -> ImageRequest | None:
-        """After a 404: the request for the successor of a deprecated or retiring model (or of the default), or None.
+        """After a 404: the request for the successor of a deprecated or retiring model (or of the default, when it
+        has one), or None.
 
         The model is remembered as shut down for this key for a day. One more call at most: never for a refinement
         (its earlier turns belong to the model that made them), nor when the successor lacks an option asked for.
         """
         spec = find_model(request.model)
         default = spec is not None and self._is_default(spec.id)
-        if spec is None or request.history or not (may_retry_on_successor(spec) or default):
+        if spec is None or request.history or not (may_retry_on_successor(spec) or (default and spec.replaced_by)):
             return None
         self.retired.remember(spec.id)
-        target = (default_successor if default else successor_for)(spec, retired=self.retired.is_retired)
+        target = successor_for(spec, retired=self.retired.is_retired)  # never back to a predecessor after a 404
         if target is None:
             return None
         try:

@@ -3,8 +3,8 @@
 A `deprecated` or `retiring` model that answers 404 is remembered as shut down for this key for a day (on disk,
 under the key's partition name, never the key), so later requests go straight to its successor. The registry's
 default follows `replaced_by` to the first model this key has when the key's listing lacks it (or it answered 404);
-when no successor is offered, the nearest predecessor the key has is used. A model never changes silently: each
-change comes with a one-line note.
+when the listing offers no successor, the nearest predecessor the key has is used (never after a 404). A model
+never changes silently: each change comes with a one-line note.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ from pathlib import Path
 from ..domain.models import DEPRECATED, RETIRING, ModelSpec, all_models, find_model
 from ..domain.request import ImageRequest
 
-__all__ = ["REMEMBER_S", "RetiredModels", "answered_by", "default_note", "default_successor", "may_retry_on_successor",
-           "retired_note", "successor_for"]
+__all__ = ["NOTE_SEPARATOR", "REMEMBER_S", "RetiredModels", "answered_by", "default_note", "default_successor",
+           "may_retry_on_successor", "retired_note", "successor_for"]
 
+NOTE_SEPARATOR = " · "  # between two notes on one request (a note itself may hold "; ")
 REMEMBER_S = 24 * 3600.0  # a model that answered 404 is sent as its successor for this long
 log = logging.getLogger(__name__)
 
@@ -142,4 +143,4 @@ def answered_by(request: ImageRequest, model_version: str | None) -> ImageReques
     if model_version == request.model or model_version.startswith(request.model + "-"):
         return request  # the same model (a dated version string of the same id is no reroute)
     note = f"{request.model} was answered by {model_version} (Google rerouted it)"
-    return replace(request, note="; ".join(filter(None, (request.note, note))))
+    return replace(request, note=NOTE_SEPARATOR.join(filter(None, (request.note, note))))
