@@ -24,7 +24,7 @@ from ..backends.vertex import VertexAccess, resolve_vertex_access
 from ..domain.config import Settings
 from ..domain.costs import cost_from_usage, estimate_request_cost, search_cost
 from ..domain.errors import InputError, ModelNotFoundError, ShutDownModelError, StudioError
-from ..domain.models import ModelSpec, default_model_id, find_model, get_model
+from ..domain.models import get_model
 from ..domain.region import Region
 from ..domain.request import ImageOptions, ImageRequest, ImageResult, Mode, Source, Usage
 from ..domain.turns import TurnPart, parts_from_json, parts_to_json
@@ -41,17 +41,8 @@ from .conversation import ConversationError, Refinement, build_refinement
 from .regions import build_region_request, with_source_name
 from .sending import EventSink, GuardedSender
 from .storage_choice import request_store
-from .successors import (
-    NOTE_SEPARATOR,
-    RetiredModels,
-    answered_by,
-    default_note,
-    default_successor,
-    may_retry_on_successor,
-    retired_note,
-    successor_for,
-)
-from .validation import ImageSource, build_request, load_inputs, validate_options
+from .successors import ModelFollower, RetiredModels, answered_by
+from .validation import ImageSource, build_request, load_inputs
 
 __all__ = ["MAX_COUNT", "Backend", "ModelLister", "Studio"]
 
@@ -218,6 +209,11 @@ class Studio:
         return self._retired
 
     @property
+    def follower(self) -> ModelFollower:
+        """Which model a request goes to when the one asked for is gone for this key (see successors.py)."""
+        return ModelFollower(self.settings, self.retired, self.discovery.current, offline=self.offline)
+
+    @property
     def discovery(self) -> ModelDiscovery:
         """This key's model listing (models.list() once, in the background, kept a day on disk)."""
         if self._discovery is None:
@@ -276,60 +272,11 @@ class Studio:
                 # A region edit sends a crop or canvas re-encoded from pixels alone: no metadata of the original.
                 built = build_region_request(images[0], prompt, model=model or self.settings.model, options=options,
                                              mask=mask, feather=feather, extend_to=extend_to, anchor=anchor)
-            return self._followed(replace(built, store=store))
+            return self.follower.followed(replace(built, store=store))
         except ShutDownModelError as error:
             available = self.available_models().ids
             raise ShutDownModelError(f"{error.message} Image models this key can use: {', '.join(available)}.",
                                      model=error.model, available=available) from None
-
-    def _is_default(self, model_id: str) -> bool:
-        """True for the registry's default model when no one named it (NANOBANANA_MODEL, an explicit setting)."""
-        return (not self.settings.model_explicit and model_id == self.settings.model
-                and model_id == default_model_id())
-
-    def _switched(self, request: ImageRequest, target: ModelSpec, note: str) -> ImageRequest:
-        """The request sent to `target` instead, with its note (its options checked against the new model)."""
-        validate_options(target, request.options)
-        return replace(request, model=target.id, note=NOTE_SEPARATOR.join(filter(None, (request.note, note))))
-
-    def _followed(self, request: ImageRequest) -> ImageRequest:
-        """A model that answered 404 for this key today goes to its successor; the registry's default goes to the
-        first model down its replaced_by chain this key has when its listing lacks it. Each change has a note."""
-        spec = find_model(request.model)
-        if spec is None or self.offline or request.history:
-            return request
-        default = self._is_default(spec.id)
-        follow = default_successor if default else successor_for
-        if self.retired.is_retired(spec.id):
-            target = follow(spec, retired=self.retired.is_retired)
-            return request if target is None else self._switched(request, target, retired_note(spec.id, target.id))
-        listing = self.discovery.current() if default else None  # never waits: the listing held, if any
-        if listing is not None and spec.id not in listing.models and any(map(listing.is_image_model,
-                                                                               listing.models)):
-            target = follow(spec, retired=self.retired.is_retired, offered=set(listing.models))
-            if target is not None:
-                return self._switched(request, target, default_note(spec.id, target.id))
-        return request
-
-    def _after_404(self, request: ImageRequest) -> ImageRequest | None:
-        """After a 404: the request for the successor of a deprecated or retiring model (or of the default, when it
-        has one), or None.
-
-        The model is remembered as shut down for this key for a day. One more call at most: never for a refinement
-        (its earlier turns belong to the model that made them), nor when the successor lacks an option asked for.
-        """
-        spec = find_model(request.model)
-        default = spec is not None and self._is_default(spec.id)
-        if spec is None or request.history or not (may_retry_on_successor(spec) or (default and spec.replaced_by)):
-            return None
-        self.retired.remember(spec.id)
-        target = successor_for(spec, retired=self.retired.is_retired)  # never back to a predecessor after a 404
-        if target is None:
-            return None
-        try:
-            return self._switched(request, target, retired_note(spec.id, target.id))
-        except StudioError:
-            return None
 
     def estimate(self, request: ImageRequest) -> float | None:
         """Estimated USD of sending this request once, counting what is sent (a region edit's crop and mask)."""
@@ -416,7 +363,7 @@ class Studio:
         try:
             reply = await self.sender.send(request, on_event)
         except ModelNotFoundError:
-            retry = None if self.offline else self._after_404(request)
+            retry = None if self.offline else self.follower.after_404(request)
             if retry is None:
                 raise
             request = retry  # one more call, on the successor; the note says so

@@ -18,11 +18,15 @@ from collections.abc import Callable, Collection
 from dataclasses import replace
 from pathlib import Path
 
-from ..domain.models import DEPRECATED, RETIRING, ModelSpec, all_models, find_model
+from ..backends.discovery import Listing
+from ..domain.config import Settings
+from ..domain.errors import StudioError
+from ..domain.models import DEPRECATED, RETIRING, ModelSpec, all_models, default_model_id, find_model
 from ..domain.request import ImageRequest
+from .validation import validate_options
 
-__all__ = ["NOTE_SEPARATOR", "REMEMBER_S", "RetiredModels", "answered_by", "default_note", "default_successor",
-           "may_retry_on_successor", "retired_note", "successor_for"]
+__all__ = ["NOTE_SEPARATOR", "REMEMBER_S", "ModelFollower", "RetiredModels", "answered_by", "default_note",
+           "default_successor", "may_retry_on_successor", "retired_note", "successor_for"]
 
 NOTE_SEPARATOR = " · "  # between two notes on one request (a note itself may hold "; ")
 REMEMBER_S = 24 * 3600.0  # a model that answered 404 is sent as its successor for this long
@@ -144,3 +148,61 @@ def answered_by(request: ImageRequest, model_version: str | None) -> ImageReques
         return request  # the same model (a dated version string of the same id is no reroute)
     note = f"{request.model} was answered by {model_version} (Google rerouted it)"
     return replace(request, note=NOTE_SEPARATOR.join(filter(None, (request.note, note))))
+
+
+class ModelFollower:
+    """One Studio's rules for changing model: what was asked, this key's 404s, and its listing (never waited for)."""
+
+    def __init__(self, settings: Settings, retired: RetiredModels, listing: Callable[[], Listing | None], *,
+                 offline: bool) -> None:
+        self.settings, self.retired, self.listing, self.offline = settings, retired, listing, offline
+
+    def is_default(self, model_id: str) -> bool:
+        """True for the registry's default model when no one named it (NANOBANANA_MODEL, an explicit setting)."""
+        return (not self.settings.model_explicit and model_id == self.settings.model
+                and model_id == default_model_id())
+
+    @staticmethod
+    def switched(request: ImageRequest, target: ModelSpec, note: str) -> ImageRequest:
+        """The request sent to `target` instead, with its note (its options checked against the new model)."""
+        validate_options(target, request.options)
+        return replace(request, model=target.id, note=NOTE_SEPARATOR.join(filter(None, (request.note, note))))
+
+    def followed(self, request: ImageRequest) -> ImageRequest:
+        """A model that answered 404 for this key today goes to its successor; the registry's default goes to the
+        first model down its replaced_by chain this key has when its listing lacks it. Each change has a note."""
+        spec = find_model(request.model)
+        if spec is None or self.offline or request.history:
+            return request
+        default = self.is_default(spec.id)
+        follow = default_successor if default else successor_for
+        if self.retired.is_retired(spec.id):
+            target = successor_for(spec, retired=self.retired.is_retired)
+            return request if target is None else self.switched(request, target, retired_note(spec.id, target.id))
+        listing = self.listing() if default else None
+        if listing is not None and spec.id not in listing.models and any(map(listing.is_image_model,
+                                                                               listing.models)):
+            target = follow(spec, retired=self.retired.is_retired, offered=set(listing.models))
+            if target is not None:
+                return self.switched(request, target, default_note(spec.id, target.id))
+        return request
+
+    def after_404(self, request: ImageRequest) -> ImageRequest | None:
+        """After a 404: the request for the successor of a deprecated or retiring model (or of the default, when it
+        has one), or None.
+
+        The model is remembered as shut down for this key for a day. One more call at most: never for a refinement
+        (its earlier turns belong to the model that made them), nor when the successor lacks an option asked for.
+        """
+        spec = find_model(request.model)
+        default = spec is not None and self.is_default(spec.id)
+        if spec is None or request.history or not (may_retry_on_successor(spec) or (default and spec.replaced_by)):
+            return None
+        self.retired.remember(spec.id)
+        target = successor_for(spec, retired=self.retired.is_retired)  # never back to a predecessor after a 404
+        if target is None:
+            return None
+        try:
+            return self.switched(request, target, retired_note(spec.id, target.id))
+        except StudioError:
+            return None
