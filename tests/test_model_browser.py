@@ -81,6 +81,7 @@ def test_search_on_the_default_shows_the_sources_and_the_snippet_under_the_resul
     expect(studio.locator("#sources a")).to_have_count(3)  # two sources, then the snippet's chip
     (sent,) = emu.generate_requests
     assert sent.model == NB21 and sent.tools == [{"googleSearch": {}}]
+    assert sent.store is False  # the page's "Let Google store these requests" is off by default (issue 20)
     links = studio.locator("#sources .sources a")
     assert links.all_inner_texts() == ["the-tallest-tower-in-lisbon.example.org", "emulator.example.com"]
     assert all(href.startswith("https://vertexaisearch.cloud.google.com/grounding-api-redirect/")
