@@ -136,6 +136,10 @@ def test_user_registry_adds_a_model_corrects_a_price_marks_deprecated_and_change
     assert records["gemini-nano-banana-3"]["source"] == "user" and records[PRO]["default"]
     assert records[PRO]["price_per_image"]["1K"] == {"interactive": 0.12, "batch": 0.06}
     assert records[NB21]["source"] == "registry" and not records[NB21]["default"]
+    assert main(["models"]) == 0
+    listing = capsys.readouterr().out
+    assert "Nano Banana 3: GA; sizes 1K/2K, up to 8 input images, $0.050 per 1K image; from your models.json" in listing
+    assert "default: gemini-3-pro-image\n" in listing
 
 
 def test_a_user_model_generates(monkeypatch, tmp_path, settings, emulator):

@@ -113,7 +113,8 @@ def _print_list(default: str) -> None:
         cost = f"${price:.3f} per {spec.default_size} image" if price is not None else "price unknown"
         print(f"{spec.id:32} {spec.label}: {spec.lifecycle()}; sizes {'/'.join(spec.sizes)}, up to "
               f"{spec.max_input_images} input image{'s' if spec.max_input_images != 1 else ''}, {cost}"
-              + ("" if spec.multi_turn else "; not for multi-image or multi-turn editing"))
+              + ("" if spec.multi_turn else "; not for multi-image or multi-turn editing")
+              + ("; from your models.json" if spec.source == "user" else ""))
     chosen = find_model(default)
     known = "" if chosen is not None and chosen.usable else (
         " (not in the registry)" if chosen is None else f" ({chosen.lifecycle()})")
