@@ -25,6 +25,8 @@ def clean_env(monkeypatch, tmp_path):
             "GEMINI_API_KEY", "GOOGLE_API_KEY", "NANO_BANANA_API_KEY", "GOOGLE_GEMINI_BASE_URL",
         ):
             monkeypatch.delenv(name)
+    # Nor the developer's own ~/.nanobanana/models.json (a user registry is merged over the shipped one).
+    monkeypatch.setenv("NANOBANANA_MODELS", str(tmp_path / "no-user-models.json"))
     monkeypatch.chdir(tmp_path)
 
 

@@ -106,6 +106,7 @@ def write_user_registry(monkeypatch, tmp_path, data: object, *, via_home: bool =
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(data if isinstance(data, str) else json.dumps(data), "utf-8")
     if via_home:
+        monkeypatch.delenv("NANOBANANA_MODELS")  # conftest points it away from the developer's own file
         monkeypatch.setenv("NANOBANANA_HOME", str(path.parent))
     else:
         monkeypatch.setenv("NANOBANANA_MODELS", str(path))
