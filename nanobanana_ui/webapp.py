@@ -119,6 +119,10 @@ def main(argv: list[str] | None = None) -> None:
 
     args = parse_args(argv)
     settings = load(args)
+    from .domain.models import registry_warnings
+
+    for warning in registry_warnings():  # a broken user models.json: the shipped registry is used, and we say so
+        print(f"warning: {warning}", file=sys.stderr)
     if args.mcp and importlib.util.find_spec("mcp") is None:
         raise fail(MCP_MISSING)
     if args.mcp and settings.auth:

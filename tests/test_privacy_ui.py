@@ -41,7 +41,7 @@ async def edit_clicked(tab: StudioTab, path: str, keep: bool, output_format: str
                           top_p=0.95, top_k=0, seed=-1, count=1, output="Image + text", thinking="",
                           show_thoughts=False, search=False, image_search=False, api_key="", session=Session(),
                           keep_metadata=keep, output_format=output_format, jpeg_quality=quality,
-                          person_generation=person, request=None, progress=Progress())
+                          person_generation=person, store=False, request=None, progress=Progress())
 
 
 def test_png_info_names_what_was_stripped_from_an_app_made_images_inputs(settings, emulator, tmp_path):

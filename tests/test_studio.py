@@ -232,7 +232,7 @@ def test_offline_stays_offline_after_the_first_request(tmp_path):
 
 def test_offline_placeholders_cost_nothing(tmp_path):
     result = in_studio(Settings(api_key=None, home=tmp_path / "home"), lambda s: s.generate("free"))
-    assert result.cost_usd == 0.0 and result.usage.image_tokens == 1120  # the default, 3.1 Flash, at 1K
+    assert result.cost_usd == 0.0 and result.usage.image_tokens == 1120  # the default, 2.1, at 1K (1120 tokens too)
 
 
 def test_saved_pngs_carry_their_parameters_and_a_hit_gets_the_same_bytes_in_a_file_of_its_own(settings, emulator):

@@ -10,6 +10,7 @@ from ..domain.errors import BadResponseError, ImageWithheldError, PromptBlockedE
 from ..domain.request import ImageRequest, Source, ThoughtImage, Usage
 from ..domain.text_request import TextRequest
 from ..domain.turns import Turn, TurnPart
+from .discovery import ListedModel, is_image_model
 from .text import TextReply, build_text_config, build_text_contents, parse_text_response
 from .transport import SendObserver, SendTracer
 from .vertex import VertexAccess, map_vertex_error
@@ -26,6 +27,9 @@ _WITHHELD_HINTS = {
     "NO_IMAGE": "Gemini finished without making an image",
     "MAX_TOKENS": "Gemini ran out of output tokens before making an image",
 }
+CONTINUATION = "CONTINUATION"  # the answer hit the per-request limit; the SDK would re-send (and bill) to go on
+_CONTINUATION_MESSAGE = ("Gemini stopped before it finished (CONTINUATION: it reached the per-request limit) and made "
+                         "no image. Trying again costs another call.")
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,7 @@ class BackendReply:
     search_entry_point: str | None = None  # Google's search-suggestions HTML, to be shown as given
     search_queries: int = 0  # searches the answer reports having run (what Google charges for)
     model_parts: tuple[TurnPart, ...] = ()  # the candidate's content as returned: every part, thoughts, signatures
+    model_version: str | None = None  # the response's modelVersion: which model answered (Google reroutes some ids)
 
 
 def _sdk_part(part: TurnPart) -> Any:
@@ -100,6 +105,7 @@ def build_config(request: ImageRequest) -> Any:
                         if opts.image_search else None)
         tools = [types.Tool(google_search=types.GoogleSearch(search_types=search_types))]
     return types.GenerateContentConfig(
+        store=request.store,  # None (Vertex, or not decided here) is not sent
         response_modalities=["TEXT", "IMAGE"] if opts.with_text else ["IMAGE"],
         temperature=opts.temperature,
         top_p=opts.top_p,
@@ -185,7 +191,11 @@ def parse_response(response: Any) -> BackendReply:
         sources, entry, queries = _grounding(candidate)
         return BackendReply(tuple(images), text, finish, _usage(response.usage_metadata),
                             thought_images=tuple(thoughts), sources=sources, search_entry_point=entry,
-                            search_queries=queries, model_parts=model_parts)
+                            search_queries=queries, model_parts=model_parts,
+                            model_version=getattr(response, "model_version", None) or None)
+    if finish == CONTINUATION:
+        raise ImageWithheldError(_CONTINUATION_MESSAGE + (f" It said: {text}" if text else ""), reason=finish,
+                                 text=text)
     if finish and finish not in ("STOP", "FINISH_REASON_UNSPECIFIED"):
         hint = _WITHHELD_HINTS.get(finish, "Gemini finished without an image")
         said = f" It said: {text}" if text else ""
@@ -196,11 +206,16 @@ def parse_response(response: Any) -> BackendReply:
     raise ImageWithheldError("Gemini returned neither an image nor text. Try again.", reason=finish)
 
 
+def _listed(model: Any) -> ListedModel:
+    """A models.list() entry as its id, display name and description."""
+    return ListedModel((model.name or "").removeprefix("models/"), model.display_name or "", model.description or "")
+
+
 class GeminiBackend:
     """An async google-genai client for one key and base URL; the SDK's own retry stays off (one retry layer)."""
 
     def __init__(self, *, api_key: str = "", base_url: str | None = None, timeout_s: float = 120.0,
-                 vertex: VertexAccess | None = None) -> None:
+                 vertex: VertexAccess | None = None, store: bool = False) -> None:
         from google import genai
         from google.genai import types
 
@@ -213,6 +228,7 @@ class GeminiBackend:
             async_client_args={"event_hooks": self._tracer.event_hooks()},  # for the rate limiter's count
         )
         self._vertex = vertex
+        self._store = store  # the Gemini API's `store` for requests that do not say (never sent on Vertex)
         self._map_error = map_error if vertex is None else map_vertex_error
         if vertex is None:
             # vertexai=False: GOOGLE_GENAI_USE_VERTEXAI in the environment must not reroute our calls.
@@ -231,6 +247,13 @@ class GeminiBackend:
         from google.genai import types
 
         config = build_config(request)
+        # One call per request: the SDK's automatic continuation would re-send (and bill) each hop unseen.
+        update: dict[str, Any] = {"automatic_continuation": False}
+        if self._vertex is None:  # Google stores requests unless told not to; Vertex takes no such field
+            update["store"] = self._store if request.store is None else request.store
+        else:
+            update["store"] = None
+        config = config.model_copy(update=update)
         with contextlib.ExitStack() as stack:
             if observer is not None:
                 headers = stack.enter_context(self._tracer.observe(observer))
@@ -264,14 +287,15 @@ class GeminiBackend:
             return ()
         try:
             pager = await self._client.aio.models.list()
-            names = [model.name async for model in pager]
+            models = [model async for model in pager]
         except Exception as exc:  # noqa: BLE001
             raise map_error(exc) from exc
-        ids = (name.removeprefix("models/") for name in names if name)
-        return tuple(sorted(i for i in ids if "image" in i and "imagen" not in i))
+        listed = (_listed(model) for model in models if model.name)
+        return tuple(sorted(m.id for m in listed if is_image_model(m.id, m.display_name, m.description)))
 
-    def list_generate_models(self) -> tuple[str, ...]:
-        """Every model id this key can call with generateContent (blocking: model discovery runs it in a thread).
+    def list_generate_models(self) -> tuple[ListedModel, ...]:
+        """Every model this key can call with generateContent, with its display name and description (blocking:
+        model discovery runs it in a thread).
 
         It uses the client's synchronous HTTP pool, which is separate from the async one the requests use.
         """
@@ -279,7 +303,7 @@ class GeminiBackend:
             models = list(self._client.models.list(config={"page_size": 200}))
         except Exception as exc:  # noqa: BLE001
             raise map_error(exc) from exc
-        return tuple((model.name or "").removeprefix("models/") for model in models
+        return tuple(_listed(model) for model in models
                      if model.name and "generateContent" in (model.supported_actions or ()))
 
     async def aclose(self) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from ..domain.config import load_settings
 from ..domain.costs import cost_text
 from ..domain.errors import InputError, StudioError
+from ..domain.models import registry_warnings
 from ..domain.request import ImageOptions, ImageResult, Mode, image_records
 from ..service.regions import ANCHORS, DEFAULT_FEATHER
 from ..service.validation import THINKING_LEVELS, unencodable_at
@@ -67,6 +68,8 @@ def _shared_options(*, batch: bool = False) -> argparse.ArgumentParser:
     group.add_argument("--jpeg-quality", type=int, metavar="0-100", help="Vertex AI only, with --output-format jpeg")
     group.add_argument("--person-generation", choices=("allow_all", "allow_adult", "allow_none"),
                        help="Vertex AI only: whether people may be drawn")
+    group.add_argument("--store", action="store_true", help="let Google store these requests (the Gemini API's "
+                       "`store`; NANOBANANA_STORE=1). Off by default: requests are sent with store=false")
     group.add_argument("--keep-metadata", action="store_true", help="send input images with their GPS, camera "
                        "serial and owner metadata (default: removed; also NANOBANANA_KEEP_METADATA=1)")
     if not batch:  # a batch file has a `transparent` column instead
@@ -76,7 +79,8 @@ def _shared_options(*, batch: bool = False) -> argparse.ArgumentParser:
 
 def add_gemini3_options(group: argparse._ArgumentGroup) -> None:
     """--thinking, --show-thoughts, --search and --image-search (refused on models that lack them)."""
-    group.add_argument("--thinking", choices=THINKING_LEVELS, help="thinking level (Gemini 3.1 Flash Image)")
+    group.add_argument("--thinking", choices=THINKING_LEVELS, help="thinking level (2.1: minimal, medium, high; "
+                       "3.1 Flash: minimal, high)")
     group.add_argument("--show-thoughts", action="store_true",
                        help="also get the interim thought images (free; written to OUT/thoughts/, never cached)")
     group.add_argument("--search", action="store_true", help="ground the image in Google Search (Gemini 3; "
@@ -173,11 +177,23 @@ async def _run(args: argparse.Namespace) -> int:
                                        craft=crafted.craft)
         if request.note:  # e.g. a shut-down preview id sent as its GA replacement
             print(f"note: {request.note}", file=sys.stderr, flush=True)
-        say = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
-        outcomes = await run_transparent(studio, request, args, say) if args.transparent else \
+        said: set[str] = set()
+
+        def tell(line: str) -> None:
+            said.add(line)
+            print(line, file=sys.stderr, flush=True)
+
+        outcomes = await run_transparent(studio, request, args, tell) if args.transparent else \
             await studio.run_variations(request, args.count, use_cache=not args.no_cache, out_dir=args.out,
-                                        on_event=say)
+                                        on_event=tell)
         failures = [o for o in outcomes if isinstance(o, StudioError)]
+        # A note that came with the answer (a model that answered 404 and was sent to its successor, an id Google
+        # rerouted), unless it was said already while waiting.
+        said.add(f"note: {request.note}")
+        later = {part for o in outcomes if isinstance(o, ImageResult) and o.request.note
+                 for part in o.request.note.split(" · ")}
+        for note in sorted(part for part in later if f"note: {part}" not in said):
+            print(f"note: {note}", file=sys.stderr, flush=True)
         for outcome in outcomes:
             if isinstance(outcome, StudioError):
                 _report(outcome, as_json=args.json, prompt=args.prompt)
@@ -195,7 +211,8 @@ async def _run(args: argparse.Namespace) -> int:
 
 def _overrides(args: argparse.Namespace) -> dict[str, object]:
     """The settings a command line's flags override (flags left off change nothing)."""
-    return {"offline": True if args.offline else None, "keep_metadata": True if args.keep_metadata else None}
+    return {"offline": True if args.offline else None, "keep_metadata": True if args.keep_metadata else None,
+            "store": True if getattr(args, "store", False) else None}
 
 
 def _report(error: StudioError, *, as_json: bool = False, prompt: str | None = None) -> None:
@@ -266,6 +283,8 @@ def _tree(entry_id: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code and never lets a traceback reach the user."""
     args = build_parser().parse_args(spell_out_bare_transparent(sys.argv[1:] if argv is None else argv))
+    for warning in registry_warnings():  # a broken user models.json: the shipped registry is used, and we say so
+        print(f"warning: {warning}", file=sys.stderr)
     try:
         if args.command == "models":
             return run_models_command(args)

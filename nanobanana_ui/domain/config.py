@@ -33,6 +33,7 @@ class Settings:
     base_url: str | None = None
     model: str = field(default_factory=default_model_id)
     text_model: str = field(default_factory=default_text_model_id)  # NANOBANANA_TEXT_MODEL: enhancer, describe
+    model_explicit: bool = False  # NANOBANANA_MODEL (or an explicit setting) named it: used as given, never followed
     rpm: int = 60
     rpd: int = 1500
     cache_size_bytes: int = 2 * 1024**3
@@ -54,6 +55,7 @@ class Settings:
     batch_poll_scale: float = 1.0
     batch_pause_at: str | None = None  # NANOBANANA_BATCH_PAUSE_AT: a test hook that stops a run at a named point
     keep_metadata: bool = False  # NANOBANANA_KEEP_METADATA, --keep-metadata: send input images' GPS/EXIF as they are
+    store: bool = False  # NANOBANANA_STORE, --store: let Google store requests (the Gemini API's `store`; else false)
     # Google Cloud (see docs/vertex.md): NANOBANANA_BACKEND=vertex, or the SDK's GOOGLE_GENAI_USE_VERTEXAI=true.
     backend: str = "gemini"  # "gemini" (AI Studio key) or "vertex" (Vertex AI: project credentials, or express key)
     google_project: str | None = None  # GOOGLE_CLOUD_PROJECT
@@ -197,6 +199,7 @@ def load_settings(
         values["base_url"] = found[1].strip().rstrip("/")
     if found := lookup("NANOBANANA_MODEL"):
         values["model"] = found[1].strip()
+        values["model_explicit"] = True
     if found := lookup("NANOBANANA_TEXT_MODEL"):
         values["text_model"] = found[1].strip()
     if found := lookup("NANOBANANA_RPM"):
@@ -232,6 +235,10 @@ def load_settings(
         values["batch_pause_at"] = found[1].strip()
     if found := lookup("NANOBANANA_KEEP_METADATA"):
         values["keep_metadata"] = _flag(*found)
+    if found := lookup("NANOBANANA_STORE"):
+        values["store"] = _flag(*found)
     values.update(_google_cloud(lookup, env))
     values.update({k: v for k, v in (explicit or {}).items() if v is not None})
+    if (explicit or {}).get("model") is not None:
+        values["model_explicit"] = True
     return Settings(**values)

@@ -93,6 +93,11 @@ class ImageRequest:
     # How `prompt` was made (a style, a template and its variables); a record, not part of the key: `prompt` is
     # already the final text sent.
     craft: PromptCraft | None = field(default=None, compare=False)
+    # The Gemini API's `store` (may Google keep this request?): False unless the user opted in; None on Vertex AI,
+    # which does not take it. Recorded in the provenance; not part of the key (it does not shape the answer).
+    store: bool | None = field(default=None, compare=False)
+    # The response's modelVersion (which model answered), recorded in the provenance; not part of the key.
+    model_version: str | None = field(default=None, compare=False)
 
     def cache_key(self) -> str:
         """A stable digest of everything that shapes the answer (never the API key)."""
@@ -123,6 +128,8 @@ class ImageRequest:
                         **({"stripped": list(i.stripped)} if i.stripped else {})} for i in self.images],
             "options": self.options.to_dict(), **({"note": self.note} if self.note else {}),
             **({"history_turns": len(self.history)} if self.history else {}),
+            **({"store": self.store} if self.store is not None else {}),
+            **({"model_version": self.model_version} if self.model_version else {}),
         }
         if self.region is not None:
             described["region"] = self.region.describe()

@@ -31,11 +31,12 @@ def input_token_limit(name: str) -> int:
     return 32768 if name.startswith("gemini-2") else 65536
 
 
-def model_entry(name: str) -> JsonObject:
-    """The models.get / models.list entry for a model id."""
+def model_entry(name: str, display_name: str | None = None, description: str | None = None) -> JsonObject:
+    """The models.get / models.list entry for a model id (a test may give its display name and description)."""
     spec = get_model(name)
-    return {"name": f"models/{name}", "version": "emulator", "displayName": spec.label,
-            "description": f"Offline emulator stand-in for {spec.label}.",
+    label = spec.label if display_name is None else display_name
+    return {"name": f"models/{name}", "version": "emulator", "displayName": label,
+            "description": f"Offline emulator stand-in for {label}." if description is None else description,
             "inputTokenLimit": input_token_limit(name), "outputTokenLimit": 32768,
             "supportedGenerationMethods": ["generateContent", "countTokens"], "temperature": 1.0,
             "topP": 0.95, "topK": 64, "maxTemperature": 2.0}
@@ -70,6 +71,11 @@ def fault_content(rec: RecordedRequest, spec: ModelSpec, fault: Fault) -> Reply:
         return _envelope(rec, spec, None, promptFeedback={"blockReason": fault.reason})
     if fault.kind == "no_image":
         return _envelope(rec, spec, None, candidates=[{"finishReason": fault.reason, "index": 0}])
+    if fault.kind == "continuation":  # the answer stopped at the per-request limit; the token would resume it
+        token = base64.b64encode(b"emulator-continuation").decode()
+        candidate = {**_candidate([{"text": fault.message}]), "finishReason": "CONTINUATION",
+                     "continuationToken": token}
+        return _envelope(rec, spec, {"TEXT": _text_tokens(fault.message)}, candidates=[candidate])
     candidate = _candidate([{"text": fault.message}])
     return _envelope(rec, spec, {"TEXT": _text_tokens(fault.message)}, candidates=[candidate])
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from ..backends.capabilities import BackendCapabilities, capabilities_for
-from ..backends.discovery import Availability, ListingStore, ModelDiscovery
+from ..backends.discovery import Availability, ListedModel, ListingStore, ModelDiscovery
 from ..backends.gemini import BackendReply
 from ..backends.text import TextReply
 from ..backends.transport import SendObserver
@@ -44,6 +44,8 @@ from ..storage.history.store import new_entry_id
 from .conversation import ConversationError, Refinement, UnknownResultError, build_refinement
 from .regions import build_region_request, with_source_name
 from .sending import EventSink, GuardedSender
+from .storage_choice import request_store
+from .successors import ModelFollower, RetiredModels, answered_by
 from .transparency import with_alpha_note
 from .validation import ImageSource, build_request, load_inputs
 
@@ -78,7 +80,7 @@ class TextBackend(Protocol):
 class ModelLister(Protocol):
     """A backend that can list its key's models (GeminiBackend does; a test double may not)."""
 
-    def list_generate_models(self) -> tuple[str, ...]: ...  # noqa: D102
+    def list_generate_models(self) -> Sequence[str | ListedModel]: ...  # noqa: D102
 
 
 def _entry_options(entry: HistoryEntry) -> ImageOptions:
@@ -101,6 +103,7 @@ class Studio:
         self._backend_lock = threading.Lock()  # model discovery may ask for the backend from its own thread
         self._clock = clock or time.time  # wall clock for the model listing's age (tests move it)
         self._discovery: ModelDiscovery | None = None
+        self._retired: RetiredModels | None = None
         self._cache = cache
         self._history: HistoryStore | None = None
         self._history_lock = threading.Lock()  # opened in a worker thread; two at once must not open it twice
@@ -136,13 +139,14 @@ class Studio:
 
                 self.emulator_url = shared_emulator().base_url
                 self._backend = GeminiBackend(api_key=OFFLINE_API_KEY, base_url=self.emulator_url,
-                                              timeout_s=self.settings.timeout_s)
+                                              timeout_s=self.settings.timeout_s, store=self.settings.store)
             elif self.settings.vertex:
+                request_store(self.settings, vertex=True)  # --store on Vertex: refused, saying why
                 self._backend = GeminiBackend(base_url=self.settings.base_url, timeout_s=self.settings.timeout_s,
                                               vertex=self.vertex_access)
             else:
                 self._backend = GeminiBackend(api_key=self.settings.api_key or "", base_url=self.settings.base_url,
-                                              timeout_s=self.settings.timeout_s)
+                                              timeout_s=self.settings.timeout_s, store=self.settings.store)
         return self._backend
 
     @property
@@ -214,21 +218,38 @@ class Studio:
         """Requests sent today against the budget, today's cost and cache savings (Pacific days)."""
         return self.budget.usage()
 
+    def _partition_name(self) -> str:
+        """This key and endpoint's file name stem under NANOBANANA_HOME/models/ (a salted hash, never the key)."""
+        # The emulator's listing is the registry's: one partition for it; a key's is named by its salted hash.
+        key = "offline emulator" if self.offline else (self.settings.api_key or "")
+        endpoint = "emulator" if self.offline else (self.settings.base_url or _GEMINI_ENDPOINT)
+        # One file per key and endpoint (a relay may offer other models than Google does).
+        return f"{key_partition(self.settings.home, key)}-{hashlib.sha256(endpoint.encode()).hexdigest()[:8]}"
+
+    @property
+    def retired(self) -> RetiredModels:
+        """The models that answered 404 for this key in the last day (sent as their successors meanwhile)."""
+        if self._retired is None:
+            self._retired = RetiredModels(self.settings.home / "models" / f"{self._partition_name()}-404.json",
+                                          clock=self._clock)
+        return self._retired
+
+    @property
+    def follower(self) -> ModelFollower:
+        """Which model a request goes to when the one asked for is gone for this key (see successors.py)."""
+        return ModelFollower(self.settings, self.retired, self.discovery.current, offline=self.offline)
+
     @property
     def discovery(self) -> ModelDiscovery:
         """This key's model listing (models.list() once, in the background, kept a day on disk)."""
         if self._discovery is None:
-            # The emulator's listing is the registry's: one partition for it; a key's is named by its salted hash.
-            key = "offline emulator" if self.offline else (self.settings.api_key or "")
             endpoint = "emulator" if self.offline else (self.settings.base_url or _GEMINI_ENDPOINT)
-            # One file per key and endpoint (a relay may offer other models than Google does).
-            name = f"{key_partition(self.settings.home, key)}-{hashlib.sha256(endpoint.encode()).hexdigest()[:8]}"
-            store = ListingStore(self.settings.home / "models", name)
+            store = ListingStore(self.settings.home / "models", self._partition_name())
             self._discovery = ModelDiscovery(lister=self._list_generate_models, store=store, endpoint=endpoint,
                                              clock=self._clock)
         return self._discovery
 
-    def _list_generate_models(self) -> tuple[str, ...]:
+    def _list_generate_models(self) -> Sequence[str | ListedModel]:
         """Run in discovery's thread: every model id this key can call with generateContent."""
         if self.settings.vertex and not self.offline:  # Vertex lists publisher models, not the Gemini API's ids
             raise StudioError("model listing is not used on Vertex AI")
@@ -249,7 +270,8 @@ class Studio:
                       model: str | None = None, options: ImageOptions | None = None,
                       keep_metadata: bool | None = None, mask: ImageSource | None = None,
                       feather: int | None = None, extend_to: str | None = None,
-                      anchor: str | None = None, craft: PromptCraft | None = None) -> ImageRequest:
+                      anchor: str | None = None, craft: PromptCraft | None = None,
+                      store: bool | None = None) -> ImageRequest:
         """Validate everything that can be checked before a call, and build the request.
 
         A shut-down model id is sent as its replacement (the request's `note` says so), or refused with the models
@@ -261,7 +283,7 @@ class Studio:
         """
         return replace(self._build_request(mode, prompt, images, model=model, options=options,
                                            keep_metadata=keep_metadata, mask=mask, feather=feather,
-                                           extend_to=extend_to, anchor=anchor), craft=craft)
+                                           extend_to=extend_to, anchor=anchor, store=store), craft=craft)
 
     @property
     def styles(self) -> StyleBook:
@@ -272,7 +294,7 @@ class Studio:
                        model: str | None = None, options: ImageOptions | None = None,
                        keep_metadata: bool | None = None, mask: ImageSource | None = None,
                        feather: int | None = None, extend_to: str | None = None,
-                       anchor: str | None = None) -> ImageRequest:
+                       anchor: str | None = None, store: bool | None = None) -> ImageRequest:
         options = options or ImageOptions()
         self.capabilities.check_options(options)
         if options.output_mime_type == self.capabilities.output_mime_types[0]:
@@ -281,15 +303,20 @@ class Studio:
         region = not (mask is None and extend_to is None and feather is None and anchor is None)
         if region and (mode is not Mode.EDIT or len(images) != 1):
             raise InputError("A mask, feather, extend-to or anchor applies to an edit of one image only.")
+        # `store` (the page's setting) overrides the host's NANOBANANA_STORE for this request.
+        chosen = self.settings if store is None else replace(self.settings, store=store)
+        store = request_store(chosen, vertex=self.settings.vertex and not self.offline)
         try:
             if not region:  # an input with alpha gets a note: the answer will be opaque (transparency.py)
-                return with_alpha_note(build_request(mode, prompt, images, model=model or self.settings.model,
-                                                     options=options, keep_metadata=keep))
-            # A region edit sends a crop or canvas re-encoded from pixels alone: no metadata of the original is sent.
-            # Its original is kept for re-runs: without personal metadata, unless asked (never in public mode).
-            return build_region_request(images[0], prompt, model=model or self.settings.model, options=options,
-                                        mask=mask, feather=feather, extend_to=extend_to, anchor=anchor,
-                                        keep_metadata=keep and not self.settings.public)
+                built = with_alpha_note(build_request(mode, prompt, images, model=model or self.settings.model,
+                                                      options=options, keep_metadata=keep))
+            else:
+                # A region edit sends a crop or canvas re-encoded from pixels alone: no metadata of the original.
+                # Its original is kept for re-runs: without personal metadata, unless asked (never in public mode).
+                built = build_region_request(images[0], prompt, model=model or self.settings.model, options=options,
+                                             mask=mask, feather=feather, extend_to=extend_to, anchor=anchor,
+                                             keep_metadata=keep and not self.settings.public)
+            return self.follower.followed(replace(built, store=store))
         except ShutDownModelError as error:
             available = self.available_models().ids
             raise ShutDownModelError(f"{error.message} Image models this key can use: {', '.join(available)}.",
@@ -385,7 +412,16 @@ class Studio:
         # A region edit gets a head start on its output while the model works (see region_blend.prepare_blend).
         ahead = None if request.region is None else asyncio.ensure_future(
             asyncio.to_thread(prepare_blend, request.region))
-        reply = await self.sender.send(request, on_event)
+        try:
+            reply = await self.sender.send(request, on_event)
+        except ModelNotFoundError:
+            retry = None if self.offline else self.follower.after_404(request)
+            if retry is None:
+                raise
+            request = retry  # one more call, on the successor; the note says so
+            if on_event is not None:
+                on_event(f"note: {retry.note}")
+            reply = await self.sender.send(request, on_event)
         if ahead is not None:
             await ahead
         result = await asyncio.to_thread(self._keep, request, reply, out_dir, started)
@@ -394,6 +430,7 @@ class Studio:
         return result
 
     def _replay(self, request: ImageRequest, entry: CachedEntry, out_dir: Path, started: float) -> ImageResult:
+        request = answered_by(request, entry.model_version)  # the same provenance as the answer it replays
         pairs = zip(entry.paths, entry.images, strict=True)
         images: list[tuple[bytes, str, Path | None]] = [(path.read_bytes(), mime, path) for path, (_, mime) in pairs]
         result = self._result(request, images, entry.text, entry.finish_reason, Usage(**entry.usage),
@@ -420,6 +457,7 @@ class Studio:
               price_factor: float = 1.0) -> ImageResult:
         for data, _ in reply.images:  # an unreadable image must fail here, before it is cached
             dimensions(data)
+        request = answered_by(request, reply.model_version)
         if request.region is not None:  # the answer is a crop or canvas: put it back into the original
             reply = replace(reply, images=tuple((blend_answer(request.region, data), "image/png")
                                                 for data, _ in reply.images))
@@ -427,7 +465,8 @@ class Studio:
         # Thought images are not charged; a search is, per query, on top of the tokens.
         spec = get_model(request.model)
         searched = 0.0 if self.offline else search_cost(spec, reply.search_queries)
-        tokens = 0.0 if self.offline else cost_from_usage(spec, reply.usage)
+        tokens = 0.0 if self.offline else cost_from_usage(spec, reply.usage, size=request.options.size,
+                                                          images=len(reply.images))
         if tokens is not None and price_factor != 1.0:  # Gemini Batch Mode: a share of the interactive token price
             tokens = tokens * price_factor
         cost = None if tokens is None else round(tokens + searched, 6)
@@ -443,6 +482,7 @@ class Studio:
                          "search_entry_point": reply.search_entry_point}
         paths = self.cache.store(request.cache_key(), marked, {
             "text": reply.text, "finish_reason": reply.finish_reason, "usage": asdict(reply.usage), "cost_usd": cost,
+            "model_version": reply.model_version,
             "model_parts": parts_to_json(reply.model_parts) if reply.model_parts else None,
             **grounding})  # only with Search: entries without it stay readable by earlier versions
         stored = [(data, mime, path) for (data, mime), path in zip(marked, paths, strict=True)]

@@ -84,7 +84,7 @@ def validate_options(spec: ModelSpec, options: ImageOptions) -> None:
     _check_range("Variation", options.variation, 0, 10**9)
 
 
-THINKING_LEVELS = ("minimal", "high")
+THINKING_LEVELS = ("minimal", "medium", "high")  # each model takes its own subset (the registry says which)
 
 
 def _offered_by(capability: Capability) -> str:
@@ -99,6 +99,12 @@ def _check_gemini3_controls(spec: ModelSpec, options: ImageOptions) -> None:
         if options.thinking not in THINKING_LEVELS:
             raise UnsupportedOptionError(
                 f"Thinking level {options.thinking!r} is not one of: {', '.join(THINKING_LEVELS)}.")
+        if spec.thinking_levels and options.thinking not in spec.thinking_levels:
+            having = [f"{other.id} ({other.label})" for other in known_models()
+                      if options.thinking in other.thinking_levels]
+            raise UnsupportedOptionError(
+                f"{spec.label} takes thinking level {', '.join(spec.thinking_levels)}, not {options.thinking}; "
+                f"models with {options.thinking}: {', '.join(having) or 'none in the registry'}.")
         if options.thinking not in spec.thinking_levels:
             raise UnsupportedOptionError(
                 f"{spec.label} has no thinking level setting ({options.thinking}); "

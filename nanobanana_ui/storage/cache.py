@@ -35,6 +35,7 @@ class CachedEntry:
     # The model's turn as returned (turns.parts_to_json form; its images are blobs here too). None: not stored, as
     # in entries made before refinements existed.
     model_parts: list[dict[str, Any]] | None = None
+    model_version: str | None = None  # the response's modelVersion (which model answered); None in older entries
 
 
 _STORED = frozenset(f.name for f in fields(CachedEntry)) - {"paths"}

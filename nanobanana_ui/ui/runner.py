@@ -387,6 +387,7 @@ class Runner:
             image_request = studio.build_request(mode, crafted.prompt, inputs, model=model, craft=crafted.craft,
                                                  options=extras.apply(options) if extras else options,
                                                  keep_metadata=extras.keep_metadata if extras else None,
+                                                 store=extras.store if extras else None,
                                                  **(region or {}))
             transparency = parse_transparent(transparent)
             if transparency is not None:  # refused here, before any call (a region, JPEG, matting on Lite)
@@ -433,6 +434,8 @@ class Runner:
         session.last_transparent = transparency
         progress(1.0, desc="Done")
         status = run_status(list(outcomes), lambda error: visitor_message(error, self.public))
+        # The notes: a replaced model id, and a model that answered 404 and was sent as its successor.
+        notes = dict.fromkeys([request.note, *(result.request.note for result in results)])
         made = [describe_transparent(result.transparent) for result in results if result.transparent]
-        status = "\n".join(filter(None, [request.note, status, *made]))  # the note: a replaced model id
+        status = "\n".join(filter(None, [*notes, status, *made]))
         return Outputs(list(session.shown), status, session)

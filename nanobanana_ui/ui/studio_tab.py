@@ -98,7 +98,7 @@ class StudioTab:
         self.runner, self.default_model = runner, default_model
         self.spec: ModelSpec = get_model(default_model)
         studio = runner.studio
-        self.extras = ExtraControls(studio.capabilities, studio.settings.keep_metadata)
+        self.extras = ExtraControls(studio.capabilities, studio.settings.keep_metadata, studio.settings.store)
         self.transparency = TransparentControls()
         self.region, self.compare = RegionPanel(), CompareView()
         self.craft = PromptCraftPanel(runner)  # styles, {variables}, Enhance, Describe (prompt_craft.py)
@@ -340,7 +340,8 @@ class StudioTab:
                        top_p: float, top_k: int, seed: int, count: int, output: str, thinking: str,
                        show_thoughts: bool, search: bool, image_search: bool, api_key: str,
                        session: Session | None, keep_metadata: bool, output_format: str, jpeg_quality: float,
-                       person_generation: str, style: str | None = None, values: dict[str, str] | None = None,
+                       person_generation: str, store: bool = False, style: str | None = None,
+                       values: dict[str, str] | None = None,
                        request: gr.Request | None = None,
                        progress: gr.Progress = gr.Progress(),  # noqa: B008 (how Gradio asks for it)
                        transparent: bool = False, transparent_method: str = DIFFERENCE) -> Any:
@@ -353,7 +354,7 @@ class StudioTab:
                                                                                        transparent_method),
                                                          request=request, progress=progress, extras=self.extras.values(
                                                              keep_metadata, output_format, jpeg_quality,
-                                                             person_generation),
+                                                             person_generation, store),
                                                          **craft_arguments(prompt, style, values)))
         return no_change()
 
@@ -362,7 +363,8 @@ class StudioTab:
                    temperature: float, top_p: float, top_k: int, seed: int, count: int, output: str,
                    thinking: str, show_thoughts: bool, search: bool, image_search: bool, api_key: str,
                    session: Session | None, keep_metadata: bool, output_format: str, jpeg_quality: float,
-                   person_generation: str, style: str | None = None, values: dict[str, str] | None = None,
+                   person_generation: str, store: bool = False, style: str | None = None,
+                       values: dict[str, str] | None = None,
                    request: gr.Request | None = None,
                    progress: gr.Progress = gr.Progress(),  # noqa: B008
                    transparent: bool = False, transparent_method: str = DIFFERENCE) -> Any:
@@ -377,7 +379,7 @@ class StudioTab:
                                                                                    transparent_method),
                                                      request=request, progress=progress,
                                                      extras=self.extras.values(keep_metadata, output_format,
-                                                                               jpeg_quality, person_generation),
+                                                                               jpeg_quality, person_generation, store),
                                                      **region, **craft_arguments(prompt, style, values)))
         return no_change()
 
@@ -385,7 +387,7 @@ class StudioTab:
                       temperature: float, top_p: float, top_k: int, seed: int, count: int, output: str,
                       thinking: str, show_thoughts: bool, search: bool, image_search: bool,
                       api_key: str, session: Session | None, keep_metadata: bool, output_format: str,
-                      jpeg_quality: float, person_generation: str, style: str | None = None,
+                      jpeg_quality: float, person_generation: str, store: bool = False, style: str | None = None,
                       values: dict[str, str] | None = None,
                       request: gr.Request | None = None, progress: gr.Progress = gr.Progress(),  # noqa: B008
                       transparent: bool = False, transparent_method: str = DIFFERENCE) -> Any:
@@ -398,7 +400,7 @@ class StudioTab:
                                                                                    transparent_method),
                                                         request=request, progress=progress, extras=self.extras.values(
                                                             keep_metadata, output_format, jpeg_quality,
-                                                            person_generation),
+                                                            person_generation, store),
                                                         **craft_arguments(prompt, style, values)))
         return no_change()
 

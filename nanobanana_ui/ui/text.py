@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from ..domain.costs import status_text
 from ..domain.errors import StudioError
-from ..domain.models import RETIRING, SHUT_DOWN, ModelSpec, get_model, known_models
+from ..domain.models import DEPRECATED, RETIRING, SHUT_DOWN, ModelSpec, get_model, known_models
 from ..domain.request import ImageOptions, ImageResult
 from ..quota.limits import DailyUsage
 from ..service.validation import composers_hint
@@ -149,10 +149,10 @@ def daily_meter(usage: DailyUsage, offline: bool) -> str:
 
 def model_info(spec: ModelSpec, size: str | None) -> str:
     """What the selected model costs and takes, e.g. "$0.0672 per 1K image · $6.72 per 100 · batch $0.0336 per
-    image · sizes 512, 1K · up to 14 input images", and its status when it is retiring (or gone)."""
+    image · sizes 512, 1K · up to 14 input images", and its status when it is deprecated, retiring (or gone)."""
     inputs = f"{spec.max_input_images} input image" + ("s" if spec.max_input_images != 1 else "")
     line = f"{spec.price_summary(size)} · sizes {', '.join(spec.sizes)} · up to {inputs}"
-    if spec.status in (RETIRING, SHUT_DOWN):
+    if spec.status in (DEPRECATED, RETIRING, SHUT_DOWN):
         line += f" · **{spec.lifecycle()}**"  # registry data, not user text
     return line
 

@@ -72,7 +72,7 @@ class WireLines:
     def __init__(self, client: Any) -> None:
         """Convert with this client's settings."""
         self._client = client
-        self._configs: dict[tuple[str, Any], dict[str, Any]] = {}
+        self._configs: dict[tuple[str, Any, bool | None], dict[str, Any]] = {}
 
     def line(self, request: ImageRequest, key: str) -> str:
         """One line: {"key", "request": {"contents": [...], "generationConfig": {...}, ...}}."""
@@ -82,13 +82,15 @@ class WireLines:
         from google.genai.batches import _InlinedRequest_to_mldev
 
         options = replace(request.options, variation=0)  # the variation never reaches the wire
-        rest = self._configs.get((request.model, options))
+        rest = self._configs.get((request.model, options, request.store))
         if rest is None:
             wire = _InlinedRequest_to_mldev(self._client._api_client,
                                             types.InlinedRequest(config=build_config(request)))
             converted: dict[str, Any] = _common.encode_unserializable_types(_common.convert_to_dict(wire))
             rest = dict(converted.get("request") or {})
-            self._configs[(request.model, options)] = rest
+            if request.store is not None:  # the SDK's converter drops `store` from a request without contents
+                rest["store"] = request.store
+            self._configs[(request.model, options, request.store)] = rest
         parts: list[dict[str, Any]] = [{"text": request.prompt}]
         parts += [{"inlineData": {"data": base64.urlsafe_b64encode(image.data).decode("ascii"),
                                   "mime_type": image.mime_type}}  # snake_case inside, as the SDK sends it
