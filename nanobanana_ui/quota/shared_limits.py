@@ -28,7 +28,6 @@ import hashlib
 import json
 import logging
 import os
-import socket
 import threading
 import time
 import uuid
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from .limits import RateLimiter, Slot, shared_rate_limiter
+from .liveness import NAMESPACE, process_alive, process_start
 from .partitions import stable_salt
 
 __all__ = ["POLL_S", "SharedRateLimiter", "limiter_file_name", "shared_limiter_for"]
@@ -54,36 +54,6 @@ def limiter_file_name(salt: bytes, key: str, endpoint: str) -> str:
     return f"rate-{digest}.json"
 
 
-def _process_start(pid: int) -> str:
-    """The process's start time in clock ticks since boot (tells a reused pid apart); "" where /proc is absent."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return ""
-    return stat.rpartition(")")[2].split()[19]  # field 22, counted after the parenthesised command name
-
-
-def _alive(pid: int, started: str) -> bool:
-    """True if the process that wrote an entry still runs (the same pid with the same start time)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return not started or _process_start(pid) in ("", started)
-
-
-def _namespace() -> str:
-    """This process's PID namespace: the boot id and the namespace's inode (pids compare only within one)."""
-    try:
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-        return f"{boot}:{os.stat('/proc/self/ns/pid').st_ino}"
-    except OSError:  # no /proc: a name no other process has, so every entry is judged by its lease
-        return f"{socket.gethostname()}:{uuid.uuid4().hex}"
-
-
-_NAMESPACE = _namespace()
 _LEASE_S = 30.0  # a ticket from another namespace lives this long after its owner last looked (every <= _IDLE_S)
 _MEND_RETRY_S = 1.0  # after a failed write, try this often to remove what it left in the file
 _SLOT_LEASE_S = 120.0  # the same for a slot in flight (its request left long before: uploads take seconds)
@@ -125,7 +95,7 @@ class SharedRateLimiter(RateLimiter):
         self.path = path
         self._file_lock = threading.Lock()  # one thread of this process in the file at a time (flock is per file)
         self._lock_path = path.with_suffix(".lock")
-        self._pid, self._started = os.getpid(), _process_start(os.getpid())
+        self._pid, self._started = os.getpid(), process_start(os.getpid())
         self._owner = uuid.uuid4().hex  # this limiter object: tells its own entries from every other's
         self._local: deque[_Waiter] = deque()
         self._held: set[str] = set()  # ids of this object's slots in flight (granted, not finished)
@@ -200,15 +170,15 @@ class SharedRateLimiter(RateLimiter):
 
     def _entry(self, entry_id: str, **fields: Any) -> dict[str, Any]:
         """A new entry of this process: who wrote it (pid, start time, namespace, object) and its lease."""
-        return {"id": entry_id, "pid": self._pid, "ps": self._started, "ns": _NAMESPACE, "owner": self._owner,
+        return {"id": entry_id, "pid": self._pid, "ps": self._started, "ns": NAMESPACE, "owner": self._owner,
                 "lease": self._clock() + _LEASE_S, **fields}
 
     def _alive(self, entry: dict[str, Any], now: float) -> bool:
         """Whether an entry's process still runs: by pid in this namespace, by its lease in another one."""
-        if entry.get("ns", _NAMESPACE) != _NAMESPACE:
+        if entry.get("ns", NAMESPACE) != NAMESPACE:
             lease = entry.get("lease")
             return isinstance(lease, (int, float)) and lease > now
-        return _alive(int(entry["pid"]), str(entry.get("ps", "")))
+        return process_alive(int(entry["pid"]), str(entry.get("ps", "")))
 
     def _settle(self, state: _State, now: float) -> None:
         """Drop expired slots and dead processes' tickets; a dead process's slot in flight counts one more window."""
