@@ -37,6 +37,7 @@ from ..studio import Studio
 from .gemini_api import BatchApi, WireLines, inline_request, poll_delays
 from .gemini_journal import FolderLock, JobRecord, Journal, add_to_index
 from .items import BatchItem
+from .jsonl import decode_lines
 from .manifest import Manifest, finished_lines
 from .plan import BatchPlan
 from .run import BatchSummary, ItemOutcome, base_line, failed_outcome, image_stem, place_images, run_batch
@@ -461,11 +462,13 @@ def _file_results(path: Path) -> Iterator[tuple[Any, Any, Any]]:
     """(key, response, error) for each line of a downloaded result file, read one line at a time."""
     from google.genai import types
 
-    with open(path, encoding="utf-8") as lines:
-        for number, text in enumerate(lines, start=1):
-            if not text.strip():
+    with open(path, "rb") as raw:  # decoded line by line: one bad byte spoils its line, not the rest of the file
+        for number, text in decode_lines(raw):
+            if text is not None and not text.strip():
                 continue
             try:
+                if text is None:
+                    raise UnicodeError("not UTF-8")
                 line = json.loads(text)
                 response = line.get("response")
                 parsed = types.GenerateContentResponse.model_validate(response) if response is not None else None

@@ -24,6 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .jsonl import read_jsonl
+
 __all__ = ["INDEX_NAME", "JOURNAL_NAME", "FolderLock", "JobRecord", "Journal", "add_to_index", "index_entries"]
 
 JOURNAL_NAME = "gemini_batch.jsonl"
@@ -59,22 +61,6 @@ class JobRecord:
         return self.finished is None and not self.abandoned
 
 
-def _read_lines(path: Path) -> list[dict[str, Any]]:
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return []
-    events = []
-    for text in raw.splitlines():
-        try:  # a line torn by a kill mid-write is skipped: the step it recorded is redone or reconciled
-            value = json.loads(text)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(value, dict):
-            events.append(value)
-    return events
-
-
 def _append_line(path: Path, event: dict[str, Any]) -> None:
     data = (json.dumps(event, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -106,7 +92,7 @@ class Journal:
     def records(self) -> list[JobRecord]:
         """Every intent in order, each with what followed it."""
         records: dict[str, JobRecord] = {}
-        for event in _read_lines(self.path):
+        for event in read_jsonl(self.path):
             name = str(event.get("display_name") or "")
             kind = event.get("event")
             if kind == "intent":
@@ -181,4 +167,4 @@ def add_to_index(home: Path, *, folder: Path, display_name: str, model: str, row
 
 def index_entries(home: Path) -> list[dict[str, Any]]:
     """The data directory's index lines, oldest first."""
-    return _read_lines(Path(home) / INDEX_NAME)
+    return read_jsonl(Path(home) / INDEX_NAME)
