@@ -2,13 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import json
+import subprocess
+import sys
+from pathlib import Path
 
-from conftest import in_studio
+import pytest
+from conftest import TEST_KEY, in_studio
+from servers import ROOT, app_env
+from test_gemini_batch import FAST, cli_env, run_gemini, write_file
 
-from nanobanana_ui.service.batch import GeminiBatches
+from nanobanana_ui.cli.main import main
+from nanobanana_ui.domain.errors import InputError, StorageError
+from nanobanana_ui.domain.request import ImageOptions, Mode
+from nanobanana_ui.service.batch import BatchItem, GeminiBatches, plan_batch, read_batch_file, run_batch
 from nanobanana_ui.service.batch.gemini_journal import Journal, add_to_index
 from nanobanana_ui.service.batch.manifest import finished_lines
+from nanobanana_ui.service.studio import Studio
+
+
+@pytest.fixture
+def fast_settings(settings, emulator):
+    """Settings pointed at the emulator, polling 100x faster, batch clock FAST (as in test_gemini_batch)."""
+    emulator.batches.seconds_per_state = FAST
+    return settings.with_overrides(batch_poll_scale=0.01)
+
 
 # A torn write inside a multi-byte character (item 7).
 
@@ -60,3 +80,115 @@ def test_a_result_file_with_a_bad_byte_reports_that_line_and_reads_the_rest(tmp_
                      + _good({"key": "row-3-v0", "error": {"code": 3, "message": "x"}}))
     keys = [key for key, _, _ in _file_results(path)]
     assert keys[0] == "row-1-v0" and keys[2] == "row-3-v0" and "unreadable" in keys[1]
+
+
+# Two batch runs of one folder at once (item 1), and an interactive run while a Gemini job is open (item 2).
+
+def _items(count: int, word: str = "prompt"):
+    return [BatchItem(row=n, prompt=f"{word} {n}", mode=Mode.GENERATE, images=(), model=None, options=ImageOptions())
+            for n in range(1, count + 1)]
+
+
+def _manifest(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines() if line.strip()]
+
+
+def test_two_interactive_runs_of_one_folder_at_once_pay_once(settings, emulator, tmp_path):
+    emulator.delay_s = 0.2
+    out = tmp_path / "run"
+    other = settings.with_overrides()  # a second Settings object: its own Studio, its own in-flight map
+
+    async def main():
+        async with Studio(settings) as first, Studio(other) as second:
+            runs = [run_batch(studio, plan_batch(studio, _items(20), out_dir=out), out_dir=out)
+                    for studio in (first, second)]
+            return await asyncio.gather(*runs, return_exceptions=True)
+
+    results = asyncio.run(main())
+    refused = [r for r in results if isinstance(r, BaseException)]
+    assert len(refused) == 1 and isinstance(refused[0], InputError), results
+    assert "another run is using" in str(refused[0])
+    assert len(emulator.generate_requests) == 20
+    assert sorted(line["row"] for line in _manifest(out) if line["status"] == "done") == list(range(1, 21))
+    assert not (out / ".staging").exists()
+
+
+def test_two_cli_batch_runs_of_one_folder_at_once_pay_once(emulator, tmp_path):
+    emulator.delay_s = 0.2
+    path = tmp_path / "q.txt"
+    path.write_text("".join(f"item {n}\n" for n in range(1, 21)))
+    out = tmp_path / "run"
+    env = app_env(GEMINI_API_KEY=TEST_KEY, NANOBANANA_BASE_URL=emulator.base_url,
+                  NANOBANANA_HOME=str(tmp_path / "home"), PYTHONPATH=str(ROOT))
+    command = [sys.executable, "-m", "nanobanana_ui", "batch", str(path), "--yes", "--out", str(out)]
+    runs = [subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True) for _ in range(2)]
+    codes = []
+    for run in runs:
+        _, err = run.communicate(timeout=120)
+        codes.append((run.returncode, err))
+    assert sorted(code for code, _ in codes) == [0, 2], codes
+    assert any("another run is using" in err for code, err in codes if code == 2)
+    assert len(emulator.generate_requests) == 20
+    assert sorted(line["row"] for line in _manifest(out) if line["status"] == "done") == list(range(1, 21))
+
+
+def test_an_interactive_run_is_refused_while_a_gemini_job_is_open(fast_settings, emulator, tmp_path):
+    emulator.batches.seconds_per_state = 60
+    path = write_file(tmp_path, "x\ny\n", "two.txt")
+    out = tmp_path / "run"
+    run_gemini(fast_settings, path, out, wait=False)
+    [job] = emulator.batches.jobs
+
+    async def interactive(studio):
+        return await run_batch(studio, plan_batch(studio, read_batch_file(path), out_dir=out), out_dir=out)
+
+    try:
+        in_studio(fast_settings, interactive)
+        raise AssertionError("the interactive run was not refused")
+    except InputError as error:
+        assert "open Gemini Batch Mode job" in error.message and job.name in error.message
+        assert "--gemini-batch --cancel" in error.message
+    assert emulator.generate_requests == []
+
+
+def test_the_cli_refuses_an_interactive_run_while_a_gemini_job_is_open(fast_settings, emulator, tmp_path,
+                                                                       monkeypatch, capsys):
+    emulator.batches.seconds_per_state = 60
+    path = write_file(tmp_path, "x\ny\n", "two.txt")
+    out = tmp_path / "run"
+    for name, value in cli_env(emulator, fast_settings.home).items():
+        monkeypatch.setenv(name, value)
+    run_gemini(fast_settings, path, out, wait=False)
+    capsys.readouterr()
+    assert main(["batch", str(path), "--yes", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert emulator.batches.jobs[0].name in err and "--gemini-batch --cancel" in err and "estimated" not in err
+    assert emulator.generate_requests == []
+
+
+# Disk full while fetching Gemini results (item 3).
+
+def _full_disk(*_args, **_kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("where", ["cache", "place"])
+def test_a_full_disk_while_fetching_stops_without_finishing_and_the_rerun_fetches_the_same_job(
+        fast_settings, emulator, tmp_path, monkeypatch, where):
+    from nanobanana_ui.service.batch import gemini_jobs
+    from nanobanana_ui.storage.cache import ResultCache
+
+    path = write_file(tmp_path, "a\nb\nc\n", "three.txt")
+    out = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        if where == "cache":
+            patch.setattr(ResultCache, "store", _full_disk)
+        else:
+            patch.setattr(gemini_jobs, "place_images", _full_disk)
+        with pytest.raises(StorageError, match="No space left.*run the same command again"):
+            run_gemini(fast_settings, path, out)
+    events = [json.loads(line)["event"] for line in (out / "gemini_batch.jsonl").read_text().splitlines()]
+    assert "finished" not in events
+    summary, _ = run_gemini(fast_settings, path, out)
+    assert len(emulator.batches.jobs) == 1 and summary.done == 3 and summary.finished

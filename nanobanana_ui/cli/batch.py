@@ -52,6 +52,7 @@ def _money(value: float | None) -> str:
 
 async def _main(args: argparse.Namespace) -> int:
     from ..service.batch import BatchFileError, plan_batch, read_batch_file, run_batch
+    from ..service.batch.folder import refuse_open_gemini_job
     from ..service.studio import Studio
 
     if args.concurrency is not None and args.concurrency < 1:
@@ -83,6 +84,7 @@ async def _main(args: argparse.Namespace) -> int:
             return await run_gemini_batch_cli(args, studio, plan, out_dir, _print_json, _confirmed, defaults)
         if args.no_wait or args.cancel:
             raise InputError("--no-wait and --cancel go with --gemini-batch.")
+        refuse_open_gemini_job(out_dir)  # before the estimate and the question: its rows would be paid twice
         to_send = len(plan.requests) - plan.already_done
         pace = f"{settings.rpm}/min" if not studio.offline else "no limit (offline emulator)"
         _say(f"batch {args.file.name}: {len(plan.items)} item(s), {len(plan.requests)} request(s); "

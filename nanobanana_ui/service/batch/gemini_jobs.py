@@ -14,9 +14,9 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import sqlite3
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,17 +30,19 @@ from ...domain.errors import (
     PermissionDeniedError,
     RateLimitError,
     ServiceError,
+    StorageError,
     StudioError,
 )
 from ...domain.request import ImageRequest
 from ..studio import Studio
+from .folder import hold_run_folder
 from .gemini_api import BatchApi, WireLines, inline_request, poll_delays
-from .gemini_journal import FolderLock, JobRecord, Journal, add_to_index
+from .gemini_journal import JobRecord, Journal, add_to_index
 from .items import BatchItem
 from .jsonl import decode_lines
 from .manifest import Manifest, finished_lines
 from .plan import BatchPlan
-from .run import BatchSummary, ItemOutcome, base_line, failed_outcome, image_stem, place_images, run_batch
+from .run import BatchSummary, ItemOutcome, base_line, failed_outcome, image_stem, place_images, run_rows
 
 if TYPE_CHECKING:
     from google.genai import types
@@ -141,19 +143,8 @@ class GeminiBatchRun:
         """Watch the open job (or submit the rows still missing as a new one); with `wait`, until it ends."""
         self.studio.capabilities.require_batch_mode()  # not on Vertex AI: refused before anything is sent
         check_one_model(self.plan)
-        with self._locked():
+        with hold_run_folder(self.out_dir):
             return await self._run(wait=wait)
-
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        lock = FolderLock(self.out_dir)
-        if not lock.acquire():
-            raise InputError(f"another run is using {self.out_dir} right now (the CLI or the app): wait for it to "
-                             "finish, or stop it, then run this again")
-        try:
-            yield
-        finally:
-            lock.release()
 
     async def _run(self, *, wait: bool) -> GeminiBatchSummary:
         record = await self._reconcile(self.journal.open_record())
@@ -177,7 +168,7 @@ class GeminiBatchRun:
     async def cancel(self) -> GeminiBatchSummary:
         """Cancel the run folder's open job; what it already answered is written, the rest can be resubmitted."""
         self.studio.capabilities.require_batch_mode()
-        with self._locked():
+        with hold_run_folder(self.out_dir):
             return await self._cancel()
 
     async def _cancel(self) -> GeminiBatchSummary:
@@ -225,7 +216,7 @@ class GeminiBatchRun:
 
     async def _run_cached(self, hits: Sequence[tuple[BatchItem, ImageRequest]]) -> None:
         sub = BatchPlan(items=self.plan.items, requests=tuple(hits), estimated_cost_usd=0.0, already_done=0)
-        summary: BatchSummary = await run_batch(self.studio, sub, out_dir=self.out_dir, on_outcome=self._report)
+        summary: BatchSummary = await run_rows(self.studio, sub, out_dir=self.out_dir, on_outcome=self._report)
         self._say(f"{summary.cached + summary.done} request(s) answered from the result cache ($0), not submitted")
 
     async def _submit(self, todo: Sequence[tuple[BatchItem, ImageRequest]]) -> JobRecord:
@@ -373,6 +364,13 @@ class GeminiBatchRun:
         except StudioError as failure:  # an error line, no image, or an unreadable one: a failed row, not a crash
             self._record_failure(request, failure)
             return failed_outcome(item, request, base, failure.message, type(failure).__name__, failure.exit_code)
+        except (OSError, sqlite3.OperationalError) as failure:  # disk full, read-only: stop, never finish the job
+            # Not a failed row: the job would be journaled finished and the next run would pay for these rows again.
+            # Raised, the fetch stops before "finished"; the next run fetches the same job again (rows written so far
+            # are skipped), and nothing is submitted again.
+            raise StorageError(f"could not write the results of {record.job} ({type(failure).__name__}: {failure}); "
+                               "the job stays open. Free some space and run the same command again: its results are "
+                               "fetched again and nothing is submitted again.") from failure
         except Exception as failure:  # noqa: BLE001 - one bad line must not stop the others
             return failed_outcome(item, request, base, f"unexpected {type(failure).__name__}: {failure}",
                            type(failure).__name__, 1)

@@ -26,11 +26,10 @@ from typing import Any
 
 from .jsonl import read_jsonl
 
-__all__ = ["INDEX_NAME", "JOURNAL_NAME", "FolderLock", "JobRecord", "Journal", "add_to_index", "index_entries"]
+__all__ = ["INDEX_NAME", "JOURNAL_NAME", "JobRecord", "Journal", "add_to_index", "index_entries"]
 
 JOURNAL_NAME = "gemini_batch.jsonl"
 INDEX_NAME = "gemini_batches.jsonl"
-LOCK_NAME = ".gemini_batch.lock"
 
 
 def now_text() -> str:
@@ -122,41 +121,6 @@ class Journal:
     def open_record(self) -> JobRecord | None:
         """The job still open (submitted or about to be, results not all written), if any."""
         return next((r for r in reversed(self.records()) if r.open), None)
-
-
-class FolderLock:
-    """An exclusive lock on a run folder while one process submits, watches or fetches its job.
-
-    Two runs of the same folder at once (the CLI and the app, say) could otherwise both find no open job and submit
-    twice. The OS drops the lock when its process dies, kill -9 included, so a crash never leaves it stuck.
-    """
-
-    def __init__(self, folder: Path) -> None:
-        """Prepare the lock file's path (nothing is locked yet)."""
-        self.path = Path(folder) / LOCK_NAME
-        self._handle: Any = None
-
-    def acquire(self) -> bool:
-        """Take the lock without waiting; False when another process holds it."""
-        try:
-            import fcntl
-        except ImportError:  # not POSIX: no lock (one run per folder is then the user's business)
-            return True
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+")  # noqa: SIM115 - held until release()
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.close()
-            return False
-        self._handle = handle
-        return True
-
-    def release(self) -> None:
-        """Let go of the lock."""
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
 
 
 def add_to_index(home: Path, *, folder: Path, display_name: str, model: str, rows: int, source_file: str) -> None:

@@ -9,6 +9,7 @@ still in flight at the kill can be paid twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import uuid
@@ -24,6 +25,7 @@ from ...imaging.outputs import clone_file, extension_for, slugify
 from ..sending import NotSent, stop_sending
 from ..studio import Studio
 from ..transparency import Method, Transparency, make_transparent
+from .folder import hold_run_folder, refuse_open_gemini_job
 from .items import BatchItem
 from .manifest import Manifest, finished_lines
 from .plan import BatchPlan
@@ -31,7 +33,8 @@ from .plan import BatchPlan
 if TYPE_CHECKING:
     from ..sending import EventSink
 
-__all__ = ["BatchSummary", "ItemOutcome", "base_line", "failed_outcome", "image_stem", "place_images", "run_batch"]
+__all__ = ["BatchSummary", "ItemOutcome", "base_line", "failed_outcome", "image_stem", "place_images", "run_batch",
+           "run_rows"]
 
 _STAGING = ".staging"  # the Studio saves here; each image is then put under its batch name
 
@@ -81,10 +84,26 @@ async def run_batch(studio: Studio, plan: BatchPlan, *, out_dir: Path, concurren
     it. `cancel` set: no new request starts, those in flight finish, and the summary says cancelled. `on_outcome`
     gets every outcome as it happens, "earlier" ones first. Requests still waiting for a rate-limit slot when
     `cancel` is set are not sent at all (they have no outcome and run next time).
+
+    Never paid twice: the run holds the folder's lock (InputError at once if another run, interactive or Gemini
+    Batch Mode, holds it) and is refused while the folder has an open Gemini Batch Mode job.
     """
     out_dir = Path(out_dir)
-    staging = out_dir / _STAGING
-    await asyncio.to_thread(shutil.rmtree, staging, True)  # leftovers of a killed run: their answers are cached
+    with hold_run_folder(out_dir):
+        await asyncio.to_thread(refuse_open_gemini_job, out_dir)
+        return await run_rows(studio, plan, out_dir=out_dir, concurrency=concurrency, on_outcome=on_outcome,
+                              cancel=cancel, use_cache=use_cache, owner=owner, on_event=on_event)
+
+
+async def run_rows(studio: Studio, plan: BatchPlan, *, out_dir: Path, concurrency: int | None = None,
+                   on_outcome: Callable[[ItemOutcome], None] | None = None, cancel: asyncio.Event | None = None,
+                   use_cache: bool = True, owner: str | None = None,
+                   on_event: EventSink | None = None) -> BatchSummary:
+    """run_batch's work, for a caller that already holds the folder's lock (Gemini Batch Mode's cache hits)."""
+    out_dir = Path(out_dir)
+    # Under the lock nothing else uses the folder: any staged leftover is a killed run's (its answers are cached).
+    await asyncio.to_thread(shutil.rmtree, out_dir / _STAGING, True)
+    staging = out_dir / _STAGING / uuid.uuid4().hex[:8]
     finished = await asyncio.to_thread(finished_lines, out_dir)
     manifest = await asyncio.to_thread(Manifest, out_dir)
     outcomes: list[ItemOutcome] = []
@@ -126,6 +145,8 @@ async def run_batch(studio: Studio, plan: BatchPlan, *, out_dir: Path, concurren
     finally:
         manifest.close()
         await asyncio.to_thread(shutil.rmtree, staging, True)
+        with contextlib.suppress(OSError):
+            staging.parent.rmdir()  # only when empty
     by = {s: [o for o in outcomes if o.status == s] for s in ("done", "cached", "failed", "earlier")}
     order = {(item.row, request.options.variation): n for n, (item, request) in enumerate(plan.requests)}
     failures = sorted(by["failed"], key=lambda o: order.get((o.row, o.variation), 0))
