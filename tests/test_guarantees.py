@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import json
 import subprocess
@@ -14,13 +15,18 @@ from conftest import TEST_KEY, in_studio
 from servers import ROOT, app_env
 from test_gemini_batch import FAST, cli_env, run_gemini, write_file
 
-from nanobanana_ui.cli.main import main
-from nanobanana_ui.domain.errors import InputError, StorageError
+from nanobanana_ui.cli.main import _overrides, build_parser, main
+from nanobanana_ui.domain.config import load_settings
+from nanobanana_ui.domain.errors import InputError, SentTimeoutError, ServiceTimeoutError, StorageError
+from nanobanana_ui.domain.models import all_models, request_timeout_s
 from nanobanana_ui.domain.request import ImageOptions, Mode
+from nanobanana_ui.emulator import Fault
+from nanobanana_ui.quota.retry import RetryPolicy, is_retryable
 from nanobanana_ui.service.batch import BatchItem, GeminiBatches, plan_batch, read_batch_file, run_batch
 from nanobanana_ui.service.batch.gemini_journal import Journal, add_to_index
 from nanobanana_ui.service.batch.manifest import finished_lines
 from nanobanana_ui.service.studio import Studio
+from nanobanana_ui.ui.text import daily_meter
 
 
 @pytest.fixture
@@ -192,3 +198,60 @@ def test_a_full_disk_while_fetching_stops_without_finishing_and_the_rerun_fetche
     assert "finished" not in events
     summary, _ = run_gemini(fast_settings, path, out)
     assert len(emulator.batches.jobs) == 1 and summary.done == 3 and summary.finished
+
+
+# A timeout after the request was sent may have been billed (item 5).
+
+def test_a_timeout_after_sending_is_not_retried_and_is_metered_as_possibly_billed(settings, emulator):
+    slow = settings.with_overrides(max_attempts=3, timeout_s=1.0)
+    emulator.fail_next(Fault.delay(3))
+
+    async def scenario(studio):
+        with pytest.raises(SentTimeoutError) as caught:
+            await studio.generate("a slow fox")
+        return caught.value, studio.usage_today()
+
+    error, usage = in_studio(slow, scenario)
+    assert len(emulator.generate_requests) == 1
+    assert "may have" in error.message and "--retry-timeouts" in error.message
+    assert "NANOBANANA_RETRY_TIMEOUTS=1" in error.message
+    assert usage.maybe_requests == 1 and usage.maybe_usd > 0 and usage.cost_usd == 0
+    assert "1 possibly billed" in daily_meter(usage, offline=False)
+
+
+def test_retry_timeouts_allows_sending_again(settings, emulator):
+    allowed = settings.with_overrides(max_attempts=3, timeout_s=1.0, retry_timeouts=True)
+    emulator.fail_next(Fault.delay(3))
+    result = in_studio(allowed, lambda studio: studio.generate("a slow fox"))
+    assert len(emulator.generate_requests) == 2 and result.images
+
+
+def test_the_retry_timeouts_setting_and_flag(tmp_path):
+    assert load_settings(environ={"NANOBANANA_RETRY_TIMEOUTS": "1"}, env_file=None).retry_timeouts
+    assert not load_settings(environ={}, env_file=None).retry_timeouts
+    for command in (["generate", "x"], ["batch", "f.txt"], ["edit", "a.png", "x"], ["compose", "a.png", "--prompt",
+                                                                                  "x"], ["refine", "abc", "x"]):
+        args = build_parser().parse_args([*command, "--retry-timeouts"])
+        assert args.retry_timeouts, command
+    assert _overrides(build_parser().parse_args(["generate", "x", "--retry-timeouts"]))["retry_timeouts"] is True
+
+
+def test_only_a_sent_timeout_needs_permission_to_be_retried():
+    assert is_retryable(ServiceTimeoutError("before sending"))
+    assert not is_retryable(SentTimeoutError("after sending"))
+    assert is_retryable(SentTimeoutError("after sending"), retry_sent_timeouts=True)
+    assert RetryPolicy(max_attempts=3).next_delay(SentTimeoutError("x"), 1, 0.0) is None
+    assert RetryPolicy(max_attempts=3, retry_sent_timeouts=True).next_delay(SentTimeoutError("x"), 1, 0.0)
+
+
+def test_every_model_and_size_has_a_timeout_long_enough_for_the_slowest(settings, emulator):
+    for spec in all_models():
+        for size in spec.sizes:
+            assert request_timeout_s(spec.id, size) >= 90, (spec.id, size)
+    assert request_timeout_s("gemini-3-pro-image", "4K") >= 300
+    assert request_timeout_s("some-new-image-model") >= 120  # unknown ids get the default table
+    # Without NANOBANANA_TIMEOUT each request carries the registry's time for its model and size.
+    in_studio(dataclasses.replace(settings, timeout_s=None), lambda studio: studio.generate("a fox"))
+    [request] = emulator.generate_requests
+    sent = {k.lower(): v for k, v in request.headers.items()}
+    assert sent.get("x-server-timeout") == str(int(request_timeout_s(settings.model, None)))

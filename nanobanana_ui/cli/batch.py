@@ -58,7 +58,8 @@ async def _main(args: argparse.Namespace) -> int:
     if args.concurrency is not None and args.concurrency < 1:
         raise InputError(f"--concurrency must be at least 1 (got {args.concurrency}).")
     settings = load_settings({"offline": True if args.offline else None,
-                              "keep_metadata": True if args.keep_metadata else None})
+                              "keep_metadata": True if args.keep_metadata else None,
+                              "retry_timeouts": True if args.retry_timeouts else None})
     defaults = ImageOptions(aspect_ratio=args.aspect_ratio, size=args.size, temperature=args.temperature,
                             top_p=args.top_p, top_k=args.top_k, seed=args.seed, with_text=not args.image_only,
                             thinking=args.thinking, show_thoughts=args.show_thoughts, search=args.search,

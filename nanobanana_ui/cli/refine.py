@@ -37,7 +37,8 @@ async def run_refine(args: argparse.Namespace, show: Callable[[ImageResult], Non
     """Run `refine`: prepare (all checks, nothing sent), say what the turn costs, send --count branches."""
     from ..service.studio import Studio
 
-    settings = load_settings({"offline": True} if args.offline else None)
+    settings = load_settings({"offline": True if args.offline else None,
+                              "retry_timeouts": True if args.retry_timeouts else None})
     options = ImageOptions(aspect_ratio=args.aspect_ratio, size=args.size, temperature=args.temperature,
                            top_p=args.top_p, top_k=args.top_k, seed=args.seed, with_text=not args.image_only)
     if not 1 <= args.count <= 100:

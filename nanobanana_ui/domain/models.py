@@ -17,7 +17,8 @@ from .errors import ShutDownModelError
 
 __all__ = [
     "BATCH_DISCOUNT", "RETIRING", "SHUT_DOWN", "Capability", "ModelSpec", "Price", "all_models",
-    "default_model_id", "find_model", "get_model", "known_models", "models_with", "pixel_size", "resolve",
+    "default_model_id", "find_model", "get_model", "known_models", "models_with", "pixel_size", "request_timeout_s",
+    "resolve",
 ]
 
 GA, PREVIEW, RETIRING, SHUT_DOWN = "ga", "preview", "retiring", "shut down"
@@ -192,13 +193,30 @@ class _Registry:
     default: str
     models: tuple[ModelSpec, ...]
     tables: dict[str, Any]
+    timeouts: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 @lru_cache(maxsize=1)
 def _registry() -> _Registry:
     data = json.loads(resources.files(__package__).joinpath("models.json").read_text("utf-8"))
     tables = {name: table for name, table in data.get("pixel_tables", {}).items() if not name.startswith("_")}
-    return _Registry(data["default"], tuple(_spec_from_entry(e, tables) for e in data["models"]), tables)
+    timeouts = {name: {size: float(seconds) for size, seconds in table.items()}
+                for name, table in data.get("timeouts_s", {}).items() if not name.startswith("_")}
+    return _Registry(data["default"], tuple(_spec_from_entry(e, tables) for e in data["models"]), tables, timeouts)
+
+
+def request_timeout_s(model_id: str, size: str | None = None) -> float:
+    """Seconds to wait for one answer of this model at this size (the registry's timeouts_s; the size's default).
+
+    Long enough for the slowest answers: a timeout after the request was sent may have been billed.
+    """
+    timeouts = _registry().timeouts
+    spec = find_model(model_id)
+    size = size or (spec.default_size if spec is not None else "1K")
+    default = timeouts.get("default", {})
+    own = timeouts.get(spec.id if spec is not None else model_id, {})
+    seconds = own.get(size) or default.get(size)
+    return seconds if seconds else max([*default.values(), *own.values(), 120.0])
 
 
 def all_models() -> tuple[ModelSpec, ...]:

@@ -97,6 +97,9 @@ class WireLines:
         return json.dumps({"key": key, "request": body}, ensure_ascii=False)
 
 
+_TIMEOUT_S = 120.0  # the batch and Files API calls (no image is made while they wait): NANOBANANA_TIMEOUT overrides
+
+
 class BatchApi:
     """The batch and Files API of one key, with our retry policy (the SDK's own retry stays off)."""
 
@@ -113,7 +116,8 @@ class BatchApi:
             key, base_url = OFFLINE_API_KEY, shared_emulator().base_url
         else:
             key, base_url = settings.api_key or "", settings.base_url
-        options = types.HttpOptions(api_version="v1beta", base_url=base_url, timeout=int(settings.timeout_s * 1000))
+        timeout_ms = int((settings.timeout_s or _TIMEOUT_S) * 1000)
+        options = types.HttpOptions(api_version="v1beta", base_url=base_url, timeout=timeout_ms)
         self.client = genai.Client(api_key=key, vertexai=False, http_options=options)
         self.policy = policy
         self.on_event = on_event
