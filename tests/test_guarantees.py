@@ -255,3 +255,21 @@ def test_every_model_and_size_has_a_timeout_long_enough_for_the_slowest(settings
     [request] = emulator.generate_requests
     sent = {k.lower(): v for k, v in request.headers.items()}
     assert sent.get("x-server-timeout") == str(int(request_timeout_s(settings.model, None)))
+
+
+def test_a_batch_row_that_may_have_been_billed_is_sent_again_only_when_allowed(settings, emulator, tmp_path):
+    slow = settings.with_overrides(max_attempts=3, timeout_s=1.0)
+    out = tmp_path / "run"
+    emulator.fail_next(Fault.delay(3))
+
+    async def run(studio):
+        return await run_batch(studio, plan_batch(studio, _items(2), out_dir=out), out_dir=out, concurrency=1)
+
+    first = in_studio(slow, run)
+    assert first.done == 1 and first.failed == 1 and first.failures[0].error_type == "SentTimeoutError"
+    assert len(emulator.generate_requests) == 2
+    again = in_studio(slow, run)  # a plain rerun: not sent, said why
+    assert again.earlier == 1 and again.failed == 1 and "--retry-timeouts" in (again.failures[0].error or "")
+    assert len(emulator.generate_requests) == 2
+    allowed = in_studio(slow.with_overrides(retry_timeouts=True), run)
+    assert allowed.done == 1 and allowed.failed == 0 and len(emulator.generate_requests) == 3

@@ -10,7 +10,7 @@ from typing import Any
 
 from .jsonl import read_jsonl
 
-__all__ = ["MANIFEST_NAME", "Manifest", "finished_lines"]
+__all__ = ["MANIFEST_NAME", "Manifest", "finished_lines", "maybe_billed_lines"]
 
 MANIFEST_NAME = "manifest.jsonl"
 _FINISHED = ("done", "cached")
@@ -27,6 +27,14 @@ def finished_lines(folder: Path) -> dict[tuple[int, str], dict[str, Any]]:
         else:
             finished.pop(key, None)  # type: ignore[arg-type]
     return finished
+
+
+def maybe_billed_lines(folder: Path) -> dict[tuple[int, str], dict[str, Any]]:
+    """(row, cache key) → the last line, when it is a timeout after sending (SentTimeoutError: maybe billed)."""
+    last: dict[tuple[int, str], dict[str, Any]] = {}
+    for line in read_jsonl(folder / MANIFEST_NAME):
+        last[(line.get("row"), line.get("key"))] = line  # type: ignore[index]
+    return {key: line for key, line in last.items() if line.get("error_type") == "SentTimeoutError"}
 
 
 class Manifest:

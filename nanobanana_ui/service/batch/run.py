@@ -27,7 +27,7 @@ from ..studio import Studio
 from ..transparency import Method, Transparency, make_transparent
 from .folder import hold_run_folder, refuse_open_gemini_job
 from .items import BatchItem
-from .manifest import Manifest, finished_lines
+from .manifest import Manifest, finished_lines, maybe_billed_lines
 from .plan import BatchPlan
 
 if TYPE_CHECKING:
@@ -37,6 +37,8 @@ __all__ = ["BatchSummary", "ItemOutcome", "base_line", "failed_outcome", "image_
            "run_rows"]
 
 _STAGING = ".staging"  # the Studio saves here; each image is then put under its batch name
+_HELD = ("not sent again: an earlier run's request timed out after it was sent, so Gemini may have made and billed "
+         "it; run with --retry-timeouts (or NANOBANANA_RETRY_TIMEOUTS=1) to send it again")
 
 
 @dataclass(frozen=True)
@@ -115,11 +117,15 @@ async def run_rows(studio: Studio, plan: BatchPlan, *, out_dir: Path, concurrenc
         if on_outcome is not None:
             on_outcome(outcome)
 
+    # A request whose last attempt timed out after it was sent may have been billed: sent again only when allowed.
+    held = {} if studio.settings.retry_timeouts else await asyncio.to_thread(maybe_billed_lines, out_dir)
     pending: asyncio.Queue[tuple[BatchItem, ImageRequest]] = asyncio.Queue()
     for item, request in plan.requests:
         line = finished.get((item.row, request.cache_key()))
         if line is not None:
             report(_earlier(item, request, line, out_dir))
+        elif (item.row, request.cache_key()) in held:
+            report(failed_outcome(item, request, base_line(item, request), _HELD, "SentTimeoutError", 6))
         else:
             pending.put_nowait((item, request))
     limit = studio.settings.rpm if concurrency is None else max(1, min(concurrency, studio.settings.rpm))
