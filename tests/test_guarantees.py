@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 from conftest import TEST_KEY, in_studio
+from google.genai import types
 from servers import ROOT, app_env
-from test_gemini_batch import FAST, cli_env, run_gemini, write_file
+from test_gemini_batch import FAST, cli_env, run_gemini, sdk_client, write_file
 
 from nanobanana_ui.cli.main import _overrides, build_parser, main
 from nanobanana_ui.domain.config import load_settings
@@ -273,3 +274,66 @@ def test_a_batch_row_that_may_have_been_billed_is_sent_again_only_when_allowed(s
     assert len(emulator.generate_requests) == 2
     allowed = in_studio(slow.with_overrides(retry_timeouts=True), run)
     assert allowed.done == 1 and allowed.failed == 0 and len(emulator.generate_requests) == 3
+
+
+# "Never twice" with a slow job listing, duplicate jobs, and another key (item 4).
+
+def test_a_create_that_timed_out_waits_for_a_slow_listing_rather_than_create_again(fast_settings, emulator,
+                                                                                   tmp_path):
+    settings = fast_settings.with_overrides(max_attempts=3, timeout_s=1.0, batch_poll_scale=0.02)  # patience 6 s
+    emulator.batches.hold_create_s = 2.5  # the job exists; the answer comes after the client gave up
+    emulator.batches.list_lag_s = 4.0  # and the listing shows it only 4 s after it was made
+    path = write_file(tmp_path, "a\nb\n", "two.txt")
+    events: list[str] = []
+    summary, _ = run_gemini(settings, path, tmp_path / "run", on_event=events.append)
+    assert len(emulator.batches.jobs) == 1 and summary.done == 2
+    assert any("waiting for Gemini to list the job" in event for event in events)
+    journal = [json.loads(line)["event"] for line in (tmp_path / "run" / "gemini_batch.jsonl").read_text().splitlines()]
+    assert journal.count("create_sent") == 1
+
+
+def _duplicate_of(emulator, display_name: str) -> str:
+    client = sdk_client(emulator)
+    job = client.batches.create(model="gemini-2.5-flash-image", src=[
+        types.InlinedRequest(contents="a", metadata={"key": "row-1-v0"})], config={"display_name": display_name})
+    return str(job.name)
+
+
+def test_duplicate_jobs_of_one_intent_are_adopted_once_and_the_others_cancelled(fast_settings, emulator, tmp_path):
+    emulator.batches.seconds_per_state = 60
+    path = write_file(tmp_path, "a\nb\n", "two.txt")
+    out = tmp_path / "run"
+    run_gemini(fast_settings, path, out, wait=False)
+    [first] = emulator.batches.jobs
+    second = _duplicate_of(emulator, first.display_name)  # a retried create made a second job
+    journal = out / "gemini_batch.jsonl"  # and the run was killed before it could note either
+    journal.write_text("".join(line + "\n" for line in journal.read_text().splitlines()
+                               if json.loads(line)["event"] != "created"))
+    emulator.batches.set_state(first.name, "SUCCEEDED")
+    events: list[str] = []
+    summary, _ = run_gemini(fast_settings, path, out, on_event=events.append)
+    assert summary.job == first.name and summary.done == 2
+    assert [r.path for r in emulator.requests if r.path.endswith(":cancel")] == [f"/v1beta/{second}:cancel"]
+    assert any(second in event and "cancelled" in event for event in events)
+    assert sorted(line["row"] for line in _manifest(out)) == [1, 2]  # every row written once
+    [record] = Journal(out).records()
+    assert record.duplicates == [second]
+
+
+def test_a_job_submitted_with_another_key_is_never_resumed_or_resubmitted(fast_settings, emulator, tmp_path):
+    emulator.batches.seconds_per_state = 60
+    path = write_file(tmp_path, "a\nb\n", "two.txt")
+    out = tmp_path / "run"
+    run_gemini(fast_settings, path, out, wait=False)
+    journal = out / "gemini_batch.jsonl"  # killed before the job's name was noted: a resume would look it up
+    journal.write_text("".join(line + "\n" for line in journal.read_text().splitlines()
+                               if json.loads(line)["event"] != "created"))
+    assert TEST_KEY not in journal.read_text()
+    before = len(emulator.requests)
+    other = fast_settings.with_overrides(api_key="another-key-not-secret")
+    for cancel in (False, True):
+        with pytest.raises(InputError, match="submitted with another API key"):
+            run_gemini(other, path, out, cancel=cancel)
+    assert len(emulator.batches.jobs) == 1 and len(emulator.requests) == before  # nothing listed, nothing sent
+    summary, _ = run_gemini(fast_settings, path, out, wait=False)  # the right key still finds it
+    assert summary.job == emulator.batches.jobs[0].name and len(emulator.batches.jobs) == 1

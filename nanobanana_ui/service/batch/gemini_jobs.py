@@ -34,9 +34,10 @@ from ...domain.errors import (
     StudioError,
 )
 from ...domain.request import ImageRequest
+from ...quota.partitions import salted_hash, stable_salt
 from ..studio import Studio
 from .folder import hold_run_folder
-from .gemini_api import BatchApi, WireLines, inline_request, poll_delays
+from .gemini_api import BatchApi, WireLines, inline_request, pick_job, poll_delays
 from .gemini_journal import JobRecord, Journal, add_to_index
 from .items import BatchItem
 from .jsonl import decode_lines
@@ -147,7 +148,7 @@ class GeminiBatchRun:
             return await self._run(wait=wait)
 
     async def _run(self, *, wait: bool) -> GeminiBatchSummary:
-        record = await self._reconcile(self.journal.open_record())
+        record = await self._reconcile(self._open_record())
         if record is None:
             record = await self._submit_missing()
             if record is None:
@@ -172,7 +173,7 @@ class GeminiBatchRun:
             return await self._cancel()
 
     async def _cancel(self) -> GeminiBatchSummary:
-        record = await self._reconcile(self.journal.open_record())
+        record = await self._reconcile(self._open_record())
         if record is None or record.job is None:
             return self._summary(None, None, finished=True, message="no open Gemini batch job in this run folder: "
                                                                     "nothing to cancel")
@@ -187,19 +188,66 @@ class GeminiBatchRun:
             f"asked Gemini to cancel {record.job} (now {_state_word(job)}); run the same command again to see it end"))
 
     # ---- never twice
+    def _key_fp(self) -> str:
+        """This run's key and endpoint as a salted hash (the key itself is never written)."""
+        settings = self.studio.settings
+        endpoint = "offline" if settings.uses_emulator else (settings.base_url or "gemini")
+        text = f"batch-key:{'' if settings.uses_emulator else settings.api_key or ''}\0{endpoint}"
+        return salted_hash(stable_salt(settings.home), text)[:16]
+
+    def _open_record(self) -> JobRecord | None:
+        """The folder's open job; refused when another key submitted it (its jobs are invisible to this key)."""
+        record = self.journal.open_record()
+        if record is not None and record.key_fp and record.key_fp != self._key_fp():
+            raise InputError(f"this folder's Gemini Batch Mode job {record.job or record.display_name} was "
+                             "submitted with another API key (or endpoint): run this again with that key to fetch "
+                             "or cancel it. Nothing was sent.")
+        return record
+
     async def _reconcile(self, record: JobRecord | None) -> JobRecord | None:
-        """An intent without a job name: adopt the job with its display name, or mark the intent abandoned."""
+        """An intent without a job name: adopt the job with its display name, or mark the intent abandoned.
+
+        When a create may have reached the API (journaled "create_sent"), the listing is watched for minutes before
+        the intent is given up: a job just made can take a while to be listed.
+        """
         if record is None or record.job is not None:
             return record
-        found = await self.api.find(record.display_name)
+        found = await (self.api.find_settled(record.display_name) if record.create_sent
+                       else self.api.find(record.display_name))
         if not found:
             self.journal.append("abandoned", display_name=record.display_name)
             self._say(f"an earlier run stopped before its job was created ({record.display_name}): submitting anew")
             return None
-        record.job = str(found[0].name)
+        job, others = pick_job(found)
+        record.job = str(job.name)
         self.journal.append("created", display_name=record.display_name, job=record.job, reconciled=True)
         self._say(f"found the job an earlier run created before it could note it: {record.job}")
+        await self._drop_duplicates(record, others)
         return record
+
+    async def _drop_duplicates(self, record: JobRecord, others: Sequence[types.BatchJob]) -> None:
+        """Journal every other job with the record's display name and cancel those still running (they would be
+        billed and never fetched)."""
+        for job in others:
+            name = str(job.name)
+            if name == record.job or name in record.duplicates:
+                continue
+            self.journal.append("duplicate", display_name=record.display_name, job=name)
+            record.duplicates.append(name)
+            if job.done:
+                self._say(f"warning: {name} is a second job for the same rows (an earlier create was retried); it "
+                          f"already ended, and only {record.job}'s results are written")
+            else:
+                await self.api.cancel(name)
+                self._say(f"cancelled {name}: a second job for the same rows (an earlier create was retried)")
+
+    async def _check_duplicates(self, record: JobRecord) -> None:
+        """Before fetching: cancel any other job with our display name that has been listed since (best effort)."""
+        try:
+            found = await self.api.find(record.display_name)
+            await self._drop_duplicates(record, [job for job in found if job.name != record.job])
+        except StudioError as error:
+            self._say(f"warning: could not check for a second job with this job's name: {error.message}")
 
     async def _submit_missing(self) -> JobRecord | None:
         finished = finished_lines(self.out_dir)
@@ -234,7 +282,7 @@ class GeminiBatchRun:
         cost = self.plan.estimated_cost_usd
         spec = await asyncio.to_thread(self._keep_source)
         self.journal.append("intent", display_name=display_name, model=model, keys=keys, source=source,
-                            rows=len(todo), input_bytes=size, source_spec=spec,
+                            rows=len(todo), input_bytes=size, source_spec=spec, key_fp=self._key_fp(),
                             estimated_cost_usd=None if cost is None else round(cost * BATCH_PRICE_FACTOR, 6))
         add_to_index(self.studio.settings.home, folder=self.out_dir, display_name=display_name, model=model,
                      rows=len(todo), source_file=self.source_name)
@@ -243,7 +291,10 @@ class GeminiBatchRun:
             src: Any = [inline_request(r, request_key(i.row, r.options.variation)) for i, r in todo]
         else:
             src = await self.api.upload(self.out_dir / _INPUT, display_name)
-        job = await self.api.create(model=model, src=src, display_name=display_name)
+        def sending() -> None:  # each attempt: a resume then knows the job may exist, though not yet listed
+            self.journal.append("create_sent", display_name=display_name)
+
+        job = await self.api.create(model=model, src=src, display_name=display_name, on_send=sending)
         await self._pause("after_create")
         self.journal.append("created", display_name=display_name, job=job.name)
         (self.out_dir / _INPUT).unlink(missing_ok=True)
@@ -294,6 +345,7 @@ class GeminiBatchRun:
 
     # ---- fetch
     async def _fetch(self, record: JobRecord, job: types.BatchJob) -> GeminiBatchSummary:
+        await self._check_duplicates(record)
         state = _state(job)
         dest = job.dest
         written: set[str] = set()

@@ -2,16 +2,19 @@
 
 `gemini_batch.jsonl` in the run folder holds one JSON event per line, each fsynced before the next step:
 
-    {"event": "intent", "display_name": "nanobanana-<uuid>", "model", "keys": {key: cache key}, ...}  before create
+    {"event": "intent", "display_name": "nanobanana-<uuid>", "model", "keys": {key: cache key}, "key_fp", ...}
+    {"event": "create_sent", "display_name"}       right before each create attempt leaves this machine
     {"event": "created", "display_name", "job": "batches/..."}                                     right after it
     {"event": "abandoned", "display_name"}         an intent whose create never reached the API (none listed)
+    {"event": "duplicate", "display_name", "job"}  a second job with our display name (cancelled unless done)
     {"event": "state", "job", "state"}             a change seen while polling
     {"event": "cancel_requested", "job"}
     {"event": "finished", "job", "state", "done", "failed", "missing"}  its results are all written
 
-A job is "open" from its intent until "finished" or "abandoned": while one is open nothing new is submitted. The data
-directory keeps an index (`NANOBANANA_HOME/gemini_batches.jsonl`, one line per intent) so the app can list every
-run's jobs after a restart.
+`key_fp` is a salted hash of the API key and endpoint that submitted the job (never the key itself): a job is only
+watched, fetched, cancelled or reconciled with the same key. A job is "open" from its intent until "finished" or
+"abandoned": while one is open nothing new is submitted. The data directory keeps an index
+(`NANOBANANA_HOME/gemini_batches.jsonl`, one line per intent) so the app can list every run's jobs after a restart.
 """
 
 from __future__ import annotations
@@ -53,6 +56,9 @@ class JobRecord:
     finished: dict[str, Any] | None = None  # the "finished" event
     abandoned: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    key_fp: str | None = None  # which key submitted it (a salted hash); None in journals of older versions
+    create_sent: bool = False  # a create attempt may have reached the API
+    duplicates: list[str] = field(default_factory=list)  # other jobs with its display name (cancelled, not fetched)
 
     @property
     def open(self) -> bool:
@@ -99,7 +105,8 @@ class Journal:
                                           keys=dict(event.get("keys") or {}), source=str(event.get("source") or ""),
                                           created_at=str(event.get("time") or ""),
                                           estimated_cost_usd=event.get("estimated_cost_usd"),
-                                          extra={k: event[k] for k in ("source_spec", "rows") if k in event})
+                                          extra={k: event[k] for k in ("source_spec", "rows") if k in event},
+                                          key_fp=event.get("key_fp"))
                 continue
             record = records.get(name) or next((r for r in records.values() if r.job and r.job == event.get("job")),
                                                None)
@@ -107,6 +114,10 @@ class Journal:
                 continue
             if kind == "created":
                 record.job = str(event.get("job"))
+            elif kind == "create_sent":
+                record.create_sent = True
+            elif kind == "duplicate":
+                record.duplicates.append(str(event.get("job")))
             elif kind == "state":
                 record.state = str(event.get("state"))
             elif kind == "cancel_requested":
