@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -204,7 +205,7 @@ def parse_response(response: Any) -> BackendReply:
     raise ImageWithheldError("Gemini returned neither an image nor text. Try again.", reason=finish)
 
 
-_LISTING_TIMEOUT_S = 120.0  # calls other than generate (model listings) when NANOBANANA_TIMEOUT is not set
+_LISTING_TIMEOUT_S = 120.0  # calls other than image generation (listings, text) when NANOBANANA_TIMEOUT is not set
 
 
 class _SentFlag:
