@@ -337,3 +337,26 @@ def test_a_job_submitted_with_another_key_is_never_resumed_or_resubmitted(fast_s
     assert len(emulator.batches.jobs) == 1 and len(emulator.requests) == before  # nothing listed, nothing sent
     summary, _ = run_gemini(fast_settings, path, out, wait=False)  # the right key still finds it
     assert summary.job == emulator.batches.jobs[0].name and len(emulator.batches.jobs) == 1
+
+
+@pytest.mark.parametrize("where", ["cache", "place"])
+def test_a_full_disk_stops_an_interactive_batch_instead_of_paying_for_rows_it_cannot_keep(settings, emulator,
+                                                                                        tmp_path, monkeypatch, where):
+    from nanobanana_ui.service.batch import run as run_module
+    from nanobanana_ui.storage.cache import ResultCache
+
+    if where == "cache":
+        monkeypatch.setattr(ResultCache, "store", _full_disk)
+    else:
+        monkeypatch.setattr(run_module, "place_images", _full_disk)
+    out = tmp_path / "run"
+    outcomes: list = []
+
+    async def run(studio):
+        plan = plan_batch(studio, _items(6), out_dir=out)
+        return await run_batch(studio, plan, out_dir=out, concurrency=1, on_outcome=outcomes.append)
+
+    with pytest.raises(StorageError, match="the batch stopped.*No space left"):
+        in_studio(settings, run)
+    assert len(emulator.generate_requests) == 1  # not 6 paid for nothing
+    assert [o.error_type for o in outcomes] == ["StorageError"] and outcomes[0].exit_code == 7

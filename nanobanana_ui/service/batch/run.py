@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import sqlite3
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ...domain.errors import StudioError
+from ...domain.errors import StorageError, StudioError
 from ...domain.request import ImageRequest, ImageResult
 from ...imaging.outputs import clone_file, extension_for, slugify
 from ..sending import NotSent, stop_sending
@@ -130,9 +131,12 @@ async def run_rows(studio: Studio, plan: BatchPlan, *, out_dir: Path, concurrenc
             pending.put_nowait((item, request))
     limit = studio.settings.rpm if concurrency is None else max(1, min(concurrency, studio.settings.rpm))
 
+    # A full disk (or a read-only folder) stops the run: every further answer would be paid for and not saved.
+    disk_errors: list[OSError] = []
+
     async def worker() -> None:
         stop_sending.set(cancel)  # this worker's task only: once cancelled, requests waiting for a slot stay unsent
-        while not (cancel is not None and cancel.is_set()):
+        while not (cancel is not None and cancel.is_set()) and not disk_errors:
             try:
                 item, request = pending.get_nowait()
             except asyncio.QueueEmpty:
@@ -143,7 +147,12 @@ async def run_rows(studio: Studio, plan: BatchPlan, *, out_dir: Path, concurrenc
             except NotSent:  # cancelled while it waited for the rate limit: not sent, not paid, runs next time
                 not_sent.append(request)
                 continue
-            await asyncio.to_thread(manifest.append, outcome.record)
+            if outcome.error_type == "StorageError":
+                disk_errors.append(OSError(outcome.error))
+            try:
+                await asyncio.to_thread(manifest.append, outcome.record)
+            except OSError as error:
+                disk_errors.append(error)
             report(outcome)
 
     try:
@@ -153,6 +162,10 @@ async def run_rows(studio: Studio, plan: BatchPlan, *, out_dir: Path, concurrenc
         await asyncio.to_thread(shutil.rmtree, staging, True)
         with contextlib.suppress(OSError):
             staging.parent.rmdir()  # only when empty
+    if disk_errors:
+        raise StorageError(f"the batch stopped: a result could not be written in {out_dir} ({disk_errors[0]}). "
+                           "Free some space and run the same command again: what was answered is sent again only "
+                           "if the result cache could not keep it.")
     by = {s: [o for o in outcomes if o.status == s] for s in ("done", "cached", "failed", "earlier")}
     order = {(item.row, request.options.variation): n for n, (item, request) in enumerate(plan.requests)}
     failures = sorted(by["failed"], key=lambda o: order.get((o.row, o.variation), 0))
@@ -175,6 +188,8 @@ async def _one(studio: Studio, item: BatchItem, request: ImageRequest, out_dir: 
         return failed_outcome(item, request, base, error.message, type(error).__name__, error.exit_code)
     except NotSent:
         raise
+    except (OSError, sqlite3.OperationalError) as error:  # the answer (maybe paid) could not be kept: stop the run
+        return failed_outcome(item, request, base, f"could not keep the answer: {error}", "StorageError", 7)
     except Exception as error:  # noqa: BLE001 - a bug in one item must not stop the batch
         return failed_outcome(item, request, base, f"unexpected {type(error).__name__}: {error}",
                               type(error).__name__, 1)
@@ -183,8 +198,8 @@ async def _one(studio: Studio, item: BatchItem, request: ImageRequest, out_dir: 
     seen_results.add(result.answer_id or result.id)
     try:
         paths = await asyncio.to_thread(place_images, result, out_dir, image_stem(item, request.options.variation))
-    except OSError as error:
-        return failed_outcome(item, request, base, f"could not save the image: {error}", "OSError", 1)
+    except OSError as error:  # its answer is in the result cache: the next run gets it for $0
+        return failed_outcome(item, request, base, f"could not save the image: {error}", "StorageError", 7)
     status = "cached" if result.cached or shared else "done"
     cost = 0.0 if status == "cached" else result.cost_usd
     record = result.to_record()
