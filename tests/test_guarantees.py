@@ -360,3 +360,16 @@ def test_a_full_disk_stops_an_interactive_batch_instead_of_paying_for_rows_it_ca
         in_studio(settings, run)
     assert len(emulator.generate_requests) == 1  # not 6 paid for nothing
     assert [o.error_type for o in outcomes] == ["StorageError"] and outcomes[0].exit_code == 7
+
+
+def test_a_run_folder_torn_inside_a_character_resumes_without_sending_again(settings, emulator, tmp_path):
+    out = tmp_path / "run"
+
+    async def run(studio):
+        return await run_batch(studio, plan_batch(studio, _items(3, "café"), out_dir=out), out_dir=out)
+
+    assert in_studio(settings, run).done == 3
+    manifest = out / "manifest.jsonl"  # a kill inside the "é" of a fourth line, as it was being appended
+    manifest.write_bytes(manifest.read_bytes() + _torn({"row": 4, "prompt": "café 4", "status": "done"}))
+    again = in_studio(settings, run)
+    assert again.earlier == 3 and again.done == 0 and len(emulator.generate_requests) == 3
