@@ -6,7 +6,16 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any
 
-from ..domain.errors import BadResponseError, ImageWithheldError, PromptBlockedError, TextOnlyError, map_error
+from ..domain.errors import (
+    BadResponseError,
+    ImageWithheldError,
+    PromptBlockedError,
+    SentTimeoutError,
+    ServiceTimeoutError,
+    TextOnlyError,
+    map_error,
+)
+from ..domain.models import request_timeout_s
 from ..domain.request import ImageRequest, Source, ThoughtImage, Usage
 from ..domain.text_request import TextRequest
 from ..domain.turns import Turn, TurnPart
@@ -211,20 +220,45 @@ def _listed(model: Any) -> ListedModel:
     return ListedModel((model.name or "").removeprefix("models/"), model.display_name or "", model.description or "")
 
 
+_LISTING_TIMEOUT_S = 120.0  # calls other than image generation (listings, text) when NANOBANANA_TIMEOUT is not set
+
+
+class _SentFlag:
+    """A send observer that remembers whether the request's last byte left, and tells the caller's observer."""
+
+    def __init__(self, inner: SendObserver | None) -> None:
+        self.inner = inner
+        self.sent = False
+
+    def mark_sent(self, request_bytes: int = 0, round_trip_s: float = 0.0) -> None:
+        """The request is on its way: a timeout from now on may have been billed."""
+        self.sent = True
+        if self.inner is not None:
+            self.inner.mark_sent(request_bytes, round_trip_s)
+
+
+def _read_timeout(exc: BaseException) -> bool:
+    """True for a transport's read timeout (the request had left: only the answer was late)."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return bool(names & {"ReadTimeout", "SocketTimeoutError"})
+
+
 class GeminiBackend:
     """An async google-genai client for one key and base URL; the SDK's own retry stays off (one retry layer)."""
 
-    def __init__(self, *, api_key: str = "", base_url: str | None = None, timeout_s: float = 120.0,
+    def __init__(self, *, api_key: str = "", base_url: str | None = None, timeout_s: float | None = None,
                  vertex: VertexAccess | None = None, store: bool = False) -> None:
+        """A client for one key (or Vertex access); `timeout_s` None: each request waits the registry's time."""
         from google import genai
         from google.genai import types
 
         self._tracer = SendTracer()
+        self._timeout_s = timeout_s
         options = types.HttpOptions(
             # the SDK's default (v1) lacks the image options; Vertex's beta is v1beta1
             api_version="v1beta" if vertex is None else "v1beta1",
             base_url=base_url,
-            timeout=int(timeout_s * 1000),  # milliseconds
+            timeout=int((timeout_s or _LISTING_TIMEOUT_S) * 1000),  # milliseconds; generate sets its own
             async_client_args={"event_hooks": self._tracer.event_hooks()},  # for the rate limiter's count
         )
         self._vertex = vertex
@@ -242,7 +276,8 @@ class GeminiBackend:
     async def generate(self, request: ImageRequest, *, observer: SendObserver | None = None) -> BackendReply:
         """Send one request and parse the reply; every failure arrives as a StudioError.
 
-        `observer` is told when the request's last byte left this machine (the rate limiter's slot).
+        `observer` is told when the request's last byte left this machine (the rate limiter's slot). A timeout after
+        that is a SentTimeoutError: Gemini may have made, and billed, the image.
         """
         from google.genai import types
 
@@ -254,15 +289,22 @@ class GeminiBackend:
         else:
             update["store"] = None
         config = config.model_copy(update=update)
-        with contextlib.ExitStack() as stack:
-            if observer is not None:
-                headers = stack.enter_context(self._tracer.observe(observer))
-                config = config.model_copy(update={"http_options": types.HttpOptions(headers=headers)})
+        timeout_s = self._timeout_s or request_timeout_s(request.model, request.options.size)
+        sent = _SentFlag(observer)
+        with self._tracer.observe(sent) as headers:
+            config = config.model_copy(update={"http_options": types.HttpOptions(
+                headers=headers, timeout=int(timeout_s * 1000))})
             try:
                 response = await self._client.aio.models.generate_content(
                     model=request.model, contents=build_contents(request), config=config)
             except Exception as exc:  # noqa: BLE001 - every SDK and transport error is mapped in one place
-                raise self._map_error(exc, model=request.model) from exc
+                error = self._map_error(exc, model=request.model)
+                if isinstance(error, ServiceTimeoutError) and (sent.sent or _read_timeout(exc)):
+                    error = SentTimeoutError(
+                        f"Gemini got the whole request but did not answer in time ({timeout_s:.0f} s): it may have "
+                        "made, and billed, the image. Not sent again (run it again with --retry-timeouts, or set "
+                        "NANOBANANA_RETRY_TIMEOUTS=1, to allow that; NANOBANANA_TIMEOUT waits longer).")
+                raise error from exc
         return parse_response(response)
 
     async def generate_text(self, request: TextRequest, *, observer: SendObserver | None = None) -> TextReply:

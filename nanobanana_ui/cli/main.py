@@ -72,6 +72,8 @@ def _shared_options(*, batch: bool = False) -> argparse.ArgumentParser:
                        "`store`; NANOBANANA_STORE=1). Off by default: requests are sent with store=false")
     group.add_argument("--keep-metadata", action="store_true", help="send input images with their GPS, camera "
                        "serial and owner metadata (default: removed; also NANOBANANA_KEEP_METADATA=1)")
+    group.add_argument("--retry-timeouts", action="store_true", help="retry a request that timed out after it was "
+                       "sent (it may have been billed, so it may be paid twice; also NANOBANANA_RETRY_TIMEOUTS=1)")
     if not batch:  # a batch file has a `transparent` column instead
         add_transparent_options(group)
     return shared
@@ -212,7 +214,8 @@ async def _run(args: argparse.Namespace) -> int:
 def _overrides(args: argparse.Namespace) -> dict[str, object]:
     """The settings a command line's flags override (flags left off change nothing)."""
     return {"offline": True if args.offline else None, "keep_metadata": True if args.keep_metadata else None,
-            "store": True if getattr(args, "store", False) else None}
+            "store": True if getattr(args, "store", False) else None,
+            "retry_timeouts": True if args.retry_timeouts else None}
 
 
 def _report(error: StudioError, *, as_json: bool = False, prompt: str | None = None) -> None:

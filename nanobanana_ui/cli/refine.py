@@ -38,7 +38,8 @@ async def run_refine(args: argparse.Namespace, show: Callable[[ImageResult], Non
     from ..service.studio import Studio
 
     settings = load_settings({"offline": True if args.offline else None,
-                              "store": True if getattr(args, "store", False) else None})
+                              "store": True if getattr(args, "store", False) else None,
+                              "retry_timeouts": True if args.retry_timeouts else None})
     options = ImageOptions(aspect_ratio=args.aspect_ratio, size=args.size, temperature=args.temperature,
                            top_p=args.top_p, top_k=args.top_k, seed=args.seed, with_text=not args.image_only)
     if not 1 <= args.count <= 100:

@@ -37,7 +37,11 @@ class Settings:
     rpm: int = 60
     rpd: int = 1500
     cache_size_bytes: int = 2 * 1024**3
-    timeout_s: float = 120.0
+    # NANOBANANA_TIMEOUT: seconds to wait for one answer; None: the registry's per model and size (models.json)
+    timeout_s: float | None = None
+    # NANOBANANA_RETRY_TIMEOUTS, --retry-timeouts: retry a timeout that came after the whole request was sent (it may
+    # have been billed, so by default it is reported, not sent again)
+    retry_timeouts: bool = False
     out_dir: Path | None = None
     max_attempts: int = 5  # sends per request, retries included
     max_retry_wait_s: float = 120.0  # total seconds of backoff per request before giving up
@@ -210,6 +214,8 @@ def load_settings(
         values["cache_size_bytes"] = int(_number(*found, float, 1) * 1024**2)
     if found := lookup("NANOBANANA_TIMEOUT"):
         values["timeout_s"] = _number(*found, float, 1)
+    if found := lookup("NANOBANANA_RETRY_TIMEOUTS"):
+        values["retry_timeouts"] = _flag(*found)
     if found := lookup("NANOBANANA_RETRIES"):
         values["max_attempts"] = _number(*found, int, 1)
     if found := lookup("NANOBANANA_MAX_RETRY_WAIT"):

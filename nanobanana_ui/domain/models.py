@@ -24,7 +24,7 @@ from .user_registry import ORIGIN, REGISTRY, USER, merge_user_registry, user_reg
 __all__ = [
     "BATCH_DISCOUNT", "DEPRECATED", "DISCOVERED", "GA", "PREVIEW", "REGISTRY", "RETIRING", "SHUT_DOWN", "STATUSES",
     "USER", "Capability", "ModelSpec", "Price", "all_models", "default_model_id", "discovered_model", "find_model",
-    "get_model", "known_models", "models_with", "pixel_size", "registry_warnings", "resolve",
+    "get_model", "known_models", "models_with", "pixel_size", "registry_warnings", "request_timeout_s", "resolve",
 ]
 
 GA, PREVIEW, DEPRECATED, RETIRING, SHUT_DOWN = "ga", "preview", "deprecated", "retiring", "shut down"
@@ -223,6 +223,7 @@ class _Registry:
     models: tuple[ModelSpec, ...]
     tables: dict[str, Any]
     warnings: tuple[str, ...] = ()  # what was wrong with the user's models.json (each names file, model, field)
+    timeouts: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 @lru_cache(maxsize=1)
@@ -249,7 +250,9 @@ def _build(path: Path) -> _Registry:
                 specs.append(_spec_from_entry(originals[entry["id"]], tables))
     for problem in problems:
         log.warning("%s", problem)
-    return _Registry(data["default"], tuple(specs), tables, tuple(problems))
+    timeouts = {name: {size: float(seconds) for size, seconds in table.items()}
+                for name, table in shipped.get("timeouts_s", {}).items() if not name.startswith("_")}
+    return _Registry(data["default"], tuple(specs), tables, tuple(problems), timeouts)
 
 
 _cache_lock = threading.Lock()
@@ -275,6 +278,20 @@ def _registry() -> _Registry:
 def registry_warnings() -> tuple[str, ...]:
     """What is wrong with the user's models.json, one line each (file, model, field); () when nothing is."""
     return _registry().warnings
+
+
+def request_timeout_s(model_id: str, size: str | None = None) -> float:
+    """Seconds to wait for one answer of this model at this size (the registry's timeouts_s; the size's default).
+
+    Long enough for the slowest answers: a timeout after the request was sent may have been billed.
+    """
+    timeouts = _registry().timeouts
+    spec = find_model(model_id)
+    size = size or (spec.default_size if spec is not None else "1K")
+    default = timeouts.get("default", {})
+    own = timeouts.get(spec.id if spec is not None else model_id, {})
+    seconds = own.get(size) or default.get(size)
+    return seconds if seconds else max([*default.values(), *own.values(), 120.0])
 
 
 def all_models() -> tuple[ModelSpec, ...]:

@@ -24,7 +24,7 @@ from ..backends.transport import SendObserver
 from ..backends.vertex import VertexAccess, resolve_vertex_access
 from ..domain.config import Settings
 from ..domain.costs import cost_from_usage, estimate_request_cost, search_cost
-from ..domain.errors import InputError, ModelNotFoundError, ShutDownModelError, StudioError
+from ..domain.errors import InputError, ModelNotFoundError, SentTimeoutError, ShutDownModelError, StudioError
 from ..domain.models import get_model
 from ..domain.region import Region
 from ..domain.request import ImageOptions, ImageRequest, ImageResult, Mode, Source, Usage
@@ -98,7 +98,8 @@ class Studio:
         # Decided once: the backend, once created, must not change the answer (meter, limits, banner all ask).
         self._offline = backend is None and settings.uses_emulator
         self.retry_policy = retry_policy or RetryPolicy(max_attempts=settings.max_attempts,
-                                                        max_total_wait_s=settings.max_retry_wait_s)
+                                                        max_total_wait_s=settings.max_retry_wait_s,
+                                                        retry_sent_timeouts=settings.retry_timeouts)
         self._backend = backend
         self._backend_lock = threading.Lock()  # model discovery may ask for the backend from its own thread
         self._clock = clock or time.time  # wall clock for the model listing's age (tests move it)
@@ -760,6 +761,11 @@ class Studio:
             return await self.backend.generate(request, observer=observer)
         except ModelNotFoundError as exc:
             raise await self._with_available_models(exc) from exc
+        except SentTimeoutError:  # each such attempt, retried or not, may have been billed: the meter says so
+            if not self.offline:
+                cost = estimate_request_cost(get_model(request.model), request)
+                await asyncio.to_thread(self.budget.add_maybe, cost)
+            raise
 
     async def _generate_text(self, request: TextRequest, *, observer: SendObserver | None = None) -> TextReply:
         backend = self.backend

@@ -37,6 +37,7 @@ from ..service.batch import (
     read_batch_file,
     run_batch,
 )
+from ..service.batch.folder import refuse_open_gemini_job
 from ..service.batch.gemini_jobs import batch_estimate
 from ..service.studio import Studio
 from .actions import no_change, refusals_as_warnings
@@ -225,6 +226,7 @@ class BatchPage:
         try:
             with studio_errors():  # bad rows too: the message lists each with its line number
                 batch, plan, folder, resuming = await self._plan(file, text, form, state, studio)
+                await asyncio.to_thread(refuse_open_gemini_job, folder)  # before the count: nothing is sent
                 self.runner.count_requests(request, len(plan.requests))  # public mode: the visitor's own limit
             state = BatchState(batch.fingerprint, str(folder), False)
             total, outcomes = len(plan.requests), []

@@ -143,6 +143,8 @@ def daily_meter(usage: DailyUsage, offline: bool) -> str:
     if offline:
         return "Offline emulator: no quota used, nothing spent."
     saved = f" · ${usage.saved_usd:.4f} saved by the cache" if usage.saved_usd else ""
+    if usage.maybe_requests:  # timed out after they were sent: Gemini may have billed them
+        saved += f" · {usage.maybe_requests} possibly billed (timeouts, up to ${usage.maybe_usd:.4f})"
     return (f"Today: {usage.requests} of {usage.budget} requests · ${usage.cost_usd:.4f} spent{saved} · "
             f"resets in {usage.resets_in} (midnight Pacific)")
 
