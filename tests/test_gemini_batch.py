@@ -444,6 +444,26 @@ def test_cli_json_lines_carry_the_job_and_batch_price(emulator, tmp_path, monkey
     assert "go with --gemini-batch" in capsys.readouterr().err
 
 
+def test_a_finished_folder_run_again_prints_every_row_as_earlier_like_the_interactive_batch(emulator, tmp_path,
+                                                                                             monkeypatch, capsys):
+    emulator.batches.seconds_per_state = FAST
+    for name, value in cli_env(emulator, tmp_path / "home").items():
+        monkeypatch.setenv(name, value)
+    path = write_file(tmp_path, "# two foxes\na red fox\nan arctic fox\n", "foxes.txt")
+    command = ["batch", str(path), "--gemini-batch", "--json", "--yes", "--out", str(tmp_path / "o")]
+    assert main(command) == 0
+    first = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert main(command) == 0
+    again = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["row"], r["status"]) for r in again] == [(2, "earlier"), (3, "earlier")]
+    assert [r["path"] for r in again] == [r["path"] for r in first]
+    assert len(emulator.batches.jobs) == 1  # nothing submitted again
+    interactive = ["batch", str(path), "--json", "--yes", "--out", str(tmp_path / "o")]
+    assert main(interactive) == 0  # the interactive batch says the same of the same folder
+    assert [(r["row"], r["status"]) for r in map(json.loads, capsys.readouterr().out.splitlines())] == \
+        [(2, "earlier"), (3, "earlier")]
+
+
 # Kill -9 at every step: exactly one job, every row once.
 
 @pytest.mark.slow

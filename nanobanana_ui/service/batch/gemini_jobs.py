@@ -43,7 +43,16 @@ from .items import BatchItem
 from .jsonl import decode_lines
 from .manifest import Manifest, finished_lines
 from .plan import BatchPlan
-from .run import BatchSummary, ItemOutcome, base_line, failed_outcome, image_stem, place_images, run_rows
+from .run import (
+    BatchSummary,
+    ItemOutcome,
+    base_line,
+    earlier_outcome,
+    failed_outcome,
+    image_stem,
+    place_images,
+    run_rows,
+)
 
 if TYPE_CHECKING:
     from google.genai import types
@@ -148,6 +157,12 @@ class GeminiBatchRun:
             return await self._run(wait=wait)
 
     async def _run(self, *, wait: bool) -> GeminiBatchSummary:
+        # Rows a previous run finished are reported first, as the interactive batch does (`--json`: status "earlier").
+        finished = await asyncio.to_thread(finished_lines, self.out_dir)
+        for item, request in self.plan.requests:
+            line = finished.get((item.row, request.cache_key()))
+            if line is not None:
+                self._report(earlier_outcome(item, request, line, self.out_dir))
         record = await self._reconcile(self._open_record())
         if record is None:
             record = await self._submit_missing()

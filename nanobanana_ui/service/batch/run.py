@@ -34,8 +34,8 @@ from .plan import BatchPlan
 if TYPE_CHECKING:
     from ..sending import EventSink
 
-__all__ = ["BatchSummary", "ItemOutcome", "base_line", "failed_outcome", "image_stem", "place_images", "run_batch",
-           "run_rows"]
+__all__ = ["BatchSummary", "ItemOutcome", "base_line", "earlier_outcome", "failed_outcome", "image_stem",
+           "place_images", "run_batch", "run_rows"]
 
 _STAGING = ".staging"  # the Studio saves here; each image is then put under its batch name
 _HELD = ("not sent again: an earlier run's request timed out after it was sent, so Gemini may have made and billed "
@@ -124,7 +124,7 @@ async def run_rows(studio: Studio, plan: BatchPlan, *, out_dir: Path, concurrenc
     for item, request in plan.requests:
         line = finished.get((item.row, request.cache_key()))
         if line is not None:
-            report(_earlier(item, request, line, out_dir))
+            report(earlier_outcome(item, request, line, out_dir))
         elif (item.row, request.cache_key()) in held:
             report(failed_outcome(item, request, base_line(item, request), _HELD, "SentTimeoutError", 6))
         else:
@@ -246,7 +246,8 @@ def failed_outcome(item: BatchItem, request: ImageRequest, base: dict[str, Any],
                        error_type=kind, variation=request.options.variation, record=line, exit_code=code)
 
 
-def _earlier(item: BatchItem, request: ImageRequest, line: dict[str, Any], out_dir: Path) -> ItemOutcome:
+def earlier_outcome(item: BatchItem, request: ImageRequest, line: dict[str, Any], out_dir: Path) -> ItemOutcome:
+    """A row finished in an earlier run, reported as such (status "earlier", its files, what it cost then)."""
     return ItemOutcome(row=item.row, prompt=item.prompt, status="earlier",
                        paths=tuple(out_dir / p for p in line["paths"]), cost_usd=line.get("cost_usd"), error=None,
                        error_type=None, variation=request.options.variation, record=line)
