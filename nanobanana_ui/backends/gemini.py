@@ -58,11 +58,14 @@ def _sdk_content(turn: Turn) -> Any:
 
 def build_contents(request: ImageRequest) -> list[Any]:
     """The earlier turns of a refinement (as stored), then the user turn: the prompt verbatim (a region edit's with
-    its framing), then each image."""
+    its framing), then each image, then a kit's references (each after the text part that names it)."""
     from google.genai import types
 
     parts = [types.Part.from_text(text=request.model_prompt())]
     parts += [types.Part.from_bytes(data=image.data, mime_type=image.mime_type) for image in request.images]
+    for added in request.kit.parts() if request.kit is not None else ():  # after the user's own inputs
+        parts.append(types.Part.from_text(text=added) if isinstance(added, str)
+                     else types.Part.from_bytes(data=added.data, mime_type=added.mime_type))
     return [*(_sdk_content(turn) for turn in request.history), types.Content(role="user", parts=parts)]
 
 

@@ -65,7 +65,7 @@ async def _main(args: argparse.Namespace) -> int:
         studio.connect()  # a Vertex setup problem is one line now, not one per row
         try:
             items = read_batch_file(args.file, defaults=defaults)
-            plan = plan_batch(studio, items, out_dir=out_dir, model=args.model)
+            plan = plan_batch(studio, items, out_dir=out_dir, model=args.model, kit=args.kit)
         except BatchFileError as error:
             _say(f"error: {len(error.problems)} problem(s) in {args.file}; nothing was sent:")
             for problem in error.problems:

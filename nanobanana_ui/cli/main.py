@@ -22,6 +22,7 @@ from ..domain.request import ImageOptions, ImageResult, Mode, image_records
 from ..service.regions import ANCHORS, DEFAULT_FEATHER
 from ..service.validation import THINKING_LEVELS, unencodable_at
 from .batch import add_batch_parser, run_batch_command
+from .kits import add_kits_parser, run_kits_command
 from .models import add_models_parser, run_models_command
 from .options import output_options
 from .refine import add_refine_parser, draw_tree, run_refine
@@ -60,6 +61,9 @@ def _shared_options(*, batch: bool = False) -> argparse.ArgumentParser:
                        help="Vertex AI only: whether people may be drawn")
     group.add_argument("--keep-metadata", action="store_true", help="send input images with their GPS, camera "
                        "serial and owner metadata (default: removed; also NANOBANANA_KEEP_METADATA=1)")
+    group.add_argument("--kit", metavar="NAME[@V]", help="send this kit's reference images after your own (see "
+                       "`kits`; NAME: its newest version, NAME@3: version 3)" + (" unless a row's kit column says "
+                       "otherwise" if batch else ""))
     return shared
 
 
@@ -106,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_refine_parser(commands, shared)
     add_batch_parser(commands, _shared_options(batch=True))
     add_models_parser(commands)
+    add_kits_parser(commands)
     history = commands.add_parser("history", help="list past requests, newest first (or check them: --verify)")
     history.add_argument("--search", metavar="TEXT", help="only entries whose prompt has these words")
     history.add_argument("--limit", type=int, default=20, help="how many entries (default 20)")
@@ -152,7 +157,8 @@ async def _run(args: argparse.Namespace) -> int:
         images = {Mode.GENERATE: (), Mode.EDIT: (getattr(args, "image", None),),
                   Mode.COMPOSE: tuple(getattr(args, "images", ()))}[mode]
         region = {name: getattr(args, name, None) for name in ("mask", "feather", "extend_to", "anchor")}
-        request = studio.build_request(mode, args.prompt, images, model=args.model, options=options, **region)
+        request = studio.build_request(mode, args.prompt, images, model=args.model, options=options, kit=args.kit,
+                                       **region)
         if request.note:  # e.g. a shut-down preview id sent as its GA replacement
             print(f"note: {request.note}", file=sys.stderr, flush=True)
         outcomes = await studio.run_variations(request, args.count, use_cache=not args.no_cache, out_dir=args.out,
@@ -253,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
             return _history(args)
         if args.command == "batch":
             return run_batch_command(args)
+        if args.command == "kits":
+            return run_kits_command(args)
         if args.command == "refine":
             return asyncio.run(run_refine(args, lambda result: _print_result(result, args.json),
                                           lambda error: _report(error, as_json=args.json, prompt=args.prompt)))

@@ -44,7 +44,7 @@ async def run_refine(args: argparse.Namespace, show: Callable[[ImageResult], Non
         raise InputError(f"The number of images must be between 1 and 100 (got {args.count}).")
     async with Studio(settings) as studio:
         plan = await studio.prepare_refine(parent_id=args.id, instruction=args.prompt, images=tuple(args.image),
-                                           model=args.model, options=options)
+                                           model=args.model, options=options, kit=args.kit)
         cost = "" if plan.estimated_cost_usd is None else f", about ${plan.estimated_cost_usd:.4f} each if not cached"
         if studio.offline:
             cost = f", $0 offline{' (Gemini: ' + cost[2:] + ')' if cost else ''}"

@@ -74,5 +74,6 @@ def estimate_request_cost(spec: ModelSpec, request: ImageRequest) -> float | Non
     output = spec.image_price(request.options.size)
     if output is None or spec.price is None:
         return None
-    tokens = len(request.model_prompt()) // 4 + 1 + spec.input_image_tokens * len(request.images)
+    sent = len(request.images) + (len(request.kit.references) if request.kit is not None else 0)
+    tokens = len(request.model_prompt()) // 4 + 1 + spec.input_image_tokens * sent
     return round(output + tokens * spec.price.input / 1e6, 6)

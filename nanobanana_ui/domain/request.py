@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .inputs import InputImage
+from .kits import KitUse
 from .region import Region
 from .turns import Turn, TurnPart, path_digest
 
@@ -89,6 +90,7 @@ class ImageRequest:
     # Why `model` is not the id that was asked for (a shut-down id sent as its replacement); not part of the key.
     note: str | None = field(default=None, compare=False)
     region: Region | None = None  # a masked edit or an extend: what is sent is a crop or canvas of `region.source`
+    kit: KitUse | None = None  # the exact kit version whose references follow the user's own inputs (kits.py)
 
     def cache_key(self) -> str:
         """A stable digest of everything that shapes the answer (never the API key)."""
@@ -104,6 +106,8 @@ class ImageRequest:
             canonical["region"] = self.region.cache_part()
         if self.history:  # only refinements carry it, so one-shot keys stay what they were
             canonical["history"] = path_digest(self.history)
+        if self.kit is not None:  # only with a kit: the references' hashes and the words that name them
+            canonical["kit"] = self.kit.cache_part()
         blob = json.dumps(canonical, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
@@ -122,6 +126,8 @@ class ImageRequest:
         }
         if self.region is not None:
             described["region"] = self.region.describe()
+        if self.kit is not None:
+            described["kit"] = self.kit.describe()
         return described
 
     def model_prompt(self) -> str:
@@ -239,6 +245,7 @@ class ImageResult:
             # Only when the model asked for was replaced (a shut-down id): why `model` differs from what was asked.
             **({"note": self.request.note} if self.request.note else {}),
             **({"region": self.request.region.describe()} if self.request.region is not None else {}),
+            **({"kit": self.request.kit.spec} if self.request.kit is not None else {}),
         }
 
 
@@ -262,5 +269,7 @@ def image_records(record: dict[str, Any]) -> list[dict[str, Any]]:
             line["note"] = record["note"]
         if "region" in record:  # a region edit's provenance (mask sha256, crop box, feather, or extend)
             line["region"] = record["region"]
+        if "kit" in record:  # the kit's NAME@VERSION
+            line["kit"] = record["kit"]
         lines.append(line)
     return lines

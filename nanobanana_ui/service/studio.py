@@ -24,10 +24,12 @@ from ..backends.vertex import VertexAccess, resolve_vertex_access
 from ..domain.config import Settings
 from ..domain.costs import cost_from_usage, estimate_request_cost, search_cost
 from ..domain.errors import InputError, ModelNotFoundError, ShutDownModelError, StudioError
+from ..domain.kits import KitUse
 from ..domain.models import get_model
 from ..domain.region import Region
 from ..domain.request import ImageOptions, ImageRequest, ImageResult, Mode, Source, Usage
 from ..domain.turns import TurnPart, parts_from_json, parts_to_json
+from ..imaging.images import check_request_size
 from ..imaging.outputs import dimensions, save_images, save_thought_images, with_provenance
 from ..imaging.region_blend import blend_answer, prepare_blend
 from ..quota.limits import DailyBudget, DailyUsage
@@ -38,9 +40,10 @@ from ..storage.cache import CachedEntry, ResultCache
 from ..storage.history import HistoryEntry, HistoryStore
 from ..storage.history.store import new_entry_id
 from .conversation import ConversationError, Refinement, build_refinement
+from .kits import KitLibrary, kit_from_record
 from .regions import build_region_request, with_source_name
 from .sending import EventSink, GuardedSender
-from .validation import ImageSource, build_request, load_inputs
+from .validation import ImageSource, build_request, check_kit_limits, load_inputs
 
 __all__ = ["MAX_COUNT", "Backend", "ModelLister", "Studio"]
 
@@ -163,6 +166,11 @@ class Studio:
         return self._history
 
     @property
+    def kits(self) -> KitLibrary:
+        """The kits of this data directory (kits.py), each owner's apart."""
+        return KitLibrary(self.history.kits)
+
+    @property
     def budget(self) -> DailyBudget:
         """Today's request and cost counters on this data directory (NANOBANANA_RPD)."""
         if self._budget is None:
@@ -223,7 +231,8 @@ class Studio:
                       model: str | None = None, options: ImageOptions | None = None,
                       keep_metadata: bool | None = None, mask: ImageSource | None = None,
                       feather: int | None = None, extend_to: str | None = None,
-                      anchor: str | None = None) -> ImageRequest:
+                      anchor: str | None = None, kit: str | KitUse | None = None,
+                      owner: str | None = None) -> ImageRequest:
         """Validate everything that can be checked before a call, and build the request.
 
         A shut-down model id is sent as its replacement (the request's `note` says so), or refused with the models
@@ -231,7 +240,21 @@ class Studio:
         says otherwise; an output option the backend lacks (JPEG output on the Gemini API...) is refused here.
         With `mask` (white = the region) or `extend_to` (a ratio; `anchor` center/left/right/top/bottom), an edit
         becomes a region edit: a crop or a larger canvas is sent, and the answer is blended back (regions.py).
+        `kit` (NAME, NAME@V, or a loaded version) adds that kit's references, read from `owner`'s kits (kits.py).
         """
+        request = self._build_request(mode, prompt, images, model=model, options=options, keep_metadata=keep_metadata,
+                                      mask=mask, feather=feather, extend_to=extend_to, anchor=anchor)
+        if isinstance(kit, str) and kit.strip():
+            kit = self.kits.use(kit, owner=owner)
+        if not isinstance(kit, KitUse):
+            return request
+        check_kit_limits(get_model(request.model), kit, len(request.images))
+        check_request_size((*request.images, *(reference.image for reference in kit.references)))
+        return replace(request, kit=kit)
+
+    def _build_request(self, mode: Mode, prompt: str, images: Sequence[ImageSource], *, model: str | None,
+                       options: ImageOptions | None, keep_metadata: bool | None, mask: ImageSource | None,
+                       feather: int | None, extend_to: str | None, anchor: str | None) -> ImageRequest:
         options = options or ImageOptions()
         self.capabilities.check_options(options)
         if options.output_mime_type == self.capabilities.output_mime_types[0]:
@@ -258,26 +281,29 @@ class Studio:
 
     async def generate(self, prompt: str, *, model: str | None = None, options: ImageOptions | None = None,
                        use_cache: bool = True, out_dir: Path | None = None, on_event: EventSink | None = None,
-                       owner: str | None = None) -> ImageResult:
-        """Text to image (the other keywords as for `run`)."""
-        request = self.build_request(Mode.GENERATE, prompt, (), model=model, options=options)
+                       owner: str | None = None, kit: str | KitUse | None = None) -> ImageResult:
+        """Text to image (`kit` as for build_request; the other keywords as for `run`)."""
+        request = self.build_request(Mode.GENERATE, prompt, (), model=model, options=options, kit=kit, owner=owner)
         return await self.run(request, use_cache=use_cache, out_dir=out_dir, on_event=on_event, owner=owner)
 
     async def edit(self, image: ImageSource, prompt: str, *, model: str | None = None,
                    options: ImageOptions | None = None, use_cache: bool = True, out_dir: Path | None = None,
                    on_event: EventSink | None = None, owner: str | None = None, mask: ImageSource | None = None,
-                   feather: int | None = None, extend_to: str | None = None, anchor: str | None = None) -> ImageResult:
+                   feather: int | None = None, extend_to: str | None = None, anchor: str | None = None,
+                   kit: str | KitUse | None = None) -> ImageResult:
         """One image plus an instruction; with `mask` or `extend_to`, a region edit (see build_request); the other
         keywords as for `run`."""
         request = self.build_request(Mode.EDIT, prompt, (image,), model=model, options=options, mask=mask,
-                                     feather=feather, extend_to=extend_to, anchor=anchor)
+                                     feather=feather, extend_to=extend_to, anchor=anchor, kit=kit, owner=owner)
         return await self.run(request, use_cache=use_cache, out_dir=out_dir, on_event=on_event, owner=owner)
 
     async def compose(self, images: Sequence[ImageSource], prompt: str, *, model: str | None = None,
                       options: ImageOptions | None = None, use_cache: bool = True, out_dir: Path | None = None,
-                      on_event: EventSink | None = None, owner: str | None = None) -> ImageResult:
+                      on_event: EventSink | None = None, owner: str | None = None,
+                      kit: str | KitUse | None = None) -> ImageResult:
         """Several images plus an instruction (the other keywords as for `run`)."""
-        request = self.build_request(Mode.COMPOSE, prompt, tuple(images), model=model, options=options)
+        request = self.build_request(Mode.COMPOSE, prompt, tuple(images), model=model, options=options, kit=kit,
+                                     owner=owner)
         return await self.run(request, use_cache=use_cache, out_dir=out_dir, on_event=on_event, owner=owner)
 
     async def run(self, request: ImageRequest, *, use_cache: bool = True, out_dir: Path | None = None,
@@ -500,7 +526,7 @@ class Studio:
 
     async def prepare_refine(self, *, parent_id: str, instruction: str, images: Sequence[ImageSource] = (),
                              model: str | None = None, options: ImageOptions | None = None,
-                             owner: str | None = None) -> Refinement:
+                             owner: str | None = None, kit: str | KitUse | None = None) -> Refinement:
         """Check a refinement and build its request (the whole path), without sending anything.
 
         The model defaults to the parent's; an aspect ratio or size left unset follows the parent's.
@@ -511,7 +537,8 @@ class Studio:
             why = parent.error or "it has no image"
             raise ConversationError(f"Entry {parent.id} has no image to refine ({why}). Refine an entry that made "
                                     "one (history --tree shows the conversation).")
-        base = self.build_request(Mode.GENERATE, instruction, (), model=model or parent.model, options=options)
+        base = self.build_request(Mode.GENERATE, instruction, (), model=model or parent.model, options=options,
+                                  kit=kit, owner=owner)
         # A region edit's refinement goes on in the region: blended into the same original, mask, crop and feather.
         region = None if parent.region is None else await asyncio.to_thread(self.region_of, parent)
         inputs = await asyncio.to_thread(load_inputs, tuple(images))
@@ -520,7 +547,7 @@ class Studio:
     async def refine(self, *, parent_id: str, instruction: str, images: Sequence[ImageSource] = (),
                      model: str | None = None, options: ImageOptions | None = None, owner: str | None = None,
                      use_cache: bool = True, out_dir: Path | None = None,
-                     on_event: EventSink | None = None) -> ImageResult:
+                     on_event: EventSink | None = None, kit: str | KitUse | None = None) -> ImageResult:
         """Continue the conversation of a result: `instruction` (and optional new images) sent after its whole path.
 
         The new result is a child of `parent_id` (refining one parent twice makes two branches); its `id`, `parent`
@@ -533,7 +560,7 @@ class Studio:
         and the mask come from the history; when either is gone, ConversationError says so and nothing is sent.
         """
         plan = await self.prepare_refine(parent_id=parent_id, instruction=instruction, images=images, model=model,
-                                         options=options, owner=owner)
+                                         options=options, owner=owner, kit=kit)
         return await self.run_refinement(plan, use_cache=use_cache, out_dir=out_dir, on_event=on_event, owner=owner)
 
     async def run_refinement(self, plan: Refinement, *, use_cache: bool = True, out_dir: Path | None = None,
@@ -559,7 +586,7 @@ class Studio:
             return await self.refine(parent_id=entry.parent, instruction=entry.prompt,
                                      images=[file.path for file in entry.inputs], model=entry.model,
                                      options=_entry_options(entry), owner=owner, use_cache=use_cache,
-                                     out_dir=out_dir, on_event=on_event)
+                                     out_dir=out_dir, on_event=on_event, kit=self.entry_kit(entry))
         request = await asyncio.to_thread(self.rebuild_request, entry)
         return await self.run(request, use_cache=use_cache, out_dir=out_dir, on_event=on_event, owner=owner)
 
@@ -577,18 +604,20 @@ class Studio:
         gone, or a region that would come out different, raises ConversationError before anything is sent.
         """
         options = _entry_options(entry)
+        kit = self.entry_kit(entry)  # the exact version the entry used, even after the kit has changed
         if entry.region is None:
             if images is None:
                 if len(entry.inputs) < len(entry.input_hashes):
                     raise self._inputs_gone(entry)
                 images = [file.path for file in entry.inputs]
-            return self.build_request(Mode(entry.mode), entry.prompt, images, model=entry.model, options=options)
+            return self.build_request(Mode(entry.mode), entry.prompt, images, model=entry.model, options=options,
+                                      kit=kit)
         record = entry.region
         source: ImageSource = images[0] if images else self._kept_source_bytes(entry)
         mask = self._kept_mask_bytes(entry)
         request = self.build_request(Mode.EDIT, entry.prompt, (source,), model=entry.model, options=options,
                                      mask=mask, feather=record.get("feather"), extend_to=record.get("extend_to"),
-                                     anchor=record.get("anchor"))
+                                     anchor=record.get("anchor"), kit=kit)
         if request.region is not None and record.get("source_name"):
             request = with_source_name(request, str(record["source_name"]))
         if request.region is None or request.region.describe() != record:
@@ -596,6 +625,16 @@ class Studio:
                                     "would come out different, e.g. after a change to the model's aspect ratios): "
                                     "open the original in Edit and paint the region again. Nothing was sent.")
         return request
+
+    def entry_kit(self, entry: HistoryEntry) -> KitUse | None:
+        """The kit version a history entry used, from its record and the stored files (None: it used none)."""
+        if not entry.kit:
+            return None
+        try:
+            return kit_from_record(entry.kit, self.history.read_file)
+        except (FileNotFoundError, KeyError, ValueError):
+            raise ConversationError(f"Entry {entry.id} used kit {entry.kit.get('name')}@{entry.kit.get('version')}, "
+                                    "whose images the history no longer holds. Nothing was sent.") from None
 
     def region_of(self, entry: HistoryEntry) -> Region:
         """A region edit entry's region as recorded (crop box or canvas, feather), with its kept original and mask.

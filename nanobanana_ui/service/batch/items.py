@@ -18,7 +18,7 @@ __all__ = ["COLUMNS", "FORMATS", "BatchFileError", "BatchItem", "parse_batch_tex
 
 FORMATS = ("txt", "csv", "jsonl")
 COLUMNS = ("prompt", "mode", "images", "model", "aspect_ratio", "size", "temperature", "top_p", "top_k", "seed",
-           "count", "name", "thinking", "show_thoughts", "search", "image_search")
+           "count", "name", "thinking", "show_thoughts", "search", "image_search", "kit")
 _OPTION_NAMES = {f.name for f in fields(ImageOptions)}
 _Row = tuple[int, "dict[str, Any] | str"]  # a row's line number and its raw values, or what is wrong with it
 
@@ -35,6 +35,7 @@ class BatchItem:
     options: ImageOptions  # the row's options over the shared defaults (variation 0)
     count: int = 1
     name: str | None = None
+    kit: str | None = None  # NAME or NAME@V: the kit whose references this row sends (None: the batch's --kit)
 
 
 class BatchFileError(InputError):
@@ -225,7 +226,7 @@ def _item(line: int, raw: dict[str, Any], base_dir: Path, defaults: ImageOptions
     overrides = {k: v for k, v in values.items() if k in _OPTION_NAMES}
     return BatchItem(row=line, prompt=str(prompt), mode=mode, images=tuple(images), model=values.get("model") or None,
                      options=replace(defaults, variation=0, **overrides), count=int(count),
-                     name=values.get("name") or None)
+                     name=values.get("name") or None, kit=values.get("kit") or None)
 
 
 def _images(value: object, base_dir: Path, problems: list[str]) -> tuple[Path, ...]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ...domain.costs import estimate_cost, search_cost
 from ...domain.errors import InputError
+from ...domain.kits import KitUse
 from ...domain.models import get_model
 from ...domain.request import ImageRequest
 from ..studio import MAX_COUNT, Studio
@@ -27,20 +28,26 @@ class BatchPlan:
     already_done: int  # requests finished in an earlier run (from the run folder's manifest)
 
 
-def plan_batch(studio: Studio, items: Sequence[BatchItem], *, out_dir: Path, model: str | None = None) -> BatchPlan:
+def plan_batch(studio: Studio, items: Sequence[BatchItem], *, out_dir: Path, model: str | None = None,
+               kit: str | None = None, owner: str | None = None) -> BatchPlan:
     """Build every request (studio.build_request) and report all bad rows together; nothing is sent.
 
-    A row's own model wins over `model`, which wins over the studio's default.
+    A row's own model wins over `model`, which wins over the studio's default; a row's `kit` column over `kit`.
+    Each kit is read once, here, from `owner`'s kits: the batch keeps that version even if the kit changes or goes.
     """
     requests: list[tuple[BatchItem, ImageRequest]] = []
     problems: list[str] = []
+    kits: dict[str, KitUse] = {}
     for item in items:
         if not 1 <= item.count <= MAX_COUNT:
             problems.append(f"line {item.row}: count must be between 1 and {MAX_COUNT} (got {item.count})")
             continue
         try:
+            wanted = (item.kit or kit or "").strip()
+            if wanted and wanted not in kits:
+                kits[wanted] = studio.kits.use(wanted, owner=owner)
             request = studio.build_request(item.mode, item.prompt, item.images, model=item.model or model,
-                                           options=item.options)
+                                           options=item.options, kit=kits.get(wanted))
         except InputError as error:
             problems.append(f"line {item.row}: {error.message}")
             continue
