@@ -1,0 +1,407 @@
+"""Kits: named, versioned reference sets, stored with the history and sent after the user's own inputs.
+
+Every use is checked on what the emulator received: the order of the parts, the text parts that name each
+reference and its role, and the exact image bytes of the version asked for.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+import zipfile
+from pathlib import Path
+
+import pytest
+from conftest import TEST_KEY, in_studio, png_bytes
+from PIL import Image
+from test_privacy import has_gps, photo
+
+from nanobanana_ui.cli.main import main
+from nanobanana_ui.domain.errors import InputError
+from nanobanana_ui.domain.kits import parse_kit_spec
+from nanobanana_ui.domain.models import get_model
+from nanobanana_ui.domain.request import Mode
+from nanobanana_ui.imaging.pngmeta import read_image_info
+from nanobanana_ui.service import validation
+from nanobanana_ui.service.kits import NewReference
+from nanobanana_ui.storage.history import HistoryStore
+
+FLASH = "gemini-3.1-flash-image"
+PRO = "gemini-3-pro-image"
+MIA = 'Reference image "Mia" (character): always wears the yellow raincoat'
+MUG = 'Reference image "red mug" (object).'
+# The per-role caps Google publishes (issue 21), as the registry gives them once models.json carries them.
+CAPS = {FLASH: (14, {"object": 10, "character": 4}), PRO: (14, {"object": 6, "character": 5, "style": 3})}
+
+
+@pytest.fixture
+def keyed_env(monkeypatch, emulator, tmp_path):
+    monkeypatch.setenv("GEMINI_API_KEY", TEST_KEY)
+    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", emulator.base_url)
+    monkeypatch.setenv("NANOBANANA_HOME", str(tmp_path / "home"))
+    return emulator
+
+
+@pytest.fixture
+def images(tmp_path) -> dict[str, Path]:
+    made = {}
+    for name, color in (("mia", (10, 200, 10)), ("mug", (200, 10, 10)), ("mia2", (10, 10, 200)),
+                        ("photo", (120, 120, 120))):
+        made[name] = tmp_path / f"{name}.png"
+        made[name].write_bytes(png_bytes(color=color))
+    return made
+
+
+def out_json(capsys) -> list[dict]:
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+
+
+def kinds_and_texts(recorded) -> list[str]:
+    """The last user turn's parts as the emulator received them: texts verbatim, images as 'image:<n>'."""
+    parts = recorded.turns[-1].parts
+    return [part.text if part.kind == "text" else f"image:{len(part.data)}" for part in parts]
+
+
+def make_story(images, capsys) -> None:
+    assert main(["kits", "create", "story", str(images["mia"]), "--role", "character", "--name", "Mia",
+                 "--guidance", "always wears the yellow raincoat"]) == 0
+    assert main(["kits", "add", "story", str(images["mug"]), "--role", "object", "--name", "red mug"]) == 0
+    capsys.readouterr()
+
+
+# -- the CLI round trip --------------------------------------------------------------------------------------------
+
+
+def test_create_add_show_versions_export_import(keyed_env, images, capsys, tmp_path):
+    make_story(images, capsys)
+    assert main(["kits", "show", "story", "--json"]) == 0
+    [shown] = out_json(capsys)
+    assert {"name", "version", "references"} <= set(shown)
+    assert (shown["name"], shown["version"]) == ("story", 2)
+    assert [(r["name"], r["role"]) for r in shown["references"]] == [("Mia", "character"), ("red mug", "object")]
+    assert all(len(r["sha256"]) == 64 for r in shown["references"])
+    assert main(["kits", "show", "story@1", "--json"]) == 0  # old versions stay readable
+    [first] = out_json(capsys)
+    assert first["version"] == 1 and [r["name"] for r in first["references"]] == ["Mia"]
+
+    assert main(["kits", "export", "story", str(tmp_path / "story.zip")]) == 0
+    assert capsys.readouterr().out.startswith(f"exported to {tmp_path / 'story.zip'}: story@2")
+    with zipfile.ZipFile(tmp_path / "story.zip") as archive:
+        manifest = json.loads(archive.read("kit.json"))
+        assert sorted(archive.namelist()) == sorted(["kit.json", *(r["file"] for r in manifest["references"])])
+    assert main(["kits", "import", str(tmp_path / "story.zip"), "--json"]) == 0
+    [imported] = out_json(capsys)
+    assert imported["version"] == 3  # an existing name gets a new version, never an overwrite
+    assert [r["sha256"] for r in imported["references"]] == [r["sha256"] for r in shown["references"]]
+    assert main(["kits", "remove", "story", "red mug", "--json"]) == 0
+    [removed] = out_json(capsys)
+    assert removed["version"] == 4 and [r["name"] for r in removed["references"]] == ["Mia"]
+    assert main(["kits", "list", "--json"]) == 0
+    assert [(k["name"], k["version"]) for k in out_json(capsys)] == [("story", 4)]
+    assert keyed_env.requests == []  # managing kits calls nothing
+    assert main(["history", "--verify"]) == 0  # kit images are not orphans
+
+
+def test_generate_edit_compose_send_the_kit_after_the_users_inputs(keyed_env, images, capsys):
+    make_story(images, capsys)
+    mia, mug, own = (images[n].read_bytes() for n in ("mia", "mug", "photo"))
+    assert main(["generate", "Mia holds the red mug", "--kit", "story", "--json"]) == 0
+    [record] = out_json(capsys)
+    assert record["kit"] == "story@2"
+    sent = keyed_env.generate_requests[-1]
+    assert kinds_and_texts(sent) == ["Mia holds the red mug", MIA, f"image:{len(mia)}", MUG, f"image:{len(mug)}"]
+    assert sent.images == [mia, mug]
+
+    assert main(["edit", str(images["photo"]), "put Mia in it", "--kit", "story@1", "--json"]) == 0
+    sent = keyed_env.generate_requests[-1]
+    assert kinds_and_texts(sent) == ["put Mia in it", f"image:{len(own)}", MIA, f"image:{len(mia)}"]
+    assert sent.images == [own, mia]  # the user's own input first, then the kit's (version 1: Mia alone)
+
+    assert main(["compose", str(images["photo"]), str(images["mia2"]), "--prompt", "all together", "--kit",
+                 "story"]) == 0
+    sent = keyed_env.generate_requests[-1]
+    assert sent.images == [own, images["mia2"].read_bytes(), mia, mug]
+    assert sent.part_kinds == ["text", "image", "image", "text", "image", "text", "image"]
+    assert "Mia" in sent.reply_body["candidates"][0]["content"]["parts"][0]["text"]  # the placeholder names them
+
+
+def test_refine_sends_the_roots_kit_again_and_its_own(keyed_env, images, capsys):
+    make_story(images, capsys)
+    assert main(["generate", "Mia at the beach", "--kit", "story@1", "--json"]) == 0
+    [root] = out_json(capsys)
+    assert main(["refine", root["id"], "now hand her the red mug", "--kit", "story", "--json"]) == 0
+    [child] = out_json(capsys)
+    assert child["kit"] == "story@2" and child["parent"] == root["id"]
+    sent = keyed_env.generate_requests[-1]
+    first_turn = [p.text if p.kind == "text" else "image" for p in sent.turns[0].parts]
+    assert first_turn == ["Mia at the beach", MIA, "image"]  # the root's turn exactly as it was sent
+    assert kinds_and_texts(sent)[1:] == [MIA, f"image:{len(images['mia'].read_bytes())}", MUG,
+                                         f"image:{len(images['mug'].read_bytes())}"]
+
+
+def test_a_batch_kit_column_and_the_batch_default(keyed_env, images, capsys, tmp_path):
+    make_story(images, capsys)
+    rows = tmp_path / "rows.csv"
+    rows.write_text("prompt,kit\nwith version one,story@1\nwith the newest,\n", encoding="utf-8")
+    assert main(["batch", str(rows), "--kit", "story", "--json", "--out", str(tmp_path / "b")]) == 0
+    by_prompt = {r.prompt.split("\n")[0]: r for r in keyed_env.generate_requests}
+    assert by_prompt["with version one"].images == [images["mia"].read_bytes()]
+    assert by_prompt["with the newest"].images == [images["mia"].read_bytes(), images["mug"].read_bytes()]
+    assert sorted(line["kit"] for line in out_json(capsys)) == ["story@1", "story@2"]
+
+
+def test_bad_kits_are_refused_with_a_message_and_nothing_sent(keyed_env, images, capsys, tmp_path):
+    make_story(images, capsys)
+    text = tmp_path / "notes.png"
+    text.write_text("not an image", encoding="utf-8")
+    cases = [
+        (["generate", "x", "--kit", "nope"], "no kit named 'nope'"),
+        (["generate", "x", "--kit", "story@7"], "has no version 7; its versions are 1 to 2"),
+        (["kits", "add", "story", str(images["mia2"]), "--role", "character", "--name", "mia"],
+         "already has a reference named 'mia'"),
+        (["kits", "add", "story", str(text), "--role", "object", "--name", "notes"], "is not an image"),
+        (["kits", "create", "story", str(images["mia"])], "already exists"),
+        (["kits", "remove", "story", "nobody"], "no reference named 'nobody'"),
+        (["kits", "show", "a@b@c"], "is not a kit"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and err.count("\n") == 1, (argv, err)
+    with pytest.raises(SystemExit):  # argparse: a role that is not one of the three
+        main(["kits", "add", "story", str(images["mia2"]), "--role", "pet", "--name", "Rex"])
+    assert keyed_env.requests == []
+
+
+def test_a_fifteenth_reference_is_refused(keyed_env, tmp_path, capsys):
+    paths = []
+    for n in range(15):
+        paths.append(tmp_path / f"r{n}.png")
+        paths[-1].write_bytes(png_bytes(color=(n * 10, 0, 0)))
+    assert main(["kits", "create", "big", *map(str, paths)]) == 2
+    assert "at most 14 references" in capsys.readouterr().err
+    assert main(["kits", "create", "big", *map(str, paths[:14])]) == 0
+    assert main(["kits", "add", "big", str(paths[14]), "--role", "object", "--name", "one more"]) == 2
+    assert "kit 'big' has 14 and you are adding 1" in capsys.readouterr().err
+
+
+# -- the model's limits ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def caps(monkeypatch):
+    """The registry's reference limits as issue 21 gives them (models.json gains them with issue 20)."""
+    monkeypatch.setattr(validation, "reference_caps", lambda spec: CAPS.get(spec.id, (0, {}))[1])
+    monkeypatch.setattr(validation, "reference_total",
+                        lambda spec: CAPS.get(spec.id, (spec.max_input_images, {}))[0])
+
+
+def test_a_role_over_the_models_cap_is_refused_naming_the_numbers_and_the_models(caps, settings, emulator):
+    async def scenario(studio):
+        refs = [NewReference(png_bytes(color=(n, 1, 1)), "character", f"hero {n}") for n in range(5)]
+        studio.kits.create("cast", refs)
+        pro = studio.build_request(Mode.GENERATE, "five heroes", model=PRO, kit="cast")  # Pro takes 5 characters
+        assert len(pro.kit.references) == 5
+        with pytest.raises(InputError) as refused:
+            studio.build_request(Mode.GENERATE, "five heroes", model=FLASH, kit="cast")
+        return refused.value.message
+
+    message = in_studio(settings, scenario)
+    assert "takes at most 4 character references; kit cast@1 has 5" in message
+    assert "Models that would take it: Nano Banana Pro (gemini-3-pro-image)" in message
+    assert emulator.requests == []
+
+
+def test_a_kit_with_the_users_inputs_over_the_models_total_is_refused(caps, settings, emulator):
+    async def scenario(studio):
+        studio.kits.create("props", [NewReference(png_bytes(color=(n, 2, 2)), "object", f"prop {n}")
+                                     for n in range(6)])
+        inputs = [png_bytes(color=(n, 9, 9)) for n in range(9)]
+        with pytest.raises(InputError) as refused:
+            studio.build_request(Mode.COMPOSE, "all of it", inputs, model=FLASH, kit="props")
+        return refused.value.message
+
+    message = in_studio(settings, scenario)
+    assert "takes at most 14 images a request; your 9 input image(s) and kit props@1's 6 references make 15" in message
+    assert emulator.requests == []
+
+
+def test_the_registry_gives_the_published_caps_once_it_has_them():
+    pro = get_model(PRO)
+    if getattr(pro, "reference_caps", None) is None:
+        pytest.skip("models.json has no reference_caps yet (issue 20 adds them)")
+    for model, (total, caps) in CAPS.items():
+        spec = get_model(model)
+        assert (validation.reference_total(spec), validation.reference_caps(spec)) == (total, caps)
+
+
+# -- provenance, cache and re-runs ---------------------------------------------------------------------------------
+
+
+def test_png_and_history_record_the_kit_and_the_cache_key_covers_its_hashes(settings, emulator):
+    async def scenario(studio):
+        studio.kits.create("solo", [NewReference(png_bytes(color=(1, 2, 3)), "style", "ink")])
+        plain = studio.build_request(Mode.GENERATE, "a harbour")
+        first = await studio.generate("a harbour", kit="solo")
+        studio.kits.add("solo", NewReference(png_bytes(color=(4, 5, 6)), "object", "boat"))
+        second = await studio.generate("a harbour", kit="solo")
+        again = await studio.generate("a harbour", kit="solo@1")
+        return plain, first, second, again, studio.history.get(first.id)
+
+    plain, first, second, again, entry = in_studio(settings, scenario)
+    assert len({plain.cache_key(), first.request.cache_key(), second.request.cache_key()}) == 3
+    assert again.cached and again.request.cache_key() == first.request.cache_key()
+    assert len(emulator.generate_requests) == 2
+    info = read_image_info(first.images[0].path.read_bytes())
+    kit = info.request["request"]["kit"]
+    assert (kit["name"], kit["version"]) == ("solo", 1)
+    assert kit["references"][0]["sha256"] == first.request.kit.references[0].image.sha256
+    assert "Kit: solo@1" in info.parameters
+    assert entry.kit["name"] == "solo" and entry.kit["version"] == 1
+    assert [r["sha256"] for r in entry.kit["references"]] == [kit["references"][0]["sha256"]]
+
+
+def test_a_rerun_after_the_kit_changed_uses_the_version_it_was_made_with(settings, emulator):
+    old, new = png_bytes(color=(9, 9, 9)), png_bytes(color=(250, 250, 0))
+
+    async def scenario(studio):
+        studio.kits.create("hero", [NewReference(old, "character", "Mia")])
+        made = await studio.generate("Mia waves", kit="hero")
+        studio.kits.add("hero", NewReference(new, "object", "kite"))
+        return await studio.rerun(entry_id=made.id, use_cache=False)
+
+    rerun = in_studio(settings, scenario)
+    assert rerun.request.kit.spec == "hero@1"
+    assert emulator.generate_requests[-1].images == [old]
+
+
+def test_a_batch_keeps_the_version_it_started_with(settings, emulator, tmp_path):
+    from nanobanana_ui.service.batch import parse_batch_text, plan_batch, run_batch
+
+    first, later = png_bytes(color=(30, 60, 90)), png_bytes(color=(90, 60, 30))
+
+    async def scenario(studio):
+        studio.kits.create("set", [NewReference(first, "object", "lamp")])
+        items = parse_batch_text("one\ntwo\n", base_dir=tmp_path)
+        plan = plan_batch(studio, items, out_dir=tmp_path / "run", kit="set")
+        studio.kits.add("set", NewReference(later, "object", "chair"))  # changed while the batch runs
+        await run_batch(studio, plan, out_dir=tmp_path / "run")
+
+    in_studio(settings, scenario)
+    assert [r.images for r in emulator.generate_requests] == [[first], [first]]
+
+
+# -- storage: privacy, owners, ZIPs --------------------------------------------------------------------------------
+
+
+def test_personal_metadata_is_stripped_before_a_kit_image_is_stored(settings, emulator):
+    jpeg = photo()
+    assert has_gps(jpeg)
+
+    async def scenario(studio):
+        kit = studio.kits.create("trip", [NewReference(jpeg, "object", "camera")])
+        await studio.generate("the camera on a table", kit="trip")
+        return kit
+
+    kit = in_studio(settings, scenario)
+    stored = kit.references[0].path.read_bytes()
+    assert not has_gps(stored) and b"Jane Doe" not in stored
+    assert emulator.generate_requests[-1].images == [stored]
+
+
+def test_each_visitors_kits_are_their_own(settings, emulator):
+    async def scenario(studio):
+        studio.kits.create("mine", [NewReference(png_bytes(), "object", "cup")], owner="session:a")
+        assert [n for n, _ in studio.kits.names(owner="session:a")] == ["mine"]
+        assert studio.kits.names(owner="session:b") == [] and studio.kits.names() == []
+        with pytest.raises(InputError, match="no kit named 'mine'"):
+            studio.build_request(Mode.GENERATE, "a cup", kit="mine", owner="session:b")
+        # the same name for another visitor is another kit, starting at version 1
+        other = studio.kits.create("mine", [NewReference(png_bytes(color=(1, 1, 1)), "style", "flat")],
+                                   owner="session:b")
+        return other.version, studio.kits.show("mine", owner="session:a").references[0].role
+
+    assert in_studio(settings, scenario) == (1, "object")
+    assert emulator.requests == []
+
+
+def _zip(path: Path, files: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return path
+
+
+@pytest.mark.parametrize("files, message", [
+    ({"notes.txt": b"hello"}, "not a kit of ours: it has no kit.json"),
+    ({"kit.json": b'{"name": "x", "references": []}'}, "not a kit of ours"),
+    ({"kit.json": json.dumps({"format": "nanobanana-kit", "name": "x", "references": [
+        {"name": "a", "role": "object", "file": "../evil.png"}]}).encode(), "../evil.png": png_bytes()},
+     "a path that leaves the kit's folder"),
+    ({"kit.json": json.dumps({"format": "nanobanana-kit", "name": "x", "references": [
+        {"name": "a", "role": "object", "file": "images/a.png"}]}).encode(), "images/a.png": b"<html>no</html>"},
+     "is not an image"),
+])
+def test_a_zip_that_is_not_a_sound_kit_is_refused(keyed_env, tmp_path, capsys, files, message):
+    assert main(["kits", "import", str(_zip(tmp_path / "bad.zip", files))]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    store = HistoryStore(tmp_path / "home")
+    try:
+        assert store.kits.names() == []  # nothing half-imported
+    finally:
+        store.close()
+
+
+def test_not_a_zip_at_all(keyed_env, tmp_path, capsys):
+    (tmp_path / "k.zip").write_bytes(b"plain text")
+    assert main(["kits", "import", str(tmp_path / "k.zip")]) == 2
+    assert "is not a ZIP file" in capsys.readouterr().err
+
+
+def test_kit_specs_parse():
+    assert parse_kit_spec("story") == ("story", None)
+    assert parse_kit_spec("red mug@3") == ("red mug", 3)
+    for bad in ("", "@2", "x@0"):
+        with pytest.raises(InputError):
+            parse_kit_spec(bad)
+
+
+def test_the_history_schema_has_kits(tmp_path):
+    store = HistoryStore(tmp_path / "home")
+    store.close()
+    with sqlite3.connect(tmp_path / "home" / "history.sqlite3") as db:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        columns = {row[1] for row in db.execute("PRAGMA table_info(entries)")}
+    assert {"kits", "kit_refs"} <= tables and "kit" in columns
+
+
+def test_kit_images_are_not_orphans_and_repair_keeps_them(settings):
+    async def scenario(studio):
+        studio.kits.create("keep", [NewReference(png_bytes(color=(7, 7, 7)), "object", "box")])
+        return studio.history.verify(), studio.history.repair(), studio.kits.use("keep")
+
+    problems, repaired, kit = in_studio(settings, scenario)
+    assert problems == [] and repaired == [] and len(kit.references) == 1
+
+
+def test_the_request_image_is_unchanged_by_storing(settings):
+    data = png_bytes(size=(40, 30), color=(3, 4, 5))
+
+    async def scenario(studio):
+        studio.kits.create("same", [NewReference(data, "object", "tile")])
+        return studio.kits.use("same").references[0].image
+
+    image = in_studio(settings, scenario)
+    assert image.data == data and (image.width, image.height) == (40, 30)
+    with Image.open(io.BytesIO(image.data)) as opened:
+        assert opened.size == (40, 30)
+
+
+def test_nothing_here_leaks_the_key(keyed_env, images, capsys, tmp_path):
+    make_story(images, capsys)
+    main(["generate", "Mia", "--kit", "story"])
+    for path in (tmp_path / "home").rglob("*"):
+        if path.is_file():
+            assert TEST_KEY.encode() not in path.read_bytes(), path
