@@ -66,10 +66,10 @@ def test_exactly_four_public_endpoints_with_inputs_first_and_defaults_after(clie
     for name, endpoint in api["named_endpoints"].items():
         params = [p["parameter_name"] for p in endpoint["parameters"]]
         # api_key was added last (bring your own key): positional callers of the earlier parameters keep working;
-        # /edit's optional mask (region edits) came after, just before it.
+        # /edit's optional mask (region edits) came after, then `kit` (kits), just before it.
         assert params == [*firsts[name], "model", "aspect_ratio", "size", "temperature", "top_p", "top_k", "seed",
                           "count", "output", "thinking", "show_thoughts", "search", "image_search",
-                          *(["mask"] if name == "/edit" else []), "api_key"]
+                          *(["mask"] if name == "/edit" else []), "kit", "api_key"]
         assert all(p["parameter_has_default"] for p in endpoint["parameters"][len(firsts[name]):])
         assert [r["component"] for r in endpoint["returns"]] == ["Gallery", "Markdown"]
     with urllib.request.urlopen(app_url + "config", timeout=10) as response:

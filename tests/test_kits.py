@@ -6,6 +6,7 @@ reference and its role, and the exact image bytes of the version asked for.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import sqlite3
@@ -405,3 +406,65 @@ def test_nothing_here_leaks_the_key(keyed_env, images, capsys, tmp_path):
     for path in (tmp_path / "home").rglob("*"):
         if path.is_file():
             assert TEST_KEY.encode() not in path.read_bytes(), path
+
+
+# -- the page and the HTTP API ---------------------------------------------------------------------------------
+
+
+class FakeRequest:
+    def __init__(self, session_hash: str, username: str | None = None) -> None:
+        self.session_hash, self.username = session_hash, username
+
+
+def test_public_visitors_use_only_their_own_kits_through_the_runner(emulator, tmp_path):
+    import gradio as gr
+
+    from nanobanana_ui.domain.config import Settings
+    from nanobanana_ui.service.studio import Studio
+    from nanobanana_ui.ui.runner import Runner, visitor_owner
+
+    settings = Settings(home=tmp_path / "home", base_url=emulator.base_url, public=True, timeout_s=10,
+                        max_attempts=1)
+    alice, bob = FakeRequest("sess-alice"), FakeRequest("sess-bob")
+    cup = png_bytes(color=(0, 90, 180))
+
+    async def scenario():
+        async with Studio(settings) as host:
+            runner = Runner(host, owner_of=visitor_owner)
+            host.kits.create("cups", [NewReference(cup, "object", "blue cup")], owner=visitor_owner(alice))
+            host.kits.create("host kit", [NewReference(cup, "object", "cup")])  # the host's own, local kit
+            await runner.generate("a blue cup", kit="cups", api_key="key-alice-1234567890", request=alice,
+                                  progress=lambda *a, **k: None)
+            assert runner.kit_names(alice) == ["cups"] and runner.kit_names(bob) == []
+            for name in ("cups", "host kit"):
+                with pytest.raises(gr.Error, match=f"no kit named '{name}'"):
+                    await runner.generate("a cup", kit=name, api_key="key-bob-12345678901", request=bob,
+                                          progress=lambda *a, **k: None)
+            await runner.keys.aclose()
+
+    asyncio.run(scenario())
+    assert len(emulator.generate_requests) == 1 and emulator.generate_requests[0].images == [cup]
+
+
+def test_the_generate_endpoint_takes_a_kit(module_emulator, tmp_path):
+    from gradio_client import Client
+    from servers import app_env, running_app
+
+    home = tmp_path / "home"
+    store = HistoryStore(home)
+    try:
+        from nanobanana_ui.service.kits import KitLibrary
+
+        KitLibrary(store.kits).create("api", [NewReference(png_bytes(color=(5, 50, 150)), "style", "blueprint")])
+    finally:
+        store.close()
+    env = app_env(GEMINI_API_KEY=TEST_KEY, NANOBANANA_BASE_URL=module_emulator.base_url, NANOBANANA_HOME=str(home),
+                  GRADIO_TEMP_DIR=str(tmp_path / "gradio"))
+    module_emulator.reset()
+    with running_app(env, TEST_KEY) as url:
+        client = Client(url, verbose=False)
+        _, status = client.predict("a house", kit="api@1", api_name="/generate")
+    sent = module_emulator.generate_requests[-1]
+    assert [p.text for p in sent.turns[-1].parts if p.kind == "text"] == [
+        "a house", 'Reference image "blueprint" (style).']
+    assert "$" in status

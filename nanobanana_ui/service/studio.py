@@ -245,6 +245,8 @@ class Studio:
         request = self._build_request(mode, prompt, images, model=model, options=options, keep_metadata=keep_metadata,
                                       mask=mask, feather=feather, extend_to=extend_to, anchor=anchor)
         if isinstance(kit, str) and kit.strip():
+            if self.settings.public and owner is None:  # never the host's own kits
+                raise InputError("Kits need a visitor session on a public demo: reload the page and try again.")
             kit = self.kits.use(kit, owner=owner)
         if not isinstance(kit, KitUse):
             return request

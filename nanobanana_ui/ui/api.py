@@ -72,6 +72,7 @@ def public_endpoints(runner: Runner, *, outputs: list[Any], api_key: gr.Textbox,
         # The region to change in an edit (white = change it); a plain file, so the Studio judges it (size, empty,
         # full, not an image) with its own message rather than Gradio re-encoding or refusing it first.
         mask = gr.File(label="Mask (white = the region to change)", type="filepath")
+        kit = gr.Textbox(value="", label="Kit (NAME or NAME@VERSION)")  # the caller's kits, sent after the images
         trigger = gr.Button()
     # One pool for every generation event: they all wait on the same API and quota, not on this machine.
     pool: dict[str, Any] = {"concurrency_limit": runner.studio.settings.concurrency, "concurrency_id": "studio"}
@@ -80,8 +81,8 @@ def public_endpoints(runner: Runner, *, outputs: list[Any], api_key: gr.Textbox,
         (runner.compose, [images, prompt], [], "compose")]
     for fn, inputs, extra, name in endpoints:
         # api_key comes last of the API's parameters: callers that pass the others by position keep working.
-        trigger.click(fn, [*inputs, *settings, *extra, api_key, session], outputs, api_name=name,
+        trigger.click(fn, [*inputs, *settings, *extra, kit, api_key, session], outputs, api_name=name,
                       api_visibility="public", **pool)
     # /refine: an earlier result's id and the instruction, then the same options (api_key last).
-    trigger.click(runner.refine, [parent_id, instruction, *settings, api_key, session], outputs, api_name="refine",
+    trigger.click(runner.refine, [parent_id, instruction, *settings, kit, api_key, session], outputs, api_name="refine",
                   api_visibility="public", **pool)

@@ -131,7 +131,7 @@ class Runner:
     async def generate(self, prompt: str, model: str = "", aspect_ratio: str = AUTO, size: str = "",
                        temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1,
                        count: int = 1, output: str = IMAGE_AND_TEXT, thinking: str = "", show_thoughts: bool = False,
-                       search: bool = False, image_search: bool = False, api_key: str = "",
+                       search: bool = False, image_search: bool = False, kit: str = "", api_key: str = "",
                        session: Session | None = None, request: gr.Request | None = None,
                        progress: gr.Progress = gr.Progress(),  # noqa: B008 (how Gradio asks for it)
                        *, extras: PageExtras | None = None) -> Outputs:
@@ -155,16 +155,19 @@ class Runner:
             show_thoughts: also return the model's interim thought images (free; shown, never saved as outputs).
             search: ground the image in Google Search (Pro and 3.1 Flash); the sources come back with it.
             image_search: Google image search as well as web search (3.1 Flash only; implies search).
+            kit: your kit of named reference images, "NAME" (newest version) or "NAME@3"; "" for none.
             api_key: your own Gemini API key, used for this request only and never stored; needed on a public demo.
         """
         form = FormSettings(model, aspect_ratio, size, temperature, top_p, top_k, seed, count, output,
                             thinking, show_thoughts, search, image_search)
-        return await self._make(Mode.GENERATE, prompt, (), form, session, progress, api_key, request, extras)
+        return await self._make(Mode.GENERATE, prompt, (), form, session, progress, api_key, request, extras,
+                                kit=kit)
 
     async def edit(self, image: str | None, prompt: str, model: str = "", aspect_ratio: str = AUTO, size: str = "",
                    temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1, count: int = 1,
                    output: str = IMAGE_AND_TEXT, thinking: str = "", show_thoughts: bool = False,
-                   search: bool = False, image_search: bool = False, mask: str | None = None, api_key: str = "",
+                   search: bool = False, image_search: bool = False, mask: str | None = None, kit: str = "",
+                   api_key: str = "",
                    session: Session | None = None, request: gr.Request | None = None,
                    progress: gr.Progress = gr.Progress(),  # noqa: B008
                    *, extras: PageExtras | None = None, feather: int | None = None, extend_to: str | None = None,
@@ -193,6 +196,7 @@ class Runner:
             search: ground the image in Google Search (Pro and 3.1 Flash); the sources come back with it.
             image_search: Google image search as well as web search (3.1 Flash only; implies search).
             mask: optional image file of the image's size, white where it may change; None for a plain edit.
+            kit: your kit of named reference images, "NAME" (newest version) or "NAME@3"; "" for none.
             api_key: your own Gemini API key, used for this request only and never stored; needed on a public demo.
         """
         form = FormSettings(model, aspect_ratio, size, temperature, top_p, top_k, seed, count, output,
@@ -200,12 +204,12 @@ class Runner:
         # feather, extend_to and anchor (keyword-only: not API parameters) come from the page's region controls.
         region = {"mask": mask or None, "feather": feather, "extend_to": extend_to, "anchor": anchor}
         return await self._make(Mode.EDIT, prompt, (image,) if image else (), form, session, progress, api_key, request,
-                                extras, region=region)
+                                extras, region=region, kit=kit)
 
     async def compose(self, images: list | None, prompt: str, model: str = "", aspect_ratio: str = AUTO,
                       size: str = "", temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1,
                       count: int = 1, output: str = IMAGE_AND_TEXT, thinking: str = "",
-                      show_thoughts: bool = False, search: bool = False, image_search: bool = False,
+                      show_thoughts: bool = False, search: bool = False, image_search: bool = False, kit: str = "",
                       api_key: str = "", session: Session | None = None, request: gr.Request | None = None,
                       progress: gr.Progress = gr.Progress(),  # noqa: B008
                       *, extras: PageExtras | None = None) -> Outputs:
@@ -230,17 +234,18 @@ class Runner:
             show_thoughts: also return the model's interim thought images (free; shown, never saved as outputs).
             search: ground the image in Google Search (Pro and 3.1 Flash); the sources come back with it.
             image_search: Google image search as well as web search (3.1 Flash only; implies search).
+            kit: your kit of named reference images, "NAME" (newest version) or "NAME@3"; "" for none.
             api_key: your own Gemini API key, used for this request only and never stored; needed on a public demo.
         """
         form = FormSettings(model, aspect_ratio, size, temperature, top_p, top_k, seed, count, output,
                             thinking, show_thoughts, search, image_search)
         return await self._make(Mode.COMPOSE, prompt, gallery_paths(images), form, session, progress, api_key, request,
-                                extras)
+                                extras, kit=kit)
 
     async def refine(self, parent_id: str, instruction: str, model: str = "", aspect_ratio: str = AUTO,
                      size: str = "", temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1,
                      count: int = 1, output: str = IMAGE_AND_TEXT, thinking: str = "", show_thoughts: bool = False,
-                     search: bool = False, image_search: bool = False, api_key: str = "",
+                     search: bool = False, image_search: bool = False, kit: str = "", api_key: str = "",
                      session: Session | None = None, request: gr.Request | None = None,
                      progress: gr.Progress = gr.Progress()) -> Outputs:  # noqa: B008
         """Refine an earlier result by its id: the whole conversation path is sent, then the instruction.
@@ -265,6 +270,7 @@ class Runner:
             show_thoughts: also return the model's interim thought images (free; shown, never saved as outputs).
             search: ground the image in Google Search (Pro and 3.1 Flash); the sources come back with it.
             image_search: Google image search as well as web search (3.1 Flash only; implies search).
+            kit: your kit of reference images for this turn, "NAME" or "NAME@3"; "" for none.
             api_key: your own Gemini API key, used for this request only and never stored; needed on a public demo.
         """
         studio = self.studio_for(api_key, request)
@@ -282,7 +288,8 @@ class Runner:
             # All checks (the id and its owner, the instruction, the path's length) before any call.
             spec = get_model(chosen or self._parent_model(studio, parent_id, owner))
             plan = await studio.prepare_refine(parent_id=(parent_id or "").strip(), instruction=instruction or "",
-                                               model=chosen, options=form.options(spec), owner=owner)
+                                               model=chosen, options=form.options(spec), owner=owner,
+                                               kit=(kit or "").strip() or None)
         self.count_requests(request, count)
         progress(0.0, desc=f"Turn {plan.turn}: refining...")
         outcomes: list[ImageResult | StudioError] = []
@@ -303,6 +310,10 @@ class Runner:
         status = run_status(outcomes, lambda error: visitor_message(error, self.public))
         ids = ", ".join(result.id for result in results if result.id)  # what a next /refine takes
         return Outputs(list(session.shown), f"{_turn_line(plan, ids)}\n{status}", session)
+
+    def kit_names(self, request: gr.Request | None = None) -> list[str]:
+        """The visitor's kits (public mode: their own; else the data directory's), newest version of each."""
+        return [name for name, _ in self.studio.kits.names(owner=self.owner_of(request))]
 
     async def run_refinement(self, plan: Refinement, session: Session, progress: gr.Progress,
                              owner: str | None = None, studio: Studio | None = None,
@@ -341,7 +352,7 @@ class Runner:
     async def _make(self, mode: Mode, prompt: str | None, inputs: tuple[str, ...], form: FormSettings,
                     session: Session | None, progress: gr.Progress, api_key: str = "",
                     request: gr.Request | None = None, extras: PageExtras | None = None,
-                    region: dict[str, Any] | None = None) -> Outputs:
+                    region: dict[str, Any] | None = None, kit: str = "") -> Outputs:
         studio = self.studio_for(api_key, request)  # first: without a key, nothing else happens
         count = form.image_count()
         if not 1 <= count <= MAX_UI_COUNT:
@@ -355,6 +366,7 @@ class Runner:
             image_request = studio.build_request(mode, prompt or "", inputs, model=model,
                                                  options=extras.apply(options) if extras else options,
                                                  keep_metadata=extras.keep_metadata if extras else None,
+                                                 kit=(kit or "").strip() or None, owner=self.owner_of(request),
                                                  **(region or {}))
         return await self.run(image_request, inputs, count, session if session is not None else Session(), progress,
                               owner=self.owner_of(request), studio=studio, visitor=request)

@@ -192,6 +192,9 @@ class StudioTab:
                                           info="Sources appear under the result", elem_id="search")
                 self.image_search = gr.Checkbox(False, label="Image search", visible=spec.image_search,
                                                 elem_id="image-search")
+            # Your kits (kits.md): its references are sent after your own images; NAME@3 picks a version.
+            self.kit = gr.Dropdown([""], value="", label="Kit", allow_custom_value=True, elem_id="kit",
+                                   info="Reference images sent after yours, each named (NAME, or NAME@3)")
             with gr.Row():
                 self.temperature = gr.Slider(0, 2, value=1.0, step=0.05, label="Temperature", elem_id="temperature")
                 self.top_p = gr.Slider(0, 1, value=0.95, step=0.01, label="Top-p", elem_id="top-p")
@@ -272,7 +275,7 @@ class StudioTab:
         """Connect the tab's events (the public API's are in api.py)."""
         runs = {"concurrency_limit": self.runner.studio.settings.concurrency, "concurrency_id": "studio",
                 "show_progress_on": [self.out_gallery, self.status], **PRIVATE}
-        settings, tail = [*self.settings_inputs, *self.gemini3_inputs], [self.api_key, self.session]
+        settings, tail = [*self.settings_inputs, *self.gemini3_inputs, self.kit], [self.api_key, self.session]
         for button, handler, inputs in (
             (self.generate_button, self.generate, [self.prompt]),
             (self.edit_button, self.edit, [self.edit_image, self.edit_prompt, *self.region.inputs]),
@@ -290,6 +293,7 @@ class StudioTab:
                           [self.aspect, self.size, self.compose_limit, *self.gemini3_inputs], **PRIVATE).then(
             self.size_changed, [self.model, self.size], [self.model_info], **PRIVATE)
         self.size.change(self.size_changed, [self.model, self.size], [self.model_info], **PRIVATE)
+        self.kit.focus(self.kit_choices, [self.kit], [self.kit], **PRIVATE)  # the visitor's own kits, fresh
         # The dropdown follows this key's listing: asked on a short timer from page load until it has answered,
         # and again when the visitor enters another key.
         models_out = [self.model, self.model_notes, self.discovery_timer]
@@ -327,7 +331,7 @@ class StudioTab:
 
     async def generate(self, prompt: str, model: str, aspect_ratio: str, size: str, temperature: float,
                        top_p: float, top_k: int, seed: int, count: int, output: str, thinking: str,
-                       show_thoughts: bool, search: bool, image_search: bool, api_key: str,
+                       show_thoughts: bool, search: bool, image_search: bool, kit: str, api_key: str,
                        session: Session | None, keep_metadata: bool, output_format: str, jpeg_quality: float,
                        person_generation: str, request: gr.Request,
                        progress: gr.Progress = gr.Progress()) -> Any:  # noqa: B008 (how Gradio asks for it)
@@ -335,7 +339,7 @@ class StudioTab:
         with refusals_as_warnings():
             return self.shown(await self.runner.generate(prompt, model, aspect_ratio, size, temperature, top_p,
                                                          top_k, seed, count, output, thinking, show_thoughts,
-                                                         search, image_search, api_key, session, request,
+                                                         search, image_search, kit, api_key, session, request,
                                                          progress, extras=self.extras.values(
                                                              keep_metadata, output_format, jpeg_quality,
                                                              person_generation)))
@@ -344,7 +348,7 @@ class StudioTab:
     async def edit(self, image: str | None, prompt: str, painted: dict[str, Any] | None, feather: float,
                    extend_to: str | None, anchor: str | None, model: str, aspect_ratio: str, size: str,
                    temperature: float, top_p: float, top_k: int, seed: int, count: int, output: str,
-                   thinking: str, show_thoughts: bool, search: bool, image_search: bool, api_key: str,
+                   thinking: str, show_thoughts: bool, search: bool, image_search: bool, kit: str, api_key: str,
                    session: Session | None, keep_metadata: bool, output_format: str, jpeg_quality: float,
                    person_generation: str, request: gr.Request,
                    progress: gr.Progress = gr.Progress()) -> Any:  # noqa: B008
@@ -354,7 +358,7 @@ class StudioTab:
             mask = region.pop("mask", None)
             return self.shown(await self.runner.edit(image, prompt, model, aspect_ratio, size, temperature, top_p,
                                                      top_k, seed, count, output, thinking, show_thoughts, search,
-                                                     image_search, mask, api_key, session, request, progress,
+                                                     image_search, mask, kit, api_key, session, request, progress,
                                                      extras=self.extras.values(keep_metadata, output_format,
                                                                                jpeg_quality, person_generation),
                                                      **region))
@@ -362,7 +366,7 @@ class StudioTab:
 
     async def compose(self, images: list[Any] | None, prompt: str, model: str, aspect_ratio: str, size: str,
                       temperature: float, top_p: float, top_k: int, seed: int, count: int, output: str,
-                      thinking: str, show_thoughts: bool, search: bool, image_search: bool,
+                      thinking: str, show_thoughts: bool, search: bool, image_search: bool, kit: str,
                       api_key: str, session: Session | None, keep_metadata: bool, output_format: str,
                       jpeg_quality: float, person_generation: str, request: gr.Request,
                       progress: gr.Progress = gr.Progress()) -> Any:  # noqa: B008
@@ -370,7 +374,7 @@ class StudioTab:
         with refusals_as_warnings():
             return self.shown(await self.runner.compose(images, prompt, model, aspect_ratio, size, temperature,
                                                         top_p, top_k, seed, count, output, thinking, show_thoughts,
-                                                        search, image_search, api_key, session, request,
+                                                        search, image_search, kit, api_key, session, request,
                                                         progress, extras=self.extras.values(
                                                             keep_metadata, output_format, jpeg_quality,
                                                             person_generation)))
@@ -396,6 +400,10 @@ class StudioTab:
                 self.compose_limit: self.compose_changed(model, compose_images),
                 **{component: gr.update(**extras[name]) for name, component in
                    zip(("thinking", "show_thoughts", "search", "image_search"), self.gemini3_inputs, strict=True)}}
+
+    def kit_choices(self, kit: str, request: gr.Request) -> Any:
+        """The kit picker's choices: none, then the visitor's own kits (public mode: only theirs)."""
+        return gr.update(choices=["", *self.runner.kit_names(request)], value=kit or "")
 
     def refresh_models(self, model: str, api_key: str, request: gr.Request) -> Any:
         """The dropdown's choices from the models this visitor's key can use, the note on hidden ones; the timer
