@@ -468,3 +468,30 @@ def test_the_generate_endpoint_takes_a_kit(module_emulator, tmp_path):
     assert [p.text for p in sent.turns[-1].parts if p.kind == "text"] == [
         "a house", 'Reference image "blueprint" (style).']
     assert "$" in status
+
+
+def test_the_studio_tabs_kit_picker_lists_the_kits_and_sends_the_chosen_one(settings, emulator):
+    from test_privacy_ui import studio_tab
+
+    from nanobanana_ui.ui.extras import PNG
+    from nanobanana_ui.ui.session import Session
+
+    class Progress:
+        def __call__(self, *args, **kwargs):
+            return None
+
+    lamp = png_bytes(color=(250, 200, 0))
+
+    async def scenario(studio):
+        studio.kits.create("lamps", [NewReference(lamp, "object", "brass lamp")])
+        tab = studio_tab(studio)
+        choices = tab.kit_choices("", None)
+        await tab.generate("a desk with the brass lamp", tab.default_model, "auto", "", 1.0, 0.95, 0, -1, 1,
+                           "Image + text", "", False, False, False, "", Session(), False, PNG, 90, "",
+                           None, Progress(), "lamps@1")
+        return choices
+
+    choices = in_studio(settings, scenario)
+    assert choices["choices"] == ["", "lamps"]
+    sent = emulator.generate_requests[-1]
+    assert sent.images == [lamp] and 'Reference image "brass lamp" (object).' in sent.prompt

@@ -275,14 +275,16 @@ class StudioTab:
         """Connect the tab's events (the public API's are in api.py)."""
         runs = {"concurrency_limit": self.runner.studio.settings.concurrency, "concurrency_id": "studio",
                 "show_progress_on": [self.out_gallery, self.status], **PRIVATE}
-        settings, tail = [*self.settings_inputs, *self.gemini3_inputs, self.kit], [self.api_key, self.session]
+        settings, tail = [*self.settings_inputs, *self.gemini3_inputs], [self.api_key, self.session]
         for button, handler, inputs in (
             (self.generate_button, self.generate, [self.prompt]),
             (self.edit_button, self.edit, [self.edit_image, self.edit_prompt, *self.region.inputs]),
             (self.compose_button, self.compose, [self.compose_images, self.compose_prompt]),
         ):
             button.click(None, None, None, js=SCROLL_TO_RESULT, **PRIVATE)
-            button.click(handler, [*inputs, *settings, *tail, *self.extras.inputs], self.run_outputs, **runs).then(
+            # The kit picker comes last: each handler's `kit` follows its request and progress (Gradio fills those).
+            button.click(handler, [*inputs, *settings, *tail, *self.extras.inputs, self.kit], self.run_outputs,
+                         **runs).then(
                 self.runner.meter, None, self.meter, **PRIVATE)  # failures count against the budget too
         self.variation_button.click(None, None, None, js=SCROLL_TO_RESULT, **PRIVATE)
         self.variation_button.click(self.new_variation, [self.session, self.api_key], self.run_outputs,
@@ -331,10 +333,10 @@ class StudioTab:
 
     async def generate(self, prompt: str, model: str, aspect_ratio: str, size: str, temperature: float,
                        top_p: float, top_k: int, seed: int, count: int, output: str, thinking: str,
-                       show_thoughts: bool, search: bool, image_search: bool, kit: str, api_key: str,
+                       show_thoughts: bool, search: bool, image_search: bool, api_key: str,
                        session: Session | None, keep_metadata: bool, output_format: str, jpeg_quality: float,
                        person_generation: str, request: gr.Request,
-                       progress: gr.Progress = gr.Progress()) -> Any:  # noqa: B008 (how Gradio asks for it)
+                       progress: gr.Progress = gr.Progress(), kit: str = "") -> Any:  # noqa: B008 (how Gradio asks for it)
         """Generate clicked: run it, or say why not in a toast (the page keeps what it showed)."""
         with refusals_as_warnings():
             return self.shown(await self.runner.generate(prompt, model, aspect_ratio, size, temperature, top_p,
@@ -348,10 +350,10 @@ class StudioTab:
     async def edit(self, image: str | None, prompt: str, painted: dict[str, Any] | None, feather: float,
                    extend_to: str | None, anchor: str | None, model: str, aspect_ratio: str, size: str,
                    temperature: float, top_p: float, top_k: int, seed: int, count: int, output: str,
-                   thinking: str, show_thoughts: bool, search: bool, image_search: bool, kit: str, api_key: str,
+                   thinking: str, show_thoughts: bool, search: bool, image_search: bool, api_key: str,
                    session: Session | None, keep_metadata: bool, output_format: str, jpeg_quality: float,
                    person_generation: str, request: gr.Request,
-                   progress: gr.Progress = gr.Progress()) -> Any:  # noqa: B008
+                   progress: gr.Progress = gr.Progress(), kit: str = "") -> Any:  # noqa: B008
         """Edit clicked: run it (a region edit when a region is painted or the canvas extended), or say why not in
         a toast."""
         with refusals_as_warnings(), region_arguments(image, painted, feather, extend_to, anchor) as region:
@@ -366,10 +368,10 @@ class StudioTab:
 
     async def compose(self, images: list[Any] | None, prompt: str, model: str, aspect_ratio: str, size: str,
                       temperature: float, top_p: float, top_k: int, seed: int, count: int, output: str,
-                      thinking: str, show_thoughts: bool, search: bool, image_search: bool, kit: str,
+                      thinking: str, show_thoughts: bool, search: bool, image_search: bool,
                       api_key: str, session: Session | None, keep_metadata: bool, output_format: str,
                       jpeg_quality: float, person_generation: str, request: gr.Request,
-                      progress: gr.Progress = gr.Progress()) -> Any:  # noqa: B008
+                      progress: gr.Progress = gr.Progress(), kit: str = "") -> Any:  # noqa: B008
         """Compose clicked: run it, or say why not in a toast."""
         with refusals_as_warnings():
             return self.shown(await self.runner.compose(images, prompt, model, aspect_ratio, size, temperature,
