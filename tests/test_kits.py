@@ -495,3 +495,39 @@ def test_the_studio_tabs_kit_picker_lists_the_kits_and_sends_the_chosen_one(sett
     assert choices["choices"] == ["", "lamps"]
     sent = emulator.generate_requests[-1]
     assert sent.images == [lamp] and 'Reference image "brass lamp" (object).' in sent.prompt
+
+
+def test_gemini_batch_mode_sends_the_kit_and_fetches_with_the_version_it_was_sent_with(emulator, tmp_path,
+                                                                                        monkeypatch, capsys):
+    from test_gemini_batch import cli_env, manifest
+
+    from nanobanana_ui.domain.config import load_settings
+    from nanobanana_ui.service.batch import GeminiBatches
+
+    emulator.batches.seconds_per_state = 60
+    for name, value in cli_env(emulator, tmp_path / "home").items():
+        monkeypatch.setenv(name, value)
+    art = tmp_path / "art.png"
+    art.write_bytes(png_bytes(color=(77, 0, 77)))
+    assert main(["kits", "create", "deco", str(art), "--role", "style", "--name", "art deco"]) == 0
+    rows = tmp_path / "rows.txt"
+    rows.write_text("a poster\n", encoding="utf-8")
+    assert main(["batch", str(rows), "--gemini-batch", "--no-wait", "--kit", "deco", "--out",
+                 str(tmp_path / "one")]) == 0
+    [job] = emulator.batches.jobs
+    [(_, body)] = job.requests
+    texts = [p.get("text") for p in body["contents"][-1]["parts"] if "text" in p]
+    assert texts == ["a poster", 'Reference image "art deco" (style).']
+    other = tmp_path / "other.png"
+    other.write_bytes(png_bytes(color=(0, 77, 0)))
+    assert main(["kits", "add", "deco", str(other), "--role", "object", "--name", "frame"]) == 0  # changed since
+    capsys.readouterr()
+
+    async def scenario(studio):
+        emulator.batches.set_state(job.name, "SUCCEEDED")
+        return await GeminiBatches(studio).fetch(display_name=job.display_name)
+
+    fetched = in_studio(load_settings(), scenario)
+    assert fetched.done == 1 and fetched.finished  # mapped to its row: planned again with deco@1, not deco@2
+    [line] = manifest(tmp_path / "one")
+    assert line["status"] == "done"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...domain.costs import estimate_cost, search_cost
@@ -26,14 +26,17 @@ class BatchPlan:
     requests: tuple[tuple[BatchItem, ImageRequest], ...]  # one per image: count N → variations 0..N-1
     estimated_cost_usd: float | None  # of the requests still to send (at most: cache hits are free); None: unknown
     already_done: int  # requests finished in an earlier run (from the run folder's manifest)
+    kits: dict[str, str] = field(default_factory=dict)  # each kit asked for (NAME or NAME@V) → the NAME@V used
 
 
 def plan_batch(studio: Studio, items: Sequence[BatchItem], *, out_dir: Path, model: str | None = None,
-               kit: str | None = None, owner: str | None = None) -> BatchPlan:
+               kit: str | None = None, owner: str | None = None,
+               pins: Mapping[str, str] | None = None) -> BatchPlan:
     """Build every request (studio.build_request) and report all bad rows together; nothing is sent.
 
     A row's own model wins over `model`, which wins over the studio's default; a row's `kit` column over `kit`.
     Each kit is read once, here, from `owner`'s kits: the batch keeps that version even if the kit changes or goes.
+    `pins` (an earlier plan's `kits`) makes a re-plan use the versions the first one used (Gemini Batch Mode fetches).
     """
     requests: list[tuple[BatchItem, ImageRequest]] = []
     problems: list[str] = []
@@ -45,7 +48,7 @@ def plan_batch(studio: Studio, items: Sequence[BatchItem], *, out_dir: Path, mod
         try:
             wanted = (item.kit or kit or "").strip()
             if wanted and wanted not in kits:
-                kits[wanted] = studio.kits.use(wanted, owner=owner)
+                kits[wanted] = studio.kits.use((pins or {}).get(wanted, wanted), owner=owner)
             request = studio.build_request(item.mode, item.prompt, item.images, model=item.model or model,
                                            options=item.options, kit=kits.get(wanted))
         except InputError as error:
@@ -57,7 +60,8 @@ def plan_batch(studio: Studio, items: Sequence[BatchItem], *, out_dir: Path, mod
     finished = finished_lines(Path(out_dir))
     to_send = [request for item, request in requests if (item.row, request.cache_key()) not in finished]
     return BatchPlan(items=tuple(items), requests=tuple(requests), estimated_cost_usd=_estimate(studio, to_send),
-                     already_done=len(requests) - len(to_send))
+                     already_done=len(requests) - len(to_send),
+                     kits={asked: used.spec for asked, used in kits.items()})
 
 
 def _estimate(studio: Studio, requests: Sequence[ImageRequest]) -> float | None:
