@@ -59,9 +59,10 @@ def out_json(capsys) -> list[dict]:
 
 
 def kinds_and_texts(recorded) -> list[str]:
-    """The last user turn's parts as the emulator received them: texts verbatim, images as 'image:<n>'."""
-    parts = recorded.turns[-1].parts
-    return [part.text if part.kind == "text" else f"image:{len(part.data)}" for part in parts]
+    """The last user turn's parts as the emulator received them: texts verbatim, inline images as 'image', Files
+    API references as 'file'."""
+    kinds = {"image": "image", "fileData": "file"}
+    return [part.text if part.kind == "text" else kinds.get(part.kind, part.kind) for part in recorded.turns[-1].parts]
 
 
 def make_story(images, capsys) -> None:
@@ -111,19 +112,20 @@ def test_generate_edit_compose_send_the_kit_after_the_users_inputs(keyed_env, im
     [record] = out_json(capsys)
     assert record["kit"] == "story@2"
     sent = keyed_env.generate_requests[-1]
-    assert kinds_and_texts(sent) == ["Mia holds the red mug", MIA, f"image:{len(mia)}", MUG, f"image:{len(mug)}"]
-    assert sent.images == [mia, mug]
+    # The kit's images go through the Files API (uploaded once per key), the user's own inline.
+    assert kinds_and_texts(sent) == ["Mia holds the red mug", MIA, "file", MUG, "file"]
+    assert sent.images == [mia, mug]  # what the emulator read from the files
 
     assert main(["edit", str(images["photo"]), "put Mia in it", "--kit", "story@1", "--json"]) == 0
     sent = keyed_env.generate_requests[-1]
-    assert kinds_and_texts(sent) == ["put Mia in it", f"image:{len(own)}", MIA, f"image:{len(mia)}"]
+    assert kinds_and_texts(sent) == ["put Mia in it", "image", MIA, "file"]
     assert sent.images == [own, mia]  # the user's own input first, then the kit's (version 1: Mia alone)
 
     assert main(["compose", str(images["photo"]), str(images["mia2"]), "--prompt", "all together", "--kit",
                  "story"]) == 0
     sent = keyed_env.generate_requests[-1]
     assert sent.images == [own, images["mia2"].read_bytes(), mia, mug]
-    assert sent.part_kinds == ["text", "image", "image", "text", "image", "text", "image"]
+    assert sent.part_kinds == ["text", "image", "image", "text", "fileData", "text", "fileData"]
     assert "Mia" in sent.reply_body["candidates"][0]["content"]["parts"][0]["text"]  # the placeholder names them
 
 
@@ -137,8 +139,8 @@ def test_refine_sends_the_roots_kit_again_and_its_own(keyed_env, images, capsys)
     sent = keyed_env.generate_requests[-1]
     first_turn = [p.text if p.kind == "text" else "image" for p in sent.turns[0].parts]
     assert first_turn == ["Mia at the beach", MIA, "image"]  # the root's turn exactly as it was sent
-    assert kinds_and_texts(sent)[1:] == [MIA, f"image:{len(images['mia'].read_bytes())}", MUG,
-                                         f"image:{len(images['mug'].read_bytes())}"]
+    assert kinds_and_texts(sent)[1:] == [MIA, "file", MUG, "file"]
+    assert sent.images == [images["mia"].read_bytes(), images["mug"].read_bytes()]
 
 
 def test_a_batch_kit_column_and_the_batch_default(keyed_env, images, capsys, tmp_path):
@@ -531,3 +533,78 @@ def test_gemini_batch_mode_sends_the_kit_and_fetches_with_the_version_it_was_sen
     assert fetched.done == 1 and fetched.finished  # mapped to its row: planned again with deco@1, not deco@2
     [line] = manifest(tmp_path / "one")
     assert line["status"] == "done"
+
+
+# -- sent once: the Files API ----------------------------------------------------------------------------------
+
+
+def uploads(emulator) -> int:
+    """How many Files API uploads were started."""
+    return sum(1 for r in emulator.requests if r.path == "/upload/v1beta/files" and "upload_id" not in r.query)
+
+
+def test_kit_images_are_uploaded_once_and_then_sent_as_file_data(settings, emulator):
+    a, b = png_bytes(color=(1, 100, 1)), png_bytes(color=(100, 1, 1))
+
+    async def scenario(studio):
+        studio.kits.create("pair", [NewReference(a, "character", "Ann"), NewReference(b, "object", "bike")])
+        for prompt in ("Ann on the bike", "Ann beside the bike", "Ann repairs the bike"):
+            await studio.generate(prompt, kit="pair", model=FLASH)
+
+    in_studio(settings, scenario)
+    assert uploads(emulator) == 2  # one per image, for three requests
+    first, *later = emulator.generate_requests
+    assert all(r.part_kinds == ["text", "text", "fileData", "text", "fileData"] for r in emulator.generate_requests)
+    assert all(r.file_uris == first.file_uris and r.images == [a, b] for r in later)
+    assert all(len(json.dumps(r.body)) < 2000 for r in emulator.generate_requests)  # no image bytes in the body
+
+
+def test_an_expired_file_is_uploaded_again_with_one_extra_call_and_no_failure(settings, emulator):
+    image = png_bytes(color=(3, 33, 133))
+
+    async def scenario(studio):
+        studio.kits.create("one", [NewReference(image, "style", "blue")])
+        await studio.generate("a blue sea", kit="one", model=FLASH)
+        emulator.batches.expire_files()  # 48 hours later
+        return await studio.generate("a blue sky", kit="one", model=FLASH)
+
+    result = in_studio(settings, scenario)
+    assert result.images and uploads(emulator) == 2
+    statuses = [r.status for r in emulator.generate_requests]
+    assert statuses == [200, 403, 200]  # one extra call: refused for the expired file, then sent again
+    assert emulator.generate_requests[-1].file_uris != emulator.generate_requests[0].file_uris
+    assert emulator.generate_requests[-1].images == [image]
+
+
+def test_a_failed_upload_falls_back_to_inline(settings, emulator):
+    from nanobanana_ui.emulator import Fault
+
+    image = png_bytes(color=(200, 100, 0))
+
+    async def scenario(studio):
+        studio.kits.create("warm", [NewReference(image, "style", "orange")])
+        emulator.batches.fail_next(Fault.server_error(500))
+        return await studio.generate("an orange grove", kit="warm", model=FLASH)
+
+    result = in_studio(settings, scenario)
+    [sent] = emulator.generate_requests
+    assert result.images and sent.part_kinds == ["text", "text", "image"] and sent.images == [image]
+    assert sent.file_uris == []
+
+
+def test_another_keys_file_is_not_used(emulator, tmp_path):
+    """A file belongs to its key: a Studio for another key uploads its own copy."""
+    from nanobanana_ui.domain.config import Settings
+
+    image = png_bytes(color=(9, 99, 9))
+    home = tmp_path / "home"
+    for key in ("key-one-1234567890", "key-two-1234567890"):
+        settings = Settings(api_key=key, base_url=emulator.base_url, home=home, timeout_s=10, max_attempts=1)
+
+        async def scenario(studio, who=key[:7]):
+            if not studio.kits.names():
+                studio.kits.create("green", [NewReference(image, "object", "leaf")])
+            return await studio.generate(f"a leaf for {who}", kit="green", model=FLASH)
+
+        in_studio(settings, scenario)
+    assert uploads(emulator) == 2 and [r.status for r in emulator.generate_requests] == [200, 200]

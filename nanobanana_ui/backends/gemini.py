@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import io
+import logging
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +17,10 @@ from .transport import SendObserver, SendTracer
 from .vertex import VertexAccess, map_vertex_error
 
 __all__ = ["BackendReply", "GeminiBackend", "build_config", "build_contents", "parse_response"]
+
+log = logging.getLogger(__name__)
+_FILE_MARGIN_S = 600.0  # a file this close to its expiry is uploaded again rather than sent
+_FILE_LIFETIME_S = 48 * 3600.0  # the Files API keeps a file 48 hours
 
 _WITHHELD_HINTS = {
     "IMAGE_SAFETY": "Gemini's safety filter withheld the image",
@@ -56,16 +64,23 @@ def _sdk_content(turn: Turn) -> Any:
     return types.Content(role=turn.role, parts=[_sdk_part(part) for part in turn.parts])
 
 
-def build_contents(request: ImageRequest) -> list[Any]:
+def build_contents(request: ImageRequest, files: Mapping[str, str] | None = None) -> list[Any]:
     """The earlier turns of a refinement (as stored), then the user turn: the prompt verbatim (a region edit's with
-    its framing), then each image, then a kit's references (each after the text part that names it)."""
+    its framing), then each image, then a kit's references (each after the text part that names it).
+
+    `files` maps an image's sha256 to its Files API uri: such a kit image is sent as `fileData`, not inline.
+    """
     from google.genai import types
 
     parts = [types.Part.from_text(text=request.model_prompt())]
     parts += [types.Part.from_bytes(data=image.data, mime_type=image.mime_type) for image in request.images]
     for added in request.kit.parts() if request.kit is not None else ():  # after the user's own inputs
-        parts.append(types.Part.from_text(text=added) if isinstance(added, str)
-                     else types.Part.from_bytes(data=added.data, mime_type=added.mime_type))
+        if isinstance(added, str):
+            parts.append(types.Part.from_text(text=added))
+        elif added.sha256 in (files or {}):
+            parts.append(types.Part.from_uri(file_uri=(files or {})[added.sha256], mime_type=added.mime_type))
+        else:
+            parts.append(types.Part.from_bytes(data=added.data, mime_type=added.mime_type))
     return [*(_sdk_content(turn) for turn in request.history), types.Content(role="user", parts=parts)]
 
 
@@ -110,6 +125,12 @@ def build_config(request: ImageRequest) -> Any:
         thinking_config=thinking_config,
         tools=tools,
     )
+
+
+def _file_gone(exc: BaseException) -> bool:
+    """True for the API's answer to a request naming a file that expired or no longer exists."""
+    code = getattr(exc, "code", None)
+    return code in (400, 403, 404) and "file" in str(exc).lower()
 
 
 def _enum_name(value: Any) -> str | None:
@@ -215,6 +236,10 @@ class GeminiBackend:
         )
         self._vertex = vertex
         self._map_error = map_error if vertex is None else map_vertex_error
+        # Kit images uploaded once through the Files API (this key's): sha256 -> (uri, expiry). Vertex has none.
+        self.files_api = vertex is None
+        self._files: dict[str, tuple[str, float]] = {}
+        self.uploads = 0  # how many files this backend uploaded (tests and the benchmark read it)
         if vertex is None:
             # vertexai=False: GOOGLE_GENAI_USE_VERTEXAI in the environment must not reroute our calls.
             self._client = genai.Client(api_key=api_key, vertexai=False, http_options=options)
@@ -232,16 +257,57 @@ class GeminiBackend:
         from google.genai import types
 
         config = build_config(request)
+        files = await self._kit_files(request)
         with contextlib.ExitStack() as stack:
             if observer is not None:
                 headers = stack.enter_context(self._tracer.observe(observer))
                 config = config.model_copy(update={"http_options": types.HttpOptions(headers=headers)})
             try:
-                response = await self._client.aio.models.generate_content(
-                    model=request.model, contents=build_contents(request), config=config)
+                try:
+                    response = await self._client.aio.models.generate_content(
+                        model=request.model, contents=build_contents(request, files), config=config)
+                except Exception as exc:
+                    if not files or not _file_gone(exc):
+                        raise
+                    # A file expired or vanished: upload the kit's images again and send the request once more.
+                    for sha in files:
+                        self._files.pop(sha, None)
+                    files = await self._kit_files(request)
+                    response = await self._client.aio.models.generate_content(
+                        model=request.model, contents=build_contents(request, files), config=config)
             except Exception as exc:  # noqa: BLE001 - every SDK and transport error is mapped in one place
                 raise self._map_error(exc, model=request.model) from exc
         return parse_response(response)
+
+    async def _kit_files(self, request: ImageRequest) -> dict[str, str]:
+        """The Files API uris of a request's kit images, each uploaded once while it stays valid; an image whose
+        upload fails is left out (it goes inline)."""
+        if request.kit is None or not self.files_api:
+            return {}
+        from google.genai import types
+
+        uris: dict[str, str] = {}
+        for reference in request.kit.references:
+            image = reference.image
+            known = self._files.get(image.sha256)
+            if known is not None and known[1] - time.time() > _FILE_MARGIN_S:
+                uris[image.sha256] = known[0]
+                continue
+            try:
+                uploaded = await self._client.aio.files.upload(
+                    file=io.BytesIO(image.data),
+                    config=types.UploadFileConfig(mime_type=image.mime_type, display_name=f"kit-{image.sha256[:16]}"))
+            except Exception as exc:  # noqa: BLE001 - an upload that fails costs nothing: the image goes inline
+                log.warning("could not upload a kit image (sent inline instead): %s", type(exc).__name__)
+                continue
+            if not uploaded.uri:
+                continue
+            self.uploads += 1
+            expires = uploaded.expiration_time.timestamp() if uploaded.expiration_time else (
+                time.time() + _FILE_LIFETIME_S)
+            self._files[image.sha256] = (uploaded.uri, expires)
+            uris[image.sha256] = uploaded.uri
+        return uris
 
     async def list_image_models(self) -> tuple[str, ...]:
         """Ids of the image-generation models this key can use (Vertex lists publisher models elsewhere: none)."""
