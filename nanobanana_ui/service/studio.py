@@ -251,7 +251,8 @@ class Studio:
         if not isinstance(kit, KitUse):
             return request
         check_kit_limits(get_model(request.model), kit, len(request.images))
-        check_request_size((*request.images, *(reference.image for reference in kit.references)))
+        if not self.capabilities.files_api:  # Vertex: the kit goes inline, so it counts toward the request's size
+            check_request_size((*request.images, *(reference.image for reference in kit.references)))
         return replace(request, kit=kit)
 
     def _build_request(self, mode: Mode, prompt: str, images: Sequence[ImageSource], *, model: str | None,
