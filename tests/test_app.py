@@ -314,7 +314,7 @@ ELEM_IDS = {  # the browser tests' locators: keep them stable
     "pnginfo-use-button", "batch-tab", "batch-file", "batch-text", "batch-estimate-button", "batch-plan",
     "batch-run-button", "batch-cancel-button", "batch-progress", "batch-gallery", "batch-summary", "batch-zip",
     "keep-metadata", "vertex-options", "output-format", "jpeg-quality", "person-generation",
-    "model-notes", "gemini3-controls", "thinking", "show-thoughts", "search", "image-search", "thoughts",
+    "model-notes", "gemini3-controls", "thinking", "show-thoughts", "search", "image-search", "kit", "thoughts",
     "thought-gallery", "sources",
     "batch-run-mode", "batch-jobs-panel", "batch-jobs", "batch-job", "batch-jobs-refresh", "batch-jobs-fetch",
     "batch-jobs-cancel",
