@@ -608,3 +608,27 @@ def test_another_keys_file_is_not_used(emulator, tmp_path):
 
         in_studio(settings, scenario)
     assert uploads(emulator) == 2 and [r.status for r in emulator.generate_requests] == [200, 200]
+
+
+def test_the_history_tabs_rerun_and_new_variation_use_the_entrys_kit_version(settings, emulator):
+    from test_history_tab import Browse, Progress, Tab, select
+
+    old, new = png_bytes(color=(11, 22, 33)), png_bytes(color=(33, 22, 11))
+
+    async def scenario():
+        from nanobanana_ui.service.studio import Studio
+
+        async with Studio(settings) as studio:
+            studio.kits.create("cast", [NewReference(old, "character", "Jo")])
+            tab = Tab(studio)
+            await tab.runner.generate("Jo reads", kit="cast", progress=Progress())
+            studio.kits.add("cast", NewReference(new, "object", "book"))  # the kit changed since
+            browse = tab.refresh(Browse())["browse"]
+            tab.select(browse, select(0))
+            await tab.tab.rerun_clicked(browse, None, progress=Progress())  # a cache hit: the same request
+            await tab.tab.variation_clicked(browse, None, progress=Progress())
+
+    asyncio.run(scenario())
+    first, varied = emulator.generate_requests
+    assert first.images == varied.images == [old]
+    assert len(emulator.generate_requests) == 2  # the re-run was a cache hit: same kit version, same key

@@ -196,7 +196,8 @@ class Library:
             if entry.region is not None:  # the kept mask, crop, feather, extend ratio and anchor: the same request
                 return self.studio.rebuild_request(entry, images=paths), paths
             image_request = self.studio.build_request(Mode(entry.mode), entry.prompt, paths, model=entry.model,
-                                                      options=image_options(entry.options))
+                                                      options=image_options(entry.options),
+                                                      kit=self.studio.entry_kit(entry))  # the version it was made with
         return image_request, paths
 
     def _find_input(self, sha: str, session: Session | None) -> Path | None:
@@ -433,7 +434,8 @@ class HistoryTab:
         with studio_errors(self.runner.public):
             plan = await studio.prepare_refine(parent_id=entry.parent or "", instruction=entry.prompt,
                                                images=[file.path for file in entry.inputs], model=entry.model,
-                                               options=image_options(entry.options), owner=owner)
+                                               options=image_options(entry.options), owner=owner,
+                                               kit=studio.entry_kit(entry))
         if vary:
             number = await asyncio.to_thread(self.library.next_variation, plan.request, studio)
             plan = replace(plan, request=plan.request.with_variation(number))
