@@ -632,3 +632,94 @@ def test_the_history_tabs_rerun_and_new_variation_use_the_entrys_kit_version(set
     first, varied = emulator.generate_requests
     assert first.images == varied.images == [old]
     assert len(emulator.generate_requests) == 2  # the re-run was a cache hit: same kit version, same key
+
+
+# -- the Kits tab ----------------------------------------------------------------------------------------------------
+
+
+def kits_tab(studio, owner_of=None):
+    import gradio as gr
+
+    from nanobanana_ui.ui.kits_tab import KitsTab
+    from nanobanana_ui.ui.runner import Runner
+
+    runner = Runner(studio, owner_of=owner_of) if owner_of else Runner(studio)
+    tab = KitsTab(runner)
+    with gr.Blocks():
+        tab.layout()
+    return tab
+
+
+def test_the_kits_tab_makes_changes_exports_imports_and_uses_a_kit(settings, emulator, images, tmp_path):
+    import gradio as gr
+
+    async def scenario(studio):
+        tab = kits_tab(studio)
+        made = tab.add_clicked("story", [str(images["mia"])], "character", "Mia", "yellow raincoat")
+        assert "story@1" in made[tab.details] and made[tab.upload] is None
+        both = tab.add_clicked("story", [str(images["mug"]), str(images["mia2"])], "object", "prop", "")
+        assert "story@2" in both[tab.details] and "prop 1" in both[tab.details] and "prop 2" in both[tab.details]
+        assert [caption for _, caption in both[tab.gallery]] == ["Mia (character)", "prop 1 (object)",
+                                                                 "prop 2 (object)"]
+        assert both[tab.version]["choices"] == [1, 2]  # one version for the two images
+        old = tab.show("story", 1)
+        assert [caption for _, caption in old[tab.gallery]] == ["Mia (character)"]
+        removed = tab.remove_clicked("story", "prop 1")
+        assert "story@3" in removed[tab.details] and "prop 1" not in removed[tab.details]
+        with pytest.raises(gr.Error, match="already has a reference named 'mia'"):
+            tab.add_clicked("story", [str(images["photo"])], "character", "mia", "")
+        exported = tab.export_clicked("story", 2)
+        imported = tab.import_uploaded(exported)
+        assert "story@4" in imported[tab.details] and "prop 1" in imported[tab.details]
+        picker, tabs = tab.use_clicked("story", 4)
+        assert picker["value"] == "story@4" and tabs.selected == "studio"
+        return studio.kits.show("story@4")
+
+    kit = in_studio(settings, scenario)
+    assert [r.name for r in kit.references] == ["Mia", "prop 1", "prop 2"]
+    assert emulator.requests == []
+
+
+def test_history_add_to_kit_collects_the_entries_images(settings, emulator):
+    from test_history_tab import Browse, Progress, Tab, select
+
+    async def scenario(studio):
+        history = Tab(studio)
+        await history.runner.generate("a red boot", progress=Progress())
+        await history.runner.generate("a blue hat", progress=Progress())
+        browse = history.refresh(Browse())["browse"]
+        tab = kits_tab(studio)
+        files: list = []
+        for index in (0, 1):
+            history.select(browse, select(index))
+            files, tabs = tab.add_from_history(history.library, browse, files, None)
+            assert tabs.selected == "kits"
+        tab.add_clicked("outfit", files, "object", "piece", "")
+        return await studio.generate("a model wearing both pieces", kit="outfit"), files
+
+    result, files = in_studio(settings, scenario)
+    sent = emulator.generate_requests[-1]
+    assert result.request.kit.spec == "outfit@1" and len(files) == 2
+    assert sent.images == [Path(f).read_bytes() for f in files]  # the two entries' images, in the order added
+
+
+def test_the_kits_tab_shows_a_visitor_only_their_own_kits(settings, emulator):
+    from nanobanana_ui.ui.runner import visitor_owner
+
+    async def scenario(studio):
+        tab = kits_tab(studio, visitor_owner)
+        tab.add_clicked("mine", [png_bytes_file(studio)], "style", "ink", "", FakeRequest("a"))
+        theirs = tab.show("mine", None, FakeRequest("b"))
+        ours = tab.show("mine", None, FakeRequest("a"))
+        return theirs, ours, tab
+
+    theirs, ours, tab = in_studio(settings, scenario)
+    assert theirs[tab.pick]["choices"] == [""] and theirs[tab.gallery] is None
+    assert ours[tab.pick]["choices"] == ["", "mine"] and len(ours[tab.gallery]) == 1
+
+
+def png_bytes_file(studio) -> str:
+    path = studio.settings.home / "upload.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(png_bytes(color=(70, 80, 90)))
+    return str(path)

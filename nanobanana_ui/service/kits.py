@@ -154,11 +154,13 @@ class KitLibrary:
             raise InputError("A kit needs at least one reference image.")
         return self._save(name, [self._row(ref) for ref in self._fits(references, 0, name)], text=text, owner=owner)
 
-    def add(self, spec_name: str, reference: NewReference, *, owner: str | None = None) -> StoredKit:
-        """The kit's next version: its newest one plus this reference, at the end."""
+    def add(self, spec_name: str, reference: NewReference | Sequence[NewReference], *,
+            owner: str | None = None) -> StoredKit:
+        """The kit's next version: its newest one plus this reference (or these), at the end."""
         kit = self.show(_check_name(spec_name), owner=owner)
-        self._fits([reference], len(kit.references), kit.name)
-        return self._save(kit.name, [*self._kept(kit), self._row(reference)], text=kit.text, owner=owner)
+        added = [reference] if isinstance(reference, NewReference) else list(reference)
+        self._fits(added, len(kit.references), kit.name)
+        return self._save(kit.name, [*self._kept(kit), *map(self._row, added)], text=kit.text, owner=owner)
 
     def remove(self, spec_name: str, label: str, *, owner: str | None = None) -> StoredKit:
         """The kit's next version without the reference named `label` (its old versions keep it)."""

@@ -268,6 +268,8 @@ class HistoryTab:
                         self.to_compose = gr.Button("Add to Compose", elem_id="history-add-to-compose")
                         # Opens the entry in the Refine tab (wired there: refine_tab.RefineTab.wire).
                         self.to_refine = gr.Button("Refine", elem_id="history-refine")
+                        # Adds the entry's image to the Kits tab's images to add (wired there: kits_tab.KitsTab.wire).
+                        self.to_kit = gr.Button("Add to kit", elem_id="history-add-to-kit")
                     with gr.Row():
                         self.download = gr.DownloadButton("Download original", elem_id="history-download")
                         self.delete = gr.Button("Delete", elem_id="history-delete")
