@@ -126,7 +126,8 @@ def test_generate_edit_compose_send_the_kit_after_the_users_inputs(keyed_env, im
     sent = keyed_env.generate_requests[-1]
     assert sent.images == [own, images["mia2"].read_bytes(), mia, mug]
     assert sent.part_kinds == ["text", "image", "image", "text", "fileData", "text", "fileData"]
-    assert "Mia" in sent.reply_body["candidates"][0]["content"]["parts"][0]["text"]  # the placeholder names them
+    words = sent.reply_body["candidates"][0]["content"]["parts"][0]["text"]
+    assert words.endswith("References received: Mia (character), red mug (object).")  # the placeholder names them
 
 
 def test_refine_sends_the_roots_kit_again_and_its_own(keyed_env, images, capsys):
