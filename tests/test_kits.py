@@ -724,3 +724,24 @@ def png_bytes_file(studio) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(png_bytes(color=(70, 80, 90)))
     return str(path)
+
+
+def test_the_kits_tab_reorders_re_roles_and_renames_each_as_a_new_version(settings, emulator, images):
+    import gradio as gr
+
+    async def scenario(studio):
+        tab = kits_tab(studio)
+        tab.add_clicked("set", [str(images["mia"]), str(images["mug"]), str(images["mia2"])], "object", "thing", "")
+        moved = tab.rearrange("later", "set", "thing 1")
+        assert [c for _, c in moved[tab.gallery]] == ["thing 2 (object)", "thing 1 (object)", "thing 3 (object)"]
+        assert moved[tab.remove_name]["value"] == "thing 1"
+        tab.rearrange("role", "set", "thing 3", "style")
+        renamed = tab.rearrange("rename", "set", "thing 2", "", "Mia")
+        assert [c for _, c in renamed[tab.gallery]] == ["Mia (object)", "thing 1 (object)", "thing 3 (style)"]
+        with pytest.raises(gr.Error, match="already has a reference named 'mia'"):
+            tab.rearrange("rename", "set", "thing 1", "", "mia")
+        assert tab.rearrange("earlier", "set", "Mia") == gr.skip()  # already first: nothing changes
+        return studio.kits.store.versions("set"), studio.kits.show("set@1")
+
+    versions, first = in_studio(settings, scenario)
+    assert versions == [1, 2, 3, 4] and [r.name for r in first.references] == ["thing 1", "thing 2", "thing 3"]

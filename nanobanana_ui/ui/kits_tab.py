@@ -16,7 +16,7 @@ import gradio as gr
 
 from ..domain.kits import ROLES
 from ..service.kits import KitLibrary, NewReference
-from ..storage.history.kits import StoredKit
+from ..storage.history.kits import KitRow, StoredKit
 from .actions import refuse
 from .history_tab import PRIVATE, Browse, Library
 from .runner import Runner, studio_errors
@@ -84,10 +84,13 @@ class KitsTab:
                     self.guidance = gr.Textbox(label="Guidance (optional)", elem_id="kits-guidance",
                                                placeholder="always wears the yellow raincoat")
                     self.add = gr.Button("Add to kit", variant="primary", elem_id="kits-add")
-                    with gr.Row():
-                        self.remove_name = gr.Dropdown([], value=None, label="Reference to remove",
-                                                       elem_id="kits-remove-name")
-                        self.remove = gr.Button("Remove", elem_id="kits-remove")
+                    self.remove_name = gr.Dropdown([], value=None, label="Reference", elem_id="kits-remove-name")
+                    with gr.Row():  # each change: the kit's next version
+                        self.earlier = gr.Button("◀ Earlier", size="sm", elem_id="kits-earlier")
+                        self.later = gr.Button("Later ▶", size="sm", elem_id="kits-later")
+                        self.set_role = gr.Button("Set role", size="sm", elem_id="kits-set-role")
+                        self.rename = gr.Button("Rename", size="sm", elem_id="kits-rename")
+                        self.remove = gr.Button("Remove", size="sm", elem_id="kits-remove")
                     with gr.Row():
                         self.export = gr.Button("Export ZIP", elem_id="kits-export")
                         self.zip = gr.File(label="Kit ZIP (drop one here to import it)", type="filepath",
@@ -110,6 +113,10 @@ class KitsTab:
         self.add.click(self.add_clicked, [self.pick, self.upload, self.role, self.label, self.guidance],
                        [*self.views, self.upload], **PRIVATE)
         self.remove.click(self.remove_clicked, [self.pick, self.remove_name], self.views, **PRIVATE)
+        for button, how in ((self.earlier, "earlier"), (self.later, "later"), (self.set_role, "role"),
+                            (self.rename, "rename")):
+            button.click(self.rearranger(how), [self.pick, self.remove_name, self.role, self.label], self.views,
+                         **PRIVATE)
         self.export.click(self.export_clicked, [self.pick, self.version], [self.zip], **PRIVATE)
         self.zip.upload(self.import_uploaded, [self.zip], self.views, **PRIVATE)
         self.use.click(self.use_clicked, [self.pick, self.version], [kit_picker, main_tabs], **PRIVATE)
@@ -164,6 +171,43 @@ class KitsTab:
         with studio_errors(self.runner.public):
             kit = self.kits().remove(name, label, owner=self.runner.owner_of(request))
         return self.show(kit.name, kit.version, request)
+
+    def rearranger(self, how: str) -> Any:
+        """A handler that moves the picked reference earlier or later, sets its role, or renames it."""
+        def rearrange(name: str | None, label: str | None, role: str, new_name: str,
+                      request: gr.Request) -> Any:
+            return self.rearrange(how, name, label, role, new_name, request)
+
+        return rearrange
+
+    def rearrange(self, how: str, name: str | None, label: str | None, role: str = "", new_name: str = "",
+                  request: gr.Request | None = None) -> Any:
+        """The kit's next version with the picked reference moved (`earlier`, `later`), re-roled or renamed."""
+        if not name or not label:
+            raise refuse("Pick a kit and one of its references first.")
+        owner = self.runner.owner_of(request)
+        with studio_errors(self.runner.public):
+            kit = self.kits().show(name, owner=owner)
+            rows = [KitRow(r.name, r.role, r.guidance, r.sha256, r.mime_type) for r in kit.references]
+            index = next((i for i, row in enumerate(rows) if row.name == label), None)
+            if index is None:
+                raise refuse(f"Kit {kit.name!r} has no reference named {label!r}.")
+            row = rows[index]
+            if how in ("earlier", "later"):
+                other = index - 1 if how == "earlier" else index + 1
+                if not 0 <= other < len(rows):
+                    return gr.skip()
+                rows[index], rows[other] = rows[other], rows[index]
+            elif how == "role":
+                rows[index] = KitRow(row.name, role, row.guidance, row.sha256, row.mime_type)
+            elif not (new_name or "").strip():
+                raise refuse("Type the new name in Reference name first.")
+            else:
+                rows[index] = KitRow(new_name.strip(), row.role, row.guidance, row.sha256, row.mime_type)
+            kit = self.kits().change(kit.name, rows, owner=owner)
+        shown = self.show(kit.name, kit.version, request)
+        kept = new_name.strip() if how == "rename" else label
+        return {**shown, self.remove_name: gr.update(choices=[r.name for r in kit.references], value=kept)}
 
     def export_clicked(self, name: str | None, version: int | str | None, request: gr.Request | None = None) -> str:
         """A ZIP of the shown version (images and kit.json), for download."""
