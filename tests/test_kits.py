@@ -745,3 +745,44 @@ def test_the_kits_tab_reorders_re_roles_and_renames_each_as_a_new_version(settin
 
     versions, first = in_studio(settings, scenario)
     assert versions == [1, 2, 3, 4] and [r.name for r in first.references] == ["thing 1", "thing 2", "thing 3"]
+
+
+def test_an_upload_goes_through_the_retry_policy_like_a_request(settings, emulator):
+    from nanobanana_ui.emulator import Fault
+    from nanobanana_ui.quota.retry import RetryPolicy
+
+    image = png_bytes(color=(40, 140, 240))
+
+    async def scenario(studio):
+        studio.kits.create("sky", [NewReference(image, "style", "azure")])
+        emulator.batches.fail_next(Fault.server_error(503))  # the first upload call is refused, then retried
+        return await studio.generate("a clear sky", kit="sky", model=FLASH)
+
+    policy = RetryPolicy(max_attempts=3, base_delay_s=0.01)
+    result = in_studio(settings, scenario, retry_policy=policy)
+    [sent] = emulator.generate_requests
+    assert result.images and uploads(emulator) == 2  # the refused start, then the one that went through
+    assert sent.part_kinds == ["text", "text", "fileData"] and sent.images == [image]
+
+
+def test_uploads_take_rate_limiter_slots(settings, emulator, monkeypatch):
+    """Each upload is a call of its own through the limiter: two kit images and one request take three slots."""
+    from nanobanana_ui.service import sending
+
+    taken = []
+    original = sending.GuardedSender._acquire
+
+    async def counting(limiter, waiting):
+        taken.append(1)
+        return await original(limiter, waiting)
+
+    monkeypatch.setattr(sending.GuardedSender, "_acquire", staticmethod(counting))
+
+    async def scenario(studio):
+        studio.kits.create("duo", [NewReference(png_bytes(color=(1, 1, 200)), "object", "a"),
+                                   NewReference(png_bytes(color=(200, 1, 1)), "object", "b")])
+        await studio.generate("both", kit="duo", model=FLASH)
+        await studio.generate("both again", kit="duo", model=FLASH)
+
+    in_studio(settings, scenario)
+    assert len(taken) == 4  # two uploads, then one slot per request: the second request uploads nothing

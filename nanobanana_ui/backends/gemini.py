@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..domain.errors import BadResponseError, ImageWithheldError, PromptBlockedError, TextOnlyError, map_error
+from ..domain.inputs import InputImage
 from ..domain.request import ImageRequest, Source, ThoughtImage, Usage
 from ..domain.turns import Turn, TurnPart
 from .transport import SendObserver, SendTracer
@@ -272,6 +273,7 @@ class GeminiBackend:
                     # A file expired or vanished: upload the kit's images again and send the request once more.
                     for sha in files:
                         self._files.pop(sha, None)
+                    await self._upload_again(request)
                     files = await self._kit_files(request)
                     response = await self._client.aio.models.generate_content(
                         model=request.model, contents=build_contents(request, files), config=config)
@@ -279,35 +281,48 @@ class GeminiBackend:
                 raise self._map_error(exc, model=request.model) from exc
         return parse_response(response)
 
-    async def _kit_files(self, request: ImageRequest) -> dict[str, str]:
-        """The Files API uris of a request's kit images, each uploaded once while it stays valid; an image whose
-        upload fails is left out (it goes inline)."""
+    def files_to_upload(self, request: ImageRequest) -> list[InputImage]:
+        """The request's kit images that have no valid Files API upload yet (none on Vertex, or without a kit)."""
         if request.kit is None or not self.files_api:
-            return {}
+            return []
+        images = {reference.image.sha256: reference.image for reference in request.kit.references}
+        return [image for sha, image in images.items()
+                if sha not in self._files or self._files[sha][1] - time.time() <= _FILE_MARGIN_S]
+
+    async def upload(self, image: InputImage) -> None:
+        """Upload one image through the Files API (one call); it is then sent as `fileData` while it is valid."""
         from google.genai import types
 
-        uris: dict[str, str] = {}
-        for reference in request.kit.references:
-            image = reference.image
-            known = self._files.get(image.sha256)
-            if known is not None and known[1] - time.time() > _FILE_MARGIN_S:
-                uris[image.sha256] = known[0]
-                continue
-            try:
-                uploaded = await self._client.aio.files.upload(
-                    file=io.BytesIO(image.data),
-                    config=types.UploadFileConfig(mime_type=image.mime_type, display_name=f"kit-{image.sha256[:16]}"))
-            except Exception as exc:  # noqa: BLE001 - an upload that fails costs nothing: the image goes inline
-                log.warning("could not upload a kit image (sent inline instead): %s", type(exc).__name__)
-                continue
-            if not uploaded.uri:
-                continue
+        try:
+            uploaded = await self._client.aio.files.upload(
+                file=io.BytesIO(image.data),
+                config=types.UploadFileConfig(mime_type=image.mime_type, display_name=f"kit-{image.sha256[:16]}"))
+        except Exception as exc:  # noqa: BLE001 - mapped in one place, like a request's
+            raise map_error(exc) from exc
+        if uploaded.uri:
             self.uploads += 1
             expires = uploaded.expiration_time.timestamp() if uploaded.expiration_time else (
                 time.time() + _FILE_LIFETIME_S)
             self._files[image.sha256] = (uploaded.uri, expires)
-            uris[image.sha256] = uploaded.uri
+
+    async def _kit_files(self, request: ImageRequest) -> dict[str, str]:
+        """The Files API uris of a request's kit images: those uploaded and valid (the others go inline)."""
+        if request.kit is None or not self.files_api:
+            return {}
+        uris: dict[str, str] = {}
+        for reference in request.kit.references:
+            known = self._files.get(reference.image.sha256)
+            if known is not None and known[1] - time.time() > _FILE_MARGIN_S:
+                uris[reference.image.sha256] = known[0]
         return uris
+
+    async def _upload_again(self, request: ImageRequest) -> None:
+        """After a refusal for a vanished file: upload what is missing; an upload that fails leaves it inline."""
+        for image in self.files_to_upload(request):
+            try:
+                await self.upload(image)
+            except Exception as exc:  # noqa: BLE001 - the image goes inline instead
+                log.warning("could not upload a kit image (sent inline instead): %s", type(exc).__name__)
 
     async def list_image_models(self) -> tuple[str, ...]:
         """Ids of the image-generation models this key can use (Vertex lists publisher models elsewhere: none)."""

@@ -13,8 +13,9 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
+from functools import partial
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from ..backends.capabilities import BackendCapabilities, capabilities_for
 from ..backends.discovery import Availability, ListingStore, ModelDiscovery
@@ -363,6 +364,7 @@ class Studio:
         # A region edit gets a head start on its output while the model works (see region_blend.prepare_blend).
         ahead = None if request.region is None else asyncio.ensure_future(
             asyncio.to_thread(prepare_blend, request.region))
+        await self._upload_kit(request, on_event)
         reply = await self.sender.send(request, on_event)
         if ahead is not None:
             await ahead
@@ -370,6 +372,18 @@ class Studio:
         if not self.offline:
             await asyncio.to_thread(self.budget.add_cost, result.cost_usd)
         return result
+
+    async def _upload_kit(self, request: ImageRequest, on_event: EventSink | None) -> None:
+        """Upload the kit images the backend has not yet uploaded (Files API: once per key), each a call through the
+        rate limiter and the retry policy; an upload that still fails leaves its image inline."""
+        backend: Any = self.backend  # the Gemini backend has the Files API; test doubles and others may not
+        if not hasattr(backend, "files_to_upload"):
+            return
+        for image in backend.files_to_upload(request):
+            try:
+                await self.sender.call(partial(backend.upload, image), on_event)
+            except StudioError as error:
+                log.warning("could not upload a kit image (sent inline instead): %s", error.message)
 
     def _replay(self, request: ImageRequest, entry: CachedEntry, out_dir: Path, started: float) -> ImageResult:
         pairs = zip(entry.paths, entry.images, strict=True)
