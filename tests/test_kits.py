@@ -786,3 +786,20 @@ def test_uploads_take_rate_limiter_slots(settings, emulator, monkeypatch):
 
     in_studio(settings, scenario)
     assert len(taken) == 4  # two uploads, then one slot per request: the second request uploads nothing
+
+
+def test_a_later_process_on_the_same_key_sends_the_files_it_uploaded(settings, emulator):
+    image = png_bytes(color=(120, 0, 200))
+
+    async def first(studio):
+        studio.kits.create("violet", [NewReference(image, "style", "violet")])
+        await studio.generate("a violet field", kit="violet", model=FLASH)
+
+    async def later(studio):
+        return await studio.generate("a violet sky", kit="violet", model=FLASH)
+
+    in_studio(settings, first)
+    in_studio(settings, later)  # a new Studio, as a new command would make
+    assert uploads(emulator) == 1 and [r.part_kinds[-1] for r in emulator.generate_requests] == ["fileData"] * 2
+    [record] = (settings.home / "uploads").glob("*.json")
+    assert TEST_KEY not in record.read_text() and record.name.startswith("k")

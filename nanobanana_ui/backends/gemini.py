@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..domain.errors import BadResponseError, ImageWithheldError, PromptBlockedError, TextOnlyError, map_error
@@ -240,6 +243,7 @@ class GeminiBackend:
         # Kit images uploaded once through the Files API (this key's): sha256 -> (uri, expiry). Vertex has none.
         self.files_api = vertex is None
         self._files: dict[str, tuple[str, float]] = {}
+        self._files_record: Path | None = None  # where the uploads are remembered across processes (no key in it)
         self.uploads = 0  # how many files this backend uploaded (tests and the benchmark read it)
         if vertex is None:
             # vertexai=False: GOOGLE_GENAI_USE_VERTEXAI in the environment must not reroute our calls.
@@ -249,6 +253,31 @@ class GeminiBackend:
         else:  # explicit project, location and credentials: the SDK reads nothing from the environment
             self._client = genai.Client(vertexai=True, project=vertex.project, location=vertex.location,
                                         credentials=vertex.credentials, http_options=options)
+
+    def remember_files(self, record: Path) -> None:
+        """Keep this key's uploads in `record` (JSON: image sha256 -> file uri and expiry; never the key), so that
+        later processes on the same key send the files they still have instead of uploading again."""
+        self._files_record = record
+        try:
+            data = json.loads(record.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return
+        now = time.time()
+        for sha, value in (data.items() if isinstance(data, dict) else ()):
+            if isinstance(value, list) and len(value) == 2 and isinstance(value[1], (int, float)) and value[1] > now:
+                self._files.setdefault(str(sha), (str(value[0]), float(value[1])))
+
+    def _save_files(self) -> None:
+        if self._files_record is None:
+            return
+        try:
+            self._files_record.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._files_record.with_name(f".tmp-{os.getpid()}-{self._files_record.name}")
+            tmp.write_text(json.dumps({sha: [uri, expires] for sha, (uri, expires) in self._files.items()}),
+                           encoding="utf-8")
+            tmp.replace(self._files_record)
+        except OSError as exc:  # the uploads stay remembered in this process
+            log.warning("could not record the kit uploads: %s", exc)
 
     async def generate(self, request: ImageRequest, *, observer: SendObserver | None = None) -> BackendReply:
         """Send one request and parse the reply; every failure arrives as a StudioError.
@@ -273,6 +302,7 @@ class GeminiBackend:
                     # A file expired or vanished: upload the kit's images again and send the request once more.
                     for sha in files:
                         self._files.pop(sha, None)
+                    self._save_files()
                     await self._upload_again(request)
                     files = await self._kit_files(request)
                     response = await self._client.aio.models.generate_content(
@@ -304,6 +334,7 @@ class GeminiBackend:
             expires = uploaded.expiration_time.timestamp() if uploaded.expiration_time else (
                 time.time() + _FILE_LIFETIME_S)
             self._files[image.sha256] = (uploaded.uri, expires)
+            self._save_files()
 
     async def _kit_files(self, request: ImageRequest) -> dict[str, str]:
         """The Files API uris of a request's kit images: those uploaded and valid (the others go inline)."""

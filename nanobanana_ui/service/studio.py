@@ -131,8 +131,14 @@ class Studio:
                 self._backend = GeminiBackend(base_url=self.settings.base_url, timeout_s=self.settings.timeout_s,
                                               vertex=self.vertex_access)
             else:
-                self._backend = GeminiBackend(api_key=self.settings.api_key or "", base_url=self.settings.base_url,
-                                              timeout_s=self.settings.timeout_s)
+                backend = GeminiBackend(api_key=self.settings.api_key or "", base_url=self.settings.base_url,
+                                        timeout_s=self.settings.timeout_s)
+                # Kit uploads, remembered per key (its salted partition name) and endpoint: uploaded once per key.
+                endpoint = self.settings.base_url or _GEMINI_ENDPOINT
+                name = (f"{key_partition(self.settings.home, self.settings.api_key or '')}-"
+                        f"{hashlib.sha256(endpoint.encode()).hexdigest()[:8]}")
+                backend.remember_files(self.settings.home / "uploads" / f"{name}.json")
+                self._backend = backend
         return self._backend
 
     @property
