@@ -17,6 +17,7 @@ import pytest
 from conftest import TEST_KEY, in_studio, png_bytes
 from PIL import Image
 from test_privacy import has_gps, photo
+from test_vertex import rsa_keys, vertex_settings  # noqa: F401 (fixtures)
 
 from nanobanana_ui.cli.main import main
 from nanobanana_ui.domain.errors import InputError
@@ -803,3 +804,16 @@ def test_a_later_process_on_the_same_key_sends_the_files_it_uploaded(settings, e
     assert uploads(emulator) == 1 and [r.part_kinds[-1] for r in emulator.generate_requests] == ["fileData"] * 2
     [record] = (settings.home / "uploads").glob("*.json")
     assert TEST_KEY not in record.read_text() and record.name.startswith("k")
+
+
+def test_vertex_has_no_files_api_so_the_kit_goes_inline(vertex_settings, emulator):  # noqa: F811
+    image = png_bytes(color=(0, 120, 120))
+
+    async def scenario(studio):
+        studio.kits.create("teal", [NewReference(image, "style", "teal")])
+        return await studio.generate("a teal wall", kit="teal", model=FLASH)
+
+    result = in_studio(vertex_settings, scenario)
+    [sent] = emulator.generate_requests
+    assert result.images and sent.vertex is not None and uploads(emulator) == 0
+    assert sent.part_kinds == ["text", "text", "image"] and sent.images == [image]
