@@ -73,7 +73,7 @@ def measure(home: Path, warm_rounds: int) -> dict:
 
     from nanobanana_ui.domain.config import Settings
     from nanobanana_ui.service.studio import Studio
-    from nanobanana_ui.ui.history_tab import PAGE_SIZE, Library
+    from nanobanana_ui.ui.history_library import PAGE_SIZE, Library
 
     before = rss_bytes()
     studio = Studio(Settings(home=home, offline=True))

@@ -115,8 +115,14 @@ def build(args: argparse.Namespace, settings: Settings | None = None) -> tuple[g
 
 def main(argv: list[str] | None = None) -> None:
     """Build and launch the app; serve until interrupted."""
+    from .ui.style import CSS
+
     args = parse_args(argv)
     settings = load(args)
+    from .domain.models import registry_warnings
+
+    for warning in registry_warnings():  # a broken user models.json: the shipped registry is used, and we say so
+        print(f"warning: {warning}", file=sys.stderr)
     if args.mcp and importlib.util.find_spec("mcp") is None:
         raise fail(MCP_MISSING)
     if args.mcp and settings.auth:
@@ -132,6 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=settings.max_file_size,
                 auth=list(settings.auth) or None, mcp_server=args.mcp, prevent_thread_lock=True,
                 run_history=False,  # it would keep the typed API key in the browser (see build())
+                css=CSS,  # the few rules Gradio's parameters cannot say (ui/style.py)
                 allowed_paths=[str(settings.output_dir), str(home / "images"), str(home / "thumbs"),
                                str(home / "batches")])
     if args.share:

@@ -25,6 +25,8 @@ def clean_env(monkeypatch, tmp_path):
             "GEMINI_API_KEY", "GOOGLE_API_KEY", "NANO_BANANA_API_KEY", "GOOGLE_GEMINI_BASE_URL",
         ):
             monkeypatch.delenv(name)
+    # Nor the developer's own ~/.nanobanana/models.json (a user registry is merged over the shipped one).
+    monkeypatch.setenv("NANOBANANA_MODELS", str(tmp_path / "no-user-models.json"))
     monkeypatch.chdir(tmp_path)
 
 
@@ -55,7 +57,7 @@ def settings(emulator, tmp_path) -> Settings:
 
     One attempt per request, so a scripted failure surfaces as its error; the retry tests set their own. The model is
     Nano Banana (2.5 Flash, 1K only, 3 inputs, $0.0387 an image): many tests rely on its fixed, simple capabilities;
-    the default (gemini-3.1-flash-image) has its own tests.
+    the default (gemini-nano-banana-2.1) has its own tests.
     """
     return Settings(api_key=TEST_KEY, base_url=emulator.base_url, home=tmp_path / "home", timeout_s=10, max_attempts=1,
                     model=FLASH_25)

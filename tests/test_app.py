@@ -66,10 +66,12 @@ def test_exactly_four_public_endpoints_with_inputs_first_and_defaults_after(clie
     for name, endpoint in api["named_endpoints"].items():
         params = [p["parameter_name"] for p in endpoint["parameters"]]
         # api_key was added last (bring your own key): positional callers of the earlier parameters keep working;
-        # /edit's optional mask (region edits) came after, then `kit` (kits), just before it.
+        # /edit's optional mask (region edits) came after, then every endpoint's style (prompt craft), then
+        # transparent (not on /refine), then `kit` (kits), before it.
         assert params == [*firsts[name], "model", "aspect_ratio", "size", "temperature", "top_p", "top_k", "seed",
                           "count", "output", "thinking", "show_thoughts", "search", "image_search",
-                          *(["mask"] if name == "/edit" else []), "kit", "api_key"]
+                          *(["mask"] if name == "/edit" else []), "style",
+                          *(["transparent"] if name != "/refine" else []), "kit", "api_key"]
         assert all(p["parameter_has_default"] for p in endpoint["parameters"][len(firsts[name]):])
         assert [r["component"] for r in endpoint["returns"]] == ["Gallery", "Markdown"]
     with urllib.request.urlopen(app_url + "config", timeout=10) as response:
@@ -188,7 +190,7 @@ def test_edit_with_a_mask_changes_only_the_region(client, emu, app_url, tmp_path
     a, b = np.asarray(out), np.asarray(original)
     assert np.array_equal(a[~may_change], b[~may_change])  # byte-identical outside the mask and its feather band
     assert (a[40:80, 60:100] != b[40:80, 60:100]).any(axis=-1).mean() > 0.9  # the answer went in
-    # Positionally too: the mask is the parameter just before api_key.
+    # Positionally too: the mask is the parameter just after image_search.
     client.predict(handle_file(str(photo)), "a red hat", "", "auto", "", 1.0, 0.95, 0, -1, 1, "Image + text",
                    "", False, False, False, handle_file(str(mask)), api_name="/edit")
     assert len(emu.generate_requests) == 1  # the same request again: a cache hit, no second call
@@ -198,6 +200,31 @@ def test_edit_with_a_mask_changes_only_the_region(client, emu, app_url, tmp_path
     with pytest.raises(AppError, match=r"is 80x60 but the image is 160x120"):
         client.predict(handle_file(str(photo)), "a red hat", mask=handle_file(str(small)), api_name="/edit")
     assert len(emu.generate_requests) == 1
+
+
+def test_transparent_parameter_makes_an_rgba_png_in_two_calls_and_refuses_a_region(client, emu, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    gallery, status = client.predict("a glass of orange juice", model="gemini-3.1-flash-image", size="512",
+                                     aspect_ratio="1:1", transparent="difference", api_name="/generate")
+    assert len(emu.generate_requests) == 2 and "transparent: difference matting, 2 calls" in status
+    [path] = returned_files(gallery)
+    with Image.open(path) as image:
+        assert image.mode == "RGBA" and image.getextrema()[3] == (0, 255)
+    gallery, status = client.predict("a glass of orange juice", model="gemini-3.1-flash-image", size="512",
+                                     aspect_ratio="1:1", transparent="key", api_name="/generate")
+    assert len(emu.generate_requests) == 3 and "chroma key #00FF00, 1 call" in status
+    photo, mask = write_png(tmp_path / "p.png", (9, 9, 9)), tmp_path / "m.png"
+    region = Image.new("L", (64, 48), 0)
+    region.paste(255, (10, 10, 30, 30))
+    region.save(mask)
+    with pytest.raises(AppError, match="--mask or --extend-to"):
+        client.predict(handle_file(str(photo)), "a hat", mask=handle_file(str(mask)), transparent="difference",
+                       api_name="/edit")
+    with pytest.raises(AppError, match="transparent must be"):
+        client.predict("a cat", transparent="glass", api_name="/generate")
+    assert len(emu.generate_requests) == 3
 
 
 def test_compose_sends_the_images_in_order_with_the_options(client, emu, tmp_path):
@@ -272,15 +299,17 @@ def test_requests_from_different_visitors_run_concurrently(app_url, emu):
     assert max(arrivals) - min(arrivals) < 1.5  # served side by side: with a limit of 1 each waits for a 1.5 s call
 
 
-def readme_python_block(heading: str) -> str:
-    """The first ```python block after a README heading."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+def python_block(doc: str, heading: str) -> str:
+    """The first ```python block after a heading of a Markdown file (README.md, docs/...)."""
+    text = (ROOT / doc).read_text(encoding="utf-8")
     return re.search(r"```python\n(.*?)```", text[text.index(heading):], re.S).group(1)
 
 
-def test_the_readmes_gradio_client_examples_run_as_written(app_url, emu, tmp_path, monkeypatch, capsys):
-    code = readme_python_block("### HTTP API (gradio_client)")
+def test_the_docs_gradio_client_examples_run_as_written(app_url, emu, tmp_path, monkeypatch, capsys):
+    code = python_block("docs/api-and-mcp.md", "## HTTP API (gradio_client)")
     assert 'Client("http://127.0.0.1:7860/")' in code
+    readme = python_block("README.md", "## The HTTP API and MCP")  # the README's tour is a part of this block
+    assert [line for line in readme.splitlines() if line not in code.splitlines()] == []
     photo = tmp_path / "photo.jpg"
     Image.new("RGB", (64, 48), (30, 30, 200)).save(photo, format="JPEG")
     cat, hat = write_png(tmp_path / "cat.png", (200, 100, 0)), write_png(tmp_path / "hat.png", (0, 0, 0))
@@ -288,7 +317,7 @@ def test_the_readmes_gradio_client_examples_run_as_written(app_url, emu, tmp_pat
     mask.paste(255, (20, 10, 40, 30))
     mask.save(tmp_path / "mask.png")
     monkeypatch.chdir(tmp_path)
-    exec(compile(code.replace("http://127.0.0.1:7860/", app_url), "README.md", "exec"), {})  # noqa: S102
+    exec(compile(code.replace("http://127.0.0.1:7860/", app_url), "docs/api-and-mcp.md", "exec"), {})  # noqa: S102
     generate, edit, region, compose = emu.generate_requests
     assert region.part_kinds == ["text", "image", "image"]  # the mask example: a crop and its mask were sent
     assert generate.generation_config["imageConfig"] == {"aspectRatio": "16:9"}
@@ -324,11 +353,17 @@ ELEM_IDS = {  # the browser tests' locators: keep them stable
     "batch-jobs-cancel",
     "region-panel", "region-editor", "region-feather", "region-extend", "region-anchor", "before-after", "compare",
     "compare-left-pick", "compare-left", "compare-right-pick", "compare-right",
+    "transparent-controls", "transparent", "transparent-method", "backdrop", "transparent-style",
+    "transparent-estimate",
     "output-to-refine-button", "history-refine", "refine-tab", "refine-id", "refine-open", "refine-summary",
     "refine-current",
     "refine-slider", "refine-compare-a", "refine-compare-b", "refine-path", "refine-instruction", "refine-branch-note",
     "refine-estimate", "refine-button", "refine-undo", "refine-to-edit", "refine-to-compose", "refine-download",
     "refine-status", "refine-branches",
+    # prompt craft (ui/prompt_craft.py)
+    "prompt-craft", "style-picker", "style-info", "variable-fields", *(f"variable-{n}" for n in range(8)),
+    "prompt-preview", "enhance-button", "describe-button", "enhanced-box", "enhance-before", "enhance-after",
+    "enhance-status", "enhance-accept", "enhance-dismiss", "enhance-undo", "style-name", "save-style",
 }
 
 

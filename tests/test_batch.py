@@ -307,7 +307,7 @@ def test_dry_run_validates_and_sends_nothing(emulator, tmp_path, monkeypatch, ca
     assert main(["batch", str(path), "--dry-run"]) == 0
     err = capsys.readouterr().err
     assert "2 item(s), 4 request(s); 0 done in an earlier run, 4 to send" in err
-    assert "estimated cost $0.27" in err and "line 2: generate x3" in err  # 4 x $0.0672 (the default, NB2 at 1K)
+    assert "estimated cost $0.13" in err and "line 2: generate x3" in err  # 4 x $0.0336 (the default, 2.1 at 1K)
     assert emulator.generate_requests == [] and not (tmp_path / "home" / "batches").exists()
 
     path.write_text("prompt,size\na fox,8K\nok,\n")
@@ -318,7 +318,7 @@ def test_dry_run_validates_and_sends_nothing(emulator, tmp_path, monkeypatch, ca
 @pytest.mark.slow
 def test_an_expensive_batch_needs_confirmation(emulator, tmp_path):
     path = tmp_path / "many.txt"
-    path.write_text("".join(f"shot {n}\n" for n in range(30)))  # 30 x $0.0672 = $2.02 (the default, NB2 at 1K)
+    path.write_text("".join(f"shot {n}\n" for n in range(60)))  # 60 x $0.0336 = $2.02 (the default, 2.1 at 1K)
     env = cli_env(emulator, tmp_path / "home")
     command = [sys.executable, "-m", "nanobanana_ui", "batch", str(path)]
     refused = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60,
@@ -329,7 +329,7 @@ def test_an_expensive_batch_needs_confirmation(emulator, tmp_path):
     done = subprocess.run([*command, "--yes", "--json"], env=env, cwd=tmp_path, capture_output=True, text=True,
                           timeout=120, stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stderr
-    assert len(emulator.generate_requests) == 30 and len(done.stdout.splitlines()) == 30
+    assert len(emulator.generate_requests) == 60 and len(done.stdout.splitlines()) == 60
 
 
 def test_cli_exit_code_is_the_first_failures_and_json_has_failed_items(emulator, tmp_path, monkeypatch, capsys):

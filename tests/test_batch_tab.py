@@ -114,7 +114,8 @@ def test_cancel_stops_sending_and_the_same_input_again_resumes(settings, emulato
             if update["gallery"] and not clicked:
                 with pytest.raises(gr.Error, match="already running"):  # Run clicked again: one batch per page
                     await anext(page.run(None, text, request=visitor("a"), progress=Progress()))
-                clicked["other"] = await page.cancel(visitor("b"))  # another visitor cancels nothing of ours
+                with pytest.warns(UserWarning, match="nothing to cancel"):  # a toast: never a silent button
+                    clicked["other"] = await page.cancel(visitor("b"))  # another visitor cancels nothing of ours
                 clicked["message"] = await page.cancel(visitor("a"))
                 clicked["at"] = time.monotonic()
                 clicked["sent"] = len(emulator.generate_requests)
@@ -143,3 +144,10 @@ def test_cancel_stops_sending_and_the_same_input_again_resumes(settings, emulato
     sent = [r.prompt for r in emulator.generate_requests]
     assert sorted(sent) == sorted(prompts)
     assert summary.startswith("**Finished**") and f"{len(sent_first)} from an earlier run" in summary
+
+
+def test_results_are_captioned_by_file_line_so_a_comment_first_is_not_a_missing_row(settings, emulator):
+    updates = in_studio(settings, lambda studio: run_all(BatchPage(studio, concurrency=1),
+                                                         "# my foxes\na red fox\n"))
+    captions = [caption for _, caption in updates[-1]["gallery"]]
+    assert captions == ["line 2: a red fox"]

@@ -84,7 +84,7 @@ def test_submit_returns_at_once_then_refresh_fetch_and_the_list_after_a_restart(
     assert polled[1] == "SUCCEEDED" and polled[4] == 0  # polled (state), not fetched yet (done)
 
     assert len(fetched["gallery"]) == 2 and all(Path(p).is_file() for p, _ in fetched["gallery"])
-    assert fetched["gallery"][0][1] == "row 1: a red fox"
+    assert fetched["gallery"][0][1] == "line 1: a red fox"
     folder = Path(fetched["gallery"][0][0]).parent
     lines = [json.loads(line) for line in (folder / "manifest.jsonl").read_text().splitlines()]
     assert {(line["status"], line["job"]) for line in lines} == {("done", job.name)}

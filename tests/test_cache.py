@@ -24,12 +24,15 @@ def test_repeat_is_a_hit_with_no_call_and_no_cost(settings, emulator):
     assert second.text == first.text and second.finish_reason == first.finish_reason
 
 
-def test_image_bytes_are_stored_once(settings, emulator):
+def test_image_bytes_are_stored_once_in_the_cache_and_never_shared_with_an_output(settings, emulator):
     first = in_studio(settings, lambda s: s.generate("stored once"))
     second = in_studio(settings, lambda s: s.generate("stored once"))
-    a, b = os.stat(first.images[0].path), os.stat(second.images[0].path)
-    assert (a.st_ino, a.st_dev) == (b.st_ino, b.st_dev)  # the same file on disk, shared with the cache
-    assert a.st_nlink == 4  # the cache's copy, the two outputs and the history's copy (images/<sha>)
+    data = first.images[0].path.read_bytes()
+    blobs = [p for p in settings.cache_dir.rglob("*") if p.is_file() and p.read_bytes() == data]
+    kept = [p for p in (settings.home / "images").rglob("*") if p.is_file() and p.read_bytes() == data]
+    assert len(blobs) == 1 and len(kept) == 1  # once in the cache, once in the history (images/<sha>)
+    files = [first.images[0].path, second.images[0].path, *blobs, *kept]
+    assert len({os.stat(p).st_ino for p in files}) == 4 and all(os.stat(p).st_nlink == 1 for p in files)
 
 
 @pytest.mark.parametrize("change", [
@@ -81,7 +84,13 @@ def test_no_cache_bypasses_reads_but_still_stores(settings, emulator):
 
 def test_a_damaged_cached_image_is_fetched_again(settings, emulator):
     first = in_studio(settings, lambda s: s.generate("fragile"))
-    with open(first.images[0].path, "r+b") as handle:  # edit in place: through the hard link, the cache's copy too
+    from nanobanana_ui.storage.cache import ResultCache
+
+    cache = ResultCache(settings.cache_dir, settings.cache_size_bytes)
+    blob = cache.image_path(first.images[0].sha256)
+    cache.close()
+    assert blob is not None
+    with open(blob, "r+b") as handle:  # the cache's own copy damaged (the saved output is a file of its own)
         handle.seek(100)
         handle.write(b"\x00\x01\x02")
     again = in_studio(settings, lambda s: s.generate("fragile"))

@@ -37,7 +37,7 @@ def test_generate_json_with_options(keyed_env, capsys, tmp_path):
     assert code == 0
     [record] = json_lines(capsys.readouterr().out)
     assert REQUIRED <= set(record)
-    assert record["prompt"] == "a red fox" and record["model"] == "gemini-3.1-flash-image"  # the default
+    assert record["prompt"] == "a red fox" and record["model"] == "gemini-nano-banana-2.1"  # the default
     assert record["cached"] is False and record["cost_usd"] > 0 and record["finish_reason"] == "STOP"
     assert Path(record["path"]).parent == tmp_path / "out"
     with Image.open(record["path"]) as image:
@@ -141,7 +141,7 @@ def test_bad_input_exit_code_2_and_no_request(keyed_env, capsys, argv, message):
 def test_models_lists_the_registry(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    assert "gemini-2.5-flash-image" in out and "retiring" in out and "default: gemini-3.1-flash-image" in out
+    assert "gemini-2.5-flash-image" in out and "retiring" in out and "default: gemini-nano-banana-2.1" in out
     assert "gemini-3-pro-image-preview       shut down on 2026-06-25; use gemini-3-pro-image" in out
 
 

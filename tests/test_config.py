@@ -12,7 +12,7 @@ from nanobanana_ui.domain.errors import ConfigError
 
 def test_defaults(tmp_path):
     settings = load_settings(environ={})
-    assert settings.model == "gemini-3.1-flash-image"  # Nano Banana 2, GA since 2026-05-28
+    assert settings.model == "gemini-nano-banana-2.1"  # Nano Banana 2.1, GA since 2026-10-06 (3.1 Flash deprecated)
     assert settings.api_key is None and settings.uses_emulator
     assert (settings.rpm, settings.rpd, settings.cache_size_bytes) == (60, 1500, 2 * 1024**3)
 

@@ -13,6 +13,7 @@ from nanobanana_ui.domain.models import known_models
 from nanobanana_ui.emulator import Fault, GeminiEmulator
 from nanobanana_ui.service.studio import Studio
 
+NB21 = "gemini-nano-banana-2.1"
 NB2, PRO, LITE, FLASH = ("gemini-3.1-flash-image", "gemini-3-pro-image", "gemini-3.1-flash-lite-image",
                          "gemini-2.5-flash-image")
 NEW = "gemini-4-flash-image"  # an image model the registry does not know yet
@@ -46,11 +47,11 @@ def discovered(settings: Settings, clock: Clock) -> tuple:
 
 def test_a_key_that_lacks_pro_sees_what_it_has_then_unknown_image_models(settings, emulator):
     emulator.models = (*emulator.models, NEW, TEXT)
-    emulator.allow_models(TEST_KEY, [NB2, LITE, FLASH, NEW, TEXT])
+    emulator.allow_models(TEST_KEY, [NB21, NB2, LITE, FLASH, NEW, TEXT])
     before, after = discovered(settings, Clock())
     assert not before.listed and before.ids == tuple(s.id for s in known_models())  # until it answers: the registry
     assert "has not arrived yet" in before.notes[0]
-    assert after.listed and after.ids == (NB2, LITE, FLASH, NEW)  # registry first, then the unknown image model
+    assert after.listed and after.ids == (NB21, NB2, LITE, FLASH, NEW)  # registry first, then the unknown image model
     [hidden] = after.notes
     assert hidden.startswith(f"Nano Banana Pro ({PRO}) is hidden: this key's model list does not include it")
     new = after.models[-1]
@@ -60,7 +61,7 @@ def test_a_key_that_lacks_pro_sees_what_it_has_then_unknown_image_models(setting
     # On disk under the key's salted partition hash: neither the file's name nor its content holds the key.
     [stored] = (settings.home / "models").iterdir()
     assert stored.name.startswith("k") and TEST_KEY not in stored.name and TEST_KEY not in stored.read_text()
-    assert json.loads(stored.read_text())["models"] == [NB2, LITE, FLASH, NEW, TEXT]
+    assert json.loads(stored.read_text())["models"] == [NB21, NB2, LITE, FLASH, NEW, TEXT]
 
 
 def test_listing_failure_falls_back_to_the_registry_and_retries_later(settings, emulator):
@@ -108,8 +109,8 @@ def test_another_key_or_endpoint_has_its_own_listing(settings, emulator):
 
 
 def test_discovery_never_delays_a_request(settings, emulator):
-    """The listing is held (the emulator waits 30 s before answering it) while a request is made and answered."""
-    emulator.fail_next_listing(Fault.delay(8))
+    """The listing is held (the emulator waits 2 s before answering it) while a request is made and answered."""
+    emulator.fail_next_listing(Fault.delay(2))
 
     async def scenario(studio: Studio):
         first = studio.available_models()

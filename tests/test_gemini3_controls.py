@@ -34,9 +34,10 @@ def images_in(folder: Path) -> list[Path]:
 def test_capabilities_come_from_the_registry():
     assert get_model(NB2).thinking_levels == ("minimal", "high")
     assert get_model(PRO).thinking_levels == () and get_model(FLASH).thinking_levels == ()
-    assert [m.id for m in models_with("image_search")] == [get_model(NB2).id]
-    assert {m.id for m in models_with("search")} == {get_model(PRO).id, get_model(NB2).id}
-    assert {m.id for m in models_with("thoughts")} == {get_model(PRO).id, get_model(NB2).id}
+    assert [m.id for m in models_with("image_search")] == ["gemini-nano-banana-2.1", get_model(NB2).id]
+    nb21 = "gemini-nano-banana-2.1"  # issue 20: thinking, thoughts, web and image search too
+    assert {m.id for m in models_with("search")} == {get_model(PRO).id, get_model(NB2).id, nb21}
+    assert {m.id for m in models_with("thoughts")} == {get_model(PRO).id, get_model(NB2).id, nb21}
     assert get_model(NB2).search_price == get_model(PRO).search_price == pytest.approx(0.014)
     unknown = get_model("gemini-9-image-next")  # an unknown model gets none of them
     assert (unknown.thinking_levels, unknown.thoughts, unknown.search, unknown.image_search) == ((), False, False,
@@ -69,7 +70,9 @@ def test_image_search_implies_search():
     (FLASH, ImageOptions(search=True), "does not offer Google Search grounding", [NB2, "gemini-3-pro-image"]),
     (FLASH, ImageOptions(show_thoughts=True), "does not return its thought images", [NB2, "gemini-3-pro-image"]),
     ("some-future-image-model", ImageOptions(search=True), "does not offer Google Search", [NB2]),
-    (NB2, ImageOptions(thinking="medium"), "is not one of: minimal, high", []),
+    (NB2, ImageOptions(thinking="medium"), "takes thinking level minimal, high, not medium",
+     ["gemini-nano-banana-2.1"]),  # 2.1 has medium (issue 20)
+    (NB2, ImageOptions(thinking="extreme"), "is not one of: minimal, medium, high", []),
 ])
 def test_unsupported_controls_are_refused_naming_the_models_that_have_them(settings, emulator, model, options,
                                                                             message, named):

@@ -329,7 +329,7 @@ def test_no_wait_then_cancel_then_rerun(fast_settings, emulator, tmp_path):
 
 
 def test_a_second_run_of_the_same_folder_at_once_is_refused(fast_settings, emulator, tmp_path):
-    from nanobanana_ui.service.batch.gemini_journal import FolderLock
+    from nanobanana_ui.service.batch.folder import RunFolderLock as FolderLock
 
     path = write_file(tmp_path, "a\n", "one.txt")
     held = FolderLock(tmp_path / "run")

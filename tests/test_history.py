@@ -47,7 +47,7 @@ SCHEMA = [
      "DEFAULT '[]', text TEXT NOT NULL DEFAULT '', finish_reason TEXT, prompt_tokens INTEGER, output_tokens INTEGER, "
      "total_tokens INTEGER, cost_usd REAL, cached INTEGER NOT NULL DEFAULT 0, elapsed_s REAL, error TEXT, "
      "error_type TEXT, owner TEXT , sources TEXT NOT NULL DEFAULT '[]', search_entry_point TEXT, parent TEXT, "
-     "turn INTEGER NOT NULL DEFAULT 1, model_turn TEXT, region TEXT, kit TEXT)"),
+     "turn INTEGER NOT NULL DEFAULT 1, model_turn TEXT, region TEXT, craft TEXT, kit TEXT)"),
     ("table", "entries_fts",
      "CREATE VIRTUAL TABLE entries_fts USING fts5(prompt, content='entries', content_rowid='rowid')"),
     ("table", "entries_fts_config", "CREATE TABLE 'entries_fts_config'(k PRIMARY KEY, v) WITHOUT ROWID"),
@@ -111,7 +111,7 @@ def stored_files(home: Path) -> list[Path]:
 
 def test_schema_is_pinned(store):
     assert schema(store.home / "history.sqlite3") == SCHEMA
-    assert store._db.execute("PRAGMA user_version").fetchone()[0] == 6
+    assert store._db.execute("PRAGMA user_version").fetchone()[0] == 7
     assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
@@ -204,7 +204,7 @@ def test_verify_and_repair(store, tmp_path):
     assert store.verify() == []
     store.get(gone).images[0].path.unlink()
     path = store.get(altered).images[0].path
-    path.unlink()  # break the hard link first, so the saved output stays as it was
+    path.unlink()  # a new file in its place
     path.write_bytes(png_bytes(color=(9, 9, 9)))
     (store.home / "images" / "ab").mkdir()
     (store.home / "images" / "ab" / ("ab" * 32 + ".png")).write_bytes(b"orphan")
@@ -232,7 +232,6 @@ def test_kill_mid_save_leaves_nothing_broken(tmp_path):
         n = 0
         while True:
             n += 1
-            store.files.link_files = n % 2 == 0  # half hard links, half copies
             image = Image.frombytes("RGB", (200, 200), os.urandom(200 * 200 * 3))
             path = home / "outputs" / f"{os.getpid()}-{n}.png"
             path.parent.mkdir(exist_ok=True)

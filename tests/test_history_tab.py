@@ -21,7 +21,8 @@ from nanobanana_ui.imaging.outputs import save_output
 from nanobanana_ui.imaging.pngmeta import embed_png_text, provenance_chunks
 from nanobanana_ui.service.studio import Studio
 from nanobanana_ui.storage.history import HistoryStore
-from nanobanana_ui.ui.history_tab import PAGE_SIZE, Browse, HistoryTab, Library
+from nanobanana_ui.ui.history_library import PAGE_SIZE, Browse, Library
+from nanobanana_ui.ui.history_tab import HistoryTab
 from nanobanana_ui.ui.pnginfo_tab import PngInfo
 from nanobanana_ui.ui.runner import Runner
 from nanobanana_ui.ui.session import Session
@@ -126,7 +127,8 @@ def test_pages_newest_first_with_thumbnails_made_once(library, tmp_path):
     shown = library.older(browse)
     assert [c for _, c in shown["items"]] == [f"a red fox number {n} · generate" for n in range(5, -1, -1)]
     assert shown["info"].startswith("Page 2 of 2")
-    shown = library.older(browse)  # past the end: stays on the last page
+    with pytest.warns(UserWarning, match="last page: nothing is older"):  # a toast, not a silent button
+        shown = library.older(browse)  # past the end: stays on the last page
     assert shown["info"].startswith("Page 2 of 2")
     shown = library.newer(browse)
     assert {Path(p): Path(p).stat().st_mtime_ns for p, _ in shown["items"]} == made  # cached, not drawn again
@@ -369,7 +371,7 @@ def test_png_info_without_metadata_says_so_and_has_nothing_to_use(tmp_path):
     notes = tmp_path / "notes.png"
     notes.write_text("not an image")
     message, text, found, preview = pnginfo.inspect(str(notes))
-    assert "notes.png is not an image" in message and preview is None and found["settings"] == {}
+    assert "notes.png is not a picture this app can open" in message and preview is None and found["settings"] == {}
 
 
 def test_png_info_on_an_automatic1111_image_restores_prompt_and_seed_only(tmp_path):
@@ -386,3 +388,27 @@ def test_png_info_on_an_automatic1111_image_restores_prompt_and_seed_only(tmp_pa
     values = pnginfo.use(found, FLASH)
     assert values["prompt"] == "a castle on a hill" and values["seed"] == 1234
     assert not {"model", "aspect_ratio", "size", "temperature", "top_p", "top_k"} & values.keys()  # left alone
+
+
+def test_newer_and_older_on_an_empty_history_say_so(library):
+    for move in (library.newer, library.older):
+        with pytest.warns(UserWarning, match="Nothing has been made on this data directory yet"):
+            shown = move(Browse())
+        assert shown["items"] == [] and shown["browse"].page == 0
+
+
+def test_a_refinement_is_listed_as_one_with_its_turn_and_parent_and_has_its_own_filter(emulator, settings):
+    async def scenario():
+        async with Studio(settings) as studio:
+            root = await studio.generate("a lighthouse", model=PRO)
+            await studio.refine(parent_id=root.id, instruction="make it night")
+            await studio.edit(load_input_image(png_bytes(color=(9, 9, 9)), "photo.png"), "a red hat", model=PRO)
+            tab = Tab(studio)
+            shown = tab.filter(Browse(), "", "", "refine")
+            return root, shown, tab.filter(Browse(), "", "", "edit"), tab.select(shown["browse"], select(0))
+
+    root, shown, edits, opened = asyncio.run(scenario())
+    assert [c for _, c in shown["items"]] == ["make it night · refine, turn 2"]
+    assert [c for _, c in edits["items"]] == ["a red hat · edit"]  # a refinement is not listed as an edit
+    assert f"**Refinement, turn 2 (of `{root.id}`)**" in opened["details"]
+    assert len(emulator.generate_requests) == 3

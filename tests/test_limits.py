@@ -8,7 +8,7 @@ import re
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from conftest import TEST_KEY, in_studio
@@ -111,6 +111,85 @@ def test_a_cancelled_waiter_leaves_the_queue():
             pass
 
     asyncio.run(main())
+
+
+def _cancelled_just_as_granted(limiter: RateLimiter, *, twice: bool = False) -> int:
+    """The sender waits for a slot with `stop_sending` set up; it is cancelled in the very step the slot is granted."""
+    from nanobanana_ui.service.sending import GuardedSender, stop_sending
+
+    real_acquire = limiter.acquire
+
+    async def main() -> int:
+        held = await limiter.acquire()  # the only slot: the sender has to wait
+        held.give_back()
+        outer: asyncio.Task[object] | None = None
+
+        async def granted_then_cancelled(on_wait=None):
+            slot = await real_acquire(on_wait)
+            assert outer is not None
+            outer.cancel()  # the caller gives up while the slot is being handed over: deterministic, no sleep
+            if twice:
+                asyncio.get_running_loop().call_soon(outer.cancel)  # and once more while it cleans up
+            return slot
+
+        limiter.acquire = granted_then_cancelled  # type: ignore[method-assign]
+        stop_sending.set(asyncio.Event())
+        outer = asyncio.create_task(GuardedSender._acquire(limiter, lambda seconds: None))
+        await asyncio.sleep(0.05)
+        async with held:  # returned: the slot goes to the waiting sender
+            pass
+        with pytest.raises(asyncio.CancelledError):
+            await outer
+        await asyncio.sleep(0.05)
+        return limiter.used()
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("twice", [False, True], ids=["cancelled", "cancelled-twice"])
+def test_a_slot_granted_to_a_caller_cancelled_that_moment_is_given_back(twice):
+    assert _cancelled_just_as_granted(RateLimiter(1, window_s=60), twice=twice) == 0
+
+
+@pytest.mark.parametrize("twice", [False, True], ids=["cancelled", "cancelled-twice"])
+def test_a_shared_slot_granted_to_a_caller_cancelled_that_moment_is_given_back(tmp_path, twice):
+    from nanobanana_ui.quota.shared_limits import SharedRateLimiter
+
+    limiter = SharedRateLimiter(1, 60.0, tmp_path / "quota" / "rate-cancel.json")
+    assert _cancelled_just_as_granted(limiter, twice=twice) == 0
+
+
+def test_a_slot_that_arrives_after_the_stop_is_given_back_once():
+    from nanobanana_ui.service.sending import GuardedSender, NotSent, stop_sending
+
+    class Stubborn(RateLimiter):
+        """Grants at once, then finishes with the slot even when cancelled (as a wait_for can swallow a cancel)."""
+
+        async def acquire(self, on_wait=None):
+            slot = await super().acquire(on_wait)
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                return slot
+            return slot
+
+    limiter = Stubborn(1, window_s=60)
+
+    sent = []
+
+    async def generate(request, *, observer=None):
+        sent.append(request)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        stop_sending.set(stop)
+        asyncio.get_running_loop().call_later(0.05, stop.set)
+        sender = GuardedSender(generate, policy=RetryPolicy(max_attempts=1), limiter=limiter)
+        with pytest.raises(NotSent):
+            await sender.send(object())  # type: ignore[arg-type]
+
+    asyncio.run(main())
+    assert sent == [] and limiter._in_flight == 0 and limiter.used() == 0  # returned once, not twice
 
 
 # Retries, through the real SDK and the emulator.
@@ -261,15 +340,15 @@ def test_budget_is_shared_by_concurrent_processes(emulator, tmp_path):
 
 
 def test_days_are_counted_in_pacific_time(tmp_path):
-    now = [datetime(2026, 11, 28, 7, 59, tzinfo=timezone.utc)]  # 23:59 on the 27th in Los Angeles (PST)
+    now = [datetime(2026, 11, 28, 7, 59, tzinfo=UTC)]  # 23:59 on the 27th in Los Angeles (PST)
     budget = DailyBudget(tmp_path, limit=1, clock=lambda: now[0])
     try:
         assert pacific_day(now[0]) == "2026-11-27"
-        assert next_pacific_midnight(now[0]) == datetime(2026, 11, 28, 8, 0, tzinfo=timezone.utc)
+        assert next_pacific_midnight(now[0]) == datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
         budget.reserve()
         with pytest.raises(errors.BudgetExceededError, match="0 h 1 min from now"):
             budget.reserve()
-        now[0] = datetime(2026, 11, 28, 8, 1, tzinfo=timezone.utc)
+        now[0] = datetime(2026, 11, 28, 8, 1, tzinfo=UTC)
         budget.reserve()  # a new Pacific day
         assert budget.usage().requests == 1 and budget.usage().day == "2026-11-28"
     finally:

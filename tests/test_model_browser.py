@@ -21,6 +21,7 @@ from nanobanana_ui.domain.models import get_model
 from nanobanana_ui.ui.controls import choice_label
 
 UI_KEY = "model-browser-key"
+NB21 = "gemini-nano-banana-2.1"  # the default
 NB2, PRO, LITE, FLASH = "gemini-3.1-flash-image", "gemini-3-pro-image", "gemini-3.1-flash-lite-image", \
     "gemini-2.5-flash-image"
 NEW = "gemini-4-flash-image"  # offered by the key, unknown to the registry
@@ -29,9 +30,9 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture(scope="module")
 def app_url(module_emulator, tmp_path_factory):
-    """`python app.py` on the default model (3.1 Flash); the key lacks Lite and has an unknown image model."""
+    """`python app.py` on the default model (2.1); the key lacks Lite and has an unknown image model."""
     module_emulator.models = (*module_emulator.models, NEW)
-    module_emulator.allow_models(UI_KEY, [NB2, PRO, FLASH, NEW])
+    module_emulator.allow_models(UI_KEY, [NB21, NB2, PRO, FLASH, NEW])
     with running_app(emulator_app_env(module_emulator, tmp_path_factory, GEMINI_API_KEY=UI_KEY), UI_KEY) as url:
         yield url
 
@@ -47,9 +48,13 @@ def studio(page: Page, app_url) -> Page:
 
 def test_every_model_in_the_dropdown_shows_only_its_own_options(studio, emu):
     labels = dropdown_choices(studio, "model")
-    assert labels == [choice_label(get_model(m)) for m in (NB2, PRO, FLASH, NEW)]  # no Lite; unknown last
+    assert labels == [choice_label(get_model(m)) for m in (NB21, NB2, PRO, FLASH, NEW)]  # no Lite; unknown last
     assert labels[-1].endswith("price unknown")
-    for model, label in zip((PRO, FLASH, NEW, NB2), (labels[1], labels[2], labels[3], labels[0]), strict=True):
+    # Issue 20: 2.1 is the default, selected; 3.1 Flash is offered, marked deprecated, and says so when chosen.
+    expect(studio.locator("#model input")).to_have_value(labels[0])
+    assert labels[0].startswith("Nano Banana 2.1 · $0.0336") and "(deprecated)" in labels[1]
+    for model, label in zip((PRO, FLASH, NEW, NB21, NB2), (labels[2], labels[3], labels[4], labels[0], labels[1]),
+                            strict=True):
         spec = get_model(model)
         choose(studio, "model", label)
         expect(studio.locator("#model-info")).to_contain_text(f"sizes {', '.join(spec.sizes)}")
@@ -62,19 +67,21 @@ def test_every_model_in_the_dropdown_shows_only_its_own_options(studio, emu):
             else:
                 expect(locator).to_be_hidden()
     expect(studio.locator("#model-info")).to_contain_text("$0.0672 per 1K image · $6.72 per 100 · batch $0.0336")
+    expect(studio.locator("#model-info")).to_contain_text(f"deprecated since 2026-10-06; successor {NB21}")
     assert dropdown_choices(studio, "thinking") == ["Model default", "minimal", "high"]
-    choose(studio, "model", labels[2])  # 2.5 Flash: retiring, and says so
+    choose(studio, "model", labels[3])  # 2.5 Flash: retiring, and says so
     expect(studio.locator("#model-info")).to_contain_text("retiring")
 
 
-def test_search_on_3_1_flash_shows_the_sources_and_the_snippet_under_the_result(studio, emu):
+def test_search_on_the_default_shows_the_sources_and_the_snippet_under_the_result(studio, emu):
     studio.locator("#search input").check()
     studio.locator("#prompt textarea").fill("the tallest tower in Lisbon")
     studio.locator("#generate-button").click()
     expect(studio.locator("#out-gallery img").first).to_be_visible()
     expect(studio.locator("#sources a")).to_have_count(3)  # two sources, then the snippet's chip
     (sent,) = emu.generate_requests
-    assert sent.model == NB2 and sent.tools == [{"googleSearch": {}}]
+    assert sent.model == NB21 and sent.tools == [{"googleSearch": {}}]
+    assert sent.store is False  # the page's "Let Google store these requests" is off by default (issue 20)
     links = studio.locator("#sources .sources a")
     assert links.all_inner_texts() == ["the-tallest-tower-in-lisbon.example.org", "emulator.example.com"]
     assert all(href.startswith("https://vertexaisearch.cloud.google.com/grounding-api-redirect/")

@@ -75,7 +75,7 @@ def test_dropdown_choices_registry_first_with_prices_then_unknown_models():
     availability = Availability(models=(get_model(NB2), get_model(FLASH), get_model(NEW)), listed=True)
     choices = available_choices(availability, "gemini-9-custom-image")
     assert [model_id for _, model_id in choices] == [NB2, FLASH, NEW, "gemini-9-custom-image"]
-    assert choices[0][0] == "Nano Banana 2 (Gemini 3.1 Flash Image) · $0.0672 per image"
+    assert choices[0][0] == "Nano Banana 2 (Gemini 3.1 Flash Image) (deprecated) · $0.0672 per image"
     assert choices[2][0].endswith("price unknown")
 
 

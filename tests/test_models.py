@@ -24,15 +24,17 @@ from nanobanana_ui.domain.models import (
 )
 from nanobanana_ui.domain.request import ImageOptions, ImageRequest, Mode
 
+NB21 = "gemini-nano-banana-2.1"  # the default since Google deprecated 3.1 Flash Image (2026-10-06)
 NB2, PRO, LITE, FLASH = ("gemini-3.1-flash-image", "gemini-3-pro-image", "gemini-3.1-flash-lite-image",
                          "gemini-2.5-flash-image")
 PRO_PREVIEW, NB2_PREVIEW, FLASH_PREVIEW = ("gemini-3-pro-image-preview", "gemini-3.1-flash-image-preview",
                                            "gemini-2.5-flash-image-preview")
 PRO_NOTE = "gemini-3-pro-image-preview was shut down on 2026-06-25; used gemini-3-pro-image"
 
-# FACTS.md, "Image models" (checked 2026-11-30): status, sizes, reference images, $ per output image.
+# FACTS.md, "Image models" (checked 2026-12-05): status, sizes, reference images, $ per output image.
 FACTS = {
-    NB2: ("ga", ("512", "1K", "2K", "4K"), 14, {"512": 0.045, "1K": 0.067, "2K": 0.101, "4K": 0.151}),
+    NB21: ("ga", ("1K", "2K", "4K"), 14, {"1K": 0.0336, "2K": 0.0504, "4K": 0.1133}),  # third-party; 2K assumed
+    NB2: ("deprecated", ("512", "1K", "2K", "4K"), 14, {"512": 0.045, "1K": 0.067, "2K": 0.101, "4K": 0.151}),
     PRO: ("ga", ("1K", "2K", "4K"), 14, {"1K": 0.134, "2K": 0.134, "4K": 0.24}),
     LITE: ("ga", ("1K",), 1, {"1K": 0.034}),  # FACTS: "about 0.034 (unverified)"; sizes "check the docs"
     FLASH: ("retiring", ("1K",), 3, {"1K": 0.039}),
@@ -61,14 +63,18 @@ def gemini3(size: str, ratio: str) -> tuple[int, int]:
 
 
 def test_ids_statuses_sizes_and_limits_match_facts():
-    assert default_model_id() == NB2
-    assert [spec.id for spec in known_models()] == [NB2, PRO, LITE, FLASH]
+    assert default_model_id() == NB21
+    assert [spec.id for spec in known_models()] == [NB21, NB2, PRO, LITE, FLASH]
     for model_id, (status, sizes, max_inputs, _) in FACTS.items():
         spec = get_model(model_id)
         assert (spec.status, spec.sizes, spec.max_input_images) == (status, sizes, max_inputs), model_id
     assert get_model(NB2).aspect_ratios == TEN + EXTREME and get_model(PRO).aspect_ratios == TEN
     assert get_model(FLASH).aspect_ratios == TEN
     assert get_model(NB2).since == get_model(PRO).since == "2026-05-28"
+    assert get_model(NB21).aspect_ratios == TEN + EXTREME and get_model(NB21).since == "2026-10-06"
+    assert get_model(NB21).thinking_levels == ("minimal", "medium", "high")
+    assert get_model(NB21).search and get_model(NB21).image_search and get_model(NB21).multi_turn
+    assert "third-party" in get_model(NB21).note.lower()
     assert get_model(FLASH).shutdown == "2026-10" and get_model(FLASH).replaced_by == NB2
     lite = get_model(LITE)
     assert not lite.multi_image and not lite.multi_turn and "unverified" in lite.note.lower()
@@ -106,7 +112,7 @@ def test_pixel_sizes_for_every_ratio_of_every_model():
                 a, b = (int(x) for x in ratio.split(":"))
                 assert abs((w / h) / (a / b) - 1) < 0.03, (spec.id, size, ratio)  # each cell has its ratio
                 checked += 1
-    assert checked == 14 * 4 + 10 * 3 + 14 + 10
+    assert checked == 14 * 3 + 14 * 4 + 10 * 3 + 14 + 10  # 2.1: 1K 2K 4K x 14 ratios
     # FACTS' own cells, named one by one.
     assert [pixel_size(NB2, "16:9", s) for s in ("512", "1K", "2K", "4K")] == [
         (688, 384), (1376, 768), (2752, 1536), (5504, 3072)]
@@ -200,7 +206,7 @@ def test_batch_row_note(keyed_env, capsys, tmp_path):
     assert records["a fox"]["model"] == NB2 and records["a fox"]["note"] == note and "note" not in records["a cat"]
     manifest = [json.loads(line) for line in (tmp_path / "run" / "manifest.jsonl").read_text().splitlines()]
     assert {line["prompt"]: line.get("note") for line in manifest} == {"a fox": note, "a cat": None}
-    assert sorted(r.model for r in keyed_env.generate_requests) == [NB2, NB2]  # the default is NB2 too
+    assert sorted(r.model for r in keyed_env.generate_requests) == [NB2, NB21]  # the default is 2.1
 
 
 class Progress:
@@ -213,7 +219,7 @@ def test_api_png_info_and_history_rerun_use_the_replacement(settings, emulator, 
     and a history re-run, each with a preview id, send the GA id and say so."""
     from nanobanana_ui.imaging.pngmeta import embed_png_text, provenance_chunks
     from nanobanana_ui.service.studio import Studio
-    from nanobanana_ui.ui.history_tab import Library
+    from nanobanana_ui.ui.history_library import Library
     from nanobanana_ui.ui.pnginfo_tab import PngInfo
     from nanobanana_ui.ui.runner import Runner
     from nanobanana_ui.ui.session import Session
@@ -277,7 +283,7 @@ def test_page_and_cli_share_one_cache_entry(keyed_env, capsys):
     assert "cached" not in status
     assert main(["generate", "a fox in the snow", "--json"]) == 0
     [record] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert record["cached"] is True and record["model"] == NB2
+    assert record["cached"] is True and record["model"] == NB21  # the default
     [sent] = keyed_env.generate_requests  # one request for both
     assert "temperature" not in sent.generation_config and "topP" not in sent.generation_config
     assert "imageConfig" not in sent.generation_config  # 1K is the model's default: not sent either
@@ -301,16 +307,18 @@ def test_options_other_than_the_default_are_sent_and_unknown_models_get_everythi
 def test_models_json_objects(capsys):
     assert main(["models", "--json"]) == 0
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [r["id"] for r in records] == [NB2, PRO, LITE, FLASH]
+    assert [r["id"] for r in records] == [NB21, NB2, PRO, LITE, FLASH]
     for record in records:
-        assert {"id", "label", "status", "sizes", "aspect_ratios", "max_input_images", "price_per_image"} <= set(record)
+        assert {"id", "label", "status", "sizes", "aspect_ratios", "max_input_images", "price_per_image",
+                "source"} <= set(record)
+        assert record["source"] == "registry"
         status, sizes, max_inputs, prices = FACTS[record["id"]]
         assert (record["status"], tuple(record["sizes"]), record["max_input_images"]) == (status, sizes, max_inputs)
         assert list(record["price_per_image"]) == list(sizes)
         for size, usd in prices.items():
             price = record["price_per_image"][size]
             assert price["interactive"] == pytest.approx(usd, abs=0.0006) and price["batch"] == price["interactive"] / 2
-    assert [r["default"] for r in records] == [True, False, False, False]
+    assert [r["default"] for r in records] == [True, False, False, False, False]
 
 
 def test_models_estimate_table(capsys):
@@ -344,8 +352,8 @@ def test_models_json_with_estimate(capsys):
     assert records[LITE]["estimate"][0]["interactive"] is None
 
 
-def test_offline_settings_default_is_nb2(tmp_path):
-    assert Settings(home=tmp_path).model == NB2 and find_model(NB2) is not None
+def test_offline_settings_default_is_nano_banana_2_1(tmp_path):
+    assert Settings(home=tmp_path).model == NB21 and find_model(NB21) is not None
 
 
 def test_price_summary_for_the_model_line():
@@ -364,7 +372,8 @@ def test_emulator_lists_todays_ids_and_answers_404_for_shut_down_ones(emulator):
     client = genai.Client(api_key="k", vertexai=False,
                           http_options=types.HttpOptions(api_version="v1beta", base_url=emulator.base_url))
     listed = [m.name for m in client.models.list()]
-    assert listed == [f"models/{m}" for m in (NB2, PRO, LITE, FLASH)]
+    # The image models, then the registry's text model (the prompt enhancer's and image to prompt's).
+    assert listed == [f"models/{m}" for m in (NB21, NB2, PRO, LITE, FLASH, "gemini-3.1-flash-lite")]
     for old in (PRO_PREVIEW, NB2_PREVIEW, FLASH_PREVIEW):
         with pytest.raises(errors.ClientError) as caught:
             client.models.generate_content(model=old, contents="x")
@@ -397,7 +406,8 @@ def test_a_size_or_ratio_the_model_lacks_is_refused_naming_the_models_that_have_
 
     for options, named in ((ImageOptions(size="512"), f"Models with 512 images: Nano Banana 2 ({NB2})."),
                            (ImageOptions(aspect_ratio="1:8"),
-                            f"Models with 1:8: Nano Banana 2 ({NB2}), Nano Banana 2 Lite ({LITE}).")):
+                            f"Models with 1:8: Nano Banana 2.1 ({NB21}), Nano Banana 2 ({NB2}), "
+                            f"Nano Banana 2 Lite ({LITE}).")):
         with pytest.raises(UnsupportedOptionError) as caught:
             in_studio(settings, lambda s, o=options: s.generate("x", model=PRO, options=o))
         assert caught.value.message.startswith("Nano Banana Pro (Gemini 3 Pro Image) does not")

@@ -8,7 +8,7 @@ import os
 import struct
 import time
 import zlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from PIL import Image, PngImagePlugin
@@ -66,7 +66,7 @@ def test_exports_are_pinned():
 
 
 def test_parameters_text_is_a1111_style():
-    created = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
+    created = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
     made = provenance_chunks(request(), text="Here you go", finish_reason="STOP", created=created)
     assert made[PARAMETERS_KEY] == (
         "a lighthouse at dusk\nModel: gemini-2.5-flash-image, Mode: generate, Aspect ratio: 16:9, Size: 1K, "
@@ -218,7 +218,7 @@ def test_webp_with_exif_image_description():
 
 @pytest.mark.parametrize("data, expected", [
     (b"", "notes.png is empty"),
-    (b"hello, I am a text file\n" * 20, "notes.png is not an image"),
+    (b"hello, I am a text file\n" * 20, "notes.png is not a picture this app can open"),
     (b"\x89PNG\r\n\x1a\n\x00\x00", "notes.png looks like a PNG but is damaged"),
     (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 5, "notes.png looks like an image but is damaged"),
 ])

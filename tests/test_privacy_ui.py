@@ -41,7 +41,7 @@ async def edit_clicked(tab: StudioTab, path: str, keep: bool, output_format: str
                           top_p=0.95, top_k=0, seed=-1, count=1, output="Image + text", thinking="",
                           show_thoughts=False, search=False, image_search=False, api_key="", session=Session(),
                           keep_metadata=keep, output_format=output_format, jpeg_quality=quality,
-                          person_generation=person, request=None, progress=Progress())
+                          person_generation=person, store=False, request=None, progress=Progress())
 
 
 def test_png_info_names_what_was_stripped_from_an_app_made_images_inputs(settings, emulator, tmp_path):
@@ -108,7 +108,7 @@ def test_vertex_controls_are_hidden_on_the_gemini_api_and_send_nothing(settings,
         assert extras.keep_metadata.visible  # the checkbox is everyone's
         await tab.generate("a pear", tab.default_model, "auto", "", 1.0, 0.95, 0, -1, 1, "Image + text", "",
                            False, False, False, "", Session(),
-                           False, PNG, 90, "", None, Progress())  # the hidden defaults
+                           False, PNG, 90, "", None, None, None, Progress())  # the hidden defaults
 
     in_studio(settings, scenario)
     [request] = emulator.generate_requests  # sent, with no Vertex option the Gemini API would refuse
@@ -124,7 +124,7 @@ def test_vertex_controls_are_shown_on_vertex_and_reach_the_request(vertex_settin
         assert [value for _, value in extras.person_generation.choices][1:] == list(VERTEX_AI.person_generation)
         await tab.generate("a crowd at a market", tab.default_model, "auto", "", 1.0, 0.95, 0, -1, 1,
                            "Image + text", "", False, False, False, "", Session(),
-                           False, JPEG, 75, "ALLOW_ADULT", None, Progress())
+                           False, JPEG, 75, "ALLOW_ADULT", None, None, None, Progress())
         return studio.history.page(limit=1)[0]
 
     entry = in_studio(vertex_settings, scenario)

@@ -19,7 +19,7 @@ from nanobanana_ui.emulator import Fault
 from nanobanana_ui.service.studio import Studio
 from nanobanana_ui.service.visitors import MISSING_KEY_MESSAGE, KeyRing, VisitorLimits
 from nanobanana_ui.ui.batch_tab import BatchPage
-from nanobanana_ui.ui.history_tab import Library
+from nanobanana_ui.ui.history_library import Library
 from nanobanana_ui.ui.runner import Runner, visitor_owner
 
 KEY_A = "fakeVisitorA-0123456789abcdefghijklmnopq"
@@ -243,7 +243,7 @@ def test_owner_is_the_login_else_the_session():
 
 
 def test_two_visitors_see_only_their_own_history(emulator, tmp_path):
-    from nanobanana_ui.ui.history_tab import Browse
+    from nanobanana_ui.ui.history_library import Browse
 
     settings = Settings(home=tmp_path / "home", base_url=emulator.base_url, public=True, timeout_s=10,
                         max_attempts=1)

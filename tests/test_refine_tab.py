@@ -15,7 +15,7 @@ from conftest import TEST_KEY
 from nanobanana_ui.domain.config import Settings
 from nanobanana_ui.service.studio import Studio
 from nanobanana_ui.ui.actions import StudioForm
-from nanobanana_ui.ui.history_tab import Browse
+from nanobanana_ui.ui.history_library import Browse
 from nanobanana_ui.ui.refine_tab import ESTIMATE_NOTE, Place, RefineTab, RefineView
 from nanobanana_ui.ui.runner import Runner, no_owner, visitor_owner
 

@@ -253,7 +253,7 @@ def test_the_history_tab_reruns_a_masked_edit_and_its_refinement_exactly(setting
     import gradio as gr
     from test_history_tab import Progress, Tab, run_result, select
 
-    from nanobanana_ui.ui.history_tab import Browse
+    from nanobanana_ui.ui.history_library import Browse
 
     original, mask_png, root = masked_edit(settings, model=PRO)
     child = in_studio(settings, lambda s: s.refine(parent_id=root.id, instruction="make it blue"))
@@ -319,3 +319,27 @@ def test_png_info_on_a_masked_edit_points_to_the_exact_rerun_and_keeps_the_crop_
     # The crop's ratio is not carried to the next edit (a masked edit refuses another ratio than its crop's).
     assert values["aspect_ratio"]["value"] == "auto" and values["edit_prompt"] == "a red hat"
     assert values["mode_tabs"].selected == "edit"
+
+
+def test_a_region_edits_kept_original_loses_its_personal_metadata_and_still_reruns(settings, emulator):
+    """Issue 19: the history keeps a region edit's original (to re-run and refine) without GPS, owner or serials."""
+    from test_privacy import has_gps, photo
+
+    from nanobanana_ui.imaging.privacy import personal_fields
+
+    original = photo("JPEG", size=(160, 120))
+    assert has_gps(original) and personal_fields(original)
+    mask_png = rect_mask((160, 120), (40, 30, 100, 90))
+
+    async def scenario(studio: Studio):
+        first = await studio.edit(original, "a red hat", mask=mask_png, model=PRO)
+        entry = studio.history.get(first.id)
+        kept = studio.history.kept_input(entry, "source")
+        return first, kept.path.read_bytes(), await studio.rerun(entry_id=first.id, use_cache=False)
+
+    first, kept, again = in_studio(settings, scenario)
+    assert personal_fields(kept) == () and not has_gps(kept)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(kept))), np.asarray(Image.open(io.BytesIO(original))))
+    assert not has_gps(Path(first.images[0].path).read_bytes())
+    assert again.request.cache_key() == first.request.cache_key()  # the same crop, mask and original digest
+    assert emulator.generate_requests[-1].images == emulator.generate_requests[0].images  # crop and mask, as sent

@@ -114,7 +114,7 @@ async def edit_clicked(tab: StudioTab, image: str, *, painted=None, feather=DEFA
                           temperature=1.0, top_p=0.95, top_k=0, seed=-1, count=1, output="Image + text",
                           thinking="", show_thoughts=False, search=False, image_search=False, api_key="",
                           session=session or Session(), keep_metadata=False, output_format=PNG, jpeg_quality=90,
-                          person_generation="", request=None, progress=Progress())
+                          person_generation="", store=False, request=None, progress=Progress())
 
 
 def test_a_painted_region_is_edited_through_the_studio_and_the_slider_shows_input_and_output(settings, emulator,
@@ -198,7 +198,7 @@ def test_before_after_is_for_edits_and_compare_for_runs_of_two_or_more(settings,
                                    temperature=1.0, top_p=0.95, top_k=0, seed=-1, count=2, output="Image + text",
                                    thinking="", show_thoughts=False, search=False, image_search=False, api_key="",
                                    session=Session(), keep_metadata=False, output_format=PNG, jpeg_quality=90,
-                                   person_generation="", request=None, progress=Progress())
+                                   person_generation="", store=False, request=None, progress=Progress())
         return tab, shown
 
     tab, shown = in_studio(settings, scenario)

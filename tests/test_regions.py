@@ -397,3 +397,17 @@ def test_an_extend_beyond_the_pixel_limit_is_refused(emulator):
     with pytest.raises(InputError, match=r"makes a 32000x4000 canvas, over the 90 megapixel limit: choose a ratio"):
         build_region_request(flat, "a long wall", model="gemini-3.1-flash-image", extend_to="8:1")
     assert emulator.generate_requests == []
+
+
+@pytest.mark.parametrize("corner", [(0, 0), (239, 179), (120, 0), (0, 179)])
+def test_a_one_pixel_mask_at_an_edge_is_edited_and_only_its_band_changes(settings, corner):
+    """Issue 19: a region of one pixel touching the top or bottom edge crashed ("cannot reshape array of size 0")."""
+    original = noise((240, 180), "RGB")
+    mask = Image.new("L", (240, 180), 0)
+    mask.putpixel(corner, 255)
+    mask_png = encode(mask)
+    result = in_studio(settings, lambda s: s.edit(encode(original), "a tiny star", mask=mask_png, feather=0,
+                                                  model=MODEL))
+    out = Image.open(result.images[0].path)
+    assert out.size == (240, 180)
+    assert_same_outside(out, original, band(mask_png, 0))

@@ -201,3 +201,209 @@ def test_a_disk_that_fills_up_while_waiting_falls_back_instead_of_failing(tmp_pa
     with caplog.at_level(logging.WARNING):
         assert asyncio.run(main()) == 1  # granted by this process's own limiter
     assert "No space left on device" in caplog.text
+
+
+# --- Never stuck: a write error, a damaged file, another PID namespace on the same data directory (issue 24) ---------
+
+
+def _fail_next_replace(monkeypatch, count: int = 1) -> list[int]:
+    """Make the next `count` writes of the shared file fail as on a full disk; returns the failures counter."""
+    import errno
+
+    from nanobanana_ui.quota import shared_limits
+
+    failures = [0]
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if failures[0] < count:
+            failures[0] += 1
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(shared_limits.os, "replace", replace)
+    return failures
+
+
+def test_one_write_error_leaves_no_ghost_slot_and_no_permanent_fallback(tmp_path, monkeypatch, caplog):
+    path = tmp_path / "quota" / "rate-enospc.json"
+    first, second, third = (SharedRateLimiter(1, 0.5, path) for _ in range(3))  # as three processes would
+    second.retry_shared_after_s = 0.3
+
+    async def main() -> None:
+        held = await first.acquire()
+        waiting = asyncio.ensure_future(second.acquire())
+        await asyncio.sleep(0.05)
+        assert len(json.loads(path.read_text())["queue"]) == 1
+        failures = _fail_next_replace(monkeypatch)
+        while not failures[0]:  # the waiter's next look at the file fails: the disk is full for that moment
+            await asyncio.sleep(0.01)
+        async with await asyncio.wait_for(waiting, timeout=5):  # served by this process's own limiter meanwhile
+            pass
+        async with held:
+            pass
+        async with await asyncio.wait_for(third.acquire(), timeout=5):  # no slot left behind by the failed waiter
+            pass
+        await asyncio.sleep(0.6)  # past the retry delay and the fallback's window
+        async with await second.acquire():
+            state = json.loads(path.read_text())
+            assert [slot["until"] for slot in state["slots"] if slot["until"] is None] == [None]  # shared again
+
+    with caplog.at_level(logging.WARNING):
+        asyncio.run(main())
+    assert "No space left on device" in caplog.text
+    assert not list(path.parent.glob("*.tmp"))  # the half-written temp file is gone
+    assert second.used() == 1 and len(json.loads(path.read_text())["slots"]) == 1  # second's last slot, counted
+
+
+def test_a_damaged_entry_is_dropped_not_raised(tmp_path, caplog):
+    path = tmp_path / "quota" / "rate-damaged.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"slots": [{"until": 1}, "x", {"id": "s", "pid": "12", "until": None}],
+                                "queue": [{"id": "z"}, {"pid": 5}]}))
+    limiter = SharedRateLimiter(1, 0.5, path)
+
+    async def main() -> None:
+        async with await asyncio.wait_for(limiter.acquire(), timeout=5):
+            pass
+
+    with caplog.at_level(logging.WARNING):
+        asyncio.run(main())
+    assert "malformed" in caplog.text
+    state = json.loads(path.read_text())
+    assert state["queue"] == [] and all(slot["id"] not in ("s", "z") for slot in state["slots"])
+
+
+def test_an_entry_from_another_pid_namespace_is_kept_until_its_lease_ends(tmp_path):
+    path = tmp_path / "quota" / "rate-foreign.json"
+    path.parent.mkdir(parents=True)
+    lease = time.time() + 1.0
+    # Another container on this volume: its pid 1 is not ours, its start time means nothing here.
+    path.write_text(json.dumps({"slots": [], "queue": [
+        {"id": "x", "pid": 1, "ps": "bogus", "ns": "another-host:1", "lease": lease, "since": time.time()}]}))
+    limiter = SharedRateLimiter(1, 0.5, path)
+    assert limiter.used() == 1  # granted to the foreign waiter, not dropped as "dead"
+
+    async def main() -> float:
+        async with await asyncio.wait_for(limiter.acquire(), timeout=5):
+            return time.time()
+
+    assert asyncio.run(main()) >= lease  # only once its owner stopped renewing it
+
+
+def test_a_waiter_whose_ticket_vanished_queues_again(tmp_path):
+    path = tmp_path / "quota" / "rate-vanished.json"
+    first, second = SharedRateLimiter(1, 0.3, path), SharedRateLimiter(1, 0.3, path)
+
+    async def main() -> None:
+        held = await first.acquire()
+        waiting = asyncio.ensure_future(second.acquire())
+        await asyncio.sleep(0.05)
+        state = json.loads(path.read_text())
+        assert len(state["queue"]) == 1
+        path.write_text(json.dumps({**state, "queue": []}))  # dropped by someone who judged it dead
+        async with held:
+            pass
+        async with await asyncio.wait_for(waiting, timeout=3):
+            pass
+
+    asyncio.run(main())
+
+
+IN_NAMESPACE = """
+import asyncio, sys, time
+from pathlib import Path
+sys.path.insert(0, {root!r})
+from nanobanana_ui.quota.shared_limits import SharedRateLimiter
+
+async def main():
+    limiter = SharedRateLimiter(1, {window}, Path({path!r}))
+    print("pid", __import__("os").getpid(), flush=True)
+    async with await limiter.acquire():
+        print("granted", time.time(), flush=True)
+
+asyncio.run(main())
+"""
+
+
+def test_a_waiter_in_another_pid_namespace_is_served_in_its_turn(tmp_path):
+    probe = subprocess.run(["unshare", "-p", "-f", "--mount-proc", "true"], capture_output=True, check=False)
+    if probe.returncode != 0:
+        pytest.skip(f"no PID namespaces here: {probe.stderr.decode().strip()}")
+    path = tmp_path / "quota" / "rate-ns.json"
+    first, second = SharedRateLimiter(1, 0.3, path), SharedRateLimiter(1, 0.3, path)
+
+    async def main() -> tuple[float, float]:
+        held = await first.acquire()
+        child = await asyncio.create_subprocess_exec(
+            "unshare", "-p", "-f", "--mount-proc", sys.executable, "-c",
+            IN_NAMESPACE.format(root=str(ROOT), window=0.3, path=str(path)), stdout=subprocess.PIPE)
+        assert child.stdout is not None
+        assert (await asyncio.wait_for(child.stdout.readline(), 30)).split() == [b"pid", b"1"]  # PID 1, like ours
+        while not json.loads(path.read_text())["queue"]:
+            await asyncio.sleep(0.02)
+        ours = asyncio.ensure_future(second.acquire())  # queued after the other namespace's waiter
+        await asyncio.sleep(0.05)
+        async with held:
+            pass
+        line = await asyncio.wait_for(child.stdout.readline(), 10)
+        async with await asyncio.wait_for(ours, 10):
+            ours_at = time.time()
+        await asyncio.wait_for(child.wait(), 10)
+        return float(line.split()[1]), ours_at
+
+    theirs_at, ours_at = asyncio.run(main())
+    assert theirs_at < ours_at  # first come, first served across namespaces
+
+
+FAILS_TWICE_THEN_IDLES = """
+import asyncio, errno, os, sys
+from pathlib import Path
+sys.path.insert(0, {root!r})
+from nanobanana_ui.quota import shared_limits
+from nanobanana_ui.quota.shared_limits import SharedRateLimiter
+
+real_replace, failures = os.replace, [0]
+
+def replace(src, dst):
+    if failures[0] < 2:
+        failures[0] += 1
+        raise OSError(errno.ENOSPC, "No space left on device")
+    return real_replace(src, dst)
+
+async def main():
+    limiter = SharedRateLimiter(1, {window}, Path({path!r}))
+    waiting = asyncio.ensure_future(limiter.acquire())
+    await asyncio.sleep(0.1)
+    print("queued", flush=True)
+    shared_limits.os.replace = replace  # the disk fills up: the next two writes fail
+    async with await waiting:
+        print("served here", flush=True)
+    await asyncio.sleep(3600)  # alive and idle: never acquires again
+
+asyncio.run(main())
+"""
+
+
+def test_a_process_idle_after_a_write_error_leaves_no_ghost_for_the_others(tmp_path):
+    path = tmp_path / "quota" / "rate-idle.json"
+    ours, later = SharedRateLimiter(1, 0.5, path), SharedRateLimiter(1, 0.5, path)
+
+    async def main() -> None:
+        held = await ours.acquire()
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", FAILS_TWICE_THEN_IDLES.format(root=str(ROOT), window=0.5, path=str(path)),
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        assert child.stdout is not None
+        try:
+            assert (await asyncio.wait_for(child.stdout.readline(), 30)).strip() == b"queued"
+            assert (await asyncio.wait_for(child.stdout.readline(), 10)).strip() == b"served here"
+            async with held:  # would grant the idle process's stale ticket a slot it never returns
+                pass
+            async with await asyncio.wait_for(later.acquire(), timeout=5):
+                pass
+        finally:
+            child.kill()
+            await child.wait()
+
+    asyncio.run(main())

@@ -18,7 +18,7 @@ from nanobanana_ui.domain.errors import AuthError, ConfigError, InvalidKeyError,
 from nanobanana_ui.domain.request import ImageOptions
 
 PROJECT, EMAIL = "banana-test-project", "studio@banana-test-project.iam.gserviceaccount.com"
-MODEL = "gemini-3.1-flash-image"  # the default model
+MODEL = "gemini-nano-banana-2.1"  # the default model
 VERTEX_PATH = f"/v1beta1/projects/{PROJECT}/locations/global/publishers/google/models/{MODEL}:generateContent"
 
 

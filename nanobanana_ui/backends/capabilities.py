@@ -14,7 +14,7 @@ from ..domain.request import ImageOptions
 __all__ = ["GEMINI_API", "PERSON_GENERATION", "VERTEX_AI", "BackendCapabilities", "capabilities_for"]
 
 PERSON_GENERATION = ("ALLOW_ALL", "ALLOW_ADULT", "ALLOW_NONE")  # Vertex's imageConfig.personGeneration values
-_VERTEX_HINT = "set NANOBANANA_BACKEND=vertex with a Google Cloud project (README, \"Google Cloud\")"
+_VERTEX_HINT = "set NANOBANANA_BACKEND=vertex with a Google Cloud project (docs/vertex.md)"
 
 
 @dataclass(frozen=True)

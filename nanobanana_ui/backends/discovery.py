@@ -10,34 +10,68 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..domain.models import ModelSpec, find_model, get_model, known_models
+from ..domain.models import ModelSpec, discovered_model, find_model, known_models
 
-__all__ = ["LISTING_TTL_S", "RETRY_AFTER_S", "Availability", "Listing", "ListingStore", "ModelDiscovery",
-           "is_image_model"]
+__all__ = ["LISTING_TTL_S", "RETRY_AFTER_S", "Availability", "ListedModel", "Listing", "ListingStore", "ModelDiscovery",
+           "availability_from", "is_image_model"]
 
 LISTING_TTL_S = 24 * 3600.0  # a key's listing is asked for at most once a day
 RETRY_AFTER_S = 600.0  # after a failed listing, the registry is shown and the listing is tried again this much later
 log = logging.getLogger(__name__)
 
 
-def is_image_model(model_id: str) -> bool:
-    """Whether a listed id looks like a Gemini image model (an id with "image"; Imagen's predict models excluded)."""
-    return "image" in model_id and not model_id.startswith("imagen")
+# Words that say "this model makes images" in a display name or description (not "understands images").
+_MAKES_IMAGES = re.compile(
+    r"image[- ]?(generation|generating|creation|editing|model)|(generat|creat|mak|edit)\w*\s+(\w+\s+){0,2}images?\b"
+    r"|text[- ]to[- ]image|native image|banana", re.IGNORECASE)
+
+
+def is_image_model(model_id: str, display_name: str = "", description: str = "") -> bool:
+    """Whether a listed model is a Gemini image model: its id has "image" or "banana" (Google's own naming), or its
+    display name or description names image generation. Imagen's predict-only models are left out."""
+    if model_id.startswith("imagen"):
+        return False
+    lowered = model_id.lower()
+    if "image" in lowered or "banana" in lowered:
+        return True
+    return any(_MAKES_IMAGES.search(text or "") for text in (display_name, description))
+
+
+@dataclass(frozen=True)
+class ListedModel:
+    """One model of a key's listing: its id, and the display name and description Google gives it."""
+
+    id: str
+    display_name: str = ""
+    description: str = ""
 
 
 @dataclass(frozen=True)
 class Listing:
-    """One answer of models.list(): the ids that support generateContent, when, and from which endpoint."""
+    """One answer of models.list(): the ids that support generateContent, when, and from which endpoint.
+
+    `details` holds each id's display name and description (a listing saved by an older version has none).
+    """
 
     models: tuple[str, ...]
     fetched_at: float
     endpoint: str
+    details: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    def is_image_model(self, model_id: str) -> bool:
+        """Whether this listing's model is an image model (by id, display name or description)."""
+        return is_image_model(model_id, *self.details.get(model_id, ("", "")))
+
+    def display_name(self, model_id: str) -> str:
+        """The listing's display name for a model, or "" when it gave none."""
+        return self.details.get(model_id, ("", ""))[0]
 
 
 @dataclass(frozen=True)
@@ -65,8 +99,9 @@ class ListingStore:
         """The stored listing, or None when there is none or it cannot be read."""
         try:
             raw = json.loads(self.path.read_text("utf-8"))
+            details = {str(k): (str(v[0]), str(v[1])) for k, v in (raw.get("details") or {}).items()}
             return Listing(models=tuple(str(m) for m in raw["models"]), fetched_at=float(raw["fetched_at"]),
-                           endpoint=str(raw["endpoint"]))
+                           endpoint=str(raw["endpoint"]), details=details)
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
@@ -78,7 +113,8 @@ class ListingStore:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 json.dump({"models": list(listing.models), "fetched_at": listing.fetched_at,
-                           "endpoint": listing.endpoint}, handle)
+                           "endpoint": listing.endpoint,
+                           "details": {k: list(v) for k, v in listing.details.items()}}, handle)
             os.replace(tmp, self.path)
         except OSError as exc:
             log.warning("could not save the model listing: %s", exc)
@@ -87,13 +123,14 @@ class ListingStore:
 class ModelDiscovery:
     """Lists a key's models once in a background thread and turns the answer into an Availability.
 
-    `lister` returns every model id the key can call with generateContent (it runs in the thread and may block);
+    `lister` returns every model the key can call with generateContent, as ids or ListedModels (with display name
+    and description); it runs in the thread and may block.
     None means this backend cannot list models, so the registry is always shown. `clock` is time.time unless a
     test moves it.
     """
 
-    def __init__(self, *, lister: Callable[[], Sequence[str]] | None, store: ListingStore | None, endpoint: str,
-                 clock: Callable[[], float] = time.time, ttl_s: float = LISTING_TTL_S) -> None:
+    def __init__(self, *, lister: Callable[[], Sequence[str | ListedModel]] | None, store: ListingStore | None,
+                 endpoint: str, clock: Callable[[], float] = time.time, ttl_s: float = LISTING_TTL_S) -> None:
         self._lister = lister
         self._store = store
         self._endpoint = endpoint
@@ -134,6 +171,12 @@ class ModelDiscovery:
             self._thread.start()
         return True
 
+    def refresh(self) -> bool:
+        """Forget the held listing (memory and the day-old copy's freshness) and list again in the background."""
+        with self._lock:
+            self._listing, self._loaded, self._failed_at = None, True, None
+        return self.start()
+
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for a running listing to finish (for tests and scripts); True when none is running any more."""
         thread = self._thread
@@ -146,14 +189,17 @@ class ModelDiscovery:
         lister = self._lister
         assert lister is not None
         try:
-            ids = tuple(dict.fromkeys(m.removeprefix("models/") for m in lister()))
+            listed = [m if isinstance(m, ListedModel) else ListedModel(str(m)) for m in lister()]
         except Exception as exc:  # noqa: BLE001 - any failure means "show the registry"; the reason is kept
             reason = getattr(exc, "message", None) or type(exc).__name__
             log.warning("could not list this key's models (showing the registry): %s", reason)
             with self._lock:
                 self._failure, self._failed_at = str(reason), self.clock()
             return
-        listing = Listing(models=ids, fetched_at=self.clock(), endpoint=self._endpoint)
+        ids = tuple(dict.fromkeys(m.id.removeprefix("models/") for m in listed))
+        details = {m.id.removeprefix("models/"): (m.display_name, m.description) for m in listed
+                   if m.display_name or m.description}
+        listing = Listing(models=ids, fetched_at=self.clock(), endpoint=self._endpoint, details=details)
         if self._store is not None:
             self._store.save(listing)
         with self._lock:
@@ -176,7 +222,8 @@ class ModelDiscovery:
 def availability_from(listing: Listing) -> Availability:
     """Registry models the listing includes (in registry order), then the unknown image models it offers."""
     offered = set(listing.models)
-    if not any(is_image_model(model_id) for model_id in offered):  # an odd answer (a relay, a proxy): keep the registry
+    # An odd answer (a relay, a proxy) that names no image model: keep the registry.
+    if not any(listing.is_image_model(model_id) for model_id in offered):
         return Availability(models=known_models(), notes=("This key's model list names no image model; showing every "
                                                           "model in the registry.",), listed=False)
     models: list[ModelSpec] = []
@@ -188,6 +235,7 @@ def availability_from(listing: Listing) -> Availability:
             notes.append(f"{spec.short_label} ({spec.id}) is hidden: this key's model list does not include it "
                          "(not enabled for this key or project, or not offered in your region).")
     for model_id in listing.models:
-        if find_model(model_id) is None and is_image_model(model_id):
-            models.append(get_model(model_id))  # conservative limits, price unknown
+        if find_model(model_id) is None and listing.is_image_model(model_id):
+            # conservative limits, price unknown, named as Google names it
+            models.append(discovered_model(model_id, listing.display_name(model_id)))
     return Availability(models=tuple(models), notes=tuple(notes), listed=True, fetched_at=listing.fetched_at)

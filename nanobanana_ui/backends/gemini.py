@@ -13,10 +13,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..domain.errors import BadResponseError, ImageWithheldError, PromptBlockedError, TextOnlyError, map_error
+from ..domain.errors import (
+    BadResponseError,
+    ImageWithheldError,
+    PromptBlockedError,
+    SentTimeoutError,
+    ServiceTimeoutError,
+    TextOnlyError,
+    map_error,
+)
 from ..domain.inputs import InputImage
+from ..domain.models import request_timeout_s
 from ..domain.request import ImageRequest, Source, ThoughtImage, Usage
+from ..domain.text_request import TextRequest
 from ..domain.turns import Turn, TurnPart
+from .discovery import ListedModel, is_image_model
+from .text import TextReply, build_text_config, build_text_contents, parse_text_response
 from .transport import SendObserver, SendTracer
 from .vertex import VertexAccess, map_vertex_error
 
@@ -36,6 +48,9 @@ _WITHHELD_HINTS = {
     "NO_IMAGE": "Gemini finished without making an image",
     "MAX_TOKENS": "Gemini ran out of output tokens before making an image",
 }
+CONTINUATION = "CONTINUATION"  # the answer hit the per-request limit; the SDK would re-send (and bill) to go on
+_CONTINUATION_MESSAGE = ("Gemini stopped before it finished (CONTINUATION: it reached the per-request limit) and made "
+                         "no image. Trying again costs another call.")
 
 
 @dataclass(frozen=True)
@@ -51,6 +66,7 @@ class BackendReply:
     search_entry_point: str | None = None  # Google's search-suggestions HTML, to be shown as given
     search_queries: int = 0  # searches the answer reports having run (what Google charges for)
     model_parts: tuple[TurnPart, ...] = ()  # the candidate's content as returned: every part, thoughts, signatures
+    model_version: str | None = None  # the response's modelVersion: which model answered (Google reroutes some ids)
 
 
 def _sdk_part(part: TurnPart) -> Any:
@@ -120,6 +136,7 @@ def build_config(request: ImageRequest) -> Any:
                         if opts.image_search else None)
         tools = [types.Tool(google_search=types.GoogleSearch(search_types=search_types))]
     return types.GenerateContentConfig(
+        store=request.store,  # None (Vertex, or not decided here) is not sent
         response_modalities=["TEXT", "IMAGE"] if opts.with_text else ["IMAGE"],
         temperature=opts.temperature,
         top_p=opts.top_p,
@@ -211,7 +228,11 @@ def parse_response(response: Any) -> BackendReply:
         sources, entry, queries = _grounding(candidate)
         return BackendReply(tuple(images), text, finish, _usage(response.usage_metadata),
                             thought_images=tuple(thoughts), sources=sources, search_entry_point=entry,
-                            search_queries=queries, model_parts=model_parts)
+                            search_queries=queries, model_parts=model_parts,
+                            model_version=getattr(response, "model_version", None) or None)
+    if finish == CONTINUATION:
+        raise ImageWithheldError(_CONTINUATION_MESSAGE + (f" It said: {text}" if text else ""), reason=finish,
+                                 text=text)
     if finish and finish not in ("STOP", "FINISH_REASON_UNSPECIFIED"):
         hint = _WITHHELD_HINTS.get(finish, "Gemini finished without an image")
         said = f" It said: {text}" if text else ""
@@ -222,23 +243,54 @@ def parse_response(response: Any) -> BackendReply:
     raise ImageWithheldError("Gemini returned neither an image nor text. Try again.", reason=finish)
 
 
+def _listed(model: Any) -> ListedModel:
+    """A models.list() entry as its id, display name and description."""
+    return ListedModel((model.name or "").removeprefix("models/"), model.display_name or "", model.description or "")
+
+
+_LISTING_TIMEOUT_S = 120.0  # calls other than image generation (listings, text) when NANOBANANA_TIMEOUT is not set
+
+
+class _SentFlag:
+    """A send observer that remembers whether the request's last byte left, and tells the caller's observer."""
+
+    def __init__(self, inner: SendObserver | None) -> None:
+        self.inner = inner
+        self.sent = False
+
+    def mark_sent(self, request_bytes: int = 0, round_trip_s: float = 0.0) -> None:
+        """The request is on its way: a timeout from now on may have been billed."""
+        self.sent = True
+        if self.inner is not None:
+            self.inner.mark_sent(request_bytes, round_trip_s)
+
+
+def _read_timeout(exc: BaseException) -> bool:
+    """True for a transport's read timeout (the request had left: only the answer was late)."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return bool(names & {"ReadTimeout", "SocketTimeoutError"})
+
+
 class GeminiBackend:
     """An async google-genai client for one key and base URL; the SDK's own retry stays off (one retry layer)."""
 
-    def __init__(self, *, api_key: str = "", base_url: str | None = None, timeout_s: float = 120.0,
-                 vertex: VertexAccess | None = None) -> None:
+    def __init__(self, *, api_key: str = "", base_url: str | None = None, timeout_s: float | None = None,
+                 vertex: VertexAccess | None = None, store: bool = False) -> None:
+        """A client for one key (or Vertex access); `timeout_s` None: each request waits the registry's time."""
         from google import genai
         from google.genai import types
 
         self._tracer = SendTracer()
+        self._timeout_s = timeout_s
         options = types.HttpOptions(
             # the SDK's default (v1) lacks the image options; Vertex's beta is v1beta1
             api_version="v1beta" if vertex is None else "v1beta1",
             base_url=base_url,
-            timeout=int(timeout_s * 1000),  # milliseconds
+            timeout=int((timeout_s or _LISTING_TIMEOUT_S) * 1000),  # milliseconds; generate sets its own
             async_client_args={"event_hooks": self._tracer.event_hooks()},  # for the rate limiter's count
         )
         self._vertex = vertex
+        self._store = store  # the Gemini API's `store` for requests that do not say (never sent on Vertex)
         self._map_error = map_error if vertex is None else map_vertex_error
         # Kit images uploaded once through the Files API (this key's): sha256 -> (uri, expiry). Vertex has none.
         self.files_api = vertex is None
@@ -282,16 +334,25 @@ class GeminiBackend:
     async def generate(self, request: ImageRequest, *, observer: SendObserver | None = None) -> BackendReply:
         """Send one request and parse the reply; every failure arrives as a StudioError.
 
-        `observer` is told when the request's last byte left this machine (the rate limiter's slot).
+        `observer` is told when the request's last byte left this machine (the rate limiter's slot). A timeout after
+        that is a SentTimeoutError: Gemini may have made, and billed, the image.
         """
         from google.genai import types
 
         config = build_config(request)
         files = await self._kit_files(request)
-        with contextlib.ExitStack() as stack:
-            if observer is not None:
-                headers = stack.enter_context(self._tracer.observe(observer))
-                config = config.model_copy(update={"http_options": types.HttpOptions(headers=headers)})
+        # One call per request: the SDK's automatic continuation would re-send (and bill) each hop unseen.
+        update: dict[str, Any] = {"automatic_continuation": False}
+        if self._vertex is None:  # Google stores requests unless told not to; Vertex takes no such field
+            update["store"] = self._store if request.store is None else request.store
+        else:
+            update["store"] = None
+        config = config.model_copy(update=update)
+        timeout_s = self._timeout_s or request_timeout_s(request.model, request.options.size)
+        sent = _SentFlag(observer)
+        with self._tracer.observe(sent) as headers:
+            config = config.model_copy(update={"http_options": types.HttpOptions(
+                headers=headers, timeout=int(timeout_s * 1000))})
             try:
                 try:
                     response = await self._client.aio.models.generate_content(
@@ -308,8 +369,30 @@ class GeminiBackend:
                     response = await self._client.aio.models.generate_content(
                         model=request.model, contents=build_contents(request, files), config=config)
             except Exception as exc:  # noqa: BLE001 - every SDK and transport error is mapped in one place
-                raise self._map_error(exc, model=request.model) from exc
+                error = self._map_error(exc, model=request.model)
+                if isinstance(error, ServiceTimeoutError) and (sent.sent or _read_timeout(exc)):
+                    error = SentTimeoutError(
+                        f"Gemini got the whole request but did not answer in time ({timeout_s:.0f} s): it may have "
+                        "made, and billed, the image. Not sent again (run it again with --retry-timeouts, or set "
+                        "NANOBANANA_RETRY_TIMEOUTS=1, to allow that; NANOBANANA_TIMEOUT waits longer).")
+                raise error from exc
         return parse_response(response)
+
+    async def generate_text(self, request: TextRequest, *, observer: SendObserver | None = None) -> TextReply:
+        """Send one text-model request (enhance, describe) and read its words; failures arrive as StudioErrors."""
+        from google.genai import types
+
+        config = build_text_config(request)
+        with contextlib.ExitStack() as stack:
+            if observer is not None:
+                headers = stack.enter_context(self._tracer.observe(observer))
+                config = config.model_copy(update={"http_options": types.HttpOptions(headers=headers)})
+            try:
+                response = await self._client.aio.models.generate_content(
+                    model=request.model, contents=build_text_contents(request), config=config)
+            except Exception as exc:  # noqa: BLE001 - every SDK and transport error is mapped in one place
+                raise self._map_error(exc, model=request.model) from exc
+        return parse_text_response(response)
 
     def files_to_upload(self, request: ImageRequest) -> list[InputImage]:
         """The request's kit images that have no valid Files API upload yet (none on Vertex, or without a kit)."""
@@ -361,14 +444,15 @@ class GeminiBackend:
             return ()
         try:
             pager = await self._client.aio.models.list()
-            names = [model.name async for model in pager]
+            models = [model async for model in pager]
         except Exception as exc:  # noqa: BLE001
             raise map_error(exc) from exc
-        ids = (name.removeprefix("models/") for name in names if name)
-        return tuple(sorted(i for i in ids if "image" in i and "imagen" not in i))
+        listed = (_listed(model) for model in models if model.name)
+        return tuple(sorted(m.id for m in listed if is_image_model(m.id, m.display_name, m.description)))
 
-    def list_generate_models(self) -> tuple[str, ...]:
-        """Every model id this key can call with generateContent (blocking: model discovery runs it in a thread).
+    def list_generate_models(self) -> tuple[ListedModel, ...]:
+        """Every model this key can call with generateContent, with its display name and description (blocking:
+        model discovery runs it in a thread).
 
         It uses the client's synchronous HTTP pool, which is separate from the async one the requests use.
         """
@@ -376,7 +460,7 @@ class GeminiBackend:
             models = list(self._client.models.list(config={"page_size": 200}))
         except Exception as exc:  # noqa: BLE001
             raise map_error(exc) from exc
-        return tuple((model.name or "").removeprefix("models/") for model in models
+        return tuple(_listed(model) for model in models
                      if model.name and "generateContent" in (model.supported_actions or ()))
 
     async def aclose(self) -> None:

@@ -37,6 +37,8 @@ def add_batch_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
                                                        "limit, NANOBANANA_RPM)")
     batch.add_argument("--dry-run", action="store_true", help="validate and print the plan and estimate; send nothing")
     batch.add_argument("--yes", "-y", action="store_true", help=f"no confirmation above ${CONFIRM_ABOVE_USD:.2f}")
+    batch.add_argument("--template", metavar="TEXT", help='a prompt with {variables}, e.g. "a {animal} in {place}": '
+                       "each .csv/.jsonl row fills them from its columns (a row lacking one is refused)")
     add_gemini_batch_options(batch)
 
 
@@ -50,12 +52,15 @@ def _money(value: float | None) -> str:
 
 async def _main(args: argparse.Namespace) -> int:
     from ..service.batch import BatchFileError, plan_batch, read_batch_file, run_batch
+    from ..service.batch.folder import refuse_open_gemini_job
     from ..service.studio import Studio
 
     if args.concurrency is not None and args.concurrency < 1:
         raise InputError(f"--concurrency must be at least 1 (got {args.concurrency}).")
     settings = load_settings({"offline": True if args.offline else None,
-                              "keep_metadata": True if args.keep_metadata else None})
+                              "keep_metadata": True if args.keep_metadata else None,
+                              "store": True if getattr(args, "store", False) else None,
+                              "retry_timeouts": True if args.retry_timeouts else None})
     defaults = ImageOptions(aspect_ratio=args.aspect_ratio, size=args.size, temperature=args.temperature,
                             top_p=args.top_p, top_k=args.top_k, seed=args.seed, with_text=not args.image_only,
                             thinking=args.thinking, show_thoughts=args.show_thoughts, search=args.search,
@@ -64,8 +69,12 @@ async def _main(args: argparse.Namespace) -> int:
     async with Studio(settings) as studio:
         studio.connect()  # a Vertex setup problem is one line now, not one per row
         try:
-            items = read_batch_file(args.file, defaults=defaults)
-            plan = plan_batch(studio, items, out_dir=out_dir, model=args.model, kit=args.kit)
+            from .styles import variables_from_args, warn_style_problems
+
+            warn_style_problems(studio.styles)
+            items = read_batch_file(args.file, defaults=defaults, template=args.template,
+                                    variables=variables_from_args(args))
+            plan = plan_batch(studio, items, out_dir=out_dir, model=args.model, style=args.style, kit=args.kit)
         except BatchFileError as error:
             _say(f"error: {len(error.problems)} problem(s) in {args.file}; nothing was sent:")
             for problem in error.problems:
@@ -77,6 +86,7 @@ async def _main(args: argparse.Namespace) -> int:
             return await run_gemini_batch_cli(args, studio, plan, out_dir, _print_json, _confirmed, defaults)
         if args.no_wait or args.cancel:
             raise InputError("--no-wait and --cancel go with --gemini-batch.")
+        refuse_open_gemini_job(out_dir)  # before the estimate and the question: its rows would be paid twice
         to_send = len(plan.requests) - plan.already_done
         pace = f"{settings.rpm}/min" if not studio.offline else "no limit (offline emulator)"
         _say(f"batch {args.file.name}: {len(plan.items)} item(s), {len(plan.requests)} request(s); "

@@ -18,6 +18,7 @@ from pathlib import Path
 from ..domain.config import load_settings
 from ..domain.costs import cost_text
 from ..domain.errors import InputError, StudioError
+from ..domain.models import registry_warnings
 from ..domain.request import ImageOptions, ImageResult, Mode, image_records
 from ..service.regions import ANCHORS, DEFAULT_FEATHER
 from ..service.validation import THINKING_LEVELS, unencodable_at
@@ -25,7 +26,15 @@ from .batch import add_batch_parser, run_batch_command
 from .kits import add_kits_parser, run_kits_command
 from .models import add_models_parser, run_models_command
 from .options import output_options
+from .prompt import add_prompt_parser, run_prompt_command
 from .refine import add_refine_parser, draw_tree, run_refine
+from .styles import add_craft_options, add_styles_parser, craft_from_args, run_styles_command
+from .transparent import (
+    add_transparent_options,
+    describe_transparent,
+    run_transparent,
+    spell_out_bare_transparent,
+)
 
 __all__ = ["SIGPIPE_EXIT", "build_parser", "main"]
 
@@ -48,6 +57,7 @@ def _shared_options(*, batch: bool = False) -> argparse.ArgumentParser:
         group.add_argument("--count", type=int, default=1, help="how many images, as parallel calls (1 to 100)")
     group.add_argument("--image-only", action="store_true", help="ask for the image without the model's text")
     add_gemini3_options(group)
+    add_craft_options(group)
     group.add_argument("--out", type=Path, help="folder for the run's images and manifest (default: "
                        "NANOBANANA_HOME/batches/<file name>)" if batch else
                        "folder for the images (default: NANOBANANA_HOME/outputs)")
@@ -59,21 +69,28 @@ def _shared_options(*, batch: bool = False) -> argparse.ArgumentParser:
     group.add_argument("--jpeg-quality", type=int, metavar="0-100", help="Vertex AI only, with --output-format jpeg")
     group.add_argument("--person-generation", choices=("allow_all", "allow_adult", "allow_none"),
                        help="Vertex AI only: whether people may be drawn")
+    group.add_argument("--store", action="store_true", help="let Google store these requests (the Gemini API's "
+                       "`store`; NANOBANANA_STORE=1). Off by default: requests are sent with store=false")
     group.add_argument("--keep-metadata", action="store_true", help="send input images with their GPS, camera "
                        "serial and owner metadata (default: removed; also NANOBANANA_KEEP_METADATA=1)")
     group.add_argument("--kit", metavar="NAME[@V]", help="send this kit's reference images after your own (see "
                        "`kits`; NAME: its newest version, NAME@3: version 3)" + (" unless a row's kit column says "
                        "otherwise" if batch else ""))
+    group.add_argument("--retry-timeouts", action="store_true", help="retry a request that timed out after it was "
+                       "sent (it may have been billed, so it may be paid twice; also NANOBANANA_RETRY_TIMEOUTS=1)")
+    if not batch:  # a batch file has a `transparent` column instead
+        add_transparent_options(group)
     return shared
 
 
 def add_gemini3_options(group: argparse._ArgumentGroup) -> None:
     """--thinking, --show-thoughts, --search and --image-search (refused on models that lack them)."""
-    group.add_argument("--thinking", choices=THINKING_LEVELS, help="thinking level (Gemini 3.1 Flash Image)")
+    group.add_argument("--thinking", choices=THINKING_LEVELS, help="thinking level (2.1: minimal, medium, high; "
+                       "3.1 Flash: minimal, high)")
     group.add_argument("--show-thoughts", action="store_true",
                        help="also get the interim thought images (free; written to OUT/thoughts/, never cached)")
     group.add_argument("--search", action="store_true", help="ground the image in Google Search (Gemini 3; "
-                       "each search is charged, see the README)")
+                       "each search is charged, see docs/cli.md)")
     group.add_argument("--image-search", action="store_true",
                        help="Google image search as well as web search (Gemini 3.1 Flash Image; implies --search)")
 
@@ -111,11 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_batch_parser(commands, _shared_options(batch=True))
     add_models_parser(commands)
     add_kits_parser(commands)
+    add_styles_parser(commands)
+    add_prompt_parser(commands)
     history = commands.add_parser("history", help="list past requests, newest first (or check them: --verify)")
     history.add_argument("--search", metavar="TEXT", help="only entries whose prompt has these words")
     history.add_argument("--limit", type=int, default=20, help="how many entries (default 20)")
     history.add_argument("--model", help="only this model's entries")
-    history.add_argument("--mode", choices=[mode.value for mode in Mode], help="only generate, edit or compose")
+    history.add_argument("--mode", choices=[*(mode.value for mode in Mode), "refine"],
+                         help="only generate, edit or compose (first turns), or refine (refinements)")
     history.add_argument("--json", action="store_true", help="one JSON object per entry on stdout")
     history.add_argument("--verify", action="store_true", help="check every entry's files; exit 1 on problems")
     history.add_argument("--repair", action="store_true", help="with --verify: fix what it finds")
@@ -137,6 +157,8 @@ def _print_result(result: ImageResult, as_json: bool, thought_paths: tuple[Path,
             print(f"  id {result.id}, turn {result.turn}, refines {result.parent}")
     if as_json:
         return
+    if result.transparent:
+        print(f"  {describe_transparent(result.transparent)}")
     if result.text:
         print(f"  model said: {result.text}")
     for source in result.sources:
@@ -157,13 +179,28 @@ async def _run(args: argparse.Namespace) -> int:
         images = {Mode.GENERATE: (), Mode.EDIT: (getattr(args, "image", None),),
                   Mode.COMPOSE: tuple(getattr(args, "images", ()))}[mode]
         region = {name: getattr(args, name, None) for name in ("mask", "feather", "extend_to", "anchor")}
-        request = studio.build_request(mode, args.prompt, images, model=args.model, options=options, kit=args.kit,
-                                       **region)
+        crafted = craft_from_args(studio.styles, args.prompt, args)  # --var and --style: the final prompt
+        request = studio.build_request(mode, crafted.prompt, images, model=args.model, options=options, **region,
+                                       craft=crafted.craft, kit=args.kit)
         if request.note:  # e.g. a shut-down preview id sent as its GA replacement
             print(f"note: {request.note}", file=sys.stderr, flush=True)
-        outcomes = await studio.run_variations(request, args.count, use_cache=not args.no_cache, out_dir=args.out,
-                                               on_event=lambda line: print(line, file=sys.stderr, flush=True))
+        said: set[str] = set()
+
+        def tell(line: str) -> None:
+            said.add(line)
+            print(line, file=sys.stderr, flush=True)
+
+        outcomes = await run_transparent(studio, request, args, tell) if args.transparent else \
+            await studio.run_variations(request, args.count, use_cache=not args.no_cache, out_dir=args.out,
+                                        on_event=tell)
         failures = [o for o in outcomes if isinstance(o, StudioError)]
+        # A note that came with the answer (a model that answered 404 and was sent to its successor, an id Google
+        # rerouted), unless it was said already while waiting.
+        said.add(f"note: {request.note}")
+        later = {part for o in outcomes if isinstance(o, ImageResult) and o.request.note
+                 for part in o.request.note.split(" · ")}
+        for note in sorted(part for part in later if f"note: {part}" not in said):
+            print(f"note: {note}", file=sys.stderr, flush=True)
         for outcome in outcomes:
             if isinstance(outcome, StudioError):
                 _report(outcome, as_json=args.json, prompt=args.prompt)
@@ -181,7 +218,9 @@ async def _run(args: argparse.Namespace) -> int:
 
 def _overrides(args: argparse.Namespace) -> dict[str, object]:
     """The settings a command line's flags override (flags left off change nothing)."""
-    return {"offline": True if args.offline else None, "keep_metadata": True if args.keep_metadata else None}
+    return {"offline": True if args.offline else None, "keep_metadata": True if args.keep_metadata else None,
+            "store": True if getattr(args, "store", False) else None,
+            "retry_timeouts": True if args.retry_timeouts else None}
 
 
 def _report(error: StudioError, *, as_json: bool = False, prompt: str | None = None) -> None:
@@ -251,7 +290,9 @@ def _tree(entry_id: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code and never lets a traceback reach the user."""
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(spell_out_bare_transparent(sys.argv[1:] if argv is None else argv))
+    for warning in registry_warnings():  # a broken user models.json: the shipped registry is used, and we say so
+        print(f"warning: {warning}", file=sys.stderr)
     try:
         if args.command == "models":
             return run_models_command(args)
@@ -261,7 +302,15 @@ def main(argv: list[str] | None = None) -> int:
             return run_batch_command(args)
         if args.command == "kits":
             return run_kits_command(args)
+        if args.command == "styles":
+            return run_styles_command(args)
+        if args.command == "prompt":
+            return run_prompt_command(args)
         if args.command == "refine":
+            if args.transparent:  # the shared options offer it; a refinement is one more turn, always opaque
+                raise InputError("--transparent applies to generate, edit and compose: a refinement continues the "
+                                 "conversation as one opaque turn. Refine first, then `edit` the result with "
+                                 "--transparent. Nothing was sent.")
             return asyncio.run(run_refine(args, lambda result: _print_result(result, args.json),
                                           lambda error: _report(error, as_json=args.json, prompt=args.prompt)))
         return asyncio.run(_run(args))

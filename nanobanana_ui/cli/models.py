@@ -1,9 +1,13 @@
-"""The `models` command: the registry with statuses, `--json` for scripts, and `--estimate N` (the cost calculator)."""
+"""The `models` command: the registry with statuses, `--json` for scripts, `--estimate N` (the cost calculator) and
+`--available [--refresh]` (what this key can use now, from its model list)."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import sys
+import time
 from typing import Any
 
 from ..domain.config import load_settings
@@ -25,6 +29,11 @@ def add_models_parser(commands: argparse._SubParsersAction) -> None:  # type: ig
     models.add_argument("--json", action="store_true", help="one JSON object per model on stdout")
     models.add_argument("--estimate", type=int, metavar="N", help="what N images cost on each model, interactive "
                         f"and in Gemini Batch Mode (50%%), next to the flat ${SEED_FLAT_USD} per image")
+    models.add_argument("--available", action="store_true", help="what this key can use now, from its model "
+                        "list (kept a day): each model with its status and source (registry, user, discovered); "
+                        "without a key, the offline emulator's models")
+    models.add_argument("--refresh", action="store_true", help="with --available: list this key's models again now, "
+                        "ignoring the day-old copy")
     models.add_argument("--size", metavar="S", help="with --estimate: only this size (512, 1K, 2K or 4K); "
                         "default: every size each model makes")
 
@@ -36,7 +45,9 @@ def model_record(spec: ModelSpec, default: str) -> dict[str, Any]:
         "aspect_ratios": list(spec.aspect_ratios), "max_input_images": spec.max_input_images,
         "price_per_image": spec.price_table(), "default": spec.id == default, "since": spec.since,
         "shutdown": spec.shutdown, "replaced_by": spec.replaced_by, "multi_image": spec.multi_image,
-        "multi_turn": spec.multi_turn, "note": spec.note,
+        "multi_turn": spec.multi_turn, "note": spec.note, "source": spec.source,
+        "deprecated_since": spec.deprecated_since, "max_references": spec.max_references,
+        "reference_caps": spec.reference_caps, "thinking_levels": list(spec.thinking_levels),
     }
 
 
@@ -51,7 +62,7 @@ def estimate_rows(count: int, size: str | None = None) -> list[dict[str, Any]]:
             price = spec.image_price(each) if each in spec.sizes else None
             batch = spec.batch_price(each) if each in spec.sizes else None
             rows.append({
-                "id": spec.id, "label": spec.short_label, "size": each, "count": count,
+                "id": spec.id, "label": spec.short_label, "status": spec.status, "size": each, "count": count,
                 "per_image": None if price is None else round(price, 6),
                 "interactive": None if price is None else round(price * count, 2),
                 "batch": None if batch is None else round(batch * count, 2),
@@ -72,21 +83,23 @@ def _print_estimate(count: int, size: str | None) -> None:
     print(f"{count:,} image{'s' if count != 1 else ''} per model, {what}: interactive, and Gemini Batch Mode "
           f"(50% off), against the seed article's flat ${SEED_FLAT_USD} per image (${flat:,.2f}).")
     print("Output images only: input images, text and Search are extra.")
-    header = (f"{'model':<29} {'label':<18} {'size':>4} {'per image':>10} {'interactive':>12} {'batch':>11} "
-              f"{'flat $0.039':>12} {'interactive vs flat':>20}")
+    header = (f"{'model':<29} {'label':<18} {'status':<10} {'size':>4} {'per image':>10} {'interactive':>12} "
+              f"{'batch':>11} {'flat $0.039':>12} {'interactive vs flat':>20}")
     print(header)
     print("-" * len(header))
     for row in rows:
         if row["missing"]:
-            print(f"{row['id']:<29} {row['label']:<18} {row['size']:>4} {DASH:>10} {DASH:>12} {DASH:>11} "
-                  f"{_money(row['flat']):>12}   no {row['size']} (sizes: {', '.join(row['sizes'])})")
+            print(f"{row['id']:<29} {row['label']:<18} {row['status']:<10} {row['size']:>4} {DASH:>10} {DASH:>12} "
+                  f"{DASH:>11} {_money(row['flat']):>12}   no {row['size']} (sizes: {', '.join(row['sizes'])})")
             continue
         if row["interactive"] is None:
             versus = "price unknown"
+
         else:
             diff = row["interactive"] - row["flat"]
             versus = f"{'+' if diff >= 0 else '-'}${abs(diff):,.2f} ({row['interactive'] / row['flat']:.2f}x)"
-        print(f"{row['id']:<29} {row['label']:<18} {row['size']:>4} {'$' + format(row['per_image'], '.4f'):>10} "
+        per_image = "$" + format(row["per_image"], ".4f")
+        print(f"{row['id']:<29} {row['label']:<18} {row['status']:<10} {row['size']:>4} {per_image:>10} "
               f"{_money(row['interactive']):>12} {_money(row['batch']):>11} {_money(row['flat']):>12} "
               f"{versus:>20}")
 
@@ -100,15 +113,60 @@ def _print_list(default: str) -> None:
         cost = f"${price:.3f} per {spec.default_size} image" if price is not None else "price unknown"
         print(f"{spec.id:32} {spec.label}: {spec.lifecycle()}; sizes {'/'.join(spec.sizes)}, up to "
               f"{spec.max_input_images} input image{'s' if spec.max_input_images != 1 else ''}, {cost}"
-              + ("" if spec.multi_turn else "; not for multi-image or multi-turn editing"))
+              + ("" if spec.multi_turn else "; not for multi-image or multi-turn editing")
+              + ("; from your models.json" if spec.source == "user" else ""))
     chosen = find_model(default)
     known = "" if chosen is not None and chosen.usable else (
         " (not in the registry)" if chosen is None else f" ({chosen.lifecycle()})")
     print(f"default: {default}{known}")
 
 
+LISTING_WAIT_S = 30.0  # how long `models --available` waits for the key's model list
+
+
+def _run_available(as_json: bool, *, refresh: bool) -> int:
+    """`models --available`: the models this key can use now, from its listing; 1 when it could not be read."""
+    from ..service.studio import Studio  # imported here so `models` alone stays instant
+
+    settings = load_settings()
+    studio = Studio(settings)
+    try:
+        studio.connect()
+        discovery = studio.discovery
+        if refresh:
+            discovery.refresh()
+        else:
+            discovery.start()
+        discovery.wait(LISTING_WAIT_S)
+        availability = studio.available_models()
+    finally:
+        asyncio.run(studio.aclose())
+    if studio.offline:
+        print("No API key: these are the offline emulator's models (set GEMINI_API_KEY to see your key's).",
+              file=sys.stderr)
+    for note in availability.notes:
+        print(f"note: {note}", file=sys.stderr)
+    for spec in availability.models:
+        if as_json:
+            print(json.dumps(model_record(spec, settings.model), ensure_ascii=False), flush=True)
+            continue
+        price = spec.image_price(spec.default_size)
+        cost = f"${price:.4f} per {spec.default_size} image" if price is not None else "price unknown"
+        print(f"{spec.id:32} {spec.label}: {spec.lifecycle()}; {spec.source}; {cost}")
+    if not as_json and availability.fetched_at is not None:
+        age = time.time() - availability.fetched_at
+        print(f"listed {age / 60:.0f} min ago" if age >= 60 else "listed just now", file=sys.stderr)
+    return 0 if availability.listed else 1
+
+
 def run_models_command(args: argparse.Namespace) -> int:
     """Run `models`: the list, `--json` objects, or the `--estimate` table; returns the exit code."""
+    if args.refresh and not args.available:
+        raise InputError("--refresh goes with --available, e.g. `models --available --refresh`.")
+    if args.available:
+        if args.estimate is not None or args.size is not None:
+            raise InputError("--available lists models; --estimate and --size go without it.")
+        return _run_available(args.json, refresh=args.refresh)
     size = args.size
     if size is not None and args.estimate is None:
         raise InputError("--size goes with --estimate, e.g. `models --estimate 100 --size 2K`.")

@@ -37,14 +37,19 @@ async def run_refine(args: argparse.Namespace, show: Callable[[ImageResult], Non
     """Run `refine`: prepare (all checks, nothing sent), say what the turn costs, send --count branches."""
     from ..service.studio import Studio
 
-    settings = load_settings({"offline": True} if args.offline else None)
+    settings = load_settings({"offline": True if args.offline else None,
+                              "store": True if getattr(args, "store", False) else None,
+                              "retry_timeouts": True if args.retry_timeouts else None})
     options = ImageOptions(aspect_ratio=args.aspect_ratio, size=args.size, temperature=args.temperature,
                            top_p=args.top_p, top_k=args.top_k, seed=args.seed, with_text=not args.image_only)
     if not 1 <= args.count <= 100:
         raise InputError(f"The number of images must be between 1 and 100 (got {args.count}).")
     async with Studio(settings) as studio:
-        plan = await studio.prepare_refine(parent_id=args.id, instruction=args.prompt, images=tuple(args.image),
-                                           model=args.model, options=options, kit=args.kit)
+        from .styles import craft_from_args
+
+        crafted = craft_from_args(studio.styles, args.prompt, args)  # --var and --style: the final instruction
+        plan = await studio.prepare_refine(parent_id=args.id, instruction=crafted.prompt, images=tuple(args.image),
+                                           model=args.model, options=options, craft=crafted.craft, kit=args.kit)
         cost = "" if plan.estimated_cost_usd is None else f", about ${plan.estimated_cost_usd:.4f} each if not cached"
         if studio.offline:
             cost = f", $0 offline{' (Gemini: ' + cost[2:] + ')' if cost else ''}"

@@ -12,6 +12,7 @@ from dotenv import dotenv_values
 
 from .errors import ConfigError
 from .models import default_model_id
+from .text_models import default_text_model_id
 
 __all__ = ["KEY_VARIABLES", "Settings", "load_settings", "parse_auth"]
 
@@ -31,17 +32,23 @@ class Settings:
     offline: bool = False
     base_url: str | None = None
     model: str = field(default_factory=default_model_id)
+    text_model: str = field(default_factory=default_text_model_id)  # NANOBANANA_TEXT_MODEL: enhancer, describe
+    model_explicit: bool = False  # NANOBANANA_MODEL (or an explicit setting) named it: used as given, never followed
     rpm: int = 60
     rpd: int = 1500
     cache_size_bytes: int = 2 * 1024**3
-    timeout_s: float = 120.0
+    # NANOBANANA_TIMEOUT: seconds to wait for one answer; None: the registry's per model and size (models.json)
+    timeout_s: float | None = None
+    # NANOBANANA_RETRY_TIMEOUTS, --retry-timeouts: retry a timeout that came after the whole request was sent (it may
+    # have been billed, so by default it is reported, not sent again)
+    retry_timeouts: bool = False
     out_dir: Path | None = None
     max_attempts: int = 5  # sends per request, retries included
     max_retry_wait_s: float = 120.0  # total seconds of backoff per request before giving up
     rate_window_s: float = 60.0  # the rate limit's window; only tests and benchmarks shorten it
     concurrency: int = 4  # web app: generation requests served at once (each waits on the API, not the CPU)
     auth: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # web app logins (NANOBANANA_AUTH, --auth)
-    # Public demos (bring your own key): see README "Public demos".
+    # Public demos (bring your own key): see docs/deployment.md, "Public demos".
     public: bool = False  # NANOBANANA_PUBLIC; on by default on Hugging Face Spaces (SYSTEM=spaces)
     allow_server_key: bool = False  # NANOBANANA_ALLOW_SERVER_KEY: in public mode, keyless visitors use the host's key
     visitor_rpm: int = 10  # NANOBANANA_VISITOR_RPM: requests per minute per visitor in public mode
@@ -52,7 +59,8 @@ class Settings:
     batch_poll_scale: float = 1.0
     batch_pause_at: str | None = None  # NANOBANANA_BATCH_PAUSE_AT: a test hook that stops a run at a named point
     keep_metadata: bool = False  # NANOBANANA_KEEP_METADATA, --keep-metadata: send input images' GPS/EXIF as they are
-    # Google Cloud (see README "Google Cloud"): NANOBANANA_BACKEND=vertex, or the SDK's GOOGLE_GENAI_USE_VERTEXAI=true.
+    store: bool = False  # NANOBANANA_STORE, --store: let Google store requests (the Gemini API's `store`; else false)
+    # Google Cloud (see docs/vertex.md): NANOBANANA_BACKEND=vertex, or the SDK's GOOGLE_GENAI_USE_VERTEXAI=true.
     backend: str = "gemini"  # "gemini" (AI Studio key) or "vertex" (Vertex AI: project credentials, or express key)
     google_project: str | None = None  # GOOGLE_CLOUD_PROJECT
     google_location: str = "global"  # GOOGLE_CLOUD_LOCATION; the Gemini 3 image models need global
@@ -195,6 +203,9 @@ def load_settings(
         values["base_url"] = found[1].strip().rstrip("/")
     if found := lookup("NANOBANANA_MODEL"):
         values["model"] = found[1].strip()
+        values["model_explicit"] = True
+    if found := lookup("NANOBANANA_TEXT_MODEL"):
+        values["text_model"] = found[1].strip()
     if found := lookup("NANOBANANA_RPM"):
         values["rpm"] = _number(*found, int, 1)
     if found := lookup("NANOBANANA_RPD"):
@@ -203,6 +214,8 @@ def load_settings(
         values["cache_size_bytes"] = int(_number(*found, float, 1) * 1024**2)
     if found := lookup("NANOBANANA_TIMEOUT"):
         values["timeout_s"] = _number(*found, float, 1)
+    if found := lookup("NANOBANANA_RETRY_TIMEOUTS"):
+        values["retry_timeouts"] = _flag(*found)
     if found := lookup("NANOBANANA_RETRIES"):
         values["max_attempts"] = _number(*found, int, 1)
     if found := lookup("NANOBANANA_MAX_RETRY_WAIT"):
@@ -228,6 +241,10 @@ def load_settings(
         values["batch_pause_at"] = found[1].strip()
     if found := lookup("NANOBANANA_KEEP_METADATA"):
         values["keep_metadata"] = _flag(*found)
+    if found := lookup("NANOBANANA_STORE"):
+        values["store"] = _flag(*found)
     values.update(_google_cloud(lookup, env))
     values.update({k: v for k, v in (explicit or {}).items() if v is not None})
+    if (explicit or {}).get("model") is not None:
+        values["model_explicit"] = True
     return Settings(**values)

@@ -11,8 +11,18 @@ __all__ = ["CACHED_TEXT", "cost_from_usage", "cost_text", "estimate_cost", "esti
 CACHED_TEXT = "cached · $0"  # a cache hit: no call was made, nothing was paid
 
 
-def cost_from_usage(spec: ModelSpec, usage: Usage) -> float | None:
-    """USD for one response, or None when the model's price is unknown."""
+def cost_from_usage(spec: ModelSpec, usage: Usage, *, size: str | None = None, images: int = 1) -> float | None:
+    """USD for one response, or None when the model's price is unknown.
+
+    A per-image price (a user's models.json `price_per_image`) for this `size` prices the `images` output images
+    instead of their tokens; input and text are then priced by the token prices when known.
+    """
+    per_image = spec.per_image_usd.get(size or spec.default_size)
+    if per_image is not None:
+        rest = 0.0 if spec.price is None else (
+            usage.prompt_tokens * spec.price.input + (usage.text_tokens + usage.thought_tokens) * spec.price.output_text
+        ) / 1e6
+        return round(per_image * images + rest, 6)
     if spec.price is None:
         return None
     # Output tokens the response did not attribute to a modality are charged as image tokens (the dearer kind).
@@ -72,8 +82,10 @@ def estimate_request_cost(spec: ModelSpec, request: ImageRequest) -> float | Non
     """Estimated USD for one request as it will be sent: its text and every input image actually sent (for a region
     edit, the crop or canvas and its mask, not the original), plus the output image."""
     output = spec.image_price(request.options.size)
-    if output is None or spec.price is None:
+    if output is None:
         return None
+    if spec.price is None:  # a user's per-image price alone: the output image is what is known
+        return round(output, 6)
     sent = len(request.images) + (len(request.kit.references) if request.kit is not None else 0)
     tokens = len(request.model_prompt()) // 4 + 1 + spec.input_image_tokens * sent
     return round(output + tokens * spec.price.input / 1e6, 6)

@@ -18,11 +18,15 @@
     │   ├── PromptBlockedError                promptFeedback.blockReason
     │   ├── ImageWithheldError                finishReason IMAGE_SAFETY, NO_IMAGE, ...
     │   └── TextOnlyError                     the model replied with words only
-    └── ServiceError                 exit 6   the service or the network failed; try again later
-        ├── ServerError              5xx
-        ├── ServiceTimeoutError               no answer in time
-        ├── NetworkError                      connection refused, dropped or unreachable
-        └── BadResponseError                  the answer could not be read
+    ├── ServiceError                 exit 6   the service or the network failed; try again later
+    │   ├── ServerError              5xx
+    │   ├── ServiceTimeoutError               no answer in time
+    │   │   └── SentTimeoutError              no answer in time after the whole request was sent: it may have
+    │   │                                     been billed, so it is not retried unless the user allows it
+    │   ├── NetworkError                      connection refused, dropped or unreachable
+    │   └── BadResponseError                  the answer could not be read
+    └── StorageError                 exit 7   a result could not be written here (disk full, ...); nothing paid for
+                                              is lost: free space and run the same command again
 """
 
 from __future__ import annotations
@@ -37,8 +41,9 @@ from .quota_clock import time_to_pacific_midnight
 __all__ = [
     "AuthError", "BadRequestError", "BadResponseError", "BudgetExceededError", "ConfigError", "ImageInputError",
     "ImageWithheldError", "InputError", "InvalidKeyError", "MissingKeyError", "ModelNotFoundError", "NetworkError",
-    "NoImageError", "PermissionDeniedError", "PromptBlockedError", "RateLimitError", "ServerError", "ServiceError",
-    "ServiceTimeoutError", "ShutDownModelError", "StudioError", "TextOnlyError", "UnsupportedOptionError", "map_error",
+    "NoImageError", "PermissionDeniedError", "PromptBlockedError", "RateLimitError", "SentTimeoutError", "ServerError",
+    "ServiceError", "ServiceTimeoutError", "ShutDownModelError", "StorageError", "StudioError", "TextOnlyError",
+    "UnsupportedOptionError", "map_error",
 ]
 
 KEY_HELP = "Get a key at https://aistudio.google.com/apikey and put GEMINI_API_KEY=... in .env or the environment."
@@ -183,12 +188,22 @@ class ServiceTimeoutError(ServiceError):
     """No answer within the timeout."""
 
 
+class SentTimeoutError(ServiceTimeoutError):
+    """No answer in time although the whole request was sent: Gemini may have made (and billed) the image."""
+
+
 class NetworkError(ServiceError):
     """The connection could not be made or was dropped."""
 
 
 class BadResponseError(ServiceError):
     """The service answered something that is not a Gemini response."""
+
+
+class StorageError(StudioError):
+    """A result could not be written (disk full, a read-only folder): stop, keep what is paid for, run again later."""
+
+    exit_code = 7
 
 
 def _error_body(details: Any) -> dict[str, Any]:

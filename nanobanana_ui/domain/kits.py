@@ -8,6 +8,7 @@ from typing import Any
 
 from .errors import InputError
 from .inputs import InputImage
+from .models import ModelSpec
 
 __all__ = ["MAX_KIT_REFERENCES", "ROLES", "KitReference", "KitUse", "parse_kit_spec", "reference_caps",
            "reference_total"]
@@ -28,18 +29,16 @@ def parse_kit_spec(text: str) -> tuple[str, int | None]:
     return match.group("name"), None if version is None else int(version)
 
 
-def reference_caps(spec: Any) -> dict[str, int]:
-    """The model's per-role reference caps from the registry ({"object": 10, ...}); {} when it publishes none."""
-    caps = getattr(spec, "reference_caps", None)
-    if not isinstance(caps, dict):
-        return {}
-    return {str(role): int(count) for role, count in caps.items() if isinstance(count, int)}
+def reference_caps(spec: ModelSpec) -> dict[str, int]:
+    """The model's per-role reference caps from the registry's `reference_caps` ({"object": 10, ...}); {} when it
+    publishes none."""
+    return dict(spec.reference_caps or {})
 
 
-def reference_total(spec: Any) -> int:
-    """How many images in all the model takes in one request (`max_references`, else `max_input_images`)."""
-    total = getattr(spec, "max_references", None)
-    return int(total) if isinstance(total, int) and total > 0 else int(getattr(spec, "max_input_images", 0))
+def reference_total(spec: ModelSpec) -> int:
+    """How many images in all the model takes in one request: the registry's `max_references`, else (a model built
+    without it) `max_input_images`."""
+    return spec.max_references if spec.max_references is not None else spec.max_input_images
 
 
 @dataclass(frozen=True)

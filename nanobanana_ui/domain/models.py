@@ -1,27 +1,36 @@
 """The image model registry: what each Gemini image model can do, what it costs and whether it still exists.
 
-Loaded from models.json (data, not code). `resolve()` is the one place a requested model id becomes the model that is
-actually called: a shut-down id with a replacement is sent as the replacement, with a note saying so.
+Loaded from models.json (data, not code), with the user's own models.json (NANOBANANA_MODELS, else
+NANOBANANA_HOME/models.json) merged over it model by model and field by field (see user_registry.py). `resolve()` is
+the one place a requested model id becomes the model that is actually called: a shut-down id with a replacement is
+sent as the replacement, with a note saying so.
 """
 
 from __future__ import annotations
 
 import calendar
 import json
+import logging
+import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 from typing import Any, Literal
 
 from .errors import ShutDownModelError
+from .user_registry import ORIGIN, REGISTRY, USER, merge_user_registry, user_registry_path
 
 __all__ = [
-    "BATCH_DISCOUNT", "RETIRING", "SHUT_DOWN", "Capability", "ModelSpec", "Price", "all_models",
-    "default_model_id", "find_model", "get_model", "known_models", "models_with", "pixel_size", "resolve",
+    "BATCH_DISCOUNT", "DEPRECATED", "DISCOVERED", "GA", "PREVIEW", "REGISTRY", "RETIRING", "SHUT_DOWN", "STATUSES",
+    "USER", "Capability", "ModelSpec", "Price", "all_models", "default_model_id", "discovered_model", "find_model",
+    "get_model", "known_models", "models_with", "pixel_size", "registry_warnings", "request_timeout_s", "resolve",
 ]
 
-GA, PREVIEW, RETIRING, SHUT_DOWN = "ga", "preview", "retiring", "shut down"
-STATUSES = (GA, PREVIEW, RETIRING, SHUT_DOWN)
+GA, PREVIEW, DEPRECATED, RETIRING, SHUT_DOWN = "ga", "preview", "deprecated", "retiring", "shut down"
+STATUSES = (GA, PREVIEW, DEPRECATED, RETIRING, SHUT_DOWN)  # in lifecycle order: deprecated still works
+DISCOVERED = "discovered"  # ModelSpec.source of a model only this key's listing names
+log = logging.getLogger(__name__)
 BATCH_DISCOUNT = 0.5  # Gemini Batch Mode costs half the interactive price
 _UNKNOWN_TABLE = "gemini-2.5"  # an unknown model gets the most conservative table: 1K, the ten classic ratios
 
@@ -51,6 +60,7 @@ class ModelSpec:
     known: bool = True
     status: str = GA
     since: str | None = None  # GA (or preview) date, YYYY-MM-DD
+    deprecated_since: str | None = None  # when Google deprecated it (status deprecated): YYYY-MM-DD
     shutdown: str | None = None  # shut-down date (or announced earliest one): YYYY-MM-DD or YYYY-MM
     replaced_by: str | None = None
     pixels: dict[str, dict[str, tuple[int, int]]] = field(default_factory=dict, repr=False)  # size -> ratio -> w, h
@@ -65,6 +75,12 @@ class ModelSpec:
     search: bool = False  # Google Search grounding
     image_search: bool = False  # Google image search as well as web search
     search_price_per_1000: float | None = None  # USD per 1,000 search queries, at the paid rate
+    # Reference images: how many a request may carry in all, and per role where Google publishes it
+    # ({"object": 10, "character": 4}); None when the role is not capped separately.
+    max_references: int | None = None
+    reference_caps: dict[str, int] | None = None
+    source: str = REGISTRY  # "registry" (shipped), "user" (added or changed by the user's models.json), "discovered"
+    per_image_usd: dict[str, float] = field(default_factory=dict)  # size -> USD, overriding the token-based price
 
     @property
     def search_price(self) -> float | None:
@@ -90,6 +106,8 @@ class ModelSpec:
 
     def image_price(self, size: str | None) -> float | None:
         """Estimated USD for one output image of this size, or None when the price is unknown."""
+        if (size or self.default_size) in self.per_image_usd:
+            return self.per_image_usd[size or self.default_size]
         if self.price is None:
             return None
         tokens = self.output_image_tokens.get(size or self.default_size)
@@ -118,6 +136,9 @@ class ModelSpec:
         if self.status == SHUT_DOWN:
             then = f" {when(self.shutdown)}" if self.shutdown else ""
             return f"shut down{then}" + (f"; use {self.replaced_by}" if self.replaced_by else "")
+        if self.status == DEPRECATED:
+            then = f" since {self.deprecated_since}" if self.deprecated_since else ""
+            return f"deprecated{then}" + (f"; successor {self.replaced_by}" if self.replaced_by else "")
         if self.status == RETIRING:
             then = f" (earliest shutdown {when(self.shutdown, preposition=False)})" if self.shutdown else ""
             return f"retiring{then}" + (f"; successor {self.replaced_by}" if self.replaced_by else "")
@@ -151,28 +172,33 @@ def _spec_from_entry(entry: dict[str, Any], tables: dict[str, Any]) -> ModelSpec
     status = entry.get("status", GA)
     if status not in STATUSES:
         raise ValueError(f"models.json: {entry['id']} has status {status!r}; use one of {', '.join(STATUSES)}")
+    origin = entry.get(ORIGIN, REGISTRY)
     table = tables.get(entry.get("pixel_table") or "", {})
     sizes, ratios = tuple(entry.get("sizes", ())), tuple(entry.get("aspect_ratios", ()))
     missing = [f"{size} {ratio}" for size in sizes for ratio in ratios if ratio not in table.get(size, {})]
-    if missing:
+    if missing and origin == REGISTRY:
         raise ValueError(f"models.json: {entry['id']}'s pixel table lacks {', '.join(missing)}")
     price = entry.get("price_per_million")
+    caps = entry.get("reference_caps")
+    max_inputs = int(entry.get("max_input_images", 0))
     return ModelSpec(
         id=entry["id"],
         label=entry["label"],
         sizes=sizes,
         aspect_ratios=ratios,
-        max_input_images=int(entry.get("max_input_images", 0)),
+        max_input_images=max_inputs,
         input_image_tokens=int(entry.get("input_image_tokens", 0)),
         output_image_tokens={k: int(v) for k, v in (entry.get("output_image_tokens") or {}).items()},
-        price=Price(**price) if price else None,
+        price=Price(**{"input": 0.0, "output_text": 0.0, "output_image": 0.0, **price}) if price else None,
         aliases=tuple(entry.get("aliases", ())),
         status=status,
         since=entry.get("since"),
+        deprecated_since=entry.get("deprecated_since"),
         shutdown=entry.get("shutdown"),
         replaced_by=entry.get("replaced_by"),
-        # Only this model's own cells: a size or ratio it does not make has no pixel size.
-        pixels={size: {ratio: _size_pair(table[size][ratio]) for ratio in ratios} for size in sizes},
+        # Only this model's own cells: a size or ratio it does not make has no pixel size (nor one the table lacks).
+        pixels={size: {ratio: _size_pair(table[size][ratio]) for ratio in ratios if ratio in table.get(size, {})}
+                for size in sizes},
         default_temperature=entry.get("default_temperature"),
         default_top_p=entry.get("default_top_p"),
         multi_image=bool(entry.get("multi_image", True)),
@@ -184,6 +210,10 @@ def _spec_from_entry(entry: dict[str, Any], tables: dict[str, Any]) -> ModelSpec
         image_search=bool(entry.get("image_search", False)),
         search_price_per_1000=(None if entry.get("search_price_per_1000") is None
                                else float(entry["search_price_per_1000"])),
+        max_references=max_inputs if entry.get("max_references") is None else int(entry["max_references"]),
+        reference_caps=None if not caps else {str(k): int(v) for k, v in caps.items()},
+        source=origin,
+        per_image_usd={str(k): float(v) for k, v in (entry.get("price_per_image") or {}).items()},
     )
 
 
@@ -192,13 +222,76 @@ class _Registry:
     default: str
     models: tuple[ModelSpec, ...]
     tables: dict[str, Any]
+    warnings: tuple[str, ...] = ()  # what was wrong with the user's models.json (each names file, model, field)
+    timeouts: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 @lru_cache(maxsize=1)
+def _shipped() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(resources.files(__package__).joinpath("models.json").read_text("utf-8"))
+    return data
+
+
+def _build(path: Path) -> _Registry:
+    shipped = _shipped()
+    tables = {name: table for name, table in shipped.get("pixel_tables", {}).items() if not name.startswith("_")}
+    data, warnings = merge_user_registry(shipped, path, STATUSES, tables)
+    specs: list[ModelSpec] = []
+    problems = list(warnings)
+    originals = {entry["id"]: entry for entry in shipped["models"]}
+    for entry in data["models"]:
+        try:
+            specs.append(_spec_from_entry(entry, tables))
+        except (ValueError, TypeError, KeyError) as exc:
+            if entry.get(ORIGIN) == REGISTRY:
+                raise  # the shipped file is checked by the tests: a mistake there is a bug
+            problems.append(f"{path}: model {entry['id']!r}: {exc}; the user's entry is ignored.")
+            if entry["id"] in originals:
+                specs.append(_spec_from_entry(originals[entry["id"]], tables))
+    for problem in problems:
+        log.warning("%s", problem)
+    timeouts = {name: {size: float(seconds) for size, seconds in table.items()}
+                for name, table in shipped.get("timeouts_s", {}).items() if not name.startswith("_")}
+    return _Registry(data["default"], tuple(specs), tables, tuple(problems), timeouts)
+
+
+_cache_lock = threading.Lock()
+_cache: dict[str, Any] = {}
+
+
 def _registry() -> _Registry:
-    data = json.loads(resources.files(__package__).joinpath("models.json").read_text("utf-8"))
-    tables = {name: table for name, table in data.get("pixel_tables", {}).items() if not name.startswith("_")}
-    return _Registry(data["default"], tuple(_spec_from_entry(e, tables) for e in data["models"]), tables)
+    """The shipped registry with the user's file merged over it, rebuilt when that file changes (or appears)."""
+    path = user_registry_path()
+    try:
+        stat = path.stat()
+        stamp: tuple[object, ...] = (str(path), stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        stamp = (str(path), None, None)
+    with _cache_lock:
+        if _cache.get("stamp") != stamp:
+            _cache["registry"] = _build(path)
+            _cache["stamp"] = stamp
+        registry: _Registry = _cache["registry"]
+        return registry
+
+
+def registry_warnings() -> tuple[str, ...]:
+    """What is wrong with the user's models.json, one line each (file, model, field); () when nothing is."""
+    return _registry().warnings
+
+
+def request_timeout_s(model_id: str, size: str | None = None) -> float:
+    """Seconds to wait for one answer of this model at this size (the registry's timeouts_s; the size's default).
+
+    Long enough for the slowest answers: a timeout after the request was sent may have been billed.
+    """
+    timeouts = _registry().timeouts
+    spec = find_model(model_id)
+    size = size or (spec.default_size if spec is not None else "1K")
+    default = timeouts.get("default", {})
+    own = timeouts.get(spec.id if spec is not None else model_id, {})
+    seconds = own.get(size) or default.get(size)
+    return seconds if seconds else max([*default.values(), *own.values(), 120.0])
 
 
 def all_models() -> tuple[ModelSpec, ...]:
@@ -207,7 +300,7 @@ def all_models() -> tuple[ModelSpec, ...]:
 
 
 def known_models() -> tuple[ModelSpec, ...]:
-    """The registry's models that can still be called (GA, preview, retiring), in display order."""
+    """The registry's models that can still be called (GA, preview, deprecated, retiring), in display order."""
     return tuple(spec for spec in all_models() if spec.usable)
 
 
@@ -224,14 +317,21 @@ def find_model(model_id: str) -> ModelSpec | None:
     return None
 
 
-def _unknown(model_id: str) -> ModelSpec:
+def _unknown(model_id: str, label: str | None = None, source: str = REGISTRY) -> ModelSpec:
     # Unknown ids (new releases, relays' names) are allowed, but only with what every image model supports.
     table = _registry().tables.get(_UNKNOWN_TABLE, {})
     return ModelSpec(
-        id=model_id, label=model_id, sizes=("1K",), aspect_ratios=tuple(table.get("1K", {})),
+        id=model_id, label=label or model_id, sizes=("1K",), aspect_ratios=tuple(table.get("1K", {})),
         max_input_images=3, input_image_tokens=258, output_image_tokens={"1K": 1290}, price=None, known=False,
         pixels={size: {r: _size_pair(px) for r, px in ratios.items()} for size, ratios in table.items()},
+        max_references=3, source=source,
     )
+
+
+def discovered_model(model_id: str, display_name: str | None = None) -> ModelSpec:
+    """A model this key's listing offers that the registry lacks: conservative checks, price unknown, labelled by
+    the listing's display name."""
+    return _unknown(model_id, (display_name or "").strip() or None, DISCOVERED)
 
 
 Capability = Literal["thinking_levels", "thoughts", "search", "image_search"]

@@ -12,6 +12,7 @@ from typing import Any
 from .inputs import InputImage
 from .kits import KitUse
 from .region import Region
+from .templates import PromptCraft
 from .turns import Turn, TurnPart, path_digest
 
 __all__ = [
@@ -23,7 +24,7 @@ _VERTEX_OPTIONS = ("output_mime_type", "output_quality", "person_generation")
 CACHE_KEY_VERSION = 1  # bump when the meaning of a request changes, so old entries stop matching
 
 
-class Mode(str, Enum):
+class Mode(str, Enum):  # noqa: UP042 (StrEnum would change str(Mode.EDIT) from "Mode.EDIT" to "edit")
     """What a request does with its inputs."""
 
     GENERATE = "generate"
@@ -91,6 +92,14 @@ class ImageRequest:
     note: str | None = field(default=None, compare=False)
     region: Region | None = None  # a masked edit or an extend: what is sent is a crop or canvas of `region.source`
     kit: KitUse | None = None  # the exact kit version whose references follow the user's own inputs (kits.py)
+    # How `prompt` was made (a style, a template and its variables); a record, not part of the key: `prompt` is
+    # already the final text sent.
+    craft: PromptCraft | None = field(default=None, compare=False)
+    # The Gemini API's `store` (may Google keep this request?): False unless the user opted in; None on Vertex AI,
+    # which does not take it. Recorded in the provenance; not part of the key (it does not shape the answer).
+    store: bool | None = field(default=None, compare=False)
+    # The response's modelVersion (which model answered), recorded in the provenance; not part of the key.
+    model_version: str | None = field(default=None, compare=False)
 
     def cache_key(self) -> str:
         """A stable digest of everything that shapes the answer (never the API key)."""
@@ -123,11 +132,15 @@ class ImageRequest:
                         **({"stripped": list(i.stripped)} if i.stripped else {})} for i in self.images],
             "options": self.options.to_dict(), **({"note": self.note} if self.note else {}),
             **({"history_turns": len(self.history)} if self.history else {}),
+            **({"store": self.store} if self.store is not None else {}),
+            **({"model_version": self.model_version} if self.model_version else {}),
         }
         if self.region is not None:
             described["region"] = self.region.describe()
         if self.kit is not None:
             described["kit"] = self.kit.describe()
+        if self.craft is not None:
+            described.update(self.craft.to_dict())
         return described
 
     def model_prompt(self) -> str:
@@ -226,6 +239,8 @@ class ImageResult:
     search_cost_usd: float = 0.0  # the search's own charge, included in cost_usd (0 on a cache hit)
     # With show_thoughts: the interim images, in order; never on a cache hit (they are not cached).
     thought_images: tuple[ThoughtImage, ...] = ()
+    # A transparent result (service.transparency): method, calls, their ids, and any fallback; None otherwise.
+    transparent: dict[str, Any] | None = None
 
     def to_record(self) -> dict[str, Any]:
         """The one JSON-able form of a result, which the CLI, the batch manifest and its --json all print.
@@ -246,6 +261,8 @@ class ImageResult:
             **({"note": self.request.note} if self.request.note else {}),
             **({"region": self.request.region.describe()} if self.request.region is not None else {}),
             **({"kit": self.request.kit.spec} if self.request.kit is not None else {}),
+            **(self.request.craft.to_dict() if self.request.craft is not None else {}),  # style, template, variables
+            **({"transparent": self.transparent} if self.transparent else {}),
         }
 
 
@@ -253,6 +270,9 @@ RECORD_KEYS = (  # the keys of one --json line per image (generate/edit/compose,
     "path", "prompt", "model", "mode", "cached", "cost_usd", "saved_usd", "finish_reason", "text", "width", "height",
     "sha256", "variation", "seed", "tokens", "elapsed_s", "id", "sources", "parent", "turn",
 )
+
+
+_CRAFT_KEYS = ("style", "template", "variables")
 
 
 def image_records(record: dict[str, Any]) -> list[dict[str, Any]]:
@@ -271,5 +291,10 @@ def image_records(record: dict[str, Any]) -> list[dict[str, Any]]:
             line["region"] = record["region"]
         if "kit" in record:  # the kit's NAME@VERSION
             line["kit"] = record["kit"]
+        for key in _CRAFT_KEYS:  # a styled or templated prompt: how it was made
+            if key in record:
+                line[key] = record[key]
+        if "transparent" in record:  # a transparent result: how it was made (method, calls, ids, fallback)
+            line["transparent"] = record["transparent"]
         lines.append(line)
     return lines

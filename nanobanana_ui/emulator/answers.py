@@ -9,6 +9,7 @@ import secrets
 from PIL import Image
 
 from ..domain.models import ModelSpec, get_model, pixel_size
+from .cutout import Cutouts, asked_background, cutout_picture
 from .faults import Fault
 from .gemini3 import grounding_metadata, refusal, thought_parts, thought_tokens
 from .pictures import history_image, nearest_ratio, open_image, png_base64, refined, render
@@ -31,11 +32,12 @@ def input_token_limit(name: str) -> int:
     return 32768 if name.startswith("gemini-2") else 65536
 
 
-def model_entry(name: str) -> JsonObject:
-    """The models.get / models.list entry for a model id."""
+def model_entry(name: str, display_name: str | None = None, description: str | None = None) -> JsonObject:
+    """The models.get / models.list entry for a model id (a test may give its display name and description)."""
     spec = get_model(name)
-    return {"name": f"models/{name}", "version": "emulator", "displayName": spec.label,
-            "description": f"Offline emulator stand-in for {spec.label}.",
+    label = spec.label if display_name is None else display_name
+    return {"name": f"models/{name}", "version": "emulator", "displayName": label,
+            "description": f"Offline emulator stand-in for {label}." if description is None else description,
             "inputTokenLimit": input_token_limit(name), "outputTokenLimit": 32768,
             "supportedGenerationMethods": ["generateContent", "countTokens"], "temperature": 1.0,
             "topP": 0.95, "topK": 64, "maxTemperature": 2.0}
@@ -70,6 +72,11 @@ def fault_content(rec: RecordedRequest, spec: ModelSpec, fault: Fault) -> Reply:
         return _envelope(rec, spec, None, promptFeedback={"blockReason": fault.reason})
     if fault.kind == "no_image":
         return _envelope(rec, spec, None, candidates=[{"finishReason": fault.reason, "index": 0}])
+    if fault.kind == "continuation":  # the answer stopped at the per-request limit; the token would resume it
+        token = base64.b64encode(b"emulator-continuation").decode()
+        candidate = {**_candidate([{"text": fault.message}]), "finishReason": "CONTINUATION",
+                     "continuationToken": token}
+        return _envelope(rec, spec, {"TEXT": _text_tokens(fault.message)}, candidates=[candidate])
     candidate = _candidate([{"text": fault.message}])
     return _envelope(rec, spec, {"TEXT": _text_tokens(fault.message)}, candidates=[candidate])
 
@@ -114,8 +121,17 @@ def _invalid(rec: RecordedRequest, spec: ModelSpec, inputs: list[Image.Image]) -
 _REFERENCE = re.compile(r'Reference image "([^"]+)" \((character|object|style)\)')
 
 
-def answer(rec: RecordedRequest, spec: ModelSpec, include_thoughts: bool) -> Reply:
+def _first_text(contents: list[JsonObject]) -> str:
+    """The text of a conversation's first user turn (what a cut-out's subject follows on every turn)."""
+    parts = contents[0].get("parts") or [] if contents else []
+    return " ".join(str(p["text"]) for p in parts if isinstance(p, dict) and "text" in p)
+
+
+def answer(rec: RecordedRequest, spec: ModelSpec, include_thoughts: bool, cutouts: Cutouts | None = None) -> Reply:
     """The normal answer: a text part and a placeholder image, as the request's modalities ask; or a 400.
+
+    A prompt asking for a flat white, black or key-colour background is answered with the known cut-out subject over
+    it (cutout.py), the same subject on every turn of the conversation; `cutouts` holds the tests' knobs.
 
     Thought parts come first when the request asks for them (thinkingConfig.includeThoughts, on a model that
     thinks) or the emulator was made with include_thoughts; groundingMetadata comes with googleSearch.
@@ -146,7 +162,11 @@ def answer(rec: RecordedRequest, spec: ModelSpec, include_thoughts: bool) -> Rep
         # Like the real model: the same seed draws the same picture; without one, every answer differs.
         seed = rec.generation_config.get("seed")
         variety = f"seed {seed}" if seed is not None else secrets.token_hex(8)
-        if earlier and turn > 1:
+        background = None if cutouts is None else asked_background(rec.prompt)
+        ignore, shift = cutouts.take(turn) if cutouts is not None and background is not None else (False, (0, 0))
+        if background is not None and not ignore:
+            img = cutout_picture(pixel_size(spec, ratio, size), background, _first_text(contents), shift)
+        elif earlier and turn > 1:
             img = refined(rec.model or "", rec.prompt, earlier[0], inputs, pixel_size(spec, ratio, size), turn)
         else:
             img = render(rec.model or "", rec.prompt, inputs, pixel_size(spec, ratio, size), variety)  # its table

@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -50,7 +50,7 @@ INLINE_LIMIT_BYTES = 20 * 1024**2
 
 
 def _now_text(stamp: float) -> str:
-    return datetime.fromtimestamp(stamp, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(stamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass
@@ -116,6 +116,7 @@ class BatchService:
         self.fail_keys: set[str] = set()  # requests with these metadata keys get a per-line error
         self.unreadable_keys: set[str] = set()  # these get a response whose image bytes are not an image
         self.hold_create_s = 0.0  # keep a create's answer back this long after the job exists (kill tests)
+        self.list_lag_s = 0.0  # a new job shows in the listing only this long after it was made (eventual consistency)
         self._base_url = base_url
         self._gate = gate
         self._include_thoughts = include_thoughts
@@ -268,7 +269,8 @@ class BatchService:
         start = int((params.get("pageToken") or ["0"])[0] or 0)
         size = int((params.get("pageSize") or ["50"])[0] or 50)
         with self._lock:  # newest first, like the API
-            live = [job for job in reversed(self._jobs.values()) if not job.deleted]
+            listed_by = time.time() - self.list_lag_s
+            live = [job for job in reversed(self._jobs.values()) if not job.deleted and job.created <= listed_by]
         operations = [self._operation(job, with_results=False) for job in live[start:start + size]]
         page: dict[str, Any] = {"operations": operations}
         if start + size < len(live):

@@ -66,6 +66,12 @@ class Fault:
         return cls("no_image", reason=finish_reason)
 
     @classmethod
+    def continuation(cls, text: str = "Working on it: the scene has many parts") -> Fault:
+        """200 with one candidate that ends with finishReason CONTINUATION and a continuationToken, no image (the
+        SDK's automatic continuation would send the request again with the token)."""
+        return cls("continuation", reason="CONTINUATION", message=text)
+
+    @classmethod
     def text_only(cls, text: str = "I can't draw that. Could you describe what you would like instead?") -> Fault:
         """200 with one STOP candidate holding only a text part."""
         return cls("text_only", message=text)

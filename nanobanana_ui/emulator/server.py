@@ -14,10 +14,13 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from ..domain.models import get_model, known_models
+from ..domain.text_models import text_models
 from .answers import answer, fault_content, model_entry, usage_metadata
 from .batches import BatchService
+from .cutout import Cutouts
 from .faults import UNREGISTERED, Fault, fails, fault_reply, not_found_reply
 from .quota import ArrivalWindow, Setting, check_rate_limit, check_rate_window, format_delay
+from .text import is_text_model, text_answer
 from .types import (
     API_PATH,
     JsonObject,
@@ -95,7 +98,9 @@ class GeminiEmulator:
 
     `models` are the ids it serves and lists (default: the registry's models that still exist; a shut-down id answers
     404 like Gemini). `allowed_models` maps an API key to the only models that key may use (listed and called);
-    other keys may use every model. `fail_next_listing()` makes models.list() fail.
+    other keys may use every model. `fail_next_listing()` makes models.list() fail. `add_model()` adds a model the
+    registry may not know, with any id, display name and description (it answers like an unknown model: 1K, the ten
+    classic ratios).
     """
 
     rate_limit = Setting(check_rate_limit)  # settable at any time, like delay_s
@@ -106,11 +111,14 @@ class GeminiEmulator:
                  rate_limit: int | None = None, rate_window_s: float = 60.0,
                  allowed_models: Mapping[str, Iterable[str]] | None = None) -> None:
         """Configure the emulator; nothing listens until start()."""
-        names = [spec.id for spec in known_models()] if models is None else models
+        # Default: the registry's image models that still exist, and its text models (kind: text).
+        names = [*(spec.id for spec in known_models()), *(m.id for m in text_models())] if models is None else models
         self.models = tuple(dict.fromkeys(n.removeprefix("models/") for n in names))
         self.allowed_models: dict[str, tuple[str, ...]] = {
             key: tuple(m.removeprefix("models/") for m in allowed) for key, allowed in (allowed_models or {}).items()}
         self._listing_faults: list[Fault] = []
+        self.model_info: dict[str, tuple[str | None, str | None]] = {}  # id -> (displayName, description)
+        self.model_versions: dict[str, str] = {}  # id -> the modelVersion it answers with (a rerouted id)
         self.valid_keys = None if valid_keys is None else frozenset(valid_keys)
         self.delay_s = delay_s
         self.include_thoughts = include_thoughts
@@ -127,6 +135,7 @@ class GeminiEmulator:
         # Batch Mode and the Files API (see batches.py): tests reach its clock, faults and jobs as `.batches`.
         self.batches = BatchService(base_url=lambda: self.base_url, gate=self._gate,
                                     include_thoughts=lambda: self.include_thoughts)
+        self.cutouts = Cutouts()  # cut-out answers' knobs: shift the subject of a later turn, ignore the background
         self.tokens = TokenIssuer()  # POST /token: OAuth access tokens for Vertex calls (see vertex.py)
 
     def start(self) -> GeminiEmulator:
@@ -182,6 +191,24 @@ class GeminiEmulator:
         """Only the generateContent (and streamGenerateContent) requests."""
         return [r for r in self.requests if r.path.endswith((":generateContent", ":streamGenerateContent"))]
 
+    def add_model(self, model_id: str, display_name: str | None = None, description: str | None = None) -> None:
+        """Serve and list one more model, with this display name and description (None: the registry's label)."""
+        model_id = model_id.removeprefix("models/")
+        with self._lock:
+            self.models = tuple(dict.fromkeys((*self.models, model_id)))
+            self.model_info[model_id] = (display_name, description)
+
+    def reroute(self, model_id: str, answered_by: str) -> None:
+        """Answer requests for `model_id` with modelVersion `answered_by`, as Google does when it reroutes an id."""
+        with self._lock:
+            self.model_versions[model_id.removeprefix("models/")] = answered_by
+
+    def shut_down(self, model_id: str) -> None:
+        """Shut a model down, as Google does: it leaves the listing and generateContent answers 404 NOT_FOUND."""
+        model_id = model_id.removeprefix("models/")
+        with self._lock:
+            self.models = tuple(m for m in self.models if m != model_id)
+
     def allow_models(self, api_key: str, models: Iterable[str]) -> None:
         """Let this key use (and list) only these models; the others answer 404 NOT_FOUND for it."""
         with self._lock:
@@ -210,6 +237,7 @@ class GeminiEmulator:
             self._listing_faults.clear()
             self._window.clear()
         self.batches.reset()
+        self.cutouts.reset()
 
     def _handle(self, method: str, url: str, headers: dict[str, str], raw: bytes) -> Reply | None:
         if method == "POST" and urlsplit(url).path == "/token":
@@ -314,11 +342,12 @@ class GeminiEmulator:
         if rec.model is not None:
             if rec.model not in models:
                 return error_reply(404, "NOT_FOUND", f"Model is not found: models/{rec.model} for api version v1beta")
-            return 200, {}, model_entry(rec.model)
+            return 200, {}, model_entry(rec.model, *self.model_info.get(rec.model, (None, None)))
         query = parse_qs(rec.query)
         start = int((query.get("pageToken") or ["0"])[0] or 0)
         size = int((query.get("pageSize") or ["50"])[0])
-        page: JsonObject = {"models": [model_entry(m) for m in models[start:start + size]]}
+        page: JsonObject = {"models": [model_entry(m, *self.model_info.get(m, (None, None)))
+                                       for m in models[start:start + size]]}
         if start + size < len(models):
             page["nextPageToken"] = str(start + size)
         return 200, {}, page
@@ -346,10 +375,14 @@ class GeminiEmulator:
             retry = format_delay(wait - (time.monotonic() - rec.received_at))
             return fault_reply(replace(Fault.rate_limit(retry), quota_value=str(self.rate_limit)), rec.model)
         spec = get_model(rec.model or "")
-        reply = fault_content(rec, spec, fault) if fault else answer(rec, spec, self.include_thoughts)
+        if is_text_model(rec.model):  # the prompt enhancer and image to prompt: words, drawn from what was sent
+            return fault_content(rec, spec, fault) if fault else text_answer(rec, spec)
+        reply = fault_content(rec, spec, fault) if fault else answer(rec, spec, self.include_thoughts, self.cutouts)
         if rec.vertex is not None:  # Vertex alone honours imageConfig.imageOutputOptions
             reply, jpegs = jpeg_output(reply, rec.generation_config)
             rec.reply_images = jpegs or rec.reply_images
+        if reply[0] == 200 and isinstance(reply[2], dict) and rec.model in self.model_versions:
+            reply[2]["modelVersion"] = self.model_versions[rec.model]
         if sse and reply[0] == 200:
             return 200, {"Content-Type": "text/event-stream"}, b"data: " + json.dumps(reply[2]).encode() + b"\r\n\r\n"
         return reply

@@ -167,6 +167,17 @@ class RecordedRequest:
     vertex: VertexCall | None = None  # set for a Vertex AI path (then `path` is the equivalent Gemini API path)
     file_uris: list[str] = field(default_factory=list)  # the last user turn's fileData uris, in order
 
+    @property
+    def store(self) -> bool | None:
+        """The request's top-level `store` as sent (False: Google must not keep it), or None when it was absent."""
+        value = self.body.get("store") if isinstance(self.body, dict) else None
+        return None if value is None else bool(value)
+
+    @property
+    def sent_store(self) -> bool:
+        """True when the body carried a `store` field at all."""
+        return isinstance(self.body, dict) and "store" in self.body
+
 
 def user_parts(body: JsonObject | None) -> list[JsonObject]:
     """The parts of the request's last user turn (the new prompt and its images)."""

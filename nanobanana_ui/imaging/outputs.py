@@ -1,26 +1,34 @@
-"""Saving outputs: the exact bytes the API returned, written atomically, under names that sort by time."""
+"""Saving outputs: the exact bytes the API returned, written atomically, under names that sort by time.
+
+A saved output never shares its file with the store (the cache's blob, the history's images/<sha>): a user may edit
+it in place. It is a copy, made as a reflink (shared blocks, copied on write) where the file system offers one.
+"""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import os
 import re
+import shutil
 import tempfile
 import unicodedata
 from datetime import datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from ..domain.errors import BadResponseError, InputError
 from ..domain.request import GeneratedImage, ImageRequest, ImageResult
 from .images import image_size
 from .pngmeta import embed_png_text, provenance_chunks
 
-__all__ = ["dimensions", "extension_for", "output_name", "save_images", "save_output", "save_thought_images", "slugify",
-           "with_provenance"]
+__all__ = ["clone_file", "dimensions", "extension_for", "output_name", "save_images", "save_output",
+           "save_thought_images", "slugify", "with_provenance"]
 
 log = logging.getLogger(__name__)
 
+_FICLONE = 0x40049409  # Linux ioctl: make the target share the source's blocks, copy-on-write (btrfs, XFS, ...)
 _EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "image/gif": ".gif"}
 
 
@@ -43,7 +51,7 @@ def output_name(prompt: str, mime_type: str, when: datetime, suffix: str = "") -
 
 
 def _claim(source: Path, target: Path) -> Path:
-    """Hard-link source to target, or to target-2, -3, ... when taken; never overwrite (link is atomic)."""
+    """Hard-link our own temp file to target, or target-2, -3, ... when taken; never overwrite (link is atomic)."""
     for n in range(1, 1000):
         candidate = target if n == 1 else target.with_name(f"{target.stem}-{n}{target.suffix}")
         try:
@@ -54,19 +62,38 @@ def _claim(source: Path, target: Path) -> Path:
     raise FileExistsError(f"no free file name near {target}")
 
 
-def save_output(data: bytes, out_dir: Path, name: str, *, stored_copy: Path | None = None) -> Path:
-    """Write an image to out_dir/name atomically; share the cache's copy (a hard link) when one is given."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if stored_copy is not None:
+def _reflink(source: Path, handle: BinaryIO) -> bool:
+    """Make the open, empty file `handle` a reflink of source (no bytes copied); False where that is not offered."""
+    try:
+        with open(source, "rb", buffering=0) as src:
+            fcntl.ioctl(handle.fileno(), _FICLONE, src.fileno())
+    except OSError:  # ext4, tmpfs, another file system, or the source is gone
+        return False
+    return True
+
+
+def clone_file(source: Path, target: Path) -> None:
+    """Copy source to the new file target (never a hard link): a reflink where offered, else the bytes; fsynced."""
+    with open(target, "xb", buffering=0) as handle:
         try:
-            return _claim(stored_copy, out_dir / name)
-        except OSError:
-            pass  # another file system, or no hard links: write a copy instead
+            if not _reflink(source, handle):
+                with open(source, "rb", buffering=0) as src:
+                    shutil.copyfileobj(src, handle, 1 << 20)
+            os.fsync(handle.fileno())
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+
+
+def save_output(data: bytes, out_dir: Path, name: str, *, stored_copy: Path | None = None) -> Path:
+    """Write an image to out_dir/name atomically: a file of its own, a reflink of the cache's copy where offered."""
+    out_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=".partial-", suffix=".tmp", dir=out_dir)
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            if stored_copy is None or not _reflink(stored_copy, handle):
+                handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         try:
@@ -100,7 +127,7 @@ def dimensions(data: bytes) -> tuple[int, int]:
 
 def save_images(request: ImageRequest, images: list[tuple[bytes, str, Path | None]], text: str,
                 finish_reason: str | None, out_dir: Path) -> tuple[GeneratedImage, ...]:
-    """Save a result's images, each with the request's provenance, sharing the cache's copy where the bytes match."""
+    """Save a result's images, each with the request's provenance (a reflink of the cache's copy where offered)."""
     now = datetime.now()
     variation = f"_v{request.options.variation}" if request.options.variation else ""
     saved = []

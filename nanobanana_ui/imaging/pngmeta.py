@@ -10,7 +10,8 @@ Options that are None (the model's default, sent as absent) are omitted, never w
 is what was sent. ``Input images: N`` appears only when there were inputs (names and hashes are in the JSON chunk).
 Values containing a comma, newline or leading quote are JSON-quoted, as A1111 does. A region edit adds
 ``Region: mask, Mask sha256: ..., Crop box: "x0,y0,x1,y1", Feather: 8`` (or ``Region: extend, Extend to: 16:9,
-Anchor: left, Feather: 8``); the JSON chunk's ``request.region`` has every field.
+Anchor: left, Feather: 8``); the JSON chunk's ``request.region`` has every field. A styled prompt adds ``Style: ID``
+(the prompt written is the final one sent); the JSON chunk's request has ``style``, ``template`` and ``variables``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import zlib
 from collections.abc import Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
@@ -78,6 +79,7 @@ def provenance_chunks(request: ImageRequest, *, text: str = "", finish_reason: s
              ("Size", o.size), ("Temperature", o.temperature), ("Top-p", o.top_p), ("Top-k", o.top_k),
              ("Seed", o.seed), ("Variation", o.variation), ("Input images", len(request.images) or None),
              ("Thinking", o.thinking), ("Search", "image" if o.image_search else "web" if o.search else None),
+             ("Style", request.craft.style if request.craft is not None else None),
              ("Kit", request.kit.spec if request.kit is not None else None)]  # its references' hashes: in the JSON
     if request.region is not None:  # what a region edit adds: the mask's hash, crop box and feather, or the extend
         region = request.region.describe()
@@ -89,7 +91,7 @@ def provenance_chunks(request: ImageRequest, *, text: str = "", finish_reason: s
     record = {"version": 1, "app": APP_NAME, "request": request.describe(), "text": text,
               "finish_reason": finish_reason}
     if created is not None:
-        created = created if created.tzinfo else created.replace(tzinfo=timezone.utc)
+        created = created if created.tzinfo else created.replace(tzinfo=UTC)
         record["created"] = created.isoformat(timespec="seconds")
     return {PARAMETERS_KEY: f"{request.prompt}\n{line}", REQUEST_KEY: json.dumps(record, ensure_ascii=False)}
 
@@ -133,7 +135,7 @@ def read_image_info(data: bytes, name: str = "image") -> ImageInfo:
             with Image.open(io.BytesIO(data)) as im:
                 texts = _other_texts(im)
     except UnidentifiedImageError:
-        return ImageInfo(message=f"{name} is not an image (its format is not one Pillow recognises).")
+        return ImageInfo(message=f"{name} is not a picture this app can open (such as a PNG, JPEG or WebP file).")
     except (OSError, SyntaxError, EOFError, ValueError, TypeError, KeyError, IndexError, struct.error,
             zlib.error, Image.DecompressionBombError) as exc:
         return ImageInfo(message=f"{name} looks like an image but is damaged and could not be read ({exc}).")

@@ -118,7 +118,9 @@ def _flat(pixels: NDArray[np.uint8]) -> tuple[NDArray[np.uint8], int]:
     """Rows as (height, width * channels) bytes, and the bytes per pixel."""
     import numpy as np
 
-    return np.ascontiguousarray(pixels).reshape(pixels.shape[0], -1), pixels.shape[2] if pixels.ndim == 3 else 1
+    bpp = pixels.shape[2] if pixels.ndim == 3 else 1
+    # explicit widths: a band of no rows (a region touching the top or bottom edge) must not be reshaped by -1
+    return np.ascontiguousarray(pixels).reshape(pixels.shape[0], pixels.shape[1] * bpp), bpp
 
 
 def _sub(flat: NDArray[np.uint8], start: int, end: int, bpp: int) -> NDArray[np.uint8]:

@@ -169,6 +169,8 @@ class DailyUsage:
     cost_usd: float
     saved_usd: float
     resets_at: datetime
+    maybe_requests: int = 0  # requests that timed out after they were sent: Gemini may have billed them
+    maybe_usd: float = 0.0  # their estimated cost (not in cost_usd: it is not known whether they were billed)
 
     @property
     def resets_in(self) -> str:
@@ -208,6 +210,13 @@ class DailyBudget:
         if saved_usd:
             self._store.incr(f"{day}:saved_micro", round(saved_usd * 1e6))
 
+    def add_maybe(self, cost_usd: float | None) -> None:
+        """Count a request that may have been billed (it timed out after it was sent) and its estimated cost."""
+        day = pacific_day(self._clock())
+        self._store.incr(f"{day}:maybe_requests")
+        if cost_usd:
+            self._store.incr(f"{day}:maybe_micro", round(cost_usd * 1e6))
+
     def usage(self) -> DailyUsage:
         """Today's requests, budget, cost and savings."""
         now = self._clock()
@@ -215,7 +224,9 @@ class DailyBudget:
         return DailyUsage(day=day, requests=int(self._store.get(f"{day}:requests", 0)), budget=self.limit,
                           cost_usd=self._store.get(f"{day}:cost_micro", 0) / 1e6,
                           saved_usd=self._store.get(f"{day}:saved_micro", 0) / 1e6,
-                          resets_at=next_pacific_midnight(now))
+                          resets_at=next_pacific_midnight(now),
+                          maybe_requests=int(self._store.get(f"{day}:maybe_requests", 0)),
+                          maybe_usd=self._store.get(f"{day}:maybe_micro", 0) / 1e6)
 
     def close(self) -> None:
         """Close the counters' database."""

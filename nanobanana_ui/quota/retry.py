@@ -2,7 +2,9 @@
 
 Small pure functions, so the policy can be tested without a clock: transient failures (per-minute 429, 500, 502,
 503, 504, timeouts, dropped connections) are retried with exponential backoff and jitter, honouring the server's
-RetryInfo / Retry-After; nothing else is (bad requests, keys, unknown models, per-day quotas, safety outcomes).
+RetryInfo / Retry-After; nothing else is (bad requests, keys, unknown models, per-day quotas, safety outcomes). A
+timeout after the whole request was sent (SentTimeoutError) may have been billed: it is retried only when the user
+allows it (RetryPolicy.retry_sent_timeouts: --retry-timeouts, NANOBANANA_RETRY_TIMEOUTS=1).
 """
 
 from __future__ import annotations
@@ -10,15 +12,27 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from ..domain.errors import NetworkError, RateLimitError, ServerError, ServiceTimeoutError, StudioError
+from ..domain.errors import (
+    NetworkError,
+    RateLimitError,
+    SentTimeoutError,
+    ServerError,
+    ServiceTimeoutError,
+    StudioError,
+)
 
 __all__ = ["RetryPolicy", "describe_failure", "is_retryable"]
 
 _RETRYABLE_STATUS = {500, 502, 503, 504}
 
 
-def is_retryable(error: StudioError) -> bool:
-    """True for failures that may pass if the same request is sent again after a wait."""
+def is_retryable(error: StudioError, *, retry_sent_timeouts: bool = False) -> bool:
+    """True for failures that may pass if the same request is sent again after a wait.
+
+    A timeout after the request was sent may have been billed: retried only with `retry_sent_timeouts`.
+    """
+    if isinstance(error, SentTimeoutError):
+        return retry_sent_timeouts
     if isinstance(error, RateLimitError):
         return not error.per_day
     if isinstance(error, ServerError):
@@ -46,6 +60,7 @@ class RetryPolicy:
     max_total_wait_s: float = 120.0
     base_delay_s: float = 1.0
     max_delay_s: float = 60.0
+    retry_sent_timeouts: bool = False  # --retry-timeouts / NANOBANANA_RETRY_TIMEOUTS: may pay twice
 
     def backoff(self, attempt: int, rng: random.Random | None = None) -> float:
         """Wait after failed attempt number `attempt` (1-based): half fixed, half random, doubling each time.
@@ -59,7 +74,7 @@ class RetryPolicy:
     def next_delay(self, error: StudioError, attempt: int, waited_s: float,
                    rng: random.Random | None = None) -> float | None:
         """Seconds to wait before attempt `attempt + 1`, or None to give up and report `error`."""
-        if not is_retryable(error) or attempt >= self.max_attempts:
+        if not is_retryable(error, retry_sent_timeouts=self.retry_sent_timeouts) or attempt >= self.max_attempts:
             return None
         delay = self.backoff(attempt, rng)
         server_wait = getattr(error, "retry_after_s", None)

@@ -29,8 +29,9 @@ from ..storage.history import HistoryEntry
 from .kits import kit_from_record
 from .regions import sendable
 
-__all__ = ["ConversationError", "Refinement", "TurnsDontFitError", "build_refinement", "context_tokens",
-           "estimate_turn_tokens", "keeps_signatures", "kit_turn_parts", "path_turns", "supports_multi_turn"]
+__all__ = ["ConversationError", "Refinement", "TurnsDontFitError", "UnknownResultError", "build_refinement",
+           "context_tokens", "estimate_turn_tokens", "keeps_signatures", "kit_turn_parts", "path_turns",
+           "supports_multi_turn"]
 
 # Input token limits (the models' documented context for image generation); an unknown model gets the smallest.
 _CONTEXT_TOKENS = {"gemini-2.5": 32_768, "gemini-3": 65_536}
@@ -39,6 +40,14 @@ _TEXT_CHARS_PER_TOKEN = 4  # the usual estimate for English text
 
 class ConversationError(InputError):
     """A refinement that cannot be sent: unknown or foreign id, a failed parent, lost files, an unsuitable model."""
+
+
+class UnknownResultError(ConversationError):
+    """No result with this id in the (visitor's) history."""
+
+    def __init__(self, entry_id: str, message: str) -> None:
+        super().__init__(message)
+        self.entry_id = entry_id
 
 
 class TurnsDontFitError(ConversationError):

@@ -29,6 +29,7 @@ from ..domain.models import get_model
 from ..domain.region import Region
 from ..domain.request import ImageOptions, ImageRequest, Mode
 from ..imaging.images import MAX_SIDE, MAX_SOURCE_PIXELS, fit_size, load_input_image, open_oriented, to_8bit
+from ..imaging.privacy import strip_personal
 from ..imaging.region_blend import original_image
 from .validation import build_request
 
@@ -112,8 +113,13 @@ def extend_placement(size: tuple[int, int], ratio: str, anchor: str) -> tuple[tu
 
 def build_region_request(image: ImageSourceLike, prompt: str, *, model: str, options: ImageOptions | None = None,
                          mask: ImageSourceLike | None = None, feather: int | None = None,
-                         extend_to: str | None = None, anchor: str | None = None) -> ImageRequest:
-    """Check a masked edit or an extend and build its request (crop or canvas, plus mask); all before any call."""
+                         extend_to: str | None = None, anchor: str | None = None,
+                         keep_metadata: bool = False) -> ImageRequest:
+    """Check a masked edit or an extend and build its request (crop or canvas, plus mask); all before any call.
+
+    The original is kept (in the history, to re-run and refine) without its personal metadata unless
+    `keep_metadata`: its pixels are untouched, so the crop sent and the blend are the same either way.
+    """
     options = options or ImageOptions()
     if mask is not None and extend_to is not None:
         raise InputError("A mask and extend-to cannot be combined in one edit: extend the canvas first, then edit "
@@ -129,6 +135,8 @@ def build_region_request(image: ImageSourceLike, prompt: str, *, model: str, opt
         raise InputError(f"The feather must be a whole number of pixels from 0 to {MAX_FEATHER} (got {feather!r}).")
     spec = get_model(model)
     data, name = _read(image, "image")
+    if not keep_metadata:
+        data = _without_personal_metadata(data)
     source_sha = hashlib.sha256(data).hexdigest()
     original = original_image(data, source_sha, name)
     if mask is not None:
@@ -161,6 +169,14 @@ def build_region_request(image: ImageSourceLike, prompt: str, *, model: str, opt
     crop_input, mask_input = _inputs(picture, hint, name)
     base = build_request(Mode.EDIT, prompt, (crop_input,), model=model, options=replace(options, aspect_ratio=ratio))
     return replace(base, images=(crop_input, mask_input), region=region)
+
+
+def _without_personal_metadata(data: bytes) -> bytes:
+    """The original's bytes without GPS, serials and owner names (the container edited, never the pixels)."""
+    try:
+        return strip_personal(data).data
+    except ValueError:  # a container the stripper cannot edit: Pillow still reads it, and it is kept as given
+        return data
 
 
 def with_source_name(request: ImageRequest, name: str) -> ImageRequest:

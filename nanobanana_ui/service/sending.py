@@ -7,16 +7,13 @@ every request that arrives.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
-from ..backends.gemini import BackendReply
 from ..backends.transport import SendObserver
 from ..domain.errors import StudioError
-from ..domain.request import ImageRequest
 from ..quota.limits import DailyBudget, RateLimiter, Slot
 from ..quota.retry import RetryPolicy, describe_failure
 
@@ -33,14 +30,20 @@ class NotSent(Exception):  # noqa: N818 - not an error the user made: the caller
     """The request was not sent because its caller stopped sending (see `stop_sending`); nothing was paid."""
 
 
-class _Generate(Protocol):
-    def __call__(self, request: ImageRequest, *, observer: SendObserver | None = None) -> Awaitable[BackendReply]: ...
+Req = TypeVar("Req")  # what is sent: an ImageRequest, or a TextRequest (prompt craft)
+Rep = TypeVar("Rep")  # what comes back: a BackendReply, or a TextReply
+_Req = TypeVar("_Req", contravariant=True)
+_Rep = TypeVar("_Rep", covariant=True)
 
 
-class GuardedSender:
+class _Generate(Protocol[_Req, _Rep]):
+    def __call__(self, request: _Req, *, observer: SendObserver | None = None) -> Awaitable[_Rep]: ...
+
+
+class GuardedSender(Generic[Req, Rep]):
     """Sends requests within the user's limits, retrying what is worth retrying."""
 
-    def __init__(self, generate: _Generate, *, policy: RetryPolicy, limiter: RateLimiter | None = None,
+    def __init__(self, generate: _Generate[Req, Rep], *, policy: RetryPolicy, limiter: RateLimiter | None = None,
                  budget: DailyBudget | None = None, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self._generate = generate
         self._policy = policy
@@ -48,7 +51,7 @@ class GuardedSender:
         self._budget = budget
         self._sleep = sleep
 
-    async def send(self, request: ImageRequest, on_event: EventSink | None = None) -> BackendReply:
+    async def send(self, request: Req, on_event: EventSink | None = None) -> Rep:
         """One request to its final outcome: a reply, or the last error once retrying cannot help."""
         tell = on_event or (lambda line: None)
         attempt, waited = 0, 0.0
@@ -91,7 +94,7 @@ class GuardedSender:
                 await self._sleep(delay)
                 waited += delay
 
-    async def _send_once(self, request: ImageRequest, tell: EventSink) -> BackendReply:
+    async def _send_once(self, request: Req, tell: EventSink) -> Rep:
         if self._limiter is None:
             stop = stop_sending.get()
             if stop is not None and stop.is_set():
@@ -122,12 +125,38 @@ class GuardedSender:
         stopping = asyncio.ensure_future(stop.wait())
         try:
             await asyncio.wait({acquiring, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
+        except BaseException:  # cancelled (or worse) while waiting: leave no slot behind, even one just granted
             stopping.cancel()
-            if not acquiring.done():
-                acquiring.cancel()  # the limiter takes the waiter out of its queue (or returns a slot just granted)
-                with contextlib.suppress(asyncio.CancelledError):
-                    await acquiring
-        if acquiring.cancelled():
+            await _give_back_unused(acquiring)
+            raise
+        stopping.cancel()
+        if not acquiring.done():  # the stop came first: a slot granted meanwhile is returned here, exactly once
+            await _give_back_unused(acquiring)
             raise NotSent("stopped while waiting for the rate limit")
         return acquiring.result()  # a slot; the caller gives it back if stop_sending is set by now
+
+
+async def _give_back_unused(acquiring: asyncio.Future[Slot]) -> None:
+    """Stop waiting for a slot; a slot granted meanwhile (even in this very step) is returned unused.
+
+    A second cancellation while this cleans up is held until the slot is back, then raised.
+    """
+    if not acquiring.done():
+        acquiring.cancel()  # the limiter takes the waiter out of its queue (or returns a slot granted in its step)
+    cancelled_again = False
+    while not acquiring.done():
+        try:
+            await asyncio.wait({acquiring})  # never raises the acquire's own outcome
+        except asyncio.CancelledError:
+            cancelled_again = True
+    if not acquiring.cancelled() and acquiring.exception() is None:
+        slot = acquiring.result()
+        slot.give_back()
+        cleanup = asyncio.ensure_future(slot.__aexit__(None, None, None))
+        while not cleanup.done():
+            try:
+                await asyncio.wait({cleanup})
+            except asyncio.CancelledError:
+                cancelled_again = True
+    if cancelled_again:
+        raise asyncio.CancelledError

@@ -18,32 +18,39 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from ..backends.capabilities import BackendCapabilities, capabilities_for
-from ..backends.discovery import Availability, ListingStore, ModelDiscovery
+from ..backends.discovery import Availability, ListedModel, ListingStore, ModelDiscovery
 from ..backends.gemini import BackendReply
+from ..backends.text import TextReply
 from ..backends.transport import SendObserver
 from ..backends.vertex import VertexAccess, resolve_vertex_access
 from ..domain.config import Settings
 from ..domain.costs import cost_from_usage, estimate_request_cost, search_cost
-from ..domain.errors import InputError, ModelNotFoundError, ShutDownModelError, StudioError
+from ..domain.errors import InputError, ModelNotFoundError, SentTimeoutError, ShutDownModelError, StudioError
 from ..domain.kits import KitUse
 from ..domain.models import get_model
 from ..domain.region import Region
 from ..domain.request import ImageOptions, ImageRequest, ImageResult, Mode, Source, Usage
+from ..domain.styles import StyleBook, load_styles
+from ..domain.templates import PromptCraft
+from ..domain.text_request import TextRequest
 from ..domain.turns import TurnPart, parts_from_json, parts_to_json
 from ..imaging.images import check_request_size
 from ..imaging.outputs import dimensions, save_images, save_thought_images, with_provenance
 from ..imaging.region_blend import blend_answer, prepare_blend
-from ..quota.limits import DailyBudget, DailyUsage
+from ..quota.limits import DailyBudget, DailyUsage, RateLimiter
 from ..quota.partitions import key_partition
 from ..quota.retry import RetryPolicy
 from ..quota.shared_limits import shared_limiter_for
 from ..storage.cache import CachedEntry, ResultCache
 from ..storage.history import HistoryEntry, HistoryStore
 from ..storage.history.store import new_entry_id
-from .conversation import ConversationError, Refinement, build_refinement
+from .conversation import ConversationError, Refinement, UnknownResultError, build_refinement
 from .kits import KitLibrary, kit_from_record
 from .regions import build_region_request, with_source_name
 from .sending import EventSink, GuardedSender
+from .storage_choice import request_store
+from .successors import ModelFollower, RetiredModels, answered_by
+from .transparency import with_alpha_note
 from .validation import ImageSource, build_request, check_kit_limits, load_inputs
 
 __all__ = ["MAX_COUNT", "Backend", "ModelLister", "Studio"]
@@ -66,10 +73,18 @@ class Backend(Protocol):
 
 
 @runtime_checkable
+class TextBackend(Protocol):
+    """A backend that can call text models (GeminiBackend does; a test double may not)."""
+
+    async def generate_text(self, request: TextRequest, *, observer: SendObserver | None = None) -> TextReply:
+        """Send one text-model request; a failure raises a StudioError."""
+
+
+@runtime_checkable
 class ModelLister(Protocol):
     """A backend that can list its key's models (GeminiBackend does; a test double may not)."""
 
-    def list_generate_models(self) -> tuple[str, ...]: ...  # noqa: D102
+    def list_generate_models(self) -> Sequence[str | ListedModel]: ...  # noqa: D102
 
 
 def _entry_options(entry: HistoryEntry) -> ImageOptions:
@@ -87,16 +102,19 @@ class Studio:
         # Decided once: the backend, once created, must not change the answer (meter, limits, banner all ask).
         self._offline = backend is None and settings.uses_emulator
         self.retry_policy = retry_policy or RetryPolicy(max_attempts=settings.max_attempts,
-                                                        max_total_wait_s=settings.max_retry_wait_s)
+                                                        max_total_wait_s=settings.max_retry_wait_s,
+                                                        retry_sent_timeouts=settings.retry_timeouts)
         self._backend = backend
         self._backend_lock = threading.Lock()  # model discovery may ask for the backend from its own thread
         self._clock = clock or time.time  # wall clock for the model listing's age (tests move it)
         self._discovery: ModelDiscovery | None = None
+        self._retired: RetiredModels | None = None
         self._cache = cache
         self._history: HistoryStore | None = None
         self._history_lock = threading.Lock()  # opened in a worker thread; two at once must not open it twice
         self._budget: DailyBudget | None = None
-        self._sender: GuardedSender | None = None
+        self._sender: GuardedSender[ImageRequest, BackendReply] | None = None
+        self._text_sender: GuardedSender[TextRequest, TextReply] | None = None
         self._in_flight: dict[str, asyncio.Task[ImageResult]] = {}
         self.emulator_url: str | None = None
         self._vertex_access: VertexAccess | None = None
@@ -126,13 +144,14 @@ class Studio:
 
                 self.emulator_url = shared_emulator().base_url
                 self._backend = GeminiBackend(api_key=OFFLINE_API_KEY, base_url=self.emulator_url,
-                                              timeout_s=self.settings.timeout_s)
+                                              timeout_s=self.settings.timeout_s, store=self.settings.store)
             elif self.settings.vertex:
+                request_store(self.settings, vertex=True)  # --store on Vertex: refused, saying why
                 self._backend = GeminiBackend(base_url=self.settings.base_url, timeout_s=self.settings.timeout_s,
                                               vertex=self.vertex_access)
             else:
                 backend = GeminiBackend(api_key=self.settings.api_key or "", base_url=self.settings.base_url,
-                                        timeout_s=self.settings.timeout_s)
+                                        timeout_s=self.settings.timeout_s, store=self.settings.store)
                 # Kit uploads, remembered per key (its salted partition name) and endpoint: uploaded once per key.
                 endpoint = self.settings.base_url or _GEMINI_ENDPOINT
                 name = (f"{key_partition(self.settings.home, self.settings.api_key or '')}-"
@@ -185,39 +204,68 @@ class Studio:
         return self._budget
 
     @property
-    def sender(self) -> GuardedSender:
+    def sender(self) -> GuardedSender[ImageRequest, BackendReply]:
         """Budget, rate limit and retries around the backend; the offline emulator has no quota to guard."""
         if self._sender is None:
-            limiter = budget = None
-            if not self.offline:
-                endpoint = self.settings.base_url or (self.vertex_access.endpoint if self.settings.vertex
-                                                      else _GEMINI_ENDPOINT)
-                # One window for every process on this data directory using the same key and endpoint.
-                limiter = shared_limiter_for(endpoint, self.settings.rpm, self.settings.rate_window_s,
-                                             home=self.settings.home, key=self.settings.api_key or "")
-                budget = self.budget
+            limiter, budget = self._guards()
             self._sender = GuardedSender(self._generate, policy=self.retry_policy, limiter=limiter, budget=budget)
         return self._sender
+
+    @property
+    def text_sender(self) -> GuardedSender[TextRequest, TextReply]:
+        """The same budget, rate limit and retry policy around the text model (prompt enhancer, image to prompt)."""
+        if self._text_sender is None:
+            limiter, budget = self._guards()
+            self._text_sender = GuardedSender(self._generate_text, policy=self.retry_policy, limiter=limiter,
+                                              budget=budget)
+        return self._text_sender
+
+    def _guards(self) -> tuple[RateLimiter | None, DailyBudget | None]:
+        """The shared rate limiter and the daily budget (none offline: the emulator has no quota to guard)."""
+        if self.offline:
+            return None, None
+        endpoint = self.settings.base_url or (self.vertex_access.endpoint if self.settings.vertex
+                                              else _GEMINI_ENDPOINT)
+        # One window for every process on this data directory using the same key and endpoint.
+        return shared_limiter_for(endpoint, self.settings.rpm, self.settings.rate_window_s, home=self.settings.home,
+                                  key=self.settings.api_key or ""), self.budget
 
     def usage_today(self) -> DailyUsage:
         """Requests sent today against the budget, today's cost and cache savings (Pacific days)."""
         return self.budget.usage()
 
+    def _partition_name(self) -> str:
+        """This key and endpoint's file name stem under NANOBANANA_HOME/models/ (a salted hash, never the key)."""
+        # The emulator's listing is the registry's: one partition for it; a key's is named by its salted hash.
+        key = "offline emulator" if self.offline else (self.settings.api_key or "")
+        endpoint = "emulator" if self.offline else (self.settings.base_url or _GEMINI_ENDPOINT)
+        # One file per key and endpoint (a relay may offer other models than Google does).
+        return f"{key_partition(self.settings.home, key)}-{hashlib.sha256(endpoint.encode()).hexdigest()[:8]}"
+
+    @property
+    def retired(self) -> RetiredModels:
+        """The models that answered 404 for this key in the last day (sent as their successors meanwhile)."""
+        if self._retired is None:
+            self._retired = RetiredModels(self.settings.home / "models" / f"{self._partition_name()}-404.json",
+                                          clock=self._clock)
+        return self._retired
+
+    @property
+    def follower(self) -> ModelFollower:
+        """Which model a request goes to when the one asked for is gone for this key (see successors.py)."""
+        return ModelFollower(self.settings, self.retired, self.discovery.current, offline=self.offline)
+
     @property
     def discovery(self) -> ModelDiscovery:
         """This key's model listing (models.list() once, in the background, kept a day on disk)."""
         if self._discovery is None:
-            # The emulator's listing is the registry's: one partition for it; a key's is named by its salted hash.
-            key = "offline emulator" if self.offline else (self.settings.api_key or "")
             endpoint = "emulator" if self.offline else (self.settings.base_url or _GEMINI_ENDPOINT)
-            # One file per key and endpoint (a relay may offer other models than Google does).
-            name = f"{key_partition(self.settings.home, key)}-{hashlib.sha256(endpoint.encode()).hexdigest()[:8]}"
-            store = ListingStore(self.settings.home / "models", name)
+            store = ListingStore(self.settings.home / "models", self._partition_name())
             self._discovery = ModelDiscovery(lister=self._list_generate_models, store=store, endpoint=endpoint,
                                              clock=self._clock)
         return self._discovery
 
-    def _list_generate_models(self) -> tuple[str, ...]:
+    def _list_generate_models(self) -> Sequence[str | ListedModel]:
         """Run in discovery's thread: every model id this key can call with generateContent."""
         if self.settings.vertex and not self.offline:  # Vertex lists publisher models, not the Gemini API's ids
             raise StudioError("model listing is not used on Vertex AI")
@@ -238,7 +286,8 @@ class Studio:
                       model: str | None = None, options: ImageOptions | None = None,
                       keep_metadata: bool | None = None, mask: ImageSource | None = None,
                       feather: int | None = None, extend_to: str | None = None,
-                      anchor: str | None = None, kit: str | KitUse | None = None,
+                      anchor: str | None = None, craft: PromptCraft | None = None,
+                      store: bool | None = None, kit: str | KitUse | None = None,
                       owner: str | None = None) -> ImageRequest:
         """Validate everything that can be checked before a call, and build the request.
 
@@ -247,10 +296,12 @@ class Studio:
         says otherwise; an output option the backend lacks (JPEG output on the Gemini API...) is refused here.
         With `mask` (white = the region) or `extend_to` (a ratio; `anchor` center/left/right/top/bottom), an edit
         becomes a region edit: a crop or a larger canvas is sent, and the answer is blended back (regions.py).
+        `craft` records how `prompt` (already the final text) was made: see domain.styles.craft_prompt.
         `kit` (NAME, NAME@V, or a loaded version) adds that kit's references, read from `owner`'s kits (kits.py).
         """
-        request = self._build_request(mode, prompt, images, model=model, options=options, keep_metadata=keep_metadata,
-                                      mask=mask, feather=feather, extend_to=extend_to, anchor=anchor)
+        request = replace(self._build_request(mode, prompt, images, model=model, options=options,
+                                              keep_metadata=keep_metadata, mask=mask, feather=feather,
+                                              extend_to=extend_to, anchor=anchor, store=store), craft=craft)
         if isinstance(kit, str) and kit.strip():
             if self.settings.public and owner is None:  # never the host's own kits
                 raise InputError("Kits need a visitor session on a public demo: reload the page and try again.")
@@ -262,9 +313,16 @@ class Studio:
             check_request_size((*request.images, *(reference.image for reference in kit.references)))
         return replace(request, kit=kit)
 
-    def _build_request(self, mode: Mode, prompt: str, images: Sequence[ImageSource], *, model: str | None,
-                       options: ImageOptions | None, keep_metadata: bool | None, mask: ImageSource | None,
-                       feather: int | None, extend_to: str | None, anchor: str | None) -> ImageRequest:
+    @property
+    def styles(self) -> StyleBook:
+        """The style library: shipped styles merged with NANOBANANA_HOME/styles.json (read again each time)."""
+        return load_styles(self.settings.home)
+
+    def _build_request(self, mode: Mode, prompt: str, images: Sequence[ImageSource] = (), *,
+                       model: str | None = None, options: ImageOptions | None = None,
+                       keep_metadata: bool | None = None, mask: ImageSource | None = None,
+                       feather: int | None = None, extend_to: str | None = None,
+                       anchor: str | None = None, store: bool | None = None) -> ImageRequest:
         options = options or ImageOptions()
         self.capabilities.check_options(options)
         if options.output_mime_type == self.capabilities.output_mime_types[0]:
@@ -273,13 +331,20 @@ class Studio:
         region = not (mask is None and extend_to is None and feather is None and anchor is None)
         if region and (mode is not Mode.EDIT or len(images) != 1):
             raise InputError("A mask, feather, extend-to or anchor applies to an edit of one image only.")
+        # `store` (the page's setting) overrides the host's NANOBANANA_STORE for this request.
+        chosen = self.settings if store is None else replace(self.settings, store=store)
+        store = request_store(chosen, vertex=self.settings.vertex and not self.offline)
         try:
-            if not region:
-                return build_request(mode, prompt, images, model=model or self.settings.model, options=options,
-                                     keep_metadata=keep)
-            # A region edit sends a crop or canvas re-encoded from pixels alone: no metadata of the original is sent.
-            return build_region_request(images[0], prompt, model=model or self.settings.model, options=options,
-                                        mask=mask, feather=feather, extend_to=extend_to, anchor=anchor)
+            if not region:  # an input with alpha gets a note: the answer will be opaque (transparency.py)
+                built = with_alpha_note(build_request(mode, prompt, images, model=model or self.settings.model,
+                                                      options=options, keep_metadata=keep))
+            else:
+                # A region edit sends a crop or canvas re-encoded from pixels alone: no metadata of the original.
+                # Its original is kept for re-runs: without personal metadata, unless asked (never in public mode).
+                built = build_region_request(images[0], prompt, model=model or self.settings.model, options=options,
+                                             mask=mask, feather=feather, extend_to=extend_to, anchor=anchor,
+                                             keep_metadata=keep and not self.settings.public)
+            return self.follower.followed(replace(built, store=store))
         except ShutDownModelError as error:
             available = self.available_models().ids
             raise ShutDownModelError(f"{error.message} Image models this key can use: {', '.join(available)}.",
@@ -317,26 +382,34 @@ class Studio:
         return await self.run(request, use_cache=use_cache, out_dir=out_dir, on_event=on_event, owner=owner)
 
     async def run(self, request: ImageRequest, *, use_cache: bool = True, out_dir: Path | None = None,
-                  on_event: EventSink | None = None, owner: str | None = None) -> ImageResult:
+                  on_event: EventSink | None = None, owner: str | None = None,
+                  finish: Callable[[ImageResult], ImageResult] | None = None) -> ImageResult:
         """Answer one request: from the cache when possible (no call, $0), else from the API; save the images.
 
         `on_event` receives a line for each rate-limit wait and retry. An identical request already in flight is
         not sent again: this call shares its answer. Outcomes, failures too, go into the history under `owner`.
+        `finish` (run in a worker thread, with the result's id set) may replace the result before it is recorded:
+        transparency.py adds the transparent PNG that way.
         """
-        return await self._run(request, use_cache=use_cache, out_dir=out_dir, on_event=on_event, owner=owner)
+        return await self._run(request, use_cache=use_cache, out_dir=out_dir, on_event=on_event, owner=owner,
+                               finish=finish)
 
     async def _run(self, request: ImageRequest, *, use_cache: bool, out_dir: Path | None, on_event: EventSink | None,
-                   owner: str | None, parent: str | None = None, turn: int = 1) -> ImageResult:
+                   owner: str | None, parent: str | None = None, turn: int = 1,
+                   finish: Callable[[ImageResult], ImageResult] | None = None) -> ImageResult:
         started = time.perf_counter()
         try:
             result = await self._answer(request, use_cache, out_dir, on_event, started)
+            # Each caller gets its own id (two callers may share one in-flight answer): the id its history entry has,
+            # so an id printed by --json is the one `refine` and `history` take.
+            result = replace(result, id=new_entry_id(), parent=parent, turn=turn,
+                             answer_id=result.answer_id or result.id)
+            if finish is not None:
+                result = await asyncio.to_thread(finish, result)
         except StudioError as error:
             await self._record("record_failure", request, error, elapsed_s=time.perf_counter() - started, owner=owner,
                                parent=parent, turn=turn)
             raise
-        # Each caller gets its own id (two callers may share one in-flight answer): the id its history entry has,
-        # so an id printed by --json is the one `refine` and `history` take.
-        result = replace(result, id=new_entry_id(), parent=parent, turn=turn, answer_id=result.answer_id or result.id)
         await self._record("record_result", result, owner=owner, entry_id=result.id)
         return result
 
@@ -371,7 +444,16 @@ class Studio:
         ahead = None if request.region is None else asyncio.ensure_future(
             asyncio.to_thread(prepare_blend, request.region))
         await self._upload_kit(request, on_event)
-        reply = await self.sender.send(request, on_event)
+        try:
+            reply = await self.sender.send(request, on_event)
+        except ModelNotFoundError:
+            retry = None if self.offline else self.follower.after_404(request)
+            if retry is None:
+                raise
+            request = retry  # one more call, on the successor; the note says so
+            if on_event is not None:
+                on_event(f"note: {retry.note}")
+            reply = await self.sender.send(request, on_event)
         if ahead is not None:
             await ahead
         result = await asyncio.to_thread(self._keep, request, reply, out_dir, started)
@@ -392,6 +474,7 @@ class Studio:
                 log.warning("could not upload a kit image (sent inline instead): %s", error.message)
 
     def _replay(self, request: ImageRequest, entry: CachedEntry, out_dir: Path, started: float) -> ImageResult:
+        request = answered_by(request, entry.model_version)  # the same provenance as the answer it replays
         pairs = zip(entry.paths, entry.images, strict=True)
         images: list[tuple[bytes, str, Path | None]] = [(path.read_bytes(), mime, path) for path, (_, mime) in pairs]
         result = self._result(request, images, entry.text, entry.finish_reason, Usage(**entry.usage),
@@ -418,6 +501,7 @@ class Studio:
               price_factor: float = 1.0) -> ImageResult:
         for data, _ in reply.images:  # an unreadable image must fail here, before it is cached
             dimensions(data)
+        request = answered_by(request, reply.model_version)
         if request.region is not None:  # the answer is a crop or canvas: put it back into the original
             reply = replace(reply, images=tuple((blend_answer(request.region, data), "image/png")
                                                 for data, _ in reply.images))
@@ -425,7 +509,8 @@ class Studio:
         # Thought images are not charged; a search is, per query, on top of the tokens.
         spec = get_model(request.model)
         searched = 0.0 if self.offline else search_cost(spec, reply.search_queries)
-        tokens = 0.0 if self.offline else cost_from_usage(spec, reply.usage)
+        tokens = 0.0 if self.offline else cost_from_usage(spec, reply.usage, size=request.options.size,
+                                                          images=len(reply.images))
         if tokens is not None and price_factor != 1.0:  # Gemini Batch Mode: a share of the interactive token price
             tokens = tokens * price_factor
         cost = None if tokens is None else round(tokens + searched, 6)
@@ -441,6 +526,7 @@ class Studio:
                          "search_entry_point": reply.search_entry_point}
         paths = self.cache.store(request.cache_key(), marked, {
             "text": reply.text, "finish_reason": reply.finish_reason, "usage": asdict(reply.usage), "cost_usd": cost,
+            "model_version": reply.model_version,
             "model_parts": parts_to_json(reply.model_parts) if reply.model_parts else None,
             **grounding})  # only with Search: entries without it stay readable by earlier versions
         stored = [(data, mime, path) for (data, mime), path in zip(marked, paths, strict=True)]
@@ -500,8 +586,8 @@ class Studio:
     # -- conversations -----------------------------------------------------------------------------------------
 
     def _unknown(self, entry_id: str) -> ConversationError:
-        return ConversationError(f"No result with id {entry_id!r} in your history. Use an `id` printed by "
-                                 "generate/edit/compose --json or listed by `history --json`.")
+        return UnknownResultError(entry_id, f"No result with id {entry_id!r} in your history. Use an `id` printed "
+                                  "by generate/edit/compose --json or listed by `history --json`.")
 
     def conversation_path(self, entry_id: str, *, owner: str | None = None) -> list[HistoryEntry]:
         """The entries from the conversation's root to this one, root first (blocking: run it off the event loop).
@@ -549,7 +635,8 @@ class Studio:
 
     async def prepare_refine(self, *, parent_id: str, instruction: str, images: Sequence[ImageSource] = (),
                              model: str | None = None, options: ImageOptions | None = None,
-                             owner: str | None = None, kit: str | KitUse | None = None) -> Refinement:
+                             owner: str | None = None, craft: PromptCraft | None = None,
+                             kit: str | KitUse | None = None) -> Refinement:
         """Check a refinement and build its request (the whole path), without sending anything.
 
         The model defaults to the parent's; an aspect ratio or size left unset follows the parent's.
@@ -561,7 +648,7 @@ class Studio:
             raise ConversationError(f"Entry {parent.id} has no image to refine ({why}). Refine an entry that made "
                                     "one (history --tree shows the conversation).")
         base = self.build_request(Mode.GENERATE, instruction, (), model=model or parent.model, options=options,
-                                  kit=kit, owner=owner)
+                                  craft=craft, kit=kit, owner=owner)
         # A region edit's refinement goes on in the region: blended into the same original, mask, crop and feather.
         region = None if parent.region is None else await asyncio.to_thread(self.region_of, parent)
         inputs = await asyncio.to_thread(load_inputs, tuple(images))
@@ -587,10 +674,12 @@ class Studio:
         return await self.run_refinement(plan, use_cache=use_cache, out_dir=out_dir, on_event=on_event, owner=owner)
 
     async def run_refinement(self, plan: Refinement, *, use_cache: bool = True, out_dir: Path | None = None,
-                             on_event: EventSink | None = None, owner: str | None = None) -> ImageResult:
-        """Send a prepared refinement (from the cache when its whole path was answered before: $0, no call)."""
+                             on_event: EventSink | None = None, owner: str | None = None,
+                             finish: Callable[[ImageResult], ImageResult] | None = None) -> ImageResult:
+        """Send a prepared refinement (from the cache when its whole path was answered before: $0, no call);
+        `finish` as for `run`."""
         return await self._run(plan.request, use_cache=use_cache, out_dir=out_dir, on_event=on_event, owner=owner,
-                               parent=plan.parent, turn=plan.turn)
+                               parent=plan.parent, turn=plan.turn, finish=finish)
 
     async def rerun(self, *, entry_id: str, owner: str | None = None, use_cache: bool = True,
                     out_dir: Path | None = None, on_event: EventSink | None = None) -> ImageResult:
@@ -626,6 +715,9 @@ class Studio:
         and anchor, and checked against its record (mask hash, crop box or canvas); an original or mask that is
         gone, or a region that would come out different, raises ConversationError before anything is sent.
         """
+        if entry.mode not in {mode.value for mode in Mode}:  # prompt craft (enhance, describe): no image request
+            raise ConversationError(f"Entry {entry.id} is a prompt {entry.mode}, not an image request: nothing to "
+                                    "re-run. Nothing was sent.")
         options = _entry_options(entry)
         kit = self.entry_kit(entry)  # the exact version the entry used, even after the kit has changed
         if entry.region is None:
@@ -634,13 +726,13 @@ class Studio:
                     raise self._inputs_gone(entry)
                 images = [file.path for file in entry.inputs]
             return self.build_request(Mode(entry.mode), entry.prompt, images, model=entry.model, options=options,
-                                      kit=kit)
+                                      craft=PromptCraft.from_dict(entry.craft), kit=kit)
         record = entry.region
         source: ImageSource = images[0] if images else self._kept_source_bytes(entry)
         mask = self._kept_mask_bytes(entry)
         request = self.build_request(Mode.EDIT, entry.prompt, (source,), model=entry.model, options=options,
                                      mask=mask, feather=record.get("feather"), extend_to=record.get("extend_to"),
-                                     anchor=record.get("anchor"), kit=kit)
+                                     anchor=record.get("anchor"), craft=PromptCraft.from_dict(entry.craft), kit=kit)
         if request.region is not None and record.get("source_name"):
             request = with_source_name(request, str(record["source_name"]))
         if request.region is None or request.region.describe() != record:
@@ -724,12 +816,23 @@ class Studio:
             return await self.backend.generate(request, observer=observer)
         except ModelNotFoundError as exc:
             raise await self._with_available_models(exc) from exc
+        except SentTimeoutError:  # each such attempt, retried or not, may have been billed: the meter says so
+            if not self.offline:
+                cost = estimate_request_cost(get_model(request.model), request)
+                await asyncio.to_thread(self.budget.add_maybe, cost)
+            raise
+
+    async def _generate_text(self, request: TextRequest, *, observer: SendObserver | None = None) -> TextReply:
+        backend = self.backend
+        if not isinstance(backend, TextBackend):
+            raise StudioError("this backend cannot call text models")
+        return await backend.generate_text(request, observer=observer)
 
     async def _with_available_models(self, exc: ModelNotFoundError) -> ModelNotFoundError:
         """Add the image models this key can use to a 404 message (best effort: a listing failure is ignored)."""
         try:
             available = await asyncio.wait_for(self.backend.list_image_models(), timeout=10)
-        except (StudioError, asyncio.TimeoutError):
+        except (TimeoutError, StudioError):
             return exc
         if not available:
             return exc

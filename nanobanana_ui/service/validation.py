@@ -15,8 +15,8 @@ from ..domain.request import ImageOptions, ImageRequest, Mode
 from ..imaging.images import check_request_size, load_input_image, load_input_path
 
 __all__ = [
-    "MAX_PROMPT_CHARS", "THINKING_LEVELS", "ImageSource", "build_request", "check_kit_limits", "load_inputs",
-    "normalize_options",
+    "MAX_PROMPT_CHARS", "THINKING_LEVELS", "ImageSource", "build_request", "check_kit_limits", "composers_hint",
+    "load_inputs", "normalize_options",
     "unencodable_at", "unencodable_problem", "validate_options",
 ]
 
@@ -85,7 +85,7 @@ def validate_options(spec: ModelSpec, options: ImageOptions) -> None:
     _check_range("Variation", options.variation, 0, 10**9)
 
 
-THINKING_LEVELS = ("minimal", "high")
+THINKING_LEVELS = ("minimal", "medium", "high")  # each model takes its own subset (the registry says which)
 
 
 def _offered_by(capability: Capability) -> str:
@@ -100,6 +100,12 @@ def _check_gemini3_controls(spec: ModelSpec, options: ImageOptions) -> None:
         if options.thinking not in THINKING_LEVELS:
             raise UnsupportedOptionError(
                 f"Thinking level {options.thinking!r} is not one of: {', '.join(THINKING_LEVELS)}.")
+        if spec.thinking_levels and options.thinking not in spec.thinking_levels:
+            having = [f"{other.id} ({other.label})" for other in known_models()
+                      if options.thinking in other.thinking_levels]
+            raise UnsupportedOptionError(
+                f"{spec.label} takes thinking level {', '.join(spec.thinking_levels)}, not {options.thinking}; "
+                f"models with {options.thinking}: {', '.join(having) or 'none in the registry'}.")
         if options.thinking not in spec.thinking_levels:
             raise UnsupportedOptionError(
                 f"{spec.label} has no thinking level setting ({options.thinking}); "
@@ -147,6 +153,8 @@ def build_request(mode: Mode, prompt: str, images: Sequence[ImageSource] = (), *
     options = options or ImageOptions()
     validate_options(spec, options)
     options = normalize_options(spec, options)
+    if mode is Mode.COMPOSE and spec.max_input_images < 2:
+        raise InputError(f"{spec.label} cannot compose: it takes one input image. {composers_hint()}")
     if len(images) > spec.max_input_images:
         raise InputError(f"{spec.label} accepts at most {spec.max_input_images} input images; "
                          f"you gave {len(images)}. Remove some, or choose a model that takes more.")
@@ -158,6 +166,12 @@ def build_request(mode: Mode, prompt: str, images: Sequence[ImageSource] = (), *
     inputs = tuple(_as_input(source, i, keep_metadata) for i, source in enumerate(images))
     check_request_size(inputs)
     return ImageRequest(mode=mode, model=spec.id, prompt=prompt, images=inputs, options=options, note=note)
+
+
+def composers_hint() -> str:
+    """The models that can compose (take two or more input images), as a sentence naming them."""
+    names = [spec.label.split(" (")[0] for spec in known_models() if spec.max_input_images >= 2]
+    return f"Models that can compose: {', '.join(names)}." if names else "No model here can compose."
 
 
 def load_inputs(images: Sequence[ImageSource]) -> tuple[InputImage, ...]:

@@ -1,7 +1,7 @@
 """The result cache: a size-bounded diskcache under NANOBANANA_HOME that never charges twice for the same request.
 
-Each image's bytes are stored once, content-addressed, as a file of diskcache's own; saved outputs are hard links
-to that file where the filesystem allows, so a cached image does not take its space twice.
+Each image's bytes are stored once, content-addressed, as a file of diskcache's own. A saved output is never that
+file (a user may edit it in place): it is a copy, a reflink sharing the blocks where the file system offers one.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ class CachedEntry:
     # The model's turn as returned (turns.parts_to_json form; its images are blobs here too). None: not stored, as
     # in entries made before refinements existed.
     model_parts: list[dict[str, Any]] | None = None
+    model_version: str | None = None  # the response's modelVersion (which model answered); None in older entries
 
 
 _STORED = frozenset(f.name for f in fields(CachedEntry)) - {"paths"}
@@ -106,7 +107,7 @@ class ResultCache:
         with handle:
             if hashlib.sha256(handle.read()).hexdigest() == sha256:
                 return Path(handle.name)
-        self._cache.delete(BLOB_PREFIX + sha256)  # someone changed the file in place (e.g. through a hard link)
+        self._cache.delete(BLOB_PREFIX + sha256)  # someone changed the file in place
         return None
 
     def __len__(self) -> int:

@@ -4,8 +4,8 @@ The page's buttons call the Studio tab's handlers, which turn a refusal into a w
 refusal as an error (gradio_client raises AppError), so the public events call the Runner directly. Their inputs are
 hidden components that describe the API: every model's sizes and aspect ratios (the Studio judges them against the
 model asked for), `count` as an int, Compose's `images` as a plain list of image files. Parameter names and order
-are the API (the Runner's signatures): the image(s) and prompt first, `api_key` last (/edit's optional `mask` just
-before it).
+are the API (the Runner's signatures): the image(s) and prompt first, `api_key` last, with `transparent` just before
+it (and /edit's optional `mask` before that).
 """
 
 from __future__ import annotations
@@ -72,17 +72,23 @@ def public_endpoints(runner: Runner, *, outputs: list[Any], api_key: gr.Textbox,
         # The region to change in an edit (white = change it); a plain file, so the Studio judges it (size, empty,
         # full, not an image) with its own message rather than Gradio re-encoding or refusing it first.
         mask = gr.File(label="Mask (white = the region to change)", type="filepath")
+        style = gr.Textbox(value="", label="Style id (see `styles`; empty for none)")  # has a value: optional
+        # "" opaque, "difference" (2 calls) or "key" (1 call): an RGBA PNG (service.transparency); after the others.
+        transparent = gr.Dropdown(["", "difference", "key"], value="", label="Transparent background",
+                                  allow_custom_value=True)
         kit = gr.Textbox(value="", label="Kit (NAME or NAME@VERSION)")  # the caller's kits, sent after the images
         trigger = gr.Button()
     # One pool for every generation event: they all wait on the same API and quota, not on this machine.
     pool: dict[str, Any] = {"concurrency_limit": runner.studio.settings.concurrency, "concurrency_id": "studio"}
     endpoints: list[tuple[Any, list[Any], list[Any], str]] = [
-        (runner.generate, [prompt], [], "generate"), (runner.edit, [image, prompt], [mask], "edit"),
-        (runner.compose, [images, prompt], [], "compose")]
+        (runner.generate, [prompt], [style, transparent], "generate"),
+        (runner.edit, [image, prompt], [mask, style, transparent], "edit"),
+        (runner.compose, [images, prompt], [style, transparent], "compose")]
     for fn, inputs, extra, name in endpoints:
         # api_key comes last of the API's parameters: callers that pass the others by position keep working.
         trigger.click(fn, [*inputs, *settings, *extra, kit, api_key, session], outputs, api_name=name,
                       api_visibility="public", **pool)
     # /refine: an earlier result's id and the instruction, then the same options (api_key last).
-    trigger.click(runner.refine, [parent_id, instruction, *settings, kit, api_key, session], outputs, api_name="refine",
+    trigger.click(runner.refine, [parent_id, instruction, *settings, style, kit, api_key, session], outputs,
+                  api_name="refine",
                   api_visibility="public", **pool)

@@ -89,7 +89,7 @@ def folder_images(folder: Path, job: str | None = None) -> list[tuple[str, str]]
             continue
         for path in line.get("paths") or []:
             if (folder / path).is_file():
-                shown.append((str(folder / path), f"row {line.get('row')}: {str(line.get('prompt') or '')[:60]}"))
+                shown.append((str(folder / path), f"line {line.get('row')}: {str(line.get('prompt') or '')[:60]}"))
     return shown
 
 
@@ -100,7 +100,7 @@ def summary_text(summary: GeminiBatchSummary) -> str:
              + (f", {summary.missing} without a result" if summary.missing else "")
              + f" · ${summary.cost_usd:.4f} at the batch price"]
     for failure in summary.failures[:10]:
-        lines.append(f"- row {failure.row}: {plain(failure.error or failure.status)}")
+        lines.append(f"- line {failure.row}: {plain(failure.error or failure.status)}")
     lines.extend(f"- unmapped result: {key}" for key in summary.unmapped[:10])
     return "\n".join(lines)
 

@@ -37,6 +37,7 @@ from ..service.batch import (
     read_batch_file,
     run_batch,
 )
+from ..service.batch.folder import refuse_open_gemini_job
 from ..service.batch.gemini_jobs import batch_estimate
 from ..service.studio import Studio
 from .actions import no_change, refusals_as_warnings
@@ -88,7 +89,7 @@ def summary_line(summary: BatchSummary, total: int, folder: Path) -> str:
              + (f", {total - finished} not started" if total > finished else "")
              + f" · ${summary.cost_usd:.4f} · folder `{folder.name}`"]
     for failure in summary.failures[:10]:
-        lines.append(f"- row {failure.row}: {plain(failure.error or failure.status)}")
+        lines.append(f"- line {failure.row}: {plain(failure.error or failure.status)}")
     if len(summary.failures) > 10:
         lines.append(f"- ... and {len(summary.failures) - 10} more (see manifest.jsonl)")
     return "\n".join(lines)
@@ -205,7 +206,8 @@ class BatchPage:
     async def cancel(self, request: gr.Request) -> str:
         """Stop this visitor's run: no new request starts; the ones in flight finish and are recorded."""
         event = self._cancels.get(_session(request))
-        if event is None:
+        if event is None:  # a toast too: the progress line may be empty or scrolled away
+            gr.Warning("No batch is running on this page: there is nothing to cancel.")
             return "No batch is running."
         event.set()
         return "Cancelling: the requests in flight finish, no new one starts."
@@ -228,6 +230,7 @@ class BatchPage:
             with studio_errors():  # bad rows too: the message lists each with its line number
                 batch, plan, folder, resuming = await self._plan(file, text, form, state, studio,
                                                                  self.owner_of(request))
+                await asyncio.to_thread(refuse_open_gemini_job, folder)  # before the count: nothing is sent
                 self.runner.count_requests(request, len(plan.requests))  # public mode: the visitor's own limit
             state = BatchState(batch.fingerprint, str(folder), False)
             total, outcomes = len(plan.requests), []
@@ -245,7 +248,7 @@ class BatchPage:
                    "state": state}
             while (outcome := await queue.get()) is not None:
                 outcomes.append(outcome)
-                shown.extend((str(path), f"row {outcome.row}: {outcome.prompt[:60]}") for path in outcome.paths)
+                shown.extend((str(path), f"line {outcome.row}: {outcome.prompt[:60]}") for path in outcome.paths)
                 line = counts_line(outcomes, total, cancel.is_set())
                 progress(len(outcomes) / total, desc=line.replace("**", ""))
                 yield {"gallery": list(shown), "progress": line, "state": state}

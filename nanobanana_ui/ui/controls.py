@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..backends.discovery import Availability
-from ..domain.models import ModelSpec, get_model, known_models
+from ..domain.models import DEPRECATED, ModelSpec, get_model, known_models
 from ..domain.request import ImageOptions
 
 __all__ = [
@@ -25,9 +25,11 @@ MODEL_DEFAULT = ""  # thinking level: not sent, the model decides (the CLI witho
 
 
 def choice_label(spec: ModelSpec) -> str:
-    """A model's dropdown label: its name and its price per image at its default size, or "price unknown"."""
+    """A model's dropdown label: its name, "(deprecated)" when it is, and its price per image at its default size,
+    or "price unknown"."""
     price = spec.image_price(spec.default_size)
-    return f"{spec.label} · " + (f"${price:.4f} per image" if price is not None else "price unknown")
+    flag = " (deprecated)" if spec.status == DEPRECATED else ""  # still works, but Google recommends its successor
+    return f"{spec.label}{flag} · " + (f"${price:.4f} per image" if price is not None else "price unknown")
 
 
 def available_choices(availability: Availability, current: str | None = None) -> list[tuple[str, str]]:

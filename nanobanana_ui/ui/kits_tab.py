@@ -18,7 +18,8 @@ from ..domain.kits import ROLES
 from ..service.kits import KitLibrary, NewReference
 from ..storage.history.kits import KitRow, StoredKit
 from .actions import refuse
-from .history_tab import PRIVATE, Browse, Library
+from .history_library import Browse, Library
+from .history_tab import PRIVATE
 from .runner import Runner, studio_errors
 
 __all__ = ["KitsTab"]

@@ -15,7 +15,8 @@ from ..service.visitors import KeyRing
 from . import text
 from .api import public_endpoints
 from .batch_tab import BatchPage, BatchTab
-from .history_tab import HistoryTab, Library
+from .history_library import Library
+from .history_tab import HistoryTab
 from .kits_tab import KitsTab
 from .pnginfo_tab import PngInfo, PngInfoTab
 from .refine_tab import RefineTab, RefineView

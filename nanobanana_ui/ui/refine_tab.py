@@ -18,13 +18,15 @@ import gradio as gr
 from gradio.components import Component
 
 from ..domain.errors import StudioError
+from ..service.conversation import UnknownResultError
 from ..service.studio import Studio
 from ..storage.history import HistoryEntry
 from . import actions
 from .actions import StudioForm, no_change, refusals_as_warnings, refuse
-from .history_tab import Browse
+from .history_library import Browse
 from .runner import Runner
 from .session import Session
+from .style import SCROLL_TO_SELECTED_TURN
 
 __all__ = ["ESTIMATE_NOTE", "Place", "RefineTab", "RefineView", "Turns"]
 
@@ -32,6 +34,7 @@ PRIVATE: dict[str, Any] = {"api_visibility": "private"}
 ESTIMATE_NOTE = ("Each refinement sends the whole path again: input tokens (and the cost of a turn) grow with "
                  "every turn.")
 NOTHING_OPEN = "Open a result first: its id (History, `--json`), or the Refine button under a Studio result."
+NOTHING_TO_DOWNLOAD = "Nothing to download yet: open a result first, then Download original gives its file."
 ROOT_ALREADY = "This is the root of its conversation: there is no earlier turn."
 PLACEHOLDER = "…"  # priced in place of an instruction not typed yet (a few characters: nothing in the estimate)
 
@@ -143,6 +146,9 @@ class RefineView:
             raise refuse(NOTHING_OPEN)
         try:
             return self.studio.conversation_path((entry_id or "").strip(), owner=self.owner_of(request))
+        except UnknownResultError as error:  # the service's words name CLI commands; the page names its own places
+            raise refuse(f"No result with id {error.entry_id!r} in your history. Open a picture in the History tab "
+                         "and press Refine, or press Refine under a result in the Studio tab.") from None
         except StudioError as error:
             raise refuse(error.message) from None
 
@@ -199,7 +205,7 @@ class RefineTab:
                                             buttons=["fullscreen"], elem_id="refine-current")
                 with gr.Column(scale=1):
                     self.slider = gr.ImageSlider(label="Before / after", type="filepath", interactive=False,
-                                                 height=440, elem_id="refine-slider")
+                                                 max_height=440, elem_id="refine-slider")
                     with gr.Row():
                         self.compare_a = gr.Dropdown([], label="Before", elem_id="refine-compare-a")
                         self.compare_b = gr.Dropdown([], label="After", elem_id="refine-compare-b")
@@ -276,6 +282,12 @@ class RefineTab:
             if picked is None:
                 raise refuse(NOTHING_OPEN)
             return await self.show(picked, instruction, request)
+        return no_change()
+
+    def download_clicked(self, place: Place | None) -> Any:
+        """Download original with no turn open: say what to do (with one open, the browser downloads the file)."""
+        if place is None or place.selected is None:
+            gr.Warning(NOTHING_TO_DOWNLOAD)
         return no_change()
 
     async def undone(self, place: Place, instruction: str, request: gr.Request) -> Any:
@@ -365,18 +377,19 @@ class RefineTab:
         button) opens the picked result of `session` here, `history` (the History tab's Refine button and its
         browse state) the opened entry."""
         views = self.views
-        self.load.click(self.opened, [self.entry_id, self.instruction], views, **PRIVATE)
-        self.entry_id.submit(self.opened, [self.entry_id, self.instruction], views, **PRIVATE)
-        self.path.select(self.path_selected, [self.place, self.instruction], views, **PRIVATE)
-        self.branches.select(self.branch_selected, [self.place, self.instruction], views, **PRIVATE)
-        self.undo.click(self.undone, [self.place, self.instruction], views, **PRIVATE)
+        shown = [self.load.click(self.opened, [self.entry_id, self.instruction], views, **PRIVATE),
+                 self.entry_id.submit(self.opened, [self.entry_id, self.instruction], views, **PRIVATE),
+                 self.path.select(self.path_selected, [self.place, self.instruction], views, **PRIVATE),
+                 self.branches.select(self.branch_selected, [self.place, self.instruction], views, **PRIVATE),
+                 self.undo.click(self.undone, [self.place, self.instruction], views, **PRIVATE)]
+        self.download.click(self.download_clicked, [self.place], None, **PRIVATE)
         for dropdown in (self.compare_a, self.compare_b):
             dropdown.input(self.compared, [self.compare_a, self.compare_b], [self.slider], **PRIVATE)
         self.instruction.blur(self.estimated, [self.place, self.instruction], [self.estimate], **PRIVATE)
         runs = {"concurrency_limit": self.runner.studio.settings.concurrency, "concurrency_id": "studio",
                 "show_progress_on": [self.current, self.status], **PRIVATE}
-        self.refine.click(self.refined, [self.place, self.instruction, api_key],
-                          [*views, self.status, self.instruction], **runs)
+        shown.append(self.refine.click(self.refined, [self.place, self.instruction, api_key],
+                                       [*views, self.status, self.instruction], **runs))
         if self.form is not None:
             self.to_edit.click(self.sent_to_edit, [self.place],
                                self.form.components("edit_image", "main_tabs", "mode_tabs"), **PRIVATE)
@@ -385,9 +398,11 @@ class RefineTab:
                                   self.form.components("compose_images", "compose_limit", "main_tabs", "mode_tabs"),
                                   **PRIVATE)
             if opener is not None and session is not None:
-                opener.click(self.from_studio, [session, self.instruction], [*views, self.form["main_tabs"]],
-                             **PRIVATE)
+                shown.append(opener.click(self.from_studio, [session, self.instruction],
+                                          [*views, self.form["main_tabs"]], **PRIVATE))
             if history is not None:
                 button, browse = history
-                button.click(self.from_history, [browse, self.instruction], [*views, self.form["main_tabs"]],
-                             **PRIVATE)
+                shown.append(button.click(self.from_history, [browse, self.instruction],
+                                          [*views, self.form["main_tabs"]], **PRIVATE))
+        for event in shown:  # the selected turn, brought into the path strip's view (see style.py)
+            event.then(None, js=SCROLL_TO_SELECTED_TURN, **PRIVATE)

@@ -17,8 +17,16 @@ import gradio as gr
 from ..domain.errors import NetworkError, ServiceTimeoutError, StudioError
 from ..domain.models import get_model
 from ..domain.request import ImageRequest, ImageResult, Mode
+from ..domain.styles import craft_prompt
 from ..service.conversation import Refinement
 from ..service.studio import Studio
+from ..service.transparency import (
+    Transparency,
+    check_transparency,
+    describe_transparent,
+    parse_transparent,
+    transparent_variations,
+)
 from ..service.visitors import KeyRing, VisitorLimits
 from .controls import AUTO, IMAGE_AND_TEXT, MAX_UI_COUNT, FormSettings, gallery_paths
 from .extras import PageExtras
@@ -131,10 +139,11 @@ class Runner:
     async def generate(self, prompt: str, model: str = "", aspect_ratio: str = AUTO, size: str = "",
                        temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1,
                        count: int = 1, output: str = IMAGE_AND_TEXT, thinking: str = "", show_thoughts: bool = False,
-                       search: bool = False, image_search: bool = False, kit: str = "", api_key: str = "",
+                       search: bool = False, image_search: bool = False, style: str = "", transparent: str = "",
+                       kit: str = "", api_key: str = "",
                        session: Session | None = None, request: gr.Request | None = None,
                        progress: gr.Progress = gr.Progress(),  # noqa: B008 (how Gradio asks for it)
-                       *, extras: PageExtras | None = None) -> Outputs:
+                       *, extras: PageExtras | None = None, variables: dict[str, str] | None = None) -> Outputs:
         """Make new images from a text description with Gemini; returns the PNG files and a status line per image.
 
         The status gives the cost (or "cached · $0" when the same request was answered before), the finish reason
@@ -155,23 +164,28 @@ class Runner:
             show_thoughts: also return the model's interim thought images (free; shown, never saved as outputs).
             search: ground the image in Google Search (Pro and 3.1 Flash); the sources come back with it.
             image_search: Google image search as well as web search (3.1 Flash only; implies search).
+            style: a style id (see the `styles` command) whose template wraps the prompt; "" for none.
+            transparent: "" for an opaque image; "difference" for an RGBA PNG by difference matting (2 calls: the
+                subject on white, then the same picture on black; keeps glass and hair); "key" for one call on a
+                chroma-key colour (works on every model, worse at glass and hair).
             kit: your kit of named reference images, "NAME" (newest version) or "NAME@3"; "" for none.
             api_key: your own Gemini API key, used for this request only and never stored; needed on a public demo.
         """
         form = FormSettings(model, aspect_ratio, size, temperature, top_p, top_k, seed, count, output,
                             thinking, show_thoughts, search, image_search)
         return await self._make(Mode.GENERATE, prompt, (), form, session, progress, api_key, request, extras,
-                                kit=kit)
+                                craft=(style, variables),
+                                transparent=transparent, kit=kit)
 
     async def edit(self, image: str | None, prompt: str, model: str = "", aspect_ratio: str = AUTO, size: str = "",
                    temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1, count: int = 1,
                    output: str = IMAGE_AND_TEXT, thinking: str = "", show_thoughts: bool = False,
-                   search: bool = False, image_search: bool = False, mask: str | None = None, kit: str = "",
-                   api_key: str = "",
-                   session: Session | None = None, request: gr.Request | None = None,
+                   search: bool = False, image_search: bool = False, mask: str | None = None, style: str = "",
+                   transparent: str = "", kit: str = "",
+                   api_key: str = "", session: Session | None = None, request: gr.Request | None = None,
                    progress: gr.Progress = gr.Progress(),  # noqa: B008
                    *, extras: PageExtras | None = None, feather: int | None = None, extend_to: str | None = None,
-                   anchor: str | None = None) -> Outputs:
+                   anchor: str | None = None, variables: dict[str, str] | None = None) -> Outputs:
         """Edit one image as the prompt says (change, add or remove things, restyle); returns the new PNG files.
 
         Each result comes with a status line: cost (or "cached · $0"), finish reason and the model's words.
@@ -196,6 +210,10 @@ class Runner:
             search: ground the image in Google Search (Pro and 3.1 Flash); the sources come back with it.
             image_search: Google image search as well as web search (3.1 Flash only; implies search).
             mask: optional image file of the image's size, white where it may change; None for a plain edit.
+            style: a style id (see the `styles` command) whose template wraps the prompt; "" for none.
+            transparent: "" for an opaque image; "difference" for an RGBA PNG by difference matting (2 calls: the
+                subject on white, then the same picture on black; keeps glass and hair); "key" for one call on a
+                chroma-key colour (works on every model, worse at glass and hair).
             kit: your kit of named reference images, "NAME" (newest version) or "NAME@3"; "" for none.
             api_key: your own Gemini API key, used for this request only and never stored; needed on a public demo.
         """
@@ -204,15 +222,17 @@ class Runner:
         # feather, extend_to and anchor (keyword-only: not API parameters) come from the page's region controls.
         region = {"mask": mask or None, "feather": feather, "extend_to": extend_to, "anchor": anchor}
         return await self._make(Mode.EDIT, prompt, (image,) if image else (), form, session, progress, api_key, request,
-                                extras, region=region, kit=kit)
+                                extras, region=region, craft=(style, variables),
+                                transparent=transparent, kit=kit)
 
     async def compose(self, images: list | None, prompt: str, model: str = "", aspect_ratio: str = AUTO,
                       size: str = "", temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1,
                       count: int = 1, output: str = IMAGE_AND_TEXT, thinking: str = "",
-                      show_thoughts: bool = False, search: bool = False, image_search: bool = False, kit: str = "",
-                      api_key: str = "", session: Session | None = None, request: gr.Request | None = None,
-                      progress: gr.Progress = gr.Progress(),  # noqa: B008
-                      *, extras: PageExtras | None = None) -> Outputs:
+                      show_thoughts: bool = False, search: bool = False, image_search: bool = False,
+                      style: str = "", transparent: str = "", kit: str = "", api_key: str = "",
+                      session: Session | None = None,
+                      request: gr.Request | None = None, progress: gr.Progress = gr.Progress(),  # noqa: B008
+                      *, extras: PageExtras | None = None, variables: dict[str, str] | None = None) -> Outputs:
         """Make one image from several input images as the prompt says; returns the new PNG files.
 
         For example a product placed into a scene, or a person wearing a given outfit. Each result comes with a
@@ -234,18 +254,23 @@ class Runner:
             show_thoughts: also return the model's interim thought images (free; shown, never saved as outputs).
             search: ground the image in Google Search (Pro and 3.1 Flash); the sources come back with it.
             image_search: Google image search as well as web search (3.1 Flash only; implies search).
+            transparent: "" for an opaque image; "difference" for an RGBA PNG by difference matting (2 calls: the
+                subject on white, then the same picture on black; keeps glass and hair); "key" for one call on a
+                chroma-key colour (works on every model, worse at glass and hair).
             kit: your kit of named reference images, "NAME" (newest version) or "NAME@3"; "" for none.
             api_key: your own Gemini API key, used for this request only and never stored; needed on a public demo.
         """
         form = FormSettings(model, aspect_ratio, size, temperature, top_p, top_k, seed, count, output,
                             thinking, show_thoughts, search, image_search)
         return await self._make(Mode.COMPOSE, prompt, gallery_paths(images), form, session, progress, api_key, request,
-                                extras, kit=kit)
+                                extras, craft=(style, variables),
+                                transparent=transparent, kit=kit)
 
     async def refine(self, parent_id: str, instruction: str, model: str = "", aspect_ratio: str = AUTO,
                      size: str = "", temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1,
                      count: int = 1, output: str = IMAGE_AND_TEXT, thinking: str = "", show_thoughts: bool = False,
-                     search: bool = False, image_search: bool = False, kit: str = "", api_key: str = "",
+                     search: bool = False, image_search: bool = False, style: str = "", kit: str = "",
+                     api_key: str = "",
                      session: Session | None = None, request: gr.Request | None = None,
                      progress: gr.Progress = gr.Progress()) -> Outputs:  # noqa: B008
         """Refine an earlier result by its id: the whole conversation path is sent, then the instruction.
@@ -287,9 +312,10 @@ class Runner:
         with studio_errors(self.public):
             # All checks (the id and its owner, the instruction, the path's length) before any call.
             spec = get_model(chosen or self._parent_model(studio, parent_id, owner))
-            plan = await studio.prepare_refine(parent_id=(parent_id or "").strip(), instruction=instruction or "",
+            crafted = craft_prompt(studio.styles, instruction or "", style=style or None)
+            plan = await studio.prepare_refine(parent_id=(parent_id or "").strip(), instruction=crafted.prompt,
                                                model=chosen, options=form.options(spec), owner=owner,
-                                               kit=(kit or "").strip() or None)
+                                               craft=crafted.craft, kit=(kit or "").strip() or None)
         self.count_requests(request, count)
         progress(0.0, desc=f"Turn {plan.turn}: refining...")
         outcomes: list[ImageResult | StudioError] = []
@@ -347,12 +373,15 @@ class Runner:
             raise gr.Error("Nothing to vary yet: make an image first, then ask for a new variation.")
         image_request = session.last_request.with_variation(session.next_variation)
         return await self.run(image_request, session.last_inputs, session.last_count, session, progress,
-                              owner=self.owner_of(request), studio=studio, visitor=request)
+                              owner=self.owner_of(request), studio=studio, visitor=request,
+                              transparency=session.last_transparent)
 
     async def _make(self, mode: Mode, prompt: str | None, inputs: tuple[str, ...], form: FormSettings,
                     session: Session | None, progress: gr.Progress, api_key: str = "",
                     request: gr.Request | None = None, extras: PageExtras | None = None,
-                    region: dict[str, Any] | None = None, kit: str = "") -> Outputs:
+                    region: dict[str, Any] | None = None,
+                    craft: tuple[str | None, dict[str, str] | None] = (None, None),
+                    transparent: str = "", kit: str = "") -> Outputs:
         studio = self.studio_for(api_key, request)  # first: without a key, nothing else happens
         count = form.image_count()
         if not 1 <= count <= MAX_UI_COUNT:
@@ -363,21 +392,28 @@ class Runner:
             # Everything that can be checked is checked here, before any call (prompt, images, options, limits).
             # The page's extras (keep metadata, Vertex output controls); an API call's request uses the setting.
             options = form.options(get_model(model))
-            image_request = studio.build_request(mode, prompt or "", inputs, model=model,
+            style, variables = craft  # the prompt's {variables} filled, then the style's template around it
+            crafted = craft_prompt(studio.styles, prompt or "", style=style or None, variables=variables)
+            image_request = studio.build_request(mode, crafted.prompt, inputs, model=model, craft=crafted.craft,
                                                  options=extras.apply(options) if extras else options,
                                                  keep_metadata=extras.keep_metadata if extras else None,
+                                                 store=extras.store if extras else None,
                                                  kit=(kit or "").strip() or None, owner=self.owner_of(request),
                                                  **(region or {}))
+            transparency = parse_transparent(transparent)
+            if transparency is not None:  # refused here, before any call (a region, JPEG, matting on Lite)
+                check_transparency(image_request, transparency)
         return await self.run(image_request, inputs, count, session if session is not None else Session(), progress,
-                              owner=self.owner_of(request), studio=studio, visitor=request)
+                              owner=self.owner_of(request), studio=studio, visitor=request, transparency=transparency)
 
     async def run(self, request: ImageRequest, inputs: tuple[str, ...], count: int, session: Session,
                   progress: gr.Progress, owner: str | None = None, studio: Studio | None = None,
-                  visitor: gr.Request | None = None) -> Outputs:
+                  visitor: gr.Request | None = None, transparency: Transparency | None = None) -> Outputs:
         """Run a built request `count` times (parallel variations) for a visitor, with progress; the results go
-        on top of their session. Refused (gr.Error) over the visitor's limit, or when every call failed."""
+        on top of their session. Refused (gr.Error) over the visitor's limit, or when every call failed.
+        With `transparency`, each image is a transparent PNG (one or two calls each: service.transparency)."""
         studio = studio or self.studio
-        self.count_requests(visitor, count)
+        self.count_requests(visitor, count * (transparency.calls if transparency else 1))
         label = get_model(request.model).label.split(" (")[0]
         progress(0.0, desc=f"{label}: making {'an image' if count == 1 else f'{count} images in parallel'}...")
         finished: list[ImageResult | StudioError] = []
@@ -391,8 +427,14 @@ class Runner:
             progress(len(finished) / count, desc=line)
 
         with studio_errors(self.public):
-            outcomes = await studio.run_variations(request, count, on_result=one_more, on_event=waiting_or_retrying,
-                                                   owner=owner, out_dir=self.out_dir(visitor))
+            if transparency is not None:
+                outcomes = await transparent_variations(studio, request, transparency, count, on_result=one_more,
+                                                        on_event=waiting_or_retrying, owner=owner,
+                                                        out_dir=self.out_dir(visitor))
+            else:
+                outcomes = await studio.run_variations(request, count, on_result=one_more,
+                                                       on_event=waiting_or_retrying, owner=owner,
+                                                       out_dir=self.out_dir(visitor))
         results = [outcome for outcome in outcomes if isinstance(outcome, ImageResult)]
         failures = [outcome for outcome in outcomes if isinstance(outcome, StudioError)]
         if not results:
@@ -400,7 +442,11 @@ class Runner:
         if failures:
             gr.Warning(f"{len(failures)} of {count} images failed: {visitor_message(failures[0], self.public)}")
         session.record(request, inputs, count, results)
+        session.last_transparent = transparency
         progress(1.0, desc="Done")
         status = run_status(list(outcomes), lambda error: visitor_message(error, self.public))
-        status = "\n".join(filter(None, [request.note, status]))  # the note: a replaced model id
+        # The notes: a replaced model id, and a model that answered 404 and was sent as its successor.
+        notes = dict.fromkeys([request.note, *(result.request.note for result in results)])
+        made = [describe_transparent(result.transparent) for result in results if result.transparent]
+        status = "\n".join(filter(None, [*notes, status, *made]))
         return Outputs(list(session.shown), status, session)

@@ -7,7 +7,7 @@ Send to Edit, Add to Compose and Reuse settings treat an entry the same wherever
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ def entry_from_result(result: ImageResult, *, owner: str | None = None) -> Histo
     images = tuple(HistoryImage(image.sha256, image.mime_type, image.width, image.height, Path(image.path))
                    for image in result.images if image.path)
     return HistoryEntry(
-        id=result.id, created=datetime.now(timezone.utc), mode=request.mode.value, model=request.model,
+        id=result.id, created=datetime.now(UTC), mode=request.mode.value, model=request.model,
         prompt=request.prompt, options=request.options.to_dict(),
         input_hashes=tuple(image.sha256 for image in request.images), images=images, text=result.text,
         finish_reason=result.finish_reason,
@@ -55,6 +55,7 @@ class Session:
     last_request: ImageRequest | None = None
     last_inputs: tuple[str, ...] = ()
     last_count: int = 1
+    last_transparent: Any = None  # the last run's Transparency (service.transparency), so New variation keeps it
     next_variation: int = 1
     selected: int | None = None  # index into entries, from the session gallery
     shown: tuple[str, ...] = ()  # the images in the output gallery
@@ -69,6 +70,7 @@ class Session:
         self.last_request = request
         self.last_inputs = inputs
         self.last_count = count
+        self.last_transparent = None  # Runner.run sets it again for a transparent run
         self.next_variation = request.options.variation + count
         new = [entry_from_result(result) for result in results]
         for entry, result in zip(new, results, strict=True):

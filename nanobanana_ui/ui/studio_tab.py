@@ -37,10 +37,12 @@ from .controls import (
 )
 from .extras import ExtraControls
 from .model_panel import visitor_models
+from .prompt_craft import PromptCraftPanel, craft_arguments
 from .region_panel import RegionPanel, before_after, region_arguments, slider_component
 from .result_extras import thought_pictures
 from .runner import Outputs, Runner
 from .session import Session
+from .transparent_view import DIFFERENCE, TransparentControls, transparent_value
 
 __all__ = ["SCROLL_TO_RESULT", "StudioTab", "compose_move", "compose_remove", "model_controls"]
 
@@ -96,8 +98,10 @@ class StudioTab:
         self.runner, self.default_model = runner, default_model
         self.spec: ModelSpec = get_model(default_model)
         studio = runner.studio
-        self.extras = ExtraControls(studio.capabilities, studio.settings.keep_metadata)
+        self.extras = ExtraControls(studio.capabilities, studio.settings.keep_metadata, studio.settings.store)
+        self.transparency = TransparentControls()
         self.region, self.compare = RegionPanel(), CompareView()
+        self.craft = PromptCraftPanel(runner)  # styles, {variables}, Enhance, Describe (prompt_craft.py)
 
     # -- layout ----------------------------------------------------------------------------------------------
 
@@ -138,6 +142,7 @@ class StudioTab:
                                 label="How to combine them", lines=2, elem_id="compose-prompt",
                                 placeholder="The cat from the first image wearing the hat")
                             self.compose_button = gr.Button("Compose", variant="primary", elem_id="compose-button")
+                    self.craft.layout()
                     self._settings(spec)
                 with gr.Column(scale=6):
                     self.out_gallery = gr.Gallery(
@@ -181,10 +186,12 @@ class StudioTab:
                                           allow_custom_value=True, elem_id="aspect-ratio")
                 self.size = gr.Dropdown(size_choices(spec), value=spec.default_size, label="Image size",
                                         allow_custom_value=True, elem_id="size")
+            self.transparency.layout()  # "Transparent background": transparent_view.py
             with gr.Row(elem_id="gemini3-controls"):
                 # Gemini 3 controls, drawn from the model's capabilities like the sizes: hidden where it lacks them.
                 self.thinking = gr.Dropdown(thinking_choices(spec), value=MODEL_DEFAULT, label="Thinking level",
-                                            visible=bool(spec.thinking_levels), elem_id="thinking")
+                                            visible=bool(spec.thinking_levels), min_width=180,  # "Model default"
+                                            elem_id="thinking")
                 self.show_thoughts = gr.Checkbox(False, label="Show thinking", visible=spec.thoughts,
                                                  info="The interim images, in a strip beside the result (free)",
                                                  elem_id="show-thoughts")
@@ -283,13 +290,15 @@ class StudioTab:
         ):
             button.click(None, None, None, js=SCROLL_TO_RESULT, **PRIVATE)
             # The kit picker comes last: each handler's `kit` follows its request and progress (Gradio fills those).
-            button.click(handler, [*inputs, *settings, *tail, *self.extras.inputs, self.kit], self.run_outputs,
-                         **runs).then(
+            button.click(handler, [*inputs, *settings, *tail, *self.extras.inputs, *self.craft.inputs,
+                                  *self.transparency.inputs, self.kit],
+                         self.run_outputs, **runs).then(
                 self.runner.meter, None, self.meter, **PRIVATE)  # failures count against the budget too
         self.variation_button.click(None, None, None, js=SCROLL_TO_RESULT, **PRIVATE)
         self.variation_button.click(self.new_variation, [self.session, self.api_key], self.run_outputs,
                                     **runs).then(self.runner.meter, None, self.meter, **PRIVATE)
 
+        self.transparency.wire(self.model, self.size)
         self.model.change(self.model_changed,
                           [self.model, self.aspect, self.size, self.compose_images, *self.gemini3_inputs],
                           [self.aspect, self.size, self.compose_limit, *self.gemini3_inputs], **PRIVATE).then(
@@ -304,6 +313,7 @@ class StudioTab:
         self.edit_image.upload(self.edit_uploaded, [self.edit_image], [self.edit_image], **PRIVATE)
         self.region.wire(self.edit_image, self.model, self._spec)
         self.compare.wire(self.session)
+        self.craft.wire(self.prompt, self.edit_image, self.api_key)
         compose_views = [self.compose_images, self.compose_limit, self.session]
         self.compose_images.upload(self.compose_uploaded, [self.model, self.compose_images, self.session],
                                    compose_views, **PRIVATE)
@@ -335,16 +345,23 @@ class StudioTab:
                        top_p: float, top_k: int, seed: int, count: int, output: str, thinking: str,
                        show_thoughts: bool, search: bool, image_search: bool, api_key: str,
                        session: Session | None, keep_metadata: bool, output_format: str, jpeg_quality: float,
-                       person_generation: str, request: gr.Request,
-                       progress: gr.Progress = gr.Progress(), kit: str = "") -> Any:  # noqa: B008 (how Gradio asks for it)
+                       person_generation: str, store: bool = False, style: str | None = None,
+                       values: dict[str, str] | None = None,
+                       request: gr.Request | None = None,
+                       progress: gr.Progress = gr.Progress(),  # noqa: B008 (how Gradio asks for it)
+                       transparent: bool = False, transparent_method: str = DIFFERENCE, kit: str = "") -> Any:
         """Generate clicked: run it, or say why not in a toast (the page keeps what it showed)."""
         with refusals_as_warnings():
             return self.shown(await self.runner.generate(prompt, model, aspect_ratio, size, temperature, top_p,
                                                          top_k, seed, count, output, thinking, show_thoughts,
-                                                         search, image_search, kit, api_key, session, request,
-                                                         progress, extras=self.extras.values(
+                                                         search, image_search, kit=kit, api_key=api_key,
+                                                         session=session,
+                                                         transparent=transparent_value(transparent,
+                                                                                       transparent_method),
+                                                         request=request, progress=progress, extras=self.extras.values(
                                                              keep_metadata, output_format, jpeg_quality,
-                                                             person_generation)))
+                                                             person_generation, store),
+                                                         **craft_arguments(prompt, style, values)))
         return no_change()
 
     async def edit(self, image: str | None, prompt: str, painted: dict[str, Any] | None, feather: float,
@@ -352,34 +369,46 @@ class StudioTab:
                    temperature: float, top_p: float, top_k: int, seed: int, count: int, output: str,
                    thinking: str, show_thoughts: bool, search: bool, image_search: bool, api_key: str,
                    session: Session | None, keep_metadata: bool, output_format: str, jpeg_quality: float,
-                   person_generation: str, request: gr.Request,
-                   progress: gr.Progress = gr.Progress(), kit: str = "") -> Any:  # noqa: B008
+                   person_generation: str, store: bool = False, style: str | None = None,
+                   values: dict[str, str] | None = None,
+                   request: gr.Request | None = None,
+                   progress: gr.Progress = gr.Progress(),  # noqa: B008
+                   transparent: bool = False, transparent_method: str = DIFFERENCE, kit: str = "") -> Any:
         """Edit clicked: run it (a region edit when a region is painted or the canvas extended), or say why not in
         a toast."""
         with refusals_as_warnings(), region_arguments(image, painted, feather, extend_to, anchor) as region:
             mask = region.pop("mask", None)
             return self.shown(await self.runner.edit(image, prompt, model, aspect_ratio, size, temperature, top_p,
                                                      top_k, seed, count, output, thinking, show_thoughts, search,
-                                                     image_search, mask, kit, api_key, session, request, progress,
+                                                     image_search, mask, kit=kit, api_key=api_key, session=session,
+                                                     transparent=transparent_value(transparent,
+                                                                                   transparent_method),
+                                                     request=request, progress=progress,
                                                      extras=self.extras.values(keep_metadata, output_format,
-                                                                               jpeg_quality, person_generation),
-                                                     **region))
+                                                                               jpeg_quality, person_generation, store),
+                                                     **region, **craft_arguments(prompt, style, values)))
         return no_change()
 
     async def compose(self, images: list[Any] | None, prompt: str, model: str, aspect_ratio: str, size: str,
                       temperature: float, top_p: float, top_k: int, seed: int, count: int, output: str,
                       thinking: str, show_thoughts: bool, search: bool, image_search: bool,
                       api_key: str, session: Session | None, keep_metadata: bool, output_format: str,
-                      jpeg_quality: float, person_generation: str, request: gr.Request,
-                      progress: gr.Progress = gr.Progress(), kit: str = "") -> Any:  # noqa: B008
+                      jpeg_quality: float, person_generation: str, store: bool = False, style: str | None = None,
+                      values: dict[str, str] | None = None,
+                      request: gr.Request | None = None, progress: gr.Progress = gr.Progress(),  # noqa: B008
+                      transparent: bool = False, transparent_method: str = DIFFERENCE, kit: str = "") -> Any:
         """Compose clicked: run it, or say why not in a toast."""
         with refusals_as_warnings():
             return self.shown(await self.runner.compose(images, prompt, model, aspect_ratio, size, temperature,
                                                         top_p, top_k, seed, count, output, thinking, show_thoughts,
-                                                        search, image_search, kit, api_key, session, request,
-                                                        progress, extras=self.extras.values(
+                                                        search, image_search, kit=kit, api_key=api_key,
+                                                        session=session,
+                                                        transparent=transparent_value(transparent,
+                                                                                   transparent_method),
+                                                        request=request, progress=progress, extras=self.extras.values(
                                                             keep_metadata, output_format, jpeg_quality,
-                                                            person_generation)))
+                                                            person_generation, store),
+                                                        **craft_arguments(prompt, style, values)))
         return no_change()
 
     async def new_variation(self, session: Session | None, api_key: str, request: gr.Request,

@@ -9,9 +9,10 @@ from urllib.parse import urlsplit
 
 from ..domain.costs import status_text
 from ..domain.errors import StudioError
-from ..domain.models import RETIRING, SHUT_DOWN, ModelSpec, get_model, known_models
+from ..domain.models import DEPRECATED, RETIRING, SHUT_DOWN, ModelSpec, get_model, known_models
 from ..domain.request import ImageOptions, ImageResult
 from ..quota.limits import DailyUsage
+from ..service.validation import composers_hint
 from ..storage.history import HistoryEntry
 from .session import Session, image_options
 
@@ -93,7 +94,9 @@ def entry_details(entry: HistoryEntry) -> str:
     """
     when = entry.created.astimezone().strftime("%Y-%m-%d %H:%M:%S")
     tokens = entry.tokens or {}
-    lines = [f"**{entry.mode.capitalize()}** · {when} · `{entry.model}`",
+    kind = (f"Refinement, turn {entry.turn} (of `{entry.parent}`)" if entry.kind == "refine"
+            else entry.mode.capitalize())
+    lines = [f"**{kind}** · {when} · `{entry.model}`",
              "> " + plain(entry.prompt).replace("\n", "\n> "),
              f"Settings: {options_summary(entry.model, image_options(entry.options))}"]
     if entry.error:
@@ -140,15 +143,18 @@ def daily_meter(usage: DailyUsage, offline: bool) -> str:
     if offline:
         return "Offline emulator: no quota used, nothing spent."
     saved = f" · ${usage.saved_usd:.4f} saved by the cache" if usage.saved_usd else ""
+    if usage.maybe_requests:  # timed out after they were sent: Gemini may have billed them
+        saved += f" · {usage.maybe_requests} possibly billed (timeouts, up to ${usage.maybe_usd:.4f})"
     return (f"Today: {usage.requests} of {usage.budget} requests · ${usage.cost_usd:.4f} spent{saved} · "
             f"resets in {usage.resets_in} (midnight Pacific)")
 
 
 def model_info(spec: ModelSpec, size: str | None) -> str:
     """What the selected model costs and takes, e.g. "$0.0672 per 1K image · $6.72 per 100 · batch $0.0336 per
-    image · sizes 512, 1K · up to 14 input images", and its status when it is retiring (or gone)."""
-    line = f"{spec.price_summary(size)} · sizes {', '.join(spec.sizes)} · up to {spec.max_input_images} input images"
-    if spec.status in (RETIRING, SHUT_DOWN):
+    image · sizes 512, 1K · up to 14 input images", and its status when it is deprecated, retiring (or gone)."""
+    inputs = f"{spec.max_input_images} input image" + ("s" if spec.max_input_images != 1 else "")
+    line = f"{spec.price_summary(size)} · sizes {', '.join(spec.sizes)} · up to {inputs}"
+    if spec.status in (DEPRECATED, RETIRING, SHUT_DOWN):
         line += f" · **{spec.lifecycle()}**"  # registry data, not user text
     return line
 
@@ -187,7 +193,10 @@ def sources_html(results: Sequence[ImageResult]) -> str:
 
 def compose_limit(spec: ModelSpec, count: int) -> str:
     """The compose tab's limit line: how many images this model takes and how many are in; a warning when over."""
-    line = f"{spec.label.split(' (')[0]} takes 2 to {spec.max_input_images} images ({count} added)."
+    name = spec.label.split(" (")[0]
+    if spec.max_input_images < 2:
+        return f"**{name} cannot compose** (it takes one input image). {composers_hint()}"
+    line = f"{name} takes 2 to {spec.max_input_images} images ({count} added)."
     if count > spec.max_input_images:
         more = [other.label.split(" (")[0] for other in known_models() if other.max_input_images >= count]
         hint = f", or pick a model that takes more ({', '.join(more)})" if more else ""

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ...backends.gemini import build_config, build_contents
-from ...domain.errors import StudioError, map_error
+from ...domain.errors import RateLimitError, StudioError, map_error
 from ...domain.request import ImageRequest
 from ...quota.retry import RetryPolicy, describe_failure
 
@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
     from ...domain.config import Settings
 
-__all__ = ["BatchApi", "WireLines", "file_line", "inline_request", "poll_delays"]
+__all__ = ["SETTLE_PATIENCE_S", "BatchApi", "WireLines", "file_line", "inline_request", "pick_job", "poll_delays",
+           "settle_delays"]
 
 T = TypeVar("T")
 _LIST_PAGE = 100
@@ -72,7 +73,7 @@ class WireLines:
     def __init__(self, client: Any) -> None:
         """Convert with this client's settings."""
         self._client = client
-        self._configs: dict[tuple[str, Any], dict[str, Any]] = {}
+        self._configs: dict[tuple[str, Any, bool | None], dict[str, Any]] = {}
 
     def line(self, request: ImageRequest, key: str) -> str:
         """One line: {"key", "request": {"contents": [...], "generationConfig": {...}, ...}}."""
@@ -82,19 +83,45 @@ class WireLines:
         from google.genai.batches import _InlinedRequest_to_mldev
 
         options = replace(request.options, variation=0)  # the variation never reaches the wire
-        rest = self._configs.get((request.model, options))
+        rest = self._configs.get((request.model, options, request.store))
         if rest is None:
             wire = _InlinedRequest_to_mldev(self._client._api_client,
                                             types.InlinedRequest(config=build_config(request)))
             converted: dict[str, Any] = _common.encode_unserializable_types(_common.convert_to_dict(wire))
             rest = dict(converted.get("request") or {})
-            self._configs[(request.model, options)] = rest
+            if request.store is not None:  # the SDK's converter drops `store` from a request without contents
+                rest["store"] = request.store
+            self._configs[(request.model, options, request.store)] = rest
         parts: list[dict[str, Any]] = [{"text": request.prompt}]
         parts += [{"inlineData": {"data": base64.urlsafe_b64encode(image.data).decode("ascii"),
                                   "mime_type": image.mime_type}}  # snake_case inside, as the SDK sends it
                    for image in request.images]
         body = {"contents": [{"parts": parts, "role": "user"}], **rest}
         return json.dumps({"key": key, "request": body}, ensure_ascii=False)
+
+
+_TIMEOUT_S = 120.0  # the batch and Files API calls (no image is made while they wait): NANOBANANA_TIMEOUT overrides
+
+
+SETTLE_PATIENCE_S = 300.0  # how long a job that may exist is looked for in the listing before creating another
+
+
+def settle_delays(scale: float = 1.0) -> Iterator[float]:
+    """Seconds between listings while waiting for a job to be listed: 2, 4, 8, 16, then 30, 30, ... times `scale`."""
+    delay = 2.0
+    while True:
+        yield delay * scale
+        delay = min(delay * 2, 30.0)
+
+
+def pick_job(found: list[types.BatchJob]) -> tuple[types.BatchJob, list[types.BatchJob]]:
+    """Of several jobs with one display name: the one to adopt (one already succeeded, else the oldest), the rest."""
+    def rank(job: types.BatchJob) -> tuple[int, str]:
+        state = str(getattr(job.state, "value", job.state) or "")
+        return (0 if state == "JOB_STATE_SUCCEEDED" else 1, str(job.create_time or ""))
+
+    ordered = sorted(found, key=rank)
+    return ordered[0], ordered[1:]
 
 
 class BatchApi:
@@ -113,13 +140,15 @@ class BatchApi:
             key, base_url = OFFLINE_API_KEY, shared_emulator().base_url
         else:
             key, base_url = settings.api_key or "", settings.base_url
-        options = types.HttpOptions(api_version="v1beta", base_url=base_url, timeout=int(settings.timeout_s * 1000))
+        timeout_ms = int((settings.timeout_s or _TIMEOUT_S) * 1000)
+        options = types.HttpOptions(api_version="v1beta", base_url=base_url, timeout=timeout_ms)
         self.client = genai.Client(api_key=key, vertexai=False, http_options=options)
         self.policy = policy
         self.on_event = on_event
+        self.poll_scale = settings.batch_poll_scale
 
     async def _retry(self, what: str, call: Callable[[], Awaitable[T]],
-                     before_retry: Callable[[], Awaitable[T | None]] | None = None) -> T:
+                     before_retry: Callable[[StudioError], Awaitable[T | None]] | None = None) -> T:
         attempt, waited = 1, 0.0
         while True:
             try:
@@ -136,7 +165,7 @@ class BatchApi:
             waited += delay
             attempt += 1
             if before_retry is not None:
-                found = await before_retry()
+                found = await before_retry(error)
                 if found is not None:
                     return found
 
@@ -148,14 +177,41 @@ class BatchApi:
 
         return await self._retry("listing batch jobs", listing)
 
-    async def create(self, *, model: str, src: Any, display_name: str) -> types.BatchJob:
-        """Create the job; after a retryable failure, adopt a job that did get made rather than make a second."""
-        async def adopt() -> types.BatchJob | None:
+    async def find_settled(self, display_name: str, *, patience_s: float = SETTLE_PATIENCE_S) -> list[types.BatchJob]:
+        """`find`, polled with backoff (2, 4, 8, 16, then every 30 s, times batch_poll_scale) for up to `patience_s`
+        (also scaled) until something is listed: a job just made can take a while to appear in the listing."""
+        waited, patience = 0.0, patience_s * self.poll_scale
+        for delay in settle_delays(self.poll_scale):
             found = await self.find(display_name)
-            return found[0] if found else None
+            if found or waited >= patience:
+                return found
+            delay = min(delay, patience - waited)
+            if self.on_event is not None:
+                self.on_event(f"waiting for Gemini to list the job an earlier attempt may have made: "
+                              f"{waited / self.poll_scale:.0f} s of {patience_s:.0f}")
+            await asyncio.sleep(delay)
+            waited += delay
+        return []  # pragma: no cover - settle_delays never ends
 
-        return await self._retry("creating the batch job", lambda: self.client.aio.batches.create(
-            model=model, src=src, config={"display_name": display_name}), before_retry=adopt)
+    async def create(self, *, model: str, src: Any, display_name: str,
+                     on_send: Callable[[], None] | None = None) -> types.BatchJob:
+        """Create the job; after a failure, adopt a job that did get made rather than make a second.
+
+        `on_send` runs before each attempt (the journal's "create_sent"). After a timeout, a dropped connection or a
+        5xx the job may exist without being listed yet, so the listing is watched for minutes (find_settled) before
+        sending again; after a 429 it was refused, so one listing is enough.
+        """
+        async def adopt(error: StudioError) -> types.BatchJob | None:
+            found = await (self.find(display_name) if isinstance(error, RateLimitError)
+                           else self.find_settled(display_name))
+            return pick_job(found)[0] if found else None
+
+        async def send() -> types.BatchJob:
+            if on_send is not None:
+                on_send()
+            return await self.client.aio.batches.create(model=model, src=src, config={"display_name": display_name})
+
+        return await self._retry("creating the batch job", send, before_retry=adopt)
 
     async def get(self, name: str) -> types.BatchJob:
         """The job's current state (and, once done, its results)."""

@@ -14,9 +14,9 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import sqlite3
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,16 +30,20 @@ from ...domain.errors import (
     PermissionDeniedError,
     RateLimitError,
     ServiceError,
+    StorageError,
     StudioError,
 )
 from ...domain.request import ImageRequest
+from ...quota.partitions import salted_hash, stable_salt
 from ..studio import Studio
-from .gemini_api import BatchApi, WireLines, inline_request, poll_delays
-from .gemini_journal import FolderLock, JobRecord, Journal, add_to_index
+from .folder import hold_run_folder
+from .gemini_api import BatchApi, WireLines, inline_request, pick_job, poll_delays
+from .gemini_journal import JobRecord, Journal, add_to_index
 from .items import BatchItem
+from .jsonl import decode_lines
 from .manifest import Manifest, finished_lines
 from .plan import BatchPlan
-from .run import BatchSummary, ItemOutcome, base_line, failed_outcome, image_stem, place_images, run_batch
+from .run import BatchSummary, ItemOutcome, base_line, failed_outcome, image_stem, place_images, run_rows
 
 if TYPE_CHECKING:
     from google.genai import types
@@ -68,6 +72,11 @@ def request_key(row: int, variation: int) -> str:
 
 def check_one_model(plan: BatchPlan) -> str:
     """The plan's one model; a file whose rows use several is refused (a job runs one model), naming the lines."""
+    transparent = sorted({item.row for item, _ in plan.requests if item.transparent})
+    if transparent:  # the two calls of difference matting cannot be chained in one job, and a key needs the hook
+        listed = ", ".join(map(str, transparent[:8]))
+        raise InputError(f"Gemini Batch Mode cannot make transparent PNGs (line(s) {listed}): run this file "
+                         "without --gemini-batch, or leave the transparent column empty.")
     lines: dict[str, list[int]] = {}
     for item, request in plan.requests:
         rows = lines.setdefault(request.model, [])
@@ -135,22 +144,11 @@ class GeminiBatchRun:
         """Watch the open job (or submit the rows still missing as a new one); with `wait`, until it ends."""
         self.studio.capabilities.require_batch_mode()  # not on Vertex AI: refused before anything is sent
         check_one_model(self.plan)
-        with self._locked():
+        with hold_run_folder(self.out_dir):
             return await self._run(wait=wait)
 
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        lock = FolderLock(self.out_dir)
-        if not lock.acquire():
-            raise InputError(f"another run is using {self.out_dir} right now (the CLI or the app): wait for it to "
-                             "finish, or stop it, then run this again")
-        try:
-            yield
-        finally:
-            lock.release()
-
     async def _run(self, *, wait: bool) -> GeminiBatchSummary:
-        record = await self._reconcile(self.journal.open_record())
+        record = await self._reconcile(self._open_record())
         if record is None:
             record = await self._submit_missing()
             if record is None:
@@ -171,11 +169,11 @@ class GeminiBatchRun:
     async def cancel(self) -> GeminiBatchSummary:
         """Cancel the run folder's open job; what it already answered is written, the rest can be resubmitted."""
         self.studio.capabilities.require_batch_mode()
-        with self._locked():
+        with hold_run_folder(self.out_dir):
             return await self._cancel()
 
     async def _cancel(self) -> GeminiBatchSummary:
-        record = await self._reconcile(self.journal.open_record())
+        record = await self._reconcile(self._open_record())
         if record is None or record.job is None:
             return self._summary(None, None, finished=True, message="no open Gemini batch job in this run folder: "
                                                                     "nothing to cancel")
@@ -190,19 +188,66 @@ class GeminiBatchRun:
             f"asked Gemini to cancel {record.job} (now {_state_word(job)}); run the same command again to see it end"))
 
     # ---- never twice
+    def _key_fp(self) -> str:
+        """This run's key and endpoint as a salted hash (the key itself is never written)."""
+        settings = self.studio.settings
+        endpoint = "offline" if settings.uses_emulator else (settings.base_url or "gemini")
+        text = f"batch-key:{'' if settings.uses_emulator else settings.api_key or ''}\0{endpoint}"
+        return salted_hash(stable_salt(settings.home), text)[:16]
+
+    def _open_record(self) -> JobRecord | None:
+        """The folder's open job; refused when another key submitted it (its jobs are invisible to this key)."""
+        record = self.journal.open_record()
+        if record is not None and record.key_fp and record.key_fp != self._key_fp():
+            raise InputError(f"this folder's Gemini Batch Mode job {record.job or record.display_name} was "
+                             "submitted with another API key (or endpoint): run this again with that key to fetch "
+                             "or cancel it. Nothing was sent.")
+        return record
+
     async def _reconcile(self, record: JobRecord | None) -> JobRecord | None:
-        """An intent without a job name: adopt the job with its display name, or mark the intent abandoned."""
+        """An intent without a job name: adopt the job with its display name, or mark the intent abandoned.
+
+        When a create may have reached the API (journaled "create_sent"), the listing is watched for minutes before
+        the intent is given up: a job just made can take a while to be listed.
+        """
         if record is None or record.job is not None:
             return record
-        found = await self.api.find(record.display_name)
+        found = await (self.api.find_settled(record.display_name) if record.create_sent
+                       else self.api.find(record.display_name))
         if not found:
             self.journal.append("abandoned", display_name=record.display_name)
             self._say(f"an earlier run stopped before its job was created ({record.display_name}): submitting anew")
             return None
-        record.job = str(found[0].name)
+        job, others = pick_job(found)
+        record.job = str(job.name)
         self.journal.append("created", display_name=record.display_name, job=record.job, reconciled=True)
         self._say(f"found the job an earlier run created before it could note it: {record.job}")
+        await self._drop_duplicates(record, others)
         return record
+
+    async def _drop_duplicates(self, record: JobRecord, others: Sequence[types.BatchJob]) -> None:
+        """Journal every other job with the record's display name and cancel those still running (they would be
+        billed and never fetched)."""
+        for job in others:
+            name = str(job.name)
+            if name == record.job or name in record.duplicates:
+                continue
+            self.journal.append("duplicate", display_name=record.display_name, job=name)
+            record.duplicates.append(name)
+            if job.done:
+                self._say(f"warning: {name} is a second job for the same rows (an earlier create was retried); it "
+                          f"already ended, and only {record.job}'s results are written")
+            else:
+                await self.api.cancel(name)
+                self._say(f"cancelled {name}: a second job for the same rows (an earlier create was retried)")
+
+    async def _check_duplicates(self, record: JobRecord) -> None:
+        """Before fetching: cancel any other job with our display name that has been listed since (best effort)."""
+        try:
+            found = await self.api.find(record.display_name)
+            await self._drop_duplicates(record, [job for job in found if job.name != record.job])
+        except StudioError as error:
+            self._say(f"warning: could not check for a second job with this job's name: {error.message}")
 
     async def _submit_missing(self) -> JobRecord | None:
         finished = finished_lines(self.out_dir)
@@ -219,7 +264,7 @@ class GeminiBatchRun:
 
     async def _run_cached(self, hits: Sequence[tuple[BatchItem, ImageRequest]]) -> None:
         sub = BatchPlan(items=self.plan.items, requests=tuple(hits), estimated_cost_usd=0.0, already_done=0)
-        summary: BatchSummary = await run_batch(self.studio, sub, out_dir=self.out_dir, on_outcome=self._report)
+        summary: BatchSummary = await run_rows(self.studio, sub, out_dir=self.out_dir, on_outcome=self._report)
         self._say(f"{summary.cached + summary.done} request(s) answered from the result cache ($0), not submitted")
 
     async def _submit(self, todo: Sequence[tuple[BatchItem, ImageRequest]]) -> JobRecord:
@@ -237,7 +282,7 @@ class GeminiBatchRun:
         cost = self.plan.estimated_cost_usd
         spec = await asyncio.to_thread(self._keep_source)
         self.journal.append("intent", display_name=display_name, model=model, keys=keys, source=source,
-                            rows=len(todo), input_bytes=size, source_spec=spec,
+                            rows=len(todo), input_bytes=size, source_spec=spec, key_fp=self._key_fp(),
                             estimated_cost_usd=None if cost is None else round(cost * BATCH_PRICE_FACTOR, 6))
         add_to_index(self.studio.settings.home, folder=self.out_dir, display_name=display_name, model=model,
                      rows=len(todo), source_file=self.source_name)
@@ -246,7 +291,10 @@ class GeminiBatchRun:
             src: Any = [inline_request(r, request_key(i.row, r.options.variation)) for i, r in todo]
         else:
             src = await self.api.upload(self.out_dir / _INPUT, display_name)
-        job = await self.api.create(model=model, src=src, display_name=display_name)
+        def sending() -> None:  # each attempt: a resume then knows the job may exist, though not yet listed
+            self.journal.append("create_sent", display_name=display_name)
+
+        job = await self.api.create(model=model, src=src, display_name=display_name, on_send=sending)
         await self._pause("after_create")
         self.journal.append("created", display_name=display_name, job=job.name)
         (self.out_dir / _INPUT).unlink(missing_ok=True)
@@ -297,6 +345,7 @@ class GeminiBatchRun:
 
     # ---- fetch
     async def _fetch(self, record: JobRecord, job: types.BatchJob) -> GeminiBatchSummary:
+        await self._check_duplicates(record)
         state = _state(job)
         dest = job.dest
         written: set[str] = set()
@@ -367,6 +416,13 @@ class GeminiBatchRun:
         except StudioError as failure:  # an error line, no image, or an unreadable one: a failed row, not a crash
             self._record_failure(request, failure)
             return failed_outcome(item, request, base, failure.message, type(failure).__name__, failure.exit_code)
+        except (OSError, sqlite3.OperationalError) as failure:  # disk full, read-only: stop, never finish the job
+            # Not a failed row: the job would be journaled finished and the next run would pay for these rows again.
+            # Raised, the fetch stops before "finished"; the next run fetches the same job again (rows written so far
+            # are skipped), and nothing is submitted again.
+            raise StorageError(f"could not write the results of {record.job} ({type(failure).__name__}: {failure}); "
+                               "the job stays open. Free some space and run the same command again: its results are "
+                               "fetched again and nothing is submitted again.") from failure
         except Exception as failure:  # noqa: BLE001 - one bad line must not stop the others
             return failed_outcome(item, request, base, f"unexpected {type(failure).__name__}: {failure}",
                            type(failure).__name__, 1)
@@ -456,11 +512,13 @@ def _file_results(path: Path) -> Iterator[tuple[Any, Any, Any]]:
     """(key, response, error) for each line of a downloaded result file, read one line at a time."""
     from google.genai import types
 
-    with open(path, encoding="utf-8") as lines:
-        for number, text in enumerate(lines, start=1):
-            if not text.strip():
+    with open(path, "rb") as raw:  # decoded line by line: one bad byte spoils its line, not the rest of the file
+        for number, text in decode_lines(raw):
+            if text is not None and not text.strip():
                 continue
             try:
+                if text is None:
+                    raise UnicodeError("not UTF-8")
                 line = json.loads(text)
                 response = line.get("response")
                 parsed = types.GenerateContentResponse.model_validate(response) if response is not None else None

@@ -2,16 +2,19 @@
 
 `gemini_batch.jsonl` in the run folder holds one JSON event per line, each fsynced before the next step:
 
-    {"event": "intent", "display_name": "nanobanana-<uuid>", "model", "keys": {key: cache key}, ...}  before create
+    {"event": "intent", "display_name": "nanobanana-<uuid>", "model", "keys": {key: cache key}, "key_fp", ...}
+    {"event": "create_sent", "display_name"}       right before each create attempt leaves this machine
     {"event": "created", "display_name", "job": "batches/..."}                                     right after it
     {"event": "abandoned", "display_name"}         an intent whose create never reached the API (none listed)
+    {"event": "duplicate", "display_name", "job"}  a second job with our display name (cancelled unless done)
     {"event": "state", "job", "state"}             a change seen while polling
     {"event": "cancel_requested", "job"}
     {"event": "finished", "job", "state", "done", "failed", "missing"}  its results are all written
 
-A job is "open" from its intent until "finished" or "abandoned": while one is open nothing new is submitted. The data
-directory keeps an index (`NANOBANANA_HOME/gemini_batches.jsonl`, one line per intent) so the app can list every
-run's jobs after a restart.
+`key_fp` is a salted hash of the API key and endpoint that submitted the job (never the key itself): a job is only
+watched, fetched, cancelled or reconciled with the same key. A job is "open" from its intent until "finished" or
+"abandoned": while one is open nothing new is submitted. The data directory keeps an index
+(`NANOBANANA_HOME/gemini_batches.jsonl`, one line per intent) so the app can list every run's jobs after a restart.
 """
 
 from __future__ import annotations
@@ -20,20 +23,21 @@ import json
 import os
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["INDEX_NAME", "JOURNAL_NAME", "FolderLock", "JobRecord", "Journal", "add_to_index", "index_entries"]
+from .jsonl import read_jsonl
+
+__all__ = ["INDEX_NAME", "JOURNAL_NAME", "JobRecord", "Journal", "add_to_index", "index_entries"]
 
 JOURNAL_NAME = "gemini_batch.jsonl"
 INDEX_NAME = "gemini_batches.jsonl"
-LOCK_NAME = ".gemini_batch.lock"
 
 
 def now_text() -> str:
     """The current UTC time, ISO 8601 to the second."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @dataclass
@@ -52,27 +56,14 @@ class JobRecord:
     finished: dict[str, Any] | None = None  # the "finished" event
     abandoned: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    key_fp: str | None = None  # which key submitted it (a salted hash); None in journals of older versions
+    create_sent: bool = False  # a create attempt may have reached the API
+    duplicates: list[str] = field(default_factory=list)  # other jobs with its display name (cancelled, not fetched)
 
     @property
     def open(self) -> bool:
         """True while the job may still run or has results not yet written."""
         return self.finished is None and not self.abandoned
-
-
-def _read_lines(path: Path) -> list[dict[str, Any]]:
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return []
-    events = []
-    for text in raw.splitlines():
-        try:  # a line torn by a kill mid-write is skipped: the step it recorded is redone or reconciled
-            value = json.loads(text)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(value, dict):
-            events.append(value)
-    return events
 
 
 def _append_line(path: Path, event: dict[str, Any]) -> None:
@@ -106,7 +97,7 @@ class Journal:
     def records(self) -> list[JobRecord]:
         """Every intent in order, each with what followed it."""
         records: dict[str, JobRecord] = {}
-        for event in _read_lines(self.path):
+        for event in read_jsonl(self.path):
             name = str(event.get("display_name") or "")
             kind = event.get("event")
             if kind == "intent":
@@ -114,7 +105,8 @@ class Journal:
                                           keys=dict(event.get("keys") or {}), source=str(event.get("source") or ""),
                                           created_at=str(event.get("time") or ""),
                                           estimated_cost_usd=event.get("estimated_cost_usd"),
-                                          extra={k: event[k] for k in ("source_spec", "rows") if k in event})
+                                          extra={k: event[k] for k in ("source_spec", "rows") if k in event},
+                                          key_fp=event.get("key_fp"))
                 continue
             record = records.get(name) or next((r for r in records.values() if r.job and r.job == event.get("job")),
                                                None)
@@ -122,6 +114,10 @@ class Journal:
                 continue
             if kind == "created":
                 record.job = str(event.get("job"))
+            elif kind == "create_sent":
+                record.create_sent = True
+            elif kind == "duplicate":
+                record.duplicates.append(str(event.get("job")))
             elif kind == "state":
                 record.state = str(event.get("state"))
             elif kind == "cancel_requested":
@@ -138,41 +134,6 @@ class Journal:
         return next((r for r in reversed(self.records()) if r.open), None)
 
 
-class FolderLock:
-    """An exclusive lock on a run folder while one process submits, watches or fetches its job.
-
-    Two runs of the same folder at once (the CLI and the app, say) could otherwise both find no open job and submit
-    twice. The OS drops the lock when its process dies, kill -9 included, so a crash never leaves it stuck.
-    """
-
-    def __init__(self, folder: Path) -> None:
-        """Prepare the lock file's path (nothing is locked yet)."""
-        self.path = Path(folder) / LOCK_NAME
-        self._handle: Any = None
-
-    def acquire(self) -> bool:
-        """Take the lock without waiting; False when another process holds it."""
-        try:
-            import fcntl
-        except ImportError:  # not POSIX: no lock (one run per folder is then the user's business)
-            return True
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+")  # noqa: SIM115 - held until release()
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.close()
-            return False
-        self._handle = handle
-        return True
-
-    def release(self) -> None:
-        """Let go of the lock."""
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
-
-
 def add_to_index(home: Path, *, folder: Path, display_name: str, model: str, rows: int, source_file: str) -> None:
     """Note a run folder's new intent in the data directory's index (for the app's jobs list)."""
     _append_line(Path(home) / INDEX_NAME, {"folder": str(Path(folder).resolve()), "display_name": display_name,
@@ -181,4 +142,4 @@ def add_to_index(home: Path, *, folder: Path, display_name: str, model: str, row
 
 def index_entries(home: Path) -> list[dict[str, Any]]:
     """The data directory's index lines, oldest first."""
-    return _read_lines(Path(home) / INDEX_NAME)
+    return read_jsonl(Path(home) / INDEX_NAME)

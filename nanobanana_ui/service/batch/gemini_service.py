@@ -7,9 +7,8 @@ run folder, with the defaults it was submitted with, so results map back to the 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from .gemini_api import BatchApi
 from .gemini_jobs import GeminiBatchRun, GeminiBatchSummary
 from .gemini_journal import JobRecord, Journal, index_entries
 from .items import parse_batch_text
+from .jsonl import read_jsonl
 from .manifest import MANIFEST_NAME
 from .plan import plan_batch
 
@@ -133,15 +133,11 @@ def _view(record: JobRecord, folder: Path, file: str) -> GeminiJobView:
     done = failed = 0
     cost = 0.0
     try:
-        lines = (folder / MANIFEST_NAME).read_text(encoding="utf-8").splitlines()
+        lines = read_jsonl(folder / MANIFEST_NAME)
     except OSError:
         lines = []
-    for text in lines:
-        try:
-            line = json.loads(text)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(line, dict) and record.job and line.get("job") == record.job:
+    for line in lines:
+        if record.job and line.get("job") == record.job:
             done += line.get("status") == "done"
             failed += line.get("status") == "failed"
             cost += float(line.get("cost_usd") or 0.0)
@@ -152,7 +148,7 @@ def _view(record: JobRecord, folder: Path, file: str) -> GeminiJobView:
     else:
         state = (record.state or "JOB_STATE_PENDING").removeprefix("JOB_STATE_")
     try:
-        age = (datetime.now(timezone.utc) - datetime.fromisoformat(record.created_at)).total_seconds()
+        age = (datetime.now(UTC) - datetime.fromisoformat(record.created_at)).total_seconds()
     except ValueError:
         age = 0.0
     return GeminiJobView(display_name=record.display_name, job=record.job, folder=folder, file=file,

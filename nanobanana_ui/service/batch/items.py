@@ -5,20 +5,22 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 from ...domain.errors import InputError
 from ...domain.request import ImageOptions, Mode
+from ...domain.templates import Template, TemplateError, parse_template
+from ..transparency import parse_transparent
 from ..validation import unencodable_problem
 
 __all__ = ["COLUMNS", "FORMATS", "BatchFileError", "BatchItem", "parse_batch_text", "read_batch_file"]
 
 FORMATS = ("txt", "csv", "jsonl")
 COLUMNS = ("prompt", "mode", "images", "model", "aspect_ratio", "size", "temperature", "top_p", "top_k", "seed",
-           "count", "name", "thinking", "show_thoughts", "search", "image_search", "kit")
+           "count", "name", "thinking", "show_thoughts", "search", "image_search", "style", "transparent", "kit")
 _OPTION_NAMES = {f.name for f in fields(ImageOptions)}
 _Row = tuple[int, "dict[str, Any] | str"]  # a row's line number and its raw values, or what is wrong with it
 
@@ -36,6 +38,10 @@ class BatchItem:
     count: int = 1
     name: str | None = None
     kit: str | None = None  # NAME or NAME@V: the kit whose references this row sends (None: the batch's --kit)
+    style: str | None = None  # a style id (the `style` column), applied when the plan is built
+    template: str | None = None  # with --template: the template this row's prompt was filled from
+    variables: tuple[tuple[str, str], ...] = ()  # ... and the row's values for its variables
+    transparent: str | None = None  # "difference" or "key": a transparent PNG (service.transparency); None: opaque
 
 
 class BatchFileError(InputError):
@@ -46,8 +52,13 @@ class BatchFileError(InputError):
         super().__init__("\n".join(self.problems))
 
 
-def read_batch_file(path: Path, *, defaults: ImageOptions = ImageOptions()) -> list[BatchItem]:  # noqa: B008
-    """Read a .txt, .csv or .jsonl batch file; image paths are relative to the file's folder."""
+def read_batch_file(path: Path, *, defaults: ImageOptions = ImageOptions(),  # noqa: B008
+                    template: str | None = None, variables: Mapping[str, str] | None = None) -> list[BatchItem]:
+    """Read a .txt, .csv or .jsonl batch file; image paths are relative to the file's folder.
+
+    With `template` (--template), each .csv or .jsonl row fills the template's `{name}` variables from its columns
+    (`variables` gives defaults); a row that lacks one is refused with its line number, before anything is sent.
+    """
     path = Path(path)
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in FORMATS:
@@ -60,23 +71,39 @@ def read_batch_file(path: Path, *, defaults: ImageOptions = ImageOptions()) -> l
         raise BatchFileError([f"{path} does not exist"]) from None
     except OSError as exc:
         raise BatchFileError([f"{path} cannot be read ({exc.strerror or exc})"]) from None
-    return parse_batch_text(text, fmt=fmt, base_dir=path.parent, defaults=defaults)
+    return parse_batch_text(text, fmt=fmt, base_dir=path.parent, defaults=defaults, template=template,
+                            variables=variables)
 
 
 def parse_batch_text(text: str, *, fmt: str = "txt", base_dir: Path,
-                     defaults: ImageOptions = ImageOptions()) -> list[BatchItem]:  # noqa: B008
+                     defaults: ImageOptions = ImageOptions(),  # noqa: B008
+                     template: str | None = None, variables: Mapping[str, str] | None = None) -> list[BatchItem]:
     """Parse pasted or read batch text in one of FORMATS; raises BatchFileError listing every bad row."""
     fmt = fmt.lower().lstrip(".")
     if fmt not in FORMATS:
         raise BatchFileError([f"unknown batch format {fmt!r}; use one of: {', '.join(FORMATS)}"])
-    rows = {"txt": _txt_rows, "csv": _csv_rows, "jsonl": _jsonl_rows}[fmt](text.lstrip("\ufeff"))
+    parsed: Template | None = None
+    if template is not None:
+        if fmt == "txt":
+            raise BatchFileError(["--template fills its variables from columns: use a .csv or .jsonl file"])
+        try:
+            parsed = parse_template(template, what="--template")
+        except TemplateError as error:
+            raise BatchFileError([error.message]) from None
+    names = parsed.variables if parsed is not None else ()
+    body = text.lstrip("\ufeff")
+    wanted = names if parsed is not None else None
+    rows = _txt_rows(body) if fmt == "txt" else _csv_rows(body, wanted) if fmt == "csv" else _jsonl_rows(body, wanted)
     items, problems = [], []
     for line, fields_or_problem in rows:
         if isinstance(fields_or_problem, str):
             problems.append(f"line {line}: {fields_or_problem}")
             continue
         row_problems: list[str] = []
-        item = _item(line, fields_or_problem, Path(base_dir), defaults, row_problems)
+        raw = fields_or_problem
+        if parsed is not None:
+            raw = _filled(parsed, raw, dict(variables or {}), row_problems)
+        item = _item(line, raw, Path(base_dir), defaults, row_problems)
         problems.extend(f"line {line}: {p}" for p in row_problems)
         if item is not None and not row_problems:
             items.append(item)
@@ -87,6 +114,21 @@ def parse_batch_text(text: str, *, fmt: str = "txt", base_dir: Path,
     return items
 
 
+def _filled(template: Template, raw: dict[str, Any], defaults: dict[str, str],
+            problems: list[str]) -> dict[str, Any]:
+    """A row's columns with the template's variables taken out and its prompt filled in (a missing value refused)."""
+    values = {**defaults, **{name: str(raw[name]) for name in template.variables if name in raw}}
+    missing = template.missing(values)
+    if missing:
+        problems.append("no value for " + ", ".join("{" + name + "}" for name in missing) + " (the template needs "
+                        + (f"the column{'s' if len(missing) > 1 else ''} " + ", ".join(map(repr, missing))) + ")")
+        return {**{key: value for key, value in raw.items() if key not in template.variables},
+                "prompt": template.text}  # refused already: not also "no prompt"
+    rest = {key: value for key, value in raw.items() if key not in template.variables}
+    used = tuple((name, values[name]) for name in template.variables)
+    return {**rest, "prompt": template.fill(values), "_template": template.text, "_variables": used}
+
+
 def _txt_rows(text: str) -> Iterator[_Row]:
     for number, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()
@@ -94,7 +136,7 @@ def _txt_rows(text: str) -> Iterator[_Row]:
             yield number, {"prompt": stripped}
 
 
-def _csv_rows(text: str) -> Iterator[_Row]:
+def _csv_rows(text: str, variables: tuple[str, ...] | None = None) -> Iterator[_Row]:
     reader = csv.reader(io.StringIO(text))
     try:
         header = next(reader)
@@ -103,9 +145,13 @@ def _csv_rows(text: str) -> Iterator[_Row]:
     except csv.Error as exc:
         yield 1, f"unreadable CSV header ({exc})"
         return
-    names = [h.strip().lower() for h in header]
-    unknown = [n for n in names if n and n not in COLUMNS]
-    if "prompt" not in names or unknown:
+    names = [h.strip() if h.strip() in (variables or ()) else h.strip().lower() for h in header]
+    unknown = [n for n in names if n and n not in COLUMNS and n not in (variables or ())]
+    if variables is not None and unknown:  # with --template: every column is a known one or a variable
+        yield 1, (f"column(s) {', '.join(map(repr, unknown))} are neither template variables "
+                  f"({', '.join(variables) or 'none'}) nor known columns ({', '.join(COLUMNS[1:])})")
+        return
+    if variables is None and ("prompt" not in names or unknown):
         problem = f"unknown column(s) {', '.join(map(repr, unknown))}" if unknown else "no 'prompt' column"
         yield 1, f"{problem}; the header must name a 'prompt' column and may add: {', '.join(COLUMNS[1:])}"
         return
@@ -126,7 +172,7 @@ def _csv_rows(text: str) -> Iterator[_Row]:
         yield start, {n: c for n, c in zip(names, cells, strict=False) if n and c.strip()}
 
 
-def _jsonl_rows(text: str) -> Iterator[_Row]:
+def _jsonl_rows(text: str, variables: tuple[str, ...] | None = None) -> Iterator[_Row]:
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -138,7 +184,7 @@ def _jsonl_rows(text: str) -> Iterator[_Row]:
         if not isinstance(value, dict):
             yield number, "each line must be a JSON object like {\"prompt\": \"...\"}"
             continue
-        unknown = [k for k in value if k not in COLUMNS]
+        unknown = [k for k in value if k not in COLUMNS and k not in (variables or ())]
         if unknown:
             yield number, f"unknown key(s) {', '.join(map(repr, unknown))}; known: {', '.join(COLUMNS)}"
             continue
@@ -178,19 +224,31 @@ def _level(value: Any) -> str:
     return value.strip().lower()
 
 
+def _transparent(value: Any) -> str | None:
+    """A transparent cell: empty/false (opaque), true or "difference" (two calls), or "key" (one call)."""
+    try:
+        chosen = parse_transparent(value)
+    except InputError:
+        raise ValueError from None
+    return None if chosen is None else chosen.method
+
+
 # Each converted column: its converter, and what the value must be ("temperature 'hot' is not a number").
 _CONVERTERS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "temperature": (_number(float), "a number"), "top_p": (_number(float), "a number"),
     "top_k": (_number(int), "a whole number"), "seed": (_number(int), "a whole number"),
     "count": (_number(int), "a whole number"), "thinking": (_level, "a thinking level (minimal or high)"),
     "show_thoughts": (_flag, "true or false"), "search": (_flag, "true or false"),
-    "image_search": (_flag, "true or false")}
+    "image_search": (_flag, "true or false"),
+    "transparent": (_transparent, "empty, true (difference matting) or key")}
 
 
 def _item(line: int, raw: dict[str, Any], base_dir: Path, defaults: ImageOptions,
           problems: list[str]) -> BatchItem | None:
     values: dict[str, Any] = {}
     for key, value in raw.items():
+        if key in ("_template", "_variables"):
+            continue
         if key in _CONVERTERS:
             convert, wanted = _CONVERTERS[key]
             try:
@@ -226,7 +284,10 @@ def _item(line: int, raw: dict[str, Any], base_dir: Path, defaults: ImageOptions
     overrides = {k: v for k, v in values.items() if k in _OPTION_NAMES}
     return BatchItem(row=line, prompt=str(prompt), mode=mode, images=tuple(images), model=values.get("model") or None,
                      options=replace(defaults, variation=0, **overrides), count=int(count),
-                     name=values.get("name") or None, kit=values.get("kit") or None)
+                     name=values.get("name") or None, kit=values.get("kit") or None,
+                     style=values.get("style") or None,
+                     template=raw.get("_template"), variables=tuple(raw.get("_variables") or ()),
+                     transparent=values.get("transparent"))
 
 
 def _images(value: object, base_dir: Path, problems: list[str]) -> tuple[Path, ...]:

@@ -8,32 +8,18 @@ import threading
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MANIFEST_NAME", "Manifest", "finished_lines"]
+from .jsonl import read_jsonl
+
+__all__ = ["MANIFEST_NAME", "Manifest", "finished_lines", "maybe_billed_lines"]
 
 MANIFEST_NAME = "manifest.jsonl"
 _FINISHED = ("done", "cached")
 
 
-def _read(path: Path) -> list[dict[str, Any]]:
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return []
-    lines = []
-    for text in raw.splitlines():
-        try:  # a line torn by a kill mid-write is skipped: its request simply runs again (from the cache, $0)
-            value = json.loads(text)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(value, dict):
-            lines.append(value)
-    return lines
-
-
 def finished_lines(folder: Path) -> dict[tuple[int, str], dict[str, Any]]:
     """(row, cache key) → the last "done"/"cached" line whose image files are all still present in `folder`."""
     finished: dict[tuple[int, str], dict[str, Any]] = {}
-    for line in _read(folder / MANIFEST_NAME):
+    for line in read_jsonl(folder / MANIFEST_NAME):  # a torn line is skipped: its request runs again ($0, cached)
         key = (line.get("row"), line.get("key"))
         if line.get("status") in _FINISHED and line.get("paths") and all(
                 (folder / p).is_file() and (folder / p).stat().st_size > 0 for p in line["paths"]):
@@ -41,6 +27,14 @@ def finished_lines(folder: Path) -> dict[tuple[int, str], dict[str, Any]]:
         else:
             finished.pop(key, None)  # type: ignore[arg-type]
     return finished
+
+
+def maybe_billed_lines(folder: Path) -> dict[tuple[int, str], dict[str, Any]]:
+    """(row, cache key) → the last line, when it is a timeout after sending (SentTimeoutError: maybe billed)."""
+    last: dict[tuple[int, str], dict[str, Any]] = {}
+    for line in read_jsonl(folder / MANIFEST_NAME):
+        last[(line.get("row"), line.get("key"))] = line  # type: ignore[index]
+    return {key: line for key, line in last.items() if line.get("error_type") == "SentTimeoutError"}
 
 
 class Manifest:

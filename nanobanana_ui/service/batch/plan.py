@@ -11,7 +11,9 @@ from ...domain.errors import InputError
 from ...domain.kits import KitUse
 from ...domain.models import get_model
 from ...domain.request import ImageRequest
+from ...domain.templates import PromptCraft
 from ..studio import MAX_COUNT, Studio
+from ..transparency import Transparency, check_transparency
 from .items import BatchFileError, BatchItem
 from .manifest import finished_lines
 
@@ -30,17 +32,20 @@ class BatchPlan:
 
 
 def plan_batch(studio: Studio, items: Sequence[BatchItem], *, out_dir: Path, model: str | None = None,
-               kit: str | None = None, owner: str | None = None,
+               style: str | None = None, kit: str | None = None, owner: str | None = None,
                pins: Mapping[str, str] | None = None) -> BatchPlan:
     """Build every request (studio.build_request) and report all bad rows together; nothing is sent.
 
-    A row's own model wins over `model`, which wins over the studio's default; a row's `kit` column over `kit`.
+    A row's own model wins over `model`, which wins over the studio's default; a row's `style` wins over `style`
+    (--style). The style's template wraps the row's prompt; the request records the style, template and variables.
+    A row's `kit` column wins over `kit`.
     Each kit is read once, here, from `owner`'s kits: the batch keeps that version even if the kit changes or goes.
     `pins` (an earlier plan's `kits`) makes a re-plan use the versions the first one used (Gemini Batch Mode fetches).
     """
     requests: list[tuple[BatchItem, ImageRequest]] = []
     problems: list[str] = []
     kits: dict[str, KitUse] = {}
+    book = studio.styles
     for item in items:
         if not 1 <= item.count <= MAX_COUNT:
             problems.append(f"line {item.row}: count must be between 1 and {MAX_COUNT} (got {item.count})")
@@ -49,8 +54,16 @@ def plan_batch(studio: Studio, items: Sequence[BatchItem], *, out_dir: Path, mod
             wanted = (item.kit or kit or "").strip()
             if wanted and wanted not in kits:
                 kits[wanted] = studio.kits.use((pins or {}).get(wanted, wanted), owner=owner)
-            request = studio.build_request(item.mode, item.prompt, item.images, model=item.model or model,
-                                           options=item.options, kit=kits.get(wanted))
+            chosen = book.get(item.style or style or "") if (item.style or style) else None
+            craft = None
+            if chosen is not None or item.template is not None:
+                craft = PromptCraft(style=chosen.id if chosen else None, template=item.template,
+                                    variables=item.variables)
+            request = studio.build_request(item.mode, chosen.apply(item.prompt) if chosen else item.prompt,
+                                           item.images, model=item.model or model, options=item.options, craft=craft,
+                                           kit=kits.get(wanted))
+            if item.transparent:  # refused before anything is sent: a region, JPEG, difference on Lite
+                check_transparency(request, Transparency(method="key" if item.transparent == "key" else "difference"))
         except InputError as error:
             problems.append(f"line {item.row}: {error.message}")
             continue
@@ -59,6 +72,9 @@ def plan_batch(studio: Studio, items: Sequence[BatchItem], *, out_dir: Path, mod
         raise BatchFileError(problems)
     finished = finished_lines(Path(out_dir))
     to_send = [request for item, request in requests if (item.row, request.cache_key()) not in finished]
+    # Difference matting is two calls per image: its second call is counted as one more request.
+    to_send += [request for item, request in requests if item.transparent == "difference"
+                and (item.row, request.cache_key()) not in finished]
     return BatchPlan(items=tuple(items), requests=tuple(requests), estimated_cost_usd=_estimate(studio, to_send),
                      already_done=len(requests) - len(to_send),
                      kits={asked: used.spec for asked, used in kits.items()})

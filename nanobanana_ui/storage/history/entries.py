@@ -57,10 +57,16 @@ class HistoryEntry:
     search_entry_point: str | None = None  # Google's search-suggestions HTML, to be shown as given
     parent: str | None = None  # the entry this one refines (None: the root of its conversation)
     turn: int = 1
+
+    @property
+    def kind(self) -> str:
+        """What the entry is to a person: its mode, or "refine" for a refinement (a turn after the first)."""
+        return "refine" if self.parent else self.mode
     model_turn: list[dict[str, Any]] | None = None  # the model's turn as returned (turns.parts_to_json form)
     inputs: tuple[StoredFile, ...] = ()  # the input images as sent (kept since conversations; older entries: none)
     region: dict[str, Any] | None = None  # a region edit's: kind, mask_sha256, crop_box, feather, extend_to, ...
     kit: dict[str, Any] | None = None  # the kit it used: name, version, text, references (name, role, sha256...)
+    craft: dict[str, Any] | None = None  # how the prompt was made: style, template, variables (None: as typed)
 
     @property
     def ok(self) -> bool:
@@ -77,6 +83,7 @@ class HistoryEntry:
             "sources": list(self.sources), "parent": self.parent, "turn": self.turn,
             **({"region": self.region} if self.region else {}),
             **({"kit": self.kit} if self.kit else {}),
+            **(self.craft or {}),  # style, template, variables
         }
 
 
@@ -93,7 +100,8 @@ def entry_from_row(row: sqlite3.Row, images: tuple[HistoryImage, ...],
         search_entry_point=row["search_entry_point"], parent=row["parent"], turn=int(row["turn"] or 1),
         model_turn=json.loads(row["model_turn"]) if row["model_turn"] else None, inputs=inputs,
         region=json.loads(row["region"]) if row["region"] else None,
-        kit=json.loads(row["kit"]) if "kit" in row.keys() and row["kit"] else None)
+        kit=json.loads(row["kit"]) if "kit" in row.keys() and row["kit"] else None,
+        craft=json.loads(row["craft"]) if "craft" in row.keys() and row["craft"] else None)
 
 
 def manifest_record(entry: HistoryEntry, files: list[str]) -> dict[str, Any]:

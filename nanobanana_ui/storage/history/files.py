@@ -13,7 +13,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from ...imaging.outputs import extension_for
+from ...imaging.outputs import clone_file, extension_for
 
 __all__ = ["TEMP_PREFIX", "ImageFiles", "render_thumbnail", "sha256_file", "sniff_mime", "write_atomic"]
 
@@ -87,7 +87,6 @@ class ImageFiles:
         self.thumbs = home / "thumbs"
         self._lock_path = home / "history.lock"
         self._thread_lock = threading.Lock()
-        self.link_files = True  # hard-link from the saved output when the file system allows
 
     def path_for(self, sha256: str, mime_type: str) -> Path:
         """Where the image with this digest lives: images/<sha[:2]>/<sha>.<ext>."""
@@ -114,23 +113,25 @@ class ImageFiles:
                 finally:
                     fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
-    def place(self, source: Path, sha256: str, mime_type: str) -> Path:
-        """Store a complete copy of source under its digest (a hard link when possible); a no-op when held. Locked."""
-        target = self.path_for(sha256, mime_type)
-        if target.exists():
-            return target
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if self.link_files:
-            try:
-                os.link(source, target)  # atomic: the name appears with the complete file behind it
+    def place_copy(self, source: Path, mime_type: str) -> tuple[Path, str]:
+        """Store a copy of source (never a hard link: the user may edit it) under the copy's digest. Locked.
+
+        The copy is a reflink where the file system offers one. Its digest is taken from the copy itself, so an edit to
+        source during the copy cannot leave images/<sha> with other bytes than its name says. Returns (path, sha256).
+        """
+        self.images.mkdir(parents=True, exist_ok=True)
+        tmp = self.images / f"{TEMP_PREFIX}{secrets.token_hex(6)}"
+        try:
+            clone_file(source, tmp)
+            sha256 = sha256_file(tmp)
+            target = self.path_for(sha256, mime_type)
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, target)  # atomic: the name appears with the complete file behind it
                 _fsync_dir(target.parent)
-                return target
-            except FileExistsError:
-                return target
-            except OSError:
-                pass  # another file system, or no hard links: copy instead
-        write_atomic(target, source.read_bytes())
-        return target
+        finally:
+            tmp.unlink(missing_ok=True)
+        return target, sha256
 
     def place_bytes(self, data: bytes, sha256: str, mime_type: str) -> Path:
         """Store bytes under their digest (an input, a model turn's image, a region edit's mask); a no-op when held."""

@@ -6,7 +6,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +106,7 @@ class KitStore:
                                    (_owner(owner), name)).fetchone()
                 version = int(found[0] or 0) + 1
                 db.execute("INSERT INTO kits (owner, name, version, created, text) VALUES (?, ?, ?, ?, ?)",
-                           (_owner(owner), name, version, datetime.now(timezone.utc).isoformat(), text))
+                           (_owner(owner), name, version, datetime.now(UTC).isoformat(), text))
                 db.executemany("INSERT INTO kit_refs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [
                     (_owner(owner), name, version, position, ref.name, ref.role, ref.guidance, ref.sha256,
                      ref.mime_type) for position, ref in enumerate(references)])

@@ -11,7 +11,8 @@ import sqlite3
 from collections.abc import Callable
 
 __all__ = ["MIGRATIONS", "has_fts", "m001_initial", "m002_prompt_search", "m003_search_sources",
-           "m004_conversations", "m005_region_inputs", "m006_kits", "migrate", "schema_version"]
+           "m004_conversations", "m005_region_inputs", "m006_prompt_craft", "m007_kits", "migrate",
+           "schema_version"]
 
 
 def m001_initial(db: sqlite3.Connection) -> None:
@@ -125,7 +126,12 @@ def m005_region_inputs(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX inputs_sha256 ON inputs (sha256)")
 
 
-def m006_kits(db: sqlite3.Connection) -> None:
+def m006_prompt_craft(db: sqlite3.Connection) -> None:
+    """Prompt craft: how an entry's prompt was made (JSON: style id, template, variables); NULL: as typed."""
+    db.execute("ALTER TABLE entries ADD COLUMN craft TEXT")
+
+
+def m007_kits(db: sqlite3.Connection) -> None:
     """Kits: named, versioned sets of reference images (one row per version, never changed once written), their
     references in order (images stored by content like inputs), and on each entry the kit it used (JSON).
 
@@ -162,7 +168,7 @@ def m006_kits(db: sqlite3.Connection) -> None:
 
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial, m002_prompt_search,
                                                                 m003_search_sources, m004_conversations,
-                                                                m005_region_inputs, m006_kits)
+                                                                m005_region_inputs, m006_prompt_craft, m007_kits)
 
 
 def schema_version(db: sqlite3.Connection) -> int:

@@ -16,17 +16,18 @@ import threading
 import time
 import zipfile
 from collections.abc import Iterator, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ...domain.errors import NoImageError, StudioError
 from ...domain.request import ImageRequest, ImageResult
+from ...domain.text_request import TextRequest, TextResult
 from ...domain.turns import parts_to_json
 from ...imaging.outputs import extension_for
 from . import check
 from .entries import HistoryEntry, HistoryImage, StoredFile, entry_from_row, manifest_record
-from .files import TEMP_PREFIX, ImageFiles, render_thumbnail, sha256_file, sniff_mime
+from .files import TEMP_PREFIX, ImageFiles, render_thumbnail, sniff_mime
 from .kits import KitStore
 from .migrations import has_fts, migrate
 
@@ -37,7 +38,7 @@ _IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif")  # the typ
 _ENTRY_COLUMNS = ("id", "created", "mode", "model", "prompt", "options", "input_hashes", "text", "finish_reason",
                   "prompt_tokens", "output_tokens", "total_tokens", "cost_usd", "cached", "elapsed_s", "error",
                   "error_type", "owner", "sources", "search_entry_point", "parent", "turn", "model_turn", "region",
-                  "kit")
+                  "kit", "craft")
 
 
 def new_entry_id(now_ns: int | None = None) -> str:
@@ -46,7 +47,7 @@ def new_entry_id(now_ns: int | None = None) -> str:
 
 
 def _created(entry_id: str) -> str:
-    return datetime.fromtimestamp(int(entry_id.split("-")[0], 16) / 1e9, tz=timezone.utc).isoformat()
+    return datetime.fromtimestamp(int(entry_id.split("-")[0], 16) / 1e9, tz=UTC).isoformat()
 
 
 class HistoryStore:
@@ -76,10 +77,8 @@ class HistoryStore:
 
         `entry_id` (default: a new one) lets the caller hand out the id before the row exists (the Studio does).
         """
-        found = []
-        for image in result.images:
-            if image.path is not None and Path(image.path).is_file():
-                found.append((image, Path(image.path), sha256_file(Path(image.path))))
+        found = [(image, Path(image.path)) for image in result.images
+                 if image.path is not None and Path(image.path).is_file()]
         usage = result.usage
         row = self._row(result.request, owner, text=result.text, finish_reason=result.finish_reason,
                         prompt_tokens=usage.prompt_tokens, output_tokens=usage.output_tokens,
@@ -95,8 +94,7 @@ class HistoryStore:
         model_files = [(part.data, part.mime_type or "application/octet-stream")
                        for part in result.model_turn if part.data is not None]
         with self.files.lock():
-            images = [(image, self.files.place(path, sha, image.mime_type), sha, path.name)
-                      for image, path, sha in found]
+            images = [(image, *self.files.place_copy(path, image.mime_type), path.name) for image, path in found]
             extra = self._place_turn_files(result.request, model_files)
             inputs = self._place_inputs(result.request)
             with self._write() as db:  # only now, with every file complete, does the row appear
@@ -157,6 +155,36 @@ class HistoryStore:
                 db.executemany("INSERT INTO files VALUES (?, ?, ?, ?, ?)", [(row["id"], *item) for item in extra])
                 db.executemany("INSERT INTO inputs VALUES (?, ?, ?, ?)", [(row["id"], *kept) for kept in inputs])
         return str(row["id"])
+
+    def record_text(self, request: TextRequest, *, result: TextResult | None = None,
+                    error: StudioError | None = None, elapsed_s: float = 0.0, owner: str | None = None,
+                    entry_id: str | None = None) -> str:
+        """Record a text-model request (mode `enhance`, `describe` or `describe-edit`): the prompt it wrote, or its
+        error, with its input images kept; returns the entry's id."""
+        entry_id = entry_id or new_entry_id()
+        row: dict[str, Any] = dict.fromkeys(_ENTRY_COLUMNS)
+        row.update(id=entry_id, created=_created(entry_id), mode=request.kind, model=request.model,
+                   prompt=self._clean(request.text), owner=owner, sources="[]", cached=0, elapsed_s=elapsed_s, turn=1,
+                   options=json.dumps({"style": request.style} if request.style else {}),
+                   input_hashes=json.dumps([image.sha256 for image in request.images]), text="")
+        if result is not None:
+            usage = result.usage
+            row.update(text=self._clean(result.prompt), finish_reason=result.finish_reason,
+                       prompt_tokens=usage.prompt_tokens, output_tokens=usage.output_tokens,
+                       total_tokens=usage.total_tokens, cost_usd=result.cost_usd, cached=int(result.cached))
+        if error is not None:
+            row.update(error=self._clean(error.message), error_type=type(error).__name__)
+        with self.files.lock():
+            kept = []
+            for position, image in enumerate(request.images):
+                sha = hashlib.sha256(image.data).hexdigest()
+                self.files.place_bytes(image.data, sha, image.mime_type)
+                kept.append((entry_id, "input", position, sha, image.mime_type))
+            with self._write() as db:
+                db.execute(f"INSERT INTO entries ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                           tuple(row.values()))
+                db.executemany("INSERT INTO files VALUES (?, ?, ?, ?, ?)", kept)
+        return entry_id
 
     def delete(self, entry_id: str, *, owner: str | None = None) -> bool:
         """Delete an entry and its image files (a file another entry also uses is kept); False if not found."""
@@ -359,6 +387,8 @@ class HistoryStore:
                        region=json.dumps(request.region.describe(), sort_keys=True))
         if request.kit is not None:  # NAME@VERSION and each reference's name, role and hash
             row.update(kit=self._clean(json.dumps(request.kit.describe(), ensure_ascii=False)))
+        if request.craft is not None:  # the style id, template and variables the prompt was made from
+            row["craft"] = self._clean(json.dumps(request.craft.to_dict(), sort_keys=True, ensure_ascii=False))
         row.update(fields)
         row["text"] = self._clean(row["text"] or "")
         return row
@@ -384,7 +414,11 @@ class HistoryStore:
         elif search and search.strip():
             clauses.append("prompt LIKE ? ESCAPE '\\'")
             args.append("%" + re.sub(r"([\\%_])", r"\\\1", search.strip()) + "%")
-        for column, value in (("model", model), ("mode", mode), ("owner", owner)):
+        if mode == "refine":  # refinements (turns after the first) are edits with a parent
+            clauses.append("parent IS NOT NULL")
+        elif mode is not None:  # generate / edit / compose: the first turns made that way
+            clauses.append("parent IS NULL")
+        for column, value in (("model", model), ("mode", None if mode == "refine" else mode), ("owner", owner)):
             if value is not None:
                 clauses.append(f"{column} = ?")
                 args.append(value)
