@@ -67,11 +67,11 @@ def test_exactly_four_public_endpoints_with_inputs_first_and_defaults_after(clie
         params = [p["parameter_name"] for p in endpoint["parameters"]]
         # api_key was added last (bring your own key): positional callers of the earlier parameters keep working;
         # /edit's optional mask (region edits) came after, then every endpoint's style (prompt craft), then
-        # transparent (not on /refine), before it.
+        # transparent (not on /refine), then `kit` (kits), before it.
         assert params == [*firsts[name], "model", "aspect_ratio", "size", "temperature", "top_p", "top_k", "seed",
                           "count", "output", "thinking", "show_thoughts", "search", "image_search",
                           *(["mask"] if name == "/edit" else []), "style",
-                          *(["transparent"] if name != "/refine" else []), "api_key"]
+                          *(["transparent"] if name != "/refine" else []), "kit", "api_key"]
         assert all(p["parameter_has_default"] for p in endpoint["parameters"][len(firsts[name]):])
         assert [r["component"] for r in endpoint["returns"]] == ["Gallery", "Markdown"]
     with urllib.request.urlopen(app_url + "config", timeout=10) as response:
@@ -343,7 +343,11 @@ ELEM_IDS = {  # the browser tests' locators: keep them stable
     "pnginfo-use-button", "batch-tab", "batch-file", "batch-text", "batch-estimate-button", "batch-plan",
     "batch-run-button", "batch-cancel-button", "batch-progress", "batch-gallery", "batch-summary", "batch-zip",
     "keep-metadata", "vertex-options", "output-format", "jpeg-quality", "person-generation",
-    "model-notes", "gemini3-controls", "thinking", "show-thoughts", "search", "image-search", "thoughts",
+    "model-notes", "gemini3-controls", "thinking", "show-thoughts", "search", "image-search", "kit", "thoughts",
+    "kits-tab", "kits-pick", "kits-version", "kits-gallery", "kits-details", "kits-use", "kits-upload", "kits-role",
+    "kits-label", "kits-guidance", "kits-add", "kits-remove-name", "kits-remove",
+    "kits-earlier", "kits-later", "kits-set-role", "kits-rename", "kits-export", "kits-zip",
+    "history-add-to-kit",
     "thought-gallery", "sources",
     "batch-run-mode", "batch-jobs-panel", "batch-jobs", "batch-job", "batch-jobs-refresh", "batch-jobs-fetch",
     "batch-jobs-cancel",

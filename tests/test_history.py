@@ -35,16 +35,19 @@ SCHEMA = [
     ("index", "files_sha256", "CREATE INDEX files_sha256 ON files (sha256)"),
     ("index", "images_sha256", "CREATE INDEX images_sha256 ON images (sha256)"),
     ("index", "inputs_sha256", "CREATE INDEX inputs_sha256 ON inputs (sha256)"),
+    ("index", "kit_refs_sha256", "CREATE INDEX kit_refs_sha256 ON kit_refs (sha256)"),
     ("index", "sqlite_autoindex_entries_1", None),
     ("index", "sqlite_autoindex_files_1", None),
     ("index", "sqlite_autoindex_images_1", None),
     ("index", "sqlite_autoindex_inputs_1", None),
+    ("index", "sqlite_autoindex_kit_refs_1", None),
+    ("index", "sqlite_autoindex_kits_1", None),
     ("table", "entries", "CREATE TABLE entries ( id TEXT PRIMARY KEY, created TEXT NOT NULL, mode TEXT NOT NULL, "
      "model TEXT NOT NULL, prompt TEXT NOT NULL, options TEXT NOT NULL DEFAULT '{}', input_hashes TEXT NOT NULL "
      "DEFAULT '[]', text TEXT NOT NULL DEFAULT '', finish_reason TEXT, prompt_tokens INTEGER, output_tokens INTEGER, "
      "total_tokens INTEGER, cost_usd REAL, cached INTEGER NOT NULL DEFAULT 0, elapsed_s REAL, error TEXT, "
      "error_type TEXT, owner TEXT , sources TEXT NOT NULL DEFAULT '[]', search_entry_point TEXT, parent TEXT, "
-     "turn INTEGER NOT NULL DEFAULT 1, model_turn TEXT, region TEXT, craft TEXT)"),
+     "turn INTEGER NOT NULL DEFAULT 1, model_turn TEXT, region TEXT, craft TEXT, kit TEXT)"),
     ("table", "entries_fts",
      "CREATE VIRTUAL TABLE entries_fts USING fts5(prompt, content='entries', content_rowid='rowid')"),
     ("table", "entries_fts_config", "CREATE TABLE 'entries_fts_config'(k PRIMARY KEY, v) WITHOUT ROWID"),
@@ -60,6 +63,13 @@ SCHEMA = [
      "height INTEGER NOT NULL, file_name TEXT NOT NULL, PRIMARY KEY (entry_id, position) )"),
     ("table", "inputs", "CREATE TABLE inputs ( entry_id TEXT NOT NULL REFERENCES entries (id) ON DELETE CASCADE, "
      "role TEXT NOT NULL, sha256 TEXT NOT NULL, mime_type TEXT NOT NULL, PRIMARY KEY (entry_id, role) )"),
+    ("table", "kit_refs", "CREATE TABLE kit_refs ( owner TEXT NOT NULL DEFAULT '', kit TEXT NOT NULL, version INTEGER "
+     "NOT NULL, position INTEGER NOT NULL, name TEXT NOT NULL, role TEXT NOT NULL CHECK (role IN ('character', "
+     "'object', 'style')), guidance TEXT NOT NULL DEFAULT '', sha256 TEXT NOT NULL, mime_type TEXT NOT NULL, PRIMARY "
+     "KEY (owner, kit, version, position), FOREIGN KEY (owner, kit, version) REFERENCES kits (owner, name, version) "
+     "ON DELETE CASCADE )"),
+    ("table", "kits", "CREATE TABLE kits ( owner TEXT NOT NULL DEFAULT '', name TEXT NOT NULL, version INTEGER NOT "
+     "NULL, created TEXT NOT NULL, text TEXT NOT NULL DEFAULT '', PRIMARY KEY (owner, name, version) )"),
     ("trigger", "entries_fts_delete", "CREATE TRIGGER entries_fts_delete AFTER DELETE ON entries BEGIN INSERT INTO "
      "entries_fts (entries_fts, rowid, prompt) VALUES ('delete', old.rowid, old.prompt); END"),
     ("trigger", "entries_fts_insert", "CREATE TRIGGER entries_fts_insert AFTER INSERT ON entries BEGIN INSERT INTO "
@@ -101,7 +111,7 @@ def stored_files(home: Path) -> list[Path]:
 
 def test_schema_is_pinned(store):
     assert schema(store.home / "history.sqlite3") == SCHEMA
-    assert store._db.execute("PRAGMA user_version").fetchone()[0] == 6
+    assert store._db.execute("PRAGMA user_version").fetchone()[0] == 7
     assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 

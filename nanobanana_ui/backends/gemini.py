@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import io
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..domain.errors import (
@@ -15,6 +22,7 @@ from ..domain.errors import (
     TextOnlyError,
     map_error,
 )
+from ..domain.inputs import InputImage
 from ..domain.models import request_timeout_s
 from ..domain.request import ImageRequest, Source, ThoughtImage, Usage
 from ..domain.text_request import TextRequest
@@ -25,6 +33,10 @@ from .transport import SendObserver, SendTracer
 from .vertex import VertexAccess, map_vertex_error
 
 __all__ = ["BackendReply", "GeminiBackend", "build_config", "build_contents", "parse_response"]
+
+log = logging.getLogger(__name__)
+_FILE_MARGIN_S = 600.0  # a file this close to its expiry is uploaded again rather than sent
+_FILE_LIFETIME_S = 48 * 3600.0  # the Files API keeps a file 48 hours
 
 _WITHHELD_HINTS = {
     "IMAGE_SAFETY": "Gemini's safety filter withheld the image",
@@ -72,13 +84,23 @@ def _sdk_content(turn: Turn) -> Any:
     return types.Content(role=turn.role, parts=[_sdk_part(part) for part in turn.parts])
 
 
-def build_contents(request: ImageRequest) -> list[Any]:
+def build_contents(request: ImageRequest, files: Mapping[str, str] | None = None) -> list[Any]:
     """The earlier turns of a refinement (as stored), then the user turn: the prompt verbatim (a region edit's with
-    its framing), then each image."""
+    its framing), then each image, then a kit's references (each after the text part that names it).
+
+    `files` maps an image's sha256 to its Files API uri: such a kit image is sent as `fileData`, not inline.
+    """
     from google.genai import types
 
     parts = [types.Part.from_text(text=request.model_prompt())]
     parts += [types.Part.from_bytes(data=image.data, mime_type=image.mime_type) for image in request.images]
+    for added in request.kit.parts() if request.kit is not None else ():  # after the user's own inputs
+        if isinstance(added, str):
+            parts.append(types.Part.from_text(text=added))
+        elif added.sha256 in (files or {}):
+            parts.append(types.Part.from_uri(file_uri=(files or {})[added.sha256], mime_type=added.mime_type))
+        else:
+            parts.append(types.Part.from_bytes(data=added.data, mime_type=added.mime_type))
     return [*(_sdk_content(turn) for turn in request.history), types.Content(role="user", parts=parts)]
 
 
@@ -124,6 +146,12 @@ def build_config(request: ImageRequest) -> Any:
         thinking_config=thinking_config,
         tools=tools,
     )
+
+
+def _file_gone(exc: BaseException) -> bool:
+    """True for the API's answer to a request naming a file that expired or no longer exists."""
+    code = getattr(exc, "code", None)
+    return code in (400, 403, 404) and "file" in str(exc).lower()
 
 
 def _enum_name(value: Any) -> str | None:
@@ -264,6 +292,11 @@ class GeminiBackend:
         self._vertex = vertex
         self._store = store  # the Gemini API's `store` for requests that do not say (never sent on Vertex)
         self._map_error = map_error if vertex is None else map_vertex_error
+        # Kit images uploaded once through the Files API (this key's): sha256 -> (uri, expiry). Vertex has none.
+        self.files_api = vertex is None
+        self._files: dict[str, tuple[str, float]] = {}
+        self._files_record: Path | None = None  # where the uploads are remembered across processes (no key in it)
+        self.uploads = 0  # how many files this backend uploaded (tests and the benchmark read it)
         if vertex is None:
             # vertexai=False: GOOGLE_GENAI_USE_VERTEXAI in the environment must not reroute our calls.
             self._client = genai.Client(api_key=api_key, vertexai=False, http_options=options)
@@ -272,6 +305,31 @@ class GeminiBackend:
         else:  # explicit project, location and credentials: the SDK reads nothing from the environment
             self._client = genai.Client(vertexai=True, project=vertex.project, location=vertex.location,
                                         credentials=vertex.credentials, http_options=options)
+
+    def remember_files(self, record: Path) -> None:
+        """Keep this key's uploads in `record` (JSON: image sha256 -> file uri and expiry; never the key), so that
+        later processes on the same key send the files they still have instead of uploading again."""
+        self._files_record = record
+        try:
+            data = json.loads(record.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return
+        now = time.time()
+        for sha, value in (data.items() if isinstance(data, dict) else ()):
+            if isinstance(value, list) and len(value) == 2 and isinstance(value[1], (int, float)) and value[1] > now:
+                self._files.setdefault(str(sha), (str(value[0]), float(value[1])))
+
+    def _save_files(self) -> None:
+        if self._files_record is None:
+            return
+        try:
+            self._files_record.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._files_record.with_name(f".tmp-{os.getpid()}-{self._files_record.name}")
+            tmp.write_text(json.dumps({sha: [uri, expires] for sha, (uri, expires) in self._files.items()}),
+                           encoding="utf-8")
+            tmp.replace(self._files_record)
+        except OSError as exc:  # the uploads stay remembered in this process
+            log.warning("could not record the kit uploads: %s", exc)
 
     async def generate(self, request: ImageRequest, *, observer: SendObserver | None = None) -> BackendReply:
         """Send one request and parse the reply; every failure arrives as a StudioError.
@@ -282,6 +340,7 @@ class GeminiBackend:
         from google.genai import types
 
         config = build_config(request)
+        files = await self._kit_files(request)
         # One call per request: the SDK's automatic continuation would re-send (and bill) each hop unseen.
         update: dict[str, Any] = {"automatic_continuation": False}
         if self._vertex is None:  # Google stores requests unless told not to; Vertex takes no such field
@@ -295,8 +354,20 @@ class GeminiBackend:
             config = config.model_copy(update={"http_options": types.HttpOptions(
                 headers=headers, timeout=int(timeout_s * 1000))})
             try:
-                response = await self._client.aio.models.generate_content(
-                    model=request.model, contents=build_contents(request), config=config)
+                try:
+                    response = await self._client.aio.models.generate_content(
+                        model=request.model, contents=build_contents(request, files), config=config)
+                except Exception as exc:
+                    if not files or not _file_gone(exc):
+                        raise
+                    # A file expired or vanished: upload the kit's images again and send the request once more.
+                    for sha in files:
+                        self._files.pop(sha, None)
+                    self._save_files()
+                    await self._upload_again(request)
+                    files = await self._kit_files(request)
+                    response = await self._client.aio.models.generate_content(
+                        model=request.model, contents=build_contents(request, files), config=config)
             except Exception as exc:  # noqa: BLE001 - every SDK and transport error is mapped in one place
                 error = self._map_error(exc, model=request.model)
                 if isinstance(error, ServiceTimeoutError) and (sent.sent or _read_timeout(exc)):
@@ -322,6 +393,50 @@ class GeminiBackend:
             except Exception as exc:  # noqa: BLE001 - every SDK and transport error is mapped in one place
                 raise self._map_error(exc, model=request.model) from exc
         return parse_text_response(response)
+
+    def files_to_upload(self, request: ImageRequest) -> list[InputImage]:
+        """The request's kit images that have no valid Files API upload yet (none on Vertex, or without a kit)."""
+        if request.kit is None or not self.files_api:
+            return []
+        images = {reference.image.sha256: reference.image for reference in request.kit.references}
+        return [image for sha, image in images.items()
+                if sha not in self._files or self._files[sha][1] - time.time() <= _FILE_MARGIN_S]
+
+    async def upload(self, image: InputImage) -> None:
+        """Upload one image through the Files API (one call); it is then sent as `fileData` while it is valid."""
+        from google.genai import types
+
+        try:
+            uploaded = await self._client.aio.files.upload(
+                file=io.BytesIO(image.data),
+                config=types.UploadFileConfig(mime_type=image.mime_type, display_name=f"kit-{image.sha256[:16]}"))
+        except Exception as exc:  # noqa: BLE001 - mapped in one place, like a request's
+            raise map_error(exc) from exc
+        if uploaded.uri:
+            self.uploads += 1
+            expires = uploaded.expiration_time.timestamp() if uploaded.expiration_time else (
+                time.time() + _FILE_LIFETIME_S)
+            self._files[image.sha256] = (uploaded.uri, expires)
+            self._save_files()
+
+    async def _kit_files(self, request: ImageRequest) -> dict[str, str]:
+        """The Files API uris of a request's kit images: those uploaded and valid (the others go inline)."""
+        if request.kit is None or not self.files_api:
+            return {}
+        uris: dict[str, str] = {}
+        for reference in request.kit.references:
+            known = self._files.get(reference.image.sha256)
+            if known is not None and known[1] - time.time() > _FILE_MARGIN_S:
+                uris[reference.image.sha256] = known[0]
+        return uris
+
+    async def _upload_again(self, request: ImageRequest) -> None:
+        """After a refusal for a vanished file: upload what is missing; an upload that fails leaves it inline."""
+        for image in self.files_to_upload(request):
+            try:
+                await self.upload(image)
+            except Exception as exc:  # noqa: BLE001 - the image goes inline instead
+                log.warning("could not upload a kit image (sent inline instead): %s", type(exc).__name__)
 
     async def list_image_models(self) -> tuple[str, ...]:
         """Ids of the image-generation models this key can use (Vertex lists publisher models elsewhere: none)."""

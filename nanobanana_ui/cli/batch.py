@@ -74,7 +74,7 @@ async def _main(args: argparse.Namespace) -> int:
             warn_style_problems(studio.styles)
             items = read_batch_file(args.file, defaults=defaults, template=args.template,
                                     variables=variables_from_args(args))
-            plan = plan_batch(studio, items, out_dir=out_dir, model=args.model, style=args.style)
+            plan = plan_batch(studio, items, out_dir=out_dir, model=args.model, style=args.style, kit=args.kit)
         except BatchFileError as error:
             _say(f"error: {len(error.problems)} problem(s) in {args.file}; nothing was sent:")
             for problem in error.problems:

@@ -93,7 +93,7 @@ async def run_gemini_batch_cli(args: argparse.Namespace, studio: Studio, plan: B
             print_json(outcome, out_dir)
 
     spec = {"fmt": args.file.suffix.lower().lstrip("."), "base_dir": str(args.file.resolve().parent),
-            "defaults": plan_defaults, "model": args.model}
+            "defaults": plan_defaults, "model": args.model, "kit": args.kit, "kits": plan.kits}
     run = GeminiBatchRun(studio, plan, out_dir=out_dir, use_cache=not args.no_cache, source_name=str(args.file),
                          source_spec=spec, on_event=_say, on_outcome=on_outcome, on_state=watcher)
     try:

@@ -23,6 +23,7 @@ from ..domain.request import ImageOptions, ImageResult, Mode, image_records
 from ..service.regions import ANCHORS, DEFAULT_FEATHER
 from ..service.validation import THINKING_LEVELS, unencodable_at
 from .batch import add_batch_parser, run_batch_command
+from .kits import add_kits_parser, run_kits_command
 from .models import add_models_parser, run_models_command
 from .options import output_options
 from .prompt import add_prompt_parser, run_prompt_command
@@ -72,6 +73,9 @@ def _shared_options(*, batch: bool = False) -> argparse.ArgumentParser:
                        "`store`; NANOBANANA_STORE=1). Off by default: requests are sent with store=false")
     group.add_argument("--keep-metadata", action="store_true", help="send input images with their GPS, camera "
                        "serial and owner metadata (default: removed; also NANOBANANA_KEEP_METADATA=1)")
+    group.add_argument("--kit", metavar="NAME[@V]", help="send this kit's reference images after your own (see "
+                       "`kits`; NAME: its newest version, NAME@3: version 3)" + (" unless a row's kit column says "
+                       "otherwise" if batch else ""))
     group.add_argument("--retry-timeouts", action="store_true", help="retry a request that timed out after it was "
                        "sent (it may have been billed, so it may be paid twice; also NANOBANANA_RETRY_TIMEOUTS=1)")
     if not batch:  # a batch file has a `transparent` column instead
@@ -123,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_refine_parser(commands, shared)
     add_batch_parser(commands, _shared_options(batch=True))
     add_models_parser(commands)
+    add_kits_parser(commands)
     add_styles_parser(commands)
     add_prompt_parser(commands)
     history = commands.add_parser("history", help="list past requests, newest first (or check them: --verify)")
@@ -176,7 +181,7 @@ async def _run(args: argparse.Namespace) -> int:
         region = {name: getattr(args, name, None) for name in ("mask", "feather", "extend_to", "anchor")}
         crafted = craft_from_args(studio.styles, args.prompt, args)  # --var and --style: the final prompt
         request = studio.build_request(mode, crafted.prompt, images, model=args.model, options=options, **region,
-                                       craft=crafted.craft)
+                                       craft=crafted.craft, kit=args.kit)
         if request.note:  # e.g. a shut-down preview id sent as its GA replacement
             print(f"note: {request.note}", file=sys.stderr, flush=True)
         said: set[str] = set()
@@ -295,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
             return _history(args)
         if args.command == "batch":
             return run_batch_command(args)
+        if args.command == "kits":
+            return run_kits_command(args)
         if args.command == "styles":
             return run_styles_command(args)
         if args.command == "prompt":

@@ -49,7 +49,7 @@ async def run_refine(args: argparse.Namespace, show: Callable[[ImageResult], Non
 
         crafted = craft_from_args(studio.styles, args.prompt, args)  # --var and --style: the final instruction
         plan = await studio.prepare_refine(parent_id=args.id, instruction=crafted.prompt, images=tuple(args.image),
-                                           model=args.model, options=options, craft=crafted.craft)
+                                           model=args.model, options=options, craft=crafted.craft, kit=args.kit)
         cost = "" if plan.estimated_cost_usd is None else f", about ${plan.estimated_cost_usd:.4f} each if not cached"
         if studio.offline:
             cost = f", $0 offline{' (Gemini: ' + cost[2:] + ')' if cost else ''}"

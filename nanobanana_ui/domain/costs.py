@@ -86,5 +86,6 @@ def estimate_request_cost(spec: ModelSpec, request: ImageRequest) -> float | Non
         return None
     if spec.price is None:  # a user's per-image price alone: the output image is what is known
         return round(output, 6)
-    tokens = len(request.model_prompt()) // 4 + 1 + spec.input_image_tokens * len(request.images)
+    sent = len(request.images) + (len(request.kit.references) if request.kit is not None else 0)
+    tokens = len(request.model_prompt()) // 4 + 1 + spec.input_image_tokens * sent
     return round(output + tokens * spec.price.input / 1e6, 6)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .inputs import InputImage
+from .kits import KitUse
 from .region import Region
 from .templates import PromptCraft
 from .turns import Turn, TurnPart, path_digest
@@ -90,6 +91,7 @@ class ImageRequest:
     # Why `model` is not the id that was asked for (a shut-down id sent as its replacement); not part of the key.
     note: str | None = field(default=None, compare=False)
     region: Region | None = None  # a masked edit or an extend: what is sent is a crop or canvas of `region.source`
+    kit: KitUse | None = None  # the exact kit version whose references follow the user's own inputs (kits.py)
     # How `prompt` was made (a style, a template and its variables); a record, not part of the key: `prompt` is
     # already the final text sent.
     craft: PromptCraft | None = field(default=None, compare=False)
@@ -113,6 +115,8 @@ class ImageRequest:
             canonical["region"] = self.region.cache_part()
         if self.history:  # only refinements carry it, so one-shot keys stay what they were
             canonical["history"] = path_digest(self.history)
+        if self.kit is not None:  # only with a kit: the references' hashes and the words that name them
+            canonical["kit"] = self.kit.cache_part()
         blob = json.dumps(canonical, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
@@ -133,6 +137,8 @@ class ImageRequest:
         }
         if self.region is not None:
             described["region"] = self.region.describe()
+        if self.kit is not None:
+            described["kit"] = self.kit.describe()
         if self.craft is not None:
             described.update(self.craft.to_dict())
         return described
@@ -254,6 +260,7 @@ class ImageResult:
             # Only when the model asked for was replaced (a shut-down id): why `model` differs from what was asked.
             **({"note": self.request.note} if self.request.note else {}),
             **({"region": self.request.region.describe()} if self.request.region is not None else {}),
+            **({"kit": self.request.kit.spec} if self.request.kit is not None else {}),
             **(self.request.craft.to_dict() if self.request.craft is not None else {}),  # style, template, variables
             **({"transparent": self.transparent} if self.transparent else {}),
         }
@@ -282,6 +289,8 @@ def image_records(record: dict[str, Any]) -> list[dict[str, Any]]:
             line["note"] = record["note"]
         if "region" in record:  # a region edit's provenance (mask sha256, crop box, feather, or extend)
             line["region"] = record["region"]
+        if "kit" in record:  # the kit's NAME@VERSION
+            line["kit"] = record["kit"]
         for key in _CRAFT_KEYS:  # a styled or templated prompt: how it was made
             if key in record:
                 line[key] = record[key]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import secrets
 
 from PIL import Image
@@ -117,6 +118,9 @@ def _invalid(rec: RecordedRequest, spec: ModelSpec, inputs: list[Image.Image]) -
     return None
 
 
+_REFERENCE = re.compile(r'Reference image "([^"]+)" \((character|object|style)\)')
+
+
 def _first_text(contents: list[JsonObject]) -> str:
     """The text of a conversation's first user turn (what a cut-out's subject follows on every turn)."""
     parts = contents[0].get("parts") or [] if contents else []
@@ -150,7 +154,9 @@ def answer(rec: RecordedRequest, spec: ModelSpec, include_thoughts: bool, cutout
     parts: list[JsonObject] = []
     out: dict[str, int] = {}
     if "TEXT" in modalities:
-        parts.append({"text": f"Here is an offline placeholder image for: {rec.prompt[:200]}"})
+        named = _REFERENCE.findall(rec.prompt)  # a kit's references, as the text parts before them name them
+        heard = f"\nReferences received: {', '.join(f'{n} ({r})' for n, r in named)}." if named else ""
+        parts.append({"text": f"Here is an offline placeholder image for: {rec.prompt[:200]}{heard}"})
         out["TEXT"] = _text_tokens(parts[0]["text"])
     if "IMAGE" in modalities:
         # Like the real model: the same seed draws the same picture; without one, every answer differs.

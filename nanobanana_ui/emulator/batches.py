@@ -45,6 +45,7 @@ _FILE = re.compile(r"^/(?:download/)?v1beta/files/([^/:]+)(?::(download))?$")
 _TERMINAL = ("BATCH_STATE_SUCCEEDED", "BATCH_STATE_FAILED", "BATCH_STATE_CANCELLED", "BATCH_STATE_EXPIRED")
 _TYPE = "type.googleapis.com/google.ai.generativelanguage.v1beta.GenerateContentBatch"
 MAX_FILE_BYTES = 2 * 1024**3
+FILE_LIFETIME_S = 48 * 3600  # an uploaded file expires after 48 hours
 INLINE_LIMIT_BYTES = 20 * 1024**2
 
 
@@ -64,6 +65,8 @@ class EmulatedFile:
     source: str  # "UPLOADED" | "GENERATED"
     created: float
     complete: bool = False
+    expired: bool = False  # set by expire_files(): a request naming it is refused, as after its 48 hours
+    api_key: str | None = None  # the key that uploaded it: a file belongs to its key's project
 
     def resource(self, base_url: str) -> dict[str, Any]:
         """The File as the API describes it."""
@@ -71,7 +74,8 @@ class EmulatedFile:
                                  "sizeBytes": str(self.size), "createTime": _now_text(self.created),
                                  "updateTime": _now_text(self.created), "state": "ACTIVE" if self.complete
                                  else "PROCESSING", "source": self.source,
-                                 "uri": f"{base_url}/v1beta/{self.name}"}
+                                 "uri": f"{base_url}/v1beta/{self.name}",
+                                 "expirationTime": _now_text(self.created + FILE_LIFETIME_S)}
         if self.source == "GENERATED":
             entry["downloadUri"] = f"{base_url}/download/v1beta/{self.name}:download?alt=media"
         return entry
@@ -148,6 +152,23 @@ class BatchService:
             job.forced = state if state.startswith("BATCH_STATE_") else f"BATCH_STATE_{state}"
             if job.forced in _TERMINAL:
                 job.ended = time.time()
+
+    def expire_files(self, *names: str) -> None:
+        """Expire these files ("files/ID"), or every file: requests naming them are refused from now on."""
+        with self._lock:
+            for file in self._files.values():
+                if not names or file.name in names:
+                    file.expired = True
+
+    def file_bytes(self, uri: str, api_key: str | None) -> bytes | None:
+        """The bytes of the uploaded file a `fileData` part names, or None: unknown, expired, or another key's."""
+        name = "files/" + uri.rstrip("/").rsplit("/files/", 1)[-1] if "/files/" in uri else uri
+        with self._lock:
+            found = self._files.get(name)
+        if found is None or found.expired or not found.complete or found.source != "UPLOADED" or (
+                found.api_key is not None and found.api_key != api_key):
+            return None
+        return found.path.read_bytes()
 
     def reset(self) -> None:
         """Forget jobs, files and queued faults."""
@@ -350,7 +371,8 @@ class BatchService:
             file_id = secrets.token_hex(6)
             upload = EmulatedFile(name=f"files/{file_id}", display_name=str(meta.get("displayName") or ""),
                                   mime_type=str(headers.get("x-goog-upload-header-content-type") or ""), size=size,
-                                  path=self._dir / f"upload-{file_id}", source="UPLOADED", created=time.time())
+                                  path=self._dir / f"upload-{file_id}", source="UPLOADED", created=time.time(),
+                                  api_key=rec.api_key)
             upload.path.write_bytes(b"")
             token = secrets.token_urlsafe(12)
             with self._lock:

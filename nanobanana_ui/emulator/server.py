@@ -21,7 +21,18 @@ from .cutout import Cutouts
 from .faults import UNREGISTERED, Fault, fails, fault_reply, not_found_reply
 from .quota import ArrivalWindow, Setting, check_rate_limit, check_rate_window, format_delay
 from .text import is_text_model, text_answer
-from .types import API_PATH, JsonObject, RecordedRequest, Reply, error_reply, record_request
+from .types import (
+    API_PATH,
+    JsonObject,
+    RecordedRequest,
+    Reply,
+    decode_b64,
+    error_reply,
+    file_data,
+    inline_data,
+    record_request,
+    user_parts,
+)
 from .vertex import TokenIssuer, jpeg_output, vertex_call
 
 OFFLINE_API_KEY = "offline-emulator"  # the key the app sends to shared_emulator(), which takes any non-empty key
@@ -296,6 +307,31 @@ class GeminiEmulator:
             return not_found_reply(rec.model)
         return None
 
+    def _resolve_files(self, rec: RecordedRequest) -> Reply | None:
+        """Read the last user turn's `fileData` parts from the Files API: `rec.images` then holds every image in
+        part order (inline or by file). A file that expired, vanished or is another key's is refused, as Gemini does."""
+        parts = user_parts(rec.body)
+        if not any(file_data(part) for part in parts):
+            return None
+        images, mime_types = [], []
+        for part in parts:
+            inline, named = inline_data(part), file_data(part)
+            if inline is not None:
+                images.append(decode_b64(inline.get("data", "")) or b"")
+                mime_types.append(str(inline.get("mimeType") or inline.get("mime_type") or ""))
+            elif named is not None:
+                uri = str(named.get("fileUri") or named.get("file_uri") or "")
+                data = self.batches.file_bytes(uri, rec.api_key)
+                if data is None:
+                    name = "files/" + uri.rsplit("/files/", 1)[-1]
+                    return error_reply(403, "PERMISSION_DENIED", f"You do not have permission to access the File "
+                                       f"{name} or it may not exist.")
+                rec.file_uris.append(uri)
+                images.append(data)
+                mime_types.append(str(named.get("mimeType") or named.get("mime_type") or ""))
+        rec.images, rec.image_mime_types = images, mime_types
+        return None
+
     def _listing_fault(self, rec: RecordedRequest) -> Fault | None:
         """The next queued listing fault, for a request of the whole list (not one model's entry)."""
         with self._lock:
@@ -332,7 +368,7 @@ class GeminiEmulator:
             return None
         if fault is not None and (fault.code != 200 or fault.kind == "not_json"):
             return fault_reply(fault, rec.model)
-        gate = self._gate(rec)
+        gate = self._gate(rec) or self._resolve_files(rec)
         if gate is not None:
             return gate
         if wait is not None:  # RetryInfo counts from now: the wait at arrival less any delay fault since

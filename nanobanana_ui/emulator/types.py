@@ -15,8 +15,8 @@ from urllib.parse import parse_qs, urlsplit
 
 __all__ = [
     "API_PATH", "HELP", "Controls", "JsonObject", "RecordedPart", "RecordedRequest", "RecordedTurn", "Reply",
-    "VertexCall", "decode_b64", "error_reply", "inline_data", "part_kind", "read_controls", "record_request",
-    "recorded_turns", "user_parts",
+    "VertexCall", "decode_b64", "error_reply", "file_data", "inline_data", "part_kind", "read_controls",
+    "record_request", "recorded_turns", "user_parts",
 ]
 
 JsonObject = dict[str, Any]  # a JSON object as json.loads returns it
@@ -38,6 +38,12 @@ def inline_data(part: JsonObject) -> JsonObject | None:
     """A part's inline blob (`inlineData` or `inline_data`), or None for a part without one."""
     inline = part.get("inlineData") or part.get("inline_data")
     return inline if isinstance(inline, dict) else None
+
+
+def file_data(part: JsonObject) -> JsonObject | None:
+    """A part's Files API reference (`fileData` or `file_data`, with `fileUri`), or None for a part without one."""
+    named = part.get("fileData") or part.get("file_data")
+    return named if isinstance(named, dict) else None
 
 
 def error_reply(code: int, status: str, message: str, details: list[JsonObject] | None = None,
@@ -159,6 +165,7 @@ class RecordedRequest:
     tools: list[Any] = field(default_factory=list)  # the body's "tools" as sent
     controls: Controls = field(default_factory=Controls)  # both read: thinking level, thoughts, search, image search
     vertex: VertexCall | None = None  # set for a Vertex AI path (then `path` is the equivalent Gemini API path)
+    file_uris: list[str] = field(default_factory=list)  # the last user turn's fileData uris, in order
 
     @property
     def store(self) -> bool | None:

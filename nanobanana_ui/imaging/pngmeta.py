@@ -79,7 +79,8 @@ def provenance_chunks(request: ImageRequest, *, text: str = "", finish_reason: s
              ("Size", o.size), ("Temperature", o.temperature), ("Top-p", o.top_p), ("Top-k", o.top_k),
              ("Seed", o.seed), ("Variation", o.variation), ("Input images", len(request.images) or None),
              ("Thinking", o.thinking), ("Search", "image" if o.image_search else "web" if o.search else None),
-             ("Style", request.craft.style if request.craft is not None else None)]
+             ("Style", request.craft.style if request.craft is not None else None),
+             ("Kit", request.kit.spec if request.kit is not None else None)]  # its references' hashes: in the JSON
     if request.region is not None:  # what a region edit adds: the mask's hash, crop box and feather, or the extend
         region = request.region.describe()
         pairs += [("Region", region["kind"]), ("Mask sha256", region.get("mask_sha256")),

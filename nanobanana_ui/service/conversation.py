@@ -20,16 +20,18 @@ from PIL import Image
 
 from ..domain.errors import InputError
 from ..domain.inputs import InputImage
+from ..domain.kits import KitUse
 from ..domain.models import ModelSpec, get_model
 from ..domain.region import Region, region_words
 from ..domain.request import ImageOptions, ImageRequest, Mode
 from ..domain.turns import BYPASS_SIGNATURE, Turn, TurnPart, parts_from_json
 from ..storage.history import HistoryEntry
+from .kits import kit_from_record
 from .regions import sendable
 
 __all__ = ["ConversationError", "Refinement", "TurnsDontFitError", "UnknownResultError", "build_refinement",
-           "context_tokens",
-           "estimate_turn_tokens", "keeps_signatures", "path_turns", "supports_multi_turn"]
+           "context_tokens", "estimate_turn_tokens", "keeps_signatures", "kit_turn_parts", "path_turns",
+           "supports_multi_turn"]
 
 # Input token limits (the models' documented context for image generation); an unknown model gets the smallest.
 _CONTEXT_TOKENS = {"gemini-2.5": 32_768, "gemini-3": 65_536}
@@ -113,6 +115,12 @@ def _lost(entry: HistoryEntry, turn: int) -> ConversationError:
         "Nothing was sent.")
 
 
+def kit_turn_parts(kit: KitUse) -> list[TurnPart]:
+    """A kit's parts as a user turn carried them (its text parts and images), to send that turn again."""
+    return [TurnPart(text=part) if isinstance(part, str) else TurnPart(data=part.data, mime_type=part.mime_type)
+            for part in kit.parts()]
+
+
 def _sent_text(entry: HistoryEntry) -> str:
     """The text an entry's user turn sent: its prompt, framed as a region edit's was (regions.region_words)."""
     if entry.region is None:
@@ -153,6 +161,7 @@ def path_turns(path: Sequence[HistoryEntry], read_file: Callable[[str, str], byt
         try:
             user = [TurnPart(text=_sent_text(entry))]
             user += [TurnPart(data=read_file(f.sha256, f.mime_type), mime_type=f.mime_type) for f in entry.inputs]
+            user += kit_turn_parts(kit_from_record(entry.kit, read_file)) if entry.kit else []
             if entry.model_turn is not None:
                 model = parts_from_json(entry.model_turn, read_file)
                 own = get_model(entry.model).id == target.id
@@ -218,7 +227,8 @@ def build_refinement(path: Sequence[HistoryEntry], read_file: Callable[[str, str
     request = replace(base, mode=Mode.EDIT, images=inputs, history=history,
                       options=_inherit(base.options, parent, spec), region=region)
     new_turn = Turn("user", (TurnPart(text=request.model_prompt()),) + tuple(
-        TurnPart(data=image.data, mime_type=image.mime_type) for image in inputs))
+        TurnPart(data=image.data, mime_type=image.mime_type) for image in inputs) + tuple(
+        kit_turn_parts(request.kit) if request.kit is not None else ()))
     per_pair = [estimate_turn_tokens(history[i], spec) + estimate_turn_tokens(history[i + 1], spec)
                 for i in range(0, len(history), 2)]
     needed = sum(per_pair) + estimate_turn_tokens(new_turn, spec)

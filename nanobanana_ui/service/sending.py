@@ -72,6 +72,28 @@ class GuardedSender(Generic[Req, Rep]):
                 await self._sleep(delay)
                 waited += delay
 
+    async def call(self, fn: Callable[[], Awaitable[object]], on_event: EventSink | None = None) -> None:
+        """Another call to the API (a Files API upload): free, so not counted by the budget, but it takes a
+        rate-limiter slot and is retried like a request; the last error is raised once retrying cannot help."""
+        tell = on_event or (lambda line: None)
+        attempt, waited = 0, 0.0
+        while True:
+            attempt += 1
+            try:
+                if self._limiter is None:
+                    await fn()
+                    return
+                async with await self._acquire(self._limiter, lambda seconds: None):
+                    await fn()
+                    return
+            except StudioError as error:
+                delay = self._policy.next_delay(error, attempt, waited)
+                if delay is None:
+                    raise
+                tell(f"{describe_failure(error)}; retrying the upload in {delay:.1f} s")
+                await self._sleep(delay)
+                waited += delay
+
     async def _send_once(self, request: Req, tell: EventSink) -> Rep:
         if self._limiter is None:
             stop = stop_sending.get()

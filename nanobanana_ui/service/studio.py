@@ -13,8 +13,9 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
+from functools import partial
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from ..backends.capabilities import BackendCapabilities, capabilities_for
 from ..backends.discovery import Availability, ListedModel, ListingStore, ModelDiscovery
@@ -25,6 +26,7 @@ from ..backends.vertex import VertexAccess, resolve_vertex_access
 from ..domain.config import Settings
 from ..domain.costs import cost_from_usage, estimate_request_cost, search_cost
 from ..domain.errors import InputError, ModelNotFoundError, SentTimeoutError, ShutDownModelError, StudioError
+from ..domain.kits import KitUse
 from ..domain.models import get_model
 from ..domain.region import Region
 from ..domain.request import ImageOptions, ImageRequest, ImageResult, Mode, Source, Usage
@@ -32,6 +34,7 @@ from ..domain.styles import StyleBook, load_styles
 from ..domain.templates import PromptCraft
 from ..domain.text_request import TextRequest
 from ..domain.turns import TurnPart, parts_from_json, parts_to_json
+from ..imaging.images import check_request_size
 from ..imaging.outputs import dimensions, save_images, save_thought_images, with_provenance
 from ..imaging.region_blend import blend_answer, prepare_blend
 from ..quota.limits import DailyBudget, DailyUsage, RateLimiter
@@ -42,12 +45,13 @@ from ..storage.cache import CachedEntry, ResultCache
 from ..storage.history import HistoryEntry, HistoryStore
 from ..storage.history.store import new_entry_id
 from .conversation import ConversationError, Refinement, UnknownResultError, build_refinement
+from .kits import KitLibrary, kit_from_record
 from .regions import build_region_request, with_source_name
 from .sending import EventSink, GuardedSender
 from .storage_choice import request_store
 from .successors import ModelFollower, RetiredModels, answered_by
 from .transparency import with_alpha_note
-from .validation import ImageSource, build_request, load_inputs
+from .validation import ImageSource, build_request, check_kit_limits, load_inputs
 
 __all__ = ["MAX_COUNT", "Backend", "ModelLister", "Studio"]
 
@@ -146,8 +150,14 @@ class Studio:
                 self._backend = GeminiBackend(base_url=self.settings.base_url, timeout_s=self.settings.timeout_s,
                                               vertex=self.vertex_access)
             else:
-                self._backend = GeminiBackend(api_key=self.settings.api_key or "", base_url=self.settings.base_url,
-                                              timeout_s=self.settings.timeout_s, store=self.settings.store)
+                backend = GeminiBackend(api_key=self.settings.api_key or "", base_url=self.settings.base_url,
+                                        timeout_s=self.settings.timeout_s, store=self.settings.store)
+                # Kit uploads, remembered per key (its salted partition name) and endpoint: uploaded once per key.
+                endpoint = self.settings.base_url or _GEMINI_ENDPOINT
+                name = (f"{key_partition(self.settings.home, self.settings.api_key or '')}-"
+                        f"{hashlib.sha256(endpoint.encode()).hexdigest()[:8]}")
+                backend.remember_files(self.settings.home / "uploads" / f"{name}.json")
+                self._backend = backend
         return self._backend
 
     @property
@@ -180,6 +190,11 @@ class Studio:
             if self._history is None:
                 self._history = HistoryStore(self.settings.home, redact=(self.settings.api_key or "",))
         return self._history
+
+    @property
+    def kits(self) -> KitLibrary:
+        """The kits of this data directory (kits.py), each owner's apart."""
+        return KitLibrary(self.history.kits)
 
     @property
     def budget(self) -> DailyBudget:
@@ -272,7 +287,8 @@ class Studio:
                       keep_metadata: bool | None = None, mask: ImageSource | None = None,
                       feather: int | None = None, extend_to: str | None = None,
                       anchor: str | None = None, craft: PromptCraft | None = None,
-                      store: bool | None = None) -> ImageRequest:
+                      store: bool | None = None, kit: str | KitUse | None = None,
+                      owner: str | None = None) -> ImageRequest:
         """Validate everything that can be checked before a call, and build the request.
 
         A shut-down model id is sent as its replacement (the request's `note` says so), or refused with the models
@@ -281,10 +297,21 @@ class Studio:
         With `mask` (white = the region) or `extend_to` (a ratio; `anchor` center/left/right/top/bottom), an edit
         becomes a region edit: a crop or a larger canvas is sent, and the answer is blended back (regions.py).
         `craft` records how `prompt` (already the final text) was made: see domain.styles.craft_prompt.
+        `kit` (NAME, NAME@V, or a loaded version) adds that kit's references, read from `owner`'s kits (kits.py).
         """
-        return replace(self._build_request(mode, prompt, images, model=model, options=options,
-                                           keep_metadata=keep_metadata, mask=mask, feather=feather,
-                                           extend_to=extend_to, anchor=anchor, store=store), craft=craft)
+        request = replace(self._build_request(mode, prompt, images, model=model, options=options,
+                                              keep_metadata=keep_metadata, mask=mask, feather=feather,
+                                              extend_to=extend_to, anchor=anchor, store=store), craft=craft)
+        if isinstance(kit, str) and kit.strip():
+            if self.settings.public and owner is None:  # never the host's own kits
+                raise InputError("Kits need a visitor session on a public demo: reload the page and try again.")
+            kit = self.kits.use(kit, owner=owner)
+        if not isinstance(kit, KitUse):
+            return request
+        check_kit_limits(get_model(request.model), kit, len(request.images))
+        if not self.capabilities.files_api:  # Vertex: the kit goes inline, so it counts toward the request's size
+            check_request_size((*request.images, *(reference.image for reference in kit.references)))
+        return replace(request, kit=kit)
 
     @property
     def styles(self) -> StyleBook:
@@ -329,26 +356,29 @@ class Studio:
 
     async def generate(self, prompt: str, *, model: str | None = None, options: ImageOptions | None = None,
                        use_cache: bool = True, out_dir: Path | None = None, on_event: EventSink | None = None,
-                       owner: str | None = None) -> ImageResult:
-        """Text to image (the other keywords as for `run`)."""
-        request = self.build_request(Mode.GENERATE, prompt, (), model=model, options=options)
+                       owner: str | None = None, kit: str | KitUse | None = None) -> ImageResult:
+        """Text to image (`kit` as for build_request; the other keywords as for `run`)."""
+        request = self.build_request(Mode.GENERATE, prompt, (), model=model, options=options, kit=kit, owner=owner)
         return await self.run(request, use_cache=use_cache, out_dir=out_dir, on_event=on_event, owner=owner)
 
     async def edit(self, image: ImageSource, prompt: str, *, model: str | None = None,
                    options: ImageOptions | None = None, use_cache: bool = True, out_dir: Path | None = None,
                    on_event: EventSink | None = None, owner: str | None = None, mask: ImageSource | None = None,
-                   feather: int | None = None, extend_to: str | None = None, anchor: str | None = None) -> ImageResult:
+                   feather: int | None = None, extend_to: str | None = None, anchor: str | None = None,
+                   kit: str | KitUse | None = None) -> ImageResult:
         """One image plus an instruction; with `mask` or `extend_to`, a region edit (see build_request); the other
         keywords as for `run`."""
         request = self.build_request(Mode.EDIT, prompt, (image,), model=model, options=options, mask=mask,
-                                     feather=feather, extend_to=extend_to, anchor=anchor)
+                                     feather=feather, extend_to=extend_to, anchor=anchor, kit=kit, owner=owner)
         return await self.run(request, use_cache=use_cache, out_dir=out_dir, on_event=on_event, owner=owner)
 
     async def compose(self, images: Sequence[ImageSource], prompt: str, *, model: str | None = None,
                       options: ImageOptions | None = None, use_cache: bool = True, out_dir: Path | None = None,
-                      on_event: EventSink | None = None, owner: str | None = None) -> ImageResult:
+                      on_event: EventSink | None = None, owner: str | None = None,
+                      kit: str | KitUse | None = None) -> ImageResult:
         """Several images plus an instruction (the other keywords as for `run`)."""
-        request = self.build_request(Mode.COMPOSE, prompt, tuple(images), model=model, options=options)
+        request = self.build_request(Mode.COMPOSE, prompt, tuple(images), model=model, options=options, kit=kit,
+                                     owner=owner)
         return await self.run(request, use_cache=use_cache, out_dir=out_dir, on_event=on_event, owner=owner)
 
     async def run(self, request: ImageRequest, *, use_cache: bool = True, out_dir: Path | None = None,
@@ -413,6 +443,7 @@ class Studio:
         # A region edit gets a head start on its output while the model works (see region_blend.prepare_blend).
         ahead = None if request.region is None else asyncio.ensure_future(
             asyncio.to_thread(prepare_blend, request.region))
+        await self._upload_kit(request, on_event)
         try:
             reply = await self.sender.send(request, on_event)
         except ModelNotFoundError:
@@ -429,6 +460,18 @@ class Studio:
         if not self.offline:
             await asyncio.to_thread(self.budget.add_cost, result.cost_usd)
         return result
+
+    async def _upload_kit(self, request: ImageRequest, on_event: EventSink | None) -> None:
+        """Upload the kit images the backend has not yet uploaded (Files API: once per key), each a call through the
+        rate limiter and the retry policy; an upload that still fails leaves its image inline."""
+        backend: Any = self.backend  # the Gemini backend has the Files API; test doubles and others may not
+        if not hasattr(backend, "files_to_upload"):
+            return
+        for image in backend.files_to_upload(request):
+            try:
+                await self.sender.call(partial(backend.upload, image), on_event)
+            except StudioError as error:
+                log.warning("could not upload a kit image (sent inline instead): %s", error.message)
 
     def _replay(self, request: ImageRequest, entry: CachedEntry, out_dir: Path, started: float) -> ImageResult:
         request = answered_by(request, entry.model_version)  # the same provenance as the answer it replays
@@ -592,7 +635,8 @@ class Studio:
 
     async def prepare_refine(self, *, parent_id: str, instruction: str, images: Sequence[ImageSource] = (),
                              model: str | None = None, options: ImageOptions | None = None,
-                             owner: str | None = None, craft: PromptCraft | None = None) -> Refinement:
+                             owner: str | None = None, craft: PromptCraft | None = None,
+                             kit: str | KitUse | None = None) -> Refinement:
         """Check a refinement and build its request (the whole path), without sending anything.
 
         The model defaults to the parent's; an aspect ratio or size left unset follows the parent's.
@@ -604,7 +648,7 @@ class Studio:
             raise ConversationError(f"Entry {parent.id} has no image to refine ({why}). Refine an entry that made "
                                     "one (history --tree shows the conversation).")
         base = self.build_request(Mode.GENERATE, instruction, (), model=model or parent.model, options=options,
-                                  craft=craft)
+                                  craft=craft, kit=kit, owner=owner)
         # A region edit's refinement goes on in the region: blended into the same original, mask, crop and feather.
         region = None if parent.region is None else await asyncio.to_thread(self.region_of, parent)
         inputs = await asyncio.to_thread(load_inputs, tuple(images))
@@ -613,7 +657,7 @@ class Studio:
     async def refine(self, *, parent_id: str, instruction: str, images: Sequence[ImageSource] = (),
                      model: str | None = None, options: ImageOptions | None = None, owner: str | None = None,
                      use_cache: bool = True, out_dir: Path | None = None,
-                     on_event: EventSink | None = None) -> ImageResult:
+                     on_event: EventSink | None = None, kit: str | KitUse | None = None) -> ImageResult:
         """Continue the conversation of a result: `instruction` (and optional new images) sent after its whole path.
 
         The new result is a child of `parent_id` (refining one parent twice makes two branches); its `id`, `parent`
@@ -626,7 +670,7 @@ class Studio:
         and the mask come from the history; when either is gone, ConversationError says so and nothing is sent.
         """
         plan = await self.prepare_refine(parent_id=parent_id, instruction=instruction, images=images, model=model,
-                                         options=options, owner=owner)
+                                         options=options, owner=owner, kit=kit)
         return await self.run_refinement(plan, use_cache=use_cache, out_dir=out_dir, on_event=on_event, owner=owner)
 
     async def run_refinement(self, plan: Refinement, *, use_cache: bool = True, out_dir: Path | None = None,
@@ -654,7 +698,7 @@ class Studio:
             return await self.refine(parent_id=entry.parent, instruction=entry.prompt,
                                      images=[file.path for file in entry.inputs], model=entry.model,
                                      options=_entry_options(entry), owner=owner, use_cache=use_cache,
-                                     out_dir=out_dir, on_event=on_event)
+                                     out_dir=out_dir, on_event=on_event, kit=self.entry_kit(entry))
         request = await asyncio.to_thread(self.rebuild_request, entry)
         return await self.run(request, use_cache=use_cache, out_dir=out_dir, on_event=on_event, owner=owner)
 
@@ -675,19 +719,20 @@ class Studio:
             raise ConversationError(f"Entry {entry.id} is a prompt {entry.mode}, not an image request: nothing to "
                                     "re-run. Nothing was sent.")
         options = _entry_options(entry)
+        kit = self.entry_kit(entry)  # the exact version the entry used, even after the kit has changed
         if entry.region is None:
             if images is None:
                 if len(entry.inputs) < len(entry.input_hashes):
                     raise self._inputs_gone(entry)
                 images = [file.path for file in entry.inputs]
             return self.build_request(Mode(entry.mode), entry.prompt, images, model=entry.model, options=options,
-                                      craft=PromptCraft.from_dict(entry.craft))
+                                      craft=PromptCraft.from_dict(entry.craft), kit=kit)
         record = entry.region
         source: ImageSource = images[0] if images else self._kept_source_bytes(entry)
         mask = self._kept_mask_bytes(entry)
         request = self.build_request(Mode.EDIT, entry.prompt, (source,), model=entry.model, options=options,
                                      mask=mask, feather=record.get("feather"), extend_to=record.get("extend_to"),
-                                     anchor=record.get("anchor"), craft=PromptCraft.from_dict(entry.craft))
+                                     anchor=record.get("anchor"), craft=PromptCraft.from_dict(entry.craft), kit=kit)
         if request.region is not None and record.get("source_name"):
             request = with_source_name(request, str(record["source_name"]))
         if request.region is None or request.region.describe() != record:
@@ -695,6 +740,16 @@ class Studio:
                                     "would come out different, e.g. after a change to the model's aspect ratios): "
                                     "open the original in Edit and paint the region again. Nothing was sent.")
         return request
+
+    def entry_kit(self, entry: HistoryEntry) -> KitUse | None:
+        """The kit version a history entry used, from its record and the stored files (None: it used none)."""
+        if not entry.kit:
+            return None
+        try:
+            return kit_from_record(entry.kit, self.history.read_file)
+        except (FileNotFoundError, KeyError, ValueError):
+            raise ConversationError(f"Entry {entry.id} used kit {entry.kit.get('name')}@{entry.kit.get('version')}, "
+                                    "whose images the history no longer holds. Nothing was sent.") from None
 
     def region_of(self, entry: HistoryEntry) -> Region:
         """A region edit entry's region as recorded (crop box or canvas, feather), with its kept original and mask.

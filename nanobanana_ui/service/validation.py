@@ -9,13 +9,14 @@ from dataclasses import replace
 
 from ..domain.errors import InputError, UnsupportedOptionError
 from ..domain.inputs import InputImage
+from ..domain.kits import KitUse, reference_caps, reference_total
 from ..domain.models import Capability, ModelSpec, known_models, models_with, resolve
 from ..domain.request import ImageOptions, ImageRequest, Mode
 from ..imaging.images import check_request_size, load_input_image, load_input_path
 
 __all__ = [
-    "MAX_PROMPT_CHARS", "THINKING_LEVELS", "ImageSource", "build_request", "composers_hint", "load_inputs",
-    "normalize_options",
+    "MAX_PROMPT_CHARS", "THINKING_LEVELS", "ImageSource", "build_request", "check_kit_limits", "composers_hint",
+    "load_inputs", "normalize_options",
     "unencodable_at", "unencodable_problem", "validate_options",
 ]
 
@@ -178,3 +179,26 @@ def load_inputs(images: Sequence[ImageSource]) -> tuple[InputImage, ...]:
     inputs = tuple(_as_input(source, i) for i, source in enumerate(images))
     check_request_size(inputs)
     return inputs
+
+
+def _kit_fits(spec: ModelSpec, kit: KitUse, inputs: int) -> bool:
+    caps = reference_caps(spec)
+    return inputs + len(kit.references) <= reference_total(spec) and all(
+        count <= caps.get(role, count) for role, count in kit.role_counts().items())
+
+
+def check_kit_limits(spec: ModelSpec, kit: KitUse, inputs: int) -> None:
+    """Refuse, before any call, a kit the model cannot take with `inputs` images of the user's own: over its total,
+    or over its cap for a role (the registry's `max_references` and `reference_caps`); names the models that would."""
+    takers = [f"{other.short_label} ({other.id})" for other in known_models()
+              if other.id != spec.id and _kit_fits(other, kit, inputs)]
+    advice = f" Models that would take it: {', '.join(takers)}." if takers else " No model in the registry takes it."
+    total, limit = inputs + len(kit.references), reference_total(spec)
+    if total > limit:
+        raise InputError(f"{spec.label} takes at most {limit} images a request; your {inputs} input image(s) and "
+                         f"kit {kit.spec}'s {len(kit.references)} references make {total}.{advice}")
+    caps = reference_caps(spec)
+    for role, count in kit.role_counts().items():
+        if role in caps and count > caps[role]:
+            raise InputError(f"{spec.label} takes at most {caps[role]} {role} references; kit {kit.spec} has "
+                             f"{count}.{advice}")

@@ -76,6 +76,7 @@ def public_endpoints(runner: Runner, *, outputs: list[Any], api_key: gr.Textbox,
         # "" opaque, "difference" (2 calls) or "key" (1 call): an RGBA PNG (service.transparency); after the others.
         transparent = gr.Dropdown(["", "difference", "key"], value="", label="Transparent background",
                                   allow_custom_value=True)
+        kit = gr.Textbox(value="", label="Kit (NAME or NAME@VERSION)")  # the caller's kits, sent after the images
         trigger = gr.Button()
     # One pool for every generation event: they all wait on the same API and quota, not on this machine.
     pool: dict[str, Any] = {"concurrency_limit": runner.studio.settings.concurrency, "concurrency_id": "studio"}
@@ -85,9 +86,9 @@ def public_endpoints(runner: Runner, *, outputs: list[Any], api_key: gr.Textbox,
         (runner.compose, [images, prompt], [style, transparent], "compose")]
     for fn, inputs, extra, name in endpoints:
         # api_key comes last of the API's parameters: callers that pass the others by position keep working.
-        trigger.click(fn, [*inputs, *settings, *extra, api_key, session], outputs, api_name=name,
+        trigger.click(fn, [*inputs, *settings, *extra, kit, api_key, session], outputs, api_name=name,
                       api_visibility="public", **pool)
     # /refine: an earlier result's id and the instruction, then the same options (api_key last).
-    trigger.click(runner.refine, [parent_id, instruction, *settings, style, api_key, session], outputs,
+    trigger.click(runner.refine, [parent_id, instruction, *settings, style, kit, api_key, session], outputs,
                   api_name="refine",
                   api_visibility="public", **pool)

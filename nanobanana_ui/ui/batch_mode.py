@@ -170,7 +170,7 @@ class GeminiJobs:
                 with tempfile.TemporaryDirectory() as scratch:
                     source = self._source(file, text, form, model_id, Path(scratch))
                     run = GeminiBatchRun(studio, plan, out_dir=folder, source_name=source.path,
-                                         source_spec=source.spec)
+                                         source_spec={**source.spec, "kits": plan.kits})
                     try:
                         summary = await run.run(wait=False)
                     finally:

@@ -176,11 +176,13 @@ class BatchPage:
         return folder, False
 
     async def _plan(self, file: str | None, text: str | None, form: FormSettings,
-                    state: BatchState, studio: Studio | None = None) -> tuple[BatchInput, BatchPlan, Path, bool]:
+                    state: BatchState, studio: Studio | None = None,
+                    owner: str | None = None) -> tuple[BatchInput, BatchPlan, Path, bool]:
         batch = await asyncio.to_thread(self.read, file, text, form)
         folder, resuming = self.folder_for(batch, state)
         model = form.model_id(self.studio.settings.model)
-        plan = await asyncio.to_thread(plan_batch, studio or self.studio, batch.items, out_dir=folder, model=model)
+        plan = await asyncio.to_thread(plan_batch, studio or self.studio, batch.items, out_dir=folder, model=model,
+                                       owner=owner)  # a row's kit column: the visitor's own kits
         if not plan.requests:
             raise gr.Error("No prompts found: blank lines and # comments are skipped.", print_exception=False)
         return batch, plan, folder, resuming
@@ -194,7 +196,8 @@ class BatchPage:
         studio = self.runner.studio_for(api_key, request)
         with studio_errors():  # any other mistake (an unreadable file, a bad setting) as the page's error
             try:
-                _, plan, folder, resuming = await self._plan(file, text, form, state or BatchState(), studio)
+                _, plan, folder, resuming = await self._plan(file, text, form, state or BatchState(), studio,
+                                                             self.owner_of(request))
             except BatchFileError as error:
                 return bad_rows_text(error)
         both = not studio.settings.public and studio.capabilities.batch_mode  # where Batch Mode is offered
@@ -225,7 +228,8 @@ class BatchPage:
         cancel = self._cancels[key] = asyncio.Event()  # taken before any await: a second click finds it
         try:
             with studio_errors():  # bad rows too: the message lists each with its line number
-                batch, plan, folder, resuming = await self._plan(file, text, form, state, studio)
+                batch, plan, folder, resuming = await self._plan(file, text, form, state, studio,
+                                                                 self.owner_of(request))
                 await asyncio.to_thread(refuse_open_gemini_job, folder)  # before the count: nothing is sent
                 self.runner.count_requests(request, len(plan.requests))  # public mode: the visitor's own limit
             state = BatchState(batch.fingerprint, str(folder), False)

@@ -187,7 +187,8 @@ class Library:
             if entry.region is not None:  # the kept mask, crop, feather, extend ratio and anchor: the same request
                 return self.studio.rebuild_request(entry, images=paths), paths
             image_request = self.studio.build_request(Mode(entry.mode), entry.prompt, paths, model=entry.model,
-                                                      options=image_options(entry.options))
+                                                      options=image_options(entry.options),
+                                                      kit=self.studio.entry_kit(entry))  # the version it was made with
         return image_request, paths
 
     def _find_input(self, sha: str, session: Session | None) -> Path | None:

@@ -85,6 +85,8 @@ class HistoryTab:
                         self.to_compose = gr.Button("Add to Compose", elem_id="history-add-to-compose")
                         # Opens the entry in the Refine tab (wired there: refine_tab.RefineTab.wire).
                         self.to_refine = gr.Button("Refine", elem_id="history-refine")
+                        # Adds the entry's image to the Kits tab's images to add (wired there: kits_tab.KitsTab.wire).
+                        self.to_kit = gr.Button("Add to kit", elem_id="history-add-to-kit")
                     with gr.Row():
                         self.download = gr.DownloadButton("Download original", elem_id="history-download")
                         self.delete = gr.Button("Delete", elem_id="history-delete")
@@ -261,7 +263,8 @@ class HistoryTab:
         with studio_errors(self.runner.public):
             plan = await studio.prepare_refine(parent_id=entry.parent or "", instruction=entry.prompt,
                                                images=[file.path for file in entry.inputs], model=entry.model,
-                                               options=image_options(entry.options), owner=owner)
+                                               options=image_options(entry.options), owner=owner,
+                                               kit=studio.entry_kit(entry))
         if vary:
             number = await asyncio.to_thread(self.library.next_variation, plan.request, studio)
             plan = replace(plan, request=plan.request.with_variation(number))

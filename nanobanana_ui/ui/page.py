@@ -17,6 +17,7 @@ from .api import public_endpoints
 from .batch_tab import BatchPage, BatchTab
 from .history_library import Library
 from .history_tab import HistoryTab
+from .kits_tab import KitsTab
 from .pnginfo_tab import PngInfo, PngInfoTab
 from .refine_tab import RefineTab, RefineView
 from .runner import Runner, no_owner, visitor_owner
@@ -66,6 +67,8 @@ def build_app(studio: Studio, owner_of: Callable[[gr.Request | None], str | None
             pnginfo_tab.layout()
             refine_tab = RefineTab(RefineView(studio, owner_of), runner, form)
             refine_tab.layout()
+            kits_tab = KitsTab(runner)
+            kits_tab.layout()
         public_endpoints(runner, outputs=[studio_tab.out_gallery, studio_tab.status, session], api_key=api_key,
                          session=session, default_model=settings.model)
         studio_tab.wire()
@@ -74,6 +77,8 @@ def build_app(studio: Studio, owner_of: Callable[[gr.Request | None], str | None
         pnginfo_tab.wire()
         refine_tab.wire(api_key, opener=studio_tab.output_to_refine, session=session,
                         history=(history_tab.to_refine, history_tab.browse))
+        kits_tab.wire(kit_picker=studio_tab.kit, main_tabs=main_tabs,
+                      history=(history_tab.to_kit, history_tab.browse, history_tab.library))
         demo.load(runner.meter, None, studio_tab.meter, api_visibility="private")
         demo.unload(runner.forget)  # the visitor's key's client is closed when their page goes
     demo.queue(max_size=QUEUE_MAX_SIZE)

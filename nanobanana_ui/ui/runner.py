@@ -140,7 +140,7 @@ class Runner:
                        temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1,
                        count: int = 1, output: str = IMAGE_AND_TEXT, thinking: str = "", show_thoughts: bool = False,
                        search: bool = False, image_search: bool = False, style: str = "", transparent: str = "",
-                       api_key: str = "",
+                       kit: str = "", api_key: str = "",
                        session: Session | None = None, request: gr.Request | None = None,
                        progress: gr.Progress = gr.Progress(),  # noqa: B008 (how Gradio asks for it)
                        *, extras: PageExtras | None = None, variables: dict[str, str] | None = None) -> Outputs:
@@ -168,19 +168,20 @@ class Runner:
             transparent: "" for an opaque image; "difference" for an RGBA PNG by difference matting (2 calls: the
                 subject on white, then the same picture on black; keeps glass and hair); "key" for one call on a
                 chroma-key colour (works on every model, worse at glass and hair).
+            kit: your kit of named reference images, "NAME" (newest version) or "NAME@3"; "" for none.
             api_key: your own Gemini API key, used for this request only and never stored; needed on a public demo.
         """
         form = FormSettings(model, aspect_ratio, size, temperature, top_p, top_k, seed, count, output,
                             thinking, show_thoughts, search, image_search)
         return await self._make(Mode.GENERATE, prompt, (), form, session, progress, api_key, request, extras,
                                 craft=(style, variables),
-                                transparent=transparent)
+                                transparent=transparent, kit=kit)
 
     async def edit(self, image: str | None, prompt: str, model: str = "", aspect_ratio: str = AUTO, size: str = "",
                    temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1, count: int = 1,
                    output: str = IMAGE_AND_TEXT, thinking: str = "", show_thoughts: bool = False,
                    search: bool = False, image_search: bool = False, mask: str | None = None, style: str = "",
-                   transparent: str = "",
+                   transparent: str = "", kit: str = "",
                    api_key: str = "", session: Session | None = None, request: gr.Request | None = None,
                    progress: gr.Progress = gr.Progress(),  # noqa: B008
                    *, extras: PageExtras | None = None, feather: int | None = None, extend_to: str | None = None,
@@ -213,6 +214,7 @@ class Runner:
             transparent: "" for an opaque image; "difference" for an RGBA PNG by difference matting (2 calls: the
                 subject on white, then the same picture on black; keeps glass and hair); "key" for one call on a
                 chroma-key colour (works on every model, worse at glass and hair).
+            kit: your kit of named reference images, "NAME" (newest version) or "NAME@3"; "" for none.
             api_key: your own Gemini API key, used for this request only and never stored; needed on a public demo.
         """
         form = FormSettings(model, aspect_ratio, size, temperature, top_p, top_k, seed, count, output,
@@ -221,13 +223,14 @@ class Runner:
         region = {"mask": mask or None, "feather": feather, "extend_to": extend_to, "anchor": anchor}
         return await self._make(Mode.EDIT, prompt, (image,) if image else (), form, session, progress, api_key, request,
                                 extras, region=region, craft=(style, variables),
-                                transparent=transparent)
+                                transparent=transparent, kit=kit)
 
     async def compose(self, images: list | None, prompt: str, model: str = "", aspect_ratio: str = AUTO,
                       size: str = "", temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1,
                       count: int = 1, output: str = IMAGE_AND_TEXT, thinking: str = "",
                       show_thoughts: bool = False, search: bool = False, image_search: bool = False,
-                      style: str = "", transparent: str = "", api_key: str = "", session: Session | None = None,
+                      style: str = "", transparent: str = "", kit: str = "", api_key: str = "",
+                      session: Session | None = None,
                       request: gr.Request | None = None, progress: gr.Progress = gr.Progress(),  # noqa: B008
                       *, extras: PageExtras | None = None, variables: dict[str, str] | None = None) -> Outputs:
         """Make one image from several input images as the prompt says; returns the new PNG files.
@@ -254,18 +257,20 @@ class Runner:
             transparent: "" for an opaque image; "difference" for an RGBA PNG by difference matting (2 calls: the
                 subject on white, then the same picture on black; keeps glass and hair); "key" for one call on a
                 chroma-key colour (works on every model, worse at glass and hair).
+            kit: your kit of named reference images, "NAME" (newest version) or "NAME@3"; "" for none.
             api_key: your own Gemini API key, used for this request only and never stored; needed on a public demo.
         """
         form = FormSettings(model, aspect_ratio, size, temperature, top_p, top_k, seed, count, output,
                             thinking, show_thoughts, search, image_search)
         return await self._make(Mode.COMPOSE, prompt, gallery_paths(images), form, session, progress, api_key, request,
                                 extras, craft=(style, variables),
-                                transparent=transparent)
+                                transparent=transparent, kit=kit)
 
     async def refine(self, parent_id: str, instruction: str, model: str = "", aspect_ratio: str = AUTO,
                      size: str = "", temperature: float = 1.0, top_p: float = 0.95, top_k: int = 0, seed: int = -1,
                      count: int = 1, output: str = IMAGE_AND_TEXT, thinking: str = "", show_thoughts: bool = False,
-                     search: bool = False, image_search: bool = False, style: str = "", api_key: str = "",
+                     search: bool = False, image_search: bool = False, style: str = "", kit: str = "",
+                     api_key: str = "",
                      session: Session | None = None, request: gr.Request | None = None,
                      progress: gr.Progress = gr.Progress()) -> Outputs:  # noqa: B008
         """Refine an earlier result by its id: the whole conversation path is sent, then the instruction.
@@ -290,6 +295,7 @@ class Runner:
             show_thoughts: also return the model's interim thought images (free; shown, never saved as outputs).
             search: ground the image in Google Search (Pro and 3.1 Flash); the sources come back with it.
             image_search: Google image search as well as web search (3.1 Flash only; implies search).
+            kit: your kit of reference images for this turn, "NAME" or "NAME@3"; "" for none.
             api_key: your own Gemini API key, used for this request only and never stored; needed on a public demo.
         """
         studio = self.studio_for(api_key, request)
@@ -309,7 +315,7 @@ class Runner:
             crafted = craft_prompt(studio.styles, instruction or "", style=style or None)
             plan = await studio.prepare_refine(parent_id=(parent_id or "").strip(), instruction=crafted.prompt,
                                                model=chosen, options=form.options(spec), owner=owner,
-                                               craft=crafted.craft)
+                                               craft=crafted.craft, kit=(kit or "").strip() or None)
         self.count_requests(request, count)
         progress(0.0, desc=f"Turn {plan.turn}: refining...")
         outcomes: list[ImageResult | StudioError] = []
@@ -330,6 +336,10 @@ class Runner:
         status = run_status(outcomes, lambda error: visitor_message(error, self.public))
         ids = ", ".join(result.id for result in results if result.id)  # what a next /refine takes
         return Outputs(list(session.shown), f"{_turn_line(plan, ids)}\n{status}", session)
+
+    def kit_names(self, request: gr.Request | None = None) -> list[str]:
+        """The visitor's kits (public mode: their own; else the data directory's), newest version of each."""
+        return [name for name, _ in self.studio.kits.names(owner=self.owner_of(request))]
 
     async def run_refinement(self, plan: Refinement, session: Session, progress: gr.Progress,
                              owner: str | None = None, studio: Studio | None = None,
@@ -371,7 +381,7 @@ class Runner:
                     request: gr.Request | None = None, extras: PageExtras | None = None,
                     region: dict[str, Any] | None = None,
                     craft: tuple[str | None, dict[str, str] | None] = (None, None),
-                    transparent: str = "") -> Outputs:
+                    transparent: str = "", kit: str = "") -> Outputs:
         studio = self.studio_for(api_key, request)  # first: without a key, nothing else happens
         count = form.image_count()
         if not 1 <= count <= MAX_UI_COUNT:
@@ -388,6 +398,7 @@ class Runner:
                                                  options=extras.apply(options) if extras else options,
                                                  keep_metadata=extras.keep_metadata if extras else None,
                                                  store=extras.store if extras else None,
+                                                 kit=(kit or "").strip() or None, owner=self.owner_of(request),
                                                  **(region or {}))
             transparency = parse_transparent(transparent)
             if transparency is not None:  # refused here, before any call (a region, JPEG, matting on Lite)

@@ -199,6 +199,9 @@ class StudioTab:
                                           info="Sources appear under the result", elem_id="search")
                 self.image_search = gr.Checkbox(False, label="Image search", visible=spec.image_search,
                                                 elem_id="image-search")
+            # Your kits (kits.md): its references are sent after your own images; NAME@3 picks a version.
+            self.kit = gr.Dropdown([""], value="", label="Kit", allow_custom_value=True, elem_id="kit",
+                                   info="Reference images sent after yours, each named (NAME, or NAME@3)")
             with gr.Row():
                 self.temperature = gr.Slider(0, 2, value=1.0, step=0.05, label="Temperature", elem_id="temperature")
                 self.top_p = gr.Slider(0, 1, value=0.95, step=0.01, label="Top-p", elem_id="top-p")
@@ -286,8 +289,9 @@ class StudioTab:
             (self.compose_button, self.compose, [self.compose_images, self.compose_prompt]),
         ):
             button.click(None, None, None, js=SCROLL_TO_RESULT, **PRIVATE)
+            # The kit picker comes last: each handler's `kit` follows its request and progress (Gradio fills those).
             button.click(handler, [*inputs, *settings, *tail, *self.extras.inputs, *self.craft.inputs,
-                                  *self.transparency.inputs],
+                                  *self.transparency.inputs, self.kit],
                          self.run_outputs, **runs).then(
                 self.runner.meter, None, self.meter, **PRIVATE)  # failures count against the budget too
         self.variation_button.click(None, None, None, js=SCROLL_TO_RESULT, **PRIVATE)
@@ -300,6 +304,7 @@ class StudioTab:
                           [self.aspect, self.size, self.compose_limit, *self.gemini3_inputs], **PRIVATE).then(
             self.size_changed, [self.model, self.size], [self.model_info], **PRIVATE)
         self.size.change(self.size_changed, [self.model, self.size], [self.model_info], **PRIVATE)
+        self.kit.focus(self.kit_choices, [self.kit], [self.kit], **PRIVATE)  # the visitor's own kits, fresh
         # The dropdown follows this key's listing: asked on a short timer from page load until it has answered,
         # and again when the visitor enters another key.
         models_out = [self.model, self.model_notes, self.discovery_timer]
@@ -344,12 +349,13 @@ class StudioTab:
                        values: dict[str, str] | None = None,
                        request: gr.Request | None = None,
                        progress: gr.Progress = gr.Progress(),  # noqa: B008 (how Gradio asks for it)
-                       transparent: bool = False, transparent_method: str = DIFFERENCE) -> Any:
+                       transparent: bool = False, transparent_method: str = DIFFERENCE, kit: str = "") -> Any:
         """Generate clicked: run it, or say why not in a toast (the page keeps what it showed)."""
         with refusals_as_warnings():
             return self.shown(await self.runner.generate(prompt, model, aspect_ratio, size, temperature, top_p,
                                                          top_k, seed, count, output, thinking, show_thoughts,
-                                                         search, image_search, api_key=api_key, session=session,
+                                                         search, image_search, kit=kit, api_key=api_key,
+                                                         session=session,
                                                          transparent=transparent_value(transparent,
                                                                                        transparent_method),
                                                          request=request, progress=progress, extras=self.extras.values(
@@ -364,17 +370,17 @@ class StudioTab:
                    thinking: str, show_thoughts: bool, search: bool, image_search: bool, api_key: str,
                    session: Session | None, keep_metadata: bool, output_format: str, jpeg_quality: float,
                    person_generation: str, store: bool = False, style: str | None = None,
-                       values: dict[str, str] | None = None,
+                   values: dict[str, str] | None = None,
                    request: gr.Request | None = None,
                    progress: gr.Progress = gr.Progress(),  # noqa: B008
-                   transparent: bool = False, transparent_method: str = DIFFERENCE) -> Any:
+                   transparent: bool = False, transparent_method: str = DIFFERENCE, kit: str = "") -> Any:
         """Edit clicked: run it (a region edit when a region is painted or the canvas extended), or say why not in
         a toast."""
         with refusals_as_warnings(), region_arguments(image, painted, feather, extend_to, anchor) as region:
             mask = region.pop("mask", None)
             return self.shown(await self.runner.edit(image, prompt, model, aspect_ratio, size, temperature, top_p,
                                                      top_k, seed, count, output, thinking, show_thoughts, search,
-                                                     image_search, mask, api_key=api_key, session=session,
+                                                     image_search, mask, kit=kit, api_key=api_key, session=session,
                                                      transparent=transparent_value(transparent,
                                                                                    transparent_method),
                                                      request=request, progress=progress,
@@ -390,12 +396,13 @@ class StudioTab:
                       jpeg_quality: float, person_generation: str, store: bool = False, style: str | None = None,
                       values: dict[str, str] | None = None,
                       request: gr.Request | None = None, progress: gr.Progress = gr.Progress(),  # noqa: B008
-                      transparent: bool = False, transparent_method: str = DIFFERENCE) -> Any:
+                      transparent: bool = False, transparent_method: str = DIFFERENCE, kit: str = "") -> Any:
         """Compose clicked: run it, or say why not in a toast."""
         with refusals_as_warnings():
             return self.shown(await self.runner.compose(images, prompt, model, aspect_ratio, size, temperature,
                                                         top_p, top_k, seed, count, output, thinking, show_thoughts,
-                                                        search, image_search, api_key=api_key, session=session,
+                                                        search, image_search, kit=kit, api_key=api_key,
+                                                        session=session,
                                                         transparent=transparent_value(transparent,
                                                                                    transparent_method),
                                                         request=request, progress=progress, extras=self.extras.values(
@@ -424,6 +431,10 @@ class StudioTab:
                 self.compose_limit: self.compose_changed(model, compose_images),
                 **{component: gr.update(**extras[name]) for name, component in
                    zip(("thinking", "show_thoughts", "search", "image_search"), self.gemini3_inputs, strict=True)}}
+
+    def kit_choices(self, kit: str, request: gr.Request) -> Any:
+        """The kit picker's choices: none, then the visitor's own kits (public mode: only theirs)."""
+        return gr.update(choices=["", *self.runner.kit_names(request)], value=kit or "")
 
     def refresh_models(self, model: str, api_key: str, request: gr.Request) -> Any:
         """The dropdown's choices from the models this visitor's key can use, the note on hidden ones; the timer

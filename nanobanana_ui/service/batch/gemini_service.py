@@ -107,7 +107,8 @@ class GeminiBatches:
                                  defaults=defaults)
         # The job's own model, not this Studio's default (NANOBANANA_MODEL may differ from the submitting run's):
         # planned on another model, every result's key would match no row and be reported unmapped.
-        plan = plan_batch(self.studio, items, out_dir=folder, model=spec.get("model") or record.model)
+        plan = plan_batch(self.studio, items, out_dir=folder, model=spec.get("model") or record.model,
+                          kit=spec.get("kit"), pins=spec.get("kits"))  # the kit versions the job was sent with
         run = GeminiBatchRun(self.studio, plan, out_dir=folder)
         try:
             return await (run.cancel() if cancel else run.run(wait=False))

@@ -20,7 +20,7 @@ __all__ = ["COLUMNS", "FORMATS", "BatchFileError", "BatchItem", "parse_batch_tex
 
 FORMATS = ("txt", "csv", "jsonl")
 COLUMNS = ("prompt", "mode", "images", "model", "aspect_ratio", "size", "temperature", "top_p", "top_k", "seed",
-           "count", "name", "thinking", "show_thoughts", "search", "image_search", "style", "transparent")
+           "count", "name", "thinking", "show_thoughts", "search", "image_search", "style", "transparent", "kit")
 _OPTION_NAMES = {f.name for f in fields(ImageOptions)}
 _Row = tuple[int, "dict[str, Any] | str"]  # a row's line number and its raw values, or what is wrong with it
 
@@ -37,6 +37,7 @@ class BatchItem:
     options: ImageOptions  # the row's options over the shared defaults (variation 0)
     count: int = 1
     name: str | None = None
+    kit: str | None = None  # NAME or NAME@V: the kit whose references this row sends (None: the batch's --kit)
     style: str | None = None  # a style id (the `style` column), applied when the plan is built
     template: str | None = None  # with --template: the template this row's prompt was filled from
     variables: tuple[tuple[str, str], ...] = ()  # ... and the row's values for its variables
@@ -283,7 +284,8 @@ def _item(line: int, raw: dict[str, Any], base_dir: Path, defaults: ImageOptions
     overrides = {k: v for k, v in values.items() if k in _OPTION_NAMES}
     return BatchItem(row=line, prompt=str(prompt), mode=mode, images=tuple(images), model=values.get("model") or None,
                      options=replace(defaults, variation=0, **overrides), count=int(count),
-                     name=values.get("name") or None, style=values.get("style") or None,
+                     name=values.get("name") or None, kit=values.get("kit") or None,
+                     style=values.get("style") or None,
                      template=raw.get("_template"), variables=tuple(raw.get("_variables") or ()),
                      transparent=values.get("transparent"))
 

@@ -61,6 +61,9 @@ def find_problems(db: sqlite3.Connection, files: ImageFiles) -> Problems:
             problems.inputs.append((entry_id, role, path, "file is missing"))
         elif digests[path] != sha:
             problems.inputs.append((entry_id, role, path, "bytes do not match their sha256"))
+    for sha, mime in db.execute("SELECT DISTINCT sha256, mime_type FROM kit_refs"):
+        wanted.add(files.path_for(sha, mime))  # a kit's image: kept while any version of the kit names it
+        used.add(sha)
     for entry_id, kind, position, sha, mime in db.execute(
             "SELECT entry_id, kind, position, sha256, mime_type FROM files ORDER BY entry_id, kind, position"):
         path = files.path_for(sha, mime)

@@ -65,6 +65,7 @@ class HistoryEntry:
     model_turn: list[dict[str, Any]] | None = None  # the model's turn as returned (turns.parts_to_json form)
     inputs: tuple[StoredFile, ...] = ()  # the input images as sent (kept since conversations; older entries: none)
     region: dict[str, Any] | None = None  # a region edit's: kind, mask_sha256, crop_box, feather, extend_to, ...
+    kit: dict[str, Any] | None = None  # the kit it used: name, version, text, references (name, role, sha256...)
     craft: dict[str, Any] | None = None  # how the prompt was made: style, template, variables (None: as typed)
 
     @property
@@ -81,6 +82,7 @@ class HistoryEntry:
             "elapsed_s": self.elapsed_s, "options": self.options, "error": self.error, "error_type": self.error_type,
             "sources": list(self.sources), "parent": self.parent, "turn": self.turn,
             **({"region": self.region} if self.region else {}),
+            **({"kit": self.kit} if self.kit else {}),
             **(self.craft or {}),  # style, template, variables
         }
 
@@ -98,6 +100,7 @@ def entry_from_row(row: sqlite3.Row, images: tuple[HistoryImage, ...],
         search_entry_point=row["search_entry_point"], parent=row["parent"], turn=int(row["turn"] or 1),
         model_turn=json.loads(row["model_turn"]) if row["model_turn"] else None, inputs=inputs,
         region=json.loads(row["region"]) if row["region"] else None,
+        kit=json.loads(row["kit"]) if "kit" in row.keys() and row["kit"] else None,
         craft=json.loads(row["craft"]) if "craft" in row.keys() and row["craft"] else None)
 
 

@@ -11,7 +11,8 @@ import sqlite3
 from collections.abc import Callable
 
 __all__ = ["MIGRATIONS", "has_fts", "m001_initial", "m002_prompt_search", "m003_search_sources",
-           "m004_conversations", "m005_region_inputs", "m006_prompt_craft", "migrate", "schema_version"]
+           "m004_conversations", "m005_region_inputs", "m006_prompt_craft", "m007_kits", "migrate",
+           "schema_version"]
 
 
 def m001_initial(db: sqlite3.Connection) -> None:
@@ -130,9 +131,44 @@ def m006_prompt_craft(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE entries ADD COLUMN craft TEXT")
 
 
+def m007_kits(db: sqlite3.Connection) -> None:
+    """Kits: named, versioned sets of reference images (one row per version, never changed once written), their
+    references in order (images stored by content like inputs), and on each entry the kit it used (JSON).
+
+    `owner` is '' for a local kit, else the public-mode visitor's partition: each visitor's kits are their own. An
+    entry also keeps its kit's images in `inputs` (role 'kit-1', 'kit-2', ...), so it can be re-run exactly after the
+    kit has changed.
+    """
+    db.execute("""
+        CREATE TABLE kits (
+            owner TEXT NOT NULL DEFAULT '',
+            name TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            created TEXT NOT NULL,
+            text TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (owner, name, version)
+        )""")
+    db.execute("""
+        CREATE TABLE kit_refs (
+            owner TEXT NOT NULL DEFAULT '',
+            kit TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            position INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            role TEXT NOT NULL CHECK (role IN ('character', 'object', 'style')),
+            guidance TEXT NOT NULL DEFAULT '',
+            sha256 TEXT NOT NULL,
+            mime_type TEXT NOT NULL,
+            PRIMARY KEY (owner, kit, version, position),
+            FOREIGN KEY (owner, kit, version) REFERENCES kits (owner, name, version) ON DELETE CASCADE
+        )""")
+    db.execute("CREATE INDEX kit_refs_sha256 ON kit_refs (sha256)")
+    db.execute("ALTER TABLE entries ADD COLUMN kit TEXT")
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial, m002_prompt_search,
                                                                 m003_search_sources, m004_conversations,
-                                                                m005_region_inputs, m006_prompt_craft)
+                                                                m005_region_inputs, m006_prompt_craft, m007_kits)
 
 
 def schema_version(db: sqlite3.Connection) -> int:

@@ -28,6 +28,7 @@ from ...imaging.outputs import extension_for
 from . import check
 from .entries import HistoryEntry, HistoryImage, StoredFile, entry_from_row, manifest_record
 from .files import TEMP_PREFIX, ImageFiles, render_thumbnail, sniff_mime
+from .kits import KitStore
 from .migrations import has_fts, migrate
 
 __all__ = ["DB_NAME", "HistoryStore", "new_entry_id"]
@@ -37,7 +38,7 @@ _IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif")  # the typ
 _ENTRY_COLUMNS = ("id", "created", "mode", "model", "prompt", "options", "input_hashes", "text", "finish_reason",
                   "prompt_tokens", "output_tokens", "total_tokens", "cost_usd", "cached", "elapsed_s", "error",
                   "error_type", "owner", "sources", "search_entry_point", "parent", "turn", "model_turn", "region",
-                  "craft")
+                  "kit", "craft")
 
 
 def new_entry_id(now_ns: int | None = None) -> str:
@@ -67,6 +68,7 @@ class HistoryStore:
                 self._db.execute("PRAGMA journal_mode = WAL")
             migrate(self._db)
         self.full_text = has_fts(self._db)  # False: search falls back to LIKE
+        self.kits = KitStore(self._db, lambda: self._lock, self._write, self.files)  # kits.py: per owner, versioned
 
     # -- writing ---------------------------------------------------------------------------------------------
 
@@ -120,10 +122,14 @@ class HistoryStore:
     def _place_inputs(self, request: ImageRequest) -> list[tuple[str, str, str]]:
         """Store the inputs a request's entry keeps (a region edit's original and mask, so that it can be re-run and
         refined: what was sent is only a crop of them); (role, sha, mime)."""
+        kept = []
+        for number, reference in enumerate(request.kit.references if request.kit is not None else (), start=1):
+            # a kit's images, as sent: a re-run uses this exact version even after the kit has changed
+            self.files.place_bytes(reference.image.data, reference.image.sha256, reference.image.mime_type)
+            kept.append((f"kit-{number}", reference.image.sha256, reference.image.mime_type))
         region = request.region
         if region is None:
-            return []
-        kept = []
+            return kept
         if region.source:  # the original's exact bytes: its digest is in the region's cache key
             mime = sniff_mime(region.source)
             self.files.place_bytes(region.source, region.source_sha256, mime)
@@ -198,7 +204,9 @@ class HistoryStore:
                 unused = [(sha, mime) for sha, mime in images
                           if db.execute("SELECT 1 FROM images WHERE sha256 = ? UNION ALL "
                                         "SELECT 1 FROM files WHERE sha256 = ? UNION ALL "
-                                        "SELECT 1 FROM inputs WHERE sha256 = ?", (sha, sha, sha)).fetchone() is None]
+                                        "SELECT 1 FROM inputs WHERE sha256 = ? UNION ALL "
+                                        "SELECT 1 FROM kit_refs WHERE sha256 = ?", (sha, sha, sha, sha)).fetchone()
+                          is None]
             for sha, mime in unused:  # after the commit: a kill here leaves orphans, never a dangling row
                 self.files.remove(sha, mime)
         return True
@@ -377,6 +385,8 @@ class HistoryStore:
         if request.region is not None:  # the original, not the crop and mask sent: what a re-run starts from
             row.update(input_hashes=json.dumps([request.region.source_sha256]),
                        region=json.dumps(request.region.describe(), sort_keys=True))
+        if request.kit is not None:  # NAME@VERSION and each reference's name, role and hash
+            row.update(kit=self._clean(json.dumps(request.kit.describe(), ensure_ascii=False)))
         if request.craft is not None:  # the style id, template and variables the prompt was made from
             row["craft"] = self._clean(json.dumps(request.craft.to_dict(), sort_keys=True, ensure_ascii=False))
         row.update(fields)
