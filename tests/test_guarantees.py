@@ -120,6 +120,7 @@ def test_two_interactive_runs_of_one_folder_at_once_pay_once(settings, emulator,
     assert not (out / ".staging").exists()
 
 
+@pytest.mark.slow  # two CLI subprocesses at once
 def test_two_cli_batch_runs_of_one_folder_at_once_pay_once(emulator, tmp_path):
     emulator.delay_s = 0.2
     path = tmp_path / "q.txt"

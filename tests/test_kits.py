@@ -449,6 +449,7 @@ def test_public_visitors_use_only_their_own_kits_through_the_runner(emulator, tm
     assert len(emulator.generate_requests) == 1 and emulator.generate_requests[0].images == [cup]
 
 
+@pytest.mark.slow  # starts the app and drives it with gradio_client
 def test_the_generate_endpoint_takes_a_kit(module_emulator, tmp_path):
     from gradio_client import Client
     from servers import app_env, running_app

@@ -119,6 +119,7 @@ def replace_signature(part: types.Part, signature: bytes) -> types.Part:
     return part.model_copy(update={"thought_signature": signature})
 
 
+@pytest.mark.slow  # a CLI subprocess per turn
 def test_a_new_process_continues_the_conversation_from_the_cli(emulator, settings, monkeypatch):
     root = run(settings, lambda s: s.generate("a red bicycle", model=PRO))
     env = {**os.environ, "NANOBANANA_HOME": str(settings.home), "GEMINI_API_KEY": TEST_KEY,

@@ -194,7 +194,10 @@ def synthetic_answer(size: tuple[int, int]) -> bytes:
     return encode(Image.new("RGB", size, (250, 10, 200)))
 
 
-@pytest.mark.parametrize("mode", ["RGB", "P", "I;16"])
+# Every model x ratio x anchor: RGB in the inner loop; the palette and 16-bit sweeps (the same placements, other
+# pixel layouts) with the slow tests.
+@pytest.mark.parametrize("mode", ["RGB", pytest.param("P", marks=pytest.mark.slow),
+                                  pytest.param("I;16", marks=pytest.mark.slow)])
 def test_extend_to_every_ratio_and_anchor_keeps_the_original_in_place(mode):
     original = noise((150, 110), mode)
     cases = [(spec.id, ratio, anchor) for spec in known_models() for ratio in spec.aspect_ratios for anchor in ANCHORS]
@@ -331,6 +334,7 @@ def test_provenance_and_history_keep_the_mask(settings, emulator):
     assert in_studio(settings, delete) == [] and not mask_path.exists()
 
 
+@pytest.mark.slow  # CLI subprocesses
 def test_cli_masked_edit_and_refusal(emulator, tmp_path):
     image, mask, small = tmp_path / "photo.png", tmp_path / "mask.png", tmp_path / "small.png"
     original = noise((240, 180), "RGB")
