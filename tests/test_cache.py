@@ -115,7 +115,7 @@ def test_cache_size_is_bounded(emulator, tmp_path):
 def test_an_unreadable_image_from_the_api_is_a_service_error_and_not_cached(settings):
     import asyncio
 
-    from nanobanana_ui.backends.gemini import BackendReply
+    from nanobanana_ui.backends.gemini_wire import BackendReply
     from nanobanana_ui.domain.errors import BadResponseError
     from nanobanana_ui.domain.request import Usage
     from nanobanana_ui.service.studio import Studio

@@ -25,18 +25,17 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
 from ..domain.models import get_model
 from .answers import answer as model_answer
+from .batch_records import EmulatedBatch, EmulatedFile, now_text, read_jsonl
 from .faults import Fault, fault_reply
 from .types import Reply, error_reply, record_request
 
-__all__ = ["BatchService", "EmulatedBatch", "EmulatedFile"]
+__all__ = ["BatchService"]
 
 _CREATE = re.compile(r"^/v1beta/models/([^/:]+):batchGenerateContent$")
 _BATCH = re.compile(r"^/v1beta/batches(?:/([^/:]+))?(?::(cancel))?$")
@@ -45,64 +44,7 @@ _FILE = re.compile(r"^/(?:download/)?v1beta/files/([^/:]+)(?::(download))?$")
 _TERMINAL = ("BATCH_STATE_SUCCEEDED", "BATCH_STATE_FAILED", "BATCH_STATE_CANCELLED", "BATCH_STATE_EXPIRED")
 _TYPE = "type.googleapis.com/google.ai.generativelanguage.v1beta.GenerateContentBatch"
 MAX_FILE_BYTES = 2 * 1024**3
-FILE_LIFETIME_S = 48 * 3600  # an uploaded file expires after 48 hours
 INLINE_LIMIT_BYTES = 20 * 1024**2
-
-
-def _now_text(stamp: float) -> str:
-    return datetime.fromtimestamp(stamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-@dataclass
-class EmulatedFile:
-    """A file of the emulated Files API: an uploaded JSONL input, or a job's generated results."""
-
-    name: str  # "files/ID"
-    display_name: str
-    mime_type: str
-    size: int
-    path: Path
-    source: str  # "UPLOADED" | "GENERATED"
-    created: float
-    complete: bool = False
-    expired: bool = False  # set by expire_files(): a request naming it is refused, as after its 48 hours
-    api_key: str | None = None  # the key that uploaded it: a file belongs to its key's project
-
-    def resource(self, base_url: str) -> dict[str, Any]:
-        """The File as the API describes it."""
-        entry: dict[str, Any] = {"name": self.name, "displayName": self.display_name, "mimeType": self.mime_type,
-                                 "sizeBytes": str(self.size), "createTime": _now_text(self.created),
-                                 "updateTime": _now_text(self.created), "state": "ACTIVE" if self.complete
-                                 else "PROCESSING", "source": self.source,
-                                 "uri": f"{base_url}/v1beta/{self.name}",
-                                 "expirationTime": _now_text(self.created + FILE_LIFETIME_S)}
-        if self.source == "GENERATED":
-            entry["downloadUri"] = f"{base_url}/download/v1beta/{self.name}:download?alt=media"
-        return entry
-
-
-@dataclass
-class EmulatedBatch:
-    """One batch job: its requests (key → request body), clock, forced state and results once computed."""
-
-    name: str  # "batches/ID"
-    model: str
-    display_name: str
-    requests: list[tuple[str | None, dict[str, Any]]]  # (metadata key, GenerateContentRequest body)
-    from_file: bool
-    created: float
-    outcome: str  # the terminal state the clock reaches
-    forced: str | None = None  # a state set by cancel or a test
-    ended: float | None = None
-    inline_results: list[dict[str, Any]] | None = None
-    result_file: EmulatedFile | None = None
-    deleted: bool = False
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    @property
-    def keys(self) -> list[str | None]:
-        """Every request's metadata key, in order."""
-        return [key for key, _ in self.requests]
 
 
 class BatchService:
@@ -220,7 +162,7 @@ class BatchService:
                 upload = self._files.get(str(source["fileName"]))
             if upload is None or not upload.complete:
                 return error_reply(400, "INVALID_ARGUMENT", f"File {source['fileName']} not found or not uploaded.")
-            problem = _read_jsonl(upload.path, requests)
+            problem = read_jsonl(upload.path, requests)
             if problem:
                 return error_reply(400, "INVALID_ARGUMENT", problem)
         else:
@@ -300,12 +242,12 @@ class BatchService:
             failed = sum(1 for k in job.keys if k in self.fail_keys) if state == "BATCH_STATE_SUCCEEDED" else 0
             meta: dict[str, Any] = {
                 "@type": _TYPE, "model": f"models/{job.model}", "displayName": job.display_name, "name": job.name,
-                "createTime": _now_text(job.created), "updateTime": _now_text(job.ended or time.time()),
+                "createTime": now_text(job.created), "updateTime": now_text(job.ended or time.time()),
                 "state": state, "batchStats": {"requestCount": str(count), "successfulRequestCount": str(done - failed),
                                                "failedRequestCount": str(failed),
                                                "pendingRequestCount": str(count - done)}}
             if job.ended is not None:
-                meta["endTime"] = _now_text(job.ended)
+                meta["endTime"] = now_text(job.ended)
             if state == "BATCH_STATE_SUCCEEDED":
                 meta["output"] = self._output(job, with_results)
         return {"name": job.name, "metadata": meta, "done": state in _TERMINAL}
@@ -410,19 +352,3 @@ class BatchService:
         if download:
             return 200, {"Content-Type": found.mime_type or "application/octet-stream"}, found.path  # type: ignore[return-value]
         return 200, {}, found.resource(self._base_url())
-
-
-def _read_jsonl(path: Path, requests: list[tuple[str | None, dict[str, Any]]]) -> str | None:
-    """Read an uploaded batch input into `requests`; a problem's message, or None."""
-    with open(path, encoding="utf-8") as lines:
-        for number, text in enumerate(lines, start=1):
-            if not text.strip():
-                continue
-            try:
-                line = json.loads(text)
-            except ValueError:
-                return f"Line {number} of the input file is not valid JSON."
-            if not isinstance(line, dict) or not isinstance(line.get("request"), dict):
-                return f"Line {number} of the input file has no 'request' object."
-            requests.append((line.get("key"), line["request"]))
-    return None if requests else "The input file has no requests."

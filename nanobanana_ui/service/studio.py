@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from ..backends.capabilities import BackendCapabilities, capabilities_for
 from ..backends.discovery import Availability, ListedModel, ListingStore, ModelDiscovery
-from ..backends.gemini import BackendReply
+from ..backends.gemini_wire import BackendReply
 from ..backends.text import TextReply
 from ..backends.transport import SendObserver
 from ..backends.vertex import VertexAccess, resolve_vertex_access

@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ...backends.gemini import build_config, build_contents
+from ...backends.gemini_wire import build_config, build_contents
 from ...domain.errors import RateLimitError, StudioError, map_error
 from ...domain.request import ImageRequest
 from ...quota.retry import RetryPolicy, describe_failure

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ...backends.gemini import parse_response
+from ...backends.gemini_wire import parse_response
 from ...domain.errors import (
     BadRequestError,
     InputError,
