@@ -80,12 +80,12 @@ async def _list(studio):
 
 
 def test_a_result_file_with_a_bad_byte_reports_that_line_and_reads_the_rest(tmp_path):
-    from nanobanana_ui.service.batch.gemini_jobs import _file_results
+    from nanobanana_ui.service.batch.gemini_results import file_results
 
     path = tmp_path / "results.jsonl"
     path.write_bytes(_good({"key": "row-1-v0", "error": {"code": 3, "message": "é"}}) + b'{"key": "\xc3\n'
                      + _good({"key": "row-3-v0", "error": {"code": 3, "message": "x"}}))
-    keys = [key for key, _, _ in _file_results(path)]
+    keys = [key for key, _, _ in file_results(path)]
     assert keys[0] == "row-1-v0" and keys[2] == "row-3-v0" and "unreadable" in keys[1]
 
 
@@ -184,7 +184,7 @@ def _full_disk(*_args, **_kwargs):
 @pytest.mark.parametrize("where", ["cache", "place"])
 def test_a_full_disk_while_fetching_stops_without_finishing_and_the_rerun_fetches_the_same_job(
         fast_settings, emulator, tmp_path, monkeypatch, where):
-    from nanobanana_ui.service.batch import gemini_jobs
+    from nanobanana_ui.service.batch import gemini_results
     from nanobanana_ui.storage.cache import ResultCache
 
     path = write_file(tmp_path, "a\nb\nc\n", "three.txt")
@@ -193,7 +193,7 @@ def test_a_full_disk_while_fetching_stops_without_finishing_and_the_rerun_fetche
         if where == "cache":
             patch.setattr(ResultCache, "store", _full_disk)
         else:
-            patch.setattr(gemini_jobs, "place_images", _full_disk)
+            patch.setattr(gemini_results, "place_images", _full_disk)
         with pytest.raises(StorageError, match="No space left.*run the same command again"):
             run_gemini(fast_settings, path, out)
     events = [json.loads(line)["event"] for line in (out / "gemini_batch.jsonl").read_text().splitlines()]

@@ -298,7 +298,7 @@ def test_cli_transparent_json_and_refusals(keyed_env, emulator, capsys, tmp_path
 
 
 def test_batch_transparent_column_runs_both_methods_and_refuses_lite_difference(emulator, flash, tmp_path):
-    from nanobanana_ui.service.batch.gemini_jobs import check_one_model
+    from nanobanana_ui.service.batch.gemini_summary import check_one_model
     from nanobanana_ui.service.batch.items import BatchFileError, read_batch_file
     from nanobanana_ui.service.batch.plan import plan_batch
     from nanobanana_ui.service.batch.run import run_batch

@@ -93,7 +93,7 @@ async def _main(args: argparse.Namespace) -> int:
              f"{plan.already_done} done in an earlier run, {to_send} to send; output {out_dir}")
         _say(f"estimated cost {_money(plan.estimated_cost_usd)} (at most: cache hits are free); rate limit {pace}")
         if args.dry_run:
-            from ..service.batch.gemini_jobs import batch_estimate
+            from ..service.batch.gemini_summary import batch_estimate
 
             _say(f"with --gemini-batch (Gemini Batch Mode, results within 24 h): {_money(batch_estimate(plan))}")
             for item in plan.items:

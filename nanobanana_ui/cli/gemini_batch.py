@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
     from ..domain.request import ImageOptions
     from ..service.batch import BatchPlan, ItemOutcome
-    from ..service.batch.gemini_jobs import GeminiBatchSummary
+    from ..service.batch.gemini_summary import GeminiBatchSummary
     from ..service.studio import Studio
 
 __all__ = ["add_gemini_batch_options", "run_gemini_batch_cli"]
@@ -66,8 +66,9 @@ async def run_gemini_batch_cli(args: argparse.Namespace, studio: Studio, plan: B
                                print_json: Any, confirmed: Any, defaults: ImageOptions) -> int:
     """Run the Gemini Batch Mode side of `batch FILE` (after the file is read and planned) and return the exit code."""
     from ..domain.errors import InputError
-    from ..service.batch.gemini_jobs import GeminiBatchRun, batch_estimate, check_one_model
+    from ..service.batch.gemini_jobs import GeminiBatchRun
     from ..service.batch.gemini_journal import Journal
+    from ..service.batch.gemini_summary import batch_estimate, check_one_model
 
     plan_defaults = defaults.to_dict()
     if args.concurrency is not None:

@@ -22,9 +22,10 @@ import gradio as gr
 
 from ..domain.models import get_model
 from ..service.batch import plan_batch
-from ..service.batch.gemini_jobs import GeminiBatchRun, GeminiBatchSummary, batch_estimate, check_one_model
+from ..service.batch.gemini_jobs import GeminiBatchRun
 from ..service.batch.gemini_journal import Journal
 from ..service.batch.gemini_service import GeminiBatches, GeminiJobView
+from ..service.batch.gemini_summary import GeminiBatchSummary, batch_estimate, check_one_model
 from ..service.batch.manifest import MANIFEST_NAME
 from ..service.studio import Studio
 from .actions import refuse

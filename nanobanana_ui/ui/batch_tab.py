@@ -38,7 +38,7 @@ from ..service.batch import (
     run_batch,
 )
 from ..service.batch.folder import refuse_open_gemini_job
-from ..service.batch.gemini_jobs import batch_estimate
+from ..service.batch.gemini_summary import batch_estimate
 from ..service.studio import Studio
 from .actions import no_change, refusals_as_warnings
 from .batch_mode import BATCH_MODE, HEADERS, INTERACTIVE, RUN_MODES, GeminiJobs

@@ -16,8 +16,9 @@ from ...domain.errors import InputError
 from ...domain.request import ImageOptions
 from ..studio import Studio
 from .gemini_api import BatchApi
-from .gemini_jobs import GeminiBatchRun, GeminiBatchSummary
+from .gemini_jobs import GeminiBatchRun
 from .gemini_journal import JobRecord, Journal, index_entries
+from .gemini_summary import GeminiBatchSummary
 from .items import parse_batch_text
 from .jsonl import read_jsonl
 from .manifest import MANIFEST_NAME
