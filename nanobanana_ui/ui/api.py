@@ -74,7 +74,7 @@ def public_endpoints(runner: Runner, *, outputs: list[Any], api_key: gr.Textbox,
         mask = gr.File(label="Mask (white = the region to change)", type="filepath")
         trigger = gr.Button()
     # One pool for every generation event: they all wait on the same API and quota, not on this machine.
-    pool: dict[str, Any] = {"concurrency_limit": runner.studio.settings.concurrency, "concurrency_id": "studio"}
+    pool: dict[str, Any] = runner.events  # the fair gate in Runner decides who runs (docs/crowds.md)
     endpoints: list[tuple[Any, list[Any], list[Any], str]] = [
         (runner.generate, [prompt], [], "generate"), (runner.edit, [image, prompt], [mask], "edit"),
         (runner.compose, [images, prompt], [], "compose")]

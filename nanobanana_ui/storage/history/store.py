@@ -24,6 +24,7 @@ from ...domain.errors import NoImageError, StudioError
 from ...domain.request import ImageRequest, ImageResult
 from ...domain.turns import parts_to_json
 from ...imaging.outputs import extension_for
+from ...imaging.workers import run_on_cpu
 from . import check
 from .entries import HistoryEntry, HistoryImage, StoredFile, entry_from_row, manifest_record
 from .files import TEMP_PREFIX, ImageFiles, render_thumbnail, sha256_file, sniff_mime
@@ -282,7 +283,7 @@ class HistoryStore:
         """A small WEBP of the image, made on first request and kept under home/thumbs."""
         path = self.files.thumb_path(image.sha256, size)
         if not path.exists():
-            data = render_thumbnail(image.path, size)
+            data = run_on_cpu(render_thumbnail, image.path, size)  # at most the cores' worth at once
             with self.files.lock():
                 if not path.exists():
                     path.parent.mkdir(parents=True, exist_ok=True)
