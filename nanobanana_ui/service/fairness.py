@@ -33,13 +33,13 @@ class FairGate:
         self._ring: OrderedDict[str, None] = OrderedDict()  # visitors with waiters, in turn order
         self.n_running = 0
         self.n_waiting = 0
-        self.granted: list[str] = []  # the last grants, in order (tests read it); bounded below
-        self._granted_keep = 256
+        self._grants = 0
+        self._last_served: dict[str, int] = {}  # for visitors running or waiting: when they were last granted
 
     def snapshot(self) -> dict[str, int]:
         """The counts now: running, waiting, and how many visitors the gate remembers."""
         return {"running": self.n_running, "waiting": self.n_waiting,
-                "visitors": len(set(self.running) | set(self.waiting) | set(self._ring))}
+                "visitors": len(set(self.running) | set(self.waiting) | set(self._ring) | set(self._last_served))}
 
     def _can_run(self, visitor: str) -> bool:
         return self.n_running < self.total and self.running.get(visitor, 0) < self.per_visitor
@@ -47,9 +47,8 @@ class FairGate:
     def _start(self, visitor: str) -> None:
         self.running[visitor] = self.running.get(visitor, 0) + 1
         self.n_running += 1
-        self.granted.append(visitor)
-        if len(self.granted) > self._granted_keep:
-            del self.granted[: len(self.granted) - self._granted_keep]
+        self._grants += 1
+        self._last_served[visitor] = self._grants
 
     def _release(self, visitor: str) -> None:
         left = self.running.get(visitor, 0) - 1
@@ -59,13 +58,21 @@ class FairGate:
             self.running.pop(visitor, None)
         self.n_running -= 1
         self._dispatch()
+        self._tidy(visitor)
+
+    def _tidy(self, visitor: str) -> None:
+        if visitor not in self.running and visitor not in self.waiting:
+            self._last_served.pop(visitor, None)
 
     def _dispatch(self) -> None:
-        """Grant free slots to waiting visitors in turn: the first eligible visitor goes to the back of the ring."""
+        """Grant free slots to waiting visitors: the one with the fewest running first, ties in turn (round-robin:
+        a visitor served goes to the back of the ring)."""
         while self.n_running < self.total:
-            chosen = next((v for v in self._ring if self._can_run(v)), None)
-            if chosen is None:
+            eligible = [v for v in self._ring if self._can_run(v)]
+            if not eligible:
                 return
+            # Fewest running first, then the one served longest ago: round-robin across those waiting.
+            chosen = min(eligible, key=lambda v: (self.running.get(v, 0), self._last_served.get(v, -1)))
             queue = self.waiting[chosen]
             future = queue.popleft()
             self.n_waiting -= 1
@@ -74,6 +81,8 @@ class FairGate:
                 del self._ring[chosen]
             else:
                 self._ring.move_to_end(chosen)
+            if future.done():  # its caller went away (cancelled) before it was granted
+                continue
             self._start(chosen)
             future.set_result(None)
 
@@ -89,7 +98,7 @@ class FairGate:
     async def enter(self, visitor: str, on_wait: Callable[[str], None] | None = None) -> None:
         """Take one running slot for `visitor`: at once, or after a fair wait (told to `on_wait`); RateLimitError at
         once when the visitor's own queue, or the whole queue, is full. Give it back with leave()."""
-        if not self.waiting and self._can_run(visitor):
+        if self._can_run(visitor):  # nobody waiting could run now (dispatch hands out every free slot it can)
             self._start(visitor)
             return
         if (refused := self._refusal(visitor)) is not None:
@@ -133,3 +142,4 @@ class FairGate:
             if not queue:
                 del self.waiting[visitor]
                 self._ring.pop(visitor, None)
+        self._tidy(visitor)
