@@ -11,6 +11,7 @@ in --delay seconds, then measures, in one run:
 
     python bench/visitors.py [--visitors 16] [--each 2] [--delay 3] [--flood 12] [--warm 100] [--mem 300]
                              [--root PATH]      # e.g. --root /path/to/another/checkout for a "before" row
+    python bench/visitors.py --offline [--warm 100] [--mem 300]   # memory of the offline app (embedded emulator)
 """
 
 from __future__ import annotations
@@ -81,10 +82,11 @@ def model_latency(emulator: GeminiEmulator) -> float:
 
 
 def client(url: str):
-    """One visitor: a gradio_client session."""
+    """One visitor: a gradio_client session. It does not download the images: the bench's visitors share the
+    server's CPU, so their downloads would be counted as the server's time."""
     from gradio_client import Client
 
-    return Client(url, verbose=False)
+    return Client(url, verbose=False, download_files=False)
 
 
 def timed_calls(visitor, key: str, prompts: list[str]) -> list[tuple[float, str | None]]:
@@ -108,6 +110,48 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def offline_memory(args: argparse.Namespace) -> None:
+    """The memory phase against the offline app (its embedded emulator keeps a log of what it received)."""
+    from gradio_client import Client
+
+    with tempfile.TemporaryDirectory() as tmp:
+        env = app_env(NANOBANANA_PUBLIC="1", NANOBANANA_OFFLINE="1", NANOBANANA_HOME=f"{tmp}/home",
+                      GRADIO_TEMP_DIR=f"{tmp}/gradio", GRADIO_ANALYTICS_ENABLED="False", NANOBANANA_PROXY_HOPS="1",
+                      NANOBANANA_VISITOR_RPM="100000", NANOBANANA_RPM="100000", NANOBANANA_RPD="10000000")
+        process, url = start(args.root, env)
+        counter = iter(range(10**9))
+        try:
+            def rotate(total: int) -> None:
+                def one_visitor(v: int) -> None:
+                    visitor = None
+                    for k in range(total // 8):
+                        if k % 25 == 0:
+                            if visitor is not None:
+                                visitor.close()
+                            visitor = Client(url, verbose=False, download_files=False,
+                                             headers={"X-Forwarded-For": f"10.0.0.{v}"})
+                        timed_calls(visitor, "", [f"mem {next(counter)}"])
+                    if visitor is not None:
+                        visitor.close()
+
+                with ThreadPoolExecutor(8) as pool:
+                    list(pool.map(one_visitor, range(8)))
+
+            rotate(args.warm)
+            time.sleep(2)
+            before = rss_mb(process.pid)
+            rotate(args.mem)
+            time.sleep(2)
+            after = rss_mb(process.pid)
+        finally:
+            process.terminate()
+            process.wait(timeout=20)
+    sent = args.mem // 8 * 8
+    print(f"offline memory  RSS {before:.0f} -> {after:.0f} MB over {sent} requests after {args.warm} warm-up: "
+          f"{(after - before) / sent * 1000:+.1f} MB per 1,000 requests; app from {args.root}")
+    print("command: python bench/visitors.py " + " ".join(sys.argv[1:]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--visitors", type=int, default=16)
@@ -117,7 +161,12 @@ def main() -> None:
     parser.add_argument("--warm", type=int, default=100)
     parser.add_argument("--mem", type=int, default=300)
     parser.add_argument("--root", type=Path, default=ROOT, help="the checkout whose app.py is measured")
+    parser.add_argument("--offline", action="store_true",
+                        help="memory only, with the app's own embedded emulator (NANOBANANA_OFFLINE=1) answering at "
+                             "once; keyless visitors, each its own address behind a trusted proxy")
     args = parser.parse_args()
+    if args.offline:
+        return offline_memory(args)
 
     with GeminiEmulator(delay_s=args.delay, record_limit=0) as emulator, tempfile.TemporaryDirectory() as tmp:
         env = app_env(NANOBANANA_PUBLIC="1", NANOBANANA_BASE_URL=emulator.base_url, NANOBANANA_HOME=f"{tmp}/home",
