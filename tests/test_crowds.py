@@ -349,7 +349,8 @@ def test_a_running_batch_survives_its_client_being_evicted(emulator, tmp_path, m
             runner = Runner(host, ring, owner_of=visitor_owner)
             page = BatchPage(host, visitor_owner, concurrency=1, runner=runner)
             gap["loop"] = asyncio.get_running_loop()
-            gap["evict"] = lambda: (ring.studio_for(KEY_B, "someone-else"), ring.forget_session("batcher"))
+            gap["evict"] = lambda: (gap.setdefault("held", [s.held for s in ring._studios.values()]),
+                                    ring.studio_for(KEY_B, "someone-else"), ring.forget_session("batcher"))
             updates = [update async for update in page.run(None, "\n".join(prompts), api_key=KEY_A,
                                                            request=Visitor("batcher"), progress=quiet)]
             await asyncio.gather(*ring._closing)  # A's Studio closes once the batch is over
@@ -359,7 +360,8 @@ def test_a_running_batch_survives_its_client_being_evicted(emulator, tmp_path, m
     updates = asyncio.run(scenario())
     collect_closed_transports()
     summary = updates[-1]["summary"]
-    assert "at" in gap and len(updates[-1]["gallery"]) == len(prompts), summary  # before: "4 rows, 3 failed"
+    assert gap["held"] == [True]  # between two rows, with nothing in flight, A's Studio is held by the batch
+    assert len(updates[-1]["gallery"]) == len(prompts), summary
     assert sum(r.api_key == KEY_A for r in emulator.generate_requests) == len(prompts)
 
 
@@ -396,15 +398,17 @@ def test_a_request_waiting_its_turn_keeps_its_studio_open(emulator, tmp_path):
             calls = [asyncio.create_task(runner.generate(f"w{n}", api_key=KEY_A, request=Visitor("w"),
                                                          progress=quiet)) for n in range(2)]
             await asyncio.sleep(0.05)
+            a = ring.studio_for(KEY_A, "w")
+            held = a.held  # the first in flight, the second waiting in the gate: both hold A's Studio
             ring.studio_for(KEY_B, "other")  # evicts A's Studio while A's second request waits in the gate
             outcomes = await asyncio.gather(*calls, return_exceptions=True)
             await asyncio.gather(*ring._closing)
             await ring.aclose()
-            return outcomes
+            return held, outcomes
 
-    outcomes = asyncio.run(scenario())
+    held, outcomes = asyncio.run(scenario())
     collect_closed_transports()
-    assert not [o for o in outcomes if isinstance(o, BaseException)], outcomes
+    assert held and not [o for o in outcomes if isinstance(o, BaseException)], outcomes
 
 
 # -- a shared in-flight answer (issue 24 item 13) -------------------------------------------------------------------

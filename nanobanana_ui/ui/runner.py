@@ -87,7 +87,7 @@ class Runner:
     def __init__(self, studio: Studio, keys: KeyRing | None = None,
                  owner_of: Callable[[gr.Request | None], str | None] = no_owner) -> None:
         self.studio = studio
-        self.keys = keys or KeyRing(studio)
+        self.keys = keys if keys is not None else KeyRing(studio)  # (an empty KeyRing is falsy)
         self.owner_of = owner_of
         settings = studio.settings
         self.limits = VisitorLimits(settings.visitor_rpm) if settings.public else None
