@@ -99,6 +99,7 @@ def build(args: argparse.Namespace, settings: Settings | None = None) -> tuple[g
     # Gradio 6's run history keeps every run's inputs (the visitor's API key too) in the browser's localStorage
     # and shows them on a "Runs" page: off, for launches other than main()'s (which passes run_history=False).
     os.environ["GRADIO_RUN_HISTORY"] = "False"
+    os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "1000")  # Gradio's per-event records: bounded lower
     from .domain.errors import StudioError
     from .service.studio import Studio
     from .ui import build_app
@@ -128,6 +129,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.mcp and settings.auth:
         raise fail(MCP_WITH_AUTH)
     demo, studio = build(args, settings)
+    from .ui.sessions import launch_options
+
     if args.mcp:
         patch_mcp_tool_outputs()
     home = settings.home
@@ -135,7 +138,8 @@ def main(argv: list[str] | None = None) -> None:
     # history's images/ and thumbs/ (files named by their SHA-256) what the History tab shows.
     # None for host and port lets Gradio apply GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, then its defaults.
     # max_file_size: 10 MB in public mode, else 50 (NANOBANANA_MAX_UPLOAD_MB); a larger upload gets HTTP 413.
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=settings.max_file_size,
+    # launch_options: Gradio's threads sized to the generation pool (docs/crowds.md), sessions kept, upload size.
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, **launch_options(settings),
                 auth=list(settings.auth) or None, mcp_server=args.mcp, prevent_thread_lock=True,
                 run_history=False,  # it would keep the typed API key in the browser (see build())
                 css=CSS,  # the few rules Gradio's parameters cannot say (ui/style.py)

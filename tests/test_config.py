@@ -66,6 +66,26 @@ def test_bad_values_are_clear_errors(environ, message):
         load_settings(environ=environ)
 
 
-def test_web_concurrency_defaults_to_4_and_is_configurable(tmp_path):
-    assert load_settings(environ={}).concurrency == 4
+def test_web_concurrency_defaults_to_48_and_is_configurable(tmp_path):
+    assert load_settings(environ={}).concurrency == 48
     assert load_settings(environ={"NANOBANANA_CONCURRENCY": "9"}).concurrency == 9
+
+
+def test_crowd_settings_have_documented_defaults_and_are_configurable():
+    default = load_settings(environ={}, env_file=None)
+    assert (default.visitor_concurrency, default.visitor_queue, default.queue_size, default.cpu_threads,
+            default.proxy_hops, default.max_sessions, default.emulator_log, default.emulator_delay_s) == (
+        2, 8, 64, 0, 0, 500, 100, 0.0)
+    assert default.cpu_workers >= 1
+    custom = load_settings(environ={"NANOBANANA_VISITOR_CONCURRENCY": "3", "NANOBANANA_VISITOR_QUEUE": "0",
+                                    "NANOBANANA_QUEUE_SIZE": "10", "NANOBANANA_CPU_THREADS": "5",
+                                    "NANOBANANA_PROXY_HOPS": "2", "NANOBANANA_MAX_SESSIONS": "50",
+                                    "NANOBANANA_EMULATOR_LOG": "0", "NANOBANANA_EMULATOR_DELAY": "1.5"},
+                           env_file=None)
+    assert (custom.visitor_concurrency, custom.visitor_queue, custom.queue_size, custom.cpu_workers,
+            custom.proxy_hops, custom.max_sessions, custom.emulator_log, custom.emulator_delay_s) == (
+        3, 0, 10, 5, 2, 50, 0, 1.5)
+    assert load_settings(environ={"SYSTEM": "spaces"}, env_file=None).proxy_hops == 1  # behind Spaces' proxy
+    assert load_settings(environ={"SYSTEM": "spaces", "NANOBANANA_PROXY_HOPS": "0"}, env_file=None).proxy_hops == 0
+    with pytest.raises(ConfigError, match="NANOBANANA_VISITOR_CONCURRENCY"):
+        load_settings(environ={"NANOBANANA_VISITOR_CONCURRENCY": "0"}, env_file=None)

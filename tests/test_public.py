@@ -169,7 +169,7 @@ def test_settings_public_mode(tmp_path):
                                     "NANOBANANA_VISITOR_RPM": "3", "NANOBANANA_MAX_UPLOAD_MB": "5"}, env_file=None)
     assert (custom.allow_server_key, custom.visitor_rpm, custom.max_file_size) == (True, 3, "5mb")
     private = load_settings(environ={}, env_file=None)
-    assert private.max_file_size == "50mb" and private.delete_cache is None
+    assert private.max_file_size == "50mb" and private.delete_cache == (3600, 86400)  # Gradio's list of files: bounded
 
 
 class FakeRequest:

@@ -46,7 +46,16 @@ class Settings:
     max_attempts: int = 5  # sends per request, retries included
     max_retry_wait_s: float = 120.0  # total seconds of backoff per request before giving up
     rate_window_s: float = 60.0  # the rate limit's window; only tests and benchmarks shorten it
-    concurrency: int = 4  # web app: generation requests served at once (each waits on the API, not the CPU)
+    concurrency: int = 48  # web app: generation requests answered at once, all visitors together (API waits)
+    # Many visitors at once (docs/crowds.md): each visitor's own cap, the waiting room's sizes, the CPU pool.
+    visitor_concurrency: int = 2  # NANOBANANA_VISITOR_CONCURRENCY: one visitor's requests in flight (public mode)
+    visitor_queue: int = 8  # NANOBANANA_VISITOR_QUEUE: one visitor's requests waiting behind their own; more refused
+    queue_size: int = 64  # NANOBANANA_QUEUE_SIZE: requests waiting, all visitors together; more: "busy, try again"
+    cpu_threads: int = 0  # NANOBANANA_CPU_THREADS: threads for PNG writing, blending, thumbnails; 0 = the cores
+    proxy_hops: int = 0  # NANOBANANA_PROXY_HOPS: trusted proxies in front (x-forwarded-for); 1 on Spaces
+    max_sessions: int = 500  # NANOBANANA_MAX_SESSIONS: page sessions kept in memory (least recently used go)
+    emulator_log: int = 100  # NANOBANANA_EMULATOR_LOG: requests the offline emulator remembers (0: none)
+    emulator_delay_s: float = 0.0  # NANOBANANA_EMULATOR_DELAY: the offline emulator's answer time, for demos/bench
     auth: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # web app logins (NANOBANANA_AUTH, --auth)
     # Public demos (bring your own key): see docs/deployment.md, "Public demos".
     public: bool = False  # NANOBANANA_PUBLIC; on by default on Hugging Face Spaces (SYSTEM=spaces)
@@ -104,12 +113,38 @@ class Settings:
 
     @property
     def delete_cache(self) -> tuple[int, int] | None:
-        """gr.Blocks(delete_cache=...): in public mode Gradio's cached files go after an hour, checked hourly."""
-        return (3600, 3600) if self.public else None
+        """gr.Blocks(delete_cache=...): Gradio's cached files go after an hour in public mode, a day otherwise.
+
+        (The originals stay in outputs/ and the history; without it Gradio's list of its files grows forever.)
+        """
+        return (3600, 3600) if self.public else (3600, 86400)
+
+    @property
+    def cpu_workers(self) -> int:
+        """The CPU pool's size: NANOBANANA_CPU_THREADS, else the cores this process may use."""
+        if self.cpu_threads > 0:
+            return self.cpu_threads
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except (AttributeError, OSError):
+            return max(1, os.cpu_count() or 1)
 
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with some fields replaced (None values are ignored)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+# Many visitors at once (docs/crowds.md): variable, field, type, minimum.
+_CROWD_SETTINGS: tuple[tuple[str, str, type[int] | type[float], float], ...] = (
+    ("NANOBANANA_VISITOR_CONCURRENCY", "visitor_concurrency", int, 1),
+    ("NANOBANANA_VISITOR_QUEUE", "visitor_queue", int, 0),
+    ("NANOBANANA_QUEUE_SIZE", "queue_size", int, 1),
+    ("NANOBANANA_CPU_THREADS", "cpu_threads", int, 0),
+    ("NANOBANANA_PROXY_HOPS", "proxy_hops", int, 0),
+    ("NANOBANANA_MAX_SESSIONS", "max_sessions", int, 10),
+    ("NANOBANANA_EMULATOR_LOG", "emulator_log", int, 0),
+    ("NANOBANANA_EMULATOR_DELAY", "emulator_delay_s", float, 0),
+)
 
 
 def _flag(name: str, raw: str) -> bool:
@@ -224,11 +259,16 @@ def load_settings(
         values["rate_window_s"] = _number(*found, float, 0.1)
     if found := lookup("NANOBANANA_CONCURRENCY"):
         values["concurrency"] = _number(*found, int, 1)
+    for name, field_name, kind, minimum in _CROWD_SETTINGS:
+        if found := lookup(name):
+            values[field_name] = _number(*found, kind, minimum)
     if found := lookup("NANOBANANA_AUTH"):
         values["auth"] = parse_auth(found[1])
     values["public"] = env.get("SYSTEM", "").strip().lower() == "spaces"  # a Hugging Face Space is public
     if found := lookup("NANOBANANA_PUBLIC"):
         values["public"] = _flag(*found)
+    if env.get("SYSTEM", "").strip().lower() == "spaces":
+        values.setdefault("proxy_hops", 1)  # Spaces' proxy appends the visitor's address to x-forwarded-for
     if found := lookup("NANOBANANA_ALLOW_SERVER_KEY"):
         values["allow_server_key"] = _flag(*found)
     if found := lookup("NANOBANANA_VISITOR_RPM"):

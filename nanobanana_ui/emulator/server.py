@@ -7,6 +7,7 @@ import re
 import shutil
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,6 +36,7 @@ from .types import (
 )
 from .vertex import TokenIssuer, jpeg_output, vertex_call
 
+DEFAULT_RECORD_LIMIT = 1000  # requests an emulator remembers for `requests` (tests read them), oldest dropped first
 OFFLINE_API_KEY = "offline-emulator"  # the key the app sends to shared_emulator(), which takes any non-empty key
 
 
@@ -109,8 +111,13 @@ class GeminiEmulator:
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, models: Iterable[str] | None = None,
                  valid_keys: Iterable[str] | None = None, delay_s: float = 0.0, include_thoughts: bool = False,
                  rate_limit: int | None = None, rate_window_s: float = 60.0,
-                 allowed_models: Mapping[str, Iterable[str]] | None = None) -> None:
-        """Configure the emulator; nothing listens until start()."""
+                 allowed_models: Mapping[str, Iterable[str]] | None = None,
+                 record_limit: int | None = DEFAULT_RECORD_LIMIT) -> None:
+        """Configure the emulator; nothing listens until start().
+
+        `record_limit` bounds the log `requests` reads: the newest that many requests are kept (None: all, 0: none;
+        `requests_seen` still counts every one), so a long-running emulator's memory stays flat.
+        """
         # Default: the registry's image models that still exist, and its text models (kind: text).
         names = [*(spec.id for spec in known_models()), *(m.id for m in text_models())] if models is None else models
         self.models = tuple(dict.fromkeys(n.removeprefix("models/") for n in names))
@@ -124,7 +131,8 @@ class GeminiEmulator:
         self.include_thoughts = include_thoughts
         self._address = (host, port)
         self._lock = threading.Lock()
-        self._requests: list[RecordedRequest] = []
+        self._requests: deque[RecordedRequest] = deque(maxlen=record_limit)
+        self.requests_seen = 0  # every request received, kept in the log or not
         self._faults: list[Fault] = []
         self._window = ArrivalWindow()
         self.rate_limit = rate_limit
@@ -182,7 +190,7 @@ class GeminiEmulator:
 
     @property
     def requests(self) -> list[RecordedRequest]:
-        """A copy of every request received so far."""
+        """A copy of the requests received so far (the newest `record_limit` of them)."""
         with self._lock:
             return list(self._requests)
 
@@ -252,7 +260,9 @@ class GeminiEmulator:
         generate = match is not None and method == "POST" and action in ("generateContent", "streamGenerateContent")
         with self._lock:  # stamped, recorded, given its fault and counted in one step: arrival order is one order
             rec.received_at = time.monotonic()
-            self._requests.append(rec)
+            self.requests_seen += 1
+            if self._requests.maxlen != 0:
+                self._requests.append(rec)
             fault, wait = self._arrive(rec) if generate else (None, None)
         reply: Reply | None
         try:
@@ -392,10 +402,17 @@ _shared: GeminiEmulator | None = None
 _shared_lock = threading.Lock()
 
 
-def shared_emulator() -> GeminiEmulator:
-    """The process-wide emulator the app uses offline, started on first call and kept up until exit."""
+def shared_emulator(*, record_limit: int | None = None, delay_s: float | None = None) -> GeminiEmulator:
+    """The process-wide emulator the app uses offline, started on first call and kept up until exit.
+
+    The first call's `record_limit` (NANOBANANA_EMULATOR_LOG) bounds its log; `delay_s` (NANOBANANA_EMULATOR_DELAY),
+    when given, sets its answer time.
+    """
     global _shared
     with _shared_lock:
         if _shared is None:
-            _shared = GeminiEmulator().start()
+            limit = DEFAULT_RECORD_LIMIT if record_limit is None else record_limit
+            _shared = GeminiEmulator(record_limit=limit).start()
+        if delay_s is not None:
+            _shared.delay_s = delay_s
         return _shared

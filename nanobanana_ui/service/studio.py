@@ -37,6 +37,7 @@ from ..domain.turns import TurnPart, parts_from_json, parts_to_json
 from ..imaging.images import check_request_size
 from ..imaging.outputs import dimensions, save_images, save_thought_images, with_provenance
 from ..imaging.region_blend import blend_answer, prepare_blend
+from ..imaging.workers import on_cpu
 from ..quota.limits import DailyBudget, DailyUsage, RateLimiter
 from ..quota.partitions import key_partition
 from ..quota.retry import RetryPolicy
@@ -115,7 +116,8 @@ class Studio:
         self._budget: DailyBudget | None = None
         self._sender: GuardedSender[ImageRequest, BackendReply] | None = None
         self._text_sender: GuardedSender[TextRequest, TextReply] | None = None
-        self._in_flight: dict[str, asyncio.Task[ImageResult]] = {}
+        self._in_flight: dict[str, tuple[asyncio.Task[ImageResult], Path]] = {}  # cache key -> (answer, its folder)
+        self._holds = 0  # operations (a batch, a queued request) that keep this Studio open: see hold()
         self.emulator_url: str | None = None
         self._vertex_access: VertexAccess | None = None
 
@@ -127,7 +129,25 @@ class Studio:
     @property
     def busy(self) -> bool:
         """True while a request is being answered (a Studio is closed only when it is not)."""
-        return bool(self._in_flight)
+        return bool(self._in_flight) or self.held
+
+    @property
+    def held(self) -> bool:
+        """True while an operation holds this Studio (it is not closed before the operation ends)."""
+        return self._holds > 0
+
+    def hold(self) -> Callable[[], None]:
+        """Keep this Studio open for a whole operation (a batch's rows, a request waiting its turn); returns the
+        release function (calling it again does nothing)."""
+        self._holds += 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released, self._holds = True, self._holds - 1
+
+        return release
 
     @property
     def backend(self) -> Backend:
@@ -142,7 +162,8 @@ class Studio:
             if self.settings.uses_emulator:
                 from ..emulator import OFFLINE_API_KEY, shared_emulator
 
-                self.emulator_url = shared_emulator().base_url
+                self.emulator_url = shared_emulator(record_limit=self.settings.emulator_log,
+                                                    delay_s=self.settings.emulator_delay_s or None).base_url
                 self._backend = GeminiBackend(api_key=OFFLINE_API_KEY, base_url=self.emulator_url,
                                               timeout_s=self.settings.timeout_s, store=self.settings.store)
             elif self.settings.vertex:
@@ -430,19 +451,33 @@ class Studio:
             result = await asyncio.to_thread(self._replay, request, entry, out_dir, started)
             await asyncio.to_thread(self.budget.add_cost, 0.0, result.saved_usd)
             return result
-        task = self._in_flight.get(key)
-        if task is None:
+        shared = self._in_flight.get(key)
+        if shared is None:
             task = asyncio.ensure_future(self._fetch(request, out_dir, started, on_event))
             task.add_done_callback(lambda done: done.cancelled() or done.exception())  # mark failures as seen
-            self._in_flight[key] = task
+            self._in_flight[key] = (task, out_dir)
             task.add_done_callback(lambda _: self._in_flight.pop(key, None))
-        return await asyncio.shield(task)  # a caller who gives up does not cancel the others' answer
+            return await asyncio.shield(task)  # a caller who gives up does not cancel the others' answer
+        task, folder = shared
+        result = await asyncio.shield(task)
+        if Path(folder) != Path(out_dir):  # never a path in another visitor's folder: their own copy, in theirs
+            result = await asyncio.to_thread(self._copy_to, result, out_dir)
+        return result
+
+    def _copy_to(self, result: ImageResult, out_dir: Path) -> ImageResult:
+        """A shared answer's images saved again in this caller's folder (from the cache's copy)."""
+        entry = self.cache.lookup(result.request.cache_key())
+        stored = list(entry.paths) if entry is not None and len(entry.paths) == len(result.images) else None
+        images: list[tuple[bytes, str, Path | None]] = [
+            (stored[n].read_bytes() if stored else image.read_bytes(), image.mime_type, stored[n] if stored else None)
+            for n, image in enumerate(result.images)]
+        return replace(result, images=save_images(result.request, images, result.text, result.finish_reason,
+                                                  out_dir))
 
     async def _fetch(self, request: ImageRequest, out_dir: Path, started: float,
                      on_event: EventSink | None) -> ImageResult:
         # A region edit gets a head start on its output while the model works (see region_blend.prepare_blend).
-        ahead = None if request.region is None else asyncio.ensure_future(
-            asyncio.to_thread(prepare_blend, request.region))
+        ahead = None if request.region is None else asyncio.ensure_future(on_cpu(prepare_blend, request.region))
         await self._upload_kit(request, on_event)
         try:
             reply = await self.sender.send(request, on_event)
@@ -456,7 +491,8 @@ class Studio:
             reply = await self.sender.send(request, on_event)
         if ahead is not None:
             await ahead
-        result = await asyncio.to_thread(self._keep, request, reply, out_dir, started)
+        # Decoding, blending, provenance and PNG writing: on the bounded CPU pool (imaging/workers.py).
+        result = await on_cpu(self._keep, request, reply, out_dir, started)
         if not self.offline:
             await asyncio.to_thread(self.budget.add_cost, result.cost_usd)
         return result

@@ -5,7 +5,12 @@ key (the salt is random per process, so the registry's keys mean nothing outside
 os.environ, a module-level client, a file, a log line, a cache key or the history. Each key's results are cached in
 their own partition of the result cache, named by another salted hash (the salt is kept in NANOBANANA_HOME/secret,
 created once with mode 0600, so the partition survives restarts); nobody receives another key's cached image.
-Clients are closed when the registry holds too many (least recently used first) and when the visitor's session ends.
+Clients are closed when the registry holds too many (least recently used first) and when the visitor's session ends,
+but never while one of the visitor's operations holds them (a batch between two rows, a request waiting its turn).
+
+Who a visitor is (for fairness, caps and budgets; see DESIGN.md): a visitor with their own key is that key, by its
+salted partition hash; a keyless visitor is their login, else their client address (the `x-forwarded-for` entry the
+trusted proxy appended, NANOBANANA_PROXY_HOPS). The session id, which the client chooses, is never the identity.
 """
 
 from __future__ import annotations
@@ -18,19 +23,36 @@ import secrets
 import threading
 import time
 from collections import OrderedDict, deque
+from typing import Any
 
 from ..domain.config import Settings
 from ..domain.errors import InvalidKeyError, MissingKeyError, RateLimitError
 from ..quota.partitions import key_partition, salted_hash, stable_salt
 from .studio import Studio
 
-__all__ = ["KEY_PAGE", "MISSING_KEY_MESSAGE", "KeyRing", "VisitorLimits"]
+__all__ = ["KEY_PAGE", "MISSING_KEY_MESSAGE", "KeyRing", "VisitorLimits", "client_address"]
 
 log = logging.getLogger(__name__)
 KEY_PAGE = "https://aistudio.google.com/apikey"
 MISSING_KEY_MESSAGE = (f"Add your Gemini API key in the \"Your Gemini API key\" field first (get one at {KEY_PAGE}). "
                        "It is used only for your own requests and is never stored. Nothing was sent.")
 MAX_KEY_LENGTH = 256
+
+
+def client_address(request: Any, proxy_hops: int = 0) -> str:
+    """The visitor's address: with `proxy_hops` trusted proxies in front, the x-forwarded-for entry the outermost
+    of them appended (entries further left are written by the client, so never trusted); else the peer's address."""
+    if request is None:
+        return "local"
+    if proxy_hops > 0:
+        headers = getattr(request, "headers", None) or {}
+        forwarded = [part.strip() for part in str(headers.get("x-forwarded-for", "") or "").split(",")]
+        forwarded = [part for part in forwarded if part]
+        if len(forwarded) >= proxy_hops:
+            return forwarded[-proxy_hops]
+    client = getattr(request, "client", None)
+    host = getattr(client, "host", None)
+    return str(host) if host else "unknown"
 
 
 class KeyRing:
@@ -43,7 +65,9 @@ class KeyRing:
         self._process_salt = secrets.token_bytes(32)  # registry keys: meaningless outside this process
         self._cache_salt: bytes | None = None
         self._studios: OrderedDict[str, Studio] = OrderedDict()
-        self._sessions: dict[str, str] = {}  # session id -> the hashed key it used last
+        # session id -> the hashed key it used last; bounded, since API calls (curl, MCP) never say they left
+        self._sessions: OrderedDict[str, str] = OrderedDict()
+        self.max_sessions = max(self.settings.max_sessions, 1)
         self._lock = threading.Lock()
         self._closing: set[asyncio.Task[None]] = set()
 
@@ -61,6 +85,17 @@ class KeyRing:
     def partition(self, key: str) -> str:
         """The key's cache partition: a salted hash, stable across restarts, that does not reveal the key."""
         return key_partition(self.settings.home, key, salt=self._salt())
+
+    def visitor_of(self, api_key: str | None, request: Any) -> str:
+        """Who a visitor is, for fairness, caps and budgets: their own key (its partition hash), else their login,
+        else their client address; never the session id, which the client chooses (see the module's docstring)."""
+        key = (api_key or "").strip()
+        if key and not (self.settings.api_key and hmac.compare_digest(key, self.settings.api_key)):
+            return "key:" + self.partition(key)
+        username = getattr(request, "username", None)
+        if username:
+            return f"user:{username}"
+        return "addr:" + client_address(request, self.settings.proxy_hops)
 
     def private_folder(self, owner: str) -> str:
         """A folder name for one visitor's files that nobody else can guess (a salted hash of their owner id)."""
@@ -101,11 +136,14 @@ class KeyRing:
             self._studios.move_to_end(hashed)
             if session:
                 self._sessions[session] = hashed
+                self._sessions.move_to_end(session)
+                while len(self._sessions) > self.max_sessions:
+                    self._sessions.popitem(last=False)
             evicted = []
             while len(self._studios) > self.capacity:
                 old_hash, old = self._studios.popitem(last=False)
                 evicted.append(old)
-                self._sessions = {s: h for s, h in self._sessions.items() if h != old_hash}
+                self._sessions = OrderedDict((s, h) for s, h in self._sessions.items() if h != old_hash)
         for old in evicted:
             self._close_later(old)
         return studio
@@ -135,7 +173,7 @@ class KeyRing:
 
         async def close() -> None:
             deadline = time.monotonic() + 600
-            while studio.busy and time.monotonic() < deadline:
+            while studio.held or (studio.busy and time.monotonic() < deadline):  # a held Studio: its whole operation
                 await asyncio.sleep(0.5)
             try:
                 await studio.aclose()
@@ -154,7 +192,7 @@ class KeyRing:
     async def aclose(self) -> None:
         """Close every visitor's Studio (the host's is its owner's to close)."""
         with self._lock:
-            studios, self._studios, self._sessions = list(self._studios.values()), OrderedDict(), {}
+            studios, self._studios, self._sessions = list(self._studios.values()), OrderedDict(), OrderedDict()
         for studio in studios:
             await studio.aclose()
 

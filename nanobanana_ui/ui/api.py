@@ -79,7 +79,7 @@ def public_endpoints(runner: Runner, *, outputs: list[Any], api_key: gr.Textbox,
         kit = gr.Textbox(value="", label="Kit (NAME or NAME@VERSION)")  # the caller's kits, sent after the images
         trigger = gr.Button()
     # One pool for every generation event: they all wait on the same API and quota, not on this machine.
-    pool: dict[str, Any] = {"concurrency_limit": runner.studio.settings.concurrency, "concurrency_id": "studio"}
+    pool: dict[str, Any] = runner.events  # the fair gate in Runner decides who runs (docs/crowds.md)
     endpoints: list[tuple[Any, list[Any], list[Any], str]] = [
         (runner.generate, [prompt], [style, transparent], "generate"),
         (runner.edit, [image, prompt], [mask, style, transparent], "edit"),

@@ -226,12 +226,14 @@ class BatchPage:
         if key in self._cancels:
             raise gr.Error("A batch is already running on this page: cancel it or wait for it.", print_exception=False)
         cancel = self._cancels[key] = asyncio.Event()  # taken before any await: a second click finds it
+        release = studio.hold()  # not closed (LRU eviction, page closed) in a gap between rows: see KeyRing
+        task: asyncio.Task[BatchSummary] | None = None
         try:
             with studio_errors():  # bad rows too: the message lists each with its line number
                 batch, plan, folder, resuming = await self._plan(file, text, form, state, studio,
                                                                  self.owner_of(request))
                 await asyncio.to_thread(refuse_open_gemini_job, folder)  # before the count: nothing is sent
-                self.runner.count_requests(request, len(plan.requests))  # public mode: the visitor's own limit
+                self.runner.count_requests(request, len(plan.requests), studio)  # public mode: their own limit
             state = BatchState(batch.fingerprint, str(folder), False)
             total, outcomes = len(plan.requests), []
             shown: list[tuple[str, str]] = []
@@ -240,6 +242,7 @@ class BatchPage:
                                                  on_outcome=queue.put_nowait, cancel=cancel,
                                                  owner=self.owner_of(request)))
             self._tasks.add(task)  # held: a run outlives a visitor who leaves (in-flight requests finish)
+            task.add_done_callback(lambda _: release())  # their Studio stays open until the last row is done
             task.add_done_callback(lambda _: queue.put_nowait(None))
             task.add_done_callback(self._tasks.discard)
             progress(0.0, desc=f"0 of {total}")
@@ -255,6 +258,8 @@ class BatchPage:
             with studio_errors():
                 summary: BatchSummary = task.result()  # the engine's own errors surface here
         finally:
+            if task is None:
+                release()
             self._cancels.pop(key, None)
             cancel.set()  # the page went away mid-run: start nothing more (in-flight requests still finish)
         archive = await asyncio.to_thread(zip_folder, folder, self.root / f"{folder.name}.zip")

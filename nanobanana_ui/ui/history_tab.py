@@ -120,7 +120,7 @@ class HistoryTab:
                               self.form.components("compose_images", "compose_limit", "main_tabs", "mode_tabs"),
                               **PRIVATE)
         studio = self.studio_tab
-        runs = {"concurrency_limit": self.runner.studio.settings.concurrency, "concurrency_id": "studio",
+        runs = {**self.runner.events,
                 "show_progress_on": [studio.out_gallery, studio.status], **PRIVATE}
         for button, handler in ((self.rerun_button, self.rerun_clicked),
                                 (self.variation_button, self.variation_clicked)):

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import gradio as gr
 
+from ..imaging.workers import configure as configure_cpu_pool
 from ..service.studio import Studio
 from ..service.visitors import KeyRing
 from . import text
@@ -22,11 +23,12 @@ from .pnginfo_tab import PngInfo, PngInfoTab
 from .refine_tab import RefineTab, RefineView
 from .runner import Runner, no_owner, visitor_owner
 from .session import Session
+from .sessions import BATCH_RUNS, SessionReaper
 from .studio_tab import StudioTab
 
 __all__ = ["QUEUE_MAX_SIZE", "build_app"]
 
-QUEUE_MAX_SIZE = 64  # requests waiting beyond that are refused at once ("queue full") rather than left to time out
+QUEUE_MAX_SIZE = 64  # the default of NANOBANANA_QUEUE_SIZE: beyond it, requests are refused at once ("queue full")
 TITLE = "# 🍌 Nano Banana Studio\nGenerate, edit and compose images with Google's Gemini image models."
 
 
@@ -38,10 +40,11 @@ def build_app(studio: Studio, owner_of: Callable[[gr.Request | None], str | None
     `owner_of(request)` limits the History tab and every request's history entry to one owner (None: everything,
     a private install); by default the visitor (login name, else browser session) in public mode, else nobody.
     `keys` holds the visitors' own keys' Studios (bring your own key); one is made for `studio` by default.
-    Public mode (studio.settings.public) also expires Gradio's file cache (delete_cache); launch() should pass
-    `max_file_size=studio.settings.max_file_size` and `run_history=False` (the browser would keep typed keys).
+    Gradio's file cache expires (delete_cache); launch() should pass `**launch_options(settings)` (ui/sessions.py:
+    threads, sessions kept, upload size) and `run_history=False` (the browser would keep typed keys).
     """
     settings = studio.settings
+    configure_cpu_pool(settings.cpu_threads)
     owner_of = owner_of or (visitor_owner if settings.public else no_owner)
     runner = Runner(studio, keys, owner_of)
 
@@ -73,13 +76,19 @@ def build_app(studio: Studio, owner_of: Callable[[gr.Request | None], str | None
                          session=session, default_model=settings.model)
         studio_tab.wire()
         history_tab.wire()
-        batch_tab.wire(studio_tab.settings_inputs, api_key, settings.concurrency)
+        batch_tab.wire(studio_tab.settings_inputs, api_key, min(settings.concurrency, BATCH_RUNS))
         pnginfo_tab.wire()
         refine_tab.wire(api_key, opener=studio_tab.output_to_refine, session=session,
                         history=(history_tab.to_refine, history_tab.browse))
         kits_tab.wire(kit_picker=studio_tab.kit, main_tabs=main_tabs,
                       history=(history_tab.to_kit, history_tab.browse, history_tab.library))
         demo.load(runner.meter, None, studio_tab.meter, api_visibility="private")
-        demo.unload(runner.forget)  # the visitor's key's client is closed when their page goes
-    demo.queue(max_size=QUEUE_MAX_SIZE)
+        reaper = SessionReaper(demo)
+
+        def left(request: gr.Request) -> None:  # their key's client is closed, their session's state released
+            runner.forget(request)
+            reaper.closed(request)
+
+        demo.unload(left)
+    demo.queue(max_size=settings.queue_size)
     return demo

@@ -386,7 +386,7 @@ class RefineTab:
         for dropdown in (self.compare_a, self.compare_b):
             dropdown.input(self.compared, [self.compare_a, self.compare_b], [self.slider], **PRIVATE)
         self.instruction.blur(self.estimated, [self.place, self.instruction], [self.estimate], **PRIVATE)
-        runs = {"concurrency_limit": self.runner.studio.settings.concurrency, "concurrency_id": "studio",
+        runs = {**self.runner.events,
                 "show_progress_on": [self.current, self.status], **PRIVATE}
         shown.append(self.refine.click(self.refined, [self.place, self.instruction, api_key],
                                        [*views, self.status, self.instruction], **runs))

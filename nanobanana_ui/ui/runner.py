@@ -6,8 +6,9 @@ records the results in the visitor's session; the tabs call it and turn its `Out
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import functools
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -18,7 +19,9 @@ from ..domain.errors import NetworkError, ServiceTimeoutError, StudioError
 from ..domain.models import get_model
 from ..domain.request import ImageRequest, ImageResult, Mode
 from ..domain.styles import craft_prompt
+from ..imaging.workers import on_cpu
 from ..service.conversation import Refinement
+from ..service.fairness import FairGate
 from ..service.studio import Studio
 from ..service.transparency import (
     Transparency,
@@ -92,9 +95,22 @@ class Runner:
     def __init__(self, studio: Studio, keys: KeyRing | None = None,
                  owner_of: Callable[[gr.Request | None], str | None] = no_owner) -> None:
         self.studio = studio
-        self.keys = keys or KeyRing(studio)
+        self.keys = keys if keys is not None else KeyRing(studio)  # (an empty KeyRing is falsy)
         self.owner_of = owner_of
-        self.limits = VisitorLimits(studio.settings.visitor_rpm) if studio.settings.public else None
+        settings = studio.settings
+        self.limits = VisitorLimits(settings.visitor_rpm) if settings.public else None
+        # Many visitors at once (docs/crowds.md): each visitor's own cap in public mode; a private install's
+        # visitors are its owner's team, limited only by the global cap.
+        self.gate = FairGate(settings.concurrency,
+                             settings.visitor_concurrency if settings.public else settings.concurrency,
+                             settings.visitor_queue if settings.public else settings.queue_size, settings.queue_size)
+
+    @property
+    def events(self) -> dict[str, Any]:
+        """The generation events' Gradio queue group: it admits everything the gate may hold (running and waiting),
+        and the gate (see turn()) decides who runs, fairly, so Gradio's FIFO never puts a flood before a visitor."""
+        settings = self.studio.settings
+        return {"concurrency_limit": settings.concurrency + settings.queue_size, "concurrency_id": "studio"}
 
     @property
     def public(self) -> bool:
@@ -113,14 +129,37 @@ class Runner:
             return self.keys.studio_for(api_key, getattr(request, "session_hash", None))
 
     def visitor(self, request: gr.Request | None) -> str:
-        """Who the per-visitor rate limit counts: the owner id, else the session."""
+        """Whose private folder: the owner id, else the session (a privacy boundary, not the fairness identity)."""
         return self.owner_of(request) or visitor_owner(request) or "anonymous"
 
-    def count_requests(self, request: gr.Request | None, count: int) -> None:
+    def identity(self, request: gr.Request | None, studio: Studio | None = None) -> str:
+        """Who the visitor is for caps and budgets: their own key (the Studio they use, when not the host's), else
+        their login, else their client address; never the client-chosen session id (DESIGN.md)."""
+        own_key = studio is not None and studio is not self.keys.host
+        return self.keys.visitor_of(studio.settings.api_key if own_key and studio else None, request)
+
+    def count_requests(self, request: gr.Request | None, count: int, studio: Studio | None = None) -> None:
         """Public mode: the visitor's own rate limit (on top of the shared one); refused at once when over it."""
         if self.limits is not None:
             with studio_errors(self.public):
-                self.limits.take(self.visitor(request), count)
+                self.limits.take(self.identity(request, studio or self.studio), count)
+
+    @asynccontextmanager
+    async def turn(self, studio: Studio, request: gr.Request | None,
+                   progress: Callable[..., Any]) -> AsyncIterator[None]:
+        """One operation's turn: the visitor's Studio held open throughout, and a fair slot in the gate (a visitor
+        over their cap is told their earlier requests are still running; a full queue refuses at once)."""
+        release = studio.hold()
+        try:
+            visitor = self.identity(request, studio)
+            with studio_errors(self.public):
+                await self.gate.enter(visitor, lambda line: progress(0.0, desc=line))
+            try:
+                yield
+            finally:
+                self.gate.leave(visitor)
+        finally:
+            release()
 
     def out_dir(self, request: gr.Request | None) -> Path | None:
         """Public mode: the visitor's outputs go to a folder of their own whose name nobody else can guess (Gradio
@@ -316,16 +355,17 @@ class Runner:
             plan = await studio.prepare_refine(parent_id=(parent_id or "").strip(), instruction=crafted.prompt,
                                                model=chosen, options=form.options(spec), owner=owner,
                                                craft=crafted.craft, kit=(kit or "").strip() or None)
-        self.count_requests(request, count)
-        progress(0.0, desc=f"Turn {plan.turn}: refining...")
+        self.count_requests(request, count, studio)
         outcomes: list[ImageResult | StudioError] = []
-        for number in range(count):  # one branch after another (variations 0, 1, ...): children of one parent
-            branch = replace(plan, request=plan.request.with_variation(plan.request.options.variation + number))
-            try:
-                outcomes.append(await studio.run_refinement(branch, owner=owner, out_dir=self.out_dir(request),
-                                                            on_event=lambda line: progress(0.5, desc=line)))
-            except StudioError as error:
-                outcomes.append(error)
+        async with self.turn(studio, request, progress):
+            progress(0.0, desc=f"Turn {plan.turn}: refining...")
+            for number in range(count):  # one branch after another (variations 0, 1, ...): children of one parent
+                branch = replace(plan, request=plan.request.with_variation(plan.request.options.variation + number))
+                try:
+                    outcomes.append(await studio.run_refinement(branch, owner=owner, out_dir=self.out_dir(request),
+                                                                on_event=lambda line: progress(0.5, desc=line)))
+                except StudioError as error:
+                    outcomes.append(error)
         results = [outcome for outcome in outcomes if isinstance(outcome, ImageResult)]
         if not results:
             failure = next(o for o in outcomes if isinstance(o, StudioError))
@@ -347,11 +387,12 @@ class Runner:
         """Send one prepared refinement for a visitor (History's re-run of a refinement: a new branch of its
         parent); the result goes on top of their session. Refused (gr.Error) over the limit, or when it failed."""
         studio = studio or self.studio
-        self.count_requests(visitor, 1)
-        progress(0.0, desc=f"Turn {plan.turn}: refining...")
-        with studio_errors(self.public):
-            result = await studio.run_refinement(plan, owner=owner, out_dir=self.out_dir(visitor),
-                                                 on_event=lambda line: progress(0.5, desc=line))
+        self.count_requests(visitor, 1, studio)
+        async with self.turn(studio, visitor, progress):
+            progress(0.0, desc=f"Turn {plan.turn}: refining...")
+            with studio_errors(self.public):
+                result = await studio.run_refinement(plan, owner=owner, out_dir=self.out_dir(visitor),
+                                                     on_event=lambda line: progress(0.5, desc=line))
         session.record(plan.request, (), 1, [result])
         progress(1.0, desc="Done")
         status = run_status([result], lambda error: visitor_message(error, self.public))
@@ -394,12 +435,13 @@ class Runner:
             options = form.options(get_model(model))
             style, variables = craft  # the prompt's {variables} filled, then the style's template around it
             crafted = craft_prompt(studio.styles, prompt or "", style=style or None, variables=variables)
-            image_request = studio.build_request(mode, crafted.prompt, inputs, model=model, craft=crafted.craft,
-                                                 options=extras.apply(options) if extras else options,
-                                                 keep_metadata=extras.keep_metadata if extras else None,
-                                                 store=extras.store if extras else None,
-                                                 kit=(kit or "").strip() or None, owner=self.owner_of(request),
-                                                 **(region or {}))
+            # Decoding and re-encoding the uploads: on the CPU pool, not the event loop (docs/crowds.md).
+            image_request = await on_cpu(functools.partial(
+                studio.build_request, mode, crafted.prompt, inputs, model=model, craft=crafted.craft,
+                options=extras.apply(options) if extras else options,
+                keep_metadata=extras.keep_metadata if extras else None,
+                store=extras.store if extras else None,
+                kit=(kit or "").strip() or None, owner=self.owner_of(request), **(region or {})))
             transparency = parse_transparent(transparent)
             if transparency is not None:  # refused here, before any call (a region, JPEG, matting on Lite)
                 check_transparency(image_request, transparency)
@@ -413,9 +455,8 @@ class Runner:
         on top of their session. Refused (gr.Error) over the visitor's limit, or when every call failed.
         With `transparency`, each image is a transparent PNG (one or two calls each: service.transparency)."""
         studio = studio or self.studio
-        self.count_requests(visitor, count * (transparency.calls if transparency else 1))
+        self.count_requests(visitor, count * (transparency.calls if transparency else 1), studio)
         label = get_model(request.model).label.split(" (")[0]
-        progress(0.0, desc=f"{label}: making {'an image' if count == 1 else f'{count} images in parallel'}...")
         finished: list[ImageResult | StudioError] = []
 
         def one_more(outcome: ImageResult | StudioError) -> None:
@@ -426,15 +467,17 @@ class Runner:
         def waiting_or_retrying(line: str) -> None:  # "waiting for rate limit: 12 s", "retrying in 4.2 s ..."
             progress(len(finished) / count, desc=line)
 
-        with studio_errors(self.public):
-            if transparency is not None:
-                outcomes = await transparent_variations(studio, request, transparency, count, on_result=one_more,
-                                                        on_event=waiting_or_retrying, owner=owner,
-                                                        out_dir=self.out_dir(visitor))
-            else:
-                outcomes = await studio.run_variations(request, count, on_result=one_more,
-                                                       on_event=waiting_or_retrying, owner=owner,
-                                                       out_dir=self.out_dir(visitor))
+        async with self.turn(studio, visitor, progress):
+            progress(0.0, desc=f"{label}: making {'an image' if count == 1 else f'{count} images in parallel'}...")
+            with studio_errors(self.public):
+                if transparency is not None:
+                    outcomes = await transparent_variations(studio, request, transparency, count, on_result=one_more,
+                                                            on_event=waiting_or_retrying, owner=owner,
+                                                            out_dir=self.out_dir(visitor))
+                else:
+                    outcomes = await studio.run_variations(request, count, on_result=one_more,
+                                                           on_event=waiting_or_retrying, owner=owner,
+                                                           out_dir=self.out_dir(visitor))
         results = [outcome for outcome in outcomes if isinstance(outcome, ImageResult)]
         failures = [outcome for outcome in outcomes if isinstance(outcome, StudioError)]
         if not results:

@@ -6,7 +6,7 @@ Send to Edit, Add to Compose and Reuse settings treat an entry the same wherever
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -85,7 +85,9 @@ class Session:
         self.selected = None
         self.shown = tuple(path for entry in new for path in image_paths(entry))
         self.shown_selected = 0
-        self.last_results = tuple(results)
+        # Without the model turn's image bytes (refine reads them from the history and cache): a session holds
+        # paths and words, plus at most the last run's thought pictures, so its memory does not grow with use.
+        self.last_results = tuple(replace(result, model_turn=()) for result in results)
 
     def entry(self, index: int | None) -> HistoryEntry | None:
         """The entry at an index, or None when there is none."""

@@ -280,7 +280,7 @@ class StudioTab:
 
     def wire(self) -> None:
         """Connect the tab's events (the public API's are in api.py)."""
-        runs = {"concurrency_limit": self.runner.studio.settings.concurrency, "concurrency_id": "studio",
+        runs = {**self.runner.events,
                 "show_progress_on": [self.out_gallery, self.status], **PRIVATE}
         settings, tail = [*self.settings_inputs, *self.gemini3_inputs], [self.api_key, self.session]
         for button, handler, inputs in (

@@ -137,7 +137,7 @@ class BatchApi:
         if settings.uses_emulator:
             from ...emulator import OFFLINE_API_KEY, shared_emulator
 
-            key, base_url = OFFLINE_API_KEY, shared_emulator().base_url
+            key, base_url = OFFLINE_API_KEY, shared_emulator(record_limit=settings.emulator_log).base_url
         else:
             key, base_url = settings.api_key or "", settings.base_url
         timeout_ms = int((settings.timeout_s or _TIMEOUT_S) * 1000)

@@ -25,6 +25,7 @@ from ...domain.request import ImageRequest, ImageResult
 from ...domain.text_request import TextRequest, TextResult
 from ...domain.turns import parts_to_json
 from ...imaging.outputs import extension_for
+from ...imaging.workers import run_on_cpu
 from . import check
 from .entries import HistoryEntry, HistoryImage, StoredFile, entry_from_row, manifest_record
 from .files import TEMP_PREFIX, ImageFiles, render_thumbnail, sniff_mime
@@ -319,7 +320,7 @@ class HistoryStore:
         """A small WEBP of the image, made on first request and kept under home/thumbs."""
         path = self.files.thumb_path(image.sha256, size)
         if not path.exists():
-            data = render_thumbnail(image.path, size)
+            data = run_on_cpu(render_thumbnail, image.path, size)  # at most the cores' worth at once
             with self.files.lock():
                 if not path.exists():
                     path.parent.mkdir(parents=True, exist_ok=True)
