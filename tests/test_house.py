@@ -25,8 +25,9 @@ def test_public_exports_are_pinned():
 
 def test_distinct_exit_codes_per_kind_of_failure():
     codes = {cls: cls.exit_code for cls in (errors.StudioError, errors.InputError, errors.AuthError,
-                                            errors.RateLimitError, errors.NoImageError, errors.ServiceError)}
-    assert sorted(codes.values()) == [1, 2, 3, 4, 5, 6]
+                                            errors.RateLimitError, errors.NoImageError, errors.ServiceError,
+                                            errors.StorageError)}
+    assert sorted(codes.values()) == [1, 2, 3, 4, 5, 6, 7]
 
 
 def test_ruff_is_clean():
@@ -129,3 +130,9 @@ def test_imports_only_go_down_the_layers_and_the_root_holds_only_entry_points():
     assert upward == [], "a lower layer imports a higher one (or a neighbour): move the code or invert the call"
     root_modules = sorted(p.name for p in (ROOT / "nanobanana_ui").glob("*.py"))
     assert root_modules == ["__init__.py", "__main__.py", "webapp.py"]
+
+
+def test_no_module_is_over_400_lines():
+    sizes = {path.relative_to(ROOT).as_posix(): len(path.read_text(encoding="utf-8").splitlines())
+             for path in (ROOT / "nanobanana_ui").rglob("*.py")}
+    assert {name: lines for name, lines in sizes.items() if lines > 400} == {}, "split it by job (issue 19)"
