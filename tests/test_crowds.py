@@ -28,7 +28,8 @@ from nanobanana_ui.service.fairness import BUSY_MESSAGE, STILL_RUNNING, FairGate
 from nanobanana_ui.service.studio import Studio
 from nanobanana_ui.service.visitors import KeyRing, client_address
 from nanobanana_ui.ui.batch_tab import BatchPage
-from nanobanana_ui.ui.runner import Runner, visitor_owner
+from nanobanana_ui.ui.runner import Runner
+from nanobanana_ui.ui.runner_base import visitor_owner
 from nanobanana_ui.ui.session import Session
 from nanobanana_ui.ui.sessions import SessionReaper, launch_options
 

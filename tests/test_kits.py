@@ -424,7 +424,8 @@ def test_public_visitors_use_only_their_own_kits_through_the_runner(emulator, tm
 
     from nanobanana_ui.domain.config import Settings
     from nanobanana_ui.service.studio import Studio
-    from nanobanana_ui.ui.runner import Runner, visitor_owner
+    from nanobanana_ui.ui.runner import Runner
+    from nanobanana_ui.ui.runner_base import visitor_owner
 
     settings = Settings(home=tmp_path / "home", base_url=emulator.base_url, public=True, timeout_s=10,
                         max_attempts=1)
@@ -706,7 +707,7 @@ def test_history_add_to_kit_collects_the_entries_images(settings, emulator):
 
 
 def test_the_kits_tab_shows_a_visitor_only_their_own_kits(settings, emulator):
-    from nanobanana_ui.ui.runner import visitor_owner
+    from nanobanana_ui.ui.runner_base import visitor_owner
 
     async def scenario(studio):
         tab = kits_tab(studio, visitor_owner)

@@ -20,7 +20,8 @@ from nanobanana_ui.service.studio import Studio
 from nanobanana_ui.service.visitors import MISSING_KEY_MESSAGE, KeyRing, VisitorLimits
 from nanobanana_ui.ui.batch_tab import BatchPage
 from nanobanana_ui.ui.history_library import Library
-from nanobanana_ui.ui.runner import Runner, visitor_owner
+from nanobanana_ui.ui.runner import Runner
+from nanobanana_ui.ui.runner_base import visitor_owner
 
 KEY_A = "fakeVisitorA-0123456789abcdefghijklmnopq"
 KEY_B = "fakeVisitorB-zyxwvutsrqponmlkjihgfedcba9"
@@ -290,7 +291,7 @@ def test_a_visitor_is_told_the_service_is_unreachable_and_sees_the_retries(tmp_p
     import gradio as gr
     from servers import free_port
 
-    from nanobanana_ui.ui.runner import UNREACHABLE
+    from nanobanana_ui.ui.runner_base import UNREACHABLE
 
     nowhere = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     settings = Settings(home=tmp_path / "home", base_url=nowhere, public=True, timeout_s=5, max_attempts=2)

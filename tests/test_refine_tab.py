@@ -17,7 +17,8 @@ from nanobanana_ui.service.studio import Studio
 from nanobanana_ui.ui.actions import StudioForm
 from nanobanana_ui.ui.history_library import Browse
 from nanobanana_ui.ui.refine_tab import ESTIMATE_NOTE, Place, RefineTab, RefineView
-from nanobanana_ui.ui.runner import Runner, no_owner, visitor_owner
+from nanobanana_ui.ui.runner import Runner
+from nanobanana_ui.ui.runner_base import no_owner, visitor_owner
 
 PRO = "gemini-3-pro-image"
 FORM_FIELDS = ("main_tabs", "mode_tabs", "edit_image", "compose_images", "compose_limit", "model")

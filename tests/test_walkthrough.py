@@ -15,7 +15,7 @@ from nanobanana_ui.domain.models import get_model
 from nanobanana_ui.imaging.pngmeta import read_image_info
 from nanobanana_ui.service.studio import Studio
 from nanobanana_ui.ui.refine_tab import RefineView
-from nanobanana_ui.ui.runner import no_owner
+from nanobanana_ui.ui.runner_base import no_owner
 from nanobanana_ui.ui.text import compose_limit, model_info
 
 LITE = "gemini-3.1-flash-lite-image"

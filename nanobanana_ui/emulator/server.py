@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from ..domain.models import get_model, known_models
@@ -20,6 +17,7 @@ from .answers import answer, fault_content, model_entry, usage_metadata
 from .batches import BatchService
 from .cutout import Cutouts
 from .faults import UNREGISTERED, Fault, fails, fault_reply, not_found_reply
+from .listener import EmulatorHandler, EmulatorServer
 from .quota import ArrivalWindow, Setting, check_rate_limit, check_rate_window, format_delay
 from .text import is_text_model, text_answer
 from .types import (
@@ -38,58 +36,6 @@ from .vertex import TokenIssuer, jpeg_output, vertex_call
 
 DEFAULT_RECORD_LIMIT = 1000  # requests an emulator remembers for `requests` (tests read them), oldest dropped first
 OFFLINE_API_KEY = "offline-emulator"  # the key the app sends to shared_emulator(), which takes any non-empty key
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128  # the default 5 drops SYNs of a burst: the client resends a second later
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        pass  # clients that time out or hang up are part of the job
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "GeminiEmulator/1.0"
-    # Headers and body go out in two writes; with Nagle on, keep-alive replies stall ~40 ms on delayed ACKs.
-    disable_nagle_algorithm = True
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        pass
-
-    def _serve(self) -> None:
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        try:
-            reply = self.server.emulator._handle(self.command, self.path, headers, raw)  # type: ignore[attr-defined]
-        except Exception as exc:  # noqa: BLE001 - a bug in the emulator should still look like an HTTP answer
-            reply = error_reply(500, "INTERNAL", f"Emulator error: {exc!r}")
-        if reply is None:  # Fault.drop_connection: hang up without a word
-            self.close_connection = True
-            return
-        code, extra, body = reply
-        if isinstance(body, Path):  # a file (batch results): streamed in chunks, never read whole
-            self._send_file(code, extra, body)
-            return
-        data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", extra.pop("Content-Type", "application/json; charset=UTF-8"))
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in extra.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _send_file(self, code: int, extra: dict[str, str], path: Path) -> None:
-        self.send_response(code)
-        for name, value in extra.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(path.stat().st_size))
-        self.end_headers()
-        with open(path, "rb") as handle:
-            shutil.copyfileobj(handle, self.wfile, 1024 * 1024)
-
-    do_GET = do_POST = do_DELETE = _serve
 
 
 class GeminiEmulator:
@@ -137,7 +83,7 @@ class GeminiEmulator:
         self._window = ArrivalWindow()
         self.rate_limit = rate_limit
         self.rate_window_s = rate_window_s
-        self._server: _Server | None = None
+        self._server: EmulatorServer | None = None
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
         # Batch Mode and the Files API (see batches.py): tests reach its clock, faults and jobs as `.batches`.
@@ -150,7 +96,7 @@ class GeminiEmulator:
         """Start serving in a daemon thread (idempotent) and return self."""
         with self._lock:
             if self._server is None:
-                self._server = _Server(self._address, _Handler)
+                self._server = EmulatorServer(self._address, EmulatorHandler)
                 self._server.emulator = self  # type: ignore[attr-defined]
                 self._stopped.clear()
                 self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},

@@ -31,7 +31,7 @@ from ..service.studio import Studio
 from .actions import refuse
 from .batch_runs import BatchState, zip_folder
 from .controls import AUTO, IMAGE_AND_TEXT, FormSettings
-from .runner import studio_errors
+from .runner_base import studio_errors
 from .text import plain
 
 __all__ = ["BATCH_MODE", "HEADERS", "INTERACTIVE", "RUN_MODES", "GeminiJobs", "age_text", "job_rows"]

@@ -44,7 +44,8 @@ from .actions import no_change, refusals_as_warnings
 from .batch_mode import BATCH_MODE, HEADERS, INTERACTIVE, RUN_MODES, GeminiJobs
 from .batch_runs import BatchState, zip_folder
 from .controls import AUTO, IMAGE_AND_TEXT, FormSettings
-from .runner import Runner, no_owner, studio_errors
+from .runner import Runner
+from .runner_base import no_owner, studio_errors
 from .text import plain
 
 __all__ = ["BatchPage", "BatchTab"]

@@ -24,7 +24,7 @@ from ..imaging.images import load_input_path
 from ..service.studio import Studio
 from ..storage.history import HistoryEntry, HistoryStore
 from .actions import refuse
-from .runner import no_owner, studio_errors
+from .runner_base import no_owner, studio_errors
 from .session import Session, image_options
 from .text import entry_details
 

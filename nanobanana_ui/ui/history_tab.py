@@ -30,7 +30,8 @@ from ..storage.history import HistoryEntry
 from . import actions
 from .actions import StudioForm, no_change, refusals_as_warnings
 from .history_library import NO_SELECTION, PAGE_SIZE, REFINE, Browse, Library, details, original, page_info
-from .runner import Runner, studio_errors
+from .runner import Runner
+from .runner_base import studio_errors
 from .session import Session, image_options
 from .studio_tab import StudioTab
 

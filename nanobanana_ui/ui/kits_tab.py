@@ -20,7 +20,8 @@ from ..storage.history.kits import KitRow, StoredKit
 from .actions import refuse
 from .history_library import Browse, Library
 from .history_tab import PRIVATE
-from .runner import Runner, studio_errors
+from .runner import Runner
+from .runner_base import studio_errors
 
 __all__ = ["KitsTab"]
 

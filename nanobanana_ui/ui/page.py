@@ -21,7 +21,8 @@ from .history_tab import HistoryTab
 from .kits_tab import KitsTab
 from .pnginfo_tab import PngInfo, PngInfoTab
 from .refine_tab import RefineTab, RefineView
-from .runner import Runner, no_owner, visitor_owner
+from .runner import Runner
+from .runner_base import no_owner, visitor_owner
 from .session import Session
 from .sessions import BATCH_RUNS, SessionReaper
 from .studio_tab import StudioTab

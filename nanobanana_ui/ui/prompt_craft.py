@@ -17,7 +17,8 @@ from ..domain.styles import StyleBook, craft_prompt, save_user_style
 from ..domain.templates import TemplateError, parse_template
 from ..service.prompt_craft import PromptCrafter
 from .actions import no_change, refusals_as_warnings, refuse
-from .runner import Runner, studio_errors
+from .runner import Runner
+from .runner_base import studio_errors
 
 __all__ = ["MAX_VARIABLES", "PromptCraftPanel", "craft_arguments", "style_choices"]
 
