@@ -16,7 +16,8 @@ from nanobanana_ui.domain.config import Settings
 from nanobanana_ui.service.studio import Studio
 from nanobanana_ui.ui.actions import StudioForm
 from nanobanana_ui.ui.history_library import Browse
-from nanobanana_ui.ui.refine_tab import ESTIMATE_NOTE, Place, RefineTab, RefineView
+from nanobanana_ui.ui.refine_tab import RefineTab
+from nanobanana_ui.ui.refine_view import ESTIMATE_NOTE, Place, RefineView
 from nanobanana_ui.ui.runner import Runner
 from nanobanana_ui.ui.runner_base import no_owner, visitor_owner
 

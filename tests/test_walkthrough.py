@@ -14,7 +14,7 @@ from nanobanana_ui.cli.main import main
 from nanobanana_ui.domain.models import get_model
 from nanobanana_ui.imaging.pngmeta import read_image_info
 from nanobanana_ui.service.studio import Studio
-from nanobanana_ui.ui.refine_tab import RefineView
+from nanobanana_ui.ui.refine_view import RefineView
 from nanobanana_ui.ui.runner_base import no_owner
 from nanobanana_ui.ui.text import compose_limit, model_info
 
@@ -60,7 +60,8 @@ def test_png_info_on_a_file_that_is_not_a_picture_speaks_plainly():
 
 
 def test_download_original_with_nothing_open_says_what_to_do():
-    from nanobanana_ui.ui.refine_tab import Place, RefineTab
+    from nanobanana_ui.ui.refine_tab import RefineTab
+    from nanobanana_ui.ui.refine_view import Place
 
     with pytest.warns(UserWarning, match="open a result first"):
         RefineTab.download_clicked(None, Place())  # type: ignore[arg-type]  # uses no state of the tab

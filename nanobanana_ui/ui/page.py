@@ -20,7 +20,8 @@ from .history_library import Library
 from .history_tab import HistoryTab
 from .kits_tab import KitsTab
 from .pnginfo_tab import PngInfo, PngInfoTab
-from .refine_tab import RefineTab, RefineView
+from .refine_tab import RefineTab
+from .refine_view import RefineView
 from .runner import Runner
 from .runner_base import no_owner, visitor_owner
 from .session import Session
