@@ -342,7 +342,7 @@ ELEM_IDS = {  # the browser tests' locators: keep them stable
     "history-export-file", "pnginfo-tab", "pnginfo-image", "pnginfo-preview", "pnginfo-message", "pnginfo-text",
     "pnginfo-use-button", "batch-tab", "batch-file", "batch-text", "batch-estimate-button", "batch-plan",
     "batch-run-button", "batch-cancel-button", "batch-progress", "batch-gallery", "batch-summary", "batch-zip",
-    "keep-metadata", "vertex-options", "output-format", "jpeg-quality", "person-generation",
+    "keep-metadata", "store-requests", "vertex-options", "output-format", "jpeg-quality", "person-generation",
     "model-notes", "gemini3-controls", "thinking", "show-thoughts", "search", "image-search", "kit", "thoughts",
     "kits-tab", "kits-pick", "kits-version", "kits-gallery", "kits-details", "kits-use", "kits-upload", "kits-role",
     "kits-label", "kits-guidance", "kits-add", "kits-remove-name", "kits-remove",

@@ -135,7 +135,8 @@ def test_mcp_schema_lists_exactly_the_four_tools_with_their_parameters(tmp_path)
     for name, firsts in TOOLS.items():
         schema = tools[name]["inputSchema"]
         mask = ["mask"] if name == "edit" else []  # /edit's optional region mask, just before api_key
-        assert list(schema["properties"]) == [*firsts, *OPTIONS, *mask, "kit", "api_key"]  # as gradio_client's
+        transparent = ["transparent"] if name != "refine" else []  # a refinement is one more turn, always opaque
+        assert list(schema["properties"]) == [*firsts, *OPTIONS, *mask, "style", *transparent, "kit", "api_key"]
         assert "NAME@3" in schema["properties"]["kit"]["description"]  # the MCP tool describes the kit
         if mask:  # the MCP tool describes the mask to the agent
             assert "white where it may change" in schema["properties"]["mask"]["description"]

@@ -84,9 +84,7 @@ class Runner(RunnerBase):
             search: ground the image in Google Search (Pro and 3.1 Flash); the sources come back with it.
             image_search: Google image search as well as web search (3.1 Flash only; implies search).
             style: a style id (see the `styles` command) whose template wraps the prompt; "" for none.
-            transparent: "" for an opaque image; "difference" for an RGBA PNG by difference matting (2 calls: the
-                subject on white, then the same picture on black; keeps glass and hair); "key" for one call on a
-                chroma-key colour (works on every model, worse at glass and hair).
+            transparent: "" opaque; "difference": an RGBA PNG by difference matting (2 calls); "key": 1 call, keyed.
             kit: your kit of named reference images, "NAME" (newest version) or "NAME@3"; "" for none.
             api_key: your own Gemini API key, used for this request only and never stored; needed on a public demo.
         """
@@ -130,9 +128,7 @@ class Runner(RunnerBase):
             image_search: Google image search as well as web search (3.1 Flash only; implies search).
             mask: optional image file of the image's size, white where it may change; None for a plain edit.
             style: a style id (see the `styles` command) whose template wraps the prompt; "" for none.
-            transparent: "" for an opaque image; "difference" for an RGBA PNG by difference matting (2 calls: the
-                subject on white, then the same picture on black; keeps glass and hair); "key" for one call on a
-                chroma-key colour (works on every model, worse at glass and hair).
+            transparent: "" opaque; "difference": an RGBA PNG by difference matting (2 calls); "key": 1 call, keyed.
             kit: your kit of named reference images, "NAME" (newest version) or "NAME@3"; "" for none.
             api_key: your own Gemini API key, used for this request only and never stored; needed on a public demo.
         """
@@ -173,9 +169,8 @@ class Runner(RunnerBase):
             show_thoughts: also return the model's interim thought images (free; shown, never saved as outputs).
             search: ground the image in Google Search (Pro and 3.1 Flash); the sources come back with it.
             image_search: Google image search as well as web search (3.1 Flash only; implies search).
-            transparent: "" for an opaque image; "difference" for an RGBA PNG by difference matting (2 calls: the
-                subject on white, then the same picture on black; keeps glass and hair); "key" for one call on a
-                chroma-key colour (works on every model, worse at glass and hair).
+            style: a style id (see the `styles` command) whose template wraps the prompt; "" for none.
+            transparent: "" opaque; "difference": an RGBA PNG by difference matting (2 calls); "key": 1 call, keyed.
             kit: your kit of named reference images, "NAME" (newest version) or "NAME@3"; "" for none.
             api_key: your own Gemini API key, used for this request only and never stored; needed on a public demo.
         """
@@ -214,6 +209,7 @@ class Runner(RunnerBase):
             show_thoughts: also return the model's interim thought images (free; shown, never saved as outputs).
             search: ground the image in Google Search (Pro and 3.1 Flash); the sources come back with it.
             image_search: Google image search as well as web search (3.1 Flash only; implies search).
+            style: a style id (see the `styles` command) whose template wraps the instruction; "" for none.
             kit: your kit of reference images for this turn, "NAME" or "NAME@3"; "" for none.
             api_key: your own Gemini API key, used for this request only and never stored; needed on a public demo.
         """
