@@ -31,6 +31,15 @@ def clean_env(monkeypatch, tmp_path):
 
 
 @pytest.fixture
+def keyed_env(monkeypatch, emulator, tmp_path):
+    """The environment of a user with a key and a relay (the emulator) in GOOGLE_GEMINI_BASE_URL."""
+    monkeypatch.setenv("GEMINI_API_KEY", TEST_KEY)
+    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", emulator.base_url)
+    monkeypatch.setenv("NANOBANANA_HOME", str(tmp_path / "home"))
+    return emulator
+
+
+@pytest.fixture
 def emulator():
     """A fresh emulator on a free loopback port."""
     with GeminiEmulator() as emu:

@@ -18,14 +18,6 @@ REQUIRED = {"path", "prompt", "model", "cached", "cost_usd", "finish_reason", "t
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def keyed_env(monkeypatch, emulator, tmp_path):
-    """The environment of a user with a key and a relay (the emulator) in GOOGLE_GEMINI_BASE_URL."""
-    monkeypatch.setenv("GEMINI_API_KEY", TEST_KEY)
-    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", emulator.base_url)
-    monkeypatch.setenv("NANOBANANA_HOME", str(tmp_path / "home"))
-    return emulator
-
 
 def json_lines(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]

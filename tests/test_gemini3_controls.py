@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import TEST_KEY, in_studio, without_text_chunks
+from conftest import in_studio, without_text_chunks
 from google import genai
 from google.genai import errors, types
 
@@ -191,13 +191,6 @@ def test_a_cache_hit_keeps_its_sources_and_the_history_records_them(settings, em
 
 
 # -- the CLI --------------------------------------------------------------------------------------------------------
-
-@pytest.fixture
-def keyed_env(monkeypatch, emulator, tmp_path):
-    monkeypatch.setenv("GEMINI_API_KEY", TEST_KEY)
-    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", emulator.base_url)
-    monkeypatch.setenv("NANOBANANA_HOME", str(tmp_path / "home"))
-    return emulator
 
 
 def json_lines(text: str) -> list[dict]:

@@ -37,13 +37,6 @@ MUG = 'Reference image "red mug" (object).'
 CAPS = {FLASH: (14, {"object": 10, "character": 4}), PRO: (14, {"object": 6, "character": 5, "style": 3})}
 
 
-@pytest.fixture
-def keyed_env(monkeypatch, emulator, tmp_path):
-    monkeypatch.setenv("GEMINI_API_KEY", TEST_KEY)
-    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", emulator.base_url)
-    monkeypatch.setenv("NANOBANANA_HOME", str(tmp_path / "home"))
-    return emulator
-
 
 @pytest.fixture
 def images(tmp_path) -> dict[str, Path]:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import TEST_KEY, png_bytes
+from conftest import png_bytes
 
 from nanobanana_ui.cli.main import main
 from nanobanana_ui.domain.styles import (
@@ -22,14 +22,6 @@ from nanobanana_ui.domain.templates import TemplateError, parse_template
 from nanobanana_ui.imaging.pngmeta import read_image_info
 from nanobanana_ui.service.studio import Studio
 from nanobanana_ui.storage.history import HistoryStore
-
-
-@pytest.fixture
-def keyed_env(monkeypatch, emulator, tmp_path):
-    monkeypatch.setenv("GEMINI_API_KEY", TEST_KEY)
-    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", emulator.base_url)
-    monkeypatch.setenv("NANOBANANA_HOME", str(tmp_path / "home"))
-    return emulator
 
 
 def lines(text: str) -> list[dict]:

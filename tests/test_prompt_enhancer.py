@@ -18,13 +18,6 @@ from nanobanana_ui.storage.history import HistoryStore
 TEXT_MODEL = "gemini-3.1-flash-lite"
 
 
-@pytest.fixture
-def keyed_env(monkeypatch, emulator, tmp_path):
-    monkeypatch.setenv("GEMINI_API_KEY", TEST_KEY)
-    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", emulator.base_url)
-    monkeypatch.setenv("NANOBANANA_HOME", str(tmp_path / "home"))
-    return emulator
-
 
 def one(text: str) -> dict:
     [record] = [json.loads(line) for line in text.splitlines() if line.strip()]
