@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from conftest import without_text_chunks
-from playwright.sync_api import Page, expect, sync_playwright
-from servers import CHROMIUM, CHROMIUM_ARGS, emulator_app_env, open_studio, running_app
+from playwright.sync_api import Page, expect
+from servers import chromium, emulator_app_env, open_studio, running_app
 
 UI_KEY = "browser-test-key"
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
-def playwright():
-    with sync_playwright() as pw:
-        yield pw
-
-
-@pytest.fixture(scope="module")
-def browser(playwright):
-    assert Path(CHROMIUM).exists(), "Chromium is missing: apt-get install -y chromium"
-    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-    yield browser
-    browser.close()
+def browser():
+    with chromium() as browser:  # Debian's Chromium, as every browser module launches it (servers.py)
+        yield browser
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from ..domain.errors import BadResponseError, ImageWithheldError, PromptBlockedE
 from ..domain.request import ImageRequest, Source, ThoughtImage, Usage
 from ..domain.turns import Turn, TurnPart
 
-__all__ = ["CONTINUATION", "BackendReply", "build_config", "build_contents", "parse_response"]
+__all__ = ["CONTINUATION", "BackendReply", "build_config", "build_contents", "enum_name", "parse_response"]
 
 _WITHHELD_HINTS = {
     "IMAGE_SAFETY": "Gemini's safety filter withheld the image",
@@ -122,7 +122,8 @@ def build_config(request: ImageRequest) -> Any:
     )
 
 
-def _enum_name(value: Any) -> str | None:
+def enum_name(value: Any) -> str | None:
+    """An SDK enum (or plain string) as its name: "STOP", "IMAGE_SAFETY", "IMAGE"; None stays None."""
     if value is None:
         return None
     return str(getattr(value, "value", None) or getattr(value, "name", None) or value)
@@ -133,7 +134,7 @@ def _usage(meta: Any) -> Usage:
         return Usage()
     by_modality = {"IMAGE": 0, "TEXT": 0}
     for detail in meta.candidates_tokens_details or ():
-        name = _enum_name(detail.modality)
+        name = enum_name(detail.modality)
         if name in by_modality:
             by_modality[name] += detail.token_count or 0
     return Usage(
@@ -169,13 +170,13 @@ def parse_response(response: Any) -> BackendReply:
     """Read a GenerateContentResponse; every no-image outcome raises its own NoImageError subclass."""
     feedback = response.prompt_feedback
     if not response.candidates:
-        reason = _enum_name(feedback.block_reason) if feedback is not None else None
+        reason = enum_name(feedback.block_reason) if feedback is not None else None
         if reason:
             raise PromptBlockedError(
                 f"Gemini blocked the prompt ({reason}). Rephrase it, or change the input images.", reason=reason)
         raise BadResponseError("Gemini answered with no candidates and no reason. Try again.")
     candidate = response.candidates[0]
-    finish = _enum_name(candidate.finish_reason)
+    finish = enum_name(candidate.finish_reason)
     parts = (candidate.content.parts if candidate.content is not None else None) or ()
     images: list[tuple[bytes, str]] = []
     thoughts: list[ThoughtImage] = []

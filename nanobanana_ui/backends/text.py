@@ -8,6 +8,7 @@ from typing import Any
 from ..domain.errors import NoImageError, PromptBlockedError
 from ..domain.request import Usage
 from ..domain.text_request import TextRequest
+from .gemini_wire import enum_name
 
 __all__ = ["EmptyAnswerError", "TextReply", "build_text_config", "build_text_contents", "parse_text_response"]
 
@@ -42,12 +43,6 @@ def build_text_config(request: TextRequest) -> Any:
                                        temperature=request.temperature)
 
 
-def _name(value: Any) -> str | None:
-    if value is None:
-        return None
-    return str(getattr(value, "value", None) or getattr(value, "name", None) or value)
-
-
 def _usage(meta: Any) -> Usage:
     if meta is None:
         return Usage()
@@ -60,11 +55,11 @@ def parse_text_response(response: Any, what: str = "The text model") -> TextRepl
     """The answer's words (thought parts skipped); a blocked or empty answer raises, saying which."""
     feedback = response.prompt_feedback
     if not response.candidates:
-        reason = _name(feedback.block_reason) if feedback is not None else None
+        reason = enum_name(feedback.block_reason) if feedback is not None else None
         raise PromptBlockedError(f"{what} blocked the request ({reason or 'no reason given'}); the original prompt "
                                  "is kept.", reason=reason)
     candidate = response.candidates[0]
-    finish = _name(candidate.finish_reason)
+    finish = enum_name(candidate.finish_reason)
     parts = (candidate.content.parts if candidate.content is not None else None) or ()
     text = "\n".join(part.text for part in parts if part.text and not part.thought).strip()
     if finish in ("SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "RECITATION", "SPII"):
