@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..domain.errors import StudioError
 from ..domain.request import ImageRequest, ImageResult
-from ..service.studio import Studio
 from ..service.transparency import (
     FALLBACKS,
     METHODS,
@@ -15,6 +15,9 @@ from ..service.transparency import (
     parse_transparent,
     transparent_variations,
 )
+
+if TYPE_CHECKING:  # the Studio (and the image stack under it) is imported when a command runs, not for --help
+    from ..service.studio import Studio
 
 __all__ = ["add_transparent_options", "describe_transparent", "run_transparent", "spell_out_bare_transparent"]
 # (describe_transparent is the service's own, offered here so that cli.main imports one module for the flag)
