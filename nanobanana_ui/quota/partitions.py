@@ -15,6 +15,8 @@ import secrets
 import time
 from pathlib import Path
 
+from ..domain.durable import fsync_dir
+
 __all__ = ["SALT_FILE", "key_partition", "salted_hash", "stable_salt"]
 
 SALT_FILE = "secret"
@@ -56,7 +58,7 @@ def _create(home: Path, path: Path) -> None:
             os.link(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    _fsync_dir(home)
+    fsync_dir(home)
 
 
 def _replace_short(home: Path, path: Path) -> bytes:
@@ -77,14 +79,6 @@ def _replace_short(home: Path, path: Path) -> bytes:
     return data
 
 
-def _fsync_dir(folder: Path) -> None:
-    """Make a new name in the folder durable (best effort: some file systems refuse to fsync a folder)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def salted_hash(salt: bytes, text: str) -> str:

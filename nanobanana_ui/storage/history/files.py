@@ -13,6 +13,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from ...domain.durable import fsync_dir
 from ...imaging.outputs import clone_file, extension_for
 
 __all__ = ["TEMP_PREFIX", "ImageFiles", "render_thumbnail", "sha256_file", "sniff_mime", "write_atomic"]
@@ -38,13 +39,6 @@ def sniff_mime(data: bytes) -> str:
         return "image/png"
 
 
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):  # not every platform can open a directory
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -59,7 +53,7 @@ def write_atomic(path: Path, data: bytes) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def render_thumbnail(source: Path, size: int) -> bytes:
@@ -128,7 +122,7 @@ class ImageFiles:
             if not target.exists():
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(tmp, target)  # atomic: the name appears with the complete file behind it
-                _fsync_dir(target.parent)
+                fsync_dir(target.parent)
         finally:
             tmp.unlink(missing_ok=True)
         return target, sha256
