@@ -96,6 +96,8 @@ def test_a_text_file_named_png_is_refused_as_it_is_uploaded(browser, public_url,
     page.locator("#prompt textarea").fill("a red fox")
     page.locator("#generate-button").click()
     expect(page.locator("#out-gallery img")).to_have_count(1)
+    # Gradio's progress overlay ("0.2s Done - 100.0%") fades after the images show: the status is whole once it is gone.
+    page.wait_for_function("() => document.querySelector('#status').innerText.trim().startsWith('$')")
     status = page.locator("#status").inner_text()
     fake = tmp_path / "notes.png"
     fake.write_text("shopping list: bananas\n")
