@@ -542,3 +542,27 @@ def test_gradio_still_has_what_the_reaper_and_launch_options_use():
 def test_the_private_install_keeps_no_per_visitor_cap(settings):
     runner = Runner(Studio(settings))
     assert runner.gate.per_visitor == settings.concurrency and TEST_KEY
+
+
+def _tls_contexts(backend) -> set[int]:
+    """The TLS contexts a backend's SDK client would use: sync httpx, async httpx, and its websocket path."""
+    api = backend._client._api_client
+    contexts = (api._httpx_client._transport._pool._ssl_context, api._async_httpx_client_args["verify"],
+                api._websocket_ssl_ctx["ssl"])
+    return {id(context) for context in contexts}
+
+
+def test_visitors_backends_share_one_tls_context_instead_of_loading_the_ca_bundle_each(monkeypatch, tmp_path):
+    import certifi
+
+    from nanobanana_ui.backends.gemini import GeminiBackend
+
+    first, second = (GeminiBackend(api_key=key, base_url="http://127.0.0.1:9") for key in (KEY_A, KEY_B))
+    shared = _tls_contexts(first)
+    assert len(shared) == 1 and _tls_contexts(second) == shared  # one context, loaded once, for every visitor
+    # A user's own CA bundle (SSL_CERT_FILE, read as the SDK reads it) still applies: a context of its own.
+    bundle = tmp_path / "corporate.pem"
+    bundle.write_bytes(Path(certifi.where()).read_bytes())
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    corporate = GeminiBackend(api_key=KEY_A, base_url="http://127.0.0.1:9")
+    assert len(_tls_contexts(corporate)) == 1 and _tls_contexts(corporate) != shared

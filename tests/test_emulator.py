@@ -16,6 +16,7 @@ from google import genai
 from google.genai import errors, types
 from PIL import Image
 
+from nanobanana_ui.backends.tls import shared_client_args
 from nanobanana_ui.domain.models import get_model, pixel_size
 from nanobanana_ui.emulator import OFFLINE_API_KEY, Fault, GeminiEmulator, busiest_window, shared_emulator
 
@@ -37,7 +38,9 @@ def make_client():
     clients: list[genai.Client] = []
 
     def make(emulator: GeminiEmulator, api_key: str = "k", timeout_ms: int | None = 10_000) -> genai.Client:
-        options = types.HttpOptions(api_version="v1beta", base_url=emulator.base_url, timeout=timeout_ms)
+        client_args, async_client_args = shared_client_args()  # not a new CA bundle load per client
+        options = types.HttpOptions(api_version="v1beta", base_url=emulator.base_url, timeout=timeout_ms,
+                                    client_args=client_args, async_client_args=async_client_args)
         clients.append(genai.Client(api_key=api_key, vertexai=False, http_options=options))
         return clients[-1]
 

@@ -17,6 +17,7 @@ from google import genai
 from google.genai import types
 from servers import ROOT, app_env
 
+from nanobanana_ui.backends.tls import shared_client_args
 from nanobanana_ui.cli.main import main
 from nanobanana_ui.domain.config import load_settings
 from nanobanana_ui.domain.costs import cost_from_usage
@@ -40,8 +41,10 @@ def fast_settings(settings, emulator):
 
 
 def sdk_client(emulator) -> genai.Client:
+    client_args, async_client_args = shared_client_args()  # not a new CA bundle load per client
     return genai.Client(api_key=TEST_KEY, vertexai=False,
-                        http_options=types.HttpOptions(api_version="v1beta", base_url=emulator.base_url))
+                        http_options=types.HttpOptions(api_version="v1beta", base_url=emulator.base_url,
+                                                       client_args=client_args, async_client_args=async_client_args))
 
 
 def manifest(out: Path) -> list[dict]:

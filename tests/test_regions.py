@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import inspect
 import io
@@ -190,6 +191,7 @@ def answer_size(model: str, ratio: str, size: str | None = None) -> tuple[int, i
     return pixel_size(ratio, size or "1K")
 
 
+@functools.cache  # one answer per size: the sweeps below ask for the same few sizes hundreds of times
 def synthetic_answer(size: tuple[int, int]) -> bytes:
     return encode(Image.new("RGB", size, (250, 10, 200)))
 

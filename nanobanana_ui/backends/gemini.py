@@ -19,6 +19,7 @@ from ..domain.text_request import TextRequest
 from .discovery import ListedModel, is_image_model
 from .gemini_wire import BackendReply, build_config, build_contents, parse_response
 from .text import TextReply, build_text_config, build_text_contents, parse_text_response
+from .tls import shared_client_args
 from .transport import SendObserver, SendTracer
 from .vertex import VertexAccess, map_vertex_error
 
@@ -74,12 +75,16 @@ class GeminiBackend:
 
         self._tracer = SendTracer()
         self._timeout_s = timeout_s
+        # The Gemini API shares this process's TLS context; Vertex keeps the SDK's own (it may load a client cert).
+        client_args, async_client_args = shared_client_args() if vertex is None else ({}, {})
         options = types.HttpOptions(
             # the SDK's default (v1) lacks the image options; Vertex's beta is v1beta1
             api_version="v1beta" if vertex is None else "v1beta1",
             base_url=base_url,
             timeout=int((timeout_s or _LISTING_TIMEOUT_S) * 1000),  # milliseconds; generate sets its own
-            async_client_args={"event_hooks": self._tracer.event_hooks()},  # for the rate limiter's count
+            client_args=client_args or None,
+            # event_hooks: for the rate limiter's count
+            async_client_args={**async_client_args, "event_hooks": self._tracer.event_hooks()},
         )
         self._vertex = vertex
         self._store = store  # the Gemini API's `store` for requests that do not say (never sent on Vertex)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ...backends.gemini_wire import build_config, build_contents
+from ...backends.tls import shared_client_args
 from ...domain.errors import RateLimitError, StudioError, map_error
 from ...domain.request import ImageRequest
 from ...quota.retry import RetryPolicy, describe_failure
@@ -141,7 +142,9 @@ class BatchApi:
         else:
             key, base_url = settings.api_key or "", settings.base_url
         timeout_ms = int((settings.timeout_s or _TIMEOUT_S) * 1000)
-        options = types.HttpOptions(api_version="v1beta", base_url=base_url, timeout=timeout_ms)
+        client_args, async_client_args = shared_client_args()
+        options = types.HttpOptions(api_version="v1beta", base_url=base_url, timeout=timeout_ms,
+                                    client_args=client_args, async_client_args=async_client_args)
         self.client = genai.Client(api_key=key, vertexai=False, http_options=options)
         self.policy = policy
         self.on_event = on_event
