@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+
+# Compiled and assertion-rewritten modules are cached in __pycache__ even where PYTHONDONTWRITEBYTECODE is set (this
+# machine sets it): otherwise every worker of every run compiles the package and rewrites every test module again,
+# about 3.5 s of CPU per worker (docs/development.md). Set before the package is imported below.
+sys.dont_write_bytecode = False
+
 import asyncio
 import io
 import os
@@ -103,6 +110,12 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.browser)
         if used & APP_PROCESS_FIXTURES:
             item.add_marker(pytest.mark.slow)
+
+
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto` starts two workers per core: many tests wait on sockets, timers and subprocesses rather than compute,
+    and a second worker per core computes meanwhile (docs/development.md has the measured times)."""
+    return 2 * (os.cpu_count() or 1)
 
 
 def pytest_configure(config):

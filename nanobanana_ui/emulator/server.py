@@ -99,7 +99,8 @@ class GeminiEmulator:
                 self._server = EmulatorServer(self._address, EmulatorHandler)
                 self._server.emulator = self  # type: ignore[attr-defined]
                 self._stopped.clear()
-                self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                # A short poll: stop() waits up to one interval, and the tests start and stop hundreds of emulators.
+                self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.01},
                                                 name="gemini-emulator", daemon=True)
                 self._thread.start()
         return self
