@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
 import sys
@@ -49,7 +50,8 @@ def test_mypy_passes():
     assert "Success: no issues found" in done.stdout
 
 
-def _package_imports() -> list[tuple[str, str, str]]:
+@functools.cache  # parsed once per run: two tests read it
+def _package_imports() -> tuple[tuple[str, str, str], ...]:
     """(importing file, imported module, name) for every `from .x import name` inside the package."""
     import ast
 
@@ -58,7 +60,7 @@ def _package_imports() -> list[tuple[str, str, str]]:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("nanobanana_ui")):
                 found += [(path.relative_to(ROOT).as_posix(), node.module or "", alias.name) for alias in node.names]
-    return found
+    return tuple(found)
 
 
 def test_modules_share_only_public_names_and_the_quota_clock_is_a_leaf():
@@ -88,6 +90,7 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+@functools.cache  # parsed once per run: two tests read it (neither changes it)
 def _import_graph() -> dict[str, set[str]]:
     """Every module of the package and the package modules it imports (anywhere in its body)."""
     import ast
