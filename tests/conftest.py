@@ -13,6 +13,12 @@ import asyncio
 import io
 import os
 
+# Tests never touch the internet: Gradio's usage analytics (on unless told, read when gradio is imported) and the
+# Hugging Face Hub's telemetry would try to, from every test that builds a page, and a worker would wait for those
+# threads as it exits.
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+
 import pytest
 from PIL import Image
 
