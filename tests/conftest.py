@@ -119,9 +119,13 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_xdist_auto_num_workers(config):
-    """`-n auto` starts two workers per core: many tests wait on sockets, timers and subprocesses rather than compute,
-    and a second worker per core computes meanwhile (docs/development.md has the measured times)."""
-    return 2 * (os.cpu_count() or 1)
+    """`-n auto`: two workers per core for the inner loop (`-m "not browser and not slow"`), whose tests mostly wait on
+    sockets and timers, so a second worker per core computes meanwhile; one per core when the browser and slow tests
+    run, since Chromium and the app subprocesses compute, and the tests that time several processes sharing one rate
+    limit need the cores they expect (docs/development.md has the measured times)."""
+    cores = os.cpu_count() or 1
+    marks = config.option.markexpr or ""
+    return 2 * cores if "not browser" in marks and "not slow" in marks else cores
 
 
 def pytest_configure(config):
