@@ -116,8 +116,6 @@ def build(args: argparse.Namespace, settings: Settings | None = None) -> tuple[g
 
 def main(argv: list[str] | None = None) -> None:
     """Build and launch the app; serve until interrupted."""
-    from .ui.style import CSS
-
     args = parse_args(argv)
     settings = load(args)
     from .domain.models import registry_warnings
@@ -128,8 +126,10 @@ def main(argv: list[str] | None = None) -> None:
         raise fail(MCP_MISSING)
     if args.mcp and settings.auth:
         raise fail(MCP_WITH_AUTH)
+    # Gradio is imported only now (through ui/), so a bad option above fails in a blink rather than after seconds.
     demo, studio = build(args, settings)
     from .ui.sessions import launch_options
+    from .ui.style import CSS
 
     if args.mcp:
         patch_mcp_tool_outputs()

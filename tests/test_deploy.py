@@ -87,6 +87,15 @@ def test_bad_logins_and_mcp_with_a_login_exit_2_with_one_line(args, env, message
     assert len(done.stderr.strip().splitlines()) == 1 and "secret" not in done.stderr
 
 
+def test_a_bad_login_is_refused_before_gradio_is_even_imported():
+    check = ("import sys\nfrom nanobanana_ui.webapp import main\ntry:\n    main(['--auth', 'alice'])\n"
+             "except SystemExit as stop:\n    print(stop.code, 'gradio' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", check], cwd=ROOT, env=app_env(), capture_output=True, text=True,
+                          timeout=120)
+    assert done.stdout.split() == ["2", "False"], done.stdout + done.stderr  # seconds sooner than a started app
+    assert done.stderr.strip().startswith("error: --auth: an entry has no colon")
+
+
 def upload(url: str, size: int) -> int:
     """POST a file of `size` bytes to Gradio's upload route; the HTTP status."""
     body = (b'--b\r\nContent-Disposition: form-data; name="files"; filename="x.png"\r\n'
