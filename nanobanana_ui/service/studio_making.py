@@ -33,6 +33,7 @@ from .studio_base import MAX_COUNT, StudioBase
 from .successors import answered_by
 from .transparency import with_alpha_note
 from .validation import ImageSource, build_request, check_kit_limits
+from .variations import gather_variations
 
 __all__ = ["MakingStudio"]
 
@@ -338,20 +339,8 @@ class MakingStudio(StudioBase):
         """
         if not 1 <= count <= MAX_COUNT:
             raise InputError(f"The number of images must be between 1 and {MAX_COUNT} (got {count}).")
-
-        async def one(variation: int) -> ImageResult | StudioError:
-            try:
-                outcome: ImageResult | StudioError = await self.run(
-                    request.with_variation(variation), use_cache=use_cache, out_dir=out_dir, on_event=on_event,
-                    owner=owner)
-            except StudioError as error:
-                outcome = error
-            if on_result is not None:
-                on_result(outcome)
-            return outcome
-
-        first = request.options.variation
-        return list(await asyncio.gather(*(one(first + i) for i in range(count))))
+        return await gather_variations(request, count, partial(self.run, use_cache=use_cache, out_dir=out_dir,
+                                                                on_event=on_event, owner=owner), on_result)
 
     @staticmethod
     def _result(request: ImageRequest, images: list[tuple[bytes, str, Path | None]], text: str,

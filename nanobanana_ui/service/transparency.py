@@ -19,7 +19,7 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -36,6 +36,7 @@ from ..imaging.outputs import output_name, save_output
 from ..imaging.pngmeta import PARAMETERS_KEY, REQUEST_KEY, embed_png_text, provenance_chunks
 from .conversation import Refinement, supports_multi_turn
 from .sending import EventSink
+from .variations import gather_variations
 
 __all__ = ["BLACK_WORDS", "FALLBACKS", "METHODS", "WHITE_WORDS", "Fallback", "Method", "Transparency",
            "TransparencyError", "check_transparency", "describe_transparent", "estimate_calls", "key_words",
@@ -359,17 +360,8 @@ async def transparent_variations(studio: StudioLike, request: ImageRequest, tran
     """`count` transparent images (variation numbers n, n+1, ...) in parallel; errors are returned, not raised."""
     check_transparency(request, transparency)
 
-    async def one(variation: int) -> ImageResult | StudioError:
-        try:
-            outcome: ImageResult | StudioError = await make_transparent(
-                studio, request.with_variation(variation), transparency, use_cache=use_cache, out_dir=out_dir,
-                on_event=on_event, owner=owner)
-        except StudioError as error:
-            outcome = error
-        if on_result is not None:
-            on_result(outcome)
-        return outcome
+    async def make(variation: ImageRequest) -> ImageResult:
+        return await make_transparent(studio, variation, transparency, use_cache=use_cache, out_dir=out_dir,
+                                      on_event=on_event, owner=owner)
 
-    first = request.options.variation
-    runs: list[Awaitable[ImageResult | StudioError]] = [one(first + i) for i in range(count)]
-    return list(await asyncio.gather(*runs))
+    return await gather_variations(request, count, make, on_result)
