@@ -22,8 +22,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -110,6 +112,37 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def memory_growth(pid: int, args: argparse.Namespace, new_client: Callable[[int], Any],
+                  key_of: Callable[[int], str]) -> tuple[float, float, float]:
+    """The app's RSS in MB before and after `args.mem` requests (after `args.warm` to warm up), and the seconds the
+    measured part took: 8 visitors at once, each reconnecting every 25 requests (`new_client(v)`, key `key_of(v)`)."""
+    counter = iter(range(10**9))
+
+    def rotate(total: int) -> None:
+        def one_visitor(v: int) -> None:
+            visitor = None
+            for k in range(total // 8):
+                if k % 25 == 0:
+                    if visitor is not None:
+                        visitor.close()
+                    visitor = new_client(v)
+                timed_calls(visitor, key_of(v), [f"mem {next(counter)}"])
+            if visitor is not None:
+                visitor.close()
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(one_visitor, range(8)))
+
+    rotate(args.warm)
+    time.sleep(2)
+    before = rss_mb(pid)
+    started = time.perf_counter()
+    rotate(args.mem)
+    time.sleep(2)
+    after = rss_mb(pid)
+    return before, after, time.perf_counter() - started
+
+
 def offline_memory(args: argparse.Namespace) -> None:
     """The memory phase against the offline app (its embedded emulator keeps a log of what it received)."""
     from gradio_client import Client
@@ -119,30 +152,10 @@ def offline_memory(args: argparse.Namespace) -> None:
                       GRADIO_TEMP_DIR=f"{tmp}/gradio", GRADIO_ANALYTICS_ENABLED="False", NANOBANANA_PROXY_HOPS="1",
                       NANOBANANA_VISITOR_RPM="100000", NANOBANANA_RPM="100000", NANOBANANA_RPD="10000000")
         process, url = start(args.root, env)
-        counter = iter(range(10**9))
         try:
-            def rotate(total: int) -> None:
-                def one_visitor(v: int) -> None:
-                    visitor = None
-                    for k in range(total // 8):
-                        if k % 25 == 0:
-                            if visitor is not None:
-                                visitor.close()
-                            visitor = Client(url, verbose=False, download_files=False,
-                                             headers={"X-Forwarded-For": f"10.0.0.{v}"})
-                        timed_calls(visitor, "", [f"mem {next(counter)}"])
-                    if visitor is not None:
-                        visitor.close()
-
-                with ThreadPoolExecutor(8) as pool:
-                    list(pool.map(one_visitor, range(8)))
-
-            rotate(args.warm)
-            time.sleep(2)
-            before = rss_mb(process.pid)
-            rotate(args.mem)
-            time.sleep(2)
-            after = rss_mb(process.pid)
+            before, after, _ = memory_growth(
+                process.pid, args, lambda v: Client(url, verbose=False, download_files=False,
+                                                    headers={"X-Forwarded-For": f"10.0.0.{v}"}), lambda v: "")
         finally:
             process.terminate()
             process.wait(timeout=20)
@@ -203,31 +216,7 @@ def main() -> None:
 
             # memory: answers at once; RSS growth per 1,000 requests after warm-up
             emulator.delay_s = 0.0
-            counter = iter(range(10**9))
-
-            def rotate(total: int) -> None:
-                def one_visitor(v: int) -> None:
-                    visitor = None
-                    for k in range(total // 8):
-                        if k % 25 == 0:
-                            if visitor is not None:
-                                visitor.close()
-                            visitor = client(url)
-                        timed_calls(visitor, f"bench-mem-{v}", [f"mem {next(counter)}"])
-                    if visitor is not None:
-                        visitor.close()
-
-                with ThreadPoolExecutor(8) as pool:
-                    list(pool.map(one_visitor, range(8)))
-
-            rotate(args.warm)
-            time.sleep(2)
-            before = rss_mb(process.pid)
-            mem_started = time.perf_counter()
-            rotate(args.mem)
-            time.sleep(2)
-            after = rss_mb(process.pid)
-            mem_s = time.perf_counter() - mem_started
+            before, after, mem_s = memory_growth(process.pid, args, lambda v: client(url), lambda v: f"bench-mem-{v}")
         finally:
             process.terminate()
             process.wait(timeout=20)
