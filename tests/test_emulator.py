@@ -630,3 +630,23 @@ def test_busiest_window(times, window_s, expected):
 def test_busiest_window_needs_a_positive_window():
     with pytest.raises(ValueError):
         busiest_window([0.0], 0)
+
+
+def test_an_emulator_leaves_no_folder_behind(make_client, monkeypatch, tmp_path):
+    """Hundreds of emulators start in a test run: one that never stores a file makes no folder, and one that does
+    removes its folder once it is gone (45,000 were left in /tmp before)."""
+    import gc
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with GeminiEmulator():
+        pass
+    assert list(tmp_path.iterdir()) == []
+    with GeminiEmulator() as emulator:
+        client = make_client(emulator)
+        assert client.files.upload(file=io.BytesIO(b"{}\n"), config={"mime_type": "application/jsonl"}).size_bytes == 3
+        assert [p.name.startswith("gemini-emulator-files-") for p in tmp_path.iterdir()] == [True]
+        client.close()  # its open connection's handler thread holds the emulator until it is closed
+    del emulator
+    gc.collect()
+    assert list(tmp_path.iterdir()) == []

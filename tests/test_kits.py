@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 import sqlite3
+import time
 import zipfile
 from pathlib import Path
 
@@ -646,8 +648,14 @@ def kits_tab(studio, owner_of=None):
     return tab
 
 
-def test_the_kits_tab_makes_changes_exports_imports_and_uses_a_kit(settings, emulator, images, tmp_path):
+def test_the_kits_tab_makes_changes_exports_imports_and_uses_a_kit(settings, emulator, images, tmp_path, monkeypatch):
+    import tempfile
+
     import gradio as gr
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    export_folder = tmp_path / "nanobanana-ui" / "exports"
+    export_folder.mkdir(parents=True)
 
     async def scenario(studio):
         tab = kits_tab(studio)
@@ -664,7 +672,13 @@ def test_the_kits_tab_makes_changes_exports_imports_and_uses_a_kit(settings, emu
         assert "story@3" in removed[tab.details] and "prop 1" not in removed[tab.details]
         with pytest.raises(gr.Error, match="already has a reference named 'mia'"):
             tab.add_clicked("story", [str(images["photo"])], "character", "mia", "")
+        stale = export_folder / "story-000000.zip"  # an export made two hours ago, long copied by Gradio
+        stale.write_bytes(b"PK")
+        os.utime(stale, (time.time() - 7200,) * 2)
         exported = tab.export_clicked("story", 2)
+        # Exports share one folder, pruned as new ones are made: a public demo's /tmp does not grow with each click.
+        assert Path(exported).parent == export_folder and Path(exported).name.startswith("story-")
+        assert not stale.exists()
         imported = tab.import_uploaded(exported)
         assert "story@4" in imported[tab.details] and "prop 1" in imported[tab.details]
         picker, tabs = tab.use_clicked("story", 4)

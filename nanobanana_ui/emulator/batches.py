@@ -21,9 +21,11 @@ import json
 import math
 import re
 import secrets
+import shutil
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -67,7 +69,17 @@ class BatchService:
         self._files: dict[str, EmulatedFile] = {}
         self._uploads: dict[str, EmulatedFile] = {}
         self._faults: list[Fault] = []
-        self._dir = Path(tempfile.mkdtemp(prefix="gemini-emulator-files-"))
+        self._folder: Path | None = None  # made at the first file, removed with this object (see _dir)
+
+    @property
+    def _dir(self) -> Path:
+        """The folder of uploaded and generated files: made when the first one arrives (most emulators never see one),
+        and removed when this service is collected or the process exits, so hundreds of emulators leave nothing."""
+        with self._lock:
+            if self._folder is None:
+                self._folder = Path(tempfile.mkdtemp(prefix="gemini-emulator-files-"))
+                weakref.finalize(self, shutil.rmtree, self._folder, ignore_errors=True)
+            return self._folder
 
     # ---- what tests look at and change
     @property

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import secrets
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +23,7 @@ from ..imaging.images import load_input_path
 from ..service.studio import Studio
 from ..storage.history import HistoryEntry, HistoryStore
 from .actions import refuse
+from .exports import export_path
 from .runner_base import no_owner, studio_errors
 from .session import Session, image_options
 from .text import entry_details
@@ -35,7 +35,6 @@ PAGE_SIZE = 24
 THUMB_SIZE = 192
 PRIVATE: dict[str, Any] = {"api_visibility": "private"}
 _MIMES = ("image/png", "image/jpeg", "image/webp", "image/gif")
-_EXPORT_TTL_S = 3600  # exports older than this are removed when the next one is made
 NO_SELECTION = "Click a thumbnail to see everything about that request."
 
 
@@ -150,12 +149,7 @@ class Library:
         """A ZIP of the entries on the current page (images + manifest.jsonl)."""
         if not browse.ids:
             raise refuse("This page is empty: nothing to export.")
-        folder = Path(tempfile.gettempdir()) / "nanobanana-ui" / "exports"
-        folder.mkdir(parents=True, exist_ok=True)
-        for old in folder.glob("*.zip"):  # exports are handed to Gradio's cache; ours need not stay
-            if time.time() - old.stat().st_mtime > _EXPORT_TTL_S:
-                old.unlink(missing_ok=True)
-        dest = folder / f"nanobanana-history-{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}.zip"
+        dest = export_path(f"nanobanana-history-{datetime.now():%Y%m%d-%H%M%S}")
         return str(self.store.export_zip(browse.ids, dest, owner=self.owner_of(request)))
 
     def next_variation(self, image_request: ImageRequest, studio: Studio | None = None) -> int:

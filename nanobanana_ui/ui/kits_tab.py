@@ -6,8 +6,6 @@ kits (the Runner's owner, as for the history).
 
 from __future__ import annotations
 
-import secrets
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from ..domain.kits import ROLES
 from ..service.kits import KitLibrary, NewReference
 from ..storage.history.kits import KitRow, StoredKit
 from .actions import refuse
+from .exports import export_path
 from .history_library import Browse, Library
 from .history_tab import PRIVATE
 from .runner import Runner
@@ -216,9 +215,8 @@ class KitsTab:
         if not name:
             raise refuse("Pick a kit to export.")
         spec = f"{name}@{version}" if version else name
-        folder = Path(tempfile.mkdtemp(prefix="kit-"))
         with studio_errors(self.runner.public):
-            return str(self.kits().export_zip(spec, folder / f"{name}-{secrets.token_hex(3)}.zip",
+            return str(self.kits().export_zip(spec, export_path(name),
                                               owner=self.runner.owner_of(request)))
 
     def import_uploaded(self, path: str | None, request: gr.Request | None = None) -> Any:
