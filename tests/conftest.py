@@ -10,8 +10,36 @@ import sys
 sys.dont_write_bytecode = False
 
 import asyncio
+import importlib.abc
+import importlib.machinery
 import io
 import os
+
+
+class _GradioWithoutStubWriting(importlib.abc.MetaPathFinder):
+    """Loads `gradio.component_meta` without `create_or_modify_pyi`, which parses the source of each of Gradio's 80
+    component classes as they are created, to write `.pyi` stubs into site-packages: 1.3 of the 2.8 s that importing
+    Gradio takes, in every worker and every `python app.py` the tests start (docs/development.md). The stubs are for
+    Gradio's own editors; no page, event or test depends on them."""
+
+    def find_spec(self, name, path, target=None):
+        """The module's usual spec, whose loader drops the stub writer once the module has run."""
+        if name != "gradio.component_meta":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None:
+            return spec
+        run_module = spec.loader.exec_module
+
+        def exec_module(module):
+            run_module(module)
+            module.create_or_modify_pyi = lambda *args, **kwargs: None
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+sys.meta_path.insert(0, _GradioWithoutStubWriting())
 
 # Tests never touch the internet: Gradio's usage analytics (on unless told, read when gradio is imported) and the
 # Hugging Face Hub's telemetry would try to, from every test that builds a page, and a worker would wait for those
