@@ -193,7 +193,7 @@ class Source:
 class ThoughtImage:
     """An interim image the model drew while thinking: shown when asked for, never saved, cached or charged."""
 
-    data: bytes
+    data: bytes = field(repr=False)
     mime_type: str
 
 

@@ -12,7 +12,7 @@ import base64
 import hashlib
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 __all__ = ["BYPASS_SIGNATURE", "BYPASS_TEXT", "Role", "Turn", "TurnPart", "parts_from_json", "parts_to_json",
@@ -31,10 +31,10 @@ class TurnPart:
     """One part of a turn: text or an inline image, maybe a thought, maybe carrying a thought signature."""
 
     text: str | None = None
-    data: bytes | None = None  # an inline image's exact bytes
+    data: bytes | None = field(default=None, repr=False)  # an inline image's exact bytes (megabytes: not in repr)
     mime_type: str | None = None
     thought: bool = False
-    thought_signature: bytes | None = None
+    thought_signature: bytes | None = field(default=None, repr=False)
 
     @property
     def is_image(self) -> bool:

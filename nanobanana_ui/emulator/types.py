@@ -61,7 +61,7 @@ class RecordedPart:
 
     kind: str  # "text", "image" or the part's first key
     text: str | None = None
-    data: bytes | None = None
+    data: bytes | None = field(default=None, repr=False)
     mime_type: str | None = None
     thought: bool = False
     signature: bytes | None = None  # the thoughtSignature's bytes (None: absent)

@@ -15,7 +15,7 @@ import struct
 import xml.etree.ElementTree as ET
 import zlib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from PIL import ExifTags, Image
@@ -47,7 +47,7 @@ _PNG_RAW_PROFILES = ("raw profile type exif", "raw profile type app1", "raw prof
 class Stripped:
     """An image's bytes with personal metadata removed, and the names of the fields that went (no values)."""
 
-    data: bytes
+    data: bytes = field(repr=False)
     removed: tuple[str, ...]
 
 

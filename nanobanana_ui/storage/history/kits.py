@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -47,7 +47,7 @@ class KitRow:
     guidance: str
     sha256: str
     mime_type: str
-    data: bytes | None = None
+    data: bytes | None = field(default=None, repr=False)
 
 
 def _owner(owner: str | None) -> str:
