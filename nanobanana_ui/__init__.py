@@ -13,13 +13,27 @@ flows down: a front end builds it, the Studio checks it, answers it from the cac
 a backend, then saves, records and returns the result.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .domain.config import Settings, load_settings
 from .domain.errors import StudioError
 from .domain.request import GeneratedImage, ImageOptions, ImageRequest, ImageResult, Mode, Usage
-from .service.studio import Studio
+
+if TYPE_CHECKING:
+    from .service.studio import Studio
 
 __all__ = [
     "GeneratedImage", "ImageOptions", "ImageRequest", "ImageResult", "Mode", "Settings", "Studio", "StudioError",
     "Usage", "load_settings",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    """`Studio` on first use: importing it brings in the whole service layer (about 0.2 s), which a process that only
+    needs a lower layer, e.g. the quota's shared secret, should not pay for."""
+    if name == "Studio":
+        from .service.studio import Studio
+
+        return Studio
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
