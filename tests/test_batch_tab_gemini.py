@@ -12,7 +12,7 @@ from pathlib import Path
 
 import gradio as gr
 import pytest
-from conftest import TEST_KEY, in_studio
+from conftest import TEST_KEY, in_studio, page_for_handlers
 from test_vertex import rsa_keys, vertex_settings  # noqa: F401 (fixtures)
 
 from nanobanana_ui.ui.batch_mode import BATCH_MODE, HEADERS, INTERACTIVE, GeminiJobs, age_text
@@ -139,7 +139,7 @@ def test_the_tabs_run_in_batch_mode_and_the_estimate_side_by_side(fast_settings,
 
     async def scenario(studio):
         page = BatchPage(studio)
-        with gr.Blocks():
+        with page_for_handlers():
             tab = BatchTab(page)
             tab.layout()
         estimate = await page.estimate(None, text)
@@ -167,7 +167,7 @@ def test_public_mode_offers_no_batch_mode(fast_settings, emulator):
 
     async def scenario(studio):
         page = BatchPage(studio)
-        with gr.Blocks():
+        with page_for_handlers():
             tab = BatchTab(page)
             tab.layout()
         estimate = await page.estimate(None, "a red fox", api_key=TEST_KEY, request=visitor())

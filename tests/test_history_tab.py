@@ -12,7 +12,7 @@ from pathlib import Path
 
 import gradio as gr
 import pytest
-from conftest import png_bytes
+from conftest import page_for_handlers, png_bytes
 from PIL import Image, PngImagePlugin
 
 from nanobanana_ui.domain.request import GeneratedImage, ImageOptions, ImageRequest, ImageResult, Mode
@@ -70,7 +70,7 @@ class Tab:
     def _build(self, studio: Studio, owner_of) -> None:
         runner = Runner(studio)
         self.library = Library(studio, owner_of) if owner_of else Library(studio)
-        with gr.Blocks():
+        with page_for_handlers():
             session, api_key = gr.State(Session()), gr.Textbox()
             with gr.Tabs() as main_tabs:
                 studio_tab = StudioTab(runner, studio.settings.model)

@@ -16,7 +16,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import TEST_KEY, in_studio, png_bytes
+from conftest import TEST_KEY, in_studio, page_for_handlers, png_bytes
 from PIL import Image
 from test_privacy import has_gps, photo
 from test_vertex import rsa_keys, vertex_settings  # noqa: F401 (fixtures)
@@ -636,14 +636,13 @@ def test_the_history_tabs_rerun_and_new_variation_use_the_entrys_kit_version(set
 
 
 def kits_tab(studio, owner_of=None):
-    import gradio as gr
 
     from nanobanana_ui.ui.kits_tab import KitsTab
     from nanobanana_ui.ui.runner import Runner
 
     runner = Runner(studio, owner_of=owner_of) if owner_of else Runner(studio)
     tab = KitsTab(runner)
-    with gr.Blocks():
+    with page_for_handlers():
         tab.layout()
     return tab
 

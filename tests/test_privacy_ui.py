@@ -4,7 +4,7 @@ Vertex-only output controls drawn from the backend."""
 from __future__ import annotations
 
 import gradio as gr
-from conftest import in_studio, png_bytes
+from conftest import in_studio, page_for_handlers, png_bytes
 from test_privacy import LATITUDE, OWNER, SERIAL, has_gps, photo
 from test_vertex import rsa_keys, vertex_settings  # noqa: F401 (fixtures)
 
@@ -26,7 +26,7 @@ class Progress:
 def studio_tab(studio) -> StudioTab:
     """A StudioTab laid out in a Blocks that is never launched (call with an event loop running)."""
     tab = StudioTab(Runner(studio), studio.settings.model)
-    with gr.Blocks():
+    with page_for_handlers():
         session, api_key = gr.State(Session()), gr.Textbox()
         with gr.Tabs() as main_tabs:
             tab.layout(main_tabs, session, api_key)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import gradio as gr
 import pytest
-from conftest import TEST_KEY
+from conftest import TEST_KEY, page_for_handlers
 
 from nanobanana_ui.domain.config import Settings
 from nanobanana_ui.service.studio import Studio
@@ -41,7 +41,7 @@ class Picked:
 def make_tab(studio: Studio, owner_of=no_owner) -> RefineTab:
     tab = RefineTab(RefineView(studio, owner_of), Runner(studio, owner_of=owner_of),
                     StudioForm({name: name for name in FORM_FIELDS}))  # updates come back keyed by field name
-    with gr.Blocks():
+    with page_for_handlers():
         tab.layout()
     return tab
 
