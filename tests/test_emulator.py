@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import http.client
 import io
 import json
@@ -650,3 +651,18 @@ def test_an_emulator_leaves_no_folder_behind(make_client, monkeypatch, tmp_path)
     del emulator
     gc.collect()
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L"])
+def test_answer_pngs_are_valid_and_carry_the_drawn_pixels_exactly(mode):
+    """The emulator writes RGB and RGBA PNGs itself (rows unfiltered, for speed): every chunk's CRC checks and the
+    pixels read back are the ones drawn; other modes go through Pillow."""
+    from nanobanana_ui.emulator.pictures import png_base64, render
+
+    drawn = render(FLASH, "a red fox", [], (300, 200), "seed 1").convert(mode)
+    data = base64.b64decode(png_base64(drawn))
+    with Image.open(io.BytesIO(data)) as checked:
+        checked.verify()  # every chunk's CRC, and the end of the stream
+    with Image.open(io.BytesIO(data)) as back:
+        assert back.format == "PNG" and back.mode == mode and back.size == (300, 200)
+        assert back.tobytes() == drawn.tobytes()
