@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -37,9 +38,11 @@ class EmulatorHandler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        received_at = time.monotonic()  # the whole request is here: it counts from now, however long parsing takes
         headers = {k.lower(): v for k, v in self.headers.items()}
         try:
-            reply = self.server.emulator._handle(self.command, self.path, headers, raw)  # type: ignore[attr-defined]
+            reply = self.server.emulator._handle(  # type: ignore[attr-defined]
+                self.command, self.path, headers, raw, received_at)
         except Exception as exc:  # noqa: BLE001 - a bug in the emulator should still look like an HTTP answer
             reply = error_reply(500, "INTERNAL", f"Emulator error: {exc!r}")
         if reply is None:  # Fault.drop_connection: hang up without a word

@@ -79,6 +79,7 @@ class GeminiEmulator:
         self._lock = threading.Lock()
         self._requests: deque[RecordedRequest] = deque(maxlen=record_limit)
         self.requests_seen = 0  # every request received, kept in the log or not
+        self._last_arrival = 0.0  # the latest arrival stamped (monotonic clock)
         self._faults: list[Fault] = []
         self._window = ArrivalWindow()
         self.rate_limit = rate_limit
@@ -194,7 +195,8 @@ class GeminiEmulator:
         self.batches.reset()
         self.cutouts.reset()
 
-    def _handle(self, method: str, url: str, headers: dict[str, str], raw: bytes) -> Reply | None:
+    def _handle(self, method: str, url: str, headers: dict[str, str], raw: bytes,
+                received_at: float | None = None) -> Reply | None:
         if method == "POST" and urlsplit(url).path == "/token":
             return self.tokens.grant(raw)
         routed = vertex_call(url, headers)
@@ -206,7 +208,10 @@ class GeminiEmulator:
         action = match.group(3) if match else None
         generate = match is not None and method == "POST" and action in ("generateContent", "streamGenerateContent")
         with self._lock:  # stamped, recorded, given its fault and counted in one step: arrival order is one order
-            rec.received_at = time.monotonic()
+            # Counted from when its last byte was read (not after parsing, which a busy test process can delay), and
+            # never before an arrival already counted, so the window sees arrivals in order.
+            rec.received_at = max(time.monotonic() if received_at is None else received_at, self._last_arrival)
+            self._last_arrival = rec.received_at
             self.requests_seen += 1
             if self._requests.maxlen != 0:
                 self._requests.append(rec)
