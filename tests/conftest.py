@@ -188,12 +188,12 @@ def pytest_collection_finish(session):
 
 def pytest_xdist_auto_num_workers(config):
     """`-n auto`: two workers per core for the inner loop (`-m "not browser and not slow"`), whose tests mostly wait on
-    sockets and timers, so a second worker per core computes meanwhile; one per core when the browser and slow tests
-    run, since Chromium and the app subprocesses compute, and the tests that time several processes sharing one rate
-    limit need the cores they expect (docs/development.md has the measured times)."""
+    sockets and timers, so a second worker per core computes meanwhile; one more than the cores when the browser and
+    slow tests run too, since Chromium and the app subprocesses compute but the browser tests also wait on the page
+    (on 2 cores: 5 min 18 s with 3 workers, 6 min 0 s with 2; docs/development.md has the measured times)."""
     cores = os.cpu_count() or 1
     marks = config.option.markexpr or ""
-    return 2 * cores if "not browser" in marks and "not slow" in marks else cores
+    return 2 * cores if "not browser" in marks and "not slow" in marks else cores + 1
 
 
 def pytest_configure(config):
