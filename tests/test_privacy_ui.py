@@ -144,3 +144,24 @@ def test_page_extras_become_image_options():
     assert vertex.values(False, JPEG, 60.0, "").apply(ImageOptions()) == \
         ImageOptions(output_mime_type="image/jpeg", output_quality=60)
     assert vertex.values(True, PNG, 90, "").keep_metadata is True
+
+
+def test_the_compose_edits_run_one_at_a_time_in_order(settings, emulator):
+    """Two quick Removes left "(1 added)" under an empty compose gallery in a browser test: the limit line computed for
+    the first change landed after the second Remove. Every compose edit and that line share one queue, one at a time."""
+    import gradio as gr
+
+    async def scenario(studio):
+        tab = StudioTab(Runner(studio), studio.settings.model)
+        with page_for_handlers() as page:
+            session, api_key = gr.State(Session()), gr.Textbox()
+            with gr.Tabs() as main_tabs:
+                tab.layout(main_tabs, session, api_key)
+            tab.wire()
+        return tab, page
+
+    tab, page = in_studio(settings, scenario)
+    compose = [fn for fn in page.fns.values() if any(t[0] in (tab.compose_images._id, tab.remove._id, tab.earlier._id,
+                                                               tab.later._id) for t in fn.targets)]
+    assert {t[1] for fn in compose for t in fn.targets} == {"upload", "change", "select", "click"} and len(compose) == 6
+    assert {(fn.concurrency_id, fn.concurrency_limit) for fn in compose} == {("compose-edits", 1)}

@@ -36,6 +36,10 @@ from .transparent_view import DIFFERENCE, transparent_value
 __all__ = ["SCROLL_TO_RESULT", "StudioTab", "compose_move", "compose_remove", "model_controls"]
 
 PRIVATE: dict[str, Any] = {"api_visibility": "private"}
+# The compose tab's edits (upload, pick, move, remove, and the limit line that follows every change) run one at a
+# time, in the order they were made: otherwise the line a change computed for two images could land after a quick
+# second Remove and say "(1 added)" under an empty gallery. Each takes milliseconds and sends nothing.
+COMPOSE_EDITS: dict[str, Any] = {**PRIVATE, "concurrency_id": "compose-edits", "concurrency_limit": 1}
 # On a narrow screen the result is below the form: bring it (and its progress) into view when a run starts.
 SCROLL_TO_RESULT = """() => {
   if (window.innerWidth < 900) {
@@ -120,15 +124,15 @@ class StudioTab(StudioLayout):
         self.craft.wire(self.prompt, self.edit_image, self.api_key)
         compose_views = [self.compose_images, self.compose_limit, self.session]
         self.compose_images.upload(self.compose_uploaded, [self.model, self.compose_images, self.session],
-                                   compose_views, **PRIVATE)
+                                   compose_views, **COMPOSE_EDITS)
         self.compose_images.change(self.compose_changed, [self.model, self.compose_images], [self.compose_limit],
-                                   **PRIVATE)
-        self.compose_images.select(self.compose_selected, [self.session], [self.session], **PRIVATE)
+                                   **COMPOSE_EDITS)
+        self.compose_images.select(self.compose_selected, [self.session], [self.session], **COMPOSE_EDITS)
         for button, step in ((self.earlier, -1), (self.later, 1)):
             button.click(self.compose_mover(step), [self.model, self.session, self.compose_images], compose_views,
-                         **PRIVATE)
+                         **COMPOSE_EDITS)
         self.remove.click(self.compose_removed, [self.model, self.session, self.compose_images], compose_views,
-                          **PRIVATE)
+                          **COMPOSE_EDITS)
 
         self.out_gallery.select(self.output_selected, [self.session], [self.session], **PRIVATE)
         self.output_to_edit.click(self.output_sent_to_edit, [self.session], self.form.components(
