@@ -21,9 +21,9 @@ from unittest import mock
 
 class _GradioWithoutStubWriting(importlib.abc.MetaPathFinder):
     """Loads `gradio.component_meta` without `create_or_modify_pyi`, which parses the source of each of Gradio's 80
-    component classes as they are created, to write `.pyi` stubs into site-packages: 1.3 of the 2.8 s that importing
-    Gradio takes, in every worker and every `python app.py` the tests start (docs/development.md). The stubs are for
-    Gradio's own editors; no page, event or test depends on them."""
+    component classes as they are created, to write `.pyi` stubs into site-packages: 1.05 of the 2.5 s of CPU that
+    importing Gradio takes, in every worker (docs/development.md; the `python app.py` the tests start still pay it).
+    The stubs are for Gradio's own editors; no page, event or test depends on them."""
 
     def find_spec(self, name, path, target=None):
         """The module's usual spec, whose loader drops the stub writer once the module has run."""
@@ -181,7 +181,7 @@ def pytest_collection_modifyitems(config, items):
 def pytest_collection_finish(session):
     """Freeze what importing and collecting made (Gradio, pydantic, the SDK, the test items: about 280,000 objects),
     so the collector no longer walks it: not in a full collection during the run, nor in the two that pytest makes
-    as each worker ends, all four workers at once (docs/development.md)."""
+    as each worker ends, all workers at once (docs/development.md)."""
     gc.collect()
     gc.freeze()
 

@@ -195,8 +195,7 @@ class GeminiEmulator:
         self.batches.reset()
         self.cutouts.reset()
 
-    def _handle(self, method: str, url: str, headers: dict[str, str], raw: bytes,
-                received_at: float | None = None) -> Reply | None:
+    def _handle(self, method: str, url: str, headers: dict[str, str], raw: bytes, received_at: float) -> Reply | None:
         if method == "POST" and urlsplit(url).path == "/token":
             return self.tokens.grant(raw)
         routed = vertex_call(url, headers)
@@ -210,7 +209,7 @@ class GeminiEmulator:
         with self._lock:  # stamped, recorded, given its fault and counted in one step: arrival order is one order
             # Counted from when its last byte was read (not after parsing, which a busy test process can delay), and
             # never before an arrival already counted, so the window sees arrivals in order.
-            rec.received_at = max(time.monotonic() if received_at is None else received_at, self._last_arrival)
+            rec.received_at = max(received_at, self._last_arrival)
             self._last_arrival = rec.received_at
             self.requests_seen += 1
             if self._requests.maxlen != 0:
